@@ -1,0 +1,156 @@
+use serde::{Deserialize, Serialize};
+
+fn clean(raw: &str, what: &str, max: usize, required: bool) -> Result<String, String> {
+    let value = raw.trim();
+    if required && value.is_empty() {
+        return Err(format!("{what} is required"));
+    }
+    if value.chars().count() > max {
+        return Err(format!("{what} has at most {max} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// The name shown on orders and in the shop: 1 to 100 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        clean(raw, "a name", 100, true).map(DisplayName)
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A phone number, normalised to `+` and digits (E.164 shape: 7 to 15 digits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        let (plus, rest) = match trimmed.strip_prefix('+') {
+            Some(rest) => ("+", rest),
+            None => ("", trimmed),
+        };
+        let mut digits = String::new();
+        for c in rest.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '(' | ')' | '.' => {}
+                _ => return Err(format!("{trimmed:?} is not a phone number")),
+            }
+        }
+        if !(7..=15).contains(&digits.len()) {
+            return Err("a phone number has 7 to 15 digits".into());
+        }
+        Ok(Phone(format!("{plus}{digits}")))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A shipping address as the customer gives it; the country is an ISO 3166-1 alpha-2 code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+impl Address {
+    /// Checks and normalises every part; errors name the part (`address.city`).
+    pub fn parse(raw: Address) -> Result<Self, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut part = |name: &str, value: &str, max: usize, required: bool| {
+            clean(value, name, max, required).unwrap_or_else(|e| {
+                errors.push((format!("address.{name}"), e));
+                String::new()
+            })
+        };
+        let line1 = part("line1", &raw.line1, 200, true);
+        let line2 = raw
+            .line2
+            .as_deref()
+            .map(|l| part("line2", l, 200, false))
+            .filter(|l| !l.is_empty());
+        let city = part("city", &raw.city, 100, true);
+        let postal_code = part("postal_code", &raw.postal_code, 20, true);
+        if !postal_code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
+        {
+            errors.push((
+                "address.postal_code".into(),
+                "letters, digits, spaces and dashes only".into(),
+            ));
+        }
+        let country = raw.country.trim().to_ascii_uppercase();
+        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_uppercase()) {
+            errors.push((
+                "address.country".into(),
+                "a two-letter ISO 3166 country code, like DE".into(),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(Address {
+                line1,
+                line2,
+                city,
+                postal_code,
+                country,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_normalise_to_digits() {
+        assert_eq!(
+            Phone::parse(" +49 (30) 123-4567 ").unwrap().into_inner(),
+            "+49301234567"
+        );
+        assert!(Phone::parse("call me").is_err());
+        assert!(Phone::parse("123").is_err());
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse(&"x".repeat(101)).is_err());
+        assert!(DisplayName::parse("bad\u{0007}").is_err());
+        assert_eq!(DisplayName::parse(" Ada ").unwrap().into_inner(), "Ada");
+    }
+
+    #[test]
+    fn address_errors_name_the_part() {
+        let errors = Address::parse(Address {
+            line1: "".into(),
+            line2: None,
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country: "Germany".into(),
+        })
+        .unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["address.line1", "address.country"]);
+    }
+}

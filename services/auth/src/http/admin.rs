@@ -1,0 +1,109 @@
+//! `/api/users/admin/*`: list users, block and unblock. Admins only.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use storefront_kit::{
+    Error, Json,
+    auth::RequireAdmin,
+    error::{Path, Query},
+};
+use uuid::Uuid;
+
+use super::{account::revoke_access, views::UserView};
+use crate::AppState;
+
+pub const MAX_PER_PAGE: u64 = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    page: Option<u64>,
+    per_page: Option<u64>,
+    blocked: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserList {
+    items: Vec<UserView>,
+    page: u64,
+    per_page: u64,
+    total: u64,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<UserList>, Error> {
+    let page = query.page.unwrap_or(1);
+    let per_page = query.per_page.unwrap_or(20);
+    if page == 0 {
+        return Err(Error::field("page", "pages start at 1"));
+    }
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(Error::field(
+            "per_page",
+            format!("between 1 and {MAX_PER_PAGE}"),
+        ));
+    }
+    let found = state
+        .store
+        .list_users(page, per_page, query.blocked)
+        .await?;
+    Ok(Json(UserList {
+        items: found.items.into_iter().map(UserView::from).collect(),
+        page,
+        per_page,
+        total: found.total,
+    }))
+}
+
+fn user_id(raw: &str) -> Result<Uuid, Error> {
+    raw.parse()
+        .map_err(|_| Error::NotFound(format!("no user {raw:?}")))
+}
+
+/// Blocks a user: they cannot sign in or refresh, and every session they have ends now.
+pub async fn block(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, Error> {
+    let id = user_id(&id)?;
+    if id == admin.sub {
+        return Err(Error::Conflict {
+            kind: "cannot-block-self",
+            detail: "an admin cannot block their own account".into(),
+        });
+    }
+    let (user, changed) = state
+        .store
+        .set_blocked(id, true, admin.sub)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no user {id}")))?;
+    // Even when already blocked: end any session that might have slipped through.
+    for session in state.store.revoke_user_sessions(id).await? {
+        revoke_access(&state, &session).await?;
+    }
+    if changed {
+        tracing::info!(user_id = %id, admin = %admin.sub, "user blocked");
+    }
+    Ok(Json(user.into()))
+}
+
+pub async fn unblock(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, Error> {
+    let id = user_id(&id)?;
+    let (user, changed) = state
+        .store
+        .set_blocked(id, false, admin.sub)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no user {id}")))?;
+    if changed {
+        tracing::info!(user_id = %id, admin = %admin.sub, "user unblocked");
+    }
+    Ok(Json(user.into()))
+}

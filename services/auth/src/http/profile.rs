@@ -1,0 +1,108 @@
+//! `GET|PATCH /api/users/profile`: the signed-in user's own name, phone and address.
+
+use axum::extract::State;
+use mongodb::bson::{self, Document};
+use serde::{Deserialize, Deserializer};
+use storefront_kit::{Error, FieldError, Json, auth::CurrentUser};
+
+use super::views::UserView;
+use crate::{
+    AppState,
+    domain::{Address, DisplayName, Fields, Phone},
+};
+
+/// Absent = unchanged; `null` = cleared (phone, address); a value = set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    address: Option<Option<Address>>,
+}
+
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    CurrentUser(claims): CurrentUser,
+) -> Result<Json<UserView>, Error> {
+    let user = state
+        .store
+        .user_by_id(claims.sub)
+        .await?
+        .ok_or_else(|| Error::NotFound("this account no longer exists".into()))?;
+    Ok(Json(user.into()))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    CurrentUser(claims): CurrentUser,
+    Json(patch): Json<ProfilePatch>,
+) -> Result<Json<UserView>, Error> {
+    let mut set = Document::new();
+    let mut unset = Document::new();
+    let mut fields = Fields::default();
+    if let Some(name) = patch.name.as_deref()
+        && let Some(name) = fields.check("name", DisplayName::parse(name))
+    {
+        set.insert("name", name.into_inner());
+    }
+    match patch.phone {
+        Some(Some(phone)) => {
+            if let Some(phone) = fields.check("phone", Phone::parse(&phone)) {
+                set.insert("phone", phone.into_inner());
+            }
+        }
+        Some(None) => {
+            unset.insert("phone", "");
+        }
+        None => {}
+    }
+    let mut address_errors = Vec::new();
+    match patch.address {
+        Some(Some(address)) => match Address::parse(address) {
+            Ok(address) => {
+                set.insert("address", bson::to_bson(&address).map_err(Error::internal)?);
+            }
+            Err(errors) => address_errors = errors,
+        },
+        Some(None) => {
+            unset.insert("address", "");
+        }
+        None => {}
+    }
+    if let Err(Error::Validation(mut errors)) = fields.finish() {
+        errors.extend(
+            address_errors
+                .into_iter()
+                .map(|(f, m)| FieldError::new(f, m)),
+        );
+        return Err(Error::Validation(errors));
+    }
+    if !address_errors.is_empty() {
+        return Err(Error::Validation(
+            address_errors
+                .into_iter()
+                .map(|(f, m)| FieldError::new(f, m))
+                .collect(),
+        ));
+    }
+    if set.is_empty() && unset.is_empty() {
+        return Err(Error::BadRequest(
+            "nothing to change: send name, phone or address".into(),
+        ));
+    }
+    let user = state
+        .store
+        .update_profile(claims.sub, set, unset)
+        .await?
+        .ok_or_else(|| Error::NotFound("this account no longer exists".into()))?;
+    Ok(Json(user.into()))
+}

@@ -1,0 +1,211 @@
+//! The auth service: accounts, sessions and the tokens every other Storefront service trusts.
+//!
+//! Access tokens are EdDSA JWTs valid 15 minutes; refresh tokens are opaque, valid 7 days, stored
+//! only as hashes and rotated on every use (a reused one ends its session). Other services verify
+//! access tokens with the public key from `/api/users/.well-known/jwks.json`; signout and blocking
+//! revoke token ids in Redis, which the kit checks on every request. See `docs/services/auth.md`.
+
+pub mod config;
+pub mod domain;
+mod http;
+pub mod keys;
+mod limits;
+mod passwords;
+pub mod store;
+
+use std::{ops::Deref, sync::Arc};
+
+use axum::{Router, extract::FromRef};
+use chrono::Duration;
+use rdkafka::producer::FutureProducer;
+use storefront_events::Topic;
+use storefront_kit::{
+    auth::{Authenticator, Revocations, Role},
+    kafka,
+    mongo::Mongo,
+    outbox::{Outbox, Relay},
+    server::{self, Readiness},
+};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub use config::Config;
+
+use crate::{
+    domain::{DisplayName, Email, Password},
+    keys::SigningKey,
+    limits::SigninLimiter,
+    store::{Store, UserDoc},
+};
+
+pub const SERVICE: &str = "auth";
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub keys: SigningKey,
+    pub authenticator: Arc<Authenticator>,
+    limiter: SigninLimiter,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub cookie_secure: bool,
+    pub trust_proxy_headers: bool,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.authenticator.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("signing key: {0}")]
+    Key(#[from] keys::KeyError),
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("bootstrap admin: {0}")]
+    Admin(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A ready-to-serve auth: the app, and the outbox relay to run beside it.
+pub struct Auth {
+    pub app: Router,
+    pub state: AppState,
+    pub relay: Relay,
+}
+
+/// Connects everything, creates indexes (and topics when configured) and the bootstrap admin.
+pub async fn build(config: &Config) -> Result<Auth, StartError> {
+    let keys = SigningKey::from_pem(&config.signing_key_pem)?;
+    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
+    let namespace = &config.kafka.topic_prefix;
+    let revocations = Revocations::connect(&config.redis.url, namespace).await?;
+    let producer: FutureProducer = kafka::producer(&config.kafka)?;
+    if config.kafka.ensure_topics {
+        kafka::ensure_topics(&config.kafka, &[Topic::Users.name(namespace)]).await?;
+    }
+    let outbox = Outbox::new(&mongo.db, namespace);
+    let store = Store::new(mongo.clone(), outbox.clone());
+    store.ensure_indexes().await?;
+    let relay = outbox.relay(&mongo.db, producer.clone());
+
+    if let Some((email, password)) = &config.bootstrap_admin {
+        ensure_admin(&store, email, password).await?;
+    }
+
+    let authenticator = Arc::new(Authenticator::from_keys(
+        keys.decoding_keys(),
+        revocations.clone(),
+    ));
+    let limiter = SigninLimiter::new(revocations.redis(), namespace, config.rate_limits.clone());
+    let state = AppState(Arc::new(Inner {
+        store,
+        keys,
+        authenticator,
+        limiter,
+        access_ttl: Duration::from_std(config.access_ttl).unwrap_or(Duration::minutes(15)),
+        refresh_ttl: Duration::from_std(config.refresh_ttl).unwrap_or(Duration::days(7)),
+        cookie_secure: config.http.cookie_secure,
+        trust_proxy_headers: config.http.trust_proxy_headers,
+    }));
+
+    let readiness = Readiness::new()
+        .check("mongodb", {
+            let mongo = mongo.clone();
+            move || {
+                let mongo = mongo.clone();
+                async move { mongo.ping().await }
+            }
+        })
+        .check("redis", move || {
+            let revocations = revocations.clone();
+            async move { revocations.ping().await }
+        })
+        .check("kafka", move || {
+            let producer = producer.clone();
+            async move { kafka::ping(&producer).await }
+        });
+    let app = server::build(
+        SERVICE,
+        http::routes(state.clone()),
+        readiness,
+        &config.http,
+    );
+    Ok(Auth { app, state, relay })
+}
+
+/// Runs auth until SIGTERM/Ctrl-C: serves HTTP and relays the outbox, then drains both.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let Auth { app, relay, .. } = build(&config).await?;
+    let listener = server::bind(&config.http.bind_addr).await?;
+    let (stop, stopped) = watch::channel(false);
+    let relay = tokio::spawn(relay.run(stopped));
+    server::serve(listener, app, server::shutdown_signal()).await?;
+    let _ = stop.send(true);
+    let _ = relay.await;
+    Ok(())
+}
+
+/// A new user document with a freshly hashed password.
+pub(crate) async fn new_user(
+    email: Email,
+    name: DisplayName,
+    role: Role,
+    password: Password,
+) -> Result<UserDoc, storefront_kit::Error> {
+    let password_hash = passwords::hash(password.expose().to_owned()).await?;
+    let now = mongodb::bson::DateTime::now();
+    Ok(UserDoc {
+        id: Uuid::new_v4().to_string(),
+        email: email.as_str().to_owned(),
+        password_hash,
+        name: name.into_inner(),
+        phone: None,
+        address: None,
+        role,
+        blocked: false,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Creates the admin named by `ADMIN_EMAIL` unless an account with that email exists.
+async fn ensure_admin(store: &Store, email: &str, password: &str) -> Result<(), StartError> {
+    let email = Email::parse(email).map_err(StartError::Admin)?;
+    let password = Password::parse(password, Some(&email)).map_err(StartError::Admin)?;
+    if let Some(existing) = store
+        .user_by_email(email.as_str())
+        .await
+        .map_err(|e| StartError::Admin(e.to_string()))?
+    {
+        if existing.role != Role::Admin {
+            tracing::warn!(email = %email, "ADMIN_EMAIL belongs to a customer account; not promoting it");
+        }
+        return Ok(());
+    }
+    let name = DisplayName::parse("Administrator").map_err(StartError::Admin)?;
+    let user = new_user(email, name, Role::Admin, password)
+        .await
+        .map_err(|e| StartError::Admin(e.to_string()))?;
+    match store.create_user(&user).await {
+        Ok(()) | Err(store::StoreError::DuplicateEmail) => Ok(()),
+        Err(e) => Err(StartError::Admin(e.to_string())),
+    }
+}

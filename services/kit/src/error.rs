@@ -1,0 +1,268 @@
+//! One error type for every handler, rendered as RFC 9457 `application/problem+json`.
+//!
+//! Handlers return `Result<_, Error>` and use `?`; the mapping to a status code, a stable `type`
+//! and a human `detail` lives here only. Internal errors are logged with their cause and answered
+//! with a generic 500 that leaks nothing.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{FromRequest, Request, rejection::JsonRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// The base of every problem `type` URI; the slug after it is the stable part clients match on.
+pub const PROBLEM_BASE: &str = "https://storefront.dev/problems/";
+
+/// One invalid input field: which, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 422: the body parsed but some fields are invalid.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 400: the request is malformed (bad JSON, unknown fields, bad query).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no valid credentials. `kind` is the problem slug (`unauthenticated`, `token-expired`…).
+    #[error("{detail}")]
+    Unauthorized { kind: &'static str, detail: String },
+    /// 403: authenticated, but not allowed.
+    #[error("{detail}")]
+    Forbidden { kind: &'static str, detail: String },
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: conflicts with current state (duplicate email, …).
+    #[error("{detail}")]
+    Conflict { kind: &'static str, detail: String },
+    /// 413.
+    #[error("request body exceeds this endpoint's size limit")]
+    PayloadTooLarge,
+    /// 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 429 with `Retry-After`.
+    #[error("too many attempts, retry in {} s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    /// 503: a dependency the request needs is down (we fail closed).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected backend failure. Logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Error::Internal(e.to_string())
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Error::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Error::Unauthorized {
+            kind: "unauthenticated",
+            detail: detail.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable problem slug.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Validation(_) => "validation",
+            Error::BadRequest(_) => "malformed-request",
+            Error::Unauthorized { kind, .. }
+            | Error::Forbidden { kind, .. }
+            | Error::Conflict { kind, .. } => kind,
+            Error::NotFound(_) => "not-found",
+            Error::PayloadTooLarge => "payload-too-large",
+            Error::UnsupportedMediaType(_) => "unsupported-media-type",
+            Error::RateLimited { .. } => "rate-limited",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+}
+
+/// The problem+json body.
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            Error::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                "something went wrong on our side; it has been logged".to_owned()
+            }
+            Error::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "dependency unavailable");
+                self.to_string()
+            }
+            Error::Validation(fields) => {
+                let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+                format!("invalid fields: {}", names.join(", "))
+            }
+            _ => self.to_string(),
+        };
+        let problem = Problem {
+            type_uri: format!("{PROBLEM_BASE}{}", self.kind()),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            errors: match &self {
+                Error::Validation(fields) => Some(fields),
+                _ => None,
+            },
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match &self {
+            Error::RateLimited { retry_after } => {
+                headers.insert(header::RETRY_AFTER, retry_after.as_secs().max(1).into());
+            }
+            Error::Unauthorized { .. } => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<mongodb::error::Error> for Error {
+    fn from(e: mongodb::error::Error) -> Self {
+        Error::Internal(format!("mongodb: {e}"))
+    }
+}
+
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType(
+                "expected a body with Content-Type: application/json".into(),
+            ),
+            _ => Error::BadRequest(rejection.body_text()),
+        }
+    }
+}
+
+/// `axum::Json`, but a bad body is a problem+json answer: 400 for malformed JSON, unknown fields or
+/// wrong types, 413 over the body limit, 415 without a JSON content type.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(rejection.into()),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Query strings the same way: a bad one is a 400 problem, not a plain-text rejection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|rejection| Error::BadRequest(rejection.body_text()))
+    }
+}
+
+/// Path parameters the same way.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|rejection| Error::BadRequest(rejection.body_text()))
+    }
+}

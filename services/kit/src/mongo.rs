@@ -1,0 +1,69 @@
+//! This service's own MongoDB database (services never share one), and the error predicates the
+//! stores need.
+
+use std::time::Duration;
+
+use mongodb::{
+    Client, Database,
+    bson::doc,
+    error::{
+        ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT, WriteFailure,
+    },
+    options::ClientOptions,
+};
+
+use crate::config::MongoConfig;
+
+/// A client and this service's database on it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Mongo {
+    pub client: Client,
+    pub db: Database,
+}
+
+impl Mongo {
+    /// Connects lazily: the driver dials on first use, so a service starts (and reports not-ready)
+    /// while MongoDB is still coming up.
+    pub async fn connect(
+        config: &MongoConfig,
+        app_name: &str,
+    ) -> Result<Self, mongodb::error::Error> {
+        let mut options = ClientOptions::parse(&config.uri).await?;
+        options.app_name = Some(app_name.to_owned());
+        options.server_selection_timeout = Some(Duration::from_secs(5));
+        options.connect_timeout = Some(Duration::from_secs(5));
+        let client = Client::with_options(options)?;
+        let db = client.database(&config.database);
+        Ok(Mongo { client, db })
+    }
+
+    pub async fn ping(&self) -> Result<(), String> {
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A unique index refused the write (E11000).
+pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
+        ErrorKind::Command(e) => e.code == 11000,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()
+            .is_some_and(|errors| errors.iter().any(|e| e.code == 11000)),
+        _ => false,
+    }
+}
+
+/// The transaction may succeed if run again (write conflict, failover).
+pub fn is_transient(error: &mongodb::error::Error) -> bool {
+    error.contains_label(TRANSIENT_TRANSACTION_ERROR)
+        || error.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+}
+
+/// How many times a store runs a transaction that failed transiently.
+pub const TRANSACTION_ATTEMPTS: usize = 5;

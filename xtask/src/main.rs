@@ -1,0 +1,68 @@
+//! `cargo xtask`: the one-machine Storefront.
+//!
+//! - `up [--release] [--detach]`: install what is missing, start the backends, the services and the
+//!   gateway on http://127.0.0.1:8080, create the admin account, wait until everything is ready;
+//!   Ctrl-C stops it all (or `down` stops a detached one).
+//! - `down`: stop a detached `up`.
+//! - `test [ARGS…]`: install, start the backends for tests, run the whole suite with nextest.
+//! - `bench auth`: load the auth service through the gateway and print the figures.
+//! - `install`: only install the backends.
+//! - `schemas`: regenerate `docs/events/` from the event types.
+
+mod bench;
+mod install;
+mod procs;
+mod services;
+mod stack;
+mod test;
+mod up;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+  up [--release] [--detach]   run the whole shop on http://127.0.0.1:8080 (Ctrl-C stops it)
+  down                        stop a detached `up`
+  test [NEXTEST ARGS…]        start the test backends and run every test
+  bench auth                  benchmark the auth service through the gateway
+  install                     install the backends only
+  schemas                     regenerate docs/events/ from the event types";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("up") => up::up(&args[1..]),
+        Some("down") => up::down(),
+        Some("test") => test::test(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
+        Some("install") => install::Tools::ensure().map(|_| ()),
+        Some("schemas") => test::schemas(),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// A short progress line.
+pub fn step(message: impl std::fmt::Display) {
+    eprintln!("==> {message}");
+}

@@ -1,0 +1,316 @@
+//! The services of ARCHITECTURE §3, their local ports and routes, the environment each is started
+//! with, and the nginx gateway that mirrors the Ingress on one port. A service joins the stack as
+//! soon as its crate exists (`services/{name}/Cargo.toml`); routes of services not built yet answer
+//! 503 problem+json from the gateway, so the route table is complete from day one.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    install::{Tools, run},
+    procs::{self, Proc},
+    root,
+    stack::{Endpoints, Stack},
+    step,
+};
+
+pub struct Service {
+    pub name: &'static str,
+    /// Its port on loopback (the gateway proxies to it).
+    pub port: u16,
+    /// Ingress path prefixes.
+    pub routes: &'static [&'static str],
+}
+
+pub const SERVICES: [Service; 7] = [
+    Service {
+        name: "auth",
+        port: 8101,
+        routes: &["/api/users/"],
+    },
+    Service {
+        name: "products",
+        port: 8102,
+        routes: &["/api/products"],
+    },
+    Service {
+        name: "cart",
+        port: 8103,
+        routes: &["/api/cart"],
+    },
+    Service {
+        name: "orders",
+        port: 8104,
+        routes: &["/api/orders"],
+    },
+    Service {
+        name: "payments",
+        port: 8105,
+        routes: &["/api/payments"],
+    },
+    Service {
+        name: "notifications",
+        port: 8106,
+        routes: &["/api/notifications", "/ws/notifications"],
+    },
+    Service {
+        name: "web",
+        port: 8107,
+        routes: &["/"],
+    },
+];
+
+pub const GATEWAY_PORT: u16 = 8080;
+pub const TOPIC_PREFIX: &str = "storefront";
+
+impl Service {
+    pub fn exists(&self) -> bool {
+        root()
+            .join("services")
+            .join(self.name)
+            .join("Cargo.toml")
+            .exists()
+    }
+
+    pub fn package(&self) -> String {
+        format!("storefront-{}", self.name)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+pub fn built() -> Vec<&'static Service> {
+    SERVICES.iter().filter(|s| s.exists()).collect()
+}
+
+/// `cargo build` of every existing service binary.
+pub fn build(release: bool) -> Result<PathBuf> {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(root()).args(["build", "--bins"]);
+    for service in built() {
+        cargo.args(["-p", &service.package()]);
+    }
+    if release {
+        cargo.arg("--release");
+    }
+    step(format!(
+        "building services ({})",
+        if release { "release" } else { "debug" }
+    ));
+    let status = cargo.status().context("run cargo build")?;
+    if !status.success() {
+        bail!("cargo build of the services failed");
+    }
+    Ok(target_dir().join(if release { "release" } else { "debug" }))
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// What every service is started with; `extra` adds or overrides per service.
+pub struct ServiceEnv<'a> {
+    pub endpoints: &'a Endpoints,
+    pub signing_key: &'a Path,
+    pub admin: Option<(&'a str, &'a str)>,
+    /// Extra variables for every service (the bench raises rate limits).
+    pub overrides: Vec<(String, String)>,
+}
+
+impl ServiceEnv<'_> {
+    fn apply(&self, service: &Service, command: &mut Command) {
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env("BIND_ADDR", format!("127.0.0.1:{}", service.port))
+            .env(
+                "MONGODB_DATABASE",
+                format!("{TOPIC_PREFIX}_{}", service.name),
+            )
+            .env("TOPIC_PREFIX", TOPIC_PREFIX)
+            .env("KAFKA_ENSURE_TOPICS", "true")
+            .env("KAFKA_FETCH_WAIT_MAX_MS", "10")
+            .env("COOKIE_SECURE", "false")
+            .env("TRUST_PROXY_HEADERS", "true")
+            .env(
+                "JWKS_URL",
+                format!("{}/api/users/.well-known/jwks.json", SERVICES[0].url()),
+            )
+            .env("PUBLIC_URL", format!("http://127.0.0.1:{GATEWAY_PORT}"))
+            .env("S3_BUCKET", format!("{TOPIC_PREFIX}-images"))
+            .envs(self.endpoints.env());
+        if service.name == "auth" {
+            command.env("SIGNING_KEY_FILE", self.signing_key);
+            if let Some((email, password)) = self.admin {
+                command
+                    .env("ADMIN_EMAIL", email)
+                    .env("ADMIN_PASSWORD", password);
+            }
+        }
+        command.envs(self.overrides.iter().map(|(k, v)| (k, v)));
+    }
+}
+
+/// Starts every built service and waits until each `/readyz` answers 200.
+pub fn start(stack: &mut Stack, bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<()> {
+    for service in built() {
+        if procs::port_in_use(service.port) {
+            bail!(
+                "port {} for {} is taken by another program",
+                service.port,
+                service.name
+            );
+        }
+        let mut command = Command::new(bin_dir.join(service.name));
+        env.apply(service, &mut command);
+        let proc = procs::spawn(service.name, &mut command, &stack.logs())?;
+        stack.started(
+            proc.clone(),
+            service.port,
+            Duration::from_secs(60),
+            service.name,
+        )?;
+        wait_ready(&proc, service)?;
+    }
+    Ok(())
+}
+
+fn wait_ready(proc: &Proc, service: &Service) -> Result<()> {
+    let url = format!("{}/readyz", service.url());
+    let until = Instant::now() + Duration::from_secs(60);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::new();
+    loop {
+        let answer = runtime.block_on(async {
+            let response = client
+                .get(&url)
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await?;
+            let status = response.status();
+            Ok::<_, reqwest::Error>((status, response.text().await.unwrap_or_default()))
+        });
+        match answer {
+            Ok((status, _)) if status.is_success() => return Ok(()),
+            Ok((_, body)) if Instant::now() > until => {
+                bail!("{} is not ready after 60 s: {body}", service.name)
+            }
+            Err(e) if Instant::now() > until => {
+                bail!("{} is not ready after 60 s: {e}", service.name)
+            }
+            _ => {}
+        }
+        if !procs::alive(proc.pid) {
+            bail!(
+                "{} exited; its log ends:\n{}",
+                service.name,
+                procs::tail(&proc.log, 20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The nginx configuration: the Ingress routes on `port`, WebSocket upgrades on `/ws/`.
+pub fn gateway_config(dir: &Path, port: u16) -> String {
+    let mut upstreams = String::new();
+    let mut locations = String::new();
+    for service in &SERVICES {
+        for route in service.routes {
+            let body = if service.exists() {
+                let upgrade = if route.starts_with("/ws/") {
+                    "            proxy_set_header Upgrade $http_upgrade;\n            proxy_set_header Connection \"upgrade\";\n            proxy_read_timeout 1h;\n"
+                } else {
+                    "            proxy_set_header Connection \"\";\n"
+                };
+                format!(
+                    "            proxy_pass http://{name};\n            proxy_http_version 1.1;\n{upgrade}            proxy_set_header Host $host;\n            proxy_set_header X-Real-IP $remote_addr;\n            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n            proxy_set_header X-Forwarded-Proto $scheme;\n",
+                    name = service.name
+                )
+            } else {
+                format!(
+                    "            default_type application/problem+json;\n            return 503 '{{\"type\":\"https://storefront.dev/problems/service-not-built\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"the {} service is not part of this build yet\"}}';\n",
+                    service.name
+                )
+            };
+            locations.push_str(&format!("        location {route} {{\n{body}        }}\n"));
+        }
+        if service.exists() {
+            upstreams.push_str(&format!(
+                "    upstream {} {{\n        server 127.0.0.1:{};\n        keepalive 64;\n    }}\n",
+                service.name, service.port
+            ));
+        }
+    }
+    let d = dir.display();
+    format!(
+        "# Generated by `cargo xtask up`: the Ingress routes of ARCHITECTURE §3 on one port.
+worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/logs/nginx-error.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    client_max_body_size 12m;
+{upstreams}    server {{
+        listen 127.0.0.1:{port};
+{locations}    }}
+}}
+"
+    )
+}
+
+/// Starts nginx with the generated configuration, after checking it.
+pub fn start_gateway(stack: &mut Stack, tools: &Tools, port: u16) -> Result<()> {
+    let dir = stack.dir.join("gateway");
+    for sub in ["logs", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    let config = dir.join("nginx.conf");
+    std::fs::write(&config, gateway_config(&dir, port))?;
+    run(
+        Command::new(&tools.nginx)
+            .arg("-t")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&config),
+        "nginx -t (check the gateway configuration)",
+    )?;
+    if procs::port_in_use(port) {
+        bail!("port {port} for the gateway is taken by another program");
+    }
+    let proc = procs::spawn(
+        "gateway",
+        Command::new(&tools.nginx)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&config)
+            .args(["-g", "daemon off;"]),
+        &stack.logs(),
+    )?;
+    stack.started(proc, port, Duration::from_secs(10), "gateway (nginx)")
+}

@@ -1,0 +1,269 @@
+//! The backends, started as processes on loopback under one directory (`.stack/` for `up`,
+//! `target/test-stack/` for tests): `data/`, `logs/`, and `stack.json` with ports and pids.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use crate::{
+    install::Tools,
+    procs::{self, Proc},
+    step,
+};
+
+/// Fixed S3 credentials of the local object store (loopback only).
+pub const S3_ACCESS_KEY: &str = "storefront-local";
+pub const S3_SECRET_KEY: &str = "storefront-local-secret";
+/// localstripe accepts any key that looks like a test key.
+pub const STRIPE_SECRET_KEY: &str = "sk_test_storefront_local";
+
+/// Where the backends listen.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub mongodb_uri: String,
+    pub kafka_bootstrap: String,
+    pub redis_url: String,
+    pub s3_endpoint: String,
+    pub stripe_url: String,
+}
+
+impl Endpoints {
+    /// The environment the services (and tests) read.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("MONGODB_URI", self.mongodb_uri.clone()),
+            ("KAFKA_BOOTSTRAP_SERVERS", self.kafka_bootstrap.clone()),
+            ("REDIS_URL", self.redis_url.clone()),
+            ("S3_ENDPOINT", self.s3_endpoint.clone()),
+            ("S3_ACCESS_KEY", S3_ACCESS_KEY.into()),
+            ("S3_SECRET_KEY", S3_SECRET_KEY.into()),
+            ("STRIPE_API_BASE", self.stripe_url.clone()),
+            ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY.into()),
+        ]
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "mongodb_uri": self.mongodb_uri,
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "redis_url": self.redis_url,
+            "s3_endpoint": self.s3_endpoint,
+            "stripe_url": self.stripe_url,
+        })
+    }
+
+    fn from_json(v: &Value) -> Option<Self> {
+        let s = |k: &str| v[k].as_str().map(String::from);
+        Some(Endpoints {
+            mongodb_uri: s("mongodb_uri")?,
+            kafka_bootstrap: s("kafka_bootstrap")?,
+            redis_url: s("redis_url")?,
+            s3_endpoint: s("s3_endpoint")?,
+            stripe_url: s("stripe_url")?,
+        })
+    }
+}
+
+/// A running stack: what it started (in order) and where the backends are.
+pub struct Stack {
+    pub dir: PathBuf,
+    pub procs: Vec<Proc>,
+    pub endpoints: Endpoints,
+}
+
+/// Whether the backends keep data across restarts (`up`) or start empty (tests, benches).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    Keep,
+    Ephemeral,
+}
+
+impl Stack {
+    pub fn logs(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    /// Starts every backend and waits until each accepts connections. On failure, stops what
+    /// already started.
+    pub fn start_backends(dir: &Path, tools: &Tools, persistence: Persistence) -> Result<Stack> {
+        std::fs::create_dir_all(dir.join("data"))?;
+        let mut stack = Stack {
+            dir: dir.to_path_buf(),
+            procs: Vec::new(),
+            endpoints: Endpoints {
+                mongodb_uri: String::new(),
+                kafka_bootstrap: String::new(),
+                redis_url: String::new(),
+                s3_endpoint: String::new(),
+                stripe_url: String::new(),
+            },
+        };
+        match stack.start_all(tools, persistence) {
+            Ok(()) => Ok(stack),
+            Err(e) => {
+                stack.stop();
+                Err(e)
+            }
+        }
+    }
+
+    fn start_all(&mut self, tools: &Tools, persistence: Persistence) -> Result<()> {
+        let data = self.dir.join("data");
+        let logs = self.logs();
+
+        let port = procs::free_port()?;
+        let storage = match persistence {
+            Persistence::Keep => {
+                let path = data.join("mongodb");
+                std::fs::create_dir_all(&path)?;
+                path.display().to_string()
+            }
+            Persistence::Ephemeral => ":memory:".into(),
+        };
+        let mongo = procs::spawn(
+            "mongodb",
+            Command::new(&tools.secantusd)
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--storage-path",
+                    &storage,
+                ])
+                .args(["--log-level", "WARNING"]),
+            &logs,
+        )?;
+        self.started(mongo, port, Duration::from_secs(30), "MongoDB (SecantusDB)")?;
+        self.endpoints.mongodb_uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
+
+        let port = procs::free_port()?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let kafka = procs::spawn(
+            "kafka",
+            Command::new(&tools.tansu)
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", "memory://tansu/"])
+                .env("RUST_LOG", "warn"),
+            &logs,
+        )?;
+        self.started(kafka, port, Duration::from_secs(30), "Kafka (tansu)")?;
+        self.endpoints.kafka_bootstrap = format!("127.0.0.1:{port}");
+
+        let port = procs::free_port()?;
+        let redis_dir = data.join("redis");
+        std::fs::create_dir_all(&redis_dir)?;
+        let redis = procs::spawn(
+            "redis",
+            Command::new(&tools.redis_server)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(["--daemonize", "no", "--protected-mode", "yes"])
+                .arg("--dir")
+                .arg(&redis_dir),
+            &logs,
+        )?;
+        self.started(redis, port, Duration::from_secs(15), "Redis")?;
+        self.endpoints.redis_url = format!("redis://127.0.0.1:{port}");
+
+        let port = procs::free_port()?;
+        let s3_dir = data.join("s3");
+        std::fs::create_dir_all(&s3_dir)?;
+        let s3 = procs::spawn(
+            "s3",
+            Command::new(&tools.s3s_fs)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+                .arg(&s3_dir),
+            &logs,
+        )?;
+        self.started(s3, port, Duration::from_secs(15), "S3 (s3s-fs)")?;
+        self.endpoints.s3_endpoint = format!("http://127.0.0.1:{port}");
+
+        let port = procs::free_port()?;
+        let stripe = procs::spawn(
+            "stripe",
+            Command::new(&tools.localstripe_python)
+                .arg(&tools.localstripe_launcher)
+                .args(["--port", &port.to_string()]),
+            &logs,
+        )?;
+        self.started(
+            stripe,
+            port,
+            Duration::from_secs(30),
+            "Stripe (localstripe)",
+        )?;
+        self.endpoints.stripe_url = format!("http://127.0.0.1:{port}");
+        Ok(())
+    }
+
+    /// Records a started process once its port is open.
+    pub fn started(&mut self, proc: Proc, port: u16, deadline: Duration, what: &str) -> Result<()> {
+        let result = procs::wait_for_port(&proc, port, deadline);
+        self.procs.push(proc);
+        result.with_context(|| format!("{what} did not start"))?;
+        step(format!("{what} on 127.0.0.1:{port}"));
+        Ok(())
+    }
+
+    /// Stops everything, newest first.
+    pub fn stop(&self) {
+        for proc in self.procs.iter().rev() {
+            procs::stop(proc, Duration::from_secs(10));
+        }
+        let _ = std::fs::remove_file(self.dir.join("stack.json"));
+    }
+
+    pub fn save(&self, extra: Value) -> Result<()> {
+        let state = json!({
+            "xtask_pid": std::process::id(),
+            "endpoints": self.endpoints.to_json(),
+            "procs": self.procs.iter().map(Proc::to_json).collect::<Vec<_>>(),
+            "extra": extra,
+        });
+        std::fs::write(
+            self.dir.join("stack.json"),
+            serde_json::to_vec_pretty(&state)?,
+        )?;
+        Ok(())
+    }
+
+    /// The stack recorded in `dir`, if its file exists.
+    pub fn load(dir: &Path) -> Option<Stack> {
+        let text = std::fs::read_to_string(dir.join("stack.json")).ok()?;
+        let state: Value = serde_json::from_str(&text).ok()?;
+        Some(Stack {
+            dir: dir.to_path_buf(),
+            procs: state["procs"]
+                .as_array()?
+                .iter()
+                .filter_map(Proc::from_json)
+                .collect(),
+            endpoints: Endpoints::from_json(&state["endpoints"])?,
+        })
+    }
+
+    pub fn any_alive(&self) -> bool {
+        self.procs.iter().any(|p| procs::alive(p.pid))
+    }
+}
