@@ -1,0 +1,249 @@
+//! The consumer runner against real Kafka and MongoDB: redelivery is harmless, failures are
+//! retried, poison events go to the dead-letter topic and do not stall the partition.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use mongodb::{
+    ClientSession, Collection,
+    bson::{Document, doc},
+};
+use rdkafka::{
+    ClientConfig, Message,
+    consumer::{Consumer, StreamConsumer},
+    message::Headers,
+    producer::FutureRecord,
+    util::Timeout,
+};
+use storefront_events::{Envelope, dlq_topic, users::UserUpdated};
+use storefront_kit::{
+    config::KafkaConfig,
+    kafka::{self, ConsumerRunner, ConsumerSettings, EventHandler, HandlerError},
+    mongo::Mongo,
+    testing::{TestStack, unique},
+};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Applies events by recording their ids; fails the first `fail_first` calls, and always for
+/// events keyed `poison`.
+struct Recorder {
+    applied: Collection<Document>,
+    fail_first: AtomicU32,
+    calls: AtomicU32,
+}
+
+impl EventHandler for Recorder {
+    async fn handle(
+        &self,
+        event: &Envelope,
+        session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if event.key == "poison" {
+            return Err(HandlerError::Failed(
+                "this event can never be applied".into(),
+            ));
+        }
+        if self.fail_first.load(Ordering::SeqCst) > 0 {
+            self.fail_first.fetch_sub(1, Ordering::SeqCst);
+            return Err(HandlerError::Failed("transient trouble".into()));
+        }
+        self.applied
+            .insert_one(doc! { "event_id": event.id.to_string() })
+            .session(session)
+            .await?;
+        Ok(())
+    }
+}
+
+struct Harness {
+    kafka: KafkaConfig,
+    topic: String,
+    group: String,
+    handler: Arc<Recorder>,
+    stop: watch::Sender<bool>,
+    runner: tokio::task::JoinHandle<()>,
+}
+
+async fn start(fail_first: u32) -> Harness {
+    let stack = TestStack::from_env();
+    let kafka = stack.kafka(&unique("t"));
+    let topic = format!("{}.users", kafka.topic_prefix);
+    kafka::ensure_topics(&kafka, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let mongo = Mongo::connect(&stack.mongo(&unique("consumer")), "test")
+        .await
+        .unwrap();
+    let handler = Arc::new(Recorder {
+        applied: mongo.db.collection("applied"),
+        fail_first: AtomicU32::new(fail_first),
+        calls: AtomicU32::new(0),
+    });
+    let group = unique("group");
+    let mut settings = ConsumerSettings::new(&group, vec![topic.clone()]);
+    settings.max_attempts = 3;
+    settings.backoff = Duration::from_millis(10);
+    let runner = ConsumerRunner::new(&kafka, settings, mongo, handler.clone())
+        .await
+        .unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let runner = tokio::spawn(runner.run(stopped));
+    Harness {
+        kafka,
+        topic,
+        group,
+        handler,
+        stop,
+        runner,
+    }
+}
+
+fn event(key: &str) -> Envelope {
+    let data = UserUpdated {
+        user_id: Uuid::new_v4(),
+        email: "a@b.co".into(),
+        name: "A".into(),
+        role: storefront_events::users::Role::Customer,
+        blocked: false,
+        updated_at: chrono::Utc::now(),
+    };
+    Envelope::new("test", key, 1, data).into_raw().unwrap()
+}
+
+impl Harness {
+    async fn send_raw(&self, key: &str, payload: &[u8]) {
+        let producer = kafka::producer(&self.kafka).unwrap();
+        producer
+            .send(
+                FutureRecord::to(&self.topic).key(key).payload(payload),
+                Timeout::After(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    async fn send(&self, event: &Envelope) {
+        self.send_raw(&event.key, &serde_json::to_vec(event).unwrap())
+            .await;
+    }
+
+    async fn applied(&self, id: Uuid) -> u64 {
+        self.handler
+            .applied
+            .count_documents(doc! { "event_id": id.to_string() })
+            .await
+            .unwrap()
+    }
+
+    /// Waits (with a deadline) until `id` was applied: everything sent before it on the same
+    /// partition has been dealt with by then.
+    async fn wait_applied(&self, id: Uuid) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self.applied(id).await == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "event {id} was never applied"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.runner.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_event_is_applied_once() {
+    let h = start(0).await;
+    let twice = event("k");
+    h.send(&twice).await;
+    h.send(&twice).await;
+    let marker = event("k");
+    h.send(&marker).await;
+    h.wait_applied(marker.id).await;
+    assert_eq!(h.applied(twice.id).await, 1);
+    assert_eq!(
+        h.handler.calls.load(Ordering::SeqCst),
+        2,
+        "the duplicate never reached the handler"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_retried_until_it_succeeds() {
+    let h = start(2).await;
+    let e = event("k");
+    h.send(&e).await;
+    h.wait_applied(e.id).await;
+    assert_eq!(h.handler.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(h.applied(e.id).await, 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn poison_events_are_dead_lettered_and_do_not_stall_the_partition() {
+    let h = start(0).await;
+    let poison = event("poison");
+    h.send(&poison).await;
+    h.send_raw("k", b"{not json").await;
+    let after = event("k");
+    h.send(&after).await;
+    h.wait_applied(after.id).await;
+
+    let dlq: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &h.kafka.bootstrap_servers)
+        .set("group.id", unique("dlq-check"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[dlq_topic(&h.topic, &h.group).as_str()])
+        .unwrap();
+    let mut dead = Vec::new();
+    for _ in 0..2 {
+        let message = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let headers = message.headers().unwrap();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        dead.push((
+            header("error").unwrap(),
+            header("attempts").unwrap(),
+            message.payload().map(<[u8]>::to_vec),
+        ));
+    }
+    tokio::task::spawn_blocking(move || drop(dlq))
+        .await
+        .unwrap();
+    assert!(dead[0].0.contains("can never be applied"));
+    assert_eq!(dead[0].1, "3");
+    assert_eq!(
+        Envelope::from_slice(dead[0].2.as_deref().unwrap())
+            .unwrap()
+            .id,
+        poison.id
+    );
+    assert!(dead[1].0.contains("malformed event"));
+    assert_eq!(dead[1].2.as_deref(), Some(&b"{not json"[..]));
+    h.stop().await;
+}
