@@ -115,7 +115,10 @@ impl From<StoreError> for storefront_kit::Error {
 /// What a refresh token turned out to be.
 pub enum RefreshLookup {
     /// Valid and now spent: rotate.
-    Fresh { session: SessionDoc, user: UserDoc },
+    Fresh {
+        session: SessionDoc,
+        user: Box<UserDoc>,
+    },
     /// Spent before: someone replayed it. The session has been revoked.
     Reused { session: Option<SessionDoc> },
     /// Unknown, expired, or its session is over.
@@ -445,7 +448,10 @@ impl Store {
         let Some(user) = self.users.find_one(doc! { "_id": &token.user_id }).await? else {
             return Ok(RefreshLookup::Invalid);
         };
-        Ok(RefreshLookup::Fresh { session, user })
+        Ok(RefreshLookup::Fresh {
+            session,
+            user: Box::new(user),
+        })
     }
 
     /// Records the rotated refresh token and the new access token of a session.

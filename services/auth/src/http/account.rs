@@ -262,7 +262,7 @@ pub async fn refresh(
             Ok(session_response(
                 &state,
                 StatusCode::OK,
-                user.into(),
+                (*user).into(),
                 access,
                 refresh,
             ))
