@@ -55,6 +55,10 @@ async fn other_service(app: &TestApp, jwks_url: String) -> String {
     format!("http://{addr}")
 }
 
+async fn get_with(app: &TestApp, url: &str, token: &str) -> reqwest::Response {
+    app.http.get(url).bearer_auth(token).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn jwks_publishes_the_ed25519_public_key() {
     let app = spawn_app().await;
@@ -93,51 +97,21 @@ async fn another_service_trusts_auth_tokens_until_signout() {
     let address = email();
     let session = app.signup(&address).await;
 
-    let me = app
-        .http
-        .get(format!("{orders}/whoami"))
-        .bearer_auth(&session.access)
-        .send()
-        .await
-        .unwrap();
+    let me = get_with(&app, &format!("{orders}/whoami"), &session.access).await;
     assert_eq!(me.status(), StatusCode::OK);
     assert_eq!(me.text().await.unwrap(), address);
-    let admin_route = app
-        .http
-        .get(format!("{orders}/admin"))
-        .bearer_auth(&session.access)
-        .send()
-        .await
-        .unwrap();
+    let admin_route = get_with(&app, &format!("{orders}/admin"), &session.access).await;
     problem(admin_route, StatusCode::FORBIDDEN, "admin-only").await;
     let admin = app.admin().await;
-    let admin_route = app
-        .http
-        .get(format!("{orders}/admin"))
-        .bearer_auth(&admin.access)
-        .send()
-        .await
-        .unwrap();
+    let admin_route = get_with(&app, &format!("{orders}/admin"), &admin.access).await;
     assert_eq!(admin_route.status(), StatusCode::OK);
 
     app.post_as(&session.access, "/signout", None).await;
-    let after = app
-        .http
-        .get(format!("{orders}/whoami"))
-        .bearer_auth(&session.access)
-        .send()
-        .await
-        .unwrap();
+    let after = get_with(&app, &format!("{orders}/whoami"), &session.access).await;
     problem(after, StatusCode::UNAUTHORIZED, "token-revoked").await;
 
     let foreign = spawn_app().await.mint(|_| {});
-    let response = app
-        .http
-        .get(format!("{orders}/whoami"))
-        .bearer_auth(&foreign)
-        .send()
-        .await
-        .unwrap();
+    let response = get_with(&app, &format!("{orders}/whoami"), &foreign).await;
     problem(response, StatusCode::UNAUTHORIZED, "invalid-token").await;
 }
 
@@ -146,13 +120,7 @@ async fn an_unreachable_jwks_fails_closed() {
     let app = spawn_app().await;
     let orders = other_service(&app, "http://127.0.0.1:9/jwks.json".into()).await;
     let session = app.signup(&email()).await;
-    let response = app
-        .http
-        .get(format!("{orders}/whoami"))
-        .bearer_auth(&session.access)
-        .send()
-        .await
-        .unwrap();
+    let response = get_with(&app, &format!("{orders}/whoami"), &session.access).await;
     problem(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
 }
 
