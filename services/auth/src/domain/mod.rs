@@ -21,6 +21,10 @@ impl Fields {
         }
     }
 
+    pub fn add(&mut self, field: String, message: String) {
+        self.0.push(storefront_kit::FieldError::new(field, message));
+    }
+
     /// `Ok` when nothing failed.
     pub fn finish(self) -> Result<(), storefront_kit::Error> {
         if self.0.is_empty() {

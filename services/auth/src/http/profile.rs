@@ -3,7 +3,7 @@
 use axum::extract::State;
 use mongodb::bson::{self, Document};
 use serde::{Deserialize, Deserializer};
-use storefront_kit::{Error, FieldError, Json, auth::CurrentUser};
+use storefront_kit::{Error, Json, auth::CurrentUser};
 
 use super::views::UserView;
 use crate::{
@@ -65,35 +65,23 @@ pub async fn update(
         }
         None => {}
     }
-    let mut address_errors = Vec::new();
     match patch.address {
         Some(Some(address)) => match Address::parse(address) {
             Ok(address) => {
                 set.insert("address", bson::to_bson(&address).map_err(Error::internal)?);
             }
-            Err(errors) => address_errors = errors,
+            Err(errors) => {
+                for (field, message) in errors {
+                    fields.add(field, message);
+                }
+            }
         },
         Some(None) => {
             unset.insert("address", "");
         }
         None => {}
     }
-    if let Err(Error::Validation(mut errors)) = fields.finish() {
-        errors.extend(
-            address_errors
-                .into_iter()
-                .map(|(f, m)| FieldError::new(f, m)),
-        );
-        return Err(Error::Validation(errors));
-    }
-    if !address_errors.is_empty() {
-        return Err(Error::Validation(
-            address_errors
-                .into_iter()
-                .map(|(f, m)| FieldError::new(f, m))
-                .collect(),
-        ));
-    }
+    fields.finish()?;
     if set.is_empty() && unset.is_empty() {
         return Err(Error::BadRequest(
             "nothing to change: send name, phone or address".into(),

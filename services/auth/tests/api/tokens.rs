@@ -96,8 +96,6 @@ async fn unknown_refresh_tokens_and_bad_bodies_are_refused() {
 #[tokio::test]
 async fn expired_tokens_are_refused_as_expired() {
     let app = spawn_app().await;
-    let session = app.signup(&email()).await;
-    let _ = session;
     let token = app.mint(|c| {
         c.iat -= 3600;
         c.exp -= 1800;
