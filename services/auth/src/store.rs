@@ -15,8 +15,9 @@ use storefront_events::{
     users::{Role, UserBlocked, UserCreated, UserUnblocked, UserUpdated},
 };
 use storefront_kit::{
-    mongo::{Mongo, TRANSACTION_ATTEMPTS, is_duplicate_key, is_transient},
+    mongo::{Mongo, Transient, is_duplicate_key},
     outbox::Outbox,
+    retry_transient,
 };
 use uuid::Uuid;
 
@@ -148,20 +149,10 @@ fn at(t: DateTime<Utc>) -> bson::DateTime {
     bson::DateTime::from_millis(t.timestamp_millis())
 }
 
-/// Runs a transaction body again while MongoDB says the failure is transient.
-macro_rules! transact {
-    ($body:expr) => {{
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match $body {
-                Err(StoreError::Mongo(e)) if attempt < TRANSACTION_ATTEMPTS && is_transient(&e) => {
-                    continue;
-                }
-                other => break other,
-            }
-        }
-    }};
+impl Transient for StoreError {
+    fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Mongo(e) if e.is_transient())
+    }
 }
 
 impl Store {
@@ -239,7 +230,7 @@ impl Store {
 
     /// Creates a user and publishes `user.created`.
     pub async fn create_user(&self, user: &UserDoc) -> Result<(), StoreError> {
-        transact!(self.create_user_once(user).await)
+        retry_transient!(self.create_user_once(user).await)
     }
 
     async fn create_user_once(&self, user: &UserDoc) -> Result<(), StoreError> {
@@ -281,7 +272,7 @@ impl Store {
         set: Document,
         unset: Document,
     ) -> Result<Option<UserDoc>, StoreError> {
-        transact!(
+        retry_transient!(
             self.update_profile_once(id, set.clone(), unset.clone())
                 .await
         )
@@ -321,7 +312,7 @@ impl Store {
         blocked: bool,
         by: Uuid,
     ) -> Result<Option<(UserDoc, bool)>, StoreError> {
-        transact!(self.set_blocked_once(id, blocked, by).await)
+        retry_transient!(self.set_blocked_once(id, blocked, by).await)
     }
 
     async fn set_blocked_once(

@@ -5,7 +5,8 @@
 //! happened, which service published it, the aggregate key (also the Kafka message key, so all events
 //! of one aggregate stay ordered in one partition) and the type's data.
 //!
-//! The event types themselves live in one module per aggregate (`users`, …). Each implements
+//! The event types themselves live in one module per aggregate (`users`, `products`, `orders`,
+//! `payments`). Each implements
 //! [`Event`], which ties a Rust type to its wire name and its topic. JSON Schemas for every event are
 //! generated from these types into `docs/events/` (see [`schemas`]); a test fails when they are stale.
 
@@ -14,7 +15,20 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
+pub mod orders;
+pub mod payments;
+pub mod products;
 pub mod users;
+
+/// An amount of money in integer minor units (cents) of an ISO 4217 currency; never a float.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Money {
+    /// Minor units, e.g. 1999 for 19.99 USD.
+    pub amount: i64,
+    /// Upper-case ISO 4217 code, e.g. `USD`.
+    pub currency: String,
+}
 
 /// The aggregates that have a topic of their own: `{prefix}.{aggregate}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,6 +187,15 @@ pub mod schemas {
             file::<users::UserUpdated>(),
             file::<users::UserBlocked>(),
             file::<users::UserUnblocked>(),
+            file::<products::ProductCreated>(),
+            file::<products::ProductUpdated>(),
+            file::<products::ProductDeleted>(),
+            file::<products::StockChanged>(),
+            file::<products::InventoryReserved>(),
+            file::<products::InventoryRejected>(),
+            file::<orders::OrderCreated>(),
+            file::<orders::OrderCancelled>(),
+            file::<payments::PaymentSucceeded>(),
         ]
     }
 

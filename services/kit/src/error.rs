@@ -52,6 +52,12 @@ pub enum Error {
     /// 409: conflicts with current state (duplicate email, …).
     #[error("{detail}")]
     Conflict { kind: &'static str, detail: String },
+    /// 412: the `If-Match` precondition failed (someone else changed the resource first).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 428: the write must name the version it changes with `If-Match`.
+    #[error("{0}")]
+    PreconditionRequired(String),
     /// 413.
     #[error("request body exceeds this endpoint's size limit")]
     PayloadTooLarge,
@@ -93,6 +99,8 @@ impl Error {
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            Error::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -110,6 +118,8 @@ impl Error {
             | Error::Forbidden { kind, .. }
             | Error::Conflict { kind, .. } => kind,
             Error::NotFound(_) => "not-found",
+            Error::PreconditionFailed(_) => "version-mismatch",
+            Error::PreconditionRequired(_) => "if-match-required",
             Error::PayloadTooLarge => "payload-too-large",
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
             Error::RateLimited { .. } => "rate-limited",

@@ -111,6 +111,10 @@ pub trait EventHandler: Send + Sync + 'static {
         event: &Envelope,
         session: &mut ClientSession,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called after the transaction of a successful [`EventHandler::handle`] committed: a handler
+    /// that appended to an outbox wakes its relay here.
+    fn committed(&self) {}
 }
 
 /// How one consumer group consumes.
@@ -280,6 +284,7 @@ impl<H: EventHandler> ConsumerRunner<H> {
             return Err(e);
         }
         session.commit_transaction().await?;
+        self.handler.committed();
         Ok(Outcome::Applied)
     }
 

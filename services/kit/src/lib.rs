@@ -12,7 +12,8 @@
 //! - [`mongo`], [`outbox`]: a per-service database, and state change + event in one transaction,
 //!   relayed to Kafka;
 //! - [`kafka`]: client settings, topic creation, and the consumer runner (idempotent, retried,
-//!   dead-lettered).
+//!   dead-lettered);
+//! - [`validate`]: gathering field errors, cleaning free text.
 
 pub mod auth;
 pub mod config;
@@ -25,5 +26,6 @@ pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod validate;
 
 pub use error::{Error, FieldError, Json};

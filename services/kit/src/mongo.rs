@@ -67,3 +67,36 @@ pub fn is_transient(error: &mongodb::error::Error) -> bool {
 
 /// How many times a store runs a transaction that failed transiently.
 pub const TRANSACTION_ATTEMPTS: usize = 5;
+
+/// An error that may go away if the transaction is run again.
+pub trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for mongodb::error::Error {
+    fn is_transient(&self) -> bool {
+        is_transient(self)
+    }
+}
+
+/// Evaluates a transaction body (an `async` call returning `Result<_, E: Transient>`) again, up
+/// to [`TRANSACTION_ATTEMPTS`] times, while its error is transient.
+#[macro_export]
+macro_rules! retry_transient {
+    ($body:expr) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = $body;
+            match &result {
+                Err(e)
+                    if attempt < $crate::mongo::TRANSACTION_ATTEMPTS
+                        && $crate::mongo::Transient::is_transient(e) =>
+                {
+                    continue;
+                }
+                _ => break result,
+            }
+        }
+    }};
+}

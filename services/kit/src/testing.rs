@@ -15,6 +15,9 @@ pub struct TestStack {
     pub mongodb_uri: String,
     pub kafka_bootstrap: String,
     pub redis_url: String,
+    pub s3_endpoint: String,
+    pub s3_access_key: String,
+    pub s3_secret_key: String,
 }
 
 fn stack_var(name: &str) -> String {
@@ -31,6 +34,9 @@ impl TestStack {
             mongodb_uri: stack_var("STOREFRONT_TEST_MONGODB_URI"),
             kafka_bootstrap: stack_var("STOREFRONT_TEST_KAFKA_BOOTSTRAP"),
             redis_url: stack_var("STOREFRONT_TEST_REDIS_URL"),
+            s3_endpoint: stack_var("STOREFRONT_TEST_S3_ENDPOINT"),
+            s3_access_key: stack_var("STOREFRONT_TEST_S3_ACCESS_KEY"),
+            s3_secret_key: stack_var("STOREFRONT_TEST_S3_SECRET_KEY"),
         }
     }
 

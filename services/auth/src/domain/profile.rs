@@ -1,17 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 fn clean(raw: &str, what: &str, max: usize, required: bool) -> Result<String, String> {
-    let value = raw.trim();
-    if required && value.is_empty() {
-        return Err(format!("{what} is required"));
-    }
-    if value.chars().count() > max {
-        return Err(format!("{what} has at most {max} characters"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(format!("{what} must not contain control characters"));
-    }
-    Ok(value.to_owned())
+    storefront_kit::validate::text(raw, what, max, required, false)
 }
 
 /// The name shown on orders and in the shop: 1 to 100 characters.

@@ -1,0 +1,59 @@
+//! The products service's configuration: the kit's shared parts, object storage, image rules and
+//! the read cache. Every variable is listed in `docs/services/products.md`.
+
+use std::time::Duration;
+
+use storefront_kit::config::{
+    self as env, ConfigError, HttpConfig, KafkaConfig, MongoConfig, RedisConfig,
+};
+
+use crate::{domain::ImageRules, s3::S3Config};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub mongo: MongoConfig,
+    pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+    /// `JWKS_URL`: auth's public keys.
+    pub jwks_url: String,
+    pub s3: S3Config,
+    /// `IMAGE_MAX_BYTES` (default 5 MiB), `IMAGE_MIN_SIDE` (32), `IMAGE_MAX_SIDE` (8000).
+    pub images: ImageRules,
+    /// `PRODUCT_CACHE_TTL_MS`, default 1000: how long a replica serves a product or a list page
+    /// from memory. Its own writes clear it at once; another replica's show after at most this.
+    /// 0 turns the cache off.
+    pub cache_ttl: Duration,
+    /// `CONSUME_EVENTS`, default true: run the inventory consumer (orders and payments events).
+    pub consume_events: bool,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = ImageRules::default();
+        Ok(Config {
+            http: HttpConfig::from_env()?,
+            mongo: MongoConfig::from_env()?,
+            kafka: KafkaConfig::from_env()?,
+            redis: RedisConfig::from_env()?,
+            jwks_url: env::required("JWKS_URL")?,
+            s3: S3Config {
+                endpoint: env::required("S3_ENDPOINT")?,
+                public_endpoint: env::optional("S3_PUBLIC_ENDPOINT"),
+                access_key: env::required("S3_ACCESS_KEY")?,
+                secret_key: env::required("S3_SECRET_KEY")?,
+                bucket: env::required("S3_BUCKET")?,
+                region: env::optional("S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+                ensure_bucket: env::flag("S3_ENSURE_BUCKET", false)?,
+                url_ttl: Duration::from_secs(env::parse_or("IMAGE_URL_TTL_SECS", 900)?),
+            },
+            images: ImageRules {
+                max_bytes: env::parse_or("IMAGE_MAX_BYTES", defaults.max_bytes)?,
+                min_side: env::parse_or("IMAGE_MIN_SIDE", defaults.min_side)?,
+                max_side: env::parse_or("IMAGE_MAX_SIDE", defaults.max_side)?,
+            },
+            cache_ttl: Duration::from_millis(env::parse_or("PRODUCT_CACHE_TTL_MS", 1000)?),
+            consume_events: env::flag("CONSUME_EVENTS", true)?,
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! The products domain: values valid by construction, the stock rules and the image rules. No I/O.
+
+mod image;
+mod product;
+mod stock;
+
+pub use image::{ImageError, ImageKind, ImageRules, Inspected};
+pub use product::{Category, Currency, Description, Price, Title};
+pub use stock::{Quantity, StockChange, StockReason, merge_lines};
+pub use storefront_kit::validate::Fields;

@@ -1,0 +1,102 @@
+//! The inventory side of the checkout saga: what products consumes.
+//!
+//! - `order.created` → hold every line or none → `inventory.reserved` / `inventory.rejected`;
+//! - `order.cancelled` → the held stock is available again;
+//! - `payment.succeeded` → the held stock is sold.
+//!
+//! Each runs inside the consumer runner's transaction together with the processed-event record, so
+//! a redelivered event changes nothing; the reservation record per order makes the handlers safe
+//! against replays with new ids and against an order's events arriving out of order too.
+
+use mongodb::ClientSession;
+use storefront_events::{
+    Envelope, Topic,
+    orders::{OrderCancelled, OrderCreated},
+    payments::PaymentSucceeded,
+};
+use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
+
+use crate::{
+    domain::merge_lines,
+    store::{Reservation, Store, StoreError},
+};
+
+pub struct Inventory {
+    pub store: Store,
+}
+
+/// The group and topics of the inventory consumer for one shop.
+pub fn settings(topic_prefix: &str) -> ConsumerSettings {
+    ConsumerSettings::new(
+        &format!("{topic_prefix}.products"),
+        vec![
+            Topic::Orders.name(topic_prefix),
+            Topic::Payments.name(topic_prefix),
+        ],
+    )
+}
+
+fn failed(e: StoreError) -> HandlerError {
+    match e {
+        StoreError::Mongo(e) => HandlerError::Mongo(e),
+        other => HandlerError::Failed(other.to_string()),
+    }
+}
+
+fn malformed(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Failed(format!("undecodable event: {e}"))
+}
+
+impl EventHandler for Inventory {
+    async fn handle(
+        &self,
+        event: &Envelope,
+        session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        if event.is::<OrderCreated>() {
+            let order = event.decode::<OrderCreated>().map_err(malformed)?.data;
+            // An order without valid lines (none, or a quantity below one) is rejected as such.
+            let lines = merge_lines(order.lines.iter().map(|l| (l.product_id, l.quantity)))
+                .unwrap_or_default();
+            let outcome = self
+                .store
+                .reserve_in(session, order.order_id, &lines)
+                .await
+                .map_err(failed)?;
+            match outcome {
+                Reservation::Reserved => {
+                    tracing::info!(order_id = %order.order_id, "stock reserved")
+                }
+                Reservation::Rejected(short) => {
+                    tracing::info!(order_id = %order.order_id, ?short, "stock short; order rejected")
+                }
+                Reservation::Unchanged => {}
+            }
+        } else if event.is::<OrderCancelled>() {
+            let order = event.decode::<OrderCancelled>().map_err(malformed)?.data;
+            if self
+                .store
+                .release_in(session, order.order_id)
+                .await
+                .map_err(failed)?
+            {
+                tracing::info!(order_id = %order.order_id, "reservation released");
+            }
+        } else if event.is::<PaymentSucceeded>() {
+            let payment = event.decode::<PaymentSucceeded>().map_err(malformed)?.data;
+            if self
+                .store
+                .sell_in(session, payment.order_id)
+                .await
+                .map_err(failed)?
+            {
+                tracing::info!(order_id = %payment.order_id, "reservation sold");
+            }
+        }
+        Ok(())
+    }
+
+    fn committed(&self) {
+        self.store.outbox().committed();
+    }
+}

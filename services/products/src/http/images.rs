@@ -1,0 +1,208 @@
+//! `/api/products/{id}/images`: upload (multipart), delete, choose the primary image.
+//!
+//! An upload is checked from its bytes (JPEG, PNG or WebP; size; dimensions), stored in the
+//! bucket, then added to the product. If the product write fails, the stored object is removed
+//! again; a removed image's object goes after the product no longer names it.
+
+use axum::{
+    extract::{Multipart, State, multipart::MultipartError},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use bytes::Bytes;
+use storefront_events::products::ImageRef;
+use storefront_kit::{Error, auth::RequireAdmin, error::Path};
+use uuid::Uuid;
+
+use super::views::{if_match, json, product_id, render};
+use crate::{
+    AppState,
+    domain::ImageError,
+    s3::Images,
+    store::{Change, ProductDoc, StoreError},
+};
+
+/// A product keeps at most this many images.
+pub const MAX_IMAGES: usize = 12;
+
+fn multipart_error(e: MultipartError) -> Error {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::PayloadTooLarge
+    } else {
+        Error::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+/// The `file` part and the optional `primary` part.
+async fn read_upload(mut multipart: Multipart) -> Result<(Bytes, bool), Error> {
+    let mut file = None;
+    let mut primary = false;
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name() {
+            Some("file") => file = Some(field.bytes().await.map_err(multipart_error)?),
+            Some("primary") => {
+                let value = field.text().await.map_err(multipart_error)?;
+                primary = match value.trim() {
+                    "true" | "1" | "on" => true,
+                    "false" | "0" | "" => false,
+                    _ => return Err(Error::field("primary", "true or false")),
+                };
+            }
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "unexpected part {other:?}: send `file` and optionally `primary`"
+                )));
+            }
+            None => return Err(Error::BadRequest("a part without a name".into())),
+        }
+    }
+    let file = file.ok_or_else(|| Error::field("file", "attach the image as the `file` part"))?;
+    Ok((file, primary))
+}
+
+fn image_error(e: ImageError) -> Error {
+    match e {
+        ImageError::TooLarge { .. } => Error::PayloadTooLarge,
+        ImageError::UnsupportedType => Error::UnsupportedMediaType(e.to_string()),
+        other => Error::field("file", other.to_string()),
+    }
+}
+
+fn set_primary(product: &mut ProductDoc, key: &str) {
+    for image in &mut product.images {
+        image.primary = image.key == key;
+    }
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Result<Response, Error> {
+    let id = product_id(&id)?;
+    let expect = if_match(&headers, false)?;
+    // Refuse early for an unknown product, before reading and storing the file.
+    if state.store.get(id).await?.is_none() {
+        return Err(Error::NotFound("no such product".into()));
+    }
+    let (bytes, primary) = read_upload(multipart).await?;
+    let inspected = state.rules.inspect(&bytes).map_err(image_error)?;
+    let key = format!("{}.{}", Uuid::new_v4(), inspected.kind.extension());
+    let object = Images::object_key(id, &key);
+    let size = bytes.len() as u64;
+    state
+        .images
+        .put(&object, bytes, inspected.kind.content_type())
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let image = ImageRef {
+        key: key.clone(),
+        content_type: inspected.kind.content_type().to_owned(),
+        width: inspected.width,
+        height: inspected.height,
+        bytes: size,
+        primary: false,
+    };
+    let result = state
+        .store
+        .modify(id, expect, |product| {
+            if product.images.len() >= MAX_IMAGES {
+                return Err(StoreError::Invalid(format!(
+                    "a product has at most {MAX_IMAGES} images; delete one first"
+                )));
+            }
+            product.images.push(image.clone());
+            if primary || product.images.len() == 1 {
+                set_primary(product, &key);
+            }
+            Ok(Change::Updated)
+        })
+        .await;
+    let product = match result {
+        Ok(product) => product,
+        Err(e) => {
+            if let Err(cleanup) = state.images.delete(&object).await {
+                tracing::warn!(%object, error = %cleanup, "could not remove the object of a failed upload");
+            }
+            return Err(e.into());
+        }
+    };
+    state.cache.invalidate(id);
+    let rendered = render(&state, &product).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        rendered.body,
+        Some(&rendered.etag),
+    ))
+}
+
+fn no_image() -> StoreError {
+    StoreError::NotFound
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let id = product_id(&id)?;
+    let expect = if_match(&headers, false)?;
+    let product = state
+        .store
+        .modify(id, expect, |product| {
+            let at = product
+                .images
+                .iter()
+                .position(|i| i.key == key)
+                .ok_or_else(no_image)?;
+            let removed = product.images.remove(at);
+            if removed.primary
+                && let Some(first) = product.images.first_mut()
+            {
+                first.primary = true;
+            }
+            Ok(Change::Updated)
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => Error::NotFound("no such product or image".into()),
+            other => other.into(),
+        })?;
+    let object = Images::object_key(id, &key);
+    if let Err(e) = state.images.delete(&object).await {
+        tracing::warn!(%object, error = %e, "image removed from the product but its object stays");
+    }
+    state.cache.invalidate(id);
+    let rendered = render(&state, &product).await?;
+    Ok(json(StatusCode::OK, rendered.body, Some(&rendered.etag)))
+}
+
+pub async fn make_primary(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let id = product_id(&id)?;
+    let expect = if_match(&headers, false)?;
+    let product = state
+        .store
+        .modify(id, expect, |product| {
+            if !product.images.iter().any(|i| i.key == key) {
+                return Err(no_image());
+            }
+            set_primary(product, &key);
+            Ok(Change::Updated)
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => Error::NotFound("no such product or image".into()),
+            other => other.into(),
+        })?;
+    state.cache.invalidate(id);
+    let rendered = render(&state, &product).await?;
+    Ok(json(StatusCode::OK, rendered.body, Some(&rendered.etag)))
+}

@@ -1,0 +1,397 @@
+//! List, show, create, replace, update and delete products.
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use storefront_events::products::Stock;
+use storefront_kit::{
+    Error, Json,
+    auth::RequireAdmin,
+    error::{Path, Query},
+};
+use uuid::Uuid;
+
+use super::views::{ProductView, if_match, json, product_id, render, view};
+use crate::{
+    AppState,
+    domain::{Category, Currency, Description, Fields, Price, Quantity, Title},
+    store::{Change, ListQuery, ProductDoc, Sort},
+};
+
+pub const MAX_PER_PAGE: u64 = 100;
+/// Deeper pages than this are refused: a shopper filters instead, and skip costs grow with depth.
+pub const MAX_PAGE: u64 = 1000;
+pub const MAX_SEARCH_CHARS: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    q: Option<String>,
+    category: Option<String>,
+    min_price: Option<i64>,
+    max_price: Option<i64>,
+    in_stock: Option<bool>,
+    sort: Option<String>,
+    page: Option<u64>,
+    per_page: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProductList {
+    items: Vec<ProductView>,
+    page: u64,
+    per_page: u64,
+    total: u64,
+}
+
+fn list_query(params: ListParams) -> Result<ListQuery, Error> {
+    let mut fields = Fields::default();
+    let page = params.page.unwrap_or(1);
+    if !(1..=MAX_PAGE).contains(&page) {
+        fields.add("page", format!("pages run from 1 to {MAX_PAGE}"));
+    }
+    let size = params.per_page.unwrap_or(20);
+    if !(1..=MAX_PER_PAGE).contains(&size) {
+        fields.add("per_page", format!("between 1 and {MAX_PER_PAGE}"));
+    }
+    let category = match params.category.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => fields.check("category", Category::parse(raw)),
+    };
+    for (name, value) in [
+        ("min_price", params.min_price),
+        ("max_price", params.max_price),
+    ] {
+        if value.is_some_and(|v| v < 0) {
+            fields.add(name, "a price bound is zero or more minor units");
+        }
+    }
+    if let (Some(min), Some(max)) = (params.min_price, params.max_price)
+        && min > max
+    {
+        fields.add("max_price", "max_price is below min_price");
+    }
+    let text = match params.q.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(q) if q.chars().count() > MAX_SEARCH_CHARS => {
+            fields.add(
+                "q",
+                format!("a search has at most {MAX_SEARCH_CHARS} characters"),
+            );
+            None
+        }
+        Some(q) if q.chars().any(char::is_control) => {
+            fields.add("q", "a search must not contain control characters");
+            None
+        }
+        Some(q) => Some(q.to_owned()),
+    };
+    let sort = match params.sort.as_deref() {
+        None | Some("newest") => Sort::Newest,
+        Some("price_asc") => Sort::PriceAsc,
+        Some("price_desc") => Sort::PriceDesc,
+        Some(_) => {
+            fields.add("sort", "one of newest, price_asc, price_desc");
+            Sort::Newest
+        }
+    };
+    fields.finish()?;
+    Ok(ListQuery {
+        category: category.map(Category::into_inner),
+        min_price: params.min_price,
+        max_price: params.max_price,
+        in_stock: params.in_stock.unwrap_or(false),
+        text,
+        sort,
+        page,
+        size,
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, Error> {
+    let query = list_query(params)?;
+    let key = format!("{query:?}");
+    if let Some(body) = state.cache.list(&key) {
+        return Ok(json(StatusCode::OK, body, None));
+    }
+    let found = state.store.list(&query).await?;
+    let mut items = Vec::with_capacity(found.items.len());
+    for product in &found.items {
+        items.push(view(&state, product).await?);
+    }
+    let body = serde_json::to_vec(&ProductList {
+        items,
+        page: query.page,
+        per_page: query.size,
+        total: found.total,
+    })
+    .map_err(Error::internal)?;
+    let body = Bytes::from(body);
+    state.cache.keep_list(key, body.clone());
+    Ok(json(StatusCode::OK, body, None))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let id = product_id(&id)?;
+    let rendered = match state.cache.product(id) {
+        Some(rendered) => rendered,
+        None => {
+            let product = state
+                .store
+                .get(id)
+                .await?
+                .ok_or_else(|| Error::NotFound("no such product".into()))?;
+            let rendered = render(&state, &product).await?;
+            state.cache.keep_product(id, rendered.clone());
+            rendered
+        }
+    };
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == rendered.etag));
+    if unchanged {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(etag) = HeaderValue::from_str(&rendered.etag) {
+            response.headers_mut().insert(header::ETAG, etag);
+        }
+        return Ok(response);
+    }
+    Ok(json(StatusCode::OK, rendered.body, Some(&rendered.etag)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceBody {
+    amount: i64,
+    currency: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    title: String,
+    #[serde(default)]
+    description: String,
+    category: String,
+    price: PriceBody,
+    /// Initial stock, default 0.
+    #[serde(default)]
+    stock: i64,
+}
+
+fn price(fields: &mut Fields, body: &PriceBody) -> Option<Price> {
+    let currency = fields.check("price.currency", Currency::parse(&body.currency))?;
+    fields.check("price.amount", Price::new(body.amount, currency))
+}
+
+/// The response to a write: the product, its `ETag`, and `Location` for a new one.
+async fn written(
+    state: &AppState,
+    product: &ProductDoc,
+    status: StatusCode,
+) -> Result<Response, Error> {
+    state.cache.invalidate(product.uuid());
+    let rendered = render(state, product).await?;
+    let mut response = json(status, rendered.body, Some(&rendered.etag));
+    if status == StatusCode::CREATED
+        && let Ok(location) = HeaderValue::from_str(&format!("/api/products/{}", product.id))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    Json(body): Json<CreateBody>,
+) -> Result<Response, Error> {
+    let mut fields = Fields::default();
+    let title = fields.check("title", Title::parse(&body.title));
+    let description = fields.check("description", Description::parse(&body.description));
+    let category = fields.check("category", Category::parse(&body.category));
+    let price = price(&mut fields, &body.price);
+    let stock = fields.check("stock", Quantity::new(body.stock));
+    fields.finish()?;
+    let (Some(title), Some(description), Some(category), Some(price), Some(stock)) =
+        (title, description, category, price, stock)
+    else {
+        return Err(Error::internal("validated fields missing"));
+    };
+    let now = mongodb::bson::DateTime::now();
+    let product = ProductDoc {
+        id: Uuid::new_v4().to_string(),
+        title: title.into_inner(),
+        description: description.into_inner(),
+        category: category.into_inner(),
+        price: price.money(),
+        images: Vec::new(),
+        stock: Stock {
+            available: stock.get(),
+            reserved: 0,
+            sold: 0,
+        },
+        deleted: false,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.create(&product, &admin.sub.to_string()).await?;
+    written(&state, &product, StatusCode::CREATED).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceBody {
+    title: String,
+    description: String,
+    category: String,
+    price: PriceBody,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    title: Option<String>,
+    description: Option<String>,
+    category: Option<String>,
+    price: Option<PriceBody>,
+}
+
+/// The validated details of a write; `None` leaves a field as it is.
+#[derive(Default)]
+struct Details {
+    title: Option<Title>,
+    description: Option<Description>,
+    category: Option<Category>,
+    price: Option<Price>,
+}
+
+impl UpdateBody {
+    fn details(&self) -> Result<Details, Error> {
+        let mut fields = Fields::default();
+        let details = Details {
+            title: self
+                .title
+                .as_deref()
+                .and_then(|t| fields.check("title", Title::parse(t))),
+            description: self
+                .description
+                .as_deref()
+                .and_then(|d| fields.check("description", Description::parse(d))),
+            category: self
+                .category
+                .as_deref()
+                .and_then(|c| fields.check("category", Category::parse(c))),
+            price: self.price.as_ref().and_then(|p| price(&mut fields, p)),
+        };
+        fields.finish()?;
+        Ok(details)
+    }
+}
+
+impl Details {
+    fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.description.is_none()
+            && self.category.is_none()
+            && self.price.is_none()
+    }
+
+    fn apply(&self, product: &mut ProductDoc) {
+        if let Some(title) = &self.title {
+            product.title = title.clone().into_inner();
+        }
+        if let Some(description) = &self.description {
+            product.description = description.clone().into_inner();
+        }
+        if let Some(category) = &self.category {
+            product.category = category.clone().into_inner();
+        }
+        if let Some(price) = &self.price {
+            product.price = price.money();
+        }
+    }
+}
+
+async fn apply_details(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    details: Details,
+) -> Result<Response, Error> {
+    let id = product_id(id)?;
+    let expect = if_match(headers, true)?;
+    let product = state
+        .store
+        .modify(id, expect, |product| {
+            details.apply(product);
+            Ok(Change::Updated)
+        })
+        .await?;
+    written(state, &product, StatusCode::OK).await
+}
+
+/// `PUT`: every detail, replaced.
+pub async fn replace(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<ReplaceBody>,
+) -> Result<Response, Error> {
+    let details = UpdateBody {
+        title: Some(body.title),
+        description: Some(body.description),
+        category: Some(body.category),
+        price: Some(body.price),
+    }
+    .details()?;
+    apply_details(&state, &id, &headers, details).await
+}
+
+/// `PATCH`: the details given, changed.
+pub async fn update(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<UpdateBody>,
+) -> Result<Response, Error> {
+    let details = body.details()?;
+    if details.is_empty() {
+        return Err(Error::BadRequest(
+            "give at least one of title, description, category, price".into(),
+        ));
+    }
+    apply_details(&state, &id, &headers, details).await
+}
+
+/// Soft delete: gone from the shop, kept for the orders that name it.
+pub async fn delete(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, Error> {
+    let id = product_id(&id)?;
+    let expect = if_match(&headers, true)?;
+    state
+        .store
+        .modify(id, expect, |_| Ok(Change::Deleted))
+        .await?;
+    state.cache.invalidate(id);
+    Ok(StatusCode::NO_CONTENT)
+}

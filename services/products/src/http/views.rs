@@ -1,0 +1,170 @@
+//! What the API shows of a product, its `ETag`, and reading `If-Match` / ids.
+
+use axum::{
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use storefront_events::Money;
+use storefront_kit::Error;
+use uuid::Uuid;
+
+use crate::{AppState, cache::Rendered, s3::Images, store::Expect, store::ProductDoc};
+
+#[derive(Debug, Serialize)]
+pub struct ImageView {
+    pub key: String,
+    /// A presigned GET URL, valid `IMAGE_URL_TTL_SECS`.
+    pub url: String,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub primary: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProductView {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub category: String,
+    pub price: Money,
+    pub images: Vec<ImageView>,
+    pub available: i64,
+    pub in_stock: bool,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub fn etag(version: i64) -> String {
+    format!("\"v{version}\"")
+}
+
+pub async fn view(state: &AppState, product: &ProductDoc) -> Result<ProductView, Error> {
+    let mut images = Vec::with_capacity(product.images.len());
+    for image in &product.images {
+        let object = Images::object_key(product.uuid(), &image.key);
+        images.push(ImageView {
+            key: image.key.clone(),
+            url: state
+                .images
+                .presigned_url(&object)
+                .await
+                .map_err(Error::internal)?,
+            content_type: image.content_type.clone(),
+            width: image.width,
+            height: image.height,
+            bytes: image.bytes,
+            primary: image.primary,
+        });
+    }
+    Ok(ProductView {
+        id: product.uuid(),
+        title: product.title.clone(),
+        description: product.description.clone(),
+        category: product.category.clone(),
+        price: product.price.clone(),
+        images,
+        available: product.stock.available,
+        in_stock: product.stock.available > 0,
+        version: product.version,
+        created_at: product.created_at.to_chrono(),
+        updated_at: product.updated_at.to_chrono(),
+    })
+}
+
+/// The product as the JSON body and `ETag` of a response.
+pub async fn render(state: &AppState, product: &ProductDoc) -> Result<Rendered, Error> {
+    let body = serde_json::to_vec(&view(state, product).await?).map_err(Error::internal)?;
+    Ok(Rendered {
+        body: Bytes::from(body),
+        etag: etag(product.version),
+    })
+}
+
+pub fn json(status: StatusCode, body: Bytes, etag: Option<&str>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+        headers.insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// A product id from the path; anything that is not one names no product.
+pub fn product_id(raw: &str) -> Result<Uuid, Error> {
+    raw.parse()
+        .map_err(|_| Error::NotFound("no such product".into()))
+}
+
+/// The version a write changes, from `If-Match`: required (428) when `required`, else `Any` when
+/// absent. `*` matches any version; a weak or malformed tag can never match (412).
+pub fn if_match(headers: &HeaderMap, required: bool) -> Result<Expect, Error> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return if required {
+            Err(Error::PreconditionRequired(
+                "this write needs If-Match with the product's ETag, so it cannot overwrite a change you have not seen".into(),
+            ))
+        } else {
+            Ok(Expect::Any)
+        };
+    };
+    let value = value.to_str().unwrap_or_default().trim();
+    if value == "*" {
+        return Ok(Expect::Any);
+    }
+    value
+        .strip_prefix("\"v")
+        .and_then(|v| v.strip_suffix('"'))
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(Expect::Version)
+        .ok_or_else(|| {
+            Error::PreconditionFailed(format!(
+                "If-Match {value:?} is not a current ETag of this product (they look like \"v3\")"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = value {
+            headers.insert(header::IF_MATCH, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn if_match_reads_our_etags_only() {
+        assert_eq!(
+            if_match(&headers(Some("\"v3\"")), true).unwrap(),
+            Expect::Version(3)
+        );
+        assert_eq!(if_match(&headers(Some("*")), true).unwrap(), Expect::Any);
+        assert_eq!(if_match(&headers(None), false).unwrap(), Expect::Any);
+        assert!(matches!(
+            if_match(&headers(None), true),
+            Err(Error::PreconditionRequired(_))
+        ));
+        for bad in ["W/\"v3\"", "v3", "\"3\"", "\"vx\"", ""] {
+            assert!(
+                matches!(
+                    if_match(&headers(Some(bad)), true),
+                    Err(Error::PreconditionFailed(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+}

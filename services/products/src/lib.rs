@@ -1,0 +1,194 @@
+//! The products service: the catalog, product images in object storage, and the stock the
+//! checkout saga reserves (ARCHITECTURE §3, §5, §6). See `docs/services/products.md`.
+//!
+//! Reads are public and served through a short read cache; writes are for admins and guarded by
+//! the product's version (`ETag` / `If-Match`). Every change is published through the outbox:
+//! `product.created`, `product.updated`, `product.deleted`, `stock.changed`. The inventory consumer
+//! answers `order.created` with `inventory.reserved` or `inventory.rejected`, releases stock on
+//! `order.cancelled` and sells it on `payment.succeeded`.
+
+pub mod cache;
+pub mod config;
+pub mod domain;
+pub mod events;
+mod http;
+pub mod s3;
+pub mod store;
+
+use std::{ops::Deref, sync::Arc};
+
+use axum::{Router, extract::FromRef};
+use rdkafka::producer::FutureProducer;
+use storefront_events::Topic;
+use storefront_kit::{
+    auth::{Authenticator, Revocations},
+    kafka::{self, ConsumerRunner},
+    mongo::Mongo,
+    outbox::{Outbox, Relay},
+    server::{self, Readiness},
+};
+use tokio::sync::watch;
+
+pub use config::Config;
+
+use crate::{cache::Cache, domain::ImageRules, events::Inventory, s3::Images, store::Store};
+
+pub const SERVICE: &str = "products";
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub images: Images,
+    pub authenticator: Arc<Authenticator>,
+    pub cache: Cache,
+    pub rules: ImageRules,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.authenticator.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    S3(#[from] s3::S3Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A ready-to-serve products service: the app, the outbox relay and the inventory consumer.
+pub struct Products {
+    pub app: Router,
+    pub state: AppState,
+    pub relay: Relay,
+    pub consumer: Option<ConsumerRunner<Inventory>>,
+}
+
+/// Connects everything, trusting auth's JWKS at `config.jwks_url`.
+pub async fn build(config: &Config) -> Result<Products, StartError> {
+    let revocations = Revocations::connect(&config.redis.url, &config.kafka.topic_prefix).await?;
+    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
+    build_with(config, authenticator).await
+}
+
+/// [`build`] with the token verifier given (tests pass one holding their own keys).
+pub async fn build_with(
+    config: &Config,
+    authenticator: Arc<Authenticator>,
+) -> Result<Products, StartError> {
+    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
+    let prefix = &config.kafka.topic_prefix;
+    let producer: FutureProducer = kafka::producer(&config.kafka)?;
+    if config.kafka.ensure_topics {
+        kafka::ensure_topics(
+            &config.kafka,
+            &[
+                Topic::Products.name(prefix),
+                Topic::Orders.name(prefix),
+                Topic::Payments.name(prefix),
+            ],
+        )
+        .await?;
+    }
+    let images = Images::new(&config.s3)?;
+    if config.s3.ensure_bucket {
+        images.ensure_bucket().await?;
+    }
+    let outbox = Outbox::new(&mongo.db, prefix);
+    let store = Store::new(mongo.clone(), outbox.clone());
+    store.ensure_indexes().await?;
+    let relay = outbox.relay(&mongo.db, producer.clone());
+    let consumer = if config.consume_events {
+        let handler = Arc::new(Inventory {
+            store: store.clone(),
+        });
+        Some(
+            ConsumerRunner::new(
+                &config.kafka,
+                events::settings(prefix),
+                mongo.clone(),
+                handler,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
+    let state = AppState(Arc::new(Inner {
+        store,
+        images: images.clone(),
+        authenticator: authenticator.clone(),
+        cache: Cache::new(config.cache_ttl),
+        rules: config.images,
+    }));
+    let revocations = authenticator.revocations().clone();
+    let readiness = Readiness::new()
+        .check("mongodb", move || {
+            let mongo = mongo.clone();
+            async move { mongo.ping().await }
+        })
+        .check("redis", move || {
+            let revocations = revocations.clone();
+            async move { revocations.ping().await }
+        })
+        .check("kafka", move || {
+            let producer = producer.clone();
+            async move { kafka::ping(&producer).await }
+        })
+        .check("s3", move || {
+            let images = images.clone();
+            async move { images.ping().await }
+        });
+    let app = server::build(
+        SERVICE,
+        http::routes(state.clone()),
+        readiness,
+        &config.http,
+    );
+    Ok(Products {
+        app,
+        state,
+        relay,
+        consumer,
+    })
+}
+
+/// Runs products until SIGTERM/Ctrl-C: HTTP, the outbox relay and the inventory consumer; then
+/// drains all three.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let Products {
+        app,
+        relay,
+        consumer,
+        ..
+    } = build(&config).await?;
+    let listener = server::bind(&config.http.bind_addr).await?;
+    let (stop, stopped) = watch::channel(false);
+    let relay = tokio::spawn(relay.run(stopped.clone()));
+    let consumer = consumer.map(|c| tokio::spawn(c.run(stopped)));
+    server::serve(listener, app, server::shutdown_signal()).await?;
+    let _ = stop.send(true);
+    let _ = relay.await;
+    if let Some(consumer) = consumer {
+        let _ = consumer.await;
+    }
+    Ok(())
+}
