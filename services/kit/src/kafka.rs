@@ -100,8 +100,23 @@ pub async fn ping(producer: &FutureProducer) -> Result<(), String> {
 pub enum HandlerError {
     #[error("mongodb: {0}")]
     Mongo(#[from] mongodb::error::Error),
+    /// Lost a race with a concurrent writer: always run again, never dead-lettered.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("{0}")]
     Failed(String),
+}
+
+impl HandlerError {
+    /// Whether running the handler again is the whole fix (a write conflict, a failover), so the
+    /// attempt does not count towards the dead-letter limit.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HandlerError::Mongo(e) => crate::mongo::is_transient(e),
+            HandlerError::Conflict(_) => true,
+            HandlerError::Failed(_) => false,
+        }
+    }
 }
 
 /// What a consuming service implements: apply one event inside the given transaction.
@@ -243,9 +258,15 @@ impl<H: EventHandler> ConsumerRunner<H> {
             }
         };
         let mut attempt = 1;
+        let mut conflicts = 0;
         loop {
             match self.apply(&event).await {
                 Ok(outcome) => return outcome,
+                Err(e) if e.is_transient() => {
+                    conflicts += 1;
+                    tracing::debug!(event_id = %event.id, conflicts, error = %e, "handler conflicted; running it again");
+                    tokio::time::sleep(crate::mongo::retry_pause(conflicts)).await;
+                }
                 Err(e) if attempt >= self.settings.max_attempts => {
                     return self.dead_letter(message, &e.to_string(), attempt).await;
                 }

@@ -65,8 +65,18 @@ pub fn is_transient(error: &mongodb::error::Error) -> bool {
         || error.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
 }
 
-/// How many times a store runs a transaction that failed transiently.
-pub const TRANSACTION_ATTEMPTS: usize = 5;
+/// How long a store keeps running a transaction again while it fails transiently (write
+/// conflicts under contention, a failover). The same rule as the drivers' `withTransaction`,
+/// which retries for 120 s; ours gives up sooner so a request fails before its client does.
+pub const TRANSACTION_RETRY_BUDGET: Duration = Duration::from_secs(20);
+
+/// The pause before running a transaction again: 2 ms doubling to at most 128 ms, with jitter so
+/// writers that conflicted do not meet again in the same step.
+pub fn retry_pause(attempt: usize) -> Duration {
+    let base = 2u64 << attempt.min(6);
+    let jitter = (uuid::Uuid::new_v4().as_u128() % u128::from(base)) as u64;
+    Duration::from_millis(base / 2 + jitter)
+}
 
 /// An error that may go away if the transaction is run again.
 pub trait Transient {
@@ -79,20 +89,23 @@ impl Transient for mongodb::error::Error {
     }
 }
 
-/// Evaluates a transaction body (an `async` call returning `Result<_, E: Transient>`) again, up
-/// to [`TRANSACTION_ATTEMPTS`] times, while its error is transient.
+/// Evaluates a transaction body (an `async` call returning `Result<_, E: Transient>`) again,
+/// with a [`retry_pause`] between, while its error is transient and [`TRANSACTION_RETRY_BUDGET`]
+/// lasts. Use it inside `async` code.
 #[macro_export]
 macro_rules! retry_transient {
     ($body:expr) => {{
+        let started = ::std::time::Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let result = $body;
             match &result {
                 Err(e)
-                    if attempt < $crate::mongo::TRANSACTION_ATTEMPTS
+                    if started.elapsed() < $crate::mongo::TRANSACTION_RETRY_BUDGET
                         && $crate::mongo::Transient::is_transient(e) =>
                 {
+                    ::tokio::time::sleep($crate::mongo::retry_pause(attempt)).await;
                     continue;
                 }
                 _ => break result,

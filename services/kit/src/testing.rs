@@ -3,9 +3,14 @@
 //! Tests never skip because a backend is missing: [`TestStack::from_env`] panics with the reason,
 //! so a test run outside `cargo xtask test` fails loudly instead of passing vacuously.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use axum::Router;
+use rdkafka::{
+    ClientConfig, Message,
+    consumer::{Consumer, StreamConsumer},
+};
+use storefront_events::Envelope;
 
 use crate::config::{KafkaConfig, MongoConfig};
 
@@ -76,4 +81,39 @@ pub async fn spawn(app: Router) -> SocketAddr {
         let _ = crate::server::serve(listener, app, std::future::pending()).await;
     });
     addr
+}
+
+/// Every event on `topic` from its start until `expected` arrived, then 2 s more to catch
+/// duplicates (or 60 s in all, whatever came).
+pub async fn consume(bootstrap: &str, topic: &str, expected: usize) -> Vec<Envelope> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("check"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .create()
+        .expect("a Kafka consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut grace = None;
+    loop {
+        let until = grace.unwrap_or(deadline);
+        match tokio::time::timeout_at(until, consumer.recv()).await {
+            Ok(Ok(message)) => {
+                let payload = message.payload().unwrap_or_default();
+                events.push(Envelope::from_slice(payload).expect("an envelope"));
+                if events.len() >= expected && grace.is_none() {
+                    grace = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                }
+            }
+            Ok(Err(e)) => panic!("kafka: {e}"),
+            Err(_) => break,
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    events
 }

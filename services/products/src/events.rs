@@ -39,6 +39,7 @@ pub fn settings(topic_prefix: &str) -> ConsumerSettings {
 fn failed(e: StoreError) -> HandlerError {
     match e {
         StoreError::Mongo(e) => HandlerError::Mongo(e),
+        StoreError::Raced => HandlerError::Conflict(StoreError::Raced.to_string()),
         other => HandlerError::Failed(other.to_string()),
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod events;
 mod http;
@@ -69,6 +70,8 @@ pub enum StartError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     S3(#[from] s3::S3Error),
+    #[error("seeding the demo catalog: {0}")]
+    Seed(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -168,6 +171,25 @@ pub async fn build_with(
         state,
         relay,
         consumer,
+    })
+}
+
+/// Seeds the demo catalog into an empty database (`products seed-demo`); the running service's
+/// outbox relay publishes its events. Returns how many products it created (0 if any existed).
+pub async fn seed_demo(config: &Config) -> Result<usize, StartError> {
+    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
+    let images = Images::new(&config.s3)?;
+    if config.s3.ensure_bucket {
+        images.ensure_bucket().await?;
+    }
+    let store = Store::new(
+        mongo.clone(),
+        Outbox::new(&mongo.db, &config.kafka.topic_prefix),
+    );
+    store.ensure_indexes().await?;
+    demo::seed(&store, &images).await.map_err(|e| match e {
+        demo::SeedError::Store(e) => StartError::Seed(e.to_string()),
+        demo::SeedError::S3(e) => StartError::S3(e),
     })
 }
 

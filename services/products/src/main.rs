@@ -1,4 +1,5 @@
-//! `products`: serve the products service, configured from the environment.
+//! `products`: serve the products service, or `products seed-demo` to add the demo catalog to an
+//! empty database. Configured from the environment either way.
 
 use std::process::ExitCode;
 
@@ -6,12 +7,17 @@ use storefront_products::Config;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if std::env::args().len() > 1 {
-        eprintln!(
-            "usage: products    (configured from the environment; see docs/services/products.md)"
-        );
-        return ExitCode::from(2);
-    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let seed = match args.as_slice() {
+        [] => false,
+        [command] if command == "seed-demo" => true,
+        _ => {
+            eprintln!(
+                "usage: products              serve (configured from the environment; see docs/services/products.md)\n       products seed-demo    add the demo catalog to an empty database"
+            );
+            return ExitCode::from(2);
+        }
+    };
     storefront_kit::telemetry::init(storefront_products::SERVICE);
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -21,6 +27,22 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if seed {
+        return match storefront_products::seed_demo(&config).await {
+            Ok(0) => {
+                println!("products: the catalog is not empty; nothing seeded");
+                ExitCode::SUCCESS
+            }
+            Ok(n) => {
+                println!("products: seeded {n} demo products");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("products: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match storefront_products::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

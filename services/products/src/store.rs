@@ -86,6 +86,30 @@ pub struct LedgerEntry {
     pub at: bson::DateTime,
 }
 
+impl LedgerEntry {
+    fn new(
+        product: &ProductDoc,
+        movement: StockMovement,
+        delta: i64,
+        order_id: Option<Uuid>,
+        reason: Option<String>,
+        actor: Option<String>,
+    ) -> Self {
+        LedgerEntry {
+            id: Uuid::now_v7().to_string(),
+            product_id: product.id.clone(),
+            movement,
+            delta,
+            stock: product.stock,
+            version: product.version,
+            order_id: order_id.map(|o| o.to_string()),
+            reason,
+            actor,
+            at: now(),
+        }
+    }
+}
+
 /// Where an order's reservation is. `CancelledFirst` and `PaidFirst` record an `order.cancelled`
 /// or `payment.succeeded` that arrived before `order.created`, so the late `order.created` does
 /// the right thing instead of holding stock for an order that is already over.
@@ -244,7 +268,9 @@ impl ListQuery {
             price.insert("$gte", min);
         }
         if let Some(max) = self.max_price {
-            price.insert("$lte", max);
+            // `< max + 1`, the same as `<= max` for integer minor units. SecantusDB's index scan
+            // drops the upper bound of `$lte` (pinned by the price-range test).
+            price.insert("$lt", max.saturating_add(1));
         }
         if !price.is_empty() {
             filter.insert("price.amount", price);
@@ -343,17 +369,17 @@ impl Store {
             .insert_one(product)
             .session(&mut session)
             .await?;
+        // The initial stock is in the ledger; its event is `product.created` itself.
         if product.stock.available > 0 {
-            self.record(
-                &mut session,
+            let entry = LedgerEntry::new(
                 product,
                 StockMovement::Adjusted,
                 product.stock.available,
                 None,
                 Some("initial stock".into()),
                 Some(actor.to_owned()),
-            )
-            .await?;
+            );
+            self.ledger.insert_one(&entry).session(&mut session).await?;
         }
         let event = Envelope::new(
             SOURCE,
@@ -365,6 +391,11 @@ impl Store {
         );
         self.emit(&mut session, event).await?;
         self.commit(session).await
+    }
+
+    /// Whether any product, deleted or not, was ever created.
+    pub async fn has_any_product(&self) -> Result<bool, StoreError> {
+        Ok(self.products.find_one(doc! {}).await?.is_some())
     }
 
     /// A product that is not deleted.
@@ -501,18 +532,7 @@ impl Store {
         reason: Option<String>,
         actor: Option<String>,
     ) -> Result<(), StoreError> {
-        let entry = LedgerEntry {
-            id: Uuid::now_v7().to_string(),
-            product_id: product.id.clone(),
-            movement,
-            delta,
-            stock: product.stock,
-            version: product.version,
-            order_id: order_id.map(|o| o.to_string()),
-            reason: reason.clone(),
-            actor,
-            at: now(),
-        };
+        let entry = LedgerEntry::new(product, movement, delta, order_id, reason.clone(), actor);
         self.ledger
             .insert_one(&entry)
             .session(&mut *session)

@@ -3,49 +3,14 @@
 use std::{collections::HashMap, time::Duration};
 
 use mongodb::bson::{Document, doc};
-use rdkafka::{
-    ClientConfig, Message,
-    consumer::{Consumer, StreamConsumer},
-};
 use storefront_events::{Envelope, Topic, users::UserUpdated};
 use storefront_kit::outbox::Outbox;
 use tokio::sync::watch;
 
 use crate::helpers::*;
 
-/// Every event on `topic` until `expected` arrived, then a little longer to catch duplicates.
 async fn consume_all(app: &TestApp, topic: &str, expected: usize) -> Vec<Envelope> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &app.stack.kafka_bootstrap)
-        .set("group.id", storefront_kit::testing::unique("check"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut grace = None;
-    loop {
-        let until = grace.unwrap_or(deadline);
-        match tokio::time::timeout_at(until, consumer.recv()).await {
-            Ok(Ok(message)) => {
-                events.push(Envelope::from_slice(message.payload().unwrap()).unwrap());
-                if events.len() >= expected && grace.is_none() {
-                    grace = Some(tokio::time::Instant::now() + Duration::from_secs(2));
-                }
-            }
-            Ok(Err(e)) => panic!("kafka: {e}"),
-            Err(_) => break,
-        }
-    }
-    tokio::task::spawn_blocking(move || drop(consumer))
-        .await
-        .unwrap();
-    events
+    storefront_kit::testing::consume(&app.stack.kafka_bootstrap, topic, expected).await
 }
 
 #[tokio::test]

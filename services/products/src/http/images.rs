@@ -5,7 +5,10 @@
 //! again; a removed image's object goes after the product no longer names it.
 
 use axum::{
-    extract::{Multipart, State, multipart::MultipartError},
+    extract::{
+        Multipart, State,
+        multipart::{MultipartError, MultipartRejection},
+    },
     http::{HeaderMap, StatusCode},
     response::Response,
 };
@@ -79,9 +82,15 @@ pub async fn upload(
     RequireAdmin(_): RequireAdmin,
     Path(id): Path<String>,
     headers: HeaderMap,
-    multipart: Multipart,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, Error> {
     let id = product_id(&id)?;
+    let multipart = multipart.map_err(|e| {
+        Error::UnsupportedMediaType(format!(
+            "send the image as multipart/form-data with a `file` part ({})",
+            e.body_text()
+        ))
+    })?;
     let expect = if_match(&headers, false)?;
     // Refuse early for an unknown product, before reading and storing the file.
     if state.store.get(id).await?.is_none() {

@@ -232,7 +232,7 @@ pub async fn create(
     };
     let now = mongodb::bson::DateTime::now();
     let product = ProductDoc {
-        id: Uuid::new_v4().to_string(),
+        id: Uuid::now_v7().to_string(),
         title: title.into_inner(),
         description: description.into_inner(),
         category: category.into_inner(),
