@@ -151,6 +151,7 @@ impl ServiceEnv<'_> {
             )
             .env("PUBLIC_URL", format!("http://127.0.0.1:{GATEWAY_PORT}"))
             .env("S3_BUCKET", format!("{TOPIC_PREFIX}-images"))
+            .env("S3_ENSURE_BUCKET", "true")
             .envs(self.endpoints.env());
         if service.name == "auth" {
             command.env("SIGNING_KEY_FILE", self.signing_key);
@@ -185,6 +186,27 @@ pub fn start(stack: &mut Stack, bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<
         )?;
         wait_ready(&proc, service)?;
     }
+    Ok(())
+}
+
+/// `products seed-demo`: the demo catalog, on a stack whose products database never held one.
+pub fn seed_demo(bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<()> {
+    let Some(products) = built().into_iter().find(|s| s.name == "products") else {
+        return Ok(());
+    };
+    let mut command = Command::new(bin_dir.join(products.name));
+    env.apply(products, &mut command);
+    command.arg("seed-demo").env("RUST_LOG", "warn");
+    step("demo catalog (products seed-demo)");
+    let output = command.output().context("run products seed-demo")?;
+    if !output.status.success() {
+        bail!(
+            "products seed-demo failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    print!("{}", String::from_utf8_lossy(&output.stdout));
     Ok(())
 }
 
