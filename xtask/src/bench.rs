@@ -32,7 +32,12 @@ pub fn bench(args: &[String]) -> Result<()> {
             |gateway, stack| async move { auth(gateway, pid(&stack, "auth")?).await },
         ),
         Some("catalog") => with_stack(Vec::new(), |gateway, stack| async move {
-            catalog(gateway, pid(&stack, "products")?, &stack.endpoints.mongodb_uri).await
+            catalog(
+                gateway,
+                pid(&stack, "products")?,
+                &stack.endpoints.mongodb_uri,
+            )
+            .await
         }),
         _ => bail!("usage: cargo xtask bench auth|catalog"),
     }

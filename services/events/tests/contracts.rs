@@ -112,3 +112,57 @@ fn docs_events_schemas_are_current() {
         "docs/events is stale for {stale:?}: run `cargo xtask schemas` (or STOREFRONT_BLESS=1 cargo test -p storefront-events)"
     );
 }
+
+#[test]
+fn saga_events_round_trip_and_refuse_unknown_fields() {
+    use storefront_events::{
+        Money,
+        orders::{OrderCreated, OrderLine},
+        products::{InventoryRejected, ShortLine},
+    };
+    let usd = |amount| Money {
+        amount,
+        currency: "USD".into(),
+    };
+    let order = Uuid::new_v4();
+    let created = OrderCreated {
+        order_id: order,
+        user_id: Uuid::new_v4(),
+        lines: vec![OrderLine {
+            product_id: Uuid::new_v4(),
+            title: "Mug".into(),
+            unit_price: usd(1800),
+            quantity: 2,
+        }],
+        total: usd(3600),
+        created_at: Utc::now(),
+    };
+    let raw = Envelope::new("orders", order.to_string(), 1, created.clone())
+        .into_raw()
+        .unwrap();
+    assert_eq!(raw.event_type, "order.created");
+    assert_eq!(raw.decode::<OrderCreated>().unwrap().data, created);
+
+    let rejected = InventoryRejected {
+        order_id: order,
+        reason: "not enough stock for 1 item".into(),
+        short: vec![ShortLine {
+            product_id: Uuid::new_v4(),
+            requested: 2,
+            available: 1,
+        }],
+    };
+    let mut raw = Envelope::new("products", order.to_string(), 1, rejected)
+        .into_raw()
+        .unwrap();
+    assert!(raw.decode::<InventoryRejected>().is_ok());
+    raw.data["surprise"] = serde_json::json!(true);
+    assert!(matches!(
+        raw.decode::<InventoryRejected>(),
+        Err(EnvelopeError::Malformed(_))
+    ));
+    assert!(matches!(
+        raw.decode::<OrderCreated>(),
+        Err(EnvelopeError::WrongType { .. })
+    ));
+}
