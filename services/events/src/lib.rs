@@ -194,6 +194,8 @@ pub mod schemas {
             file::<products::InventoryReserved>(),
             file::<products::InventoryRejected>(),
             file::<orders::OrderCreated>(),
+            file::<orders::OrderAwaitingPayment>(),
+            file::<orders::OrderCompleted>(),
             file::<orders::OrderCancelled>(),
             file::<payments::PaymentSucceeded>(),
         ]

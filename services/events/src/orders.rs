@@ -1,7 +1,9 @@
 //! Events of the `orders` aggregate, published by the orders service on `{prefix}.orders`.
 //!
-//! The products service consumes `order.created` (to reserve stock) and `order.cancelled` (to
-//! release it). The remaining order events are added with the orders service.
+//! State by state (ARCHITECTURE §6): `order.created` (pending), `order.awaiting_payment` (stock
+//! held), `order.completed` (paid), `order.cancelled` (from either of the first two). Each carries
+//! the order's version. products consumes `order.created` and `order.cancelled`; payments keeps its
+//! order replica from all four.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -48,5 +50,35 @@ pub struct OrderCancelled {
 
 impl Event for OrderCancelled {
     const TYPE: &'static str = "order.cancelled";
+    const TOPIC: Topic = Topic::Orders;
+}
+
+/// Every line is held; the order can be paid until `expires_at` (saga step 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderAwaitingPayment {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub total: Money,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Event for OrderAwaitingPayment {
+    const TYPE: &'static str = "order.awaiting_payment";
+    const TOPIC: Topic = Topic::Orders;
+}
+
+/// The order was paid (saga step 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderCompleted {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub total: Money,
+    pub completed_at: DateTime<Utc>,
+}
+
+impl Event for OrderCompleted {
+    const TYPE: &'static str = "order.completed";
     const TOPIC: Topic = Topic::Orders;
 }

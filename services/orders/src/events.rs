@@ -1,0 +1,131 @@
+//! What orders consumes: its product replica (`product.*`, `stock.changed`), inventory's answers
+//! (saga step 3) and payments (step 5). Each handler runs in the consumer's transaction with the
+//! processed-event record; the order's state machine makes a replayed answer a no-op.
+
+use mongodb::ClientSession;
+use storefront_events::{
+    Envelope, Topic,
+    payments::PaymentSucceeded,
+    products::{
+        InventoryRejected, InventoryReserved, ProductCreated, ProductDeleted, ProductSnapshot,
+        ProductUpdated, StockChanged,
+    },
+};
+use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
+use uuid::Uuid;
+
+use crate::store::{ProductReplica, ReplicaChange, Step, Store, StoreError};
+
+pub struct Saga {
+    pub store: Store,
+}
+
+pub fn settings(topic_prefix: &str) -> ConsumerSettings {
+    ConsumerSettings::new(
+        &format!("{topic_prefix}.orders"),
+        vec![
+            Topic::Products.name(topic_prefix),
+            Topic::Payments.name(topic_prefix),
+        ],
+    )
+}
+
+fn malformed(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Failed(format!("undecodable event: {e}"))
+}
+
+fn replica(product: &ProductSnapshot, version: u64) -> ProductReplica {
+    ProductReplica {
+        id: product.product_id.to_string(),
+        title: product.title.clone(),
+        price: product.price.clone(),
+        available: product.stock.available,
+        deleted: false,
+        version: version as i64,
+    }
+}
+
+impl Saga {
+    /// Moves an order; a step its state machine does not have (a replay, or an order the
+    /// customer cancelled first) changes nothing.
+    async fn step(
+        &self,
+        session: &mut ClientSession,
+        order_id: Uuid,
+        step: Step,
+    ) -> Result<(), HandlerError> {
+        match self.store.advance_in(session, order_id, step).await {
+            Ok(order) => {
+                tracing::info!(%order_id, state = %order.state, "order moved");
+                Ok(())
+            }
+            Err(StoreError::Transition(t)) => {
+                tracing::info!(%order_id, "ignored: {t}");
+                Ok(())
+            }
+            Err(StoreError::NotFound) => {
+                tracing::warn!(%order_id, "an answer for an order this shop does not have");
+                Ok(())
+            }
+            Err(StoreError::Mongo(e)) => Err(HandlerError::Mongo(e)),
+            Err(StoreError::Raced) => Err(HandlerError::Conflict("order changed".into())),
+            Err(other) => Err(HandlerError::Failed(other.to_string())),
+        }
+    }
+}
+
+impl EventHandler for Saga {
+    async fn handle(
+        &self,
+        event: &Envelope,
+        session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        let product = if event.is::<ProductCreated>() {
+            let e = event.decode::<ProductCreated>().map_err(malformed)?;
+            Some(ReplicaChange::Snapshot(replica(&e.data.product, e.version)))
+        } else if event.is::<ProductUpdated>() {
+            let e = event.decode::<ProductUpdated>().map_err(malformed)?;
+            Some(ReplicaChange::Snapshot(replica(&e.data.product, e.version)))
+        } else if event.is::<StockChanged>() {
+            let e = event.decode::<StockChanged>().map_err(malformed)?;
+            Some(ReplicaChange::Stock {
+                id: e.data.product_id.to_string(),
+                available: e.data.stock.available,
+                version: e.version as i64,
+            })
+        } else if event.is::<ProductDeleted>() {
+            let e = event.decode::<ProductDeleted>().map_err(malformed)?;
+            Some(ReplicaChange::Deleted {
+                id: e.data.product_id.to_string(),
+                version: e.version as i64,
+            })
+        } else {
+            None
+        };
+        if let Some(change) = product {
+            self.store
+                .apply_product(session, change)
+                .await
+                .map_err(HandlerError::Failed)?;
+            return Ok(());
+        }
+        if event.is::<InventoryReserved>() {
+            let e = event.decode::<InventoryReserved>().map_err(malformed)?;
+            self.step(session, e.data.order_id, Step::Reserved).await
+        } else if event.is::<InventoryRejected>() {
+            let e = event.decode::<InventoryRejected>().map_err(malformed)?;
+            let reason = e.data.reason.clone();
+            self.step(session, e.data.order_id, Step::Cancelled { reason })
+                .await
+        } else if event.is::<PaymentSucceeded>() {
+            let e = event.decode::<PaymentSucceeded>().map_err(malformed)?;
+            self.step(session, e.data.order_id, Step::Completed).await
+        } else {
+            Ok(())
+        }
+    }
+
+    fn committed(&self) {
+        self.store.outbox().committed();
+    }
+}

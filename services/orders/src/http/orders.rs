@@ -1,0 +1,337 @@
+//! Place, list, read and cancel orders.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use storefront_events::Money;
+use storefront_kit::{
+    Error, Json,
+    auth::{CurrentUser, RequireAdmin},
+    error::{Path, Query},
+};
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    domain::{Fields, MAX_LINES, MAX_QUANTITY, OrderState},
+    store::{LineDoc, OrderDoc, Step, at},
+};
+
+pub const MAX_PER_PAGE: u64 = 100;
+pub const MAX_KEY_CHARS: usize = 100;
+
+#[derive(Debug, Serialize)]
+pub struct LineView {
+    product_id: String,
+    title: String,
+    unit_price: Money,
+    quantity: i64,
+    line_total: Money,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    id: Uuid,
+    user_id: Uuid,
+    state: OrderState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    lines: Vec<LineView>,
+    total: Money,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// Until when an open order can be paid.
+    expires_at: DateTime<Utc>,
+}
+
+impl From<&OrderDoc> for OrderView {
+    fn from(order: &OrderDoc) -> Self {
+        OrderView {
+            id: order.uuid(),
+            user_id: order.user(),
+            state: order.state,
+            reason: order.reason.clone(),
+            lines: order
+                .lines
+                .iter()
+                .map(|l| LineView {
+                    product_id: l.product_id.clone(),
+                    title: l.title.clone(),
+                    unit_price: l.unit_price.clone(),
+                    quantity: l.quantity,
+                    line_total: Money {
+                        amount: l.line_total,
+                        currency: l.unit_price.currency.clone(),
+                    },
+                })
+                .collect(),
+            total: order.total.clone(),
+            version: order.version,
+            created_at: order.created_at.to_chrono(),
+            updated_at: order.updated_at.to_chrono(),
+            expires_at: order.expires_at.to_chrono(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineBody {
+    product_id: String,
+    quantity: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceBody {
+    lines: Vec<LineBody>,
+}
+
+/// The `Idempotency-Key` header: 1 to 100 visible ASCII characters, or absent.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Error> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default().trim();
+    if key.is_empty() || key.len() > MAX_KEY_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::BadRequest(format!(
+            "Idempotency-Key is 1 to {MAX_KEY_CHARS} visible ASCII characters"
+        )));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Checks the lines and merges repeats: product id → quantity, in a stable order.
+fn requested(body: &PlaceBody) -> Result<BTreeMap<Uuid, i64>, Error> {
+    let mut fields = Fields::default();
+    if body.lines.is_empty() {
+        fields.add("lines", "an order has at least one line");
+    }
+    if body.lines.len() > MAX_LINES {
+        fields.add("lines", format!("an order has at most {MAX_LINES} lines"));
+    }
+    let mut merged = BTreeMap::new();
+    for (i, line) in body.lines.iter().enumerate() {
+        let id = fields.check(
+            &format!("lines[{i}].product_id"),
+            line.product_id
+                .parse::<Uuid>()
+                .map_err(|_| "not a product id".to_owned()),
+        );
+        if !(1..=MAX_QUANTITY).contains(&line.quantity) {
+            fields.add(
+                format!("lines[{i}].quantity"),
+                format!("between 1 and {MAX_QUANTITY}"),
+            );
+        }
+        if let Some(id) = id {
+            *merged.entry(id).or_insert(0) += line.quantity;
+        }
+    }
+    fields.finish()?;
+    if let Some((id, _)) = merged.iter().find(|(_, q)| **q > MAX_QUANTITY) {
+        return Err(Error::field(
+            "lines",
+            format!("at most {MAX_QUANTITY} of product {id} in one order"),
+        ));
+    }
+    Ok(merged)
+}
+
+fn created(order: &OrderDoc) -> Response {
+    let mut response = (StatusCode::CREATED, Json(OrderView::from(order))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", order.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// `POST /api/orders`: priced from orders' product replica, never from the client. With an
+/// `Idempotency-Key`, the same key again returns the same order.
+pub async fn place(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    Json(body): Json<PlaceBody>,
+) -> Result<Response, Error> {
+    let key = idempotency_key(&headers)?;
+    let merged = requested(&body)?;
+    let ids: Vec<String> = merged.keys().map(Uuid::to_string).collect();
+    let known = state.store.products(&ids).await?;
+    let mut fields = Fields::default();
+    let mut lines = Vec::with_capacity(merged.len());
+    for (id, quantity) in &merged {
+        match known.iter().find(|p| p.id == id.to_string()) {
+            Some(p) if !p.deleted => lines.push(LineDoc {
+                product_id: p.id.clone(),
+                title: p.title.clone(),
+                unit_price: p.price.clone(),
+                quantity: *quantity,
+                line_total: p.price.amount * quantity,
+            }),
+            _ => fields.add("lines", format!("product {id} is not sold here")),
+        }
+    }
+    fields.finish()?;
+    let currency = lines[0].unit_price.currency.clone();
+    if lines.iter().any(|l| l.unit_price.currency != currency) {
+        return Err(Error::field(
+            "lines",
+            "an order is in one currency; these products are priced in several",
+        ));
+    }
+    let total = lines.iter().map(|l| l.line_total).sum();
+    let now = Utc::now();
+    let window = chrono::Duration::from_std(state.payment_window).map_err(Error::internal)?;
+    let order = OrderDoc {
+        id: Uuid::now_v7().to_string(),
+        user_id: user.sub.to_string(),
+        lines,
+        total: Money {
+            amount: total,
+            currency,
+        },
+        state: OrderState::Pending,
+        reason: None,
+        version: 1,
+        created_at: at(now),
+        updated_at: at(now),
+        expires_at: at(now + window),
+    };
+    let fingerprint = {
+        let mut hash = Sha256::new();
+        for (id, quantity) in &merged {
+            hash.update(format!("{id}:{quantity};"));
+        }
+        format!("{:x}", hash.finalize())
+    };
+    let (order, _new) = state
+        .store
+        .place(&order, key.as_deref().map(|k| (k, fingerprint.as_str())))
+        .await?;
+    Ok(created(&order))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    page: Option<u64>,
+    per_page: Option<u64>,
+    status: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrderList {
+    items: Vec<OrderView>,
+    page: u64,
+    per_page: u64,
+    total: u64,
+}
+
+async fn list(
+    state: &AppState,
+    user: Option<Uuid>,
+    query: ListQuery,
+) -> Result<Json<OrderList>, Error> {
+    let mut fields = Fields::default();
+    let page = query.page.unwrap_or(1);
+    if page == 0 {
+        fields.add("page", "pages start at 1");
+    }
+    let per_page = query.per_page.unwrap_or(20);
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        fields.add("per_page", format!("between 1 and {MAX_PER_PAGE}"));
+    }
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(raw) => fields
+            .check(
+                "status",
+                OrderState::parse(raw).map(Some).ok_or_else(|| {
+                    "one of pending, awaiting_payment, completed, cancelled".to_owned()
+                }),
+            )
+            .flatten(),
+    };
+    fields.finish()?;
+    let found = state.store.list(user, status, page, per_page).await?;
+    Ok(Json(OrderList {
+        items: found.items.iter().map(OrderView::from).collect(),
+        page,
+        per_page,
+        total: found.total,
+    }))
+}
+
+/// `GET /api/orders`: the signed-in customer's orders, newest first.
+pub async fn mine(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<OrderList>, Error> {
+    list(&state, Some(user.sub), query).await
+}
+
+/// `GET /api/orders/admin/all`: every order, filtered by `status`.
+pub async fn all(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<OrderList>, Error> {
+    list(&state, None, query).await
+}
+
+/// An order the caller may see: their own, or any for an admin. Anything else is not found.
+async fn visible(
+    state: &AppState,
+    user: &storefront_kit::auth::Claims,
+    id: &str,
+) -> Result<OrderDoc, Error> {
+    let missing = || Error::NotFound("no such order".into());
+    let id: Uuid = id.parse().map_err(|_| missing())?;
+    match state.store.get(id).await? {
+        Some(order) if order.user_id == user.sub.to_string() || user.is_admin() => Ok(order),
+        _ => Err(missing()),
+    }
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, Error> {
+    let order = visible(&state, &user, &id).await?;
+    Ok(Json(OrderView::from(&order)))
+}
+
+/// `POST /api/orders/{id}/cancel`: only before payment; the stock is released.
+pub async fn cancel(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, Error> {
+    let order = visible(&state, &user, &id).await?;
+    let reason = if order.user_id == user.sub.to_string() {
+        "cancelled by the customer"
+    } else {
+        "cancelled by an admin"
+    };
+    let order = state
+        .store
+        .advance(
+            order.uuid(),
+            Step::Cancelled {
+                reason: reason.into(),
+            },
+        )
+        .await?;
+    Ok(Json(OrderView::from(&order)))
+}

@@ -1,0 +1,171 @@
+//! The orders service: orders and their state machine (ARCHITECTURE §6), priced from orders' own
+//! product replica, moved by inventory's and payments' events, and expired by a task that
+//! survives restarts. See `docs/services/orders.md` and `docs/api/orders.md`.
+
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod expiry;
+mod http;
+pub mod store;
+
+use std::{ops::Deref, sync::Arc, time::Duration};
+
+use axum::{Router, extract::FromRef};
+use rdkafka::producer::FutureProducer;
+use storefront_events::Topic;
+use storefront_kit::{
+    auth::{Authenticator, Revocations},
+    kafka::{self, ConsumerRunner},
+    mongo::Mongo,
+    outbox::{Outbox, Relay},
+    server::{self, Readiness},
+};
+use tokio::sync::watch;
+
+pub use config::Config;
+
+use crate::{events::Saga, expiry::Expiry, store::Store};
+
+pub const SERVICE: &str = "orders";
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub authenticator: Arc<Authenticator>,
+    pub payment_window: Duration,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.authenticator.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A ready-to-serve orders service and the tasks to run beside it.
+pub struct Orders {
+    pub app: Router,
+    pub state: AppState,
+    pub relay: Relay,
+    pub consumer: Option<ConsumerRunner<Saga>>,
+    pub expiry: Expiry,
+}
+
+pub async fn build(config: &Config) -> Result<Orders, StartError> {
+    let revocations = Revocations::connect(&config.redis.url, &config.kafka.topic_prefix).await?;
+    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
+    build_with(config, authenticator).await
+}
+
+/// [`build`] with the token verifier given (tests pass one holding their own keys).
+pub async fn build_with(
+    config: &Config,
+    authenticator: Arc<Authenticator>,
+) -> Result<Orders, StartError> {
+    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
+    let prefix = &config.kafka.topic_prefix;
+    let producer: FutureProducer = kafka::producer(&config.kafka)?;
+    if config.kafka.ensure_topics {
+        let topics = [Topic::Orders, Topic::Products, Topic::Payments].map(|t| t.name(prefix));
+        kafka::ensure_topics(&config.kafka, &topics).await?;
+    }
+    let outbox = Outbox::new(&mongo.db, prefix);
+    let store = Store::new(mongo.clone(), outbox.clone());
+    store.ensure_indexes().await?;
+    let relay = outbox.relay(&mongo.db, producer.clone());
+    let consumer = if config.consume_events {
+        let saga = Arc::new(Saga {
+            store: store.clone(),
+        });
+        Some(
+            ConsumerRunner::new(&config.kafka, events::settings(prefix), mongo.clone(), saga)
+                .await?,
+        )
+    } else {
+        None
+    };
+    let expiry = Expiry {
+        store: store.clone(),
+        poll: config.expiry_poll,
+    };
+    let state = AppState(Arc::new(Inner {
+        store,
+        authenticator: authenticator.clone(),
+        payment_window: config.payment_window,
+    }));
+    let revocations = authenticator.revocations().clone();
+    let readiness = Readiness::new()
+        .check("mongodb", move || {
+            let mongo = mongo.clone();
+            async move { mongo.ping().await }
+        })
+        .check("redis", move || {
+            let revocations = revocations.clone();
+            async move { revocations.ping().await }
+        })
+        .check("kafka", move || {
+            let producer = producer.clone();
+            async move { kafka::ping(&producer).await }
+        });
+    let app = server::build(
+        SERVICE,
+        http::routes(state.clone()),
+        readiness,
+        &config.http,
+    );
+    Ok(Orders {
+        app,
+        state,
+        relay,
+        consumer,
+        expiry,
+    })
+}
+
+/// Runs orders until SIGTERM/Ctrl-C: HTTP, the outbox relay, the consumer and the expiry task;
+/// then drains them.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let Orders {
+        app,
+        relay,
+        consumer,
+        expiry,
+        ..
+    } = build(&config).await?;
+    let listener = server::bind(&config.http.bind_addr).await?;
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = vec![
+        tokio::spawn(relay.run(stopped.clone())),
+        tokio::spawn(expiry.run(stopped.clone())),
+    ];
+    if let Some(consumer) = consumer {
+        tasks.push(tokio::spawn(consumer.run(stopped)));
+    }
+    server::serve(listener, app, server::shutdown_signal()).await?;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The saga between orders and products: reserved → awaiting payment → completed, rejected,
+//! cancelled by the owner, expired; replays and stale product events change nothing.
+
+use chrono::Utc;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use storefront_events::{
+    Money,
+    payments::PaymentSucceeded,
+    products::{ProductSnapshot, ProductUpdated, Stock},
+};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+fn paid(order: &serde_json::Value) -> PaymentSucceeded {
+    PaymentSucceeded {
+        order_id: order["id"].as_str().unwrap().parse().unwrap(),
+        user_id: order["user_id"].as_str().unwrap().parse().unwrap(),
+        payment_intent_id: "pi_test".into(),
+        amount: Money {
+            amount: order["total"]["amount"].as_i64().unwrap(),
+            currency: "USD".into(),
+        },
+        succeeded_at: Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn an_order_is_reserved_paid_and_completed() {
+    let shop = shop().await;
+    let mug = shop.product("Mug", 1800, 5).await;
+    let ada = shop.customer();
+    let response = shop
+        .place(&ada, json!([{ "product_id": mug, "quantity": 2 }]))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let order: serde_json::Value = response.json().await.unwrap();
+    let id = order["id"].as_str().unwrap().to_owned();
+    assert_eq!(order["state"], "pending");
+    assert_eq!(order["total"], json!({ "amount": 3600, "currency": "USD" }));
+    assert_eq!(order["lines"][0]["title"], "Mug");
+    assert_eq!(order["lines"][0]["line_total"]["amount"], 3600);
+
+    shop.wait_state(&ada.token, &id, "awaiting_payment").await;
+    assert_eq!(shop.stock(&mug).await, (3, 2, 0));
+
+    let order = shop.order(&ada.token, &id).await;
+    shop.publish(&id, 1, paid(&order)).await;
+    let done = shop.wait_state(&ada.token, &id, "completed").await;
+    assert_eq!(done["version"], 3);
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while shop.stock(&mug).await != (3, 0, 2) {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the reservation was never sold"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Paid: too late to cancel, and a replayed payment changes nothing.
+    let response = shop
+        .orders(
+            Method::POST,
+            &format!("/{id}/cancel"),
+            Some(&ada.token),
+            None,
+        )
+        .await;
+    let body = problem(response, StatusCode::CONFLICT, "order-state").await;
+    assert!(body["detail"].as_str().unwrap().contains("completed"));
+    shop.publish(&id, 1, paid(&order)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(shop.order(&ada.token, &id).await["version"], 3);
+}
+
+#[tokio::test]
+async fn out_of_stock_cancels_the_order_with_the_reason() {
+    let shop = shop().await;
+    let (mug, lamp) = (
+        shop.product("Mug", 1800, 5).await,
+        shop.product("Lamp", 7900, 1).await,
+    );
+    let ada = shop.customer();
+    let response = shop
+        .place(
+            &ada,
+            json!([{ "product_id": mug, "quantity": 1 }, { "product_id": lamp, "quantity": 2 }]),
+        )
+        .await;
+    let order: serde_json::Value = response.json().await.unwrap();
+    let id = order["id"].as_str().unwrap();
+    let cancelled = shop.wait_state(&ada.token, id, "cancelled").await;
+    assert_eq!(cancelled["reason"], "not enough stock for 1 item");
+    assert_eq!(shop.stock(&mug).await, (5, 0, 0));
+    assert_eq!(shop.stock(&lamp).await, (1, 0, 0));
+}
+
+#[tokio::test]
+async fn the_owner_cancels_before_payment_and_the_stock_comes_back() {
+    let shop = shop().await;
+    let mug = shop.product("Mug", 1800, 5).await;
+    let ada = shop.customer();
+    let order: serde_json::Value = shop
+        .place(&ada, json!([{ "product_id": mug, "quantity": 3 }]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = order["id"].as_str().unwrap();
+    shop.wait_state(&ada.token, id, "awaiting_payment").await;
+
+    // Someone else cannot, and cannot even tell the order exists.
+    let eve = shop.customer();
+    let response = shop
+        .orders(
+            Method::POST,
+            &format!("/{id}/cancel"),
+            Some(&eve.token),
+            None,
+        )
+        .await;
+    problem(response, StatusCode::NOT_FOUND, "not-found").await;
+
+    let response = shop
+        .orders(
+            Method::POST,
+            &format!("/{id}/cancel"),
+            Some(&ada.token),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cancelled: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        (cancelled["state"].as_str(), cancelled["reason"].as_str()),
+        (Some("cancelled"), Some("cancelled by the customer"))
+    );
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while shop.stock(&mug).await != (5, 0, 0) {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the stock was never released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let response = shop
+        .orders(
+            Method::POST,
+            &format!("/{id}/cancel"),
+            Some(&ada.token),
+            None,
+        )
+        .await;
+    problem(response, StatusCode::CONFLICT, "order-state").await;
+}
+
+#[tokio::test]
+async fn unpaid_orders_expire_and_release_their_stock() {
+    let shop = shop_with(|config| config.payment_window = std::time::Duration::from_secs(2)).await;
+    let mug = shop.product("Mug", 1800, 4).await;
+    let ada = shop.customer();
+    let order: serde_json::Value = shop
+        .place(&ada, json!([{ "product_id": mug, "quantity": 4 }]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = order["id"].as_str().unwrap();
+    let expired = shop.wait_state(&ada.token, id, "cancelled").await;
+    assert_eq!(expired["reason"], storefront_orders::expiry::REASON);
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while shop.stock(&mug).await != (4, 0, 0) {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the stock was never released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_product_replica_never_moves_backwards() {
+    let shop = shop().await;
+    let mug = shop.product("Mug", 1800, 5).await;
+    let response = shop
+        .http
+        .patch(format!("http://{}/api/products/{mug}", shop.products))
+        .bearer_auth(&shop.admin)
+        .header("if-match", "\"v1\"")
+        .json(&json!({ "price": { "amount": 2500, "currency": "USD" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    shop.wait_replica(&mug, 2).await;
+
+    // A stale snapshot (version 1, the old price) arrives again: ignored.
+    let now = Utc::now();
+    let stale = ProductUpdated {
+        product: ProductSnapshot {
+            product_id: mug.parse::<Uuid>().unwrap(),
+            title: "Mug".into(),
+            description: String::new(),
+            category: "kitchen".into(),
+            price: Money {
+                amount: 1,
+                currency: "USD".into(),
+            },
+            images: Vec::new(),
+            stock: Stock {
+                available: 99,
+                reserved: 0,
+                sold: 0,
+            },
+            created_at: now,
+            updated_at: now,
+        },
+    };
+    shop.publish(&mug, 1, stale).await;
+    // Then a real change behind it, so the stale one has surely been handled.
+    let response = shop
+        .http
+        .post(format!("http://{}/api/products/{mug}/stock", shop.products))
+        .bearer_auth(&shop.admin)
+        .json(&json!({ "adjust": 1, "reason": "found one" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    shop.wait_replica(&mug, 3).await;
+    let replica = &shop.store.products(&[mug.clone()]).await.unwrap()[0];
+    assert_eq!(
+        (replica.price.amount, replica.available, replica.version),
+        (2500, 6, 3)
+    );
+
+    // Orders are priced from the replica: the new price, whatever the client thinks.
+    let ada = shop.customer();
+    let order: serde_json::Value = shop
+        .place(&ada, json!([{ "product_id": mug, "quantity": 1 }]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["total"]["amount"], 2500);
+}

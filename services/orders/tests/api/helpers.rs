@@ -1,0 +1,291 @@
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use storefront_auth::keys::SigningKey;
+use storefront_events::{Envelope, Event};
+use storefront_kit::{
+    auth::{Authenticator, Claims, ISSUER, Revocations, Role},
+    config::{HttpConfig, RedisConfig},
+    kafka,
+    testing::{TestStack, spawn, unique},
+};
+use storefront_orders::store::Store;
+use storefront_products::{domain::ImageRules, s3::S3Config};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub struct Shop {
+    pub orders: SocketAddr,
+    pub products: SocketAddr,
+    pub http: reqwest::Client,
+    pub stack: TestStack,
+    pub prefix: String,
+    pub store: Store,
+    key: SigningKey,
+    pub admin: String,
+    _stop: watch::Sender<bool>,
+}
+
+/// A customer: their id and token.
+pub struct Customer {
+    pub id: Uuid,
+    pub token: String,
+}
+
+pub fn orders_config(stack: &TestStack, prefix: &str) -> storefront_orders::Config {
+    storefront_orders::Config {
+        http: HttpConfig::default(),
+        mongo: stack.mongo(&unique("orders")),
+        kafka: stack.kafka(prefix),
+        redis: RedisConfig {
+            url: stack.redis_url.clone(),
+        },
+        jwks_url: "http://127.0.0.1:9/unused".into(),
+        payment_window: Duration::from_secs(900),
+        expiry_poll: Duration::from_millis(200),
+        consume_events: true,
+    }
+}
+
+fn products_config(stack: &TestStack, prefix: &str) -> storefront_products::Config {
+    storefront_products::Config {
+        http: HttpConfig::default(),
+        mongo: stack.mongo(&unique("products")),
+        kafka: stack.kafka(prefix),
+        redis: RedisConfig {
+            url: stack.redis_url.clone(),
+        },
+        jwks_url: "http://127.0.0.1:9/unused".into(),
+        s3: S3Config {
+            endpoint: stack.s3_endpoint.clone(),
+            public_endpoint: None,
+            access_key: stack.s3_access_key.clone(),
+            secret_key: stack.s3_secret_key.clone(),
+            bucket: format!("img-{}", &Uuid::new_v4().simple().to_string()[..12]),
+            region: "us-east-1".into(),
+            ensure_bucket: true,
+            url_ttl: Duration::from_secs(300),
+        },
+        images: ImageRules::default(),
+        cache_ttl: Duration::ZERO,
+        consume_events: true,
+    }
+}
+
+pub async fn shop() -> Shop {
+    shop_with(|_| {}).await
+}
+
+/// Both services on one fresh topic prefix; `edit` adjusts orders' configuration.
+pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Shop {
+    let stack = TestStack::from_env();
+    let prefix = unique("t");
+    let key = SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap();
+    let authenticator = || async {
+        let revocations = Revocations::connect(&stack.redis_url, &prefix)
+            .await
+            .unwrap();
+        Arc::new(Authenticator::from_keys(key.decoding_keys(), revocations))
+    };
+    let (stop, stopped) = watch::channel(false);
+
+    let products =
+        storefront_products::build_with(&products_config(&stack, &prefix), authenticator().await)
+            .await
+            .expect("products builds");
+    tokio::spawn(products.relay.run(stopped.clone()));
+    tokio::spawn(products.consumer.expect("a consumer").run(stopped.clone()));
+    let products_addr = spawn(products.app).await;
+
+    let mut config = orders_config(&stack, &prefix);
+    edit(&mut config);
+    let orders = storefront_orders::build_with(&config, authenticator().await)
+        .await
+        .expect("orders builds");
+    tokio::spawn(orders.relay.run(stopped.clone()));
+    tokio::spawn(orders.consumer.expect("a consumer").run(stopped.clone()));
+    tokio::spawn(orders.expiry.run(stopped));
+    let store = orders.state.store.clone();
+    let orders_addr = spawn(orders.app).await;
+
+    let mut shop = Shop {
+        orders: orders_addr,
+        products: products_addr,
+        http: reqwest::Client::new(),
+        stack,
+        prefix,
+        store,
+        key,
+        admin: String::new(),
+        _stop: stop,
+    };
+    shop.admin = shop.mint(Uuid::new_v4(), Role::Admin);
+    shop
+}
+
+impl Shop {
+    pub fn mint(&self, sub: Uuid, role: Role) -> String {
+        let now = Utc::now().timestamp();
+        self.key.sign(&Claims {
+            iss: ISSUER.into(),
+            sub,
+            email: "someone@example.com".into(),
+            role,
+            jti: Uuid::new_v4(),
+            sid: Uuid::new_v4(),
+            iat: now,
+            exp: now + 900,
+        })
+    }
+
+    pub fn customer(&self) -> Customer {
+        let id = Uuid::new_v4();
+        Customer {
+            id,
+            token: self.mint(id, Role::Customer),
+        }
+    }
+
+    /// `method` on orders' `path` (after `/api/orders`) as `token`, with a JSON body.
+    pub async fn orders(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self
+            .http
+            .request(method, format!("http://{}/api/orders{path}", self.orders));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn place(&self, who: &Customer, lines: Value) -> Response {
+        self.orders(
+            Method::POST,
+            "",
+            Some(&who.token),
+            Some(json!({ "lines": lines })),
+        )
+        .await
+    }
+
+    pub async fn order(&self, who: &str, id: &str) -> Value {
+        let response = self
+            .orders(Method::GET, &format!("/{id}"), Some(who), None)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Waits until the order's state is `state`; returns the order.
+    pub async fn wait_state(&self, who: &str, id: &str, state: &str) -> Value {
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let order = self.order(who, id).await;
+            if order["state"] == state {
+                return order;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "order {id} stayed {}",
+                order["state"]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A product created through the products API, once orders' replica has it.
+    pub async fn product(&self, title: &str, cents: i64, stock: i64) -> String {
+        let response = self
+            .http
+            .post(format!("http://{}/api/products", self.products))
+            .bearer_auth(&self.admin)
+            .json(&json!({ "title": title, "category": "kitchen", "price": { "amount": cents, "currency": "USD" }, "stock": stock }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let product: Value = response.json().await.unwrap();
+        let id = product["id"].as_str().unwrap().to_owned();
+        self.wait_replica(&id, 1).await;
+        id
+    }
+
+    /// Waits until orders' replica of `id` is at `version` or later.
+    pub async fn wait_replica(&self, id: &str, version: i64) {
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self.store.products(&[id.to_owned()]).await.unwrap();
+            if found.first().is_some_and(|p| p.version >= version) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "replica of {id} never reached v{version}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Products' stock of `id`: (available, reserved, sold).
+    pub async fn stock(&self, id: &str) -> (i64, i64, i64) {
+        let view: Value = self
+            .http
+            .get(format!("http://{}/api/products/{id}/stock", self.products))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let s = &view["stock"];
+        (
+            s["available"].as_i64().unwrap(),
+            s["reserved"].as_i64().unwrap(),
+            s["sold"].as_i64().unwrap(),
+        )
+    }
+
+    /// Publishes `data` on its topic in this shop, as another service would.
+    pub async fn publish<E: Event>(&self, key: &str, version: u64, data: E) {
+        let producer: rdkafka::producer::FutureProducer =
+            kafka::producer(&self.stack.kafka(&self.prefix)).unwrap();
+        let envelope = Envelope::new("test", key, version, data)
+            .into_raw()
+            .unwrap();
+        let payload = serde_json::to_vec(&envelope).unwrap();
+        let topic = E::TOPIC.name(&self.prefix);
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&topic)
+                    .key(key)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+/// Asserts a problem+json answer with `status` and problem slug `kind`; returns its body.
+pub async fn problem(response: Response, status: StatusCode, kind: &str) -> Value {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["type"],
+        format!("https://storefront.dev/problems/{kind}"),
+        "{body}"
+    );
+    body
+}
