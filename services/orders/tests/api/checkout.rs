@@ -229,7 +229,11 @@ async fn the_product_replica_never_moves_backwards() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     shop.wait_replica(&mug, 3).await;
-    let replica = &shop.store.products(&[mug.clone()]).await.unwrap()[0];
+    let replica = &shop
+        .store
+        .products(std::slice::from_ref(&mug))
+        .await
+        .unwrap()[0];
     assert_eq!(
         (replica.price.amount, replica.available, replica.version),
         (2500, 6, 3)
