@@ -6,8 +6,12 @@ What it changes against `localstripe` as shipped, and why:
   temp folder on every write (10-36 ms a call, and state leaking between runs);
 - it fills response fields that real Stripe always sends and async-stripe's typed responses require,
   but localstripe leaves out (PaymentIntent: amount_received, amount_capturable,
-  payment_method_types, confirmation_method, livemode). Only missing fields are added, with the
-  values Stripe would send for that state; nothing localstripe computes is overwritten.
+  payment_method_types, confirmation_method, livemode, the `type` of last_payment_error; Event:
+  pending_webhooks). Only missing fields are added, with the values Stripe would send for that
+  state; and `latest_charge` is sent as an id, as Stripe does unless it is expanded;
+- it lets `POST /v1/payment_intents/{id}/confirm` take a `payment_method`, as Stripe does (as
+  shipped that answers 500 "Not implemented"): the intent takes the new method and, if its last
+  charge failed, is payable again, so a customer whose card was declined can pay with another.
 
 Usage: python localstripe_launcher.py --port PORT [--host 127.0.0.1]
 """
@@ -17,16 +21,22 @@ import logging
 import socket
 
 import localstripe.resources as resources
+from localstripe.errors import UserError
 
 resources.Store.dump_to_disk = lambda self: None
 resources.Store.try_load_from_disk = lambda self: None
 
-from aiohttp import web  # noqa: E402
-from localstripe import server  # noqa: E402
 
-
-def fill_payment_intent(intent, obj):
+def fill_payment_intent(intent, obj, expand):
     status = obj.get("status")
+    # Stripe sends the charge's id unless asked to expand it; async-stripe reads an expanded
+    # charge as a full Charge, which localstripe's is not.
+    charge = obj.get("latest_charge")
+    if isinstance(charge, dict) and "latest_charge" not in (expand or []):
+        obj["latest_charge"] = charge.get("id")
+    error = obj.get("last_payment_error")
+    if isinstance(error, dict):
+        error.setdefault("type", "card_error")
     amount = obj.get("amount") or 0
     obj.setdefault("amount_received", amount if status == "succeeded" else 0)
     obj.setdefault("amount_capturable", amount if status == "requires_capture" else 0)
@@ -40,13 +50,46 @@ def add_defaults(cls, fill):
 
     def _export(self, expand=None):
         obj = original(self, expand=expand)
-        fill(self, obj)
+        fill(self, obj, expand)
         return obj
 
     cls._export = _export
 
 
+def fill_event(event, obj, expand):
+    obj.setdefault("pending_webhooks", 1)
+
+
 add_defaults(resources.PaymentIntent, fill_payment_intent)
+add_defaults(resources.Event, fill_event)
+
+_confirm = resources.PaymentIntent._api_confirm.__func__
+
+
+def confirm_with_payment_method(cls, id, payment_method=None, **kwargs):
+    if payment_method is not None:
+        intent = cls._api_retrieve(id)
+        if intent.status not in ("requires_payment_method", "requires_confirmation"):
+            raise UserError(400, "payment_intent_unexpected_state: the intent is " + intent.status)
+        resources.PaymentMethod._api_retrieve(payment_method)
+        intent.payment_method = payment_method
+        intent.latest_charge = None
+        intent.next_action = None
+        intent._authentication_failed = False
+    return _confirm(cls, id, **kwargs)
+
+
+resources.PaymentIntent._api_confirm = classmethod(confirm_with_payment_method)
+# The route table holds the method it was built with; point the confirm route at the new one.
+resources.extra_apis[:] = [
+    (method, url, resources.PaymentIntent._api_confirm
+     if url == "/v1/payment_intents/{id}/confirm" else func)
+    for method, url, func in resources.extra_apis
+]
+
+# Imported last: building the server's routes reads the patched route table.
+from aiohttp import web  # noqa: E402
+from localstripe import server  # noqa: E402
 
 
 def main():

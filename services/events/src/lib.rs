@@ -198,6 +198,8 @@ pub mod schemas {
             file::<orders::OrderCompleted>(),
             file::<orders::OrderCancelled>(),
             file::<payments::PaymentSucceeded>(),
+            file::<payments::PaymentFailed>(),
+            file::<payments::PaymentRefunded>(),
         ]
     }
 

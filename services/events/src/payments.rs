@@ -1,7 +1,8 @@
 //! Events of the `payments` aggregate, published by the payments service on `{prefix}.payments`.
 //!
-//! The products service consumes `payment.succeeded` to turn an order's reservation into a sale.
-//! The remaining payment events are added with the payments service.
+//! One payment per order, keyed by the order id: `payment.succeeded` (orders completes the order,
+//! products sells the stock, cart empties), `payment.failed` (a declined attempt; the order stays
+//! payable), `payment.refunded` (money returned for an order that ended unpaid on our side).
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -24,5 +25,40 @@ pub struct PaymentSucceeded {
 
 impl Event for PaymentSucceeded {
     const TYPE: &'static str = "payment.succeeded";
+    const TOPIC: Topic = Topic::Payments;
+}
+
+/// One attempt to pay an order failed; the order can still be paid until it expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentFailed {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub payment_intent_id: String,
+    /// The provider's reason, for the customer, e.g. "Your card was declined."
+    pub reason: String,
+    /// Which attempt of this order's payment failed (1, 2, …).
+    pub attempt: u32,
+    pub failed_at: DateTime<Utc>,
+}
+
+impl Event for PaymentFailed {
+    const TYPE: &'static str = "payment.failed";
+    const TOPIC: Topic = Topic::Payments;
+}
+
+/// The money of a payment went back to the customer (the order was cancelled as it was paid).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRefunded {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub payment_intent_id: String,
+    pub amount: Money,
+    pub refunded_at: DateTime<Utc>,
+}
+
+impl Event for PaymentRefunded {
+    const TYPE: &'static str = "payment.refunded";
     const TOPIC: Topic = Topic::Payments;
 }

@@ -52,6 +52,9 @@ pub enum Error {
     /// 409: conflicts with current state (duplicate email, …).
     #[error("{detail}")]
     Conflict { kind: &'static str, detail: String },
+    /// 402: the payment provider declined the payment; the detail is its reason.
+    #[error("{0}")]
+    PaymentDeclined(String),
     /// 412: the `If-Match` precondition failed (someone else changed the resource first).
     #[error("{0}")]
     PreconditionFailed(String),
@@ -99,6 +102,7 @@ impl Error {
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
             Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -118,6 +122,7 @@ impl Error {
             | Error::Forbidden { kind, .. }
             | Error::Conflict { kind, .. } => kind,
             Error::NotFound(_) => "not-found",
+            Error::PaymentDeclined(_) => "card-declined",
             Error::PreconditionFailed(_) => "version-mismatch",
             Error::PreconditionRequired(_) => "if-match-required",
             Error::PayloadTooLarge => "payload-too-large",

@@ -23,6 +23,8 @@ pub struct TestStack {
     pub s3_endpoint: String,
     pub s3_access_key: String,
     pub s3_secret_key: String,
+    pub stripe_url: String,
+    pub stripe_secret_key: String,
 }
 
 fn stack_var(name: &str) -> String {
@@ -42,6 +44,8 @@ impl TestStack {
             s3_endpoint: stack_var("STOREFRONT_TEST_S3_ENDPOINT"),
             s3_access_key: stack_var("STOREFRONT_TEST_S3_ACCESS_KEY"),
             s3_secret_key: stack_var("STOREFRONT_TEST_S3_SECRET_KEY"),
+            stripe_url: stack_var("STOREFRONT_TEST_STRIPE_URL"),
+            stripe_secret_key: stack_var("STOREFRONT_TEST_STRIPE_SECRET_KEY"),
         }
     }
 

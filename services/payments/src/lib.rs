@@ -1,0 +1,169 @@
+//! The payments service: pays an order through Stripe exactly once (ARCHITECTURE §6 step 4),
+//! from its own replica of the orders, and records each outcome once — from the confirmation or
+//! from Stripe's signed webhook, whichever comes first. See `docs/services/payments.md`.
+
+pub mod config;
+pub mod events;
+pub mod gateway;
+mod http;
+pub mod store;
+
+use std::{ops::Deref, sync::Arc};
+
+use axum::{Router, extract::FromRef};
+use rdkafka::producer::FutureProducer;
+use storefront_events::Topic;
+use storefront_kit::{
+    auth::{Authenticator, Revocations},
+    kafka::{self, ConsumerRunner},
+    mongo::Mongo,
+    outbox::{Outbox, Relay},
+    server::{self, Readiness},
+};
+use tokio::sync::watch;
+
+pub use config::Config;
+
+use crate::{events::Orders, gateway::Gateway, store::Store};
+
+pub const SERVICE: &str = "payments";
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub gateway: Gateway,
+    pub authenticator: Arc<Authenticator>,
+    pub webhook_secret: String,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.authenticator.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Payments {
+    pub app: Router,
+    pub state: AppState,
+    pub relay: Relay,
+    pub consumer: Option<ConsumerRunner<Orders>>,
+}
+
+pub async fn build(config: &Config) -> Result<Payments, StartError> {
+    let revocations = Revocations::connect(&config.redis.url, &config.kafka.topic_prefix).await?;
+    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
+    build_with(config, authenticator).await
+}
+
+/// [`build`] with the token verifier given (tests pass one holding their own keys).
+pub async fn build_with(
+    config: &Config,
+    authenticator: Arc<Authenticator>,
+) -> Result<Payments, StartError> {
+    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
+    let prefix = &config.kafka.topic_prefix;
+    let producer: FutureProducer = kafka::producer(&config.kafka)?;
+    if config.kafka.ensure_topics {
+        let topics = [Topic::Payments, Topic::Orders].map(|t| t.name(prefix));
+        kafka::ensure_topics(&config.kafka, &topics).await?;
+    }
+    let gateway = Gateway::new(&config.stripe_secret_key, config.stripe_api_base.as_deref())?;
+    let outbox = Outbox::new(&mongo.db, prefix);
+    let store = Store::new(mongo.clone(), outbox.clone());
+    store.ensure_indexes().await?;
+    let relay = outbox.relay(&mongo.db, producer.clone());
+    let consumer = if config.consume_events {
+        let handler = Arc::new(Orders {
+            store: store.clone(),
+            gateway: gateway.clone(),
+        });
+        Some(
+            ConsumerRunner::new(
+                &config.kafka,
+                events::settings(prefix),
+                mongo.clone(),
+                handler,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let state = AppState(Arc::new(Inner {
+        store,
+        gateway,
+        authenticator: authenticator.clone(),
+        webhook_secret: config.stripe_webhook_secret.clone(),
+    }));
+    let revocations = authenticator.revocations().clone();
+    let readiness = Readiness::new()
+        .check("mongodb", move || {
+            let mongo = mongo.clone();
+            async move { mongo.ping().await }
+        })
+        .check("redis", move || {
+            let revocations = revocations.clone();
+            async move { revocations.ping().await }
+        })
+        .check("kafka", move || {
+            let producer = producer.clone();
+            async move { kafka::ping(&producer).await }
+        });
+    let app = server::build(
+        SERVICE,
+        http::routes(state.clone()),
+        readiness,
+        &config.http,
+    );
+    Ok(Payments {
+        app,
+        state,
+        relay,
+        consumer,
+    })
+}
+
+/// Runs payments until SIGTERM/Ctrl-C, then drains.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let Payments {
+        app,
+        relay,
+        consumer,
+        ..
+    } = build(&config).await?;
+    let listener = server::bind(&config.http.bind_addr).await?;
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = vec![tokio::spawn(relay.run(stopped.clone()))];
+    if let Some(consumer) = consumer {
+        tasks.push(tokio::spawn(consumer.run(stopped)));
+    }
+    server::serve(listener, app, server::shutdown_signal()).await?;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}
