@@ -13,6 +13,7 @@
 //!   relayed to Kafka;
 //! - [`kafka`]: client settings, topic creation, and the consumer runner (idempotent, retried,
 //!   dead-lettered);
+//! - [`replica`]: version-ordered replicas, and the product replica cart and orders keep;
 //! - [`validate`]: gathering field errors, cleaning free text.
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod mongo;
 pub mod outbox;
+pub mod replica;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -1,4 +1,5 @@
-//! What orders consumes: its product replica (`product.*`, `stock.changed`), inventory's answers
+//! What orders consumes: its product replica (`product.*`, `stock.changed`, kept by the kit's
+//! `replica::Products`), inventory's answers
 //! (saga step 3) and payments (step 5). Each handler runs in the consumer's transaction with the
 //! processed-event record; the order's state machine makes a replayed answer a no-op.
 
@@ -6,15 +7,12 @@ use mongodb::ClientSession;
 use storefront_events::{
     Envelope, Topic,
     payments::PaymentSucceeded,
-    products::{
-        InventoryRejected, InventoryReserved, ProductCreated, ProductDeleted, ProductSnapshot,
-        ProductUpdated, StockChanged,
-    },
+    products::{InventoryRejected, InventoryReserved},
 };
 use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
 use uuid::Uuid;
 
-use crate::store::{ProductReplica, ReplicaChange, Step, Store, StoreError};
+use crate::store::{Step, Store, StoreError};
 
 pub struct Saga {
     pub store: Store,
@@ -32,17 +30,6 @@ pub fn settings(topic_prefix: &str) -> ConsumerSettings {
 
 fn malformed(e: impl std::fmt::Display) -> HandlerError {
     HandlerError::Failed(format!("undecodable event: {e}"))
-}
-
-fn replica(product: &ProductSnapshot, version: u64) -> ProductReplica {
-    ProductReplica {
-        id: product.product_id.to_string(),
-        title: product.title.clone(),
-        price: product.price.clone(),
-        available: product.stock.available,
-        deleted: false,
-        version: version as i64,
-    }
 }
 
 impl Saga {
@@ -80,33 +67,7 @@ impl EventHandler for Saga {
         event: &Envelope,
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
-        let product = if event.is::<ProductCreated>() {
-            let e = event.decode::<ProductCreated>().map_err(malformed)?;
-            Some(ReplicaChange::Snapshot(replica(&e.data.product, e.version)))
-        } else if event.is::<ProductUpdated>() {
-            let e = event.decode::<ProductUpdated>().map_err(malformed)?;
-            Some(ReplicaChange::Snapshot(replica(&e.data.product, e.version)))
-        } else if event.is::<StockChanged>() {
-            let e = event.decode::<StockChanged>().map_err(malformed)?;
-            Some(ReplicaChange::Stock {
-                id: e.data.product_id.to_string(),
-                available: e.data.stock.available,
-                version: e.version as i64,
-            })
-        } else if event.is::<ProductDeleted>() {
-            let e = event.decode::<ProductDeleted>().map_err(malformed)?;
-            Some(ReplicaChange::Deleted {
-                id: e.data.product_id.to_string(),
-                version: e.version as i64,
-            })
-        } else {
-            None
-        };
-        if let Some(change) = product {
-            self.store
-                .apply_product(session, change)
-                .await
-                .map_err(HandlerError::Failed)?;
+        if self.store.product_replica().apply(session, event).await? {
             return Ok(());
         }
         if event.is::<InventoryReserved>() {

@@ -20,6 +20,7 @@ use storefront_events::{
 use storefront_kit::{
     mongo::{Mongo, Transient, is_duplicate_key},
     outbox::Outbox,
+    replica::{ProductReplica, Products},
     retry_transient,
 };
 use uuid::Uuid;
@@ -89,18 +90,6 @@ impl OrderDoc {
     }
 }
 
-/// What orders knows of a product: enough to price an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProductReplica {
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub title: String,
-    pub price: Money,
-    pub available: i64,
-    pub deleted: bool,
-    pub version: i64,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no such order")]
@@ -163,7 +152,7 @@ pub struct Page<T> {
 pub struct Store {
     mongo: Mongo,
     orders: Collection<OrderDoc>,
-    products: Collection<ProductReplica>,
+    products: Products,
     keys: Collection<Document>,
     outbox: Outbox,
 }
@@ -180,7 +169,7 @@ impl Store {
     pub fn new(mongo: Mongo, outbox: Outbox) -> Self {
         Store {
             orders: mongo.db.collection("orders"),
-            products: mongo.db.collection("products"),
+            products: Products::new(&mongo.db),
             keys: mongo.db.collection("idempotency_keys"),
             mongo,
             outbox,
@@ -229,12 +218,12 @@ impl Store {
 
     /// The replicas of these products (missing ones are left out).
     pub async fn products(&self, ids: &[String]) -> Result<Vec<ProductReplica>, StoreError> {
-        Ok(self
-            .products
-            .find(doc! { "_id": { "$in": ids } })
-            .await?
-            .try_collect()
-            .await?)
+        Ok(self.products.get(ids).await?)
+    }
+
+    /// orders' product replica, which the consumer keeps.
+    pub fn product_replica(&self) -> &Products {
+        &self.products
     }
 
     /// Places `order` (pending, version 1) and publishes `order.created`. With an idempotency
@@ -434,78 +423,5 @@ impl Store {
             .try_collect()
             .await?;
         Ok(due.iter().map(OrderDoc::uuid).collect())
-    }
-
-    /// Applies one product event to the replica when its version is the next one. Older versions
-    /// are ignored (a replay); a gap is an error (an event went missing), retried then
-    /// dead-lettered.
-    pub async fn apply_product(
-        &self,
-        session: &mut ClientSession,
-        change: ReplicaChange,
-    ) -> Result<bool, String> {
-        let (id, version) = change.target();
-        let current = self
-            .products
-            .find_one(doc! { "_id": &id })
-            .session(&mut *session)
-            .await
-            .map_err(|e| e.to_string())?;
-        let expected = current.as_ref().map_or(1, |c| c.version + 1);
-        if version < expected {
-            return Ok(false);
-        }
-        if version > expected {
-            return Err(format!(
-                "product {id} is at version {} in the replica; event version {version} leaves a gap",
-                expected - 1
-            ));
-        }
-        let next = match (change, current) {
-            (ReplicaChange::Snapshot(replica), _) => replica,
-            (ReplicaChange::Stock { available, .. }, Some(current)) => ProductReplica {
-                available,
-                version,
-                ..current
-            },
-            (ReplicaChange::Deleted { .. }, Some(current)) => ProductReplica {
-                deleted: true,
-                version,
-                ..current
-            },
-            (_, None) => return Err(format!("no replica of product {id} to change")),
-        };
-        self.products
-            .replace_one(doc! { "_id": &next.id }, &next)
-            .upsert(true)
-            .session(session)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(true)
-    }
-}
-
-/// One product event, as the replica sees it.
-pub enum ReplicaChange {
-    /// `product.created` / `product.updated`: everything.
-    Snapshot(ProductReplica),
-    /// `stock.changed`.
-    Stock {
-        id: String,
-        available: i64,
-        version: i64,
-    },
-    /// `product.deleted`.
-    Deleted { id: String, version: i64 },
-}
-
-impl ReplicaChange {
-    fn target(&self) -> (String, i64) {
-        match self {
-            ReplicaChange::Snapshot(r) => (r.id.clone(), r.version),
-            ReplicaChange::Stock { id, version, .. } | ReplicaChange::Deleted { id, version } => {
-                (id.clone(), *version)
-            }
-        }
     }
 }

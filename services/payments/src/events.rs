@@ -30,13 +30,20 @@ fn malformed(e: impl std::fmt::Display) -> HandlerError {
     HandlerError::Failed(format!("undecodable event: {e}"))
 }
 
-fn replica(order_id: Uuid, user_id: Uuid, total: Money, state: &str, version: u64) -> OrderReplica {
-    OrderReplica {
-        id: order_id.to_string(),
-        user_id: user_id.to_string(),
+/// What an order event says of the order.
+struct Next {
+    order_id: Uuid,
+    user_id: Uuid,
+    total: Option<Money>,
+    state: &'static str,
+}
+
+fn replica(order_id: Uuid, user_id: Uuid, total: Option<Money>, state: &'static str) -> Next {
+    Next {
+        order_id,
+        user_id,
         total,
-        state: state.to_owned(),
-        version: version as i64,
+        state,
     }
 }
 
@@ -47,63 +54,48 @@ impl EventHandler for Orders {
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
         let (next, cancelled) = if event.is::<OrderCreated>() {
-            let e = event.decode::<OrderCreated>().map_err(malformed)?;
-            let d = e.data;
+            let d = event.decode::<OrderCreated>().map_err(malformed)?.data;
             (
-                replica(d.order_id, d.user_id, d.total, "pending", e.version),
+                replica(d.order_id, d.user_id, Some(d.total), "pending"),
                 false,
             )
         } else if event.is::<OrderAwaitingPayment>() {
-            let e = event.decode::<OrderAwaitingPayment>().map_err(malformed)?;
-            let d = e.data;
+            let d = event
+                .decode::<OrderAwaitingPayment>()
+                .map_err(malformed)?
+                .data;
             (
-                replica(
-                    d.order_id,
-                    d.user_id,
-                    d.total,
-                    "awaiting_payment",
-                    e.version,
-                ),
+                replica(d.order_id, d.user_id, Some(d.total), "awaiting_payment"),
                 false,
             )
         } else if event.is::<OrderCompleted>() {
-            let e = event.decode::<OrderCompleted>().map_err(malformed)?;
-            let d = e.data;
+            let d = event.decode::<OrderCompleted>().map_err(malformed)?.data;
             (
-                replica(d.order_id, d.user_id, d.total, "completed", e.version),
+                replica(d.order_id, d.user_id, Some(d.total), "completed"),
                 false,
             )
         } else if event.is::<OrderCancelled>() {
-            let e = event.decode::<OrderCancelled>().map_err(malformed)?;
-            let d = e.data;
-            // The total is not in the event; the replica keeps the one it has.
-            let total = Money {
-                amount: 0,
-                currency: String::new(),
-            };
-            (
-                replica(d.order_id, d.user_id, total, "cancelled", e.version),
-                true,
-            )
+            let d = event.decode::<OrderCancelled>().map_err(malformed)?.data;
+            // The event has no total; the replica keeps the one it has.
+            (replica(d.order_id, d.user_id, None, "cancelled"), true)
         } else {
             return Ok(());
         };
-        let order_id: Uuid = next.id.parse().unwrap_or_default();
-        let mut next = next;
-        if cancelled
-            && let Some(current) = self
-                .store
-                .order(order_id)
-                .await
-                .map_err(|e| HandlerError::Failed(e.to_string()))?
-        {
-            next.total = current.total;
-        }
+        let order_id = next.order_id;
+        let version = event.version as i64;
         let applied = self
             .store
-            .apply_order(session, next)
-            .await
-            .map_err(HandlerError::Failed)?;
+            .apply_order(session, &order_id.to_string(), version, |current| {
+                let total = next.total.or(current.map(|c| c.total))?;
+                Some(OrderReplica {
+                    id: order_id.to_string(),
+                    user_id: next.user_id.to_string(),
+                    total,
+                    state: next.state.to_owned(),
+                    version,
+                })
+            })
+            .await?;
         if applied && cancelled {
             self.refund_if_paid(session, order_id).await?;
         }

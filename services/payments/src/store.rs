@@ -17,8 +17,10 @@ use storefront_events::{
     payments::{PaymentFailed, PaymentRefunded, PaymentSucceeded},
 };
 use storefront_kit::{
+    kafka::HandlerError,
     mongo::{Mongo, Transient, is_duplicate_key},
     outbox::Outbox,
+    replica::{Versioned, apply_next},
     retry_transient,
 };
 use uuid::Uuid;
@@ -37,6 +39,12 @@ pub struct OrderReplica {
     /// `pending`, `awaiting_payment`, `completed` or `cancelled`.
     pub state: String,
     pub version: i64,
+}
+
+impl Versioned for OrderReplica {
+    fn version(&self) -> i64 {
+        self.version
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -349,38 +357,16 @@ impl Store {
             .await?)
     }
 
-    /// Applies an order event to the replica when its version is the next one; older versions
-    /// are ignored; a gap is an error.
+    /// Applies an order event to the replica when its version is the next one (see the kit's
+    /// `replica`). `edit` makes the next replica from the current one.
     pub async fn apply_order(
         &self,
         session: &mut ClientSession,
-        order: OrderReplica,
-    ) -> Result<bool, String> {
-        let current = self
-            .orders
-            .find_one(doc! { "_id": &order.id })
-            .session(&mut *session)
-            .await
-            .map_err(|e| e.to_string())?;
-        let expected = current.as_ref().map_or(1, |c| c.version + 1);
-        if order.version < expected {
-            return Ok(false);
-        }
-        if order.version > expected {
-            return Err(format!(
-                "order {} is at version {} here; event version {} leaves a gap",
-                order.id,
-                expected - 1,
-                order.version
-            ));
-        }
-        self.orders
-            .replace_one(doc! { "_id": &order.id }, &order)
-            .upsert(true)
-            .session(session)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(true)
+        id: &str,
+        version: i64,
+        edit: impl FnOnce(Option<OrderReplica>) -> Option<OrderReplica>,
+    ) -> Result<bool, HandlerError> {
+        apply_next(&self.orders, session, id, version, edit).await
     }
 
     async fn begin(&self) -> Result<ClientSession, StoreError> {

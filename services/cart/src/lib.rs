@@ -1,0 +1,147 @@
+//! The cart service: one cart per signed-in customer, shown from cart's own product replica, and
+//! checked out into an order by calling orders with the customer's own token (ARCHITECTURE §6 step
+//! 1). Paid lines leave the cart on `payment.succeeded`. See `docs/api/cart.md`.
+
+pub mod config;
+pub mod events;
+mod http;
+pub mod store;
+
+use std::{ops::Deref, sync::Arc, time::Duration};
+
+use axum::{Router, extract::FromRef};
+use storefront_events::Topic;
+use storefront_kit::{
+    auth::{Authenticator, Revocations},
+    kafka::{self, ConsumerRunner},
+    mongo::Mongo,
+    server::{self, Readiness},
+};
+use tokio::sync::watch;
+
+pub use config::Config;
+
+use crate::{events::Carts, store::Store};
+
+pub const SERVICE: &str = "cart";
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub authenticator: Arc<Authenticator>,
+    pub http: reqwest::Client,
+    pub orders_url: String,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.authenticator.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Cart {
+    pub app: Router,
+    pub state: AppState,
+    pub consumer: Option<ConsumerRunner<Carts>>,
+}
+
+pub async fn build(config: &Config) -> Result<Cart, StartError> {
+    let revocations = Revocations::connect(&config.redis.url, &config.kafka.topic_prefix).await?;
+    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
+    build_with(config, authenticator).await
+}
+
+/// [`build`] with the token verifier given (tests pass one holding their own keys).
+pub async fn build_with(
+    config: &Config,
+    authenticator: Arc<Authenticator>,
+) -> Result<Cart, StartError> {
+    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
+    let prefix = &config.kafka.topic_prefix;
+    if config.kafka.ensure_topics {
+        let topics = [Topic::Products, Topic::Payments].map(|t| t.name(prefix));
+        kafka::ensure_topics(&config.kafka, &topics).await?;
+    }
+    let store = Store::new(&mongo.db);
+    let consumer = if config.consume_events {
+        let handler = Arc::new(Carts {
+            store: store.clone(),
+        });
+        Some(
+            ConsumerRunner::new(
+                &config.kafka,
+                events::settings(prefix),
+                mongo.clone(),
+                handler,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let state = AppState(Arc::new(Inner {
+        store,
+        authenticator: authenticator.clone(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default(),
+        orders_url: config.orders_url.trim_end_matches('/').to_owned(),
+    }));
+    let revocations = authenticator.revocations().clone();
+    let readiness = Readiness::new()
+        .check("mongodb", move || {
+            let mongo = mongo.clone();
+            async move { mongo.ping().await }
+        })
+        .check("redis", move || {
+            let revocations = revocations.clone();
+            async move { revocations.ping().await }
+        });
+    let app = server::build(
+        SERVICE,
+        http::routes(state.clone()),
+        readiness,
+        &config.http,
+    );
+    Ok(Cart {
+        app,
+        state,
+        consumer,
+    })
+}
+
+/// Runs cart until SIGTERM/Ctrl-C, then drains.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let Cart { app, consumer, .. } = build(&config).await?;
+    let listener = server::bind(&config.http.bind_addr).await?;
+    let (stop, stopped) = watch::channel(false);
+    let consumer = consumer.map(|c| tokio::spawn(c.run(stopped)));
+    server::serve(listener, app, server::shutdown_signal()).await?;
+    let _ = stop.send(true);
+    if let Some(consumer) = consumer {
+        let _ = consumer.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The cart's own endpoints and their failure paths.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_cart_holds_lines_shown_from_the_replica() {
+    let shop = shop().await;
+    let mug = shop.product("Mug", 1800, 5).await;
+    let lamp = shop.product("Lamp", 7900, 1).await;
+    let ada = shop.customer();
+    assert_eq!(
+        shop.view(&ada).await,
+        json!({ "items": [], "subtotal": null, "count": 0 })
+    );
+
+    let add = |product: &str, quantity: i64| json!({ "product_id": product, "quantity": quantity });
+    assert_eq!(
+        shop.cart(Method::POST, "/items", &ada, Some(add(&mug, 2)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        shop.cart(Method::POST, "/items", &ada, Some(add(&mug, 1)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let cart: serde_json::Value = shop
+        .cart(Method::POST, "/items", &ada, Some(add(&lamp, 2)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cart["count"], 5);
+    let mug_line = &cart["items"][0];
+    assert_eq!(
+        (mug_line["title"].as_str(), mug_line["quantity"].as_i64()),
+        (Some("Mug"), Some(3))
+    );
+    assert_eq!(mug_line["line_total"]["amount"], 5400);
+    assert_eq!(mug_line["orderable"], true);
+    // Two lamps wanted, one in stock: shown, but not orderable, and not in the subtotal.
+    assert_eq!(cart["items"][1]["orderable"], false);
+    assert_eq!(
+        cart["subtotal"],
+        json!({ "amount": 5400, "currency": "USD" })
+    );
+
+    let cart: serde_json::Value = shop
+        .cart(
+            Method::PATCH,
+            &format!("/items/{lamp}"),
+            &ada,
+            Some(json!({ "quantity": 1 })),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cart["subtotal"]["amount"], 5400 + 7900);
+    assert_eq!(
+        shop.cart(Method::DELETE, &format!("/items/{mug}"), &ada, None)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(shop.view(&ada).await["count"], 1);
+    // Someone else's cart is their own.
+    assert_eq!(shop.view(&shop.customer()).await["count"], 0);
+}
+
+#[tokio::test]
+async fn bad_cart_requests_are_refused() {
+    let shop = shop().await;
+    let mug = shop.product("Mug", 1800, 5).await;
+    let ada = shop.customer();
+    for (body, field) in [
+        (json!({ "product_id": mug, "quantity": 0 }), "quantity"),
+        (json!({ "product_id": mug, "quantity": 101 }), "quantity"),
+        (json!({ "product_id": "mug", "quantity": 1 }), "product_id"),
+        (
+            json!({ "product_id": Uuid::new_v4(), "quantity": 1 }),
+            "product_id",
+        ),
+    ] {
+        let response = shop.cart(Method::POST, "/items", &ada, Some(body)).await;
+        let problem = problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+        assert_eq!(problem["errors"][0]["field"], field);
+    }
+    shop.cart(
+        Method::POST,
+        "/items",
+        &ada,
+        Some(json!({ "product_id": mug, "quantity": 60 })),
+    )
+    .await;
+    let response = shop
+        .cart(
+            Method::POST,
+            "/items",
+            &ada,
+            Some(json!({ "product_id": mug, "quantity": 41 })),
+        )
+        .await;
+    problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    for body in [
+        json!({ "product_id": mug, "quantity": 1, "price": 1 }),
+        json!({ "product_id": mug }),
+    ] {
+        let response = shop.cart(Method::POST, "/items", &ada, Some(body)).await;
+        problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    }
+    let other = Uuid::new_v4();
+    let response = shop
+        .cart(
+            Method::PATCH,
+            &format!("/items/{other}"),
+            &ada,
+            Some(json!({ "quantity": 1 })),
+        )
+        .await;
+    problem(response, StatusCode::NOT_FOUND, "not-found").await;
+    let response = shop
+        .cart(
+            Method::PATCH,
+            &format!("/items/{mug}"),
+            &ada,
+            Some(json!({ "quantity": 0 })),
+        )
+        .await;
+    problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    let response = shop
+        .cart(Method::DELETE, &format!("/items/{other}"), &ada, None)
+        .await;
+    problem(response, StatusCode::NOT_FOUND, "not-found").await;
+    let response = shop
+        .call(
+            Method::GET,
+            format!("http://{}/api/cart", shop.cart),
+            None,
+            None,
+        )
+        .await;
+    problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+
+    let response = shop.cart(Method::POST, "/checkout", &ada, None).await;
+    problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    let bob = shop.customer();
+    problem(
+        shop.checkout(&bob, "k1").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    )
+    .await;
+    assert_eq!(shop.view(&ada).await["count"], 60);
+}

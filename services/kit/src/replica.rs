@@ -1,0 +1,216 @@
+//! Version-ordered replicas (ARCHITECTURE §5): a service's own copy of another service's
+//! aggregates, applying an event only when its version is the next one. Older versions are
+//! replays and change nothing; a newer one means an event went missing, which is an error (the
+//! consumer retries it, then dead-letters it) rather than a silent jump.
+//!
+//! [`ProductReplica`] is the catalog copy cart and orders both keep, built from `product.*` and
+//! `stock.changed`.
+
+use mongodb::{
+    ClientSession, Collection, Database,
+    bson::{Document, doc},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use storefront_events::{
+    Envelope, Money,
+    products::{ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated, StockChanged},
+};
+
+use crate::kafka::HandlerError;
+
+/// Where an incoming version stands against the replica's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sequence {
+    /// Seen before: ignore.
+    Stale,
+    /// The next one: apply.
+    Next,
+    /// Something between is missing.
+    Gap { have: i64 },
+}
+
+pub fn sequence(current: Option<i64>, incoming: i64) -> Sequence {
+    let have = current.unwrap_or(0);
+    match incoming.cmp(&(have + 1)) {
+        std::cmp::Ordering::Less => Sequence::Stale,
+        std::cmp::Ordering::Equal => Sequence::Next,
+        std::cmp::Ordering::Greater => Sequence::Gap { have },
+    }
+}
+
+/// What a consuming service knows of a product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductReplica {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub title: String,
+    pub price: Money,
+    /// The primary image's key (`GET /api/products/{id}` has its URL).
+    #[serde(default)]
+    pub image: Option<String>,
+    pub available: i64,
+    pub deleted: bool,
+    pub version: i64,
+}
+
+impl ProductReplica {
+    fn of(product: &ProductSnapshot, version: u64) -> Self {
+        ProductReplica {
+            id: product.product_id.to_string(),
+            title: product.title.clone(),
+            price: product.price.clone(),
+            image: product
+                .images
+                .iter()
+                .find(|i| i.primary)
+                .map(|i| i.key.clone()),
+            available: product.stock.available,
+            deleted: false,
+            version: version as i64,
+        }
+    }
+}
+
+/// The `products` collection of a consuming service.
+#[derive(Clone)]
+pub struct Products {
+    products: Collection<ProductReplica>,
+}
+
+fn malformed(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Failed(format!("undecodable event: {e}"))
+}
+
+impl Products {
+    pub fn new(db: &Database) -> Self {
+        Products {
+            products: db.collection("products"),
+        }
+    }
+
+    pub async fn get(&self, ids: &[String]) -> Result<Vec<ProductReplica>, mongodb::error::Error> {
+        use futures::TryStreamExt;
+        self.products
+            .find(doc! { "_id": { "$in": ids } })
+            .await?
+            .try_collect()
+            .await
+    }
+
+    /// Applies `event` if it is a product event; `Ok(false)` for any other event or a replay.
+    pub async fn apply(
+        &self,
+        session: &mut ClientSession,
+        event: &Envelope,
+    ) -> Result<bool, HandlerError> {
+        let version = event.version as i64;
+        let (id, change) = if event.is::<ProductCreated>() {
+            let data = event.decode::<ProductCreated>().map_err(malformed)?.data;
+            let next = ProductReplica::of(&data.product, event.version);
+            (next.id.clone(), Change::Snapshot(next))
+        } else if event.is::<ProductUpdated>() {
+            let data = event.decode::<ProductUpdated>().map_err(malformed)?.data;
+            let next = ProductReplica::of(&data.product, event.version);
+            (next.id.clone(), Change::Snapshot(next))
+        } else if event.is::<StockChanged>() {
+            let data = event.decode::<StockChanged>().map_err(malformed)?.data;
+            (
+                data.product_id.to_string(),
+                Change::Stock(data.stock.available),
+            )
+        } else if event.is::<ProductDeleted>() {
+            let data = event.decode::<ProductDeleted>().map_err(malformed)?.data;
+            (data.product_id.to_string(), Change::Deleted)
+        } else {
+            return Ok(false);
+        };
+        apply_next(
+            &self.products,
+            session,
+            &id,
+            version,
+            |current| match change {
+                Change::Snapshot(next) => Some(next),
+                Change::Stock(available) => current.map(|c| ProductReplica {
+                    available,
+                    version,
+                    ..c
+                }),
+                Change::Deleted => current.map(|c| ProductReplica {
+                    deleted: true,
+                    version,
+                    ..c
+                }),
+            },
+        )
+        .await
+    }
+}
+
+/// What a product event changes.
+enum Change {
+    Snapshot(ProductReplica),
+    Stock(i64),
+    Deleted,
+}
+
+/// Reads document `id`, and if `version` is its next one writes what `edit` makes of it.
+pub async fn apply_next<T>(
+    collection: &Collection<T>,
+    session: &mut ClientSession,
+    id: &str,
+    version: i64,
+    edit: impl FnOnce(Option<T>) -> Option<T>,
+) -> Result<bool, HandlerError>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + Versioned,
+{
+    let current = collection
+        .find_one(doc! { "_id": id })
+        .session(&mut *session)
+        .await?;
+    match sequence(current.as_ref().map(Versioned::version), version) {
+        Sequence::Stale => Ok(false),
+        Sequence::Gap { have } => Err(HandlerError::Failed(format!(
+            "{id} is at version {have} here; event version {version} leaves a gap"
+        ))),
+        Sequence::Next => {
+            let next = edit(current).ok_or_else(|| {
+                HandlerError::Failed(format!("{id}: a change for something never created"))
+            })?;
+            let filter: Document = doc! { "_id": id };
+            collection
+                .replace_one(filter, &next)
+                .upsert(true)
+                .session(session)
+                .await?;
+            Ok(true)
+        }
+    }
+}
+
+/// A replicated document's version.
+pub trait Versioned {
+    fn version(&self) -> i64;
+}
+
+impl Versioned for ProductReplica {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_next_version_applies() {
+        assert_eq!(sequence(None, 1), Sequence::Next);
+        assert_eq!(sequence(None, 2), Sequence::Gap { have: 0 });
+        assert_eq!(sequence(Some(3), 4), Sequence::Next);
+        assert_eq!(sequence(Some(3), 3), Sequence::Stale);
+        assert_eq!(sequence(Some(3), 1), Sequence::Stale);
+        assert_eq!(sequence(Some(3), 6), Sequence::Gap { have: 3 });
+    }
+}
