@@ -91,6 +91,7 @@ where
         };
         services::start(&mut stack, &bin, &env)?;
         services::seed_demo(&bin, &env)?;
+        services::register_stripe_webhook(&env.endpoints.stripe_url)?;
         let gateway = procs::free_port()?;
         services::start_gateway(&mut stack, &tools, gateway)?;
         Ok::<_, anyhow::Error>(gateway)

@@ -66,6 +66,8 @@ pub const SERVICES: [Service; 7] = [
 ];
 
 pub const GATEWAY_PORT: u16 = 8080;
+/// The signing secret of payments' webhook endpoint on the local Stripe stand-in.
+pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_storefront_local";
 pub const TOPIC_PREFIX: &str = "storefront";
 
 impl Service {
@@ -152,6 +154,8 @@ impl ServiceEnv<'_> {
             .env("PUBLIC_URL", format!("http://127.0.0.1:{GATEWAY_PORT}"))
             .env("S3_BUCKET", format!("{TOPIC_PREFIX}-images"))
             .env("S3_ENSURE_BUCKET", "true")
+            .env("ORDERS_URL", SERVICES[3].url())
+            .env("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET)
             .envs(self.endpoints.env());
         if service.name == "auth" {
             command.env("SIGNING_KEY_FILE", self.signing_key);
@@ -189,24 +193,58 @@ pub fn start(stack: &mut Stack, bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<
     Ok(())
 }
 
-/// `products seed-demo`: the demo catalog, on a stack whose products database never held one.
+/// Points the Stripe stand-in's webhooks at payments (its store is in memory, so every start).
+pub fn register_stripe_webhook(stripe_url: &str) -> Result<()> {
+    let Some(payments) = built().into_iter().find(|s| s.name == "payments") else {
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let response = runtime.block_on(
+        reqwest::Client::new()
+            .post(format!("{stripe_url}/_config/webhooks/storefront"))
+            .basic_auth(crate::stack::STRIPE_SECRET_KEY, Some(""))
+            .form(&[
+                ("url", format!("{}/api/payments/webhook", payments.url())),
+                ("secret", STRIPE_WEBHOOK_SECRET.to_owned()),
+            ])
+            .send(),
+    )?;
+    if !response.status().is_success() {
+        bail!(
+            "registering payments' webhook with the Stripe stand-in: {}",
+            response.status()
+        );
+    }
+    Ok(())
+}
+
+/// The catalog for a local stack: `products seed-demo` (the demo catalog, on a stack whose products
+/// database never held one), then `products resync` (every product's snapshot again: the local
+/// Kafka keeps its topics in memory, so after a restart the replicas in cart and orders catch up
+/// from these).
 pub fn seed_demo(bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<()> {
     let Some(products) = built().into_iter().find(|s| s.name == "products") else {
         return Ok(());
     };
-    let mut command = Command::new(bin_dir.join(products.name));
-    env.apply(products, &mut command);
-    command.arg("seed-demo").env("RUST_LOG", "warn");
-    step("demo catalog (products seed-demo)");
-    let output = command.output().context("run products seed-demo")?;
-    if !output.status.success() {
-        bail!(
-            "products seed-demo failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+    step("demo catalog (products seed-demo, products resync)");
+    for subcommand in ["seed-demo", "resync"] {
+        let mut command = Command::new(bin_dir.join(products.name));
+        env.apply(products, &mut command);
+        command.arg(subcommand).env("RUST_LOG", "warn");
+        let output = command
+            .output()
+            .with_context(|| format!("run products {subcommand}"))?;
+        if !output.status.success() {
+            bail!(
+                "products {subcommand} failed ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        print!("{}", String::from_utf8_lossy(&output.stdout));
     }
-    print!("{}", String::from_utf8_lossy(&output.stdout));
     Ok(())
 }
 

@@ -64,6 +64,7 @@ pub fn up(args: &[String]) -> Result<()> {
     };
     let started = services::start(&mut stack, &bin, &env)
         .and_then(|()| services::seed_demo(&bin, &env))
+        .and_then(|()| services::register_stripe_webhook(&env.endpoints.stripe_url))
         .and_then(|()| services::start_gateway(&mut stack, &tools, GATEWAY_PORT))
         .and_then(|()| stack.save(json!({ "gateway": GATEWAY_PORT })));
     if let Err(e) = started {

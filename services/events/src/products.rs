@@ -46,6 +46,9 @@ pub struct ProductSnapshot {
     pub price: Money,
     pub images: Vec<ImageRef>,
     pub stock: Stock,
+    /// Withdrawn from the shop (only a resync snapshot of a deleted product says true).
+    #[serde(default)]
+    pub deleted: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -62,7 +65,8 @@ impl Event for ProductCreated {
     const TOPIC: Topic = Topic::Products;
 }
 
-/// A product's details or images changed: the full snapshot after the change.
+/// A product's details or images changed: the full snapshot after the change. Also sent by a
+/// resync (`products resync`) at the product's current version, for replicas that missed events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductUpdated {

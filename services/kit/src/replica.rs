@@ -3,6 +3,10 @@
 //! replays and change nothing; a newer one means an event went missing, which is an error (the
 //! consumer retries it, then dead-letters it) rather than a silent jump.
 //!
+//! One refinement: an event that carries the *whole* state (a snapshot, like `product.updated`)
+//! applies whenever it is newer, gap or not, because nothing before it is needed. That is how a
+//! replica that missed events catches up from a resync (`products resync`).
+//!
 //! [`ProductReplica`] is the catalog copy cart and orders both keep, built from `product.*` and
 //! `stock.changed`.
 
@@ -65,7 +69,7 @@ impl ProductReplica {
                 .find(|i| i.primary)
                 .map(|i| i.key.clone()),
             available: product.stock.available,
-            deleted: false,
+            deleted: product.deleted,
             version: version as i64,
         }
     }
@@ -124,6 +128,9 @@ impl Products {
         } else {
             return Ok(false);
         };
+        if let Change::Snapshot(next) = change {
+            return apply_newer(&self.products, session, next).await;
+        }
         apply_next(
             &self.products,
             session,
@@ -186,6 +193,42 @@ where
                 .await?;
             Ok(true)
         }
+    }
+}
+
+/// Writes the snapshot `next` unless the replica already has its version or a newer one.
+pub async fn apply_newer<T>(
+    collection: &Collection<T>,
+    session: &mut ClientSession,
+    next: T,
+) -> Result<bool, HandlerError>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + Versioned + Identified,
+{
+    let id = next.id().to_owned();
+    let current = collection
+        .find_one(doc! { "_id": &id })
+        .session(&mut *session)
+        .await?;
+    if current.is_some_and(|c| c.version() >= next.version()) {
+        return Ok(false);
+    }
+    collection
+        .replace_one(doc! { "_id": &id }, &next)
+        .upsert(true)
+        .session(session)
+        .await?;
+    Ok(true)
+}
+
+/// A replicated document's id.
+pub trait Identified {
+    fn id(&self) -> &str;
+}
+
+impl Identified for ProductReplica {
+    fn id(&self) -> &str {
+        &self.id
     }
 }
 

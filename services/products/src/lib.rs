@@ -70,7 +70,7 @@ pub enum StartError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     S3(#[from] s3::S3Error),
-    #[error("seeding the demo catalog: {0}")]
+    #[error("writing products: {0}")]
     Seed(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -191,6 +191,20 @@ pub async fn seed_demo(config: &Config) -> Result<usize, StartError> {
         demo::SeedError::Store(e) => StartError::Seed(e.to_string()),
         demo::SeedError::S3(e) => StartError::S3(e),
     })
+}
+
+/// Publishes every product's current snapshot (`products resync`): the running service's relay
+/// sends them. Returns how many.
+pub async fn resync(config: &Config) -> Result<usize, StartError> {
+    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
+    let store = Store::new(
+        mongo.clone(),
+        Outbox::new(&mongo.db, &config.kafka.topic_prefix),
+    );
+    store
+        .resync()
+        .await
+        .map_err(|e| StartError::Seed(e.to_string()))
 }
 
 /// Runs products until SIGTERM/Ctrl-C: HTTP, the outbox relay and the inventory consumer; then

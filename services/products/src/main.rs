@@ -8,12 +8,12 @@ use storefront_products::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let seed = match args.as_slice() {
-        [] => false,
-        [command] if command == "seed-demo" => true,
+    let command = match args.as_slice() {
+        [] => None,
+        [command] if command == "seed-demo" || command == "resync" => Some(command.as_str()),
         _ => {
             eprintln!(
-                "usage: products              serve (configured from the environment; see docs/services/products.md)\n       products seed-demo    add the demo catalog to an empty database"
+                "usage: products              serve (configured from the environment; see docs/services/products.md)\n       products seed-demo    add the demo catalog to an empty database\n       products resync       publish every product's snapshot for replicas that missed events"
             );
             return ExitCode::from(2);
         }
@@ -27,7 +27,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if seed {
+    if command == Some("resync") {
+        return match storefront_products::resync(&config).await {
+            Ok(n) => {
+                println!("products: published the snapshots of {n} products");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("products: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if command == Some("seed-demo") {
         return match storefront_products::seed_demo(&config).await {
             Ok(0) => {
                 println!("products: the catalog is not empty; nothing seeded");

@@ -60,6 +60,7 @@ impl ProductDoc {
             price: self.price.clone(),
             images: self.images.clone(),
             stock: self.stock,
+            deleted: self.deleted,
             created_at: self.created_at.to_chrono(),
             updated_at: self.updated_at.to_chrono(),
         }
@@ -391,6 +392,34 @@ impl Store {
         );
         self.emit(&mut session, event).await?;
         self.commit(session).await
+    }
+
+    /// Publishes every product's current snapshot as `product.updated` at its current version,
+    /// so a replica that missed events (a new consumer, a broker that lost its topics) catches up;
+    /// replicas that are current ignore them. Returns how many it published.
+    pub async fn resync(&self) -> Result<usize, StoreError> {
+        let mut products = self.products.find(doc! {}).await?;
+        let mut count = 0;
+        while let Some(product) = products.try_next().await? {
+            retry_transient!(
+                async {
+                    let mut session = self.begin().await?;
+                    let event = Envelope::new(
+                        SOURCE,
+                        &product.id,
+                        product.version as u64,
+                        ProductUpdated {
+                            product: product.snapshot(),
+                        },
+                    );
+                    self.emit(&mut session, event).await?;
+                    self.commit(session).await
+                }
+                .await
+            )?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Whether any product, deleted or not, was ever created.

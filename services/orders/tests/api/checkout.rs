@@ -213,6 +213,7 @@ async fn the_product_replica_never_moves_backwards() {
                 reserved: 0,
                 sold: 0,
             },
+            deleted: false,
             created_at: now,
             updated_at: now,
         },
@@ -248,4 +249,57 @@ async fn the_product_replica_never_moves_backwards() {
         .await
         .unwrap();
     assert_eq!(order["total"]["amount"], 2500);
+}
+
+#[tokio::test]
+async fn a_snapshot_catches_a_replica_up_but_a_partial_event_after_a_gap_does_not() {
+    let shop = shop().await;
+    let id = Uuid::new_v4();
+    let now = Utc::now();
+    let snapshot = |version_title: &str, available| ProductUpdated {
+        product: ProductSnapshot {
+            product_id: id,
+            title: version_title.into(),
+            description: String::new(),
+            category: "kitchen".into(),
+            price: Money {
+                amount: 700,
+                currency: "USD".into(),
+            },
+            images: Vec::new(),
+            stock: Stock {
+                available,
+                reserved: 0,
+                sold: 0,
+            },
+            deleted: false,
+            created_at: now,
+            updated_at: now,
+        },
+    };
+    // A replica that never saw versions 1-4 (a resync after the broker lost them) takes v5 whole.
+    shop.publish(&id.to_string(), 5, snapshot("Teapot", 3))
+        .await;
+    shop.wait_replica(&id.to_string(), 5).await;
+    // A stock change that skips v6 is a gap: not applied. v6 is, then v7 behind it.
+    let stock = |available| storefront_events::products::StockChanged {
+        product_id: id,
+        movement: storefront_events::products::StockMovement::Adjusted,
+        delta: 1,
+        stock: Stock {
+            available,
+            reserved: 0,
+            sold: 0,
+        },
+        order_id: None,
+        reason: Some("recount".into()),
+    };
+    shop.publish(&id.to_string(), 7, stock(9)).await;
+    shop.publish(&id.to_string(), 6, stock(4)).await;
+    shop.wait_replica(&id.to_string(), 6).await;
+    let replica = &shop.store.products(&[id.to_string()]).await.unwrap()[0];
+    assert_eq!(
+        (replica.title.as_str(), replica.available, replica.version),
+        ("Teapot", 4, 6)
+    );
 }
