@@ -126,21 +126,9 @@ pub async fn build(config: &Config) -> Result<Auth, StartError> {
     }));
 
     let readiness = Readiness::new()
-        .check("mongodb", {
-            let mongo = mongo.clone();
-            move || {
-                let mongo = mongo.clone();
-                async move { mongo.ping().await }
-            }
-        })
-        .check("redis", move || {
-            let revocations = revocations.clone();
-            async move { revocations.ping().await }
-        })
-        .check("kafka", move || {
-            let producer = producer.clone();
-            async move { kafka::ping(&producer).await }
-        });
+        .mongo(&mongo)
+        .redis(&revocations)
+        .kafka(&producer);
     let app = server::build(
         SERVICE,
         http::routes(state.clone()),

@@ -28,21 +28,10 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    storefront_kit::telemetry::init(storefront_auth::SERVICE);
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::error!("configuration: {e}");
-            eprintln!("auth: configuration: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match storefront_auth::run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("auth stopped: {e}");
-            eprintln!("auth: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    storefront_kit::main(
+        storefront_auth::SERVICE,
+        Config::from_env,
+        storefront_auth::run,
+    )
+    .await
 }

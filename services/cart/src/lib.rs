@@ -110,15 +110,7 @@ pub async fn build_with(
         orders_url: config.orders_url.trim_end_matches('/').to_owned(),
     }));
     let revocations = authenticator.revocations().clone();
-    let readiness = Readiness::new()
-        .check("mongodb", move || {
-            let mongo = mongo.clone();
-            async move { mongo.ping().await }
-        })
-        .check("redis", move || {
-            let revocations = revocations.clone();
-            async move { revocations.ping().await }
-        });
+    let readiness = Readiness::new().mongo(&mongo).redis(&revocations);
     let app = server::build(
         SERVICE,
         http::routes(state.clone()),

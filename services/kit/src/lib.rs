@@ -31,3 +31,33 @@ pub mod testing;
 pub mod validate;
 
 pub use error::{Error, FieldError, Json};
+
+/// The whole `main` of a service binary: tracing, configuration (a bad variable stops it with a
+/// line naming it), then `run` until it returns. Exit code 1 on either failure.
+pub async fn main<C, E, Fut>(
+    service: &str,
+    config: impl FnOnce() -> Result<C, config::ConfigError>,
+    run: impl FnOnce(C) -> Fut,
+) -> std::process::ExitCode
+where
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    telemetry::init(service);
+    let config = match config() {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("configuration: {e}");
+            eprintln!("{service}: configuration: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{service} stopped: {e}");
+            eprintln!("{service}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

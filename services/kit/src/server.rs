@@ -60,6 +60,33 @@ impl Readiness {
         self
     }
 
+    /// The service's own MongoDB database answers a ping.
+    pub fn mongo(self, mongo: &crate::mongo::Mongo) -> Self {
+        let mongo = mongo.clone();
+        self.check("mongodb", move || {
+            let mongo = mongo.clone();
+            async move { mongo.ping().await }
+        })
+    }
+
+    /// Redis (the revocation list) answers.
+    pub fn redis(self, revocations: &crate::auth::Revocations) -> Self {
+        let revocations = revocations.clone();
+        self.check("redis", move || {
+            let revocations = revocations.clone();
+            async move { revocations.ping().await }
+        })
+    }
+
+    /// Kafka answers the producer's metadata request.
+    pub fn kafka(self, producer: &rdkafka::producer::FutureProducer) -> Self {
+        let producer = producer.clone();
+        self.check("kafka", move || {
+            let producer = producer.clone();
+            async move { crate::kafka::ping(&producer).await }
+        })
+    }
+
     /// Runs every check concurrently: whether all passed, and each one's answer.
     pub async fn run(&self) -> (bool, BTreeMap<String, String>) {
         let results =

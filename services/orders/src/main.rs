@@ -1,8 +1,8 @@
-//! `orders`: serve the orders service, configured from the environment.
+//! `orders`: serve the orders service, configured from the environment (docs/services/orders.md).
 
 use std::process::ExitCode;
 
-use storefront_orders::Config;
+use storefront_orders::{Config, SERVICE, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -12,21 +12,5 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    storefront_kit::telemetry::init(storefront_orders::SERVICE);
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::error!("configuration: {e}");
-            eprintln!("orders: configuration: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match storefront_orders::run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("orders stopped: {e}");
-            eprintln!("orders: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    storefront_kit::main(SERVICE, Config::from_env, run).await
 }

@@ -18,49 +18,23 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    storefront_kit::telemetry::init(storefront_products::SERVICE);
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::error!("configuration: {e}");
-            eprintln!("products: configuration: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if command == Some("resync") {
-        return match storefront_products::resync(&config).await {
-            Ok(n) => {
-                println!("products: published the snapshots of {n} products");
-                ExitCode::SUCCESS
+    storefront_kit::main(
+        storefront_products::SERVICE,
+        Config::from_env,
+        |config| async move {
+            match command {
+                Some("resync") => {
+                    let n = storefront_products::resync(&config).await?;
+                    println!("products: published the snapshots of {n} products");
+                }
+                Some(_) => match storefront_products::seed_demo(&config).await? {
+                    0 => println!("products: the catalog is not empty; nothing seeded"),
+                    n => println!("products: seeded {n} demo products"),
+                },
+                None => storefront_products::run(config).await?,
             }
-            Err(e) => {
-                eprintln!("products: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if command == Some("seed-demo") {
-        return match storefront_products::seed_demo(&config).await {
-            Ok(0) => {
-                println!("products: the catalog is not empty; nothing seeded");
-                ExitCode::SUCCESS
-            }
-            Ok(n) => {
-                println!("products: seeded {n} demo products");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("products: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    match storefront_products::run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("products stopped: {e}");
-            eprintln!("products: {e}");
-            ExitCode::FAILURE
-        }
-    }
+            Ok::<_, storefront_products::StartError>(())
+        },
+    )
+    .await
 }
