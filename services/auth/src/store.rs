@@ -216,25 +216,13 @@ impl Store {
             .map_err(|e| StoreError::Outbox(e.to_string()))
     }
 
-    async fn commit(&self, mut session: ClientSession) -> Result<(), StoreError> {
-        session.commit_transaction().await?;
-        self.outbox.committed();
-        Ok(())
-    }
-
-    async fn begin(&self) -> Result<ClientSession, StoreError> {
-        let mut session = self.mongo.client.start_session().await?;
-        session.start_transaction().await?;
-        Ok(session)
-    }
-
     /// Creates a user and publishes `user.created`.
     pub async fn create_user(&self, user: &UserDoc) -> Result<(), StoreError> {
         retry_transient!(self.create_user_once(user).await)
     }
 
     async fn create_user_once(&self, user: &UserDoc) -> Result<(), StoreError> {
-        let mut session = self.begin().await?;
+        let mut session = self.mongo.begin().await?;
         match self.users.insert_one(user).session(&mut session).await {
             Ok(_) => {}
             Err(e) if is_duplicate_key(&e) => return Err(StoreError::DuplicateEmail),
@@ -253,7 +241,7 @@ impl Store {
             },
         );
         self.emit(&mut session, event).await?;
-        self.commit(session).await
+        self.outbox.commit(session).await.map_err(StoreError::from)
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserDoc>, StoreError> {
@@ -284,7 +272,7 @@ impl Store {
         mut set: Document,
         unset: Document,
     ) -> Result<Option<UserDoc>, StoreError> {
-        let mut session = self.begin().await?;
+        let mut session = self.mongo.begin().await?;
         set.insert("updated_at", now());
         let mut update = doc! { "$set": set, "$inc": { "version": 1 } };
         if !unset.is_empty() {
@@ -300,7 +288,7 @@ impl Store {
             return Ok(None);
         };
         self.emit(&mut session, user.updated_event()).await?;
-        self.commit(session).await?;
+        self.outbox.commit(session).await?;
         Ok(Some(user))
     }
 
@@ -321,7 +309,7 @@ impl Store {
         blocked: bool,
         by: Uuid,
     ) -> Result<Option<(UserDoc, bool)>, StoreError> {
-        let mut session = self.begin().await?;
+        let mut session = self.mongo.begin().await?;
         let changed = self
             .users
             .find_one_and_update(
@@ -360,7 +348,7 @@ impl Store {
             )
             .await?;
         }
-        self.commit(session).await?;
+        self.outbox.commit(session).await?;
         Ok(Some((user, true)))
     }
 

@@ -280,8 +280,7 @@ impl<H: EventHandler> ConsumerRunner<H> {
     }
 
     async fn apply(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
-        let mut session = self.mongo.client.start_session().await?;
-        session.start_transaction().await?;
+        let mut session = self.mongo.begin().await?;
         let record = doc! {
             "_id": format!("{}:{}", self.settings.group, event.id),
             "type": &event.event_type,

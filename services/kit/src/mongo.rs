@@ -37,6 +37,13 @@ impl Mongo {
         Ok(Mongo { client, db })
     }
 
+    /// A session with a transaction started on it.
+    pub async fn begin(&self) -> Result<mongodb::ClientSession, mongodb::error::Error> {
+        let mut session = self.client.start_session().await?;
+        session.start_transaction().await?;
+        Ok(session)
+    }
+
     pub async fn ping(&self) -> Result<(), String> {
         self.db
             .run_command(doc! { "ping": 1 })

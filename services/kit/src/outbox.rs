@@ -99,6 +99,13 @@ impl Outbox {
         Ok(())
     }
 
+    /// Commits a transaction that appended events, and wakes the relay.
+    pub async fn commit(&self, mut session: ClientSession) -> Result<(), mongodb::error::Error> {
+        session.commit_transaction().await?;
+        self.committed();
+        Ok(())
+    }
+
     /// Tells the relay there is something to publish, so it need not wait for its next poll.
     pub fn committed(&self) {
         self.wake.notify_one();

@@ -193,18 +193,6 @@ impl Store {
         self.outbox.ensure_indexes().await
     }
 
-    async fn begin(&self) -> Result<ClientSession, StoreError> {
-        let mut session = self.mongo.client.start_session().await?;
-        session.start_transaction().await?;
-        Ok(session)
-    }
-
-    async fn commit(&self, mut session: ClientSession) -> Result<(), StoreError> {
-        session.commit_transaction().await?;
-        self.outbox.committed();
-        Ok(())
-    }
-
     async fn emit<E: Event>(
         &self,
         session: &mut ClientSession,
@@ -242,7 +230,7 @@ impl Store {
         order: &OrderDoc,
         key: Option<(&str, &str)>,
     ) -> Result<(OrderDoc, bool), StoreError> {
-        let mut session = self.begin().await?;
+        let mut session = self.mongo.begin().await?;
         if let Some((key, fingerprint)) = key {
             let record = doc! {
                 "_id": format!("{}:{key}", order.user_id),
@@ -261,7 +249,7 @@ impl Store {
         }
         self.orders.insert_one(order).session(&mut session).await?;
         self.emit(&mut session, order.created_event()).await?;
-        self.commit(session).await?;
+        self.outbox.commit(session).await?;
         Ok((order.clone(), true))
     }
 
@@ -328,9 +316,9 @@ impl Store {
     pub async fn advance(&self, id: Uuid, step: Step) -> Result<OrderDoc, StoreError> {
         retry_transient!(
             async {
-                let mut session = self.begin().await?;
+                let mut session = self.mongo.begin().await?;
                 let order = self.advance_in(&mut session, id, step.clone()).await?;
-                self.commit(session).await?;
+                self.outbox.commit(session).await?;
                 Ok::<_, StoreError>(order)
             }
             .await

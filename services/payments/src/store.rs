@@ -238,7 +238,7 @@ impl Store {
     }
 
     async fn succeeded_once(&self, order: Uuid, intent_id: &str) -> Result<bool, StoreError> {
-        let mut session = self.begin().await?;
+        let mut session = self.mongo.begin().await?;
         let Some(payment) = self
             .payments
             .find_one_and_update(
@@ -263,7 +263,7 @@ impl Store {
             succeeded_at: payment.updated_at.to_chrono(),
         };
         self.emit(&mut session, &payment, event).await?;
-        self.commit(session).await?;
+        self.outbox.commit(session).await?;
         Ok(true)
     }
 
@@ -284,7 +284,7 @@ impl Store {
         intent_id: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let mut session = self.begin().await?;
+        let mut session = self.mongo.begin().await?;
         let Some(payment) = self
             .payments
             .find_one_and_update(
@@ -310,7 +310,7 @@ impl Store {
             failed_at: payment.updated_at.to_chrono(),
         };
         self.emit(&mut session, &payment, event).await?;
-        self.commit(session).await?;
+        self.outbox.commit(session).await?;
         Ok(true)
     }
 
@@ -367,18 +367,6 @@ impl Store {
         edit: impl FnOnce(Option<OrderReplica>) -> Option<OrderReplica>,
     ) -> Result<bool, HandlerError> {
         apply_next(&self.orders, session, id, version, edit).await
-    }
-
-    async fn begin(&self) -> Result<ClientSession, StoreError> {
-        let mut session = self.mongo.client.start_session().await?;
-        session.start_transaction().await?;
-        Ok(session)
-    }
-
-    async fn commit(&self, mut session: ClientSession) -> Result<(), StoreError> {
-        session.commit_transaction().await?;
-        self.outbox.committed();
-        Ok(())
     }
 
     async fn emit<E: Event>(

@@ -336,18 +336,6 @@ impl Store {
         self.outbox.ensure_indexes().await
     }
 
-    async fn begin(&self) -> Result<ClientSession, StoreError> {
-        let mut session = self.mongo.client.start_session().await?;
-        session.start_transaction().await?;
-        Ok(session)
-    }
-
-    async fn commit(&self, mut session: ClientSession) -> Result<(), StoreError> {
-        session.commit_transaction().await?;
-        self.outbox.committed();
-        Ok(())
-    }
-
     async fn emit<E: Event>(
         &self,
         session: &mut ClientSession,
@@ -365,7 +353,7 @@ impl Store {
     }
 
     async fn create_once(&self, product: &ProductDoc, actor: &str) -> Result<(), StoreError> {
-        let mut session = self.begin().await?;
+        let mut session = self.mongo.begin().await?;
         self.products
             .insert_one(product)
             .session(&mut session)
@@ -391,7 +379,7 @@ impl Store {
             },
         );
         self.emit(&mut session, event).await?;
-        self.commit(session).await
+        self.outbox.commit(session).await.map_err(StoreError::from)
     }
 
     /// Publishes every product's current snapshot as `product.updated` at its current version,
@@ -403,7 +391,7 @@ impl Store {
         while let Some(product) = products.try_next().await? {
             retry_transient!(
                 async {
-                    let mut session = self.begin().await?;
+                    let mut session = self.mongo.begin().await?;
                     let event = Envelope::new(
                         SOURCE,
                         &product.id,
@@ -413,7 +401,7 @@ impl Store {
                         },
                     );
                     self.emit(&mut session, event).await?;
-                    self.commit(session).await
+                    self.outbox.commit(session).await.map_err(StoreError::from)
                 }
                 .await
             )?;
@@ -476,7 +464,7 @@ impl Store {
     where
         F: Fn(&mut ProductDoc) -> Result<Change, StoreError>,
     {
-        let mut session = self.begin().await?;
+        let mut session = self.mongo.begin().await?;
         let current = self
             .products
             .find_one(doc! { "_id": id.to_string(), "deleted": false })
@@ -544,7 +532,7 @@ impl Store {
                     .await?;
             }
         }
-        self.commit(session).await?;
+        self.outbox.commit(session).await?;
         Ok(product)
     }
 
@@ -603,9 +591,9 @@ impl Store {
     ) -> Result<Reservation, StoreError> {
         retry_transient!(
             async {
-                let mut session = self.begin().await?;
+                let mut session = self.mongo.begin().await?;
                 let outcome = self.reserve_in(&mut session, order_id, lines).await?;
-                self.commit(session).await?;
+                self.outbox.commit(session).await?;
                 Ok::<_, StoreError>(outcome)
             }
             .await
