@@ -30,6 +30,21 @@ pub struct Money {
     pub currency: String,
 }
 
+impl std::fmt::Display for Money {
+    /// `19.99 USD`: every currency the shop sells in has two decimals.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.amount < 0 { "-" } else { "" };
+        let cents = self.amount.unsigned_abs();
+        write!(
+            f,
+            "{sign}{}.{:02} {}",
+            cents / 100,
+            cents % 100,
+            self.currency
+        )
+    }
+}
+
 /// The aggregates that have a topic of their own: `{prefix}.{aggregate}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {

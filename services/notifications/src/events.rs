@@ -1,0 +1,202 @@
+//! What notifications consumes (orders, payments, products) and the notification each event
+//! becomes. Stored in the consumer's transaction (so a redelivered event makes nothing twice);
+//! published to the replicas once that transaction committed.
+
+use std::sync::{Arc, Mutex};
+
+use mongodb::ClientSession;
+use storefront_events::{
+    Envelope, Event, Topic,
+    orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted},
+    payments::{PaymentFailed, PaymentRefunded},
+    products::ProductCreated,
+};
+use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
+use tokio::sync::mpsc;
+
+use crate::store::{Draft, EVERYONE, Kind, NotificationDoc, Store};
+
+pub fn settings(topic_prefix: &str) -> ConsumerSettings {
+    ConsumerSettings::new(
+        &format!("{topic_prefix}.notifications"),
+        vec![
+            Topic::Orders.name(topic_prefix),
+            Topic::Payments.name(topic_prefix),
+            Topic::Products.name(topic_prefix),
+        ],
+    )
+}
+
+pub struct Notifier {
+    pub store: Store,
+    /// What the transaction in flight stored; handed to `published` once it commits. The runner
+    /// applies one event at a time, and every attempt replaces this, so an aborted attempt's
+    /// notifications are never published.
+    pending: Mutex<Vec<NotificationDoc>>,
+    published: mpsc::UnboundedSender<Vec<NotificationDoc>>,
+}
+
+impl Notifier {
+    pub fn new(store: Store, published: mpsc::UnboundedSender<Vec<NotificationDoc>>) -> Self {
+        Notifier {
+            store,
+            pending: Mutex::default(),
+            published,
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<NotificationDoc>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn decode<D: Event>(event: &Envelope) -> Result<D, HandlerError> {
+    event
+        .decode::<D>()
+        .map(|e| e.data)
+        .map_err(|e| HandlerError::Failed(format!("undecodable event: {e}")))
+}
+
+/// The first block of an id: enough for a person to tell orders apart.
+fn short(id: &uuid::Uuid) -> String {
+    id.simple().to_string()[..8].to_owned()
+}
+
+fn for_order(
+    user: uuid::Uuid,
+    order: uuid::Uuid,
+    kind: Kind,
+    status: &str,
+    title: String,
+    body: String,
+) -> Draft {
+    Draft {
+        to: user.to_string(),
+        kind,
+        title,
+        body,
+        link: Some(format!("/orders/{order}")),
+        order_id: Some(order.to_string()),
+        order_status: Some(status.to_owned()),
+        product_id: None,
+    }
+}
+
+/// The notification an event becomes, if any.
+pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
+    let draft = match event.event_type.as_str() {
+        OrderAwaitingPayment::TYPE => {
+            let e: OrderAwaitingPayment = decode(event)?;
+            for_order(
+                e.user_id,
+                e.order_id,
+                Kind::OrderConfirmed,
+                "awaiting_payment",
+                format!("Order {} confirmed", short(&e.order_id)),
+                format!(
+                    "Your items are reserved. Pay {} by {} to complete the order.",
+                    e.total,
+                    e.expires_at.format("%H:%M UTC")
+                ),
+            )
+        }
+        OrderCompleted::TYPE => {
+            let e: OrderCompleted = decode(event)?;
+            for_order(
+                e.user_id,
+                e.order_id,
+                Kind::OrderCompleted,
+                "completed",
+                format!("Order {} is complete", short(&e.order_id)),
+                format!("We received your payment of {}. Thank you!", e.total),
+            )
+        }
+        OrderCancelled::TYPE => {
+            let e: OrderCancelled = decode(event)?;
+            for_order(
+                e.user_id,
+                e.order_id,
+                Kind::OrderCancelled,
+                "cancelled",
+                format!("Order {} was cancelled", short(&e.order_id)),
+                format!("Why: {}.", e.reason.trim_end_matches('.')),
+            )
+        }
+        PaymentFailed::TYPE => {
+            let e: PaymentFailed = decode(event)?;
+            for_order(
+                e.user_id,
+                e.order_id,
+                Kind::PaymentFailed,
+                "awaiting_payment",
+                format!("Payment for order {} failed", short(&e.order_id)),
+                format!(
+                    "{}. You can try another card until the order expires.",
+                    e.reason.trim_end_matches('.')
+                ),
+            )
+        }
+        PaymentRefunded::TYPE => {
+            let e: PaymentRefunded = decode(event)?;
+            for_order(
+                e.user_id,
+                e.order_id,
+                Kind::PaymentRefunded,
+                "cancelled",
+                format!("Order {} refunded", short(&e.order_id)),
+                format!("{} is on its way back to your card.", e.amount),
+            )
+        }
+        ProductCreated::TYPE => {
+            let product = decode::<ProductCreated>(event)?.product;
+            if product.deleted {
+                return Ok(None);
+            }
+            Draft {
+                to: EVERYONE.to_owned(),
+                kind: Kind::NewProduct,
+                title: format!("New in the shop: {}", product.title),
+                body: format!("{} for {}.", product.title, product.price),
+                link: Some(format!("/products/{}", product.product_id)),
+                order_id: None,
+                order_status: None,
+                product_id: Some(product.product_id.to_string()),
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(draft))
+}
+
+impl EventHandler for Notifier {
+    async fn handle(
+        &self,
+        event: &Envelope,
+        session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        self.pending().clear();
+        let Some(draft) = draft(event)? else {
+            return Ok(());
+        };
+        let stored = self.store.insert(session, draft, event.id).await?;
+        *self.pending() = vec![stored];
+        Ok(())
+    }
+
+    fn committed(&self) {
+        let stored = std::mem::take(&mut *self.pending());
+        if !stored.is_empty() {
+            let _ = self.published.send(stored);
+        }
+    }
+}
+
+/// Publishes what the consumer committed, in commit order.
+pub async fn publish(
+    hub: Arc<crate::hub::Hub>,
+    mut committed: mpsc::UnboundedReceiver<Vec<NotificationDoc>>,
+) {
+    while let Some(docs) = committed.recv().await {
+        hub.publish(&docs).await;
+    }
+}

@@ -1,0 +1,297 @@
+//! Fan-out: the sockets open on this replica, and the Redis channel that joins the replicas.
+//!
+//! The consumer that stored a notification publishes it on `{prefix}:notifications` once its
+//! transaction committed. Every replica subscribes and hands each message to the sockets it holds
+//! for that user (or to all of them, for a broadcast), so a notification reaches a user whichever
+//! replica holds the socket, and exactly once per socket.
+//!
+//! Delivery to a socket never waits: each socket has a bounded queue, and a socket whose queue is
+//! full is dropped from the hub (its task then closes it with 1013, and the client reconnects with
+//! its cursor). So one slow client never holds up the others.
+//!
+//! Redis pub/sub is at-most-once. When the subscription breaks, messages published meanwhile are
+//! lost to this replica, so after resubscribing it closes every socket it holds: each client
+//! reconnects with the last id it saw and the database fills the gap.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::extract::ws::Utf8Bytes;
+use futures::StreamExt;
+use redis::{AsyncCommands, aio::ConnectionManager};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::store::{EVERYONE, Notification, NotificationDoc};
+
+/// What travels on the Redis channel: who it is for, and the notification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    pub to: String,
+    pub notification: Notification,
+}
+
+/// One frame for a socket: the notification's id (to skip what a replay already sent) and the
+/// serialised message, shared by every socket it goes to.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub id: i64,
+    pub text: Utf8Bytes,
+}
+
+/// What a socket sends: `{"type":"notification","notification":{…}}`.
+#[derive(Debug, Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    notification: &'a Notification,
+}
+
+impl Frame {
+    pub fn of(notification: &Notification) -> Frame {
+        let text = serde_json::to_string(&Envelope {
+            kind: "notification",
+            notification,
+        })
+        .unwrap_or_default();
+        Frame {
+            id: notification.id,
+            text: text.into(),
+        }
+    }
+}
+
+struct Slot {
+    id: u64,
+    tx: mpsc::Sender<Frame>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0} sockets are open for this user on this replica already")]
+pub struct TooManySockets(pub usize);
+
+pub struct Hub {
+    sockets: Mutex<HashMap<String, Vec<Slot>>>,
+    next: AtomicU64,
+    open: AtomicU64,
+    channel: String,
+    redis: ConnectionManager,
+    subscribed: AtomicBool,
+    send_buffer: usize,
+    max_per_user: usize,
+}
+
+/// A socket's place in the hub; dropping it leaves the hub.
+pub struct Registration {
+    hub: Arc<Hub>,
+    user: String,
+    id: u64,
+    pub frames: mpsc::Receiver<Frame>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.remove(&self.user, self.id);
+    }
+}
+
+impl Hub {
+    pub fn new(
+        redis: ConnectionManager,
+        topic_prefix: &str,
+        send_buffer: usize,
+        max_per_user: usize,
+    ) -> Arc<Hub> {
+        Arc::new(Hub {
+            sockets: Mutex::default(),
+            next: AtomicU64::new(1),
+            open: AtomicU64::new(0),
+            channel: format!("{topic_prefix}:notifications"),
+            redis,
+            subscribed: AtomicBool::new(false),
+            send_buffer,
+            max_per_user,
+        })
+    }
+
+    /// Sockets open on this replica.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Whether the Redis subscription is up (readiness).
+    pub fn subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Slot>>> {
+        // A panic while holding the lock cannot leave the map half-changed: recover it.
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn register(self: &Arc<Self>, user: Uuid) -> Result<Registration, TooManySockets> {
+        let user = user.to_string();
+        let (tx, frames) = mpsc::channel(self.send_buffer);
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut sockets = self.lock();
+        let slots = sockets.entry(user.clone()).or_default();
+        if slots.len() >= self.max_per_user {
+            return Err(TooManySockets(slots.len()));
+        }
+        slots.push(Slot { id, tx });
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(Registration {
+            hub: self.clone(),
+            user,
+            id,
+            frames,
+        })
+    }
+
+    fn remove(&self, user: &str, id: u64) {
+        let mut sockets = self.lock();
+        if let Some(slots) = sockets.get_mut(user) {
+            let before = slots.len();
+            slots.retain(|s| s.id != id);
+            if slots.len() < before {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+            }
+            if slots.is_empty() {
+                sockets.remove(user);
+            }
+        }
+    }
+
+    /// Hands `frame` to this replica's sockets for `to`; drops the sockets that cannot take it.
+    pub fn deliver(&self, to: &str, frame: &Frame) {
+        let mut sockets = self.lock();
+        let mut dropped = 0;
+        let mut offer = |slots: &mut Vec<Slot>| {
+            slots.retain(|slot| match slot.tx.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    dropped += 1;
+                    false
+                }
+            });
+        };
+        if to == EVERYONE {
+            for slots in sockets.values_mut() {
+                offer(slots);
+            }
+            sockets.retain(|_, slots| !slots.is_empty());
+        } else if let Some(slots) = sockets.get_mut(to) {
+            offer(slots);
+            if slots.is_empty() {
+                sockets.remove(to);
+            }
+        }
+        if dropped > 0 {
+            self.open.fetch_sub(dropped, Ordering::Relaxed);
+            tracing::info!(
+                dropped,
+                "sockets too far behind were dropped; they reconnect with their cursor"
+            );
+        }
+    }
+
+    /// Closes every socket (their clients reconnect and catch up from the database).
+    fn close_all(&self) {
+        let mut sockets = self.lock();
+        let count: usize = sockets.values().map(Vec::len).sum();
+        sockets.clear();
+        self.open.fetch_sub(count as u64, Ordering::Relaxed);
+    }
+
+    /// Publishes stored notifications to every replica. Failures are logged, not fatal: the
+    /// notifications are stored, and clients get them on their next reconnect or list.
+    pub async fn publish(&self, docs: &[NotificationDoc]) {
+        let mut redis = self.redis.clone();
+        for doc in docs {
+            let message = Published {
+                to: doc.to.clone(),
+                notification: Notification::of(doc, false),
+            };
+            let Ok(payload) = serde_json::to_string(&message) else {
+                continue;
+            };
+            let mut sent: redis::RedisResult<i64> = redis.publish(&self.channel, &payload).await;
+            if sent.is_err() {
+                // The first command after a dropped connection fails once; the manager reconnects.
+                sent = redis.publish(&self.channel, &payload).await;
+            }
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, id = doc.id, "cannot publish a notification; clients get it when they reconnect");
+            }
+        }
+    }
+
+    /// Subscribes to the channel and delivers what arrives, until `stop`; resubscribes after a
+    /// broken connection (and then closes every socket, see the module docs).
+    pub async fn subscribe(
+        self: Arc<Self>,
+        client: redis::Client,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut first = true;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match client.get_async_pubsub().await {
+                Ok(mut pubsub) => match pubsub.subscribe(&self.channel).await {
+                    Ok(()) => {
+                        if !first {
+                            tracing::warn!(
+                                "fan-out resubscribed; closing sockets so they catch up"
+                            );
+                            self.close_all();
+                        }
+                        first = false;
+                        pause = Duration::from_millis(100);
+                        self.subscribed.store(true, Ordering::Relaxed);
+                        let mut messages = pubsub.on_message();
+                        loop {
+                            let message = tokio::select! {
+                                _ = stop.changed() => return,
+                                message = messages.next() => message,
+                            };
+                            let Some(message) = message else { break };
+                            let payload: String = match message.get_payload() {
+                                Ok(payload) => payload,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "unreadable fan-out message");
+                                    continue;
+                                }
+                            };
+                            match serde_json::from_str::<Published>(&payload) {
+                                Ok(published) => {
+                                    self.deliver(&published.to, &Frame::of(&published.notification))
+                                }
+                                Err(e) => tracing::warn!(error = %e, "malformed fan-out message"),
+                            }
+                        }
+                        tracing::warn!("fan-out subscription lost");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot subscribe to the fan-out channel"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot connect the fan-out subscriber"),
+            }
+            self.subscribed.store(false, Ordering::Relaxed);
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+}

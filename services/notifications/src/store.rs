@@ -1,0 +1,355 @@
+//! The notifications database.
+//!
+//! - `notifications`: one document per user-facing message. `_id` is a shop-wide sequence taken
+//!   from `counters` inside the consumer's transaction, so ids rise in commit order: a client that
+//!   saw id N has seen everything of its own up to N, which is what makes "send me what I missed
+//!   after N" exact. `to` is a user id, or `*` for everyone (a new product).
+//! - `reads`: which notifications a user opened (`POST /{id}/read`), and `cursors`: the id up to
+//!   which a user marked everything read (`POST /read-all`). A broadcast is stored once, so "read"
+//!   cannot live on the notification itself.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use mongodb::{
+    ClientSession, Collection, IndexModel,
+    bson::{self, Document, doc},
+    options::ReturnDocument,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `to` of a notification for everyone.
+pub const EVERYONE: &str = "*";
+
+/// What a notification is about; clients choose an icon and a page by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The stock is held and the order waits for payment.
+    OrderConfirmed,
+    /// Paid: the order is complete.
+    OrderCompleted,
+    /// Cancelled, with the reason (out of stock, expired, by the customer).
+    OrderCancelled,
+    /// A card was declined; another may be tried while the order waits.
+    PaymentFailed,
+    /// A captured payment was refunded.
+    PaymentRefunded,
+    /// A new product in the shop (for everyone).
+    NewProduct,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationDoc {
+    #[serde(rename = "_id")]
+    pub id: i64,
+    /// The user id it is for, or [`EVERYONE`].
+    pub to: String,
+    pub kind: Kind,
+    pub title: String,
+    pub body: String,
+    /// The shop page it points at, e.g. `/orders/{id}`.
+    pub link: Option<String>,
+    pub order_id: Option<String>,
+    /// The order's state after the event, for pages that show it live.
+    pub order_status: Option<String>,
+    pub product_id: Option<String>,
+    /// The event it was made from.
+    pub event_id: String,
+    pub created_at: bson::DateTime,
+}
+
+impl NotificationDoc {
+    pub fn is_broadcast(&self) -> bool {
+        self.to == EVERYONE
+    }
+
+    /// The user it is for; `None` for a broadcast.
+    pub fn user(&self) -> Option<Uuid> {
+        self.to.parse().ok()
+    }
+}
+
+/// A notification as clients see it (HTTP and WebSocket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: i64,
+    pub kind: Kind,
+    pub title: String,
+    pub body: String,
+    pub link: Option<String>,
+    pub order_id: Option<String>,
+    pub order_status: Option<String>,
+    pub product_id: Option<String>,
+    /// Whether it went to everyone rather than to this user alone.
+    pub broadcast: bool,
+    pub read: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Notification {
+    pub fn of(doc: &NotificationDoc, read: bool) -> Self {
+        Notification {
+            id: doc.id,
+            kind: doc.kind,
+            title: doc.title.clone(),
+            body: doc.body.clone(),
+            link: doc.link.clone(),
+            order_id: doc.order_id.clone(),
+            order_status: doc.order_status.clone(),
+            product_id: doc.product_id.clone(),
+            broadcast: doc.is_broadcast(),
+            read,
+            created_at: doc.created_at.to_chrono(),
+        }
+    }
+}
+
+/// A notification before it has an id.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub to: String,
+    pub kind: Kind,
+    pub title: String,
+    pub body: String,
+    pub link: Option<String>,
+    pub order_id: Option<String>,
+    pub order_status: Option<String>,
+    pub product_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ReadDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    user_id: String,
+    notification_id: i64,
+    read_at: bson::DateTime,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CursorDoc {
+    #[serde(rename = "_id")]
+    user_id: String,
+    read_through: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    notifications: Collection<NotificationDoc>,
+    counters: Collection<Document>,
+    reads: Collection<ReadDoc>,
+    cursors: Collection<CursorDoc>,
+}
+
+fn visible_to(user: Uuid) -> Document {
+    doc! { "to": { "$in": [user.to_string(), EVERYONE] } }
+}
+
+impl Store {
+    pub fn new(db: &mongodb::Database) -> Self {
+        Store {
+            notifications: db.collection("notifications"),
+            counters: db.collection("counters"),
+            reads: db.collection("reads"),
+            cursors: db.collection("cursors"),
+        }
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
+        self.notifications
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "to": 1, "_id": -1 })
+                    .build(),
+            )
+            .await?;
+        self.reads
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "user_id": 1, "notification_id": 1 })
+                    .build(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Stores `draft` under the next id, in the consumer's transaction. Concurrent consumers
+    /// conflict on the counter, so ids are handed out in commit order.
+    pub async fn insert(
+        &self,
+        session: &mut ClientSession,
+        draft: Draft,
+        event_id: Uuid,
+    ) -> Result<NotificationDoc, mongodb::error::Error> {
+        let counter = self
+            .counters
+            .find_one_and_update(
+                doc! { "_id": "notifications" },
+                doc! { "$inc": { "seq": 1_i64 } },
+            )
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .session(&mut *session)
+            .await?
+            .unwrap_or_default();
+        let id = counter.get_i64("seq").unwrap_or(1);
+        let doc = NotificationDoc {
+            id,
+            to: draft.to,
+            kind: draft.kind,
+            title: draft.title,
+            body: draft.body,
+            link: draft.link,
+            order_id: draft.order_id,
+            order_status: draft.order_status,
+            product_id: draft.product_id,
+            event_id: event_id.to_string(),
+            created_at: bson::DateTime::now(),
+        };
+        self.notifications
+            .insert_one(&doc)
+            .session(&mut *session)
+            .await?;
+        Ok(doc)
+    }
+
+    /// The user's notifications, newest first, with ids below `before`.
+    pub async fn page(
+        &self,
+        user: Uuid,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<NotificationDoc>, mongodb::error::Error> {
+        let mut filter = visible_to(user);
+        if let Some(before) = before {
+            filter.insert("_id", doc! { "$lt": before });
+        }
+        collect(
+            self.notifications
+                .find(filter)
+                .sort(doc! { "_id": -1 })
+                .limit(limit)
+                .await?,
+        )
+        .await
+    }
+
+    /// The user's notifications after `after`, oldest first (what a reconnecting socket missed).
+    pub async fn since(
+        &self,
+        user: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<NotificationDoc>, mongodb::error::Error> {
+        let mut filter = visible_to(user);
+        filter.insert("_id", doc! { "$gt": after });
+        collect(
+            self.notifications
+                .find(filter)
+                .sort(doc! { "_id": 1 })
+                .limit(limit)
+                .await?,
+        )
+        .await
+    }
+
+    /// The newest id the user can see (0 when none).
+    pub async fn latest(&self, user: Uuid) -> Result<i64, mongodb::error::Error> {
+        Ok(self
+            .notifications
+            .find_one(visible_to(user))
+            .sort(doc! { "_id": -1 })
+            .await?
+            .map_or(0, |n| n.id))
+    }
+
+    async fn read_through(&self, user: Uuid) -> Result<i64, mongodb::error::Error> {
+        Ok(self
+            .cursors
+            .find_one(doc! { "_id": user.to_string() })
+            .await?
+            .map_or(0, |c| c.read_through))
+    }
+
+    /// Of `ids`, those the user has read.
+    pub async fn read_among(
+        &self,
+        user: Uuid,
+        ids: &[i64],
+    ) -> Result<HashSet<i64>, mongodb::error::Error> {
+        let through = self.read_through(user).await?;
+        let mut read: HashSet<i64> = ids.iter().copied().filter(|id| *id <= through).collect();
+        let rest: Vec<i64> = ids.iter().copied().filter(|id| *id > through).collect();
+        if !rest.is_empty() {
+            let mut cursor = self
+                .reads
+                .find(doc! { "user_id": user.to_string(), "notification_id": { "$in": rest } })
+                .await?;
+            while cursor.advance().await? {
+                read.insert(cursor.deserialize_current()?.notification_id);
+            }
+        }
+        Ok(read)
+    }
+
+    /// How many of the user's notifications are unread.
+    pub async fn unread(&self, user: Uuid) -> Result<u64, mongodb::error::Error> {
+        let through = self.read_through(user).await?;
+        let mut filter = visible_to(user);
+        filter.insert("_id", doc! { "$gt": through });
+        let newer = self.notifications.count_documents(filter).await?;
+        let opened = self
+            .reads
+            .count_documents(
+                doc! { "user_id": user.to_string(), "notification_id": { "$gt": through } },
+            )
+            .await?;
+        Ok(newer.saturating_sub(opened))
+    }
+
+    /// Marks one notification read. `false` when the user cannot see it.
+    pub async fn mark_read(&self, user: Uuid, id: i64) -> Result<bool, mongodb::error::Error> {
+        let mut filter = visible_to(user);
+        filter.insert("_id", id);
+        if self.notifications.find_one(filter).await?.is_none() {
+            return Ok(false);
+        }
+        self.reads
+            .update_one(
+                doc! { "_id": format!("{user}:{id}") },
+                doc! { "$setOnInsert": {
+                    "user_id": user.to_string(),
+                    "notification_id": id,
+                    "read_at": bson::DateTime::now(),
+                } },
+            )
+            .upsert(true)
+            .await?;
+        Ok(true)
+    }
+
+    /// Marks everything the user can see now as read; returns that newest id.
+    pub async fn mark_all_read(&self, user: Uuid) -> Result<i64, mongodb::error::Error> {
+        let latest = self.latest(user).await?;
+        self.cursors
+            .update_one(
+                doc! { "_id": user.to_string() },
+                doc! { "$max": { "read_through": latest } },
+            )
+            .upsert(true)
+            .await?;
+        Ok(latest)
+    }
+}
+
+async fn collect(
+    mut cursor: mongodb::Cursor<NotificationDoc>,
+) -> Result<Vec<NotificationDoc>, mongodb::error::Error> {
+    let mut out = Vec::new();
+    while cursor.advance().await? {
+        out.push(cursor.deserialize_current()?);
+    }
+    Ok(out)
+}
