@@ -1,4 +1,4 @@
-//! `cargo xtask bench auth|catalog`: a service under load through the gateway, release build, on
+//! `cargo xtask bench auth|catalog|checkout|notify`: a service under load through the gateway, release build, on
 //! the same real backends as tests (fresh, under `target/bench-stack/`).
 //!
 //! The load generator runs on one thread in this process, on the same 2 cores as the service,
@@ -50,7 +50,19 @@ pub fn bench(args: &[String]) -> Result<()> {
                 move |gateway, stack| async move { checkout(gateway, &stack, buyers).await },
             )
         }
-        _ => bail!("usage: cargo xtask bench auth|catalog|checkout [--buyers N]"),
+        Some("notify") => {
+            let sockets = match args.get(1..) {
+                Some([flag, n]) if flag == "--sockets" => n.parse().context("--sockets N")?,
+                Some([]) | None => 10_000,
+                _ => bail!("usage: cargo xtask bench notify [--sockets N]"),
+            };
+            with_stack(Vec::new(), move |_, stack| async move {
+                notify(&stack, sockets).await
+            })
+        }
+        _ => bail!(
+            "usage: cargo xtask bench auth|catalog|checkout [--buyers N]|notify [--sockets N]"
+        ),
     }
 }
 
@@ -629,4 +641,87 @@ async fn stripe_charges(client: &reqwest::Client, stripe_url: &str) -> Result<u6
             return Ok(count);
         }
     }
+}
+
+/// One notifications replica of its own (own database and topic prefix, so only it sees the
+/// bench's events) with `sockets` sockets on it, then a broadcast and 1,000 targeted events
+/// through Kafka, MongoDB and Redis (the load side is `services/notifications/examples/notify_load.rs`).
+async fn notify(stack: &Stack, sockets: usize) -> Result<()> {
+    const PREFIX: &str = "benchnotify";
+    step("building the load generator (release)");
+    let built = Command::new(env!("CARGO"))
+        .current_dir(crate::root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "storefront-notifications",
+            "--example",
+            "notify_load",
+        ])
+        .status()?;
+    if !built.success() {
+        bail!("the notify load generator does not build");
+    }
+    let release = target_dir().join("release");
+    let port = procs::free_port()?;
+    let auth = services::SERVICES[0].url();
+    let mut replica = Command::new(release.join("notifications"));
+    replica
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("MONGODB_DATABASE", PREFIX)
+        .env("TOPIC_PREFIX", PREFIX)
+        .env("KAFKA_ENSURE_TOPICS", "true")
+        .env("KAFKA_FETCH_WAIT_MAX_MS", "10")
+        .env("WS_MAX_PER_USER", "5")
+        .env(
+            "JWKS_URL",
+            format!("{auth}/api/users/.well-known/jwks.json"),
+        )
+        .envs(stack.endpoints.env());
+    let proc = procs::spawn("notifications-bench", &mut replica, &stack.logs())?;
+    let result = async {
+        let client = reqwest::Client::new();
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            if Instant::now() > until {
+                bail!("the bench's notifications replica is not ready after 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        step(format!(
+            "notify: {sockets} sockets on one replica, a broadcast, 1000 targeted events"
+        ));
+        let status = Command::new(release.join("examples").join("notify_load"))
+            .env(
+                "BENCH_WS_URL",
+                format!("ws://127.0.0.1:{port}/ws/notifications"),
+            )
+            .env("BENCH_SOCKETS", sockets.to_string())
+            .env("BENCH_TARGETED", "1000")
+            .env("BENCH_RATE", "100")
+            .env("BENCH_PREFIX", PREFIX)
+            .env("BENCH_PID", proc.pid.to_string())
+            .env("BENCH_KAFKA", &stack.endpoints.kafka_bootstrap)
+            .env("BENCH_SIGNING_KEY", stack.dir.join("signing-key.pem"))
+            .status()?;
+        if !status.success() {
+            bail!("the notify load generator failed");
+        }
+        Ok(())
+    }
+    .await;
+    procs::stop(&proc, Duration::from_secs(5));
+    result
 }

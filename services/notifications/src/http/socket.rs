@@ -156,7 +156,11 @@ pub async fn connect(
     } else {
         upgrade
     };
+    // Clients only answer pings: small buffers keep 10,000 idle sockets cheap (tungstenite's
+    // default is 128 KiB of read buffer per socket).
     Ok(upgrade
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
         .max_message_size(4096)
         .max_frame_size(4096)
         .on_upgrade(move |socket| session(socket, state, claims, registration, query.after)))
