@@ -17,6 +17,7 @@ Usage: python localstripe_launcher.py --port PORT [--host 127.0.0.1]
 """
 
 import argparse
+import os
 import logging
 import socket
 
@@ -92,6 +93,55 @@ from aiohttp import web  # noqa: E402
 from localstripe import server  # noqa: E402
 
 
+# The stand-in's Stripe.js leaves createPaymentMethod empty. Stripe.js creates a PaymentMethod from
+# the card Element with the publishable key, so give it the same: a route (under /_config/, which
+# the stand-in serves without the secret key) that takes the card and a `pk_` key and answers the
+# PaymentMethod, and a Stripe.js whose createPaymentMethod calls it.
+CREATE_PAYMENT_METHOD_JS = """
+    createPaymentMethod: async (data) => {
+      const element = data && data.card;
+      if (!element || !element.value) {
+        return {error: {type: 'validation_error', message: 'Your card number is incomplete.'}};
+      }
+      const response = await fetch(`${LOCALSTRIPE_BASE_API}/_config/storefront/payment_methods`, {
+        method: 'POST',
+        headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({key: apiKey, card: element.value.card}),
+      });
+      const body = await response.json().catch(() => ({}));
+      return response.status === 200 ? {paymentMethod: body} : {error: body.error || body};
+    },
+"""
+
+
+async def create_payment_method(request):
+    data = await request.json()
+    key = data.get("key")
+    if not (isinstance(key, str) and key.startswith("pk_")):
+        return web.json_response({"error": {"message": "a publishable key is needed"}}, status=401)
+    card = data.get("card") or {}
+    try:
+        method = resources.PaymentMethod._api_create(type="card", card={
+            "number": str(card.get("number", "")).replace(" ", ""),
+            "exp_month": card.get("exp_month"),
+            "exp_year": card.get("exp_year"),
+            "cvc": str(card.get("cvc", "")),
+        })
+    except UserError as e:
+        return web.json_response(
+            {"error": {"type": "card_error", "message": "Your card details are incomplete or invalid."}},
+            status=e.code if hasattr(e, "code") else 400)
+    return web.json_response(method._export())
+
+
+async def stripe_js(request):
+    path = os.path.join(os.path.dirname(os.path.realpath(server.__file__)), "localstripe-v3.js")
+    with open(path) as f:
+        text = f.read()
+    text = text.replace("    createPaymentMethod: async () => {},\n", CREATE_PAYMENT_METHOD_JS)
+    return web.Response(text=text, content_type="application/javascript")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -101,6 +151,10 @@ def main():
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
+    server.app.router.add_post("/_config/storefront/payment_methods", create_payment_method)
+    for route in server.app.router.routes():
+        if route.resource is not None and route.resource.canonical == "/js.stripe.com/v3/":
+            route._handler = stripe_js
     web.run_app(server.app, sock=sock, access_log=None, print=None)
 
 

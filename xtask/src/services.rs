@@ -69,6 +69,8 @@ pub const GATEWAY_PORT: u16 = 8080;
 /// The signing secret of payments' webhook endpoint on the local Stripe stand-in.
 pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_storefront_local";
 pub const TOPIC_PREFIX: &str = "storefront";
+/// Any `pk_…` works with the local Stripe stand-in.
+pub const STRIPE_PUBLISHABLE_KEY: &str = "pk_test_storefront_local";
 
 impl Service {
     pub fn exists(&self) -> bool {
@@ -154,9 +156,23 @@ impl ServiceEnv<'_> {
             .env("PUBLIC_URL", format!("http://127.0.0.1:{GATEWAY_PORT}"))
             .env("S3_BUCKET", format!("{TOPIC_PREFIX}-images"))
             .env("S3_ENSURE_BUCKET", "true")
+            .env("AUTH_URL", SERVICES[0].url())
+            .env("PRODUCTS_URL", SERVICES[1].url())
+            .env("CART_URL", SERVICES[2].url())
             .env("ORDERS_URL", SERVICES[3].url())
+            .env("PAYMENTS_URL", SERVICES[4].url())
+            .env("NOTIFICATIONS_URL", SERVICES[5].url())
+            .env("STRIPE_PUBLISHABLE_KEY", STRIPE_PUBLISHABLE_KEY)
+            .env(
+                "STRIPE_JS_URL",
+                format!("{}/js.stripe.com/v3/", self.endpoints.stripe_url),
+            )
             .env("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET)
             .envs(self.endpoints.env());
+        if service.name == "web" {
+            // Image uploads pass through web on their way to products.
+            command.env("MAX_BODY_BYTES", (10 * 1024 * 1024).to_string());
+        }
         if service.name == "auth" {
             command.env("SIGNING_KEY_FILE", self.signing_key);
             if let Some((email, password)) = self.admin {

@@ -1,0 +1,635 @@
+//! The services' HTTP APIs as web calls them: always with the visitor's own token (never a
+//! service account), so every rule the services enforce holds for the pages too.
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use storefront_events::Money;
+use storefront_kit::error::PROBLEM_BASE;
+
+use crate::config::Urls;
+
+/// A service's problem+json answer.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub status: u16,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub errors: Vec<FieldProblem>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    /// The stable slug, e.g. `version-mismatch`.
+    pub fn slug(&self) -> &str {
+        self.kind.strip_prefix(PROBLEM_BASE).unwrap_or(&self.kind)
+    }
+
+    /// The message for one form field, if the service named it.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == name || e.field.starts_with(&format!("{name}.")))
+            .map(|e| e.message.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{}", .0.detail)]
+    Problem(Problem),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::Problem(p) => p.status,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            ApiError::Problem(p) => Some(p),
+            ApiError::Unavailable(_) => None,
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    pub role: String,
+    #[serde(default)]
+    pub blocked: bool,
+    #[serde(default)]
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Session {
+    pub user: User,
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Image {
+    pub key: String,
+    pub url: String,
+    #[serde(default)]
+    pub primary: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub category: String,
+    pub price: Money,
+    #[serde(default)]
+    pub images: Vec<Image>,
+    pub available: i64,
+    pub in_stock: bool,
+    pub version: i64,
+}
+
+impl Product {
+    pub fn primary_image(&self) -> Option<&Image> {
+        self.images
+            .iter()
+            .find(|i| i.primary)
+            .or(self.images.first())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+}
+
+impl<T> Page<T> {
+    pub fn pages(&self) -> i64 {
+        ((self.total + self.per_page - 1) / self.per_page.max(1)).max(1)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CartLine {
+    pub product_id: String,
+    pub title: String,
+    pub unit_price: Option<Money>,
+    pub quantity: i64,
+    pub line_total: Option<Money>,
+    pub available: i64,
+    pub orderable: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Cart {
+    pub items: Vec<CartLine>,
+    pub subtotal: Option<Money>,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderLine {
+    pub product_id: String,
+    pub title: String,
+    pub unit_price: Money,
+    pub quantity: i64,
+    pub line_total: Money,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Order {
+    pub id: String,
+    #[serde(default)]
+    pub user_id: String,
+    pub state: String,
+    pub lines: Vec<OrderLine>,
+    pub total: Money,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub created_at: String,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// What paying answered.
+#[derive(Debug, Clone)]
+pub enum Paid {
+    Succeeded,
+    /// 3-D Secure: hand this client secret to Stripe.js.
+    RequiresAction(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Notification {
+    pub id: i64,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub link: Option<String>,
+    pub read: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Notifications {
+    pub items: Vec<Notification>,
+    pub unread: u64,
+}
+
+/// One uploaded file, passed on as it came.
+pub struct Upload {
+    pub file_name: String,
+    pub content_type: String,
+    pub bytes: bytes::Bytes,
+}
+
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    urls: Urls,
+}
+
+async fn problem_of(response: reqwest::Response) -> ApiError {
+    let status = response.status();
+    let mut problem: Problem = response.json().await.unwrap_or_default();
+    problem.status = status.as_u16();
+    if problem.detail.is_empty() {
+        problem.detail = status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_owned();
+    }
+    ApiError::Problem(problem)
+}
+
+impl Api {
+    pub fn new(urls: Urls) -> Self {
+        Api {
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            urls,
+        }
+    }
+
+    fn request(&self, method: Method, url: String, token: Option<&str>) -> RequestBuilder {
+        let request = self.http.request(method, url);
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send(&self, request: RequestBuilder) -> ApiResult<reqwest::Response> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("a service did not answer: {e}")))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else if response.status().is_server_error()
+            && response.status() != StatusCode::SERVICE_UNAVAILABLE
+        {
+            Err(ApiError::Unavailable(format!(
+                "a service failed ({})",
+                response.status()
+            )))
+        } else {
+            Err(problem_of(response).await)
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> ApiResult<T> {
+        self.send(request)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("unexpected answer: {e}")))
+    }
+
+    // auth
+
+    pub async fn signup(&self, email: &str, password: &str, name: &str) -> ApiResult<Session> {
+        let body = serde_json::json!({ "email": email, "password": password, "name": name });
+        self.json(
+            self.request(
+                Method::POST,
+                format!("{}/api/users/signup", self.urls.auth),
+                None,
+            )
+            .json(&body),
+        )
+        .await
+    }
+
+    pub async fn signin(
+        &self,
+        email: &str,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> ApiResult<Session> {
+        let body = serde_json::json!({ "email": email, "password": password });
+        let mut request = self
+            .request(
+                Method::POST,
+                format!("{}/api/users/signin", self.urls.auth),
+                None,
+            )
+            .json(&body);
+        if let Some(ip) = client_ip {
+            request = request.header("x-real-ip", ip);
+        }
+        self.json(request).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> ApiResult<Session> {
+        let body = serde_json::json!({ "refresh_token": refresh_token });
+        self.json(
+            self.request(
+                Method::POST,
+                format!("{}/api/users/refresh", self.urls.auth),
+                None,
+            )
+            .json(&body),
+        )
+        .await
+    }
+
+    pub async fn signout(&self, token: &str) -> ApiResult<()> {
+        self.send(self.request(
+            Method::POST,
+            format!("{}/api/users/signout", self.urls.auth),
+            Some(token),
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn users(&self, token: &str, page: i64) -> ApiResult<Page<User>> {
+        self.json(self.request(
+            Method::GET,
+            format!(
+                "{}/api/users/admin/users?page={page}&per_page=50",
+                self.urls.auth
+            ),
+            Some(token),
+        ))
+        .await
+    }
+
+    pub async fn set_blocked(&self, token: &str, user: &str, blocked: bool) -> ApiResult<User> {
+        let verb = if blocked { "block" } else { "unblock" };
+        self.json(self.request(
+            Method::POST,
+            format!(
+                "{}/api/users/admin/users/{}/{verb}",
+                self.urls.auth,
+                encode(user)
+            ),
+            Some(token),
+        ))
+        .await
+    }
+
+    // products
+
+    /// A page of the catalog; `query` is the list's own query string.
+    pub async fn products(&self, query: &[(String, String)]) -> ApiResult<Page<Product>> {
+        self.json(
+            self.request(
+                Method::GET,
+                format!("{}/api/products", self.urls.products),
+                None,
+            )
+            .query(query),
+        )
+        .await
+    }
+
+    pub async fn product(&self, id: &str) -> ApiResult<Product> {
+        self.json(self.request(
+            Method::GET,
+            format!("{}/api/products/{}", self.urls.products, encode(id)),
+            None,
+        ))
+        .await
+    }
+
+    pub async fn create_product(&self, token: &str, body: &Value) -> ApiResult<Product> {
+        self.json(
+            self.request(
+                Method::POST,
+                format!("{}/api/products", self.urls.products),
+                Some(token),
+            )
+            .json(body),
+        )
+        .await
+    }
+
+    pub async fn update_product(
+        &self,
+        token: &str,
+        id: &str,
+        version: i64,
+        body: &Value,
+    ) -> ApiResult<Product> {
+        self.json(
+            self.request(
+                Method::PUT,
+                format!("{}/api/products/{}", self.urls.products, encode(id)),
+                Some(token),
+            )
+            .header("if-match", format!("\"v{version}\""))
+            .json(body),
+        )
+        .await
+    }
+
+    pub async fn delete_product(&self, token: &str, id: &str, version: i64) -> ApiResult<()> {
+        self.send(
+            self.request(
+                Method::DELETE,
+                format!("{}/api/products/{}", self.urls.products, encode(id)),
+                Some(token),
+            )
+            .header("if-match", format!("\"v{version}\"")),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn adjust_stock(&self, token: &str, id: &str, body: &Value) -> ApiResult<Product> {
+        self.json(
+            self.request(
+                Method::POST,
+                format!("{}/api/products/{}/stock", self.urls.products, encode(id)),
+                Some(token),
+            )
+            .json(body),
+        )
+        .await
+    }
+
+    pub async fn upload_image(&self, token: &str, id: &str, upload: Upload) -> ApiResult<Product> {
+        let part = reqwest::multipart::Part::stream(upload.bytes)
+            .file_name(upload.file_name)
+            .mime_str(&upload.content_type)
+            .unwrap_or_else(|_| reqwest::multipart::Part::bytes(Vec::new()));
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.json(
+            self.request(
+                Method::POST,
+                format!("{}/api/products/{}/images", self.urls.products, encode(id)),
+                Some(token),
+            )
+            .multipart(form),
+        )
+        .await
+    }
+
+    // cart
+
+    pub async fn cart(&self, token: &str) -> ApiResult<Cart> {
+        self.json(self.request(
+            Method::GET,
+            format!("{}/api/cart", self.urls.cart),
+            Some(token),
+        ))
+        .await
+    }
+
+    pub async fn add_to_cart(&self, token: &str, product: &str, quantity: i64) -> ApiResult<Cart> {
+        let body = serde_json::json!({ "product_id": product, "quantity": quantity });
+        self.json(
+            self.request(
+                Method::POST,
+                format!("{}/api/cart/items", self.urls.cart),
+                Some(token),
+            )
+            .json(&body),
+        )
+        .await
+    }
+
+    pub async fn set_quantity(&self, token: &str, product: &str, quantity: i64) -> ApiResult<Cart> {
+        let body = serde_json::json!({ "quantity": quantity });
+        self.json(
+            self.request(
+                Method::PATCH,
+                format!("{}/api/cart/items/{}", self.urls.cart, encode(product)),
+                Some(token),
+            )
+            .json(&body),
+        )
+        .await
+    }
+
+    pub async fn remove_from_cart(&self, token: &str, product: &str) -> ApiResult<()> {
+        self.send(self.request(
+            Method::DELETE,
+            format!("{}/api/cart/items/{}", self.urls.cart, encode(product)),
+            Some(token),
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn checkout(&self, token: &str, key: &str) -> ApiResult<Order> {
+        self.json(
+            self.request(
+                Method::POST,
+                format!("{}/api/cart/checkout", self.urls.cart),
+                Some(token),
+            )
+            .header("idempotency-key", key),
+        )
+        .await
+    }
+
+    // orders
+
+    pub async fn orders(&self, token: &str, page: i64) -> ApiResult<Page<Order>> {
+        self.json(self.request(
+            Method::GET,
+            format!("{}/api/orders?page={page}&per_page=20", self.urls.orders),
+            Some(token),
+        ))
+        .await
+    }
+
+    pub async fn all_orders(
+        &self,
+        token: &str,
+        status: Option<&str>,
+        page: i64,
+    ) -> ApiResult<Page<Order>> {
+        let mut query = vec![("page", page.to_string()), ("per_page", "50".to_owned())];
+        if let Some(status) = status {
+            query.push(("status", status.to_owned()));
+        }
+        self.json(
+            self.request(
+                Method::GET,
+                format!("{}/api/orders/admin/all", self.urls.orders),
+                Some(token),
+            )
+            .query(&query),
+        )
+        .await
+    }
+
+    pub async fn order(&self, token: &str, id: &str) -> ApiResult<Order> {
+        self.json(self.request(
+            Method::GET,
+            format!("{}/api/orders/{}", self.urls.orders, encode(id)),
+            Some(token),
+        ))
+        .await
+    }
+
+    pub async fn cancel_order(&self, token: &str, id: &str) -> ApiResult<Order> {
+        self.json(self.request(
+            Method::POST,
+            format!("{}/api/orders/{}/cancel", self.urls.orders, encode(id)),
+            Some(token),
+        ))
+        .await
+    }
+
+    // payments
+
+    pub async fn pay(&self, token: &str, order: &str, payment_method: &str) -> ApiResult<Paid> {
+        let body = serde_json::json!({ "order_id": order, "payment_method": payment_method });
+        let answer: Value = self
+            .json(
+                self.request(
+                    Method::POST,
+                    format!("{}/api/payments", self.urls.payments),
+                    Some(token),
+                )
+                .json(&body),
+            )
+            .await?;
+        match answer["status"].as_str() {
+            Some("requires_action") => Ok(Paid::RequiresAction(
+                answer["client_secret"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )),
+            _ => Ok(Paid::Succeeded),
+        }
+    }
+
+    // notifications
+
+    pub async fn notifications(&self, token: &str, limit: i64) -> ApiResult<Notifications> {
+        self.json(self.request(
+            Method::GET,
+            format!(
+                "{}/api/notifications?limit={limit}",
+                self.urls.notifications
+            ),
+            Some(token),
+        ))
+        .await
+    }
+
+    pub async fn read_all(&self, token: &str) -> ApiResult<()> {
+        self.send(self.request(
+            Method::POST,
+            format!("{}/api/notifications/read-all", self.urls.notifications),
+            Some(token),
+        ))
+        .await
+        .map(|_| ())
+    }
+}
+
+/// A path segment from user input, percent-encoded so it can never add a path or query.
+pub fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Serialises a form struct back as JSON fields (for re-rendering).
+pub fn to_value<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or_default()
+}

@@ -1,0 +1,181 @@
+//! The web service: the customer shop at `/` and the admin at `/admin`, rendered on the server
+//! (askama templates checked at compile time) from the other services' APIs, called with the
+//! visitor's own token. Works without JavaScript except the live parts (notifications, order
+//! status) and the card field, which is Stripe.js so card numbers never reach Storefront.
+
+pub mod admin;
+pub mod api;
+pub mod config;
+pub mod pages;
+pub mod session;
+pub mod shop;
+
+use std::{ops::Deref, sync::Arc};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, FromRef},
+    http::{HeaderValue, StatusCode, header},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use storefront_kit::{
+    auth::{Authenticator, Revocations},
+    server::{self, Readiness},
+};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use config::Config;
+
+use crate::api::Api;
+
+pub const SERVICE: &str = "web";
+/// Largest image the admin may upload through web (products has its own, lower limit).
+const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub api: Api,
+    pub authenticator: Arc<Authenticator>,
+    pub config: Config,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.authenticator.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+const CSS: &str = include_str!("../static/app.css");
+const APP_JS: &str = include_str!("../static/app.js");
+const PAY_JS: &str = include_str!("../static/pay.js");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn routes(state: AppState) -> Router {
+    let csp = format!(
+        "default-src 'self'; script-src 'self' {stripe}; connect-src 'self' {stripe}; \
+         frame-src {stripe}; img-src 'self' data: https: http:; style-src 'self' 'unsafe-inline'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        stripe = state.config.stripe_origin()
+    );
+    Router::new()
+        .route("/", get(shop::catalog))
+        .route("/products/{id}", get(shop::product))
+        .route("/signin", get(shop::signin_form).post(shop::signin))
+        .route("/signup", get(shop::signup_form).post(shop::signup))
+        .route("/signout", post(shop::signout))
+        .route("/cart", get(shop::cart))
+        .route("/cart/items", post(shop::add_to_cart))
+        .route("/cart/items/{product}", post(shop::set_quantity))
+        .route("/cart/items/{product}/remove", post(shop::remove_from_cart))
+        .route("/cart/checkout", post(shop::checkout))
+        .route("/orders", get(shop::orders))
+        .route("/orders/{id}", get(shop::order))
+        .route("/orders/{id}/pay", post(shop::pay))
+        .route("/orders/{id}/cancel", post(shop::cancel))
+        .route("/notifications", get(shop::notifications))
+        .route("/notifications/read", post(shop::read_all))
+        .route("/admin", get(admin::home))
+        .route(
+            "/admin/products",
+            get(admin::products).post(admin::create_product),
+        )
+        .route("/admin/products/new", get(admin::new_product))
+        .route(
+            "/admin/products/{id}",
+            get(admin::edit_product).post(admin::update_product),
+        )
+        .route("/admin/products/{id}/stock", post(admin::adjust_stock))
+        .route(
+            "/admin/products/{id}/images",
+            post(admin::upload_image).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route("/admin/orders", get(admin::orders))
+        .route("/admin/users", get(admin::users))
+        .route("/admin/users/{id}/{action}", post(admin::block))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            session::middleware,
+        ))
+        .route(
+            "/static/app.css",
+            get(|| async { asset("text/css; charset=utf-8", CSS) }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/static/pay.js",
+            get(|| async { asset("text/javascript; charset=utf-8", PAY_JS) }),
+        )
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'self'")),
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    pages::status_page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is nothing here. It may have been removed.",
+    )
+}
+
+pub async fn build(config: Config) -> Result<Router, StartError> {
+    let revocations = Revocations::connect(&config.redis.url, &config.namespace).await?;
+    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
+    Ok(build_with(config, authenticator))
+}
+
+pub fn build_with(config: Config, authenticator: Arc<Authenticator>) -> Router {
+    let revocations = authenticator.revocations().clone();
+    let http = config.http.clone();
+    let state = AppState(Arc::new(Inner {
+        api: Api::new(config.urls.clone()),
+        authenticator,
+        config,
+    }));
+    let readiness = Readiness::new().redis(&revocations);
+    server::build(SERVICE, routes(state), readiness, &http)
+}
+
+/// Runs web until SIGTERM/Ctrl-C.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let bind = config.http.bind_addr.clone();
+    let app = build(config).await?;
+    let listener = server::bind(&bind).await?;
+    server::serve(listener, app, server::shutdown_signal()).await?;
+    Ok(())
+}

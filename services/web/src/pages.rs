@@ -1,0 +1,295 @@
+//! The shared parts of every page: the layout (who is signed in, cart count, unread bell), form
+//! errors from a service's problem+json, and the error pages.
+
+use askama::Template;
+use axum::{
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Redirect, Response},
+};
+
+use crate::{
+    AppState,
+    api::{ApiError, Problem},
+    session::Visitor,
+};
+
+/// What the layout shows around every page.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub title: String,
+    pub signed_in: bool,
+    pub admin: bool,
+    pub email: String,
+    pub csrf: String,
+    pub cart_count: i64,
+    pub unread: u64,
+    /// Stripe.js for the payment page: (script URL, publishable key).
+    pub stripe: Option<(String, String)>,
+}
+
+impl Layout {
+    pub async fn of(state: &AppState, visitor: &Visitor, title: impl Into<String>) -> Layout {
+        let mut layout = Layout {
+            title: title.into(),
+            signed_in: visitor.claims.is_some(),
+            admin: visitor.is_admin(),
+            email: visitor
+                .claims
+                .as_ref()
+                .map(|c| c.email.clone())
+                .unwrap_or_default(),
+            csrf: visitor.csrf.clone(),
+            ..Layout::default()
+        };
+        if let Some(token) = &visitor.token {
+            let (cart, notifications) =
+                tokio::join!(state.api.cart(token), state.api.notifications(token, 1));
+            layout.cart_count = cart.map(|c| c.count).unwrap_or(0);
+            layout.unread = notifications.map(|n| n.unread).unwrap_or(0);
+        }
+        layout
+    }
+
+    pub fn with_stripe(mut self, state: &AppState) -> Self {
+        self.stripe = Some((
+            state.config.stripe_js_url.clone(),
+            state.config.stripe_publishable_key.clone(),
+        ));
+        self
+    }
+}
+
+/// A service's complaint about a form, field by field.
+#[derive(Debug, Clone, Default)]
+pub struct FormErrors {
+    pub problem: Option<Problem>,
+    /// Set by web itself (e.g. a field that is not a number).
+    pub local: Vec<(String, String)>,
+}
+
+impl FormErrors {
+    pub fn none() -> Self {
+        FormErrors::default()
+    }
+
+    pub fn of(problem: Problem) -> Self {
+        FormErrors {
+            problem: Some(problem),
+            local: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, field: &str, message: &str) {
+        self.local.push((field.to_owned(), message.to_owned()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.problem.is_none() && self.local.is_empty()
+    }
+
+    pub fn field(&self, name: &str) -> Option<String> {
+        if let Some((_, message)) = self.local.iter().find(|(f, _)| f == name) {
+            return Some(message.clone());
+        }
+        self.problem
+            .as_ref()
+            .and_then(|p| p.field(name))
+            .map(str::to_owned)
+    }
+
+    /// The message for the whole form (not tied to a field).
+    pub fn summary(&self) -> Option<String> {
+        match &self.problem {
+            Some(p) if p.errors.is_empty() => Some(p.detail.clone()),
+            Some(_) => Some("Please correct the fields marked below.".into()),
+            None if !self.local.is_empty() => {
+                Some("Please correct the fields marked below.".into())
+            }
+            None => None,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    heading: String,
+    message: String,
+}
+
+pub fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            status_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "This page could not be shown.",
+            )
+        }
+    }
+}
+
+pub fn status_page(status: StatusCode, heading: &str, message: &str) -> Response {
+    let page = ErrorPage {
+        layout: Layout {
+            title: heading.to_owned(),
+            ..Layout::default()
+        },
+        heading: heading.to_owned(),
+        message: message.to_owned(),
+    };
+    let html = page.render().unwrap_or_else(|_| message.to_owned());
+    (status, Html(html)).into_response()
+}
+
+pub fn forbidden(message: &str) -> Response {
+    status_page(StatusCode::FORBIDDEN, "Not allowed", message)
+}
+
+/// Why a page could not be shown.
+#[derive(Debug)]
+pub enum PageError {
+    /// Sign in first, then come back to this path.
+    SignIn(String),
+    NotFound,
+    AdminOnly,
+    Api(ApiError),
+}
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError::Api(e)
+    }
+}
+
+pub fn sign_in_to(path: &str) -> Response {
+    Redirect::to(&format!("/signin?next={}", crate::api::encode(path))).into_response()
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::SignIn(path) => sign_in_to(&path),
+            PageError::NotFound => status_page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing here. It may have been removed.",
+            ),
+            PageError::AdminOnly => forbidden("This part of the shop is for admins."),
+            PageError::Api(ApiError::Problem(p)) if p.status == 404 => {
+                PageError::NotFound.into_response()
+            }
+            PageError::Api(ApiError::Problem(p)) if p.status == 401 => sign_in_to("/"),
+            PageError::Api(ApiError::Problem(p)) if p.status == 403 => forbidden(&p.detail),
+            PageError::Api(ApiError::Problem(p)) => status_page(
+                StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST),
+                "That did not work",
+                &p.detail,
+            ),
+            PageError::Api(ApiError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "a service is unavailable");
+                let mut response = status_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Please try again",
+                    "Part of the shop is not answering right now. Try again in a moment.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                response
+            }
+        }
+    }
+}
+
+/// The signed-in visitor's token, or a redirect to sign in and come back to `path`.
+pub fn token<'a>(visitor: &'a Visitor, path: &str) -> Result<&'a str, PageError> {
+    visitor
+        .token
+        .as_deref()
+        .ok_or_else(|| PageError::SignIn(path.to_owned()))
+}
+
+/// The admin's token, or sign in / 403.
+pub fn admin_token<'a>(visitor: &'a Visitor, path: &str) -> Result<&'a str, PageError> {
+    let token = token(visitor, path)?;
+    if !visitor.is_admin() {
+        return Err(PageError::AdminOnly);
+    }
+    Ok(token)
+}
+
+/// Only local paths are followed after sign-in (no open redirect).
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// `19.99 USD` from a price field in major units (`19.99`), or a message.
+pub fn parse_price(text: &str) -> Result<i64, &'static str> {
+    let text = text.trim();
+    let (whole, cents) = match text.split_once('.') {
+        Some((whole, cents)) => (whole, cents),
+        None => (text, "0"),
+    };
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || cents.len() > 2
+        || !cents.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err("enter a price such as 19.99");
+    }
+    let whole: i64 = whole.parse().map_err(|_| "the price is too large")?;
+    let cents: i64 = format!("{cents:0<2}").parse().unwrap_or(0);
+    whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(cents))
+        .ok_or("the price is too large")
+}
+
+/// A price in minor units as a form shows it: `19.99`.
+pub fn price_text(amount: i64) -> String {
+    format!("{}.{:02}", amount / 100, amount % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_parse_from_major_units() {
+        assert_eq!(parse_price("19.99"), Ok(1999));
+        assert_eq!(parse_price("19.9"), Ok(1990));
+        assert_eq!(parse_price("19"), Ok(1900));
+        assert_eq!(parse_price(" 0.05 "), Ok(5));
+        for bad in [
+            "",
+            "abc",
+            "1.234",
+            "-1",
+            "1e3",
+            ".5",
+            "99999999999999999999",
+        ] {
+            assert!(parse_price(bad).is_err(), "{bad}");
+        }
+        assert_eq!(price_text(1999), "19.99");
+        assert_eq!(price_text(5), "0.05");
+    }
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(safe_next(Some("/cart")), "/cart");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}

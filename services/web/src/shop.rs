@@ -1,0 +1,630 @@
+//! The customer shop: catalog, product, sign up/in/out, cart, checkout, payment, orders,
+//! notifications.
+
+use askama::Template;
+use axum::{
+    Extension, Form,
+    extract::{Path, Query, State},
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+
+use crate::{
+    AppState,
+    api::{ApiError, Cart, Notification, Order, Page, Paid, Product},
+    pages::{FormErrors, Layout, PageError, render, safe_next, token},
+    session::{SetCookies, Visitor, cleared_cookies, session_cookies},
+};
+
+type PageResult = Result<Response, PageError>;
+
+// ---------------------------------------------------------------- catalog
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CatalogQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    sort: String,
+    #[serde(default)]
+    in_stock: String,
+    #[serde(default)]
+    page: String,
+}
+
+#[derive(Template)]
+#[template(path = "catalog.html")]
+struct CatalogPage {
+    layout: Layout,
+    query: CatalogQuery,
+    products: Vec<Product>,
+    total: i64,
+    page: i64,
+    pages: i64,
+    error: Option<String>,
+    categories: Vec<&'static str>,
+}
+
+impl CatalogPage {
+    /// The link to another page of the same search.
+    fn page_link(&self, page: i64) -> String {
+        let pairs = [
+            ("q", self.query.q.as_str()),
+            ("category", self.query.category.as_str()),
+            ("sort", self.query.sort.as_str()),
+            ("in_stock", self.query.in_stock.as_str()),
+        ];
+        let mut query: Vec<(&str, String)> = pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect();
+        query.push(("page", page.to_string()));
+        format!(
+            "/?{}",
+            serde_urlencoded::to_string(&query).unwrap_or_default()
+        )
+    }
+}
+
+pub const CATEGORIES: [&str; 6] = [
+    "kitchen",
+    "stationery",
+    "home",
+    "garden",
+    "outdoor",
+    "apparel",
+];
+
+pub async fn catalog(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Query(query): Query<CatalogQuery>,
+) -> PageResult {
+    let mut api_query: Vec<(String, String)> = vec![("per_page".into(), "12".into())];
+    for (key, value) in [
+        ("q", &query.q),
+        ("category", &query.category),
+        ("sort", &query.sort),
+        ("page", &query.page),
+    ] {
+        if !value.trim().is_empty() {
+            api_query.push((key.into(), value.trim().to_owned()));
+        }
+    }
+    if query.in_stock == "true" {
+        api_query.push(("in_stock".into(), "true".into()));
+    }
+    let layout = Layout::of(&state, &visitor, "Shop").await;
+    let (products, total, page, pages, error) = match state.api.products(&api_query).await {
+        Ok(list) => {
+            let pages = list.pages();
+            (list.items, list.total, list.page, pages, None)
+        }
+        Err(ApiError::Problem(p)) if p.status == 422 || p.status == 400 => {
+            let message = p
+                .errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            (
+                Vec::new(),
+                0,
+                1,
+                1,
+                Some(if message.is_empty() {
+                    p.detail
+                } else {
+                    message
+                }),
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(render(&CatalogPage {
+        layout,
+        query,
+        products,
+        total,
+        page,
+        pages,
+        error,
+        categories: CATEGORIES.to_vec(),
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "product.html")]
+struct ProductPage {
+    layout: Layout,
+    product: Product,
+    errors: FormErrors,
+}
+
+pub async fn product(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> PageResult {
+    let product = state.api.product(&id).await?;
+    let layout = Layout::of(&state, &visitor, product.title.clone()).await;
+    Ok(render(&ProductPage {
+        layout,
+        product,
+        errors: FormErrors::none(),
+    }))
+}
+
+// ---------------------------------------------------------------- sign up, in, out
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage {
+    layout: Layout,
+    email: String,
+    next: String,
+    errors: FormErrors,
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignUpPage {
+    layout: Layout,
+    email: String,
+    name: String,
+    next: String,
+    errors: FormErrors,
+}
+
+impl SignInPage {
+    fn next_encoded(&self) -> String {
+        crate::api::encode(&self.next)
+    }
+}
+
+pub async fn signin_form(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let layout = Layout::of(&state, &visitor, "Sign in").await;
+    render(&SignInPage {
+        layout,
+        email: String::new(),
+        next: safe_next(query.next.as_deref()),
+        errors: FormErrors::none(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn signin(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Form(form): Form<SignInForm>,
+) -> PageResult {
+    let next = safe_next(form.next.as_deref());
+    match state
+        .api
+        .signin(form.email.trim(), &form.password, None)
+        .await
+    {
+        Ok(session) => Ok((
+            Extension(SetCookies(session_cookies(
+                &session,
+                state.config.http.cookie_secure,
+            ))),
+            Redirect::to(&next),
+        )
+            .into_response()),
+        Err(ApiError::Problem(problem)) => {
+            let layout = Layout::of(&state, &visitor, "Sign in").await;
+            let status = problem.status;
+            let mut response = render(&SignInPage {
+                layout,
+                email: form.email,
+                next,
+                errors: FormErrors::of(problem),
+            });
+            *response.status_mut() = axum::http::StatusCode::from_u16(status)
+                .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+            Ok(response)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn signup_form(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let layout = Layout::of(&state, &visitor, "Create an account").await;
+    render(&SignUpPage {
+        layout,
+        email: String::new(),
+        name: String::new(),
+        next: safe_next(query.next.as_deref()),
+        errors: FormErrors::none(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignUpForm {
+    email: String,
+    name: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn signup(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Form(form): Form<SignUpForm>,
+) -> PageResult {
+    let next = safe_next(form.next.as_deref());
+    match state
+        .api
+        .signup(form.email.trim(), &form.password, form.name.trim())
+        .await
+    {
+        Ok(session) => Ok((
+            Extension(SetCookies(session_cookies(
+                &session,
+                state.config.http.cookie_secure,
+            ))),
+            Redirect::to(&next),
+        )
+            .into_response()),
+        Err(ApiError::Problem(problem)) => {
+            let layout = Layout::of(&state, &visitor, "Create an account").await;
+            let status = problem.status;
+            let mut response = render(&SignUpPage {
+                layout,
+                email: form.email,
+                name: form.name,
+                next,
+                errors: FormErrors::of(problem),
+            });
+            *response.status_mut() = axum::http::StatusCode::from_u16(status)
+                .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+            Ok(response)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn signout(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> Response {
+    if let Some(token) = &visitor.token
+        && let Err(e) = state.api.signout(token).await
+    {
+        tracing::info!(error = %e, "signout at auth failed; clearing the cookies anyway");
+    }
+    (
+        Extension(SetCookies(cleared_cookies(state.config.http.cookie_secure))),
+        Redirect::to("/"),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------- cart and checkout
+
+#[derive(Template)]
+#[template(path = "cart.html")]
+struct CartPage {
+    layout: Layout,
+    cart: Cart,
+    checkout_key: String,
+    error: Option<String>,
+}
+
+async fn cart_page(state: &AppState, visitor: &Visitor, error: Option<String>) -> PageResult {
+    let token = token(visitor, "/cart")?;
+    let cart = state.api.cart(token).await?;
+    let layout = Layout::of(state, visitor, "Your cart").await;
+    let status = if error.is_some() {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let mut response = render(&CartPage {
+        layout,
+        cart,
+        checkout_key: uuid::Uuid::new_v4().to_string(),
+        error,
+    });
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+pub async fn cart(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> PageResult {
+    cart_page(&state, &visitor, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AddForm {
+    product_id: String,
+    quantity: String,
+}
+
+fn quantity(text: &str) -> Result<i64, String> {
+    text.trim()
+        .parse::<i64>()
+        .map_err(|_| "the quantity must be a whole number".to_owned())
+}
+
+pub async fn add_to_cart(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Form(form): Form<AddForm>,
+) -> PageResult {
+    let back = format!("/products/{}", crate::api::encode(&form.product_id));
+    let token = token(&visitor, &back)?;
+    let added = match quantity(&form.quantity) {
+        Ok(n) => state.api.add_to_cart(token, &form.product_id, n).await,
+        Err(message) => Err(ApiError::Problem(crate::api::Problem {
+            status: 422,
+            detail: message.clone(),
+            errors: vec![crate::api::FieldProblem {
+                field: "quantity".into(),
+                message,
+            }],
+            ..Default::default()
+        })),
+    };
+    match added {
+        Ok(_) => Ok(Redirect::to("/cart").into_response()),
+        Err(ApiError::Problem(problem)) if problem.status == 422 || problem.status == 409 => {
+            let product = state.api.product(&form.product_id).await?;
+            let layout = Layout::of(&state, &visitor, product.title.clone()).await;
+            let mut response = render(&ProductPage {
+                layout,
+                product,
+                errors: FormErrors::of(problem),
+            });
+            *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(response)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QuantityForm {
+    quantity: String,
+}
+
+pub async fn set_quantity(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path(product): Path<String>,
+    Form(form): Form<QuantityForm>,
+) -> PageResult {
+    let token = token(&visitor, "/cart")?;
+    let result = match quantity(&form.quantity) {
+        Ok(n) => state.api.set_quantity(token, &product, n).await.map(|_| ()),
+        Err(message) => return cart_page(&state, &visitor, Some(message)).await,
+    };
+    match result {
+        Ok(()) => Ok(Redirect::to("/cart").into_response()),
+        Err(ApiError::Problem(p)) if p.status == 422 || p.status == 404 => {
+            cart_page(
+                &state,
+                &visitor,
+                Some(p.field("quantity").unwrap_or(&p.detail).to_owned()),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn remove_from_cart(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path(product): Path<String>,
+) -> PageResult {
+    let token = token(&visitor, "/cart")?;
+    match state.api.remove_from_cart(token, &product).await {
+        Ok(()) => Ok(Redirect::to("/cart").into_response()),
+        Err(ApiError::Problem(p)) if p.status == 404 => Ok(Redirect::to("/cart").into_response()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CheckoutForm {
+    checkout_key: String,
+}
+
+pub async fn checkout(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Form(form): Form<CheckoutForm>,
+) -> PageResult {
+    let token = token(&visitor, "/cart")?;
+    match state.api.checkout(token, &form.checkout_key).await {
+        Ok(order) => Ok(Redirect::to(&format!("/orders/{}", order.id)).into_response()),
+        Err(ApiError::Problem(p)) if p.status == 422 || p.status == 409 || p.status == 400 => {
+            cart_page(&state, &visitor, Some(p.detail)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---------------------------------------------------------------- orders and payment
+
+#[derive(Template)]
+#[template(path = "orders.html")]
+struct OrdersPage {
+    layout: Layout,
+    orders: Page<Order>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    page: Option<i64>,
+}
+
+pub async fn orders(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Query(query): Query<PageQuery>,
+) -> PageResult {
+    let token = token(&visitor, "/orders")?;
+    let orders = state
+        .api
+        .orders(token, query.page.unwrap_or(1).clamp(1, 1000))
+        .await?;
+    let layout = Layout::of(&state, &visitor, "Your orders").await;
+    Ok(render(&OrdersPage { layout, orders }))
+}
+
+#[derive(Template)]
+#[template(path = "order.html")]
+struct OrderPage {
+    layout: Layout,
+    order: Order,
+    /// A card problem to show next to the card field.
+    payment_error: Option<String>,
+    /// 3-D Secure: Stripe.js finishes it with this.
+    client_secret: Option<String>,
+}
+
+async fn order_page(
+    state: &AppState,
+    visitor: &Visitor,
+    id: &str,
+    payment_error: Option<String>,
+    client_secret: Option<String>,
+) -> PageResult {
+    let token = token(visitor, &format!("/orders/{}", crate::api::encode(id)))?;
+    let order = state.api.order(token, id).await?;
+    let mut layout = Layout::of(state, visitor, "Your order").await;
+    if order.state == "awaiting_payment" || order.state == "pending" {
+        layout = layout.with_stripe(state);
+    }
+    let status = if payment_error.is_some() {
+        axum::http::StatusCode::PAYMENT_REQUIRED
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let mut response = render(&OrderPage {
+        layout,
+        order,
+        payment_error,
+        client_secret,
+    });
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+pub async fn order(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> PageResult {
+    order_page(&state, &visitor, &id, None, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PayForm {
+    #[serde(default)]
+    payment_method: String,
+}
+
+pub async fn pay(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+    Form(form): Form<PayForm>,
+) -> PageResult {
+    let token = token(&visitor, &format!("/orders/{}", crate::api::encode(&id)))?;
+    if form.payment_method.is_empty() {
+        return order_page(
+            &state,
+            &visitor,
+            &id,
+            Some("Enter your card: paying needs JavaScript for the secure card field.".into()),
+            None,
+        )
+        .await;
+    }
+    match state.api.pay(token, &id, &form.payment_method).await {
+        Ok(Paid::Succeeded) => {
+            Ok(Redirect::to(&format!("/orders/{}", crate::api::encode(&id))).into_response())
+        }
+        Ok(Paid::RequiresAction(secret)) => {
+            order_page(&state, &visitor, &id, None, Some(secret)).await
+        }
+        Err(ApiError::Problem(p)) if [402, 409, 422].contains(&p.status) => {
+            order_page(&state, &visitor, &id, Some(p.detail), None).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> PageResult {
+    let token = token(&visitor, &format!("/orders/{}", crate::api::encode(&id)))?;
+    match state.api.cancel_order(token, &id).await {
+        Ok(_) => Ok(Redirect::to(&format!("/orders/{}", crate::api::encode(&id))).into_response()),
+        Err(ApiError::Problem(p)) if p.status == 409 => {
+            order_page(&state, &visitor, &id, Some(p.detail), None).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---------------------------------------------------------------- notifications
+
+#[derive(Template)]
+#[template(path = "notifications.html")]
+struct NotificationsPage {
+    layout: Layout,
+    items: Vec<Notification>,
+}
+
+pub async fn notifications(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> PageResult {
+    let token = token(&visitor, "/notifications")?;
+    let list = state.api.notifications(token, 50).await?;
+    let layout = Layout::of(&state, &visitor, "Notifications").await;
+    Ok(render(&NotificationsPage {
+        layout,
+        items: list.items,
+    }))
+}
+
+pub async fn read_all(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> PageResult {
+    let token = token(&visitor, "/notifications")?;
+    state.api.read_all(token).await?;
+    Ok(Redirect::to("/notifications").into_response())
+}

@@ -1,0 +1,56 @@
+// The live parts: the notifications socket feeds the bell, toasts and order statuses on the page.
+// Everything else works without JavaScript.
+(function () {
+  if (!document.body.dataset.signedIn) return;
+  var lastId = null;
+  var delay = 1000;
+  var unread = document.getElementById('unread');
+  var toasts = document.getElementById('toasts');
+
+  function toast(text) {
+    var el = document.createElement('div');
+    el.className = 'toast';
+    el.textContent = text;
+    toasts.appendChild(el);
+    setTimeout(function () { el.remove(); }, 8000);
+  }
+
+  function show(n) {
+    if (lastId !== null && n.id <= lastId) return;
+    lastId = n.id;
+    if (unread && !n.read) unread.textContent = String(Number(unread.textContent || 0) + 1);
+    toast(n.title + ' — ' + n.body);
+    if (n.order_id && n.order_status) {
+      document.querySelectorAll('[data-order-id="' + n.order_id + '"] [data-status]').forEach(function (el) {
+        el.textContent = n.order_status;
+      });
+      var reserving = document.getElementById('reserving');
+      if (reserving && document.querySelector('[data-order-id="' + n.order_id + '"]') && n.order_status !== 'pending') {
+        // The order moved on: show its new state (and the payment form when it became payable).
+        window.location.reload();
+      }
+    }
+  }
+
+  function connect() {
+    var scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+    var url = scheme + location.host + '/ws/notifications' + (lastId !== null ? '?after=' + lastId : '');
+    var socket = new WebSocket(url);
+    socket.onmessage = function (event) {
+      var message = JSON.parse(event.data);
+      if (message.type === 'hello') {
+        delay = 1000;
+        if (lastId === null) lastId = message.latest_id;
+        if (unread) unread.textContent = String(message.unread);
+      } else if (message.type === 'notification') {
+        show(message.notification);
+      }
+    };
+    socket.onclose = function (event) {
+      if (event.code === 4001) { return; }  // signed out or expired: the next page load refreshes
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 30000);
+    };
+  }
+  connect();
+})();
