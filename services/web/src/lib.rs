@@ -121,7 +121,8 @@ fn routes(state: AppState) -> Router {
         .route("/admin/orders", get(admin::orders))
         .route("/admin/users", get(admin::users))
         .route("/admin/users/{id}/{action}", post(admin::block))
-        .fallback(not_found)
+        // The kit's fallback answers problem+json (for APIs); people get a page.
+        .route("/{*path}", get(not_found))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             session::middleware,
