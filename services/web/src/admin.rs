@@ -15,7 +15,9 @@ use serde_json::json;
 use crate::{
     AppState,
     api::{ApiError, Order, Page, Product, Upload, User, encode},
-    pages::{FormErrors, Layout, PageError, admin_token, parse_price, price_text, render},
+    pages::{
+        FormErrors, Layout, PageError, admin_token, parse_price, price_text, render, with_status,
+    },
     session::Visitor,
     shop::CATEGORIES,
 };
@@ -149,11 +151,6 @@ impl ProductFormPage {
             categories: CATEGORIES.to_vec(),
         }
     }
-}
-
-fn with_status(mut response: Response, status: StatusCode) -> Response {
-    *response.status_mut() = status;
-    response
 }
 
 pub async fn new_product(

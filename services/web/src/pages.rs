@@ -145,6 +145,17 @@ pub fn status_page(status: StatusCode, heading: &str, message: &str) -> Response
     (status, Html(html)).into_response()
 }
 
+/// `response` with another status (a form shown again with its errors).
+pub fn with_status(mut response: Response, status: StatusCode) -> Response {
+    *response.status_mut() = status;
+    response
+}
+
+/// The status of a service's problem, for the page that shows it.
+pub fn status_of(problem: &Problem) -> StatusCode {
+    StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
 pub fn forbidden(message: &str) -> Response {
     status_page(StatusCode::FORBIDDEN, "Not allowed", message)
 }
@@ -184,11 +195,9 @@ impl IntoResponse for PageError {
             }
             PageError::Api(ApiError::Problem(p)) if p.status == 401 => sign_in_to("/"),
             PageError::Api(ApiError::Problem(p)) if p.status == 403 => forbidden(&p.detail),
-            PageError::Api(ApiError::Problem(p)) => status_page(
-                StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST),
-                "That did not work",
-                &p.detail,
-            ),
+            PageError::Api(ApiError::Problem(p)) => {
+                status_page(status_of(&p), "That did not work", &p.detail)
+            }
             PageError::Api(ApiError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "a service is unavailable");
                 let mut response = status_page(

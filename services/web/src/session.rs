@@ -9,14 +9,12 @@
 //!   field does not match, or whose `Origin` is another site, is refused with 403 before any
 //!   handler runs.
 
-use std::sync::Arc;
-
 use axum::{
     body::{Body, to_bytes},
     extract::{Request, State},
     http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use axum_extra::extract::cookie::CookieJar;
 use storefront_kit::{
@@ -233,16 +231,5 @@ async fn identify(
             (None, None)
         }
         Err(_) => (None, None),
-    }
-}
-
-/// Shared by handlers: the state's authenticator handle.
-pub type Auth = Arc<storefront_kit::auth::Authenticator>;
-
-impl IntoResponse for SetCookies {
-    fn into_response(self) -> Response {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        response.extensions_mut().insert(self);
-        response
     }
 }

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use crate::{
     AppState,
-    api::{ApiError, Cart, Notification, Order, Page, Paid, Product},
-    pages::{FormErrors, Layout, PageError, render, safe_next, token},
+    api::{ApiError, Cart, Notification, Order, Page, Paid, Product, Session},
+    pages::{FormErrors, Layout, PageError, render, safe_next, status_of, token, with_status},
     session::{SetCookies, Visitor, cleared_cookies, session_cookies},
 };
 
@@ -222,29 +222,32 @@ pub async fn signin(
         .signin(form.email.trim(), &form.password, None)
         .await
     {
-        Ok(session) => Ok((
-            Extension(SetCookies(session_cookies(
-                &session,
-                state.config.http.cookie_secure,
-            ))),
-            Redirect::to(&next),
-        )
-            .into_response()),
+        Ok(session) => Ok(signed_in(&state, &session, &next)),
         Err(ApiError::Problem(problem)) => {
             let layout = Layout::of(&state, &visitor, "Sign in").await;
-            let status = problem.status;
-            let mut response = render(&SignInPage {
+            let status = status_of(&problem);
+            let page = SignInPage {
                 layout,
                 email: form.email,
                 next,
                 errors: FormErrors::of(problem),
-            });
-            *response.status_mut() = axum::http::StatusCode::from_u16(status)
-                .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
-            Ok(response)
+            };
+            Ok(with_status(render(&page), status))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A new session: its cookies, and on to where the visitor was going.
+fn signed_in(state: &AppState, session: &Session, next: &str) -> Response {
+    (
+        Extension(SetCookies(session_cookies(
+            session,
+            state.config.http.cookie_secure,
+        ))),
+        Redirect::to(next),
+    )
+        .into_response()
 }
 
 pub async fn signup_form(
@@ -281,27 +284,18 @@ pub async fn signup(
         .signup(form.email.trim(), &form.password, form.name.trim())
         .await
     {
-        Ok(session) => Ok((
-            Extension(SetCookies(session_cookies(
-                &session,
-                state.config.http.cookie_secure,
-            ))),
-            Redirect::to(&next),
-        )
-            .into_response()),
+        Ok(session) => Ok(signed_in(&state, &session, &next)),
         Err(ApiError::Problem(problem)) => {
             let layout = Layout::of(&state, &visitor, "Create an account").await;
-            let status = problem.status;
-            let mut response = render(&SignUpPage {
+            let status = status_of(&problem);
+            let page = SignUpPage {
                 layout,
                 email: form.email,
                 name: form.name,
                 next,
                 errors: FormErrors::of(problem),
-            });
-            *response.status_mut() = axum::http::StatusCode::from_u16(status)
-                .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
-            Ok(response)
+            };
+            Ok(with_status(render(&page), status))
         }
         Err(e) => Err(e.into()),
     }
