@@ -134,6 +134,10 @@ async def create_payment_method(request):
     return web.json_response(method._export())
 
 
+async def preflight(request):
+    return web.Response(status=204)
+
+
 async def stripe_js(request):
     path = os.path.join(os.path.dirname(os.path.realpath(server.__file__)), "localstripe-v3.js")
     with open(path) as f:
@@ -152,6 +156,9 @@ def main():
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     server.app.router.add_post("/_config/storefront/payment_methods", create_payment_method)
+    # The page posts JSON from the shop's origin: the browser asks first (CORS preflight); the
+    # stand-in's response hook adds the Access-Control-* headers to every answer.
+    server.app.router.add_route("OPTIONS", "/_config/storefront/payment_methods", preflight)
     for route in server.app.router.routes():
         if route.resource is not None and route.resource.canonical == "/js.stripe.com/v3/":
             route._handler = stripe_js

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::{
     install::{Tools, run},
     procs,
-    services::{self, ServiceEnv, target_dir},
+    services::{self, Ports, ServiceEnv, target_dir},
     stack::{Persistence, Stack},
     step,
 };
@@ -29,11 +29,11 @@ pub fn bench(args: &[String]) -> Result<()> {
         Some("auth") => with_stack(
             // One client address does all the sign-ins here: lift the per-address limit.
             vec![("SIGNIN_MAX_PER_IP".into(), "100000000".into())],
-            |gateway, stack| async move { auth(gateway, pid(&stack, "auth")?).await },
+            |ports, stack| async move { auth(ports.gateway, pid(&stack, "auth")?).await },
         ),
-        Some("catalog") => with_stack(Vec::new(), |gateway, stack| async move {
+        Some("catalog") => with_stack(Vec::new(), |ports, stack| async move {
             catalog(
-                gateway,
+                ports.gateway,
                 pid(&stack, "products")?,
                 &stack.endpoints.mongodb_uri,
             )
@@ -47,7 +47,7 @@ pub fn bench(args: &[String]) -> Result<()> {
             };
             with_stack(
                 vec![("SIGNIN_MAX_PER_IP".into(), "100000000".into())],
-                move |gateway, stack| async move { checkout(gateway, &stack, buyers).await },
+                move |ports, stack| async move { checkout(ports.gateway, &stack, buyers).await },
             )
         }
         Some("notify") => {
@@ -56,8 +56,8 @@ pub fn bench(args: &[String]) -> Result<()> {
                 Some([]) | None => 10_000,
                 _ => bail!("usage: cargo xtask bench notify [--sockets N]"),
             };
-            with_stack(Vec::new(), move |_, stack| async move {
-                notify(&stack, sockets).await
+            with_stack(Vec::new(), move |ports, stack| async move {
+                notify(&stack, &ports, sockets).await
             })
         }
         _ => bail!(
@@ -75,22 +75,13 @@ fn pid(stack: &Stack, name: &str) -> Result<u32> {
         .pid)
 }
 
-/// Builds the services (release), starts fresh backends, the services (with `overrides`), the
-/// demo catalog and the gateway, runs `load(gateway port, stack)`, and stops everything.
+/// Builds the services (release), starts fresh backends, the services (with `overrides`, on free
+/// ports), the demo catalog and the gateway, runs `load(ports, stack)`, and stops everything.
 fn with_stack<F, Fut>(overrides: Vec<(String, String)>, load: F) -> Result<()>
 where
-    F: FnOnce(u16, Stack) -> Fut,
+    F: FnOnce(Ports, Stack) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    for service in services::built() {
-        if procs::port_in_use(service.port) {
-            bail!(
-                "port {} ({}) is in use: stop `cargo xtask up` first",
-                service.port,
-                service.name
-            );
-        }
-    }
     let tools = Tools::ensure()?;
     let bin = services::build(true)?;
     let dir = target_dir().join("bench-stack");
@@ -105,27 +96,18 @@ where
     let mut stack = Stack::start_backends(&dir, &tools, Persistence::Ephemeral)?;
     let mut overrides = overrides;
     overrides.push(("RUST_LOG".into(), "warn".into()));
-    let started = (|| {
-        let env = ServiceEnv {
-            endpoints: &stack.endpoints.clone(),
-            signing_key: &key,
-            admin: Some((BENCH_ADMIN.0, BENCH_ADMIN.1)),
-            overrides,
-        };
-        services::start(&mut stack, &bin, &env)?;
-        services::seed_demo(&bin, &env)?;
-        services::register_stripe_webhook(&env.endpoints.stripe_url)?;
-        let gateway = procs::free_port()?;
-        services::start_gateway(&mut stack, &tools, gateway)?;
-        Ok::<_, anyhow::Error>(gateway)
-    })();
-    let gateway = match started {
-        Ok(gateway) => gateway,
-        Err(e) => {
-            stack.stop();
-            return Err(e);
-        }
+    let ports = Ports::free()?;
+    let env = ServiceEnv {
+        endpoints: &stack.endpoints.clone(),
+        ports: &ports,
+        signing_key: &key,
+        admin: Some((BENCH_ADMIN.0, BENCH_ADMIN.1)),
+        overrides,
     };
+    if let Err(e) = services::start_shop(&mut stack, &tools, &bin, &env) {
+        stack.stop();
+        return Err(e);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -134,7 +116,7 @@ where
         procs: stack.procs.clone(),
         endpoints: stack.endpoints.clone(),
     };
-    let result = runtime.block_on(load(gateway, view));
+    let result = runtime.block_on(load(ports.clone(), view));
     stack.stop();
     result
 }
@@ -646,7 +628,7 @@ async fn stripe_charges(client: &reqwest::Client, stripe_url: &str) -> Result<u6
 /// One notifications replica of its own (own database and topic prefix, so only it sees the
 /// bench's events) with `sockets` sockets on it, then a broadcast and 1,000 targeted events
 /// through Kafka, MongoDB and Redis (the load side is `services/notifications/examples/notify_load.rs`).
-async fn notify(stack: &Stack, sockets: usize) -> Result<()> {
+async fn notify(stack: &Stack, ports: &Ports, sockets: usize) -> Result<()> {
     const PREFIX: &str = "benchnotify";
     step("building the load generator (release)");
     let built = Command::new(env!("CARGO"))
@@ -665,7 +647,7 @@ async fn notify(stack: &Stack, sockets: usize) -> Result<()> {
     }
     let release = target_dir().join("release");
     let port = procs::free_port()?;
-    let auth = services::SERVICES[0].url();
+    let auth = ports.url(&services::SERVICES[0]);
     let mut replica = Command::new(release.join("notifications"));
     replica
         .env_clear()

@@ -22,6 +22,13 @@ const APT_PACKAGES: [(&str, &str); 2] = [
     ("nginx", "/usr/sbin/nginx"),
 ];
 
+/// What the browser tests drive (Chromium needs a font to draw the screenshots' text).
+const BROWSER_PACKAGES: [(&str, &str); 3] = [
+    ("chromium", "/usr/bin/chromium"),
+    ("chromium-driver", "/usr/bin/chromedriver"),
+    ("fonts-liberation", "/usr/share/fonts/truetype/liberation"),
+];
+
 /// Where each backend's program is.
 #[derive(Debug, Clone)]
 pub struct Tools {
@@ -119,17 +126,39 @@ fn apt(packages: &[&str]) -> Result<()> {
     )
 }
 
+/// Installs those of `packages` (package, a file it installs) whose file is missing.
+fn apt_ensure(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt(&missing)
+}
+
+/// Debian's Chromium and ChromeDriver (never a browser a tool downloads by itself).
+pub struct Browser {
+    pub chromium: PathBuf,
+    pub chromedriver: PathBuf,
+}
+
+impl Browser {
+    pub fn ensure() -> Result<Browser> {
+        apt_ensure(&BROWSER_PACKAGES)?;
+        Ok(Browser {
+            chromium: PathBuf::from(BROWSER_PACKAGES[0].1),
+            chromedriver: PathBuf::from(BROWSER_PACKAGES[1].1),
+        })
+    }
+}
+
 impl Tools {
     /// Installs whatever is missing and says where everything is.
     pub fn ensure() -> Result<Tools> {
-        let missing: Vec<&str> = APT_PACKAGES
-            .iter()
-            .filter(|(_, bin)| !Path::new(bin).exists())
-            .map(|(package, _)| *package)
-            .collect();
-        if !missing.is_empty() {
-            apt(&missing)?;
-        }
+        apt_ensure(&APT_PACKAGES)?;
 
         let mongo = venv("secantusdb", SECANTUSDB, Path::new("bin/secantusd-py"))?;
         let stripe = venv("localstripe", LOCALSTRIPE, Path::new("bin/localstripe"))?;

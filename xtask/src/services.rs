@@ -21,7 +21,7 @@ use crate::{
 
 pub struct Service {
     pub name: &'static str,
-    /// Its port on loopback (the gateway proxies to it).
+    /// Its port on loopback under `up` (the gateway proxies to it); see [`Ports`].
     pub port: u16,
     /// Ingress path prefixes.
     pub routes: &'static [&'static str],
@@ -84,9 +84,49 @@ impl Service {
     pub fn package(&self) -> String {
         format!("storefront-{}", self.name)
     }
+}
 
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+/// Where one stack's services and gateway listen: `up` keeps the fixed ports above, so its URLs
+/// never change; tests and benches take free ones, so they run beside an `up`.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    services: [u16; SERVICES.len()],
+    pub gateway: u16,
+}
+
+impl Ports {
+    pub fn fixed() -> Ports {
+        Ports {
+            services: std::array::from_fn(|i| SERVICES[i].port),
+            gateway: GATEWAY_PORT,
+        }
+    }
+
+    pub fn free() -> Result<Ports> {
+        let mut services = [0; SERVICES.len()];
+        for port in &mut services {
+            *port = procs::free_port()?;
+        }
+        Ok(Ports {
+            services,
+            gateway: procs::free_port()?,
+        })
+    }
+
+    pub fn of(&self, service: &Service) -> u16 {
+        let index = SERVICES
+            .iter()
+            .position(|s| s.name == service.name)
+            .expect("one of SERVICES");
+        self.services[index]
+    }
+
+    pub fn url(&self, service: &Service) -> String {
+        format!("http://127.0.0.1:{}", self.of(service))
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway)
     }
 }
 
@@ -124,6 +164,7 @@ pub fn target_dir() -> PathBuf {
 /// What every service is started with; `extra` adds or overrides per service.
 pub struct ServiceEnv<'a> {
     pub endpoints: &'a Endpoints,
+    pub ports: &'a Ports,
     pub signing_key: &'a Path,
     pub admin: Option<(&'a str, &'a str)>,
     /// Extra variables for every service (the bench raises rate limits).
@@ -132,6 +173,7 @@ pub struct ServiceEnv<'a> {
 
 impl ServiceEnv<'_> {
     fn apply(&self, service: &Service, command: &mut Command) {
+        let url = |index: usize| self.ports.url(&SERVICES[index]);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -139,7 +181,7 @@ impl ServiceEnv<'_> {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .env("BIND_ADDR", format!("127.0.0.1:{}", service.port))
+            .env("BIND_ADDR", format!("127.0.0.1:{}", self.ports.of(service)))
             .env(
                 "MONGODB_DATABASE",
                 format!("{TOPIC_PREFIX}_{}", service.name),
@@ -151,17 +193,17 @@ impl ServiceEnv<'_> {
             .env("TRUST_PROXY_HEADERS", "true")
             .env(
                 "JWKS_URL",
-                format!("{}/api/users/.well-known/jwks.json", SERVICES[0].url()),
+                format!("{}/api/users/.well-known/jwks.json", url(0)),
             )
-            .env("PUBLIC_URL", format!("http://127.0.0.1:{GATEWAY_PORT}"))
+            .env("PUBLIC_URL", self.ports.gateway_url())
             .env("S3_BUCKET", format!("{TOPIC_PREFIX}-images"))
             .env("S3_ENSURE_BUCKET", "true")
-            .env("AUTH_URL", SERVICES[0].url())
-            .env("PRODUCTS_URL", SERVICES[1].url())
-            .env("CART_URL", SERVICES[2].url())
-            .env("ORDERS_URL", SERVICES[3].url())
-            .env("PAYMENTS_URL", SERVICES[4].url())
-            .env("NOTIFICATIONS_URL", SERVICES[5].url())
+            .env("AUTH_URL", url(0))
+            .env("PRODUCTS_URL", url(1))
+            .env("CART_URL", url(2))
+            .env("ORDERS_URL", url(3))
+            .env("PAYMENTS_URL", url(4))
+            .env("NOTIFICATIONS_URL", url(5))
             .env("STRIPE_PUBLISHABLE_KEY", STRIPE_PUBLISHABLE_KEY)
             .env(
                 "STRIPE_JS_URL",
@@ -185,32 +227,41 @@ impl ServiceEnv<'_> {
     }
 }
 
-/// Starts every built service and waits until each `/readyz` answers 200.
-pub fn start(stack: &mut Stack, bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<()> {
+/// The whole shop on `stack`'s backends: every built service (each waited for until `/readyz`
+/// answers), the demo catalog, payments' webhook on the Stripe stand-in, and the gateway.
+/// `up`, the full-stack tests and the benches all start it this way.
+pub fn start_shop(
+    stack: &mut Stack,
+    tools: &Tools,
+    bin_dir: &Path,
+    env: &ServiceEnv<'_>,
+) -> Result<()> {
+    start(stack, bin_dir, env)?;
+    seed_demo(bin_dir, env)?;
+    register_stripe_webhook(&env.endpoints.stripe_url, env.ports)?;
+    start_gateway(stack, tools, env.ports)
+}
+
+fn start(stack: &mut Stack, bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<()> {
     for service in built() {
-        if procs::port_in_use(service.port) {
+        let port = env.ports.of(service);
+        if procs::port_in_use(port) {
             bail!(
-                "port {} for {} is taken by another program",
-                service.port,
+                "port {port} for {} is taken by another program",
                 service.name
             );
         }
         let mut command = Command::new(bin_dir.join(service.name));
         env.apply(service, &mut command);
         let proc = procs::spawn(service.name, &mut command, &stack.logs())?;
-        stack.started(
-            proc.clone(),
-            service.port,
-            Duration::from_secs(60),
-            service.name,
-        )?;
-        wait_ready(&proc, service)?;
+        stack.started(proc.clone(), port, Duration::from_secs(60), service.name)?;
+        wait_ready(&proc, service, &env.ports.url(service))?;
     }
     Ok(())
 }
 
 /// Points the Stripe stand-in's webhooks at payments (its store is in memory, so every start).
-pub fn register_stripe_webhook(stripe_url: &str) -> Result<()> {
+fn register_stripe_webhook(stripe_url: &str, ports: &Ports) -> Result<()> {
     let Some(payments) = built().into_iter().find(|s| s.name == "payments") else {
         return Ok(());
     };
@@ -222,7 +273,10 @@ pub fn register_stripe_webhook(stripe_url: &str) -> Result<()> {
             .post(format!("{stripe_url}/_config/webhooks/storefront"))
             .basic_auth(crate::stack::STRIPE_SECRET_KEY, Some(""))
             .form(&[
-                ("url", format!("{}/api/payments/webhook", payments.url())),
+                (
+                    "url",
+                    format!("{}/api/payments/webhook", ports.url(payments)),
+                ),
                 ("secret", STRIPE_WEBHOOK_SECRET.to_owned()),
             ])
             .send(),
@@ -240,7 +294,7 @@ pub fn register_stripe_webhook(stripe_url: &str) -> Result<()> {
 /// database never held one), then `products resync` (every product's snapshot again: the local
 /// Kafka keeps its topics in memory, so after a restart the replicas in cart and orders catch up
 /// from these).
-pub fn seed_demo(bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<()> {
+fn seed_demo(bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<()> {
     let Some(products) = built().into_iter().find(|s| s.name == "products") else {
         return Ok(());
     };
@@ -264,8 +318,8 @@ pub fn seed_demo(bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<()> {
     Ok(())
 }
 
-fn wait_ready(proc: &Proc, service: &Service) -> Result<()> {
-    let url = format!("{}/readyz", service.url());
+fn wait_ready(proc: &Proc, service: &Service, base: &str) -> Result<()> {
+    let url = format!("{base}/readyz");
     let until = Instant::now() + Duration::from_secs(60);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -302,8 +356,9 @@ fn wait_ready(proc: &Proc, service: &Service) -> Result<()> {
     }
 }
 
-/// The nginx configuration: the Ingress routes on `port`, WebSocket upgrades on `/ws/`.
-pub fn gateway_config(dir: &Path, port: u16) -> String {
+/// The nginx configuration: the Ingress routes on the gateway port, WebSocket upgrades on `/ws/`.
+fn gateway_config(dir: &Path, ports: &Ports) -> String {
+    let port = ports.gateway;
     let mut upstreams = String::new();
     let mut locations = String::new();
     for service in &SERVICES {
@@ -315,7 +370,7 @@ pub fn gateway_config(dir: &Path, port: u16) -> String {
                     "            proxy_set_header Connection \"\";\n"
                 };
                 format!(
-                    "            proxy_pass http://{name};\n            proxy_http_version 1.1;\n{upgrade}            proxy_set_header Host $host;\n            proxy_set_header X-Real-IP $remote_addr;\n            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n            proxy_set_header X-Forwarded-Proto $scheme;\n",
+                    "            proxy_pass http://{name};\n            proxy_http_version 1.1;\n{upgrade}            proxy_set_header Host $http_host;\n            proxy_set_header X-Real-IP $remote_addr;\n            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n            proxy_set_header X-Forwarded-Proto $scheme;\n",
                     name = service.name
                 )
             } else {
@@ -329,7 +384,8 @@ pub fn gateway_config(dir: &Path, port: u16) -> String {
         if service.exists() {
             upstreams.push_str(&format!(
                 "    upstream {} {{\n        server 127.0.0.1:{};\n        keepalive 64;\n    }}\n",
-                service.name, service.port
+                service.name,
+                ports.of(service)
             ));
         }
     }
@@ -359,13 +415,14 @@ http {{
 }
 
 /// Starts nginx with the generated configuration, after checking it.
-pub fn start_gateway(stack: &mut Stack, tools: &Tools, port: u16) -> Result<()> {
+fn start_gateway(stack: &mut Stack, tools: &Tools, ports: &Ports) -> Result<()> {
+    let port = ports.gateway;
     let dir = stack.dir.join("gateway");
     for sub in ["logs", "tmp"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
     let config = dir.join("nginx.conf");
-    std::fs::write(&config, gateway_config(&dir, port))?;
+    std::fs::write(&config, gateway_config(&dir, ports))?;
     run(
         Command::new(&tools.nginx)
             .arg("-t")

@@ -1,21 +1,31 @@
 //! `cargo xtask test`: the whole suite against real backends.
 //!
 //! Builds the tests first (a compile error needs no backends), starts one set of backends with
-//! empty storage under `target/test-stack/`, runs every test with nextest (tests isolate
-//! themselves by database name, topic prefix and key namespace), stops the backends, and exits
-//! non-zero on any failure — including a backend that cannot be installed or started.
+//! empty storage under `target/test-stack/`, and on them the whole shop — every service binary of
+//! that same build, the demo catalog and the gateway, on free ports — for the tests that go
+//! through the shop as a visitor does (web's page and browser tests). Then runs every test with
+//! nextest (tests isolate themselves by database name, topic prefix and key namespace; the shop
+//! uses the `storefront` prefix no other test takes), stops everything, and exits non-zero on any
+//! failure — including a backend that cannot be installed or started.
 
-use std::process::Command;
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
 
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    install::Tools,
+    install::{Browser, Tools, run},
     root,
-    services::target_dir,
+    services::{self, Ports, ServiceEnv, target_dir},
     stack::{Persistence, S3_ACCESS_KEY, S3_SECRET_KEY, STRIPE_SECRET_KEY, Stack},
     step,
 };
+
+/// The full-stack shop's admin (its password is new every run).
+const SHOP_ADMIN_EMAIL: &str = "shop-admin@example.com";
 
 fn nextest() -> Result<()> {
     let installed = Command::new(env!("CARGO"))
@@ -32,11 +42,12 @@ fn nextest() -> Result<()> {
     Ok(())
 }
 
-pub fn test(args: &[String]) -> Result<()> {
-    let tools = Tools::ensure()?;
-    nextest()?;
+/// `cargo nextest run --no-run` of the workspace; answers the directory of the service binaries
+/// it built (they are built with the tests' features, so the shop runs exactly what was tested,
+/// without a second build).
+fn build_tests() -> Result<PathBuf> {
     step("building the tests");
-    let built = Command::new(env!("CARGO"))
+    let output = Command::new(env!("CARGO"))
         .current_dir(root())
         .args([
             "nextest",
@@ -45,43 +56,121 @@ pub fn test(args: &[String]) -> Result<()> {
             "--all-features",
             "--no-run",
         ])
-        .status()
+        .args(["--cargo-message-format", "json-render-diagnostics"])
+        .stderr(Stdio::inherit())
+        .output()
         .context("run cargo nextest")?;
-    if !built.success() {
+    if !output.status.success() {
         bail!("the tests do not build");
     }
+    let mut binaries = BTreeSet::new();
+    let mut dir = None;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_bin = message["target"]["kind"]
+            .as_array()
+            .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
+        // The binary itself, not its unit-test harness (also of kind "bin").
+        let is_test = message["profile"]["test"] == true;
+        if message["reason"] == "compiler-artifact"
+            && is_bin
+            && !is_test
+            && let Some(executable) = message["executable"].as_str()
+        {
+            let executable = Path::new(executable);
+            binaries.insert(message["target"]["name"].as_str().unwrap_or("").to_owned());
+            dir = executable.parent().map(Path::to_path_buf);
+        }
+    }
+    let dir = dir.context("the test build reported no binaries")?;
+    for service in services::built() {
+        if !binaries.contains(service.name) {
+            bail!(
+                "the test build did not build the {} binary (does {} have integration tests?)",
+                service.name,
+                service.package()
+            );
+        }
+    }
+    Ok(dir)
+}
+
+pub fn test(args: &[String]) -> Result<()> {
+    let tools = Tools::ensure()?;
+    let browser = Browser::ensure()?;
+    nextest()?;
+    let bin = build_tests()?;
 
     let dir = target_dir().join("test-stack");
     let _ = std::fs::remove_dir_all(&dir);
-    let stack = Stack::start_backends(&dir, &tools, Persistence::Ephemeral)?;
-    let e = &stack.endpoints;
-    step("running the tests");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args([
-            "nextest",
-            "run",
-            "--workspace",
-            "--all-features",
-            "--no-fail-fast",
-        ])
-        .args(args)
-        .env("STOREFRONT_TEST_MONGODB_URI", &e.mongodb_uri)
-        .env("STOREFRONT_TEST_KAFKA_BOOTSTRAP", &e.kafka_bootstrap)
-        .env("STOREFRONT_TEST_REDIS_URL", &e.redis_url)
-        .env("STOREFRONT_TEST_S3_ENDPOINT", &e.s3_endpoint)
-        .env("STOREFRONT_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY)
-        .env("STOREFRONT_TEST_S3_SECRET_KEY", S3_SECRET_KEY)
-        .env("STOREFRONT_TEST_STRIPE_URL", &e.stripe_url)
-        .env("STOREFRONT_TEST_STRIPE_SECRET_KEY", STRIPE_SECRET_KEY)
-        .status();
-    step("stopping the test backends");
+    let mut stack = Stack::start_backends(&dir, &tools, Persistence::Ephemeral)?;
+    let shop = start_shop(&mut stack, &tools, &bin, &dir);
+    let screenshots = target_dir().join("screenshots");
+    let status = shop.and_then(|(ports, admin_password)| {
+        let e = &stack.endpoints;
+        step(format!(
+            "running the tests (the shop: {}; screenshots: {})",
+            ports.gateway_url(),
+            screenshots.display()
+        ));
+        Command::new(env!("CARGO"))
+            .current_dir(root())
+            .args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--all-features",
+                "--no-fail-fast",
+            ])
+            .args(args)
+            .env("STOREFRONT_TEST_MONGODB_URI", &e.mongodb_uri)
+            .env("STOREFRONT_TEST_KAFKA_BOOTSTRAP", &e.kafka_bootstrap)
+            .env("STOREFRONT_TEST_REDIS_URL", &e.redis_url)
+            .env("STOREFRONT_TEST_S3_ENDPOINT", &e.s3_endpoint)
+            .env("STOREFRONT_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY)
+            .env("STOREFRONT_TEST_S3_SECRET_KEY", S3_SECRET_KEY)
+            .env("STOREFRONT_TEST_STRIPE_URL", &e.stripe_url)
+            .env("STOREFRONT_TEST_STRIPE_SECRET_KEY", STRIPE_SECRET_KEY)
+            .env("STOREFRONT_TEST_SHOP_URL", ports.gateway_url())
+            .env("STOREFRONT_TEST_SHOP_ADMIN_EMAIL", SHOP_ADMIN_EMAIL)
+            .env("STOREFRONT_TEST_SHOP_ADMIN_PASSWORD", admin_password)
+            .env("STOREFRONT_TEST_CHROMIUM", &browser.chromium)
+            .env("STOREFRONT_TEST_CHROMEDRIVER", &browser.chromedriver)
+            .env("STOREFRONT_TEST_SCREENSHOTS", &screenshots)
+            .status()
+            .context("run cargo nextest")
+    });
+    step("stopping the test stack");
     stack.stop();
-    let status = status.context("run cargo nextest")?;
-    if !status.success() {
-        bail!("tests failed (backend logs: {}/logs/)", dir.display());
+    if !status?.success() {
+        bail!(
+            "tests failed (backend and service logs: {}/logs/)",
+            dir.display()
+        );
     }
     Ok(())
+}
+
+/// The whole shop on the test backends, on free ports; answers the ports and the admin's password.
+fn start_shop(stack: &mut Stack, tools: &Tools, bin: &Path, dir: &Path) -> Result<(Ports, String)> {
+    let key = dir.join("signing-key.pem");
+    run(
+        Command::new(bin.join("auth")).arg("generate-key").arg(&key),
+        "auth generate-key",
+    )?;
+    let password = format!("sf-{}", uuid::Uuid::new_v4().simple());
+    let ports = Ports::free()?;
+    let env = ServiceEnv {
+        endpoints: &stack.endpoints.clone(),
+        ports: &ports,
+        signing_key: &key,
+        admin: Some((SHOP_ADMIN_EMAIL, &password)),
+        overrides: Vec::new(),
+    };
+    services::start_shop(stack, tools, bin, &env)?;
+    Ok((ports, password))
 }
 
 /// `cargo xtask schemas`: rewrite `docs/events/` from the event types.

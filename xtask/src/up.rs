@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::{
     install::{Tools, run},
     procs, root,
-    services::{self, GATEWAY_PORT, ServiceEnv},
+    services::{self, GATEWAY_PORT, Ports, ServiceEnv},
     stack::{Persistence, Stack},
     step,
 };
@@ -56,16 +56,15 @@ pub fn up(args: &[String]) -> Result<()> {
     let (admin_email, admin_password, fresh_password) = admin_credentials(&dir)?;
 
     let mut stack = Stack::start_backends(&dir, &tools, Persistence::Keep)?;
+    let ports = Ports::fixed();
     let env = ServiceEnv {
         endpoints: &stack.endpoints.clone(),
+        ports: &ports,
         signing_key: &signing_key,
         admin: Some((&admin_email, &admin_password)),
         overrides: Vec::new(),
     };
-    let started = services::start(&mut stack, &bin, &env)
-        .and_then(|()| services::seed_demo(&bin, &env))
-        .and_then(|()| services::register_stripe_webhook(&env.endpoints.stripe_url))
-        .and_then(|()| services::start_gateway(&mut stack, &tools, GATEWAY_PORT))
+    let started = services::start_shop(&mut stack, &tools, &bin, &env)
         .and_then(|()| stack.save(json!({ "gateway": GATEWAY_PORT })));
     if let Err(e) = started {
         step("stopping what started");
@@ -82,7 +81,7 @@ pub fn up(args: &[String]) -> Result<()> {
         println!(
             "  {:<13} {}  (/healthz /readyz /metrics)",
             service.name,
-            service.url()
+            ports.url(service)
         );
     }
     println!("  MongoDB       {}", e.mongodb_uri);

@@ -139,6 +139,13 @@ fn routes(state: AppState) -> Router {
             "/static/pay.js",
             get(|| async { asset("text/javascript; charset=utf-8", PAY_JS) }),
         )
+        // Not the services' `no-referrer`: under it browsers send `Origin: null` with every form
+        // POST, and the origin check above could not tell this site's forms from another's.
+        // `same-origin` still sends nothing to other sites.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'self'")),

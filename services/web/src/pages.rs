@@ -23,11 +23,16 @@ pub struct Layout {
     pub csrf: String,
     pub cart_count: i64,
     pub unread: u64,
+    /// The newest notification when the page was read: the socket asks for what came after it,
+    /// so a status change between this render and the socket's hello still reaches the page.
+    pub after: Option<i64>,
     /// Stripe.js for the payment page: (script URL, publishable key).
     pub stripe: Option<(String, String)>,
 }
 
 impl Layout {
+    /// The layout for `visitor`. Pages with live order statuses call this before reading the
+    /// order, so that `after` is no newer than what they show.
     pub async fn of(state: &AppState, visitor: &Visitor, title: impl Into<String>) -> Layout {
         let mut layout = Layout {
             title: title.into(),
@@ -45,7 +50,10 @@ impl Layout {
             let (cart, notifications) =
                 tokio::join!(state.api.cart(token), state.api.notifications(token, 1));
             layout.cart_count = cart.map(|c| c.count).unwrap_or(0);
-            layout.unread = notifications.map(|n| n.unread).unwrap_or(0);
+            if let Ok(notifications) = notifications {
+                layout.unread = notifications.unread;
+                layout.after = Some(notifications.items.first().map_or(0, |n| n.id));
+            }
         }
         layout
     }

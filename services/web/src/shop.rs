@@ -5,6 +5,7 @@ use askama::Template;
 use axum::{
     Extension, Form,
     extract::{Path, Query, State},
+    http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
@@ -124,7 +125,12 @@ pub async fn catalog(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(render(&CatalogPage {
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let page = CatalogPage {
         layout,
         query,
         products,
@@ -133,7 +139,8 @@ pub async fn catalog(
         pages,
         error,
         categories: CATEGORIES.to_vec(),
-    }))
+    };
+    Ok(with_status(render(&page), status))
 }
 
 #[derive(Template)]
@@ -285,7 +292,14 @@ pub async fn signup(
         .await
     {
         Ok(session) => Ok(signed_in(&state, &session, &next)),
-        Err(ApiError::Problem(problem)) => {
+        Err(ApiError::Problem(mut problem)) => {
+            if problem.status == 409 && problem.errors.is_empty() {
+                // The email is taken: say so by the email field.
+                problem.errors.push(crate::api::FieldProblem {
+                    field: "email".into(),
+                    message: problem.detail.clone(),
+                });
+            }
             let layout = Layout::of(&state, &visitor, "Create an account").await;
             let status = status_of(&problem);
             let page = SignUpPage {
@@ -333,18 +347,17 @@ async fn cart_page(state: &AppState, visitor: &Visitor, error: Option<String>) -
     let cart = state.api.cart(token).await?;
     let layout = Layout::of(state, visitor, "Your cart").await;
     let status = if error.is_some() {
-        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        StatusCode::UNPROCESSABLE_ENTITY
     } else {
-        axum::http::StatusCode::OK
+        StatusCode::OK
     };
-    let mut response = render(&CartPage {
+    let page = CartPage {
         layout,
         cart,
         checkout_key: uuid::Uuid::new_v4().to_string(),
         error,
-    });
-    *response.status_mut() = status;
-    Ok(response)
+    };
+    Ok(with_status(render(&page), status))
 }
 
 pub async fn cart(
@@ -390,13 +403,12 @@ pub async fn add_to_cart(
         Err(ApiError::Problem(problem)) if problem.status == 422 || problem.status == 409 => {
             let product = state.api.product(&form.product_id).await?;
             let layout = Layout::of(&state, &visitor, product.title.clone()).await;
-            let mut response = render(&ProductPage {
+            let page = ProductPage {
                 layout,
                 product,
                 errors: FormErrors::of(problem),
-            });
-            *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(response)
+            };
+            Ok(with_status(render(&page), StatusCode::UNPROCESSABLE_ENTITY))
         }
         Err(e) => Err(e.into()),
     }
@@ -485,11 +497,12 @@ pub async fn orders(
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let token = token(&visitor, "/orders")?;
+    // The layout first: its notification cursor must not be newer than the statuses shown.
+    let layout = Layout::of(&state, &visitor, "Your orders").await;
     let orders = state
         .api
         .orders(token, query.page.unwrap_or(1).clamp(1, 1000))
         .await?;
-    let layout = Layout::of(&state, &visitor, "Your orders").await;
     Ok(render(&OrdersPage { layout, orders }))
 }
 
@@ -498,38 +511,49 @@ pub async fn orders(
 struct OrderPage {
     layout: Layout,
     order: Order,
-    /// A card problem to show next to the card field.
-    payment_error: Option<String>,
+    /// Why the last action failed: next to the card field while the order can be paid, above
+    /// the order otherwise.
+    problem: Option<String>,
     /// 3-D Secure: Stripe.js finishes it with this.
     client_secret: Option<String>,
 }
 
+impl OrderPage {
+    fn payable(&self) -> bool {
+        payable(&self.order)
+    }
+}
+
+fn payable(order: &Order) -> bool {
+    order.state == "awaiting_payment" || order.state == "pending"
+}
+
+/// The order page; `problem` is the status and message of an action that failed.
 async fn order_page(
     state: &AppState,
     visitor: &Visitor,
     id: &str,
-    payment_error: Option<String>,
+    problem: Option<(StatusCode, String)>,
     client_secret: Option<String>,
 ) -> PageResult {
     let token = token(visitor, &format!("/orders/{}", crate::api::encode(id)))?;
-    let order = state.api.order(token, id).await?;
+    // The layout first: its notification cursor must not be newer than the status shown.
     let mut layout = Layout::of(state, visitor, "Your order").await;
-    if order.state == "awaiting_payment" || order.state == "pending" {
+    let order = state.api.order(token, id).await?;
+    let (status, problem) = match problem {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
+    if payable(&order) {
         layout = layout.with_stripe(state);
     }
-    let status = if payment_error.is_some() {
-        axum::http::StatusCode::PAYMENT_REQUIRED
-    } else {
-        axum::http::StatusCode::OK
-    };
-    let mut response = render(&OrderPage {
+    let page = OrderPage {
         layout,
         order,
-        payment_error,
+        problem,
         client_secret,
-    });
-    *response.status_mut() = status;
-    Ok(response)
+    };
+    Ok(with_status(render(&page), status))
 }
 
 pub async fn order(
@@ -554,14 +578,9 @@ pub async fn pay(
 ) -> PageResult {
     let token = token(&visitor, &format!("/orders/{}", crate::api::encode(&id)))?;
     if form.payment_method.is_empty() {
-        return order_page(
-            &state,
-            &visitor,
-            &id,
-            Some("Enter your card: paying needs JavaScript for the secure card field.".into()),
-            None,
-        )
-        .await;
+        let message = "Enter your card: paying needs JavaScript for the secure card field.";
+        let problem = (StatusCode::PAYMENT_REQUIRED, message.to_owned());
+        return order_page(&state, &visitor, &id, Some(problem), None).await;
     }
     match state.api.pay(token, &id, &form.payment_method).await {
         Ok(Paid::Succeeded) => {
@@ -571,7 +590,8 @@ pub async fn pay(
             order_page(&state, &visitor, &id, None, Some(secret)).await
         }
         Err(ApiError::Problem(p)) if [402, 409, 422].contains(&p.status) => {
-            order_page(&state, &visitor, &id, Some(p.detail), None).await
+            let problem = (status_of(&p), p.detail);
+            order_page(&state, &visitor, &id, Some(problem), None).await
         }
         Err(e) => Err(e.into()),
     }
@@ -586,7 +606,8 @@ pub async fn cancel(
     match state.api.cancel_order(token, &id).await {
         Ok(_) => Ok(Redirect::to(&format!("/orders/{}", crate::api::encode(&id))).into_response()),
         Err(ApiError::Problem(p)) if p.status == 409 => {
-            order_page(&state, &visitor, &id, Some(p.detail), None).await
+            let problem = (StatusCode::CONFLICT, p.detail);
+            order_page(&state, &visitor, &id, Some(problem), None).await
         }
         Err(e) => Err(e.into()),
     }

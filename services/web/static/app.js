@@ -2,7 +2,11 @@
 // Everything else works without JavaScript.
 (function () {
   if (!document.body.dataset.signedIn) return;
-  var lastId = null;
+  // The newest notification when the page was rendered: anything later is news to this page
+  // (the socket replays it), even if it happened before the socket opened.
+  var after = document.body.dataset.after;
+  var lastId = after !== undefined ? Number(after) : null;
+  var latestAtHello = null;
   var delay = 1000;
   var unread = document.getElementById('unread');
   var toasts = document.getElementById('toasts');
@@ -18,7 +22,9 @@
   function show(n) {
     if (lastId !== null && n.id <= lastId) return;
     lastId = n.id;
-    if (unread && !n.read) unread.textContent = String(Number(unread.textContent || 0) + 1);
+    // The hello's count already includes what the socket replays.
+    var isNew = latestAtHello === null || n.id > latestAtHello;
+    if (unread && !n.read && isNew) unread.textContent = String(Number(unread.textContent || 0) + 1);
     toast(n.title + ' — ' + n.body);
     if (n.order_id && n.order_status) {
       document.querySelectorAll('[data-order-id="' + n.order_id + '"] [data-status]').forEach(function (el) {
@@ -40,6 +46,7 @@
       var message = JSON.parse(event.data);
       if (message.type === 'hello') {
         delay = 1000;
+        latestAtHello = message.latest_id;
         if (lastId === null) lastId = message.latest_id;
         if (unread) unread.textContent = String(message.unread);
       } else if (message.type === 'notification') {

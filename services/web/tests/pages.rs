@@ -150,15 +150,18 @@ async fn forms_need_the_csrf_token_and_this_origin() {
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert!(response.text().await.unwrap().contains("reload the page"));
     }
-    // Another site's page posting with the visitor's cookies.
-    let response = post(
-        format!("csrf={csrf}&email=a%40b.c&password=x"),
-        format!("sf_csrf={csrf}"),
-        Some("https://evil.example"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // Another site's page posting with the visitor's cookies (`null`: a sandboxed or
+    // privacy-stripped origin).
+    for origin in ["https://evil.example", "null"] {
+        let response = post(
+            format!("csrf={csrf}&email=a%40b.c&password=x"),
+            format!("sf_csrf={csrf}"),
+            Some(origin),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{origin}");
+    }
     // The right token passes the guard (auth is not running here, so the page says so: 503).
     let response = post(
         format!("csrf={csrf}&email=a%40b.c&password=x"),
@@ -289,6 +292,8 @@ async fn pages_carry_a_content_security_policy_and_assets_are_served() {
         "{csp}"
     );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    // Browsers send this site's Origin with its own forms only under a policy that allows it.
+    assert_eq!(response.headers()["referrer-policy"], "same-origin");
     for (path, kind) in [
         ("/static/app.css", "text/css"),
         ("/static/app.js", "text/javascript"),

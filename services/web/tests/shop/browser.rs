@@ -1,0 +1,465 @@
+//! The shop in a real browser: Debian's Chromium, headless, driven through ChromeDriver by
+//! WebDriver. A customer signs up, browses, fills the cart, pays with a test card in the Stripe.js
+//! card field and watches the order complete without reloading; an admin adds a product with an
+//! image and finds it in the shop. Screenshots of the main pages go to `target/screenshots/`.
+
+use std::{
+    net::TcpListener,
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use storefront_kit::testing::unique;
+use storefront_products::demo::png;
+
+use crate::helpers::{PASSWORD, Shop};
+
+/// How long the page may take to show what a step waits for (events cross Kafka between
+/// services, and the test machine has two cores shared with the whole suite).
+const PATIENCE: Duration = Duration::from_secs(45);
+
+/// One ChromeDriver and the Chromium it drives; both are killed when dropped, even after a
+/// failed assertion.
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+    profile: PathBuf,
+    shop: String,
+    screenshots: PathBuf,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the browser tests through `cargo xtask test`")
+    })
+}
+
+impl Browser {
+    async fn start(shop: &Shop) -> Browser {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(var("STOREFRONT_TEST_CHROMEDRIVER"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, so dropping the Browser also ends the Chromium it started.
+            .process_group(0)
+            .spawn()
+            .expect("start chromedriver");
+        let profile = std::env::temp_dir().join(unique("storefront-chromium"));
+        let mut browser = Browser {
+            client: None,
+            driver,
+            profile,
+            shop: shop.url.clone(),
+            screenshots: PathBuf::from(var("STOREFRONT_TEST_SCREENSHOTS")),
+        };
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": var("STOREFRONT_TEST_CHROMIUM"),
+                // BACKENDS.md: headless as root, and no background traffic to a closed network.
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", browser.profile.display()),
+                ],
+            },
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => break client,
+                Err(e) if Instant::now() < until => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("no WebDriver session after 30 s: {e}"),
+            }
+        };
+        browser.client = Some(client);
+        browser
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("started")
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client()
+            .goto(&format!("{}{path}", self.shop))
+            .await
+            .unwrap();
+    }
+
+    async fn path(&self) -> String {
+        self.client().current_url().await.unwrap().path().to_owned()
+    }
+
+    async fn find(&self, css: &str) -> Element {
+        match self
+            .client()
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(locator(css))
+            .await
+        {
+            Ok(element) => element,
+            Err(e) => {
+                self.screenshot("failed").await;
+                panic!("no {css} on {}: {e}", self.path().await)
+            }
+        }
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    /// Waits until `css`'s text is `expected` (without reloading the page).
+    async fn wait_text(&self, css: &str, expected: &str) {
+        let until = Instant::now() + PATIENCE;
+        let mut last = String::new();
+        while Instant::now() < until {
+            if let Ok(element) = self.client().find(locator(css)).await {
+                last = element.text().await.unwrap_or_default();
+                if last.trim() == expected {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.screenshot("failed").await;
+        panic!("{css} shows {last:?}, never {expected:?}");
+    }
+
+    /// Waits until the browser is at `path`.
+    async fn wait_path(&self, wanted: impl Fn(&str) -> bool, what: &str) -> String {
+        let until = Instant::now() + PATIENCE;
+        loop {
+            let path = self.path().await;
+            if wanted(&path) {
+                return path;
+            }
+            if Instant::now() > until {
+                self.screenshot("failed").await;
+                panic!("never reached {what}; at {path}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        std::fs::create_dir_all(&self.screenshots).unwrap();
+        if let Ok(png) = self.client().screenshot().await {
+            std::fs::write(self.screenshots.join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
+    async fn close(mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = client.close().await;
+        }
+    }
+}
+
+/// A CSS selector, or an XPath when it starts with `//` (to find an element by its text).
+fn locator(selector: &str) -> Locator<'_> {
+    if selector.starts_with("//") {
+        Locator::XPath(selector)
+    } else {
+        Locator::Css(selector)
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The whole group: ChromeDriver and the Chromium processes it started.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl Browser {
+    /// Signs up a new customer through the form.
+    async fn sign_up(&self, screenshots: bool) {
+        self.goto("/").await;
+        self.click("a[href='/signup']").await;
+        if screenshots {
+            self.screenshot("signup").await;
+        }
+        self.fill("#name", "Robin Browser").await;
+        let email = format!("{}@example.com", unique("robin"));
+        self.fill("#email", &email).await;
+        self.fill("#password", PASSWORD).await;
+        self.click("form[action='/signup'] button[type=submit]")
+            .await;
+        self.wait_path(|p| p == "/", "the shop after sign-up").await;
+        self.find("form[action='/signout']").await;
+    }
+
+    /// Searches for the demo skillet (in stock), puts `quantity` in the cart and checks out;
+    /// ends on the order page once the stock is reserved.
+    async fn check_out_skillets(&self, quantity: u32, screenshots: bool) {
+        self.goto("/").await;
+        self.fill("#site-search", "skillet").await;
+        self.click("form.search button[type=submit]").await;
+        self.find("ul.grid li.card a").await;
+        self.click("ul.grid li.card a").await;
+        self.wait_path(|p| p.starts_with("/products/"), "a product page")
+            .await;
+        self.find("#add-to-cart").await;
+        if screenshots {
+            self.screenshot("product").await;
+        }
+        self.fill("#quantity", &quantity.to_string()).await;
+        self.click("#add-to-cart").await;
+        self.wait_path(|p| p == "/cart", "the cart").await;
+        self.wait_text("#cart-count", &quantity.to_string()).await;
+        if screenshots {
+            self.screenshot("cart").await;
+        }
+        self.click("#checkout").await;
+        self.wait_path(|p| p.starts_with("/orders/"), "the order page")
+            .await;
+        // The stock is reserved in the background; the page learns it from the socket.
+        self.wait_text("#order-status", "awaiting_payment").await;
+    }
+
+    /// Types a card into the Stripe.js card field (the local stand-in draws plain inputs where
+    /// real Stripe draws an iframe).
+    async fn enter_card(&self, number: &str) {
+        for (field, value) in [
+            ("number", number),
+            ("exp_month", "12"),
+            ("exp_year", "34"),
+            ("cvc", "123"),
+            ("postal_code", "12345"),
+        ] {
+            self.fill(&format!("#card-element input[placeholder={field}]"), value)
+                .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_customer_signs_up_fills_the_cart_pays_by_card_and_sees_the_order_complete_live() {
+    let shop = Shop::from_env();
+    let browser = Browser::start(&shop).await;
+
+    browser.goto("/").await;
+    browser.find("ul.grid li.card a").await;
+    browser.screenshot("catalog").await;
+    browser.sign_up(true).await;
+    browser.check_out_skillets(2, true).await;
+    browser.enter_card("4242424242424242").await;
+    browser.screenshot("payment").await;
+    browser.click("#pay").await;
+
+    // Paid: the order completes when payments' event reaches orders; the page shows it.
+    browser.wait_text("#order-status", "completed").await;
+    let unread: u32 = browser
+        .find("#unread")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(unread >= 1, "the bell counts the order's notifications");
+    browser.screenshot("order-completed").await;
+
+    // The paid lines leave the cart (cart hears payment.succeeded).
+    let until = Instant::now() + PATIENCE;
+    loop {
+        browser.goto("/cart").await;
+        let main = browser.find("main").await.text().await.unwrap();
+        if main.contains("Your cart is empty.") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the cart still holds the paid lines:\n{main}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    browser.goto("/notifications").await;
+    browser.find("ul.notes li").await;
+    browser.screenshot("notifications").await;
+    browser.goto("/orders").await;
+    browser.find("table.lines [data-status]").await;
+    browser.screenshot("orders").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn three_d_secure_is_confirmed_in_the_page_and_an_open_order_page_follows_its_order() {
+    let shop = Shop::from_env();
+    let browser = Browser::start(&shop).await;
+    browser.sign_up(false).await;
+
+    // A card that asks for 3-D Secure: the page hands the challenge to Stripe.js, which shows
+    // the bank's step (the stand-in: a confirm button), then the webhook completes the order.
+    browser.check_out_skillets(1, false).await;
+    browser.enter_card("4000002760003184").await;
+    browser.click("#pay").await;
+    let confirm = browser
+        .find("//button[text()='Complete authentication']")
+        .await;
+    browser.screenshot("three-d-secure").await;
+    confirm.click().await.unwrap();
+    browser.wait_text("#order-status", "completed").await;
+
+    // A page left open follows its order without a reload: cancel the next order elsewhere (as
+    // from a phone, with the same account's token) and watch the status change in place.
+    browser.check_out_skillets(1, false).await;
+    let order = browser
+        .path()
+        .await
+        .trim_start_matches("/orders/")
+        .to_owned();
+    browser
+        .client()
+        .execute("window.sameDocument = true;", Vec::new())
+        .await
+        .unwrap();
+    let token = browser
+        .client()
+        .get_named_cookie("sf_access")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let cancelled = reqwest::Client::new()
+        .post(format!("{}/api/orders/{order}/cancel", shop.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(cancelled.status().is_success(), "{}", cancelled.status());
+    browser.wait_text("#order-status", "cancelled").await;
+    let same = browser
+        .client()
+        .execute("return window.sameDocument === true;", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(same, json!(true), "the status changed without a reload");
+    browser.screenshot("order-cancelled-live").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_admin_adds_a_product_with_an_image_and_finds_it_in_the_shop() {
+    let shop = Shop::from_env();
+    let browser = Browser::start(&shop).await;
+
+    browser.goto("/signin").await;
+    browser.fill("#email", &shop.admin_email).await;
+    browser.fill("#password", &shop.admin_password).await;
+    browser
+        .click("form[action='/signin'] button[type=submit]")
+        .await;
+    browser
+        .wait_path(|p| p == "/", "the shop after sign-in")
+        .await;
+    browser.click("a[href='/admin']").await;
+    browser.find("table.lines").await;
+    browser.screenshot("admin-products").await;
+
+    browser.click("a[href='/admin/products/new']").await;
+    let title = unique("Enamel jug");
+    browser.fill("#title", &title).await;
+    browser
+        .fill("#description", "A one-litre enamel jug, made to last.")
+        .await;
+    browser.fill("#category", "kitchen").await;
+    browser.fill("#price", "23.00").await;
+    browser.fill("#stock", "4").await;
+    browser
+        .click("form[action='/admin/products'] button[type=submit]")
+        .await;
+    let edit = browser
+        .wait_path(
+            |p| p.starts_with("/admin/products/") && p != "/admin/products/new",
+            "the new product's page",
+        )
+        .await;
+    browser.find("#file").await;
+
+    let image = std::env::temp_dir().join(format!("{}.png", unique("jug")));
+    std::fs::write(&image, png(480, 480, [20, 90, 160], [240, 200, 80])).unwrap();
+    browser
+        .find("#file")
+        .await
+        .send_keys(&image.display().to_string())
+        .await
+        .unwrap();
+    browser
+        .click("form[enctype='multipart/form-data'] button[type=submit]")
+        .await;
+    browser.find(".thumbs img").await;
+    let _ = std::fs::remove_file(&image);
+    assert_eq!(browser.path().await, edit);
+    browser.screenshot("admin-product").await;
+
+    // The shop: found by a search, its picture drawn from the object store.
+    browser
+        .goto(&format!("/?q={}", title.replace(' ', "+")))
+        .await;
+    browser.find("ul.grid li.card img").await;
+    browser.screenshot("search-new-product").await;
+    browser.click("ul.grid li.card a").await;
+    browser
+        .wait_path(|p| p.starts_with("/products/"), "the product page")
+        .await;
+    assert_eq!(
+        browser.find("h1").await.text().await.unwrap(),
+        title,
+        "the new product's page"
+    );
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let width = browser
+            .client()
+            .execute(
+                "const img = document.querySelector('.gallery img'); return img && img.complete ? img.naturalWidth : 0;",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        if width == json!(480) {
+            break;
+        }
+        assert!(Instant::now() < until, "the image never loaded ({width})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    browser.screenshot("new-product").await;
+    browser.close().await;
+}

@@ -1,0 +1,347 @@
+//! Every customer page through the gateway of the running shop, with the services behind it:
+//! what each shows, and what bad input and strangers get.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{PASSWORD, Shop, Visitor, a_product, payment_method};
+
+#[tokio::test]
+async fn the_catalog_shows_what_products_answers_for_each_search_filter_sort_and_page() {
+    let visitor = Visitor::new(&Shop::from_env());
+    let home = visitor.get("/").await;
+    home.ok()
+        .contains("<h1>Shop</h1>")
+        .contains("<label for=\"site-search\"");
+    for query in [
+        "",
+        "q=mug",
+        "category=kitchen",
+        "sort=price_asc",
+        "sort=price_desc&in_stock=true",
+        "page=2",
+    ] {
+        let page = visitor.get(&format!("/?{query}")).await;
+        page.ok();
+        let mut api_query = format!("per_page=12&{query}");
+        if query.is_empty() {
+            api_query.pop();
+        }
+        let expected = visitor.api(&format!("/api/products?{api_query}")).await;
+        let ids: Vec<&str> = expected["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(page.values("href", "/products/"), ids, "?{query}");
+        page.contains(&format!("{} products", expected["total"]));
+    }
+    let sorted = visitor.get("/?sort=price_asc").await;
+    let prices: Vec<f64> = sorted
+        .texts("<span class=\"price\">")
+        .iter()
+        .map(|p| p.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(prices.len() > 1 && prices.is_sorted(), "{prices:?}");
+
+    // The services' refusals come back as the page's error, with a 4xx.
+    for (query, message) in [
+        (
+            "sort=cheapest",
+            "sort: one of newest, price_asc, price_desc",
+        ),
+        ("category=kitchen_ware", "category"),
+        ("page=99999", "page"),
+    ] {
+        let page = visitor.get(&format!("/?{query}")).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "?{query}");
+        page.contains("role=\"alert\"").contains(message);
+    }
+    // A page number that is not a number: the same.
+    let page = visitor.get("/?page=two").await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_product_page_shows_the_product_and_an_unknown_one_is_a_404_page() {
+    let visitor = Visitor::new(&Shop::from_env());
+    let id = a_product(&visitor).await;
+    let product = visitor.api(&format!("/api/products/{id}")).await;
+    let page = visitor.get(&format!("/products/{id}")).await;
+    page.ok()
+        .contains(&format!("<h1>{}</h1>", product["title"].as_str().unwrap()))
+        .contains("available")
+        .contains("<label for=\"quantity\">");
+    for missing in [
+        "/products/0190b8a0-0000-7000-8000-000000000000",
+        "/products/not-a-product",
+    ] {
+        let page = visitor.get(missing).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{missing}");
+        assert!(page.content_type.starts_with("text/html"));
+        page.contains("Back to the shop");
+    }
+}
+
+#[tokio::test]
+async fn sign_up_sign_out_and_sign_in_with_every_refusal_shown_next_to_its_field() {
+    let shop = Shop::from_env();
+    let visitor = Visitor::new(&shop);
+    visitor
+        .get("/signup")
+        .await
+        .ok()
+        .contains("<label for=\"password\">");
+
+    // Too short a password: 422, the error by the field, what was typed kept (not the password).
+    let page = visitor
+        .post(
+            "/signup",
+            &[
+                ("name", "Pat"),
+                ("email", "pat-short@example.com"),
+                ("password", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    page.contains("id=\"password-error\"")
+        .contains("value=\"pat-short@example.com\"");
+    assert!(!page.body.contains("value=\"short\""));
+
+    let email = visitor.sign_up().await;
+    visitor.get("/").await.contains("Sign out").contains(&email);
+
+    // The same email again, from someone else: 409 by the email field.
+    let other = Visitor::new(&shop);
+    let page = other
+        .post(
+            "/signup",
+            &[("name", "Pat"), ("email", &email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::CONFLICT);
+    page.contains("id=\"email-error\"");
+
+    // Sign out: the session ends, pages that need one send to sign-in and come back after.
+    assert_eq!(visitor.post("/signout", &[]).await.redirect(), "/");
+    assert_eq!(
+        visitor.get("/orders").await.redirect(),
+        "/signin?next=%2Forders"
+    );
+    let page = visitor.sign_in(&email, "wrong-password-1").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    page.contains("role=\"alert\"")
+        .contains(&format!("value=\"{email}\""));
+    let page = visitor
+        .post(
+            "/signin",
+            &[
+                ("email", &email),
+                ("password", PASSWORD),
+                ("next", "/orders"),
+            ],
+        )
+        .await;
+    assert_eq!(page.redirect(), "/orders");
+    visitor.get("/orders").await.ok().contains("No orders yet.");
+}
+
+#[tokio::test]
+async fn the_cart_adds_updates_and_removes_and_refuses_bad_quantities_on_the_page() {
+    let shop = Shop::from_env();
+    let visitor = Visitor::new(&shop);
+    let product = a_product(&visitor).await;
+
+    // Not signed in: adding sends to sign-in, back to the product after.
+    let page = visitor
+        .post(
+            "/cart/items",
+            &[("product_id", &product), ("quantity", "1")],
+        )
+        .await;
+    assert_eq!(
+        page.redirect(),
+        format!("/signin?next=%2Fproducts%2F{product}")
+    );
+
+    visitor.sign_up().await;
+    visitor
+        .get("/cart")
+        .await
+        .ok()
+        .contains("Your cart is empty.");
+    let page = visitor
+        .post(
+            "/cart/items",
+            &[("product_id", &product), ("quantity", "2")],
+        )
+        .await;
+    assert_eq!(page.redirect(), "/cart");
+    let cart = visitor.get("/cart").await;
+    cart.ok().contains("id=\"subtotal\"");
+    assert_eq!(
+        cart.values(
+            &format!(
+                "id=\"q-{product}\" name=\"quantity\" type=\"number\" min=\"1\" max=\"100\" value"
+            ),
+            ""
+        ),
+        ["2"]
+    );
+    visitor
+        .get("/")
+        .await
+        .contains("aria-label=\"Cart, 2 items\"");
+
+    // Bad quantities: the cart page again with the reason, 422.
+    for bad in ["lots", "0", "101", "-1"] {
+        let page = visitor
+            .post(&format!("/cart/items/{product}"), &[("quantity", bad)])
+            .await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        page.contains("role=\"alert\"");
+    }
+    let page = visitor
+        .post(
+            "/cart/items",
+            &[("product_id", &product), ("quantity", "many")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    page.contains("id=\"quantity-error\"");
+    // A product that does not exist.
+    let page = visitor
+        .post(
+            "/cart/items",
+            &[
+                ("product_id", "0190b8a0-0000-7000-8000-000000000000"),
+                ("quantity", "1"),
+            ],
+        )
+        .await;
+    assert!(page.status.is_client_error(), "{}", page.status);
+
+    assert_eq!(
+        visitor
+            .post(&format!("/cart/items/{product}"), &[("quantity", "3")])
+            .await
+            .redirect(),
+        "/cart"
+    );
+    visitor
+        .get("/")
+        .await
+        .contains("aria-label=\"Cart, 3 items\"");
+    assert_eq!(
+        visitor
+            .post(&format!("/cart/items/{product}/remove"), &[])
+            .await
+            .redirect(),
+        "/cart"
+    );
+    visitor.get("/cart").await.contains("Your cart is empty.");
+    // Checking out an empty cart: refused on the cart page.
+    let page = visitor
+        .post("/cart/checkout", &[("checkout_key", "empty-cart-key-1")])
+        .await;
+    assert!(page.status.is_client_error(), "{}", page.status);
+}
+
+#[tokio::test]
+async fn checkout_pay_by_card_and_the_order_completes_with_its_notifications() {
+    let shop = Shop::from_env();
+    let visitor = Visitor::new(&shop);
+    visitor.sign_up().await;
+    let product = a_product(&visitor).await;
+    let order = visitor.buy(&product, 1).await;
+    let path = format!("/orders/{order}");
+    let page = visitor.get(&path).await;
+    page.ok()
+        .contains("id=\"payment-form\"")
+        .contains("data-stripe-key=\"pk_test_storefront_local\"")
+        .contains("/js.stripe.com/v3/");
+    visitor
+        .get("/orders")
+        .await
+        .ok()
+        .contains(&format!("href=\"/orders/{order}\""));
+
+    // Someone else's order is not there for them.
+    let stranger = Visitor::new(&shop);
+    stranger.sign_up().await;
+    assert_eq!(stranger.get(&path).await.status, StatusCode::NOT_FOUND);
+    let page = stranger
+        .post(&format!("{path}/pay"), &[("payment_method", "pm_x")])
+        .await;
+    assert!(page.status.is_client_error(), "{}", page.status);
+
+    // No card (no JavaScript): asked for one. A card the bank declines at the charge (Stripe's
+    // 4000000000000341, which the stand-in also declines): its answer by the field.
+    let page = visitor.post(&format!("{path}/pay"), &[]).await;
+    assert_eq!(page.status, StatusCode::PAYMENT_REQUIRED);
+    page.contains("id=\"card-error\" role=\"alert\">Enter your card");
+    let declined = payment_method("4000000000000341").await;
+    let page = visitor
+        .post(&format!("{path}/pay"), &[("payment_method", &declined)])
+        .await;
+    assert_eq!(page.status, StatusCode::PAYMENT_REQUIRED, "{}", page.body);
+    page.contains("declined");
+
+    let card = payment_method("4242424242424242").await;
+    let page = visitor
+        .post(&format!("{path}/pay"), &[("payment_method", &card)])
+        .await;
+    assert_eq!(page.redirect(), path);
+    visitor
+        .wait_for(&path, ">completed<")
+        .await
+        .contains("id=\"thanks\"");
+    assert!(!visitor.get(&path).await.body.contains("payment-form"));
+    let notes = visitor.wait_for("/notifications", "complete").await;
+    notes.contains("confirmed").contains(&path);
+    let home = visitor.get("/").await;
+    assert!(
+        !home.body.contains("Notifications, 0 unread"),
+        "the bell counts the unread"
+    );
+    assert_eq!(
+        visitor.post("/notifications/read", &[]).await.redirect(),
+        "/notifications"
+    );
+    visitor.get("/").await.contains("Notifications, 0 unread");
+
+    // A paid order cannot be cancelled: the order page says why.
+    let page = visitor.post(&format!("{path}/cancel"), &[]).await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    page.contains("id=\"order-error\"");
+}
+
+#[tokio::test]
+async fn cancelling_an_unpaid_order_cancels_it_and_says_so() {
+    let visitor = Visitor::new(&Shop::from_env());
+    visitor.sign_up().await;
+    let product = a_product(&visitor).await;
+    let order = visitor.buy(&product, 1).await;
+    let path = format!("/orders/{order}");
+    assert_eq!(
+        visitor
+            .post(&format!("{path}/cancel"), &[])
+            .await
+            .redirect(),
+        path
+    );
+    visitor.wait_for(&path, ">cancelled<").await;
+    visitor.wait_for("/notifications", "cancelled").await;
+    // Paying it now is refused on the page.
+    let card = payment_method("4242424242424242").await;
+    let page = visitor
+        .post(&format!("{path}/pay"), &[("payment_method", &card)])
+        .await;
+    assert!(page.status.is_client_error(), "{}", page.status);
+    // An order id that is not one.
+    assert_eq!(
+        visitor.get("/orders/not-an-order").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
