@@ -1,5 +1,5 @@
-//! What notifications consumes (orders, payments, products) and the notification each event
-//! becomes. Stored in the consumer's transaction (so a redelivered event makes nothing twice);
+//! What notifications consumes (orders, payments, products, and users for new accounts) and the
+//! notification each event becomes. Stored in the consumer's transaction (so a redelivered event makes nothing twice);
 //! published to the replicas once that transaction committed.
 
 use std::sync::{Arc, Mutex};
@@ -10,6 +10,7 @@ use storefront_events::{
     orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted},
     payments::{PaymentFailed, PaymentRefunded},
     products::ProductCreated,
+    users::UserCreated,
 };
 use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
 use tokio::sync::mpsc;
@@ -23,6 +24,7 @@ pub fn settings(topic_prefix: &str) -> ConsumerSettings {
             Topic::Orders.name(topic_prefix),
             Topic::Payments.name(topic_prefix),
             Topic::Products.name(topic_prefix),
+            Topic::Users.name(topic_prefix),
         ],
     )
 }
@@ -175,6 +177,13 @@ impl EventHandler for Notifier {
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
         self.pending().clear();
+        if event.is::<UserCreated>() {
+            let user: UserCreated = decode(event)?;
+            self.store
+                .welcome(session, user.user_id, user.created_at)
+                .await?;
+            return Ok(());
+        }
         let Some(draft) = draft(event)? else {
             return Ok(());
         };

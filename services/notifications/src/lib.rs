@@ -12,7 +12,6 @@ pub mod store;
 use std::{ops::Deref, sync::Arc};
 
 use axum::{Router, extract::FromRef};
-use storefront_events::Topic;
 use storefront_kit::{
     auth::{Authenticator, Revocations},
     kafka::{self, ConsumerRunner},
@@ -102,7 +101,8 @@ pub async fn build_with(
     let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
     let prefix = &config.kafka.topic_prefix;
     if config.kafka.ensure_topics {
-        let topics = [Topic::Orders, Topic::Payments, Topic::Products].map(|t| t.name(prefix));
+        // The topics it consumes (the owners create them too; whoever starts first does).
+        let topics = events::settings(prefix).topics;
         kafka::ensure_topics(&config.kafka, &topics).await?;
     }
     let store = Store::new(&mongo.db);

@@ -330,6 +330,37 @@ impl Store {
         Ok(true)
     }
 
+    /// A new account starts with the announcements made before it existed marked read: they are
+    /// the shop's history, not news to this customer. Uses the account's creation time, not the
+    /// time the event arrives, so a late event marks no later announcement.
+    pub async fn welcome(
+        &self,
+        session: &mut ClientSession,
+        user: Uuid,
+        created_at: DateTime<Utc>,
+    ) -> Result<(), mongodb::error::Error> {
+        let before = self
+            .notifications
+            .find_one(doc! {
+                "to": EVERYONE,
+                "created_at": { "$lte": bson::DateTime::from_chrono(created_at) },
+            })
+            .sort(doc! { "_id": -1 })
+            .session(&mut *session)
+            .await?;
+        if let Some(last) = before {
+            self.cursors
+                .update_one(
+                    doc! { "_id": user.to_string() },
+                    doc! { "$max": { "read_through": last.id } },
+                )
+                .upsert(true)
+                .session(&mut *session)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Marks everything the user can see now as read; returns that newest id.
     pub async fn mark_all_read(&self, user: Uuid) -> Result<i64, mongodb::error::Error> {
         let latest = self.latest(user).await?;

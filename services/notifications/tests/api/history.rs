@@ -3,11 +3,15 @@
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::Value;
-use storefront_events::{Envelope, orders::OrderAwaitingPayment};
+use storefront_events::{
+    Envelope,
+    orders::OrderAwaitingPayment,
+    users::{Role, UserCreated},
+};
 use storefront_notifications::SocketConfig;
 use uuid::Uuid;
 
-use crate::helpers::{problem, shop, usd};
+use crate::helpers::{eventually, problem, shop, usd};
 
 #[tokio::test]
 async fn the_saga_events_become_the_users_notifications_newest_first() {
@@ -101,6 +105,54 @@ async fn a_new_product_is_for_everyone_and_read_marks_are_per_user() {
     let bobs = shop.history(&bob, 1).await;
     assert_eq!(bobs["items"][0]["read"], false, "Alice's read mark is hers");
     assert_eq!(bobs["unread"], 1);
+}
+
+#[tokio::test]
+async fn a_new_account_starts_with_earlier_announcements_read() {
+    let shop = shop(1, SocketConfig::default()).await;
+    let watcher = shop.user();
+    shop.new_product("Linen apron").await;
+    shop.history(&watcher, 1).await;
+
+    let carol = shop.user();
+    let unread = || async {
+        let page: Value = shop
+            .get("/api/notifications", Some(&carol.token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["unread"].as_u64().unwrap()
+    };
+    assert_eq!(
+        unread().await,
+        1,
+        "an unknown account sees the announcement as new"
+    );
+    shop.publish(
+        carol.id,
+        1,
+        UserCreated {
+            user_id: carol.id,
+            email: "carol@example.com".into(),
+            name: "Carol".into(),
+            role: Role::Customer,
+            created_at: Utc::now(),
+        },
+    )
+    .await;
+    eventually("carol's earlier announcement is read", || async {
+        unread().await == 0
+    })
+    .await;
+    let page = shop.history(&carol, 1).await;
+    assert_eq!(page["items"][0]["read"], true, "still listed, as read");
+
+    // What comes after the account was made is news.
+    shop.new_product("Wool blanket").await;
+    let page = shop.history(&carol, 2).await;
+    assert_eq!(page["unread"], 1);
+    assert_eq!(page["items"][0]["read"], false);
 }
 
 #[tokio::test]
