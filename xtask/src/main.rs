@@ -8,6 +8,7 @@
 //! - `bench auth`: load the auth service through the gateway and print the figures.
 //! - `install`: only install the backends.
 //! - `schemas`: regenerate `docs/events/` from the event types.
+//! - `crds`: regenerate `crds/storefront.yaml` from the operator's types.
 
 mod bench;
 mod install;
@@ -29,7 +30,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   test [NEXTEST ARGS…]        start the test backends and run every test
   bench auth                  benchmark the auth service through the gateway
   install                     install the backends only
-  schemas                     regenerate docs/events/ from the event types";
+  schemas                     regenerate docs/events/ from the event types
+  crds                        regenerate crds/storefront.yaml from the operator's types";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         Some("install") => install::Tools::ensure().map(|_| ()),
         Some("schemas") => test::schemas(),
+        Some("crds") => test::crds(),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

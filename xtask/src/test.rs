@@ -175,21 +175,32 @@ fn start_shop(stack: &mut Stack, tools: &Tools, bin: &Path, dir: &Path) -> Resul
 
 /// `cargo xtask schemas`: rewrite `docs/events/` from the event types.
 pub fn schemas() -> Result<()> {
+    bless(
+        "storefront-events",
+        "contracts",
+        "docs_events_schemas_are_current",
+    )?;
+    step("docs/events/ regenerated");
+    Ok(())
+}
+
+/// `cargo xtask crds`: rewrite `crds/storefront.yaml` from the operator's types.
+pub fn crds() -> Result<()> {
+    bless("storefront-operator", "crd", "the_committed_crd_is_current")?;
+    step("crds/storefront.yaml regenerated");
+    Ok(())
+}
+
+/// Runs a test that compares a committed file with what the code generates, letting it rewrite
+/// the file (`STOREFRONT_BLESS`).
+fn bless(package: &str, test: &str, name: &str) -> Result<()> {
     let status = Command::new(env!("CARGO"))
         .current_dir(root())
-        .args([
-            "test",
-            "-p",
-            "storefront-events",
-            "--test",
-            "contracts",
-            "docs_events_schemas_are_current",
-        ])
+        .args(["test", "-p", package, "--test", test, name])
         .env("STOREFRONT_BLESS", "1")
         .status()?;
     if !status.success() {
-        bail!("could not regenerate the schemas");
+        bail!("could not regenerate ({package} {test})");
     }
-    step("docs/events/ regenerated");
     Ok(())
 }

@@ -1,0 +1,555 @@
+//! Pure functions from a validated [`Shop`] to the Kubernetes objects that run it. No I/O: the
+//! reconciler applies what these return (server-side apply), and the golden tests pin them.
+//!
+//! Every object is named `{shop}-{part}`, labelled with the shop and component, and owned by the
+//! Storefront (so deleting it collects them).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
+        core::v1::{
+            Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort,
+            EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
+            SecretVolumeSource, SecurityContext, Service as KubeService, ServicePort, ServiceSpec,
+            Volume, VolumeMount,
+        },
+        networking::v1::{
+            HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+            IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyEgressRule,
+            NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+            ServiceBackendPort,
+        },
+        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
+    },
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+
+use crate::shop::{HTTP_PORT, Planned, SERVICES, Shop};
+
+pub const MANAGER: &str = "storefront-operator";
+/// The Secret the operator generates once with auth's signing key (`signing-key.pem`).
+pub const SIGNING_KEY_SECRET: &str = "jwt";
+
+/// The labels that select one component of one shop.
+pub fn selector(shop: &Shop, component: &str) -> BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/name", "storefront"),
+        ("app.kubernetes.io/instance", shop.name.as_str()),
+        ("app.kubernetes.io/component", component),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn labels(shop: &Shop, component: &str) -> BTreeMap<String, String> {
+    let mut labels = selector(shop, component);
+    labels.insert("app.kubernetes.io/part-of".into(), "storefront".into());
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
+    labels
+}
+
+fn metadata(shop: &Shop, name: String, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(shop.namespace.clone()),
+        labels: Some(labels(shop, component)),
+        owner_references: Some(vec![shop.owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The configuration every service shares (the kit's variables, ARCHITECTURE §9's contract).
+pub fn config_map(shop: &Shop) -> ConfigMap {
+    let storage = &shop.object_storage;
+    let mut data: BTreeMap<String, String> = [
+        ("TOPIC_PREFIX", shop.topic_prefix().to_owned()),
+        (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            shop.kafka.bootstrap_servers.clone(),
+        ),
+        ("KAFKA_PARTITIONS", shop.kafka.partitions.to_string()),
+        // Topics are the operator's to create (KafkaReady); services only use them.
+        ("KAFKA_ENSURE_TOPICS", "false".to_owned()),
+        ("REDIS_URL", shop.redis_url.clone()),
+        ("S3_ENDPOINT", storage.endpoint.clone()),
+        ("S3_BUCKET", storage.bucket.clone()),
+        ("S3_ENSURE_BUCKET", "false".to_owned()),
+        (
+            "JWKS_URL",
+            format!("{}/api/users/.well-known/jwks.json", shop.url_of("auth")),
+        ),
+        ("PUBLIC_URL", shop.public_url()),
+        ("COOKIE_SECURE", shop.tls_secret.is_some().to_string()),
+        ("TRUST_PROXY_HEADERS", "true".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("BIND_ADDR", format!("0.0.0.0:{HTTP_PORT}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for service in &SERVICES {
+        if service.name != "web" {
+            data.insert(
+                format!("{}_URL", service.name.to_ascii_uppercase()),
+                shop.url_of(service.name),
+            );
+        }
+    }
+    if let Some(public) = &storage.public_endpoint {
+        data.insert("S3_PUBLIC_ENDPOINT".into(), public.clone());
+    }
+    if let Some(base) = &shop.payments.api_base {
+        data.insert("STRIPE_API_BASE".into(), base.clone());
+        data.insert("STRIPE_JS_URL".into(), format!("{base}/js.stripe.com/v3/"));
+    }
+    ConfigMap {
+        metadata: metadata(shop, shop.object_name("config"), "config"),
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+/// The Secret with a service's MongoDB connection string (key `uri`), written by the operator
+/// when it creates the service's database user.
+pub fn database_secret_name(shop: &Shop, service: &str) -> String {
+    shop.object_name(&format!("{service}-mongodb"))
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn plain_env(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        ..EnvVar::default()
+    }
+}
+
+fn probe(path: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// The Deployment of one service: its image, the shared config, its own secrets, probes on
+/// `/healthz` and `/readyz`, and a locked-down pod (non-root, read-only root, no capabilities).
+pub fn deployment(shop: &Shop, planned: &Planned) -> Deployment {
+    let service = planned.service;
+    let name = shop.object_name(service.name);
+    let mut env = Vec::new();
+    if service.needs.mongodb {
+        env.push(secret_env(
+            "MONGODB_URI",
+            &database_secret_name(shop, service.name),
+            "uri",
+        ));
+        env.push(plain_env(
+            "MONGODB_DATABASE",
+            format!("{}_{}", shop.name.replace('-', "_"), service.name),
+        ));
+    }
+    if service.needs.object_storage {
+        let secret = &shop.object_storage.credentials_secret;
+        env.push(secret_env("S3_ACCESS_KEY", secret, "accessKey"));
+        env.push(secret_env("S3_SECRET_KEY", secret, "secretKey"));
+    }
+    if service.needs.stripe {
+        let secret = &shop.payments.stripe_secret;
+        if service.name == "web" {
+            env.push(secret_env(
+                "STRIPE_PUBLISHABLE_KEY",
+                secret,
+                "publishableKey",
+            ));
+        } else {
+            env.push(secret_env("STRIPE_SECRET_KEY", secret, "secretKey"));
+            env.push(secret_env("STRIPE_WEBHOOK_SECRET", secret, "webhookSecret"));
+        }
+    }
+    let mut mounts = vec![VolumeMount {
+        name: "tmp".into(),
+        mount_path: "/tmp".into(),
+        ..VolumeMount::default()
+    }];
+    let mut volumes = vec![Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                "16Mi".into(),
+            )),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    if service.name == "auth" {
+        env.push(plain_env(
+            "SIGNING_KEY_FILE",
+            "/var/run/storefront/jwt/signing-key.pem".into(),
+        ));
+        mounts.push(VolumeMount {
+            name: "jwt".into(),
+            mount_path: "/var/run/storefront/jwt".into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: "jwt".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(shop.object_name(SIGNING_KEY_SECRET)),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    if service.name == "web" {
+        // Image uploads pass through web on their way to products.
+        env.push(plain_env("MAX_BODY_BYTES", (10 * 1024 * 1024).to_string()));
+    }
+    let container = Container {
+        name: service.name.to_owned(),
+        image: Some(shop.image_of(service.name)),
+        image_pull_policy: Some(shop.image.pull_policy.as_str().to_owned()),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: HTTP_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: shop.object_name("config"),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        env: Some(env),
+        liveness_probe: Some(probe("/healthz", 10)),
+        readiness_probe: Some(probe("/readyz", 5)),
+        resources: Some(planned.resources.clone()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: metadata(shop, name, service.name),
+        spec: DeploymentSpec {
+            replicas: Some(planned.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector(shop, service.name)),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(shop, service.name)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        fs_group: Some(65532),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+/// The ClusterIP Service in front of one service's pods.
+pub fn service(shop: &Shop, planned: &Planned) -> KubeService {
+    let name = planned.service.name;
+    KubeService {
+        metadata: metadata(shop, shop.object_name(name), name),
+        spec: Some(ServiceSpec {
+            selector: Some(selector(shop, name)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: HTTP_PORT,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..KubeService::default()
+    }
+}
+
+/// Keeps one pod of a replicated service up through voluntary disruptions (node drains);
+/// `None` for a single replica, where a budget would block drains for ever.
+pub fn disruption_budget(shop: &Shop, planned: &Planned) -> Option<PodDisruptionBudget> {
+    if planned.replicas < 2 {
+        return None;
+    }
+    let name = planned.service.name;
+    Some(PodDisruptionBudget {
+        metadata: metadata(shop, shop.object_name(name), name),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector(shop, name)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
+}
+
+/// The routes of ARCHITECTURE §3 on the shop's host.
+pub fn ingress(shop: &Shop) -> Ingress {
+    let mut paths = Vec::new();
+    for service in &SERVICES {
+        for route in service.routes {
+            paths.push(HTTPIngressPath {
+                path: Some((*route).to_owned()),
+                path_type: "Prefix".into(),
+                backend: IngressBackend {
+                    service: Some(IngressServiceBackend {
+                        name: shop.object_name(service.name),
+                        port: Some(ServiceBackendPort {
+                            name: Some("http".into()),
+                            ..ServiceBackendPort::default()
+                        }),
+                    }),
+                    ..IngressBackend::default()
+                },
+            });
+        }
+    }
+    let mut meta = metadata(shop, shop.object_name("ingress"), "ingress");
+    meta.annotations = Some(
+        [
+            // The notifications socket lives long; uploads pass through web.
+            ("nginx.ingress.kubernetes.io/proxy-read-timeout", "3600"),
+            ("nginx.ingress.kubernetes.io/proxy-body-size", "12m"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    Ingress {
+        metadata: meta,
+        spec: Some(IngressSpec {
+            tls: shop.tls_secret.as_ref().map(|secret| {
+                vec![IngressTLS {
+                    hosts: Some(vec![shop.host.clone()]),
+                    secret_name: Some(secret.clone()),
+                }]
+            }),
+            rules: Some(vec![IngressRule {
+                host: Some(shop.host.clone()),
+                http: Some(HTTPIngressRuleValue { paths }),
+            }]),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    }
+}
+
+fn pods_of(shop: &Shop, component: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(selector(shop, component)),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+fn http_port() -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(HTTP_PORT)),
+        protocol: Some("TCP".into()),
+        ..NetworkPolicyPort::default()
+    }
+}
+
+/// One policy per service from the service graph: ingress only from the ingress controller's
+/// namespace and from the services that call it; egress only to the services it
+/// calls, auth (JWKS), DNS, and — since Kafka, MongoDB, Redis and S3 may run anywhere — any
+/// address on their ports. Everything else is denied.
+pub fn network_policy(shop: &Shop, planned: &Planned) -> NetworkPolicy {
+    let service = planned.service;
+    let callers: Vec<NetworkPolicyPeer> = SERVICES
+        .iter()
+        .filter(|s| s.calls.contains(&service.name) || (service.name == "auth" && s.name != "auth"))
+        .map(|s| pods_of(shop, s.name))
+        .collect();
+    // Every service has routes, so the ingress controller reaches each one.
+    let controller = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(
+                [(
+                    "kubernetes.io/metadata.name".to_owned(),
+                    shop.ingress_controller_namespace.clone(),
+                )]
+                .into(),
+            ),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    let mut ingress = vec![NetworkPolicyIngressRule {
+        from: Some(vec![controller]),
+        ports: Some(vec![http_port()]),
+    }];
+    if !callers.is_empty() {
+        ingress.push(NetworkPolicyIngressRule {
+            from: Some(callers),
+            ports: Some(vec![http_port()]),
+        });
+    }
+    let mut internal: Vec<NetworkPolicyPeer> =
+        service.calls.iter().map(|s| pods_of(shop, s)).collect();
+    if service.name != "auth" {
+        internal.push(pods_of(shop, "auth"));
+    }
+    let mut egress = vec![NetworkPolicyEgressRule {
+        ports: Some(
+            ["UDP", "TCP"]
+                .into_iter()
+                .map(|protocol| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(53)),
+                    protocol: Some(protocol.into()),
+                    ..NetworkPolicyPort::default()
+                })
+                .collect(),
+        ),
+        ..NetworkPolicyEgressRule::default()
+    }];
+    if !internal.is_empty() {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(internal),
+            ports: Some(vec![http_port()]),
+        });
+    }
+    let mut backend_ports = vec![6379];
+    if service.needs.kafka {
+        backend_ports.push(9092);
+    }
+    if service.needs.mongodb {
+        backend_ports.push(27017);
+    }
+    if service.needs.object_storage {
+        backend_ports.extend([9000, 443, 80]);
+    }
+    if service.needs.stripe && service.name != "web" {
+        backend_ports.push(443);
+    }
+    backend_ports.sort_unstable();
+    backend_ports.dedup();
+    egress.push(NetworkPolicyEgressRule {
+        ports: Some(
+            backend_ports
+                .into_iter()
+                .map(|port| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(port)),
+                    protocol: Some("TCP".into()),
+                    ..NetworkPolicyPort::default()
+                })
+                .collect(),
+        ),
+        ..NetworkPolicyEgressRule::default()
+    });
+    NetworkPolicy {
+        metadata: metadata(shop, shop.object_name(service.name), service.name),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector(shop, service.name)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(ingress),
+            egress: Some(egress),
+        }),
+    }
+}
+
+/// Everything the shop's services need in the cluster, in apply order.
+pub struct Objects {
+    pub config_map: ConfigMap,
+    pub deployments: Vec<Deployment>,
+    pub services: Vec<KubeService>,
+    pub disruption_budgets: Vec<PodDisruptionBudget>,
+    pub network_policies: Vec<NetworkPolicy>,
+    pub ingress: Ingress,
+}
+
+pub fn objects(shop: &Shop) -> Objects {
+    Objects {
+        config_map: config_map(shop),
+        deployments: shop.services.iter().map(|p| deployment(shop, p)).collect(),
+        services: shop.services.iter().map(|p| service(shop, p)).collect(),
+        disruption_budgets: shop
+            .services
+            .iter()
+            .filter_map(|p| disruption_budget(shop, p))
+            .collect(),
+        network_policies: shop
+            .services
+            .iter()
+            .map(|p| network_policy(shop, p))
+            .collect(),
+        ingress: ingress(shop),
+    }
+}
