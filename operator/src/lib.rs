@@ -1,11 +1,15 @@
 //! The Storefront operator: a `Storefront` resource in, a whole shop out (ARCHITECTURE §8).
 //!
-//! So far this crate holds the resource and what is pure: [`crd`] (the types the CRD is generated
-//! from), [`shop`] (validation into the form builders use), and [`build`] (the Kubernetes objects
-//! of a shop). The controller that applies them — server-side apply, external resources, status,
-//! finalizer — builds on these.
+//! - [`crd`]: the types the CRD is generated from;
+//! - [`shop`]: validation into the form the builders use;
+//! - [`build`]: the Kubernetes objects of a shop (pure);
+//! - [`controller`]: the reconcile — finalizer, apply only on change, prune, status.
+//!
+//! Not yet: external resources (Kafka topics, MongoDB users, the bucket), the signing-key Secret,
+//! managed MongoDB StatefulSets, Kubernetes Events, metrics and leader election.
 
 pub mod build;
+pub mod controller;
 pub mod crd;
 pub mod shop;
 

@@ -1,0 +1,436 @@
+//! Reconciling one `Storefront`: validate → build → apply → prune → status (Stackable's order),
+//! inside kube's `finalizer()` so deletion runs the cleanup first.
+//!
+//! No self-loops: every object the operator applies carries the hash of what it wanted
+//! (`storefront.dev/desired-hash`), and an object whose hash already matches is not written again;
+//! status is written only when it changed. In steady state a reconcile only reads.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use k8s_openapi::{
+    api::{apps::v1::Deployment, policy::v1::PodDisruptionBudget},
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        finalizer::{self, Event},
+    },
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    build::{self, MANAGER},
+    crd::{Phase, ServiceStatus, Storefront, StorefrontStatus},
+    shop::Shop,
+};
+
+pub const FINALIZER: &str = "storefront.dev/cleanup";
+pub const HASH_ANNOTATION: &str = "storefront.dev/desired-hash";
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    /// Failures in a row per Storefront (`namespace/name`), for the retry pause.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client) -> Arc<Context> {
+        Arc::new(Context {
+            client,
+            failures: Mutex::default(),
+        })
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn key(storefront: &Storefront) -> String {
+    format!(
+        "{}/{}",
+        storefront.namespace().unwrap_or_default(),
+        storefront.name_any()
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error("the Storefront has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// The label of the failures metric (and of the log line).
+    pub fn variant(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.variant()
+                }
+                _ => "finalizer",
+            },
+            Error::NoNamespace => "no-namespace",
+        }
+    }
+}
+
+pub async fn reconcile(storefront: Arc<Storefront>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = storefront.namespace().ok_or(Error::NoNamespace)?;
+    let key = key(&storefront);
+    let api: Api<Storefront> = Api::namespaced(ctx.client.clone(), &namespace);
+    let action = finalizer::finalizer(&api, FINALIZER, storefront, |event| async {
+        match event {
+            Event::Apply(storefront) => apply(&storefront, &ctx).await,
+            Event::Cleanup(storefront) => cleanup(&storefront, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    ctx.failures().remove(&key);
+    Ok(action)
+}
+
+/// A failed reconcile runs again after a pause that doubles with each failure in a row
+/// (5 s, 10 s, … at most 5 min).
+pub fn error_policy(storefront: Arc<Storefront>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = {
+        let mut all = ctx.failures();
+        let n = all.entry(key(&storefront)).or_insert(0);
+        *n += 1;
+        *n
+    };
+    tracing::warn!(
+        storefront = %key(&storefront),
+        error = %error,
+        variant = error.variant(),
+        failures,
+        "reconcile failed"
+    );
+    retry_after(failures)
+}
+
+pub fn retry_after(failures: u32) -> Action {
+    let seconds = 5u64
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(300);
+    Action::requeue(Duration::from_secs(seconds))
+}
+
+async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> {
+    let namespace = storefront.namespace().ok_or(Error::NoNamespace)?;
+    if storefront.spec.paused {
+        let status = StorefrontStatus {
+            phase: Some(Phase::Paused),
+            ..carried_over(storefront)
+        };
+        write_status(storefront, &namespace, status, ctx).await?;
+        return Ok(Action::await_change());
+    }
+    let shop = match Shop::validate(storefront) {
+        Ok(shop) => shop,
+        Err(invalid) => {
+            let mut status = carried_over(storefront);
+            status.phase = Some(Phase::Degraded);
+            set_condition(
+                &mut status.conditions,
+                storefront,
+                "Ready",
+                false,
+                "InvalidSpec",
+                &invalid.to_string(),
+            );
+            write_status(storefront, &namespace, status, ctx).await?;
+            // Nothing to do until the spec changes.
+            return Ok(Action::await_change());
+        }
+    };
+
+    let objects = build::objects(&shop);
+    let client = &ctx.client;
+    ensure(client, &namespace, objects.config_map).await?;
+    let mut deployments = Vec::new();
+    for deployment in objects.deployments {
+        deployments.push(ensure(client, &namespace, deployment).await?);
+    }
+    for service in objects.services {
+        ensure(client, &namespace, service).await?;
+    }
+    let budgets: Vec<String> = objects
+        .disruption_budgets
+        .iter()
+        .filter_map(|b| b.metadata.name.clone())
+        .collect();
+    for budget in objects.disruption_budgets {
+        ensure(client, &namespace, budget).await?;
+    }
+    for policy in objects.network_policies {
+        ensure(client, &namespace, policy).await?;
+    }
+    ensure(client, &namespace, objects.ingress).await?;
+    // The only children that come and go with the spec: budgets of services scaled to one.
+    prune::<PodDisruptionBudget>(client, &namespace, &shop, &budgets).await?;
+
+    let status = status_of(storefront, &shop, &deployments);
+    let waiting = status.phase != Some(Phase::Ready);
+    write_status(storefront, &namespace, status, ctx).await?;
+    // Deployments becoming ready wake the controller (it watches them); the requeue is a
+    // safety net against a missed event.
+    Ok(Action::requeue(Duration::from_secs(if waiting {
+        30
+    } else {
+        300
+    })))
+}
+
+async fn cleanup(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> {
+    // The children go with the Storefront through their owner references. Topics, databases and
+    // the bucket are the external resources `deletionPolicy` is about; the operator does not
+    // create them yet, so there is nothing of theirs to delete.
+    let _ = (storefront, ctx);
+    Ok(Action::await_change())
+}
+
+/// The hash of what the operator wants an object to be.
+fn desired_hash<K: Serialize>(object: &K) -> String {
+    let bytes = serde_json::to_vec(object).expect("Kubernetes objects serialize");
+    let digest = Sha256::digest(&bytes);
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Applies `desired` (server-side apply, field manager `storefront-operator`) unless the live
+/// object already carries its hash; answers the live object.
+async fn ensure<K>(client: &Client, namespace: &str, mut desired: K) -> Result<K, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let hash = desired_hash(&desired);
+    desired
+        .annotations_mut()
+        .insert(HASH_ANNOTATION.into(), hash.clone());
+    let name = desired.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    if let Some(live) = api.get_opt(&name).await?
+        && live.annotations().get(HASH_ANNOTATION) == Some(&hash)
+    {
+        return Ok(live);
+    }
+    let mut body = serde_json::to_value(&desired).expect("Kubernetes objects serialize");
+    // Server-side apply needs the type in the body.
+    body["apiVersion"] = json!(K::api_version(&Default::default()));
+    body["kind"] = json!(K::kind(&Default::default()));
+    let params = PatchParams::apply(MANAGER).force();
+    Ok(api.patch(&name, &params, &Patch::Apply(&body)).await?)
+}
+
+/// Deletes this shop's objects of kind `K` whose names are not in `keep`.
+async fn prune<K>(
+    client: &Client,
+    namespace: &str,
+    shop: &Shop,
+    keep: &[String],
+) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let selector = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={MANAGER}",
+        shop.name
+    );
+    for object in api.list(&ListParams::default().labels(&selector)).await? {
+        let name = object.name_any();
+        if !keep.contains(&name) {
+            api.delete(&name, &DeleteParams::default()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The status fields this reconcile does not recompute.
+fn carried_over(storefront: &Storefront) -> StorefrontStatus {
+    let old = storefront.status.clone().unwrap_or_default();
+    StorefrontStatus {
+        observed_generation: storefront.metadata.generation,
+        phase: old.phase,
+        url: old.url,
+        ready_services: old.ready_services,
+        services: old.services,
+        conditions: old.conditions,
+    }
+}
+
+fn status_of(storefront: &Storefront, shop: &Shop, deployments: &[Deployment]) -> StorefrontStatus {
+    let mut status = carried_over(storefront);
+    status.url = Some(shop.public_url());
+    status.services = BTreeMap::new();
+    let mut waiting = Vec::new();
+    for (planned, deployment) in shop.services.iter().zip(deployments) {
+        let ready = deployment
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+        if ready < planned.replicas {
+            waiting.push(format!(
+                "{} ({ready}/{} ready)",
+                planned.service.name, planned.replicas
+            ));
+        }
+        status.services.insert(
+            planned.service.name.to_owned(),
+            ServiceStatus {
+                desired_replicas: planned.replicas,
+                ready_replicas: ready,
+            },
+        );
+    }
+    let total = shop.services.len();
+    status.ready_services = Some(format!("{}/{total}", total - waiting.len()));
+    let available = waiting.is_empty();
+    let message = if available {
+        "every service has its replicas ready".to_owned()
+    } else {
+        format!("waiting for {}", waiting.join(", "))
+    };
+    let conditions = &mut status.conditions;
+    let reason = if available { "AllReady" } else { "Waiting" };
+    set_condition(
+        conditions,
+        storefront,
+        "ServicesAvailable",
+        available,
+        reason,
+        &message,
+    );
+    for (kind, what) in [
+        ("KafkaReady", "Kafka topics"),
+        ("DatabasesReady", "per-service MongoDB databases and users"),
+        ("StorageReady", "the image bucket"),
+    ] {
+        // Honest about what is not done: these resources are not managed by the operator yet.
+        set_unknown(
+            conditions,
+            storefront,
+            kind,
+            "NotManaged",
+            &format!("the operator does not manage {what} yet; they must exist"),
+        );
+    }
+    set_condition(conditions, storefront, "Ready", available, reason, &message);
+    status.phase = Some(if available {
+        Phase::Ready
+    } else {
+        Phase::Progressing
+    });
+    status
+}
+
+fn condition_time(storefront: &Storefront, kind: &str, status: &str) -> Time {
+    // Keep the transition time while the status stays the same (so a steady shop writes nothing).
+    storefront
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(Timestamp::now()))
+}
+
+fn put(conditions: &mut Vec<Condition>, condition: Condition) {
+    conditions.retain(|c| c.type_ != condition.type_);
+    conditions.push(condition);
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    storefront: &Storefront,
+    kind: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+) {
+    let status = if ok { "True" } else { "False" };
+    put(
+        conditions,
+        Condition {
+            type_: kind.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            observed_generation: storefront.metadata.generation,
+            last_transition_time: condition_time(storefront, kind, status),
+        },
+    );
+}
+
+fn set_unknown(
+    conditions: &mut Vec<Condition>,
+    storefront: &Storefront,
+    kind: &str,
+    reason: &str,
+    message: &str,
+) {
+    put(
+        conditions,
+        Condition {
+            type_: kind.to_owned(),
+            status: "Unknown".to_owned(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            observed_generation: storefront.metadata.generation,
+            last_transition_time: condition_time(storefront, kind, "Unknown"),
+        },
+    );
+}
+
+/// Writes the status when it differs from what the Storefront already shows.
+async fn write_status(
+    storefront: &Storefront,
+    namespace: &str,
+    status: StorefrontStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if storefront.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<Storefront> = Api::namespaced(ctx.client.clone(), namespace);
+    let body = json!({
+        "apiVersion": Storefront::api_version(&()),
+        "kind": Storefront::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &storefront.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
