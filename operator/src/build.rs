@@ -12,9 +12,9 @@ use k8s_openapi::{
         core::v1::{
             Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort,
             EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
-            SecretVolumeSource, SecurityContext, Service as KubeService, ServicePort, ServiceSpec,
-            Volume, VolumeMount,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret,
+            SecretKeySelector, SecretVolumeSource, SecurityContext, Service as KubeService,
+            ServicePort, ServiceSpec, Volume, VolumeMount,
         },
         networking::v1::{
             HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -113,6 +113,22 @@ pub fn config_map(shop: &Shop) -> ConfigMap {
         metadata: metadata(shop, shop.object_name("config"), "config"),
         data: Some(data),
         ..ConfigMap::default()
+    }
+}
+
+/// auth's signing key (`signing-key.pem`, an Ed25519 PKCS#8 PEM as `auth generate-key` writes).
+pub fn signing_key_secret(shop: &Shop, pem: &str) -> Secret {
+    Secret {
+        metadata: metadata(shop, shop.object_name(SIGNING_KEY_SECRET), "auth"),
+        type_: Some("Opaque".into()),
+        data: Some(
+            [(
+                "signing-key.pem".to_owned(),
+                k8s_openapi::ByteString(pem.as_bytes().to_vec()),
+            )]
+            .into(),
+        ),
+        ..Secret::default()
     }
 }
 

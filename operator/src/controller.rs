@@ -12,13 +12,13 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, policy::v1::PodDisruptionBudget},
+    api::{apps::v1::Deployment, core::v1::Secret, policy::v1::PodDisruptionBudget},
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
     runtime::{
         controller::Action,
         finalizer::{self, Event},
@@ -73,6 +73,8 @@ pub enum Error {
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("the Storefront has no namespace")]
     NoNamespace,
+    #[error("cannot generate auth's signing key")]
+    KeyGeneration,
 }
 
 impl Error {
@@ -87,6 +89,7 @@ impl Error {
                 _ => "finalizer",
             },
             Error::NoNamespace => "no-namespace",
+            Error::KeyGeneration => "key-generation",
         }
     }
 }
@@ -164,6 +167,7 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
 
     let objects = build::objects(&shop);
     let client = &ctx.client;
+    ensure_signing_key(client, &namespace, &shop).await?;
     ensure(client, &namespace, objects.config_map).await?;
     let mut deployments = Vec::new();
     for deployment in objects.deployments {
@@ -205,6 +209,36 @@ async fn cleanup(storefront: &Storefront, ctx: &Context) -> Result<Action, Error
     // create them yet, so there is nothing of theirs to delete.
     let _ = (storefront, ctx);
     Ok(Action::await_change())
+}
+
+/// auth's signing key, generated once into `{name}-jwt`. Created, never applied: an existing
+/// Secret is left exactly as it is, because a new key would sign every customer out (rotation is
+/// a deliberate act: replace the Secret's key by hand).
+async fn ensure_signing_key(client: &Client, namespace: &str, shop: &Shop) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if api
+        .get_metadata_opt(&shop.object_name(build::SIGNING_KEY_SECRET))
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let der = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+        .map_err(|_| Error::KeyGeneration)?;
+    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api
+        .create(&params, &build::signing_key_secret(shop, &pem))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Made meanwhile (another replica, or a person): theirs stays.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The hash of what the operator wants an object to be.

@@ -5,8 +5,8 @@
 //! - [`build`]: the Kubernetes objects of a shop (pure);
 //! - [`controller`]: the reconcile — finalizer, apply only on change, prune, status.
 //!
-//! Not yet: external resources (Kafka topics, MongoDB users, the bucket), the signing-key Secret,
-//! managed MongoDB StatefulSets, Kubernetes Events, metrics and leader election.
+//! Not yet: external resources (Kafka topics, MongoDB users, the bucket), managed MongoDB
+//! StatefulSets, Kubernetes Events, metrics and leader election.
 
 pub mod build;
 pub mod controller;

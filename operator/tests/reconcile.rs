@@ -18,6 +18,7 @@ use storefront_operator::{
 use tower_test::mock::{self, Handle};
 
 const STOREFRONT: &str = "/apis/storefront.dev/v1alpha1/namespaces/prod/storefronts/shop";
+const SIGNING_KEY: &str = "/api/v1/namespaces/prod/secrets/shop-jwt";
 
 #[derive(Default)]
 struct State {
@@ -76,8 +77,22 @@ impl State {
                 ),
             };
         }
-        self.writes.push((method.to_string(), path.to_owned()));
         self.version += 1;
+        if *method == Method::POST {
+            let mut object: Value = serde_json::from_slice(body).unwrap();
+            let item = format!("{path}/{}", object["metadata"]["name"].as_str().unwrap());
+            if self.objects.contains_key(&item) {
+                return (
+                    StatusCode::CONFLICT,
+                    status(StatusCode::CONFLICT, "AlreadyExists"),
+                );
+            }
+            self.writes.push((method.to_string(), item.clone()));
+            object["metadata"]["resourceVersion"] = json!(self.version.to_string());
+            self.objects.insert(item, object.clone());
+            return (StatusCode::CREATED, object);
+        }
+        self.writes.push((method.to_string(), path.to_owned()));
         if *method == Method::DELETE {
             self.objects.remove(path);
             return (
@@ -275,9 +290,10 @@ async fn first_the_finalizer_then_every_child_owned_by_the_storefront() {
         .map(|(_, path)| path.as_str())
         .filter(|p| *p != format!("{STOREFRONT}/status"))
         .collect();
-    // ConfigMap, 7 Deployments, 7 Services, 7 NetworkPolicies, the Ingress (one replica each: no
-    // budgets); then the status.
-    assert_eq!(children.len(), 23, "{children:#?}");
+    // auth's signing key (created), the ConfigMap, 7 Deployments, 7 Services, 7 NetworkPolicies
+    // and the Ingress (applied; one replica each, so no budgets); then the status.
+    assert_eq!(children.len(), 24, "{children:#?}");
+    assert_eq!(writes[0], ("POST".to_owned(), SIGNING_KEY.to_owned()));
     assert_eq!(writes.last().unwrap().1, format!("{STOREFRONT}/status"));
     for path in children {
         let child = fake.object(path).unwrap();
@@ -285,8 +301,20 @@ async fn first_the_finalizer_then_every_child_owned_by_the_storefront() {
         assert_eq!(owner["kind"], "Storefront", "{path}");
         assert_eq!(owner["uid"], "sf-uid", "{path}");
         assert_eq!(owner["controller"], true, "{path}");
-        assert!(child["metadata"]["annotations"]["storefront.dev/desired-hash"].is_string());
+        if path != SIGNING_KEY {
+            assert!(child["metadata"]["annotations"]["storefront.dev/desired-hash"].is_string());
+        }
     }
+    let key = fake.object(SIGNING_KEY).unwrap()["data"]["signing-key.pem"].clone();
+    let pem = String::from_utf8(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            key.as_str().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
     let status = fake.storefront().status.unwrap();
     assert_eq!(status.url.as_deref(), Some("http://shop.example.com"));
     assert_eq!(status.ready_services.as_deref(), Some("0/7"));
@@ -353,6 +381,26 @@ async fn a_spec_change_rewrites_only_what_it_changes_and_prunes_what_it_drops() 
         "{writes:?}"
     );
     assert!(fake.object(&budget("web")).is_none());
+}
+
+#[tokio::test]
+async fn an_existing_signing_key_is_never_replaced() {
+    let fake = Fake::new(spec());
+    let mine = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "shop-jwt", "namespace": "prod" },
+        "data": { "signing-key.pem": "bWluZQ==" },
+    });
+    fake.state
+        .lock()
+        .unwrap()
+        .objects
+        .insert(SIGNING_KEY.into(), mine.clone());
+    fake.reconcile().await.unwrap();
+    fake.reconcile().await.unwrap();
+    let writes = fake.writes();
+    assert!(!writes.iter().any(|(_, p)| p == SIGNING_KEY), "{writes:?}");
+    assert_eq!(fake.object(SIGNING_KEY).unwrap(), mine);
 }
 
 #[tokio::test]
