@@ -30,7 +30,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     build::{self, MANAGER},
-    crd::{Phase, ServiceStatus, Storefront, StorefrontStatus},
+    crd::{DeletionPolicy, Phase, ServiceStatus, Storefront, StorefrontStatus},
+    kafka::{self, TopicError, Topics},
     shop::Shop,
 };
 
@@ -191,7 +192,19 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
     // The only children that come and go with the spec: budgets of services scaled to one.
     prune::<PodDisruptionBudget>(client, &namespace, &shop, &budgets).await?;
 
-    let status = status_of(storefront, &shop, &deployments);
+    // External resources: the topics (databases and the bucket are not managed yet).
+    let topics = kafka::ensure(
+        &shop.kafka.bootstrap_servers,
+        shop.topic_prefix(),
+        shop.kafka.partitions,
+        shop.kafka.replication_factor,
+    )
+    .await;
+    if let Err(e) = &topics {
+        tracing::warn!(storefront = %key(storefront), error = %e, "topics not ready");
+    }
+
+    let status = status_of(storefront, &shop, &deployments, &topics);
     let waiting = status.phase != Some(Phase::Ready);
     write_status(storefront, &namespace, status, ctx).await?;
     // Deployments becoming ready wake the controller (it watches them); the requeue is a
@@ -204,10 +217,21 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
 }
 
 async fn cleanup(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> {
-    // The children go with the Storefront through their owner references. Topics, databases and
-    // the bucket are the external resources `deletionPolicy` is about; the operator does not
-    // create them yet, so there is nothing of theirs to delete.
-    let _ = (storefront, ctx);
+    // The children go with the Storefront through their owner references. The external resources
+    // go only under `deletionPolicy: Delete`: the topics now (databases and the bucket are not
+    // managed yet). One bounded attempt: a broker that cannot be reached must not keep the
+    // Storefront from being deleted for ever, so the failure is logged and deletion goes on.
+    let _ = ctx;
+    if storefront.spec.deletion_policy == DeletionPolicy::Delete {
+        let prefix = storefront.name_any();
+        if let Err(e) = kafka::delete(&storefront.spec.kafka.bootstrap_servers, &prefix).await {
+            tracing::warn!(
+                storefront = %key(storefront),
+                error = %e,
+                "could not delete the topics; they are left behind"
+            );
+        }
+    }
     Ok(Action::await_change())
 }
 
@@ -319,7 +343,12 @@ fn carried_over(storefront: &Storefront) -> StorefrontStatus {
     }
 }
 
-fn status_of(storefront: &Storefront, shop: &Shop, deployments: &[Deployment]) -> StorefrontStatus {
+fn status_of(
+    storefront: &Storefront,
+    shop: &Shop,
+    deployments: &[Deployment],
+    topics: &Result<Topics, TopicError>,
+) -> StorefrontStatus {
     let mut status = carried_over(storefront);
     status.url = Some(shop.public_url());
     status.services = BTreeMap::new();
@@ -362,8 +391,45 @@ fn status_of(storefront: &Storefront, shop: &Shop, deployments: &[Deployment]) -
         reason,
         &message,
     );
+    let kafka_ready = topics.is_ok();
+    match topics {
+        Ok(topics) => {
+            let mut message = format!(
+                "{} topics with at least {} partitions",
+                topics.total, shop.kafka.partitions
+            );
+            if !topics.larger.is_empty() {
+                message.push_str(&format!(
+                    "; {} had more partitions than asked and were kept (Kafka cannot shrink a topic)",
+                    topics.larger.join(", ")
+                ));
+            }
+            set_condition(
+                conditions,
+                storefront,
+                "KafkaReady",
+                true,
+                "TopicsReady",
+                &message,
+            );
+        }
+        Err(e) => {
+            let reason = match e {
+                TopicError::Unreachable(_) => "BrokerUnreachable",
+                TopicError::Refused(_) => "BrokerRefused",
+                TopicError::Topic { .. } => "TopicFailed",
+            };
+            set_condition(
+                conditions,
+                storefront,
+                "KafkaReady",
+                false,
+                reason,
+                &e.to_string(),
+            );
+        }
+    }
     for (kind, what) in [
-        ("KafkaReady", "Kafka topics"),
         ("DatabasesReady", "per-service MongoDB databases and users"),
         ("StorageReady", "the image bucket"),
     ] {
@@ -376,8 +442,17 @@ fn status_of(storefront: &Storefront, shop: &Shop, deployments: &[Deployment]) -
             &format!("the operator does not manage {what} yet; they must exist"),
         );
     }
-    set_condition(conditions, storefront, "Ready", available, reason, &message);
-    status.phase = Some(if available {
+    let ready = available && kafka_ready;
+    let (reason, message) = if kafka_ready {
+        (reason, message)
+    } else {
+        (
+            "KafkaNotReady",
+            "waiting for the Kafka topics (see KafkaReady)".to_owned(),
+        )
+    };
+    set_condition(conditions, storefront, "Ready", ready, reason, &message);
+    status.phase = Some(if ready {
         Phase::Ready
     } else {
         Phase::Progressing

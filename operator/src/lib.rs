@@ -3,14 +3,16 @@
 //! - [`crd`]: the types the CRD is generated from;
 //! - [`shop`]: validation into the form the builders use;
 //! - [`build`]: the Kubernetes objects of a shop (pure);
-//! - [`controller`]: the reconcile — finalizer, apply only on change, prune, status.
+//! - [`controller`]: the reconcile — finalizer, apply only on change, prune, status;
+//! - [`kafka`]: the shop's topics (the first external resource).
 //!
-//! Not yet: external resources (Kafka topics, MongoDB users, the bucket), managed MongoDB
-//! StatefulSets, Kubernetes Events, metrics and leader election.
+//! Not yet: MongoDB databases and users, the bucket, managed MongoDB StatefulSets, Kubernetes
+//! Events, metrics and leader election.
 
 pub mod build;
 pub mod controller;
 pub mod crd;
+pub mod kafka;
 pub mod shop;
 
 use kube::CustomResourceExt;

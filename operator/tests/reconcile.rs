@@ -175,10 +175,16 @@ struct Fake {
     state: Arc<Mutex<State>>,
 }
 
+/// The test stack's broker: the reconcile makes the shop's topics on a real Kafka.
+fn kafka() -> String {
+    std::env::var("STOREFRONT_TEST_KAFKA_BOOTSTRAP")
+        .expect("STOREFRONT_TEST_KAFKA_BOOTSTRAP is not set: run through `cargo xtask test`")
+}
+
 fn spec() -> Value {
     json!({
         "host": "shop.example.com",
-        "kafka": { "bootstrapServers": "kafka.data:9092" },
+        "kafka": { "bootstrapServers": kafka() },
         "mongodb": { "mode": "managed" },
         "objectStorage": {
             "endpoint": "http://minio.data:9000",
@@ -328,7 +334,36 @@ async fn first_the_finalizer_then_every_child_owned_by_the_storefront() {
             .starts_with("waiting for auth (0/1 ready)"),
         "{available}"
     );
-    assert_eq!(fake.condition("KafkaReady")["status"], "Unknown");
+    let kafka = fake.condition("KafkaReady");
+    assert_eq!(kafka["status"], "True", "{kafka}");
+    assert_eq!(kafka["message"], "5 topics with at least 3 partitions");
+    assert_eq!(fake.condition("DatabasesReady")["status"], "Unknown");
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_named_in_the_status_and_the_shop_is_not_ready() {
+    let mut unreachable = spec();
+    unreachable["kafka"]["bootstrapServers"] = json!("127.0.0.1:9");
+    let fake = Fake::created(unreachable).await;
+    fake.deployments_ready();
+    fake.reconcile().await.unwrap();
+    let kafka = fake.condition("KafkaReady");
+    assert_eq!(kafka["status"], "False");
+    assert_eq!(kafka["reason"], "BrokerUnreachable");
+    assert!(
+        kafka["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("broker unreachable:"),
+        "{kafka}"
+    );
+    let ready = fake.condition("Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(
+        ready["message"],
+        "waiting for the Kafka topics (see KafkaReady)"
+    );
+    assert_eq!(fake.condition("ServicesAvailable")["status"], "True");
 }
 
 #[tokio::test]

@@ -1,0 +1,73 @@
+//! The shop's topics on the test stack's real broker: created, grown, never shrunk, deleted.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use storefront_operator::kafka::{self, TopicError};
+
+fn bootstrap() -> String {
+    std::env::var("STOREFRONT_TEST_KAFKA_BOOTSTRAP")
+        .expect("STOREFRONT_TEST_KAFKA_BOOTSTRAP is not set: run through `cargo xtask test`")
+}
+
+fn prefix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("op{}x{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn topics_are_created_once_grown_when_asked_and_never_shrunk() {
+    let (bootstrap, prefix) = (bootstrap(), prefix());
+    let names = kafka::names(&prefix);
+    assert_eq!(names[0], format!("{prefix}.users"));
+
+    let first = kafka::ensure(&bootstrap, &prefix, 2, 1).await.unwrap();
+    assert_eq!(first.created.len(), 5, "{first:?}");
+    assert!(first.grown.is_empty() && first.larger.is_empty());
+    let again = kafka::ensure(&bootstrap, &prefix, 2, 1).await.unwrap();
+    assert!(
+        again.created.is_empty() && again.grown.is_empty(),
+        "{again:?}"
+    );
+
+    match kafka::ensure(&bootstrap, &prefix, 4, 1).await {
+        Ok(grown) => assert_eq!(grown.grown.len(), 5, "{grown:?}"),
+        // The local broker (tansu 0.6) has no CreatePartitions: the refusal is named (and becomes
+        // KafkaReady=False, reason BrokerRefused), not hidden.
+        Err(error) => {
+            assert!(matches!(error, TopicError::Refused(_)), "{error}");
+            assert!(error.to_string().contains("UnsupportedFeature"), "{error}");
+        }
+    }
+    let smaller = kafka::ensure(&bootstrap, &prefix, 1, 1).await.unwrap();
+    assert_eq!(smaller.larger.len(), 5, "kept, not shrunk: {smaller:?}");
+    assert!(smaller.grown.is_empty());
+
+    match kafka::delete(&bootstrap, &prefix).await {
+        Ok(()) => {
+            // Deleting what is already gone is fine; then they can be made again.
+            kafka::delete(&bootstrap, &prefix).await.unwrap();
+            let remade = kafka::ensure(&bootstrap, &prefix, 1, 1).await.unwrap();
+            assert_eq!(remade.created.len(), 5);
+        }
+        // The local broker (tansu 0.6) has no DeleteTopics: the refusal is named, not hidden.
+        Err(error) => {
+            assert!(matches!(error, TopicError::Refused(_)), "{error}");
+            assert!(error.to_string().contains("UnsupportedFeature"), "{error}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_says_so() {
+    let error = kafka::ensure("127.0.0.1:9", &prefix(), 1, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, TopicError::Unreachable(_)), "{error}");
+    assert!(
+        error.to_string().starts_with("broker unreachable:"),
+        "{error}"
+    );
+}
