@@ -33,6 +33,7 @@ use crate::{
     crd::{DeletionPolicy, Phase, ServiceStatus, Storefront, StorefrontStatus},
     kafka::{self, TopicError, Topics},
     shop::Shop,
+    storage::{self, Credentials, StorageError},
 };
 
 pub const FINALIZER: &str = "storefront.dev/cleanup";
@@ -203,8 +204,13 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
     if let Err(e) = &topics {
         tracing::warn!(storefront = %key(storefront), error = %e, "topics not ready");
     }
+    let bucket = ensure_bucket(client, &namespace, &shop).await;
+    if let Err(e) = &bucket {
+        tracing::warn!(storefront = %key(storefront), error = %e, "bucket not ready");
+    }
 
-    let status = status_of(storefront, &shop, &deployments, &topics);
+    let external = External { topics, bucket };
+    let status = status_of(storefront, &shop, &deployments, &external);
     let waiting = status.phase != Some(Phase::Ready);
     write_status(storefront, &namespace, status, ctx).await?;
     // Deployments becoming ready wake the controller (it watches them); the requeue is a
@@ -233,6 +239,45 @@ async fn cleanup(storefront: &Storefront, ctx: &Context) -> Result<Action, Error
         }
     }
     Ok(Action::await_change())
+}
+
+/// What became of the external resources in this reconcile.
+struct External {
+    topics: Result<Topics, TopicError>,
+    bucket: Result<(), StorageError>,
+}
+
+/// Reads the object store's credentials from the shop's Secret (dereference) and makes the bucket.
+async fn ensure_bucket(client: &Client, namespace: &str, shop: &Shop) -> Result<(), StorageError> {
+    let name = &shop.object_storage.credentials_secret;
+    let problem = |reason: String| StorageError::Credentials {
+        secret: name.clone(),
+        reason,
+    };
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = api
+        .get_opt(name)
+        .await
+        .map_err(|e| problem(e.to_string()))?
+        .ok_or_else(|| problem("not found".into()))?;
+    let data = secret.data.unwrap_or_default();
+    let value = |key: &str| {
+        data.get(key)
+            .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_owned())
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| problem(format!("no key {key}")))
+    };
+    let credentials = Credentials {
+        access_key: value("accessKey")?,
+        secret_key: value("secretKey")?,
+    };
+    storage::ensure_bucket(
+        &shop.object_storage.endpoint,
+        &credentials,
+        &shop.object_storage.bucket,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// auth's signing key, generated once into `{name}-jwt`. Created, never applied: an existing
@@ -347,8 +392,9 @@ fn status_of(
     storefront: &Storefront,
     shop: &Shop,
     deployments: &[Deployment],
-    topics: &Result<Topics, TopicError>,
+    external: &External,
 ) -> StorefrontStatus {
+    let topics = &external.topics;
     let mut status = carried_over(storefront);
     status.url = Some(shop.public_url());
     status.services = BTreeMap::new();
@@ -429,27 +475,55 @@ fn status_of(
             );
         }
     }
-    for (kind, what) in [
-        ("DatabasesReady", "per-service MongoDB databases and users"),
-        ("StorageReady", "the image bucket"),
-    ] {
-        // Honest about what is not done: these resources are not managed by the operator yet.
-        set_unknown(
-            conditions,
-            storefront,
-            kind,
-            "NotManaged",
-            &format!("the operator does not manage {what} yet; they must exist"),
-        );
+    let storage_ready = external.bucket.is_ok();
+    match &external.bucket {
+        Ok(()) => {
+            let message = format!("bucket {} exists", shop.object_storage.bucket);
+            set_condition(
+                conditions,
+                storefront,
+                "StorageReady",
+                true,
+                "BucketReady",
+                &message,
+            );
+        }
+        Err(e) => {
+            let reason = match e {
+                StorageError::Credentials { .. } => "CredentialsMissing",
+                StorageError::Bucket { .. } => "BucketFailed",
+            };
+            set_condition(
+                conditions,
+                storefront,
+                "StorageReady",
+                false,
+                reason,
+                &e.to_string(),
+            );
+        }
     }
-    let ready = available && kafka_ready;
-    let (reason, message) = if kafka_ready {
-        (reason, message)
-    } else {
+    // Honest about what is not done: the databases are not managed by the operator yet.
+    set_unknown(
+        conditions,
+        storefront,
+        "DatabasesReady",
+        "NotManaged",
+        "the operator does not manage per-service MongoDB databases and users yet; they must exist",
+    );
+    let ready = available && kafka_ready && storage_ready;
+    let (reason, message) = if !kafka_ready {
         (
             "KafkaNotReady",
             "waiting for the Kafka topics (see KafkaReady)".to_owned(),
         )
+    } else if !storage_ready {
+        (
+            "StorageNotReady",
+            "waiting for the image bucket (see StorageReady)".to_owned(),
+        )
+    } else {
+        (reason, message)
     };
     set_condition(conditions, storefront, "Ready", ready, reason, &message);
     status.phase = Some(if ready {

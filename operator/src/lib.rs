@@ -4,16 +4,17 @@
 //! - [`shop`]: validation into the form the builders use;
 //! - [`build`]: the Kubernetes objects of a shop (pure);
 //! - [`controller`]: the reconcile — finalizer, apply only on change, prune, status;
-//! - [`kafka`]: the shop's topics (the first external resource).
+//! - [`kafka`], [`storage`]: the shop's topics and image bucket (external resources).
 //!
-//! Not yet: MongoDB databases and users, the bucket, managed MongoDB StatefulSets, Kubernetes
-//! Events, metrics and leader election.
+//! Not yet: MongoDB databases and users, managed MongoDB StatefulSets, Kubernetes Events, metrics
+//! and leader election.
 
 pub mod build;
 pub mod controller;
 pub mod crd;
 pub mod kafka;
 pub mod shop;
+pub mod storage;
 
 use kube::CustomResourceExt;
 

@@ -19,6 +19,7 @@ use tower_test::mock::{self, Handle};
 
 const STOREFRONT: &str = "/apis/storefront.dev/v1alpha1/namespaces/prod/storefronts/shop";
 const SIGNING_KEY: &str = "/api/v1/namespaces/prod/secrets/shop-jwt";
+const CREDENTIALS: &str = "/api/v1/namespaces/prod/secrets/minio-credentials";
 
 #[derive(Default)]
 struct State {
@@ -181,13 +182,19 @@ fn kafka() -> String {
         .expect("STOREFRONT_TEST_KAFKA_BOOTSTRAP is not set: run through `cargo xtask test`")
 }
 
+fn var(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run through `cargo xtask test`"))
+}
+
 fn spec() -> Value {
     json!({
         "host": "shop.example.com",
         "kafka": { "bootstrapServers": kafka() },
         "mongodb": { "mode": "managed" },
         "objectStorage": {
-            "endpoint": "http://minio.data:9000",
+            // The test stack's S3, with the keys from the Secret below.
+            "endpoint": var("STOREFRONT_TEST_S3_ENDPOINT"),
             "bucket": "shop-images",
             "credentialsSecret": "minio-credentials",
         },
@@ -208,6 +215,20 @@ impl Fake {
                 "kind": "Storefront",
                 "metadata": { "name": "shop", "namespace": "prod", "uid": "sf-uid", "generation": 1 },
                 "spec": spec,
+            }),
+        );
+        let encode = |name: &str| {
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, var(name))
+        };
+        state.lock().unwrap().objects.insert(
+            CREDENTIALS.into(),
+            json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": { "name": "minio-credentials", "namespace": "prod" },
+                "data": {
+                    "accessKey": encode("STOREFRONT_TEST_S3_ACCESS_KEY"),
+                    "secretKey": encode("STOREFRONT_TEST_S3_SECRET_KEY"),
+                },
             }),
         );
         Fake {
@@ -338,6 +359,29 @@ async fn first_the_finalizer_then_every_child_owned_by_the_storefront() {
     assert_eq!(kafka["status"], "True", "{kafka}");
     assert_eq!(kafka["message"], "5 topics with at least 3 partitions");
     assert_eq!(fake.condition("DatabasesReady")["status"], "Unknown");
+    let storage = fake.condition("StorageReady");
+    assert_eq!(storage["status"], "True", "{storage}");
+    assert_eq!(storage["message"], "bucket shop-images exists");
+}
+
+#[tokio::test]
+async fn missing_storage_credentials_are_named_in_the_status() {
+    let fake = Fake::new(spec());
+    fake.state.lock().unwrap().objects.remove(CREDENTIALS);
+    fake.reconcile().await.unwrap();
+    fake.reconcile().await.unwrap();
+    let storage = fake.condition("StorageReady");
+    assert_eq!(storage["status"], "False");
+    assert_eq!(storage["reason"], "CredentialsMissing");
+    assert_eq!(storage["message"], "secret minio-credentials: not found");
+    fake.deployments_ready();
+    fake.reconcile().await.unwrap();
+    let ready = fake.condition("Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(
+        ready["message"],
+        "waiting for the image bucket (see StorageReady)"
+    );
 }
 
 #[tokio::test]

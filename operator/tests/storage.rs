@@ -1,0 +1,57 @@
+//! The image bucket on the test stack's real S3 store.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use storefront_operator::storage::{Credentials, StorageError, ensure_bucket};
+
+fn var(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run through `cargo xtask test`"))
+}
+
+fn credentials() -> Credentials {
+    Credentials {
+        access_key: var("STOREFRONT_TEST_S3_ACCESS_KEY"),
+        secret_key: var("STOREFRONT_TEST_S3_SECRET_KEY"),
+    }
+}
+
+fn bucket() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("op-{}-{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn the_bucket_is_made_once() {
+    let (endpoint, bucket) = (var("STOREFRONT_TEST_S3_ENDPOINT"), bucket());
+    assert!(
+        ensure_bucket(&endpoint, &credentials(), &bucket)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ensure_bucket(&endpoint, &credentials(), &bucket)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn wrong_keys_and_a_missing_store_are_reported_with_the_bucket() {
+    let wrong = Credentials {
+        access_key: "nobody".into(),
+        secret_key: "not-the-secret".into(),
+    };
+    let error = ensure_bucket(&var("STOREFRONT_TEST_S3_ENDPOINT"), &wrong, &bucket())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Bucket { .. }), "{error}");
+    assert!(error.to_string().starts_with("bucket op-"), "{error}");
+    let error = ensure_bucket("http://127.0.0.1:9", &credentials(), &bucket())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Bucket { .. }), "{error}");
+}
