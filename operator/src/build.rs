@@ -8,13 +8,18 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::{
-        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
+        apps::v1::{
+            Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
+            StatefulSetSpec,
+        },
         core::v1::{
             Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort,
             EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret,
+            PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+            PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret,
             SecretKeySelector, SecretVolumeSource, SecurityContext, Service as KubeService,
-            ServicePort, ServiceSpec, Volume, VolumeMount,
+            ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+            VolumeResourceRequirements,
         },
         networking::v1::{
             HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -30,11 +35,14 @@ use k8s_openapi::{
     },
 };
 
-use crate::shop::{HTTP_PORT, Planned, SERVICES, Shop};
+use crate::shop::{Databases, HTTP_PORT, Planned, SERVICES, Shop};
 
 pub const MANAGER: &str = "storefront-operator";
 /// The Secret the operator generates once with auth's signing key (`signing-key.pem`).
 pub const SIGNING_KEY_SECRET: &str = "jwt";
+pub const MONGODB_PORT: i32 = 27017;
+/// The user the managed databases are initialised with (`MONGO_INITDB_ROOT_USERNAME`).
+pub const DATABASE_ADMIN: &str = "root";
 
 /// The labels that select one component of one shop.
 pub fn selector(shop: &Shop, component: &str) -> BTreeMap<String, String> {
@@ -138,6 +146,25 @@ pub fn database_secret_name(shop: &Shop, service: &str) -> String {
     shop.object_name(&format!("{service}-mongodb"))
 }
 
+/// A service's database credentials: `uri` (what the service reads), and the parts of it.
+pub fn database_secret(shop: &Shop, service: &str, password: &str, uri: &str) -> Secret {
+    let value = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
+    Secret {
+        metadata: metadata(shop, database_secret_name(shop, service), service),
+        type_: Some("Opaque".into()),
+        data: Some(
+            [
+                ("uri".to_owned(), value(uri)),
+                ("database".to_owned(), value(&shop.database_name(service))),
+                ("username".to_owned(), value(service)),
+                ("password".to_owned(), value(password)),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    }
+}
+
 fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -189,7 +216,7 @@ pub fn deployment(shop: &Shop, planned: &Planned) -> Deployment {
         ));
         env.push(plain_env(
             "MONGODB_DATABASE",
-            format!("{}_{}", shop.name.replace('-', "_"), service.name),
+            shop.database_name(service.name),
         ));
     }
     if service.needs.object_storage {
@@ -544,6 +571,9 @@ pub fn network_policy(shop: &Shop, planned: &Planned) -> NetworkPolicy {
 /// Everything the shop's services need in the cluster, in apply order.
 pub struct Objects {
     pub config_map: ConfigMap,
+    /// `mongodb.mode: managed`: a headless Service and a StatefulSet per service database.
+    pub database_services: Vec<KubeService>,
+    pub databases: Vec<StatefulSet>,
     pub deployments: Vec<Deployment>,
     pub services: Vec<KubeService>,
     pub disruption_budgets: Vec<PodDisruptionBudget>,
@@ -551,9 +581,44 @@ pub struct Objects {
     pub ingress: Ingress,
 }
 
+impl Objects {
+    /// Every object, in apply order, as the API server receives it (for the golden tests and
+    /// the schema check).
+    pub fn to_json(&self) -> Vec<serde_json::Value> {
+        fn json<T: serde::Serialize>(object: &T) -> serde_json::Value {
+            serde_json::to_value(object).expect("Kubernetes objects serialize")
+        }
+        let mut all = vec![json(&self.config_map)];
+        all.extend(self.database_services.iter().map(json));
+        all.extend(self.databases.iter().map(json));
+        all.extend(self.deployments.iter().map(json));
+        all.extend(self.services.iter().map(json));
+        all.extend(self.disruption_budgets.iter().map(json));
+        all.extend(self.network_policies.iter().map(json));
+        all.push(json(&self.ingress));
+        all
+    }
+}
+
 pub fn objects(shop: &Shop) -> Objects {
+    let managed: Vec<&Planned> = match shop.databases {
+        Databases::Managed { .. } => shop
+            .services
+            .iter()
+            .filter(|p| p.service.needs.mongodb)
+            .collect(),
+        Databases::External { .. } => Vec::new(),
+    };
     Objects {
         config_map: config_map(shop),
+        database_services: managed
+            .iter()
+            .map(|p| database_service(shop, p.service.name))
+            .collect(),
+        databases: managed
+            .iter()
+            .filter_map(|p| database_stateful_set(shop, p.service.name))
+            .collect(),
         deployments: shop.services.iter().map(|p| deployment(shop, p)).collect(),
         services: shop.services.iter().map(|p| service(shop, p)).collect(),
         disruption_budgets: shop
@@ -565,7 +630,247 @@ pub fn objects(shop: &Shop) -> Objects {
             .services
             .iter()
             .map(|p| network_policy(shop, p))
+            .chain(
+                managed
+                    .iter()
+                    .map(|p| database_network_policy(shop, p.service.name)),
+            )
             .collect(),
         ingress: ingress(shop),
+    }
+}
+
+/// `{shop}-{service}-db`: a managed database's StatefulSet, headless Service and policy.
+pub fn database_object_name(shop: &Shop, service: &str) -> String {
+    shop.object_name(&format!("{service}-db"))
+}
+
+/// The Secret with a managed database's administrator password (key `password`), generated once.
+pub fn database_admin_secret_name(shop: &Shop, service: &str) -> String {
+    shop.object_name(&format!("{service}-db-admin"))
+}
+
+pub fn database_admin_secret(shop: &Shop, service: &str, password: &str) -> Secret {
+    let value = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
+    Secret {
+        metadata: metadata(
+            shop,
+            database_admin_secret_name(shop, service),
+            &format!("{service}-db"),
+        ),
+        type_: Some("Opaque".into()),
+        data: Some(
+            [
+                ("username".to_owned(), value(DATABASE_ADMIN)),
+                ("password".to_owned(), value(password)),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    }
+}
+
+/// The administrator's connection string to a managed database (its pod's stable name).
+pub fn database_admin_uri(shop: &Shop, service: &str, password: &str) -> String {
+    let name = database_object_name(shop, service);
+    format!(
+        "mongodb://{DATABASE_ADMIN}:{password}@{name}-0.{name}.{}.svc:{MONGODB_PORT}/?directConnection=true&authSource=admin",
+        shop.namespace
+    )
+}
+
+/// The headless Service that gives a managed database's pod its stable name.
+pub fn database_service(shop: &Shop, service: &str) -> KubeService {
+    let component = format!("{service}-db");
+    KubeService {
+        metadata: metadata(shop, database_object_name(shop, service), &component),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(selector(shop, &component)),
+            ports: Some(vec![ServicePort {
+                name: Some("mongodb".into()),
+                port: MONGODB_PORT,
+                target_port: Some(IntOrString::String("mongodb".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..KubeService::default()
+    }
+}
+
+/// A managed database: one MongoDB pod with its own volume, initialised with the administrator
+/// from `{shop}-{service}-db-admin` (the operator then makes the service's user with it). The pod
+/// is locked down like the services' (non-root as the image's `mongodb` user, read-only root).
+pub fn database_stateful_set(shop: &Shop, service: &str) -> Option<StatefulSet> {
+    let Databases::Managed {
+        storage,
+        storage_class,
+        image,
+    } = &shop.databases
+    else {
+        return None;
+    };
+    let component = format!("{service}-db");
+    let admin = database_admin_secret_name(shop, service);
+    let quantity = |q: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(q.into());
+    let tcp_probe = |period: i32| Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String("mongodb".into()),
+            ..TCPSocketAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(6),
+        ..Probe::default()
+    };
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..VolumeMount::default()
+    };
+    let scratch = |name: &str| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    };
+    let container = Container {
+        name: "mongodb".into(),
+        image: Some(image.clone()),
+        args: Some(vec!["--bind_ip_all".into()]),
+        ports: Some(vec![ContainerPort {
+            name: Some("mongodb".into()),
+            container_port: MONGODB_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        env: Some(vec![
+            plain_env("MONGO_INITDB_ROOT_USERNAME", DATABASE_ADMIN.into()),
+            secret_env("MONGO_INITDB_ROOT_PASSWORD", &admin, "password"),
+        ]),
+        liveness_probe: Some(tcp_probe(10)),
+        readiness_probe: Some(tcp_probe(5)),
+        resources: Some(ResourceRequirements {
+            requests: Some(
+                [
+                    ("cpu".to_owned(), quantity("100m")),
+                    ("memory".to_owned(), quantity("256Mi")),
+                ]
+                .into(),
+            ),
+            limits: Some([("memory".to_owned(), quantity("1Gi"))].into()),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("data", "/data/db"),
+            mount("config", "/data/configdb"),
+            mount("tmp", "/tmp"),
+        ]),
+        ..Container::default()
+    };
+    Some(StatefulSet {
+        metadata: metadata(shop, database_object_name(shop, service), &component),
+        spec: StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(database_object_name(shop, service)),
+            selector: LabelSelector {
+                match_labels: Some(selector(shop, &component)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(shop, &component)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(vec![scratch("config"), scratch("tmp")]),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        // The official image's `mongodb` user.
+                        run_as_user: Some(999),
+                        run_as_group: Some(999),
+                        fs_group: Some(999),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: storage_class.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some([("storage".to_owned(), storage.clone())].into()),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    })
+}
+
+/// A managed database takes connections only from its service's pods and from the operator
+/// (which makes the service's user); it opens none.
+pub fn database_network_policy(shop: &Shop, service: &str) -> NetworkPolicy {
+    let component = format!("{service}-db");
+    let operator = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(
+                [(
+                    "app.kubernetes.io/name".to_owned(),
+                    "storefront-operator".to_owned(),
+                )]
+                .into(),
+            ),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    NetworkPolicy {
+        metadata: metadata(shop, database_object_name(shop, service), &component),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector(shop, &component)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![pods_of(shop, service), operator]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(MONGODB_PORT)),
+                    protocol: Some("TCP".into()),
+                    ..NetworkPolicyPort::default()
+                }]),
+            }]),
+            egress: Some(Vec::new()),
+        }),
     }
 }

@@ -30,9 +30,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     build::{self, MANAGER},
-    crd::{DeletionPolicy, Phase, ServiceStatus, Storefront, StorefrontStatus},
+    crd::{DeletionPolicy, Phase, SecretKeyRef, ServiceStatus, Storefront, StorefrontStatus},
+    databases::{self, DatabaseError},
     kafka::{self, TopicError, Topics},
-    shop::Shop,
+    shop::{Databases, Shop},
     storage::{self, Credentials, StorageError},
 };
 
@@ -75,7 +76,7 @@ pub enum Error {
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("the Storefront has no namespace")]
     NoNamespace,
-    #[error("cannot generate auth's signing key")]
+    #[error("cannot generate a key or password")]
     KeyGeneration,
 }
 
@@ -171,6 +172,16 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
     let client = &ctx.client;
     ensure_signing_key(client, &namespace, &shop).await?;
     ensure(client, &namespace, objects.config_map).await?;
+    for service in objects.database_services {
+        ensure(client, &namespace, service).await?;
+    }
+    for database in objects.databases {
+        let service = database.labels()["app.kubernetes.io/component"]
+            .trim_end_matches("-db")
+            .to_owned();
+        ensure_admin_password(client, &namespace, &shop, &service).await?;
+        ensure(client, &namespace, database).await?;
+    }
     let mut deployments = Vec::new();
     for deployment in objects.deployments {
         deployments.push(ensure(client, &namespace, deployment).await?);
@@ -193,7 +204,7 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
     // The only children that come and go with the spec: budgets of services scaled to one.
     prune::<PodDisruptionBudget>(client, &namespace, &shop, &budgets).await?;
 
-    // External resources: the topics (databases and the bucket are not managed yet).
+    // External resources: the topics, the databases and their users, the bucket.
     let topics = kafka::ensure(
         &shop.kafka.bootstrap_servers,
         shop.topic_prefix(),
@@ -209,7 +220,16 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
         tracing::warn!(storefront = %key(storefront), error = %e, "bucket not ready");
     }
 
-    let external = External { topics, bucket };
+    let databases = ensure_databases(client, &namespace, &shop).await?;
+    if let Err(e) = &databases {
+        tracing::warn!(storefront = %key(storefront), error = %e, "databases not ready");
+    }
+
+    let external = External {
+        topics,
+        databases,
+        bucket,
+    };
     let status = status_of(storefront, &shop, &deployments, &external);
     let waiting = status.phase != Some(Phase::Ready);
     write_status(storefront, &namespace, status, ctx).await?;
@@ -224,11 +244,20 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
 
 async fn cleanup(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> {
     // The children go with the Storefront through their owner references. The external resources
-    // go only under `deletionPolicy: Delete`: the topics now (databases and the bucket are not
-    // managed yet). One bounded attempt: a broker that cannot be reached must not keep the
+    // go only under `deletionPolicy: Delete`: the topics, and each service's database and user
+    // (the bucket is left: it holds the images, and a bucket that is not empty cannot be dropped in
+    // one call). One bounded attempt each: a backend that cannot be reached must not keep the
     // Storefront from being deleted for ever, so the failure is logged and deletion goes on.
-    let _ = ctx;
     if storefront.spec.deletion_policy == DeletionPolicy::Delete {
+        if let (Some(namespace), Ok(shop)) = (storefront.namespace(), Shop::validate(storefront))
+            && let Err(e) = drop_databases(&ctx.client, &namespace, &shop).await
+        {
+            tracing::warn!(
+                storefront = %key(storefront),
+                error = %e,
+                "could not drop the databases; they are left behind"
+            );
+        }
         let prefix = storefront.name_any();
         if let Err(e) = kafka::delete(&storefront.spec.kafka.bootstrap_servers, &prefix).await {
             tracing::warn!(
@@ -244,6 +273,8 @@ async fn cleanup(storefront: &Storefront, ctx: &Context) -> Result<Action, Error
 /// What became of the external resources in this reconcile.
 struct External {
     topics: Result<Topics, TopicError>,
+    /// The databases made ready.
+    databases: Result<Vec<String>, DatabaseError>,
     bucket: Result<(), StorageError>,
 }
 
@@ -280,6 +311,189 @@ async fn ensure_bucket(client: &Client, namespace: &str, shop: &Shop) -> Result<
     .map(|_| ())
 }
 
+/// The value of a Secret's key, trimmed (a dereference of the spec).
+async fn secret_value(
+    api: &Api<Secret>,
+    reference: &SecretKeyRef,
+) -> Result<Result<String, String>, Error> {
+    let Some(secret) = api.get_opt(&reference.name).await? else {
+        return Ok(Err("not found".into()));
+    };
+    Ok(secret
+        .data
+        .unwrap_or_default()
+        .get(&reference.key)
+        .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_owned())
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| format!("no key {}", reference.key)))
+}
+
+/// The administrator's connection string for a service's database: the Secret the spec names
+/// (`external`), or the managed database's own (`managed`).
+async fn admin_uri(
+    api: &Api<Secret>,
+    shop: &Shop,
+    service: &str,
+) -> Result<Result<String, DatabaseError>, Error> {
+    let (reference, managed) = match &shop.databases {
+        Databases::External { admin_uri } => (admin_uri.clone(), false),
+        Databases::Managed { .. } => (
+            SecretKeyRef {
+                name: build::database_admin_secret_name(shop, service),
+                key: "password".into(),
+            },
+            true,
+        ),
+    };
+    Ok(match secret_value(api, &reference).await? {
+        Ok(password) if managed => Ok(build::database_admin_uri(shop, service, &password)),
+        Ok(uri) => Ok(uri),
+        Err(reason) => Err(DatabaseError::Credentials {
+            secret: reference.name,
+            reason,
+        }),
+    })
+}
+
+/// Each service's database user, made with the administrator's connection and written as the
+/// Secret `{name}-{service}-mongodb` the service reads (`uri`). The user is made before its Secret,
+/// so a Secret always holds a password the database knows; a Secret that is gone gets a new
+/// password. Answers the databases made ready; Kubernetes API errors fail the reconcile, the
+/// database's own errors go to `DatabasesReady`.
+async fn ensure_databases(
+    client: &Client,
+    namespace: &str,
+    shop: &Shop,
+) -> Result<Result<Vec<String>, DatabaseError>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut connected: Option<(String, mongodb::Client)> = None;
+    let mut ready = Vec::new();
+    for planned in shop.services.iter().filter(|p| p.service.needs.mongodb) {
+        let service = planned.service.name;
+        let admin = match admin_uri(&secrets, shop, service).await? {
+            Ok(uri) => uri,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mongo = match connected.take() {
+            Some((uri, client)) if uri == admin => client,
+            _ => match databases::connect(&admin).await {
+                Ok(client) => client,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        let database = shop.database_name(service);
+        let name = build::database_secret_name(shop, service);
+        let known = secrets.get_opt(&name).await?.and_then(|secret| {
+            secret
+                .data?
+                .get("password")
+                .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
+                .filter(|password| !password.is_empty())
+        });
+        let (password, reset) = match known {
+            Some(password) => (password, false),
+            None => (
+                databases::generate_password().map_err(|_| Error::KeyGeneration)?,
+                true,
+            ),
+        };
+        let uri = match databases::service_uri(&admin, &database, service, &password) {
+            Ok(uri) => uri,
+            Err(reason) => {
+                return Ok(Err(DatabaseError::Credentials {
+                    secret: admin_secret_name(shop, service),
+                    reason,
+                }));
+            }
+        };
+        if let Err(e) = databases::ensure_user(&mongo, &database, service, &password, reset).await {
+            return Ok(Err(e));
+        }
+        ensure(
+            client,
+            namespace,
+            build::database_secret(shop, service, &password, &uri),
+        )
+        .await?;
+        connected = Some((admin, mongo));
+        ready.push(database);
+    }
+    Ok(Ok(ready))
+}
+
+fn admin_secret_name(shop: &Shop, service: &str) -> String {
+    match &shop.databases {
+        Databases::External { admin_uri } => admin_uri.name.clone(),
+        Databases::Managed { .. } => build::database_admin_secret_name(shop, service),
+    }
+}
+
+/// Drops each service's user and database (`deletionPolicy: Delete`), one attempt each.
+async fn drop_databases(client: &Client, namespace: &str, shop: &Shop) -> Result<(), String> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut failures = Vec::new();
+    for planned in shop.services.iter().filter(|p| p.service.needs.mongodb) {
+        let service = planned.service.name;
+        let database = shop.database_name(service);
+        let result = async {
+            let admin = admin_uri(&secrets, shop, service)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let mongo = databases::connect(&admin)
+                .await
+                .map_err(|e| e.to_string())?;
+            databases::drop(&mongo, &database, service)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = result {
+            failures.push(format!("{database}: {e}"));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// A managed database's administrator password, generated once into `{name}-{service}-db-admin`
+/// (the database is initialised with it on its first start, so it must never change).
+async fn ensure_admin_password(
+    client: &Client,
+    namespace: &str,
+    shop: &Shop,
+    service: &str,
+) -> Result<(), Error> {
+    let password = databases::generate_password().map_err(|_| Error::KeyGeneration)?;
+    create_once(
+        client,
+        namespace,
+        build::database_admin_secret(shop, service, &password),
+    )
+    .await
+}
+
+/// Creates a Secret unless it exists; never changes one that does (another replica's or a
+/// person's stays).
+async fn create_once(client: &Client, namespace: &str, secret: Secret) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if api.get_metadata_opt(&secret.name_any()).await?.is_some() {
+        return Ok(());
+    }
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api.create(&params, &secret).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// auth's signing key, generated once into `{name}-jwt`. Created, never applied: an existing
 /// Secret is left exactly as it is, because a new key would sign every customer out (rotation is
 /// a deliberate act: replace the Secret's key by hand).
@@ -295,19 +509,7 @@ async fn ensure_signing_key(client: &Client, namespace: &str, shop: &Shop) -> Re
     let der = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
         .map_err(|_| Error::KeyGeneration)?;
     let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
-    let params = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..PostParams::default()
-    };
-    match api
-        .create(&params, &build::signing_key_secret(shop, &pem))
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Made meanwhile (another replica, or a person): theirs stays.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    create_once(client, namespace, build::signing_key_secret(shop, &pem)).await
 }
 
 /// The hash of what the operator wants an object to be.
@@ -503,19 +705,46 @@ fn status_of(
             );
         }
     }
-    // Honest about what is not done: the databases are not managed by the operator yet.
-    set_unknown(
-        conditions,
-        storefront,
-        "DatabasesReady",
-        "NotManaged",
-        "the operator does not manage per-service MongoDB databases and users yet; they must exist",
-    );
-    let ready = available && kafka_ready && storage_ready;
+    let databases_ready = external.databases.is_ok();
+    match &external.databases {
+        Ok(names) => {
+            let message = format!("databases {} with their users", names.join(", "));
+            set_condition(
+                conditions,
+                storefront,
+                "DatabasesReady",
+                true,
+                "DatabasesReady",
+                &message,
+            );
+        }
+        Err(e) => {
+            let reason = match e {
+                DatabaseError::Credentials { .. } => "CredentialsMissing",
+                DatabaseError::Unreachable(_) => "MongoUnreachable",
+                DatabaseError::Refused(_) => "AdminRefused",
+                DatabaseError::Database { .. } => "DatabaseFailed",
+            };
+            set_condition(
+                conditions,
+                storefront,
+                "DatabasesReady",
+                false,
+                reason,
+                &e.to_string(),
+            );
+        }
+    }
+    let ready = available && kafka_ready && databases_ready && storage_ready;
     let (reason, message) = if !kafka_ready {
         (
             "KafkaNotReady",
             "waiting for the Kafka topics (see KafkaReady)".to_owned(),
+        )
+    } else if !databases_ready {
+        (
+            "DatabasesNotReady",
+            "waiting for the service databases (see DatabasesReady)".to_owned(),
         )
     } else if !storage_ready {
         (
@@ -569,26 +798,6 @@ fn set_condition(
             message: message.to_owned(),
             observed_generation: storefront.metadata.generation,
             last_transition_time: condition_time(storefront, kind, status),
-        },
-    );
-}
-
-fn set_unknown(
-    conditions: &mut Vec<Condition>,
-    storefront: &Storefront,
-    kind: &str,
-    reason: &str,
-    message: &str,
-) {
-    put(
-        conditions,
-        Condition {
-            type_: kind.to_owned(),
-            status: "Unknown".to_owned(),
-            reason: reason.to_owned(),
-            message: message.to_owned(),
-            observed_generation: storefront.metadata.generation,
-            last_transition_time: condition_time(storefront, kind, "Unknown"),
         },
     );
 }

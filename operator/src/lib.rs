@@ -4,14 +4,15 @@
 //! - [`shop`]: validation into the form the builders use;
 //! - [`build`]: the Kubernetes objects of a shop (pure);
 //! - [`controller`]: the reconcile — finalizer, apply only on change, prune, status;
-//! - [`kafka`], [`storage`]: the shop's topics and image bucket (external resources).
+//! - [`kafka`], [`databases`], [`storage`]: the shop's topics, database users and image bucket
+//!   (external resources).
 //!
-//! Not yet: MongoDB databases and users, managed MongoDB StatefulSets, Kubernetes Events, metrics
-//! and leader election.
+//! Not yet: Kubernetes Events, metrics and leader election.
 
 pub mod build;
 pub mod controller;
 pub mod crd;
+pub mod databases;
 pub mod kafka;
 pub mod shop;
 pub mod storage;

@@ -8,6 +8,7 @@ use k8s_openapi::{
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::OwnerReference},
 };
 use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
 
 use crate::crd::{
     ImageSpec, KafkaSpec, MongoMode, ObjectStorageSpec, PaymentsSpec, SecretKeyRef, ServiceSpec,
@@ -236,6 +237,17 @@ impl Shop {
             ));
         }
         let databases = match spec.mongodb.mode {
+            // StatefulSet names stay under 53 characters (their pods' revision label is the name
+            // and an 11-character hash): `{name}-notifications-db` leaves 35 for the name.
+            MongoMode::Managed if name.len() > 35 => {
+                return Err(Invalid::Field {
+                    field: "metadata.name",
+                    message: format!(
+                        "{name:?} is longer than 35 characters, too long for the StatefulSets \
+                         {{name}}-{{service}}-db of mongodb mode managed"
+                    ),
+                });
+            }
             MongoMode::Managed => Databases::Managed {
                 storage: quantity("mongodb.storage", &spec.mongodb.storage)?,
                 storage_class: spec.mongodb.storage_class.clone(),
@@ -308,6 +320,19 @@ impl Shop {
             self.image.registry.trim_end_matches('/'),
             self.image.tag
         )
+    }
+
+    /// A service's MongoDB database: `{namespace}_{name}_{service}`, so shops of the same name in
+    /// two namespaces never share one on a common MongoDB (at most 63 bytes: a longer name keeps
+    /// its start and gets a hash of the whole).
+    pub fn database_name(&self, service: &str) -> String {
+        let full = format!("{}_{}_{service}", self.namespace, self.name).replace('.', "-");
+        if full.len() <= 63 {
+            return full;
+        }
+        let digest = Sha256::digest(full.as_bytes());
+        let hash: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}_{hash}", &full[..50])
     }
 
     /// Kafka topics are `{prefix}.{aggregate}` (ARCHITECTURE §5); the prefix is the shop's name.

@@ -73,34 +73,7 @@ fn full() -> Value {
 fn all(spec: Value) -> Vec<Value> {
     let shop = Shop::validate(&storefront(spec)).unwrap();
     let objects = objects(&shop);
-    let mut all = vec![serde_json::to_value(&objects.config_map).unwrap()];
-    let lists = [
-        objects
-            .deployments
-            .iter()
-            .map(|o| serde_json::to_value(o).unwrap())
-            .collect::<Vec<_>>(),
-        objects
-            .services
-            .iter()
-            .map(|o| serde_json::to_value(o).unwrap())
-            .collect(),
-        objects
-            .disruption_budgets
-            .iter()
-            .map(|o| serde_json::to_value(o).unwrap())
-            .collect(),
-        objects
-            .network_policies
-            .iter()
-            .map(|o| serde_json::to_value(o).unwrap())
-            .collect(),
-    ];
-    for list in lists {
-        all.extend(list);
-    }
-    all.push(serde_json::to_value(&objects.ingress).unwrap());
-    all
+    objects.to_json()
 }
 
 #[test]

@@ -127,28 +127,12 @@ fn every_object_the_builders_make_is_valid_kubernetes() {
     storefront.metadata.namespace = Some("prod".into());
     storefront.metadata.uid = Some("uid".into());
     let objects = objects(&Shop::validate(&storefront).unwrap());
-    let mut yaml = serde_yaml::to_string(&objects.config_map).unwrap();
-    let mut add = |object: String| {
-        yaml.push_str("---\n");
-        yaml.push_str(&object);
-    };
-    objects
-        .deployments
+    let yaml: Vec<String> = objects
+        .to_json()
         .iter()
-        .for_each(|o| add(serde_yaml::to_string(o).unwrap()));
-    objects
-        .services
-        .iter()
-        .for_each(|o| add(serde_yaml::to_string(o).unwrap()));
-    objects
-        .disruption_budgets
-        .iter()
-        .for_each(|o| add(serde_yaml::to_string(o).unwrap()));
-    objects
-        .network_policies
-        .iter()
-        .for_each(|o| add(serde_yaml::to_string(o).unwrap()));
-    add(serde_yaml::to_string(&objects.ingress).unwrap());
+        .map(|o| serde_yaml::to_string(o).unwrap())
+        .collect();
+    let yaml = yaml.join("---\n");
     let file = scratch("objects.yaml");
     std::fs::write(&file, yaml).unwrap();
     validate(&file);

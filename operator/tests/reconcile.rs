@@ -20,6 +20,16 @@ use tower_test::mock::{self, Handle};
 const STOREFRONT: &str = "/apis/storefront.dev/v1alpha1/namespaces/prod/storefronts/shop";
 const SIGNING_KEY: &str = "/api/v1/namespaces/prod/secrets/shop-jwt";
 const CREDENTIALS: &str = "/api/v1/namespaces/prod/secrets/minio-credentials";
+const MONGODB_ADMIN: &str = "/api/v1/namespaces/prod/secrets/mongodb-admin";
+/// The services with a database.
+const DATABASES: [&str; 6] = [
+    "auth",
+    "products",
+    "cart",
+    "orders",
+    "payments",
+    "notifications",
+];
 
 #[derive(Default)]
 struct State {
@@ -191,7 +201,8 @@ fn spec() -> Value {
     json!({
         "host": "shop.example.com",
         "kafka": { "bootstrapServers": kafka() },
-        "mongodb": { "mode": "managed" },
+        // The test stack's MongoDB that demands authentication, with the admin string below.
+        "mongodb": { "mode": "external", "uriSecret": { "name": "mongodb-admin", "key": "uri" } },
         "objectStorage": {
             // The test stack's S3, with the keys from the Secret below.
             "endpoint": var("STOREFRONT_TEST_S3_ENDPOINT"),
@@ -229,6 +240,14 @@ impl Fake {
                     "accessKey": encode("STOREFRONT_TEST_S3_ACCESS_KEY"),
                     "secretKey": encode("STOREFRONT_TEST_S3_SECRET_KEY"),
                 },
+            }),
+        );
+        state.lock().unwrap().objects.insert(
+            MONGODB_ADMIN.into(),
+            json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": { "name": "mongodb-admin", "namespace": "prod" },
+                "data": { "uri": encode("STOREFRONT_TEST_MONGODB_ADMIN_URI") },
             }),
         );
         Fake {
@@ -295,6 +314,21 @@ impl Fake {
     }
 }
 
+fn database_secret(service: &str) -> String {
+    format!("/api/v1/namespaces/prod/secrets/shop-{service}-mongodb")
+}
+
+fn decode(value: &Value) -> String {
+    String::from_utf8(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            value.as_str().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap()
+}
+
 fn deployment(service: &str) -> String {
     format!("/apis/apps/v1/namespaces/prod/deployments/shop-{service}")
 }
@@ -318,8 +352,9 @@ async fn first_the_finalizer_then_every_child_owned_by_the_storefront() {
         .filter(|p| *p != format!("{STOREFRONT}/status"))
         .collect();
     // auth's signing key (created), the ConfigMap, 7 Deployments, 7 Services, 7 NetworkPolicies
-    // and the Ingress (applied; one replica each, so no budgets); then the status.
-    assert_eq!(children.len(), 24, "{children:#?}");
+    // and the Ingress (applied; one replica each, so no budgets), 6 database Secrets; then the
+    // status.
+    assert_eq!(children.len(), 30, "{children:#?}");
     assert_eq!(writes[0], ("POST".to_owned(), SIGNING_KEY.to_owned()));
     assert_eq!(writes.last().unwrap().1, format!("{STOREFRONT}/status"));
     for path in children {
@@ -358,7 +393,24 @@ async fn first_the_finalizer_then_every_child_owned_by_the_storefront() {
     let kafka = fake.condition("KafkaReady");
     assert_eq!(kafka["status"], "True", "{kafka}");
     assert_eq!(kafka["message"], "5 topics with at least 3 partitions");
-    assert_eq!(fake.condition("DatabasesReady")["status"], "Unknown");
+    let databases = fake.condition("DatabasesReady");
+    assert_eq!(databases["status"], "True", "{databases}");
+    assert_eq!(
+        databases["message"],
+        "databases prod_shop_auth, prod_shop_products, prod_shop_cart, prod_shop_orders, \
+         prod_shop_payments, prod_shop_notifications with their users"
+    );
+    for service in DATABASES {
+        let secret = fake.object(&database_secret(service)).unwrap();
+        let uri = decode(&secret["data"]["uri"]);
+        assert!(uri.starts_with(&format!("mongodb://{service}:")), "{uri}");
+        assert!(
+            uri.contains(&format!("/prod_shop_{service}?"))
+                && uri.ends_with(&format!("authSource=prod_shop_{service}")),
+            "{uri}"
+        );
+        assert_eq!(decode(&secret["data"]["password"]).len(), 64);
+    }
     let storage = fake.condition("StorageReady");
     assert_eq!(storage["status"], "True", "{storage}");
     assert_eq!(storage["message"], "bucket shop-images exists");
@@ -382,6 +434,86 @@ async fn missing_storage_credentials_are_named_in_the_status() {
         ready["message"],
         "waiting for the image bucket (see StorageReady)"
     );
+}
+
+#[tokio::test]
+async fn a_missing_mongodb_admin_secret_is_named_and_no_database_secret_is_written() {
+    let fake = Fake::new(spec());
+    fake.state.lock().unwrap().objects.remove(MONGODB_ADMIN);
+    fake.reconcile().await.unwrap();
+    fake.reconcile().await.unwrap();
+    let databases = fake.condition("DatabasesReady");
+    assert_eq!(databases["status"], "False");
+    assert_eq!(databases["reason"], "CredentialsMissing");
+    assert_eq!(databases["message"], "secret mongodb-admin: not found");
+    for service in DATABASES {
+        assert!(fake.object(&database_secret(service)).is_none());
+    }
+    fake.deployments_ready();
+    fake.reconcile().await.unwrap();
+    assert_eq!(
+        fake.condition("Ready")["message"],
+        "waiting for the service databases (see DatabasesReady)"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_database_secret_gets_a_new_password() {
+    let fake = Fake::created(spec()).await;
+    let before = decode(&fake.object(&database_secret("cart")).unwrap()["data"]["password"]);
+    fake.state
+        .lock()
+        .unwrap()
+        .objects
+        .remove(&database_secret("cart"));
+    fake.reconcile().await.unwrap();
+    assert_eq!(
+        fake.writes(),
+        [("PATCH".to_owned(), database_secret("cart"))]
+    );
+    let after = decode(&fake.object(&database_secret("cart")).unwrap()["data"]["password"]);
+    assert_ne!(before, after);
+}
+
+#[tokio::test]
+async fn managed_databases_get_a_stateful_set_each_with_a_generated_admin_password() {
+    let mut managed = spec();
+    managed["mongodb"] = json!({ "mode": "managed", "storage": "2Gi" });
+    let fake = Fake::created(managed).await;
+    for service in DATABASES {
+        let set = fake
+            .object(&format!(
+                "/apis/apps/v1/namespaces/prod/statefulsets/shop-{service}-db"
+            ))
+            .unwrap_or_else(|| panic!("no StatefulSet for {service}"));
+        assert_eq!(set["spec"]["serviceName"], format!("shop-{service}-db"));
+        assert!(
+            fake.object(&format!(
+                "/api/v1/namespaces/prod/services/shop-{service}-db"
+            ))
+            .is_some()
+        );
+        let admin = fake
+            .object(&format!(
+                "/api/v1/namespaces/prod/secrets/shop-{service}-db-admin"
+            ))
+            .unwrap();
+        assert_eq!(decode(&admin["data"]["password"]).len(), 64);
+    }
+    // No kubelet runs the databases here: the condition says which one it cannot reach.
+    let databases = fake.condition("DatabasesReady");
+    assert_eq!(databases["status"], "False");
+    assert_eq!(databases["reason"], "MongoUnreachable", "{databases}");
+    assert!(
+        databases["message"]
+            .as_str()
+            .unwrap()
+            .contains("shop-auth-db-0.shop-auth-db.prod.svc"),
+        "{databases}"
+    );
+    // The admin passwords are made once: a second pass writes nothing.
+    fake.reconcile().await.unwrap();
+    assert_eq!(fake.writes(), []);
 }
 
 #[tokio::test]

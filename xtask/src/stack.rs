@@ -19,6 +19,8 @@ use crate::{
 /// Fixed S3 credentials of the local object store (loopback only).
 pub const S3_ACCESS_KEY: &str = "storefront-local";
 pub const S3_SECRET_KEY: &str = "storefront-local-secret";
+/// The administrator's password of the test stack's secured MongoDB (loopback only).
+pub const MONGODB_ROOT_PASSWORD: &str = "storefront-test-root";
 /// localstripe accepts any key that looks like a test key.
 pub const STRIPE_SECRET_KEY: &str = "sk_test_storefront_local";
 
@@ -215,6 +217,52 @@ impl Stack {
         )?;
         self.endpoints.stripe_url = format!("http://127.0.0.1:{port}");
         Ok(())
+    }
+
+    /// A second MongoDB that demands authentication, for the operator's database-user tests:
+    /// started once open to make its administrator, then again with `--auth`. Answers the
+    /// administrator's connection string.
+    pub fn start_secured_mongodb(&mut self, tools: &Tools) -> Result<String> {
+        let logs = self.logs();
+        let storage = self.dir.join("data").join("mongodb-auth");
+        std::fs::create_dir_all(&storage)?;
+        let port = procs::free_port()?;
+        let start = |auth: bool| {
+            let mut command = Command::new(&tools.secantusd);
+            command
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--storage-path")
+                .arg(&storage)
+                .args(["--log-level", "WARNING"]);
+            if auth {
+                command.arg("--auth");
+            }
+            procs::spawn("mongodb-auth", &mut command, &logs)
+        };
+        let open = start(false)?;
+        let result = procs::wait_for_port(&open, port, Duration::from_secs(30)).and_then(|()| {
+            // The driver is in SecantusDB's own environment (pymongo).
+            let python = tools.secantusd.with_file_name("python");
+            crate::install::run(
+                Command::new(python).arg("-c").arg(format!(
+                    "import pymongo; pymongo.MongoClient('mongodb://127.0.0.1:{port}/?directConnection=true')\
+                     .admin.command('createUser', 'root', pwd='{MONGODB_ROOT_PASSWORD}', roles=['root'])"
+                )),
+                "make the secured MongoDB's administrator",
+            )
+        });
+        procs::stop(&open, Duration::from_secs(10));
+        result?;
+        let secured = start(true)?;
+        self.started(
+            secured,
+            port,
+            Duration::from_secs(30),
+            "MongoDB with authentication (SecantusDB --auth)",
+        )?;
+        Ok(format!(
+            "mongodb://root:{MONGODB_ROOT_PASSWORD}@127.0.0.1:{port}/?directConnection=true&authSource=admin"
+        ))
     }
 
     /// Records a started process once its port is open.

@@ -107,9 +107,11 @@ pub fn test(args: &[String]) -> Result<()> {
     let dir = target_dir().join("test-stack");
     let _ = std::fs::remove_dir_all(&dir);
     let mut stack = Stack::start_backends(&dir, &tools, Persistence::Ephemeral)?;
-    let shop = start_shop(&mut stack, &tools, &bin, &dir);
+    let secured = stack.start_secured_mongodb(&tools);
+    let shop = secured
+        .and_then(|admin| start_shop(&mut stack, &tools, &bin, &dir).map(|shop| (admin, shop)));
     let screenshots = target_dir().join("screenshots");
-    let status = shop.and_then(|(ports, admin_password)| {
+    let status = shop.and_then(|(mongodb_admin, (ports, admin_password))| {
         let e = &stack.endpoints;
         step(format!(
             "running the tests (the shop: {}; screenshots: {})",
@@ -127,6 +129,7 @@ pub fn test(args: &[String]) -> Result<()> {
             ])
             .args(args)
             .env("STOREFRONT_TEST_MONGODB_URI", &e.mongodb_uri)
+            .env("STOREFRONT_TEST_MONGODB_ADMIN_URI", mongodb_admin)
             .env("STOREFRONT_TEST_KAFKA_BOOTSTRAP", &e.kafka_bootstrap)
             .env("STOREFRONT_TEST_REDIS_URL", &e.redis_url)
             .env("STOREFRONT_TEST_S3_ENDPOINT", &e.s3_endpoint)
