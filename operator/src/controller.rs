@@ -11,17 +11,28 @@ use std::{
     time::Duration,
 };
 
+use futures::StreamExt;
 use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Secret, policy::v1::PodDisruptionBudget},
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        core::v1::{ConfigMap, Secret, Service as KubeService},
+        networking::v1::{Ingress, NetworkPolicy},
+        policy::v1::PodDisruptionBudget,
+    },
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams},
     runtime::{
+        Controller, WatchStreamExt,
         controller::Action,
         finalizer::{self, Event},
+        predicates,
+        reflector::{self},
+        utils::Predicate,
+        watcher::{self, watcher},
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -43,6 +54,10 @@ pub const HASH_ANNOTATION: &str = "storefront.dev/desired-hash";
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
+    /// Whether the API server serves `policy/v1` PodDisruptionBudgets (Kubernetes >= 1.21).
+    pub budgets: bool,
+    /// The one namespace watched (`WATCH_NAMESPACE`), or every namespace.
+    pub namespace: Option<String>,
     /// Failures in a row per Storefront (`namespace/name`), for the retry pause.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -51,8 +66,38 @@ impl Context {
     pub fn new(client: Client) -> Arc<Context> {
         Arc::new(Context {
             client,
+            budgets: true,
+            namespace: None,
             failures: Mutex::default(),
         })
+    }
+
+    /// A context for the API server `client` talks to, after asking it what it serves; watching
+    /// `namespace` only, or every namespace.
+    pub async fn discover(
+        client: Client,
+        namespace: Option<String>,
+    ) -> Result<Arc<Context>, kube::Error> {
+        let budgets = match client.list_api_group_resources("policy/v1").await {
+            Ok(list) => list
+                .resources
+                .iter()
+                .any(|r| r.name == "poddisruptionbudgets"),
+            Err(kube::Error::Api(status)) if status.code == 404 => false,
+            Err(e) => return Err(e),
+        };
+        if !budgets {
+            tracing::warn!(
+                "the API server does not serve policy/v1 PodDisruptionBudgets (Kubernetes < 1.21): \
+                 shops get none"
+            );
+        }
+        Ok(Arc::new(Context {
+            client,
+            budgets,
+            namespace,
+            failures: Mutex::default(),
+        }))
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -194,15 +239,19 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
         .iter()
         .filter_map(|b| b.metadata.name.clone())
         .collect();
-    for budget in objects.disruption_budgets {
-        ensure(client, &namespace, budget).await?;
+    if ctx.budgets {
+        for budget in objects.disruption_budgets {
+            ensure(client, &namespace, budget).await?;
+        }
     }
     for policy in objects.network_policies {
         ensure(client, &namespace, policy).await?;
     }
     ensure(client, &namespace, objects.ingress).await?;
     // The only children that come and go with the spec: budgets of services scaled to one.
-    prune::<PodDisruptionBudget>(client, &namespace, &shop, &budgets).await?;
+    if ctx.budgets {
+        prune::<PodDisruptionBudget>(client, &namespace, &shop, &budgets).await?;
+    }
 
     // External resources: the topics, the databases and their users, the bucket.
     let topics = kafka::ensure(
@@ -825,4 +874,75 @@ async fn write_status(
     )
     .await?;
     Ok(())
+}
+
+/// The controller: Storefronts — woken by changes of their spec (generation), finalizers and
+/// deletion, not by the status the operator writes itself — and the children this operator made
+/// (every watch backs off on errors). Budgets are watched only where the API server has them.
+pub fn controller(ctx: &Context) -> Controller<Storefront> {
+    let (reader, writer) = reflector::store();
+    let storefronts = watcher(api::<Storefront>(ctx), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers),
+            Default::default(),
+        );
+    let children =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    fn owned<K>(
+        ctx: &Context,
+        config: &watcher::Config,
+    ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        watcher(api::<PartialObjectMeta<K>>(ctx), config.clone())
+            .default_backoff()
+            .touched_objects()
+    }
+    let mut controller = Controller::for_stream(storefronts, reader)
+        .owns_stream(owned::<Deployment>(ctx, &children))
+        .owns_stream(owned::<StatefulSet>(ctx, &children))
+        .owns_stream(owned::<KubeService>(ctx, &children))
+        .owns_stream(owned::<ConfigMap>(ctx, &children))
+        .owns_stream(owned::<Secret>(ctx, &children))
+        .owns_stream(owned::<Ingress>(ctx, &children))
+        .owns_stream(owned::<NetworkPolicy>(ctx, &children));
+    if ctx.budgets {
+        controller = controller.owns_stream(owned::<PodDisruptionBudget>(ctx, &children));
+    }
+    controller
+}
+
+/// `K` in the watched namespace, or in all.
+fn api<K>(ctx: &Context) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match &ctx.namespace {
+        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    controller(&ctx)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(storefront = %object, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error (retried)"),
+            }
+        })
+        .await;
 }

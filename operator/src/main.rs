@@ -1,23 +1,9 @@
-//! `storefront-operator`: watches `Storefront` resources in every namespace and reconciles each
-//! into a running shop. Reads its cluster credentials the usual way (in-cluster service account,
-//! else `KUBECONFIG`).
+//! `storefront-operator`: watches `Storefront` resources in every namespace (or in
+//! `WATCH_NAMESPACE`) and reconciles each into a running shop. Reads its cluster credentials the
+//! usual way (in-cluster service account, else `KUBECONFIG`).
 
-use futures::StreamExt;
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{ConfigMap, Service},
-    networking::v1::{Ingress, NetworkPolicy},
-    policy::v1::PodDisruptionBudget,
-};
-use kube::{
-    Api, Client,
-    runtime::{Controller, watcher},
-};
-use storefront_operator::{
-    build::MANAGER,
-    controller::{Context, error_policy, reconcile},
-    crd::Storefront,
-};
+use kube::Client;
+use storefront_operator::controller::{Context, run};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,27 +20,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let client = Client::try_default().await?;
-    // Only the children this operator made wake it.
-    let children =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    Controller::new(
-        Api::<Storefront>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Deployment>::all(client.clone()), children.clone())
-    .owns(Api::<Service>::all(client.clone()), children.clone())
-    .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
-    .owns(Api::<Ingress>::all(client.clone()), children.clone())
-    .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
-    .owns(Api::<PodDisruptionBudget>::all(client.clone()), children)
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, Context::new(client))
-    .for_each(|result| async move {
-        match result {
-            Ok((object, _)) => tracing::debug!(storefront = %object, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "reconcile error (retried)"),
-        }
-    })
-    .await;
+    // Every namespace, or only `WATCH_NAMESPACE` (a namespaced install).
+    let namespace = std::env::var("WATCH_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty());
+    let ctx = Context::discover(client, namespace).await?;
+    run(ctx, shutdown_signal()).await;
     Ok(())
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }

