@@ -1,5 +1,6 @@
 //! `cargo xtask bench auth|catalog|checkout|notify`: a service under load through the gateway, release build, on
-//! the same real backends as tests (fresh, under `target/bench-stack/`).
+//! the same real backends as tests (fresh, under `target/bench-stack/`). `bench operator`: the
+//! operator against a real Kubernetes API server with those backends.
 //!
 //! The load generator runs on one thread in this process, on the same 2 cores as the service,
 //! nginx and the backends: the figures are for this whole machine, not for the service alone.
@@ -14,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::{
-    install::{Tools, run},
+    install::{ApiServerTools, ManifestTools, Tools, run},
     procs,
     services::{self, Ports, ServiceEnv, target_dir},
     stack::{Persistence, Stack},
@@ -60,8 +61,16 @@ pub fn bench(args: &[String]) -> Result<()> {
                 notify(&stack, &ports, sockets).await
             })
         }
+        Some("operator") => {
+            let shops = match args.get(1..) {
+                Some([flag, n]) if flag == "--shops" => n.parse().context("--shops N")?,
+                Some([]) | None => 20,
+                _ => bail!("usage: cargo xtask bench operator [--shops N]"),
+            };
+            operator(shops)
+        }
         _ => bail!(
-            "usage: cargo xtask bench auth|catalog|checkout [--buyers N]|notify [--sockets N]"
+            "usage: cargo xtask bench auth|catalog|checkout [--buyers N]|notify [--sockets N]|operator [--shops N]"
         ),
     }
 }
@@ -117,6 +126,57 @@ where
         endpoints: stack.endpoints.clone(),
     };
     let result = runtime.block_on(load(ports.clone(), view));
+    stack.stop();
+    result
+}
+
+/// The operator against a real API server (and the real backends for its external resources):
+/// no services run, only the controller, in the load generator's process.
+fn operator(shops: usize) -> Result<()> {
+    let tools = Tools::ensure()?;
+    let manifests = ManifestTools::ensure()?;
+    let api_server = ApiServerTools::ensure()?;
+    step("building the operator's load generator (release)");
+    let built = Command::new(env!("CARGO"))
+        .current_dir(crate::root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "storefront-operator",
+            "--example",
+            "operator_load",
+        ])
+        .status()?;
+    if !built.success() {
+        bail!("the operator's load generator does not build");
+    }
+    let dir = target_dir().join("bench-stack");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut stack = Stack::start_backends(&dir, &tools, Persistence::Ephemeral)?;
+    let result = (|| {
+        let admin = stack.start_secured_mongodb(&tools)?;
+        let kubeconfig = stack.start_api_server(&api_server, &manifests.kubectl)?;
+        step(format!(
+            "operator: {shops} Storefronts in {shops} namespaces at once, then 60 s of steady state"
+        ));
+        let e = &stack.endpoints;
+        let status = Command::new(target_dir().join("release/examples/operator_load"))
+            .env("RUST_LOG", "warn")
+            .env("BENCH_KUBECONFIG", &kubeconfig)
+            .env("BENCH_SHOPS", shops.to_string())
+            .env("BENCH_STEADY_SECONDS", "60")
+            .env("BENCH_KAFKA", &e.kafka_bootstrap)
+            .env("BENCH_S3_ENDPOINT", &e.s3_endpoint)
+            .env("BENCH_S3_ACCESS_KEY", crate::stack::S3_ACCESS_KEY)
+            .env("BENCH_S3_SECRET_KEY", crate::stack::S3_SECRET_KEY)
+            .env("BENCH_MONGODB_ADMIN_URI", admin)
+            .status()?;
+        if !status.success() {
+            bail!("the operator bench failed");
+        }
+        Ok(())
+    })();
     stack.stop();
     result
 }

@@ -28,8 +28,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   up [--release] [--detach]   run the whole shop on http://127.0.0.1:8080 (Ctrl-C stops it)
   down                        stop a detached `up`
   test [NEXTEST ARGS…]        start the test backends and run every test
-  bench auth                  benchmark the auth service through the gateway
-  install                     install the backends only
+  bench auth|catalog|checkout|notify|operator
+                              benchmarks (docs in README.md)
+  install                     install what the stack and the tests need
   schemas                     regenerate docs/events/ from the event types
   crds                        regenerate crds/storefront.yaml from the operator's types";
 
@@ -40,7 +41,11 @@ fn main() -> ExitCode {
         Some("down") => up::down(),
         Some("test") => test::test(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
-        Some("install") => install::Tools::ensure().map(|_| ()),
+        Some("install") => install::Tools::ensure()
+            .and_then(|_| install::Browser::ensure())
+            .and_then(|_| install::ManifestTools::ensure())
+            .and_then(|_| install::ApiServerTools::ensure())
+            .map(|_| ()),
         Some("schemas") => test::schemas(),
         Some("crds") => test::crds(),
         _ => {
