@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, StatefulSet},
-        core::v1::{ConfigMap, Secret, Service as KubeService},
+        core::v1::{ConfigMap, ObjectReference, Secret, Service as KubeService},
         networking::v1::{Ingress, NetworkPolicy},
         policy::v1::PodDisruptionBudget,
     },
@@ -28,6 +28,10 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
+        events::{
+            Event as KubeEvent, EventType, EventType::Normal, EventType::Warning, Recorder,
+            Reporter,
+        },
         finalizer::{self, Event},
         predicates,
         reflector::{self},
@@ -44,6 +48,7 @@ use crate::{
     crd::{DeletionPolicy, Phase, SecretKeyRef, ServiceStatus, Storefront, StorefrontStatus},
     databases::{self, DatabaseError},
     kafka::{self, TopicError, Topics},
+    metrics::Metrics,
     shop::{Databases, Shop},
     storage::{self, Credentials, StorageError},
 };
@@ -58,6 +63,9 @@ pub struct Context {
     pub budgets: bool,
     /// The one namespace watched (`WATCH_NAMESPACE`), or every namespace.
     pub namespace: Option<String>,
+    pub metrics: Metrics,
+    /// Kubernetes Events about Storefronts (none in the scenarios on the fake API server).
+    recorder: Option<Recorder>,
     /// Failures in a row per Storefront (`namespace/name`), for the retry pause.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -68,6 +76,8 @@ impl Context {
             client,
             budgets: true,
             namespace: None,
+            metrics: Metrics::new(),
+            recorder: None,
             failures: Mutex::default(),
         })
     }
@@ -92,10 +102,19 @@ impl Context {
                  shops get none"
             );
         }
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
         Ok(Arc::new(Context {
             client,
             budgets,
             namespace,
+            metrics: Metrics::new(),
+            recorder: Some(recorder),
             failures: Mutex::default(),
         }))
     }
@@ -143,6 +162,8 @@ impl Error {
 }
 
 pub async fn reconcile(storefront: Arc<Storefront>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciles.inc();
+    let _timer = ctx.metrics.duration.start_timer();
     let namespace = storefront.namespace().ok_or(Error::NoNamespace)?;
     let key = key(&storefront);
     let api: Api<Storefront> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -167,6 +188,25 @@ pub fn error_policy(storefront: Arc<Storefront>, error: &Error, ctx: Arc<Context
         *n += 1;
         *n
     };
+    ctx.metrics
+        .failures
+        .with_label_values(&[error.variant()])
+        .inc();
+    let note = error.to_string();
+    let variant = error.variant();
+    let (about, context) = (storefront.clone(), ctx.clone());
+    tokio::spawn(async move {
+        publish(
+            &context,
+            &about,
+            Warning,
+            "ReconcileFailed",
+            variant,
+            note,
+            None,
+        )
+        .await;
+    });
     tracing::warn!(
         storefront = %key(&storefront),
         error = %error,
@@ -214,25 +254,29 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
     };
 
     let objects = build::objects(&shop);
-    let client = &ctx.client;
-    ensure_signing_key(client, &namespace, &shop).await?;
-    ensure(client, &namespace, objects.config_map).await?;
+    let to = Target {
+        ctx,
+        storefront,
+        namespace: namespace.clone(),
+    };
+    ensure_signing_key(&to, &shop).await?;
+    ensure(&to, objects.config_map).await?;
     for service in objects.database_services {
-        ensure(client, &namespace, service).await?;
+        ensure(&to, service).await?;
     }
     for database in objects.databases {
         let service = database.labels()["app.kubernetes.io/component"]
             .trim_end_matches("-db")
             .to_owned();
-        ensure_admin_password(client, &namespace, &shop, &service).await?;
-        ensure(client, &namespace, database).await?;
+        ensure_admin_password(&to, &shop, &service).await?;
+        ensure(&to, database).await?;
     }
     let mut deployments = Vec::new();
     for deployment in objects.deployments {
-        deployments.push(ensure(client, &namespace, deployment).await?);
+        deployments.push(ensure(&to, deployment).await?);
     }
     for service in objects.services {
-        ensure(client, &namespace, service).await?;
+        ensure(&to, service).await?;
     }
     let budgets: Vec<String> = objects
         .disruption_budgets
@@ -241,16 +285,16 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
         .collect();
     if ctx.budgets {
         for budget in objects.disruption_budgets {
-            ensure(client, &namespace, budget).await?;
+            ensure(&to, budget).await?;
         }
     }
     for policy in objects.network_policies {
-        ensure(client, &namespace, policy).await?;
+        ensure(&to, policy).await?;
     }
-    ensure(client, &namespace, objects.ingress).await?;
+    ensure(&to, objects.ingress).await?;
     // The only children that come and go with the spec: budgets of services scaled to one.
     if ctx.budgets {
-        prune::<PodDisruptionBudget>(client, &namespace, &shop, &budgets).await?;
+        prune::<PodDisruptionBudget>(&to, &shop, &budgets).await?;
     }
 
     // External resources: the topics, the databases and their users, the bucket.
@@ -264,12 +308,35 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
     if let Err(e) = &topics {
         tracing::warn!(storefront = %key(storefront), error = %e, "topics not ready");
     }
-    let bucket = ensure_bucket(client, &namespace, &shop).await;
-    if let Err(e) = &bucket {
-        tracing::warn!(storefront = %key(storefront), error = %e, "bucket not ready");
+    if let Ok(topics) = &topics {
+        for (list, reason, what) in [
+            (&topics.created, "TopicsCreated", "created"),
+            (&topics.grown, "TopicsGrown", "grown"),
+        ] {
+            if !list.is_empty() {
+                to.event(
+                    Normal,
+                    reason,
+                    "Kafka",
+                    format!("topics {what}: {}", list.join(", ")),
+                )
+                .await;
+            }
+        }
     }
+    let bucket = ensure_bucket(&to, &shop).await;
+    match &bucket {
+        Ok(true) => {
+            let note = format!("bucket {} created", shop.object_storage.bucket);
+            to.event(Normal, "BucketCreated", "ObjectStorage", note)
+                .await;
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(storefront = %key(storefront), error = %e, "bucket not ready"),
+    }
+    let bucket = bucket.map(|_| ());
 
-    let databases = ensure_databases(client, &namespace, &shop).await?;
+    let databases = ensure_databases(&to, &shop).await?;
     if let Err(e) = &databases {
         tracing::warn!(storefront = %key(storefront), error = %e, "databases not ready");
     }
@@ -280,6 +347,7 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
         bucket,
     };
     let status = status_of(storefront, &shop, &deployments, &external);
+    to.conditions_turned_false(&status).await;
     let waiting = status.phase != Some(Phase::Ready);
     write_status(storefront, &namespace, status, ctx).await?;
     // Deployments becoming ready wake the controller (it watches them); the requeue is a
@@ -328,14 +396,14 @@ struct External {
 }
 
 /// Reads the object store's credentials from the shop's Secret (dereference) and makes the bucket.
-async fn ensure_bucket(client: &Client, namespace: &str, shop: &Shop) -> Result<(), StorageError> {
+async fn ensure_bucket(to: &Target<'_>, shop: &Shop) -> Result<bool, StorageError> {
     let name = &shop.object_storage.credentials_secret;
     let problem = |reason: String| StorageError::Credentials {
         secret: name.clone(),
         reason,
     };
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = api
+    let secret = to
+        .api::<Secret>()
         .get_opt(name)
         .await
         .map_err(|e| problem(e.to_string()))?
@@ -357,7 +425,109 @@ async fn ensure_bucket(client: &Client, namespace: &str, shop: &Shop) -> Result<
         &shop.object_storage.bucket,
     )
     .await
-    .map(|_| ())
+}
+
+/// Where a reconcile writes: the Storefront's namespace; and the Storefront its Events are about.
+struct Target<'a> {
+    ctx: &'a Context,
+    storefront: &'a Storefront,
+    namespace: String,
+}
+
+impl Target<'_> {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace)
+    }
+
+    /// Records a Kubernetes Event about the Storefront (best effort: a failure is only logged).
+    async fn event(&self, kind: EventType, reason: &str, action: &str, note: String) {
+        publish(self.ctx, self.storefront, kind, reason, action, note, None).await;
+    }
+
+    /// An Event about the Storefront and one of its children (`related`), so that each child
+    /// gets its own Event rather than a count on the first one of the same reason.
+    async fn child_event<K>(&self, reason: &str, action: &str, name: &str)
+    where
+        K: Resource,
+        K::DynamicType: Default,
+    {
+        let kind = K::kind(&Default::default()).into_owned();
+        let related = ObjectReference {
+            api_version: Some(K::api_version(&Default::default()).into_owned()),
+            kind: Some(kind.clone()),
+            name: Some(name.to_owned()),
+            namespace: Some(self.namespace.clone()),
+            ..ObjectReference::default()
+        };
+        let note = format!("{kind} {name}");
+        publish(
+            self.ctx,
+            self.storefront,
+            Normal,
+            reason,
+            action,
+            note,
+            Some(related),
+        )
+        .await;
+    }
+
+    /// A Warning Event for each backend condition that turns `False` (or changes its reason).
+    async fn conditions_turned_false(&self, status: &StorefrontStatus) {
+        let before = self.storefront.status.as_ref();
+        for condition in &status.conditions {
+            let backend = matches!(
+                condition.type_.as_str(),
+                "KafkaReady" | "DatabasesReady" | "StorageReady"
+            );
+            let already = before.is_some_and(|b| {
+                b.conditions.iter().any(|c| {
+                    c.type_ == condition.type_
+                        && c.status == "False"
+                        && c.reason == condition.reason
+                })
+            });
+            if backend && condition.status == "False" && !already {
+                let action = condition.type_.trim_end_matches("Ready").to_owned();
+                self.event(
+                    Warning,
+                    &condition.reason,
+                    &action,
+                    condition.message.clone(),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    storefront: &Storefront,
+    kind: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+    related: Option<ObjectReference>,
+) {
+    let Some(recorder) = &ctx.recorder else {
+        return;
+    };
+    let event = KubeEvent {
+        type_: kind,
+        reason: reason.to_owned(),
+        // The API server keeps notes to 1 kB.
+        note: Some(note.chars().take(1000).collect()),
+        action: action.to_owned(),
+        secondary: related,
+    };
+    if let Err(e) = recorder.publish(&event, &storefront.object_ref(&())).await {
+        tracing::debug!(storefront = %key(storefront), error = %e, "could not record an Event");
+    }
 }
 
 /// The value of a Secret's key, trimmed (a dereference of the spec).
@@ -410,11 +580,10 @@ async fn admin_uri(
 /// password. Answers the databases made ready; Kubernetes API errors fail the reconcile, the
 /// database's own errors go to `DatabasesReady`.
 async fn ensure_databases(
-    client: &Client,
-    namespace: &str,
+    to: &Target<'_>,
     shop: &Shop,
 ) -> Result<Result<Vec<String>, DatabaseError>, Error> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secrets: Api<Secret> = to.api();
     let mut connected: Option<(String, mongodb::Client)> = None;
     let mut ready = Vec::new();
     for planned in shop.services.iter().filter(|p| p.service.needs.mongodb) {
@@ -455,15 +624,15 @@ async fn ensure_databases(
                 }));
             }
         };
-        if let Err(e) = databases::ensure_user(&mongo, &database, service, &password, reset).await {
-            return Ok(Err(e));
+        match databases::ensure_user(&mongo, &database, service, &password, reset).await {
+            Ok(true) => {
+                let note = format!("user {service} on database {database}");
+                to.event(Normal, "DatabaseUserReady", "MongoDB", note).await;
+            }
+            Ok(false) => {}
+            Err(e) => return Ok(Err(e)),
         }
-        ensure(
-            client,
-            namespace,
-            build::database_secret(shop, service, &password, &uri),
-        )
-        .await?;
+        ensure(to, build::database_secret(shop, service, &password, &uri)).await?;
         connected = Some((admin, mongo));
         ready.push(database);
     }
@@ -510,26 +679,17 @@ async fn drop_databases(client: &Client, namespace: &str, shop: &Shop) -> Result
 
 /// A managed database's administrator password, generated once into `{name}-{service}-db-admin`
 /// (the database is initialised with it on its first start, so it must never change).
-async fn ensure_admin_password(
-    client: &Client,
-    namespace: &str,
-    shop: &Shop,
-    service: &str,
-) -> Result<(), Error> {
+async fn ensure_admin_password(to: &Target<'_>, shop: &Shop, service: &str) -> Result<(), Error> {
     let password = databases::generate_password().map_err(|_| Error::KeyGeneration)?;
-    create_once(
-        client,
-        namespace,
-        build::database_admin_secret(shop, service, &password),
-    )
-    .await
+    create_once(to, build::database_admin_secret(shop, service, &password)).await
 }
 
 /// Creates a Secret unless it exists; never changes one that does (another replica's or a
 /// person's stays).
-async fn create_once(client: &Client, namespace: &str, secret: Secret) -> Result<(), Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    if api.get_metadata_opt(&secret.name_any()).await?.is_some() {
+async fn create_once(to: &Target<'_>, secret: Secret) -> Result<(), Error> {
+    let api: Api<Secret> = to.api();
+    let name = secret.name_any();
+    if api.get_metadata_opt(&name).await?.is_some() {
         return Ok(());
     }
     let params = PostParams {
@@ -537,7 +697,10 @@ async fn create_once(client: &Client, namespace: &str, secret: Secret) -> Result
         ..PostParams::default()
     };
     match api.create(&params, &secret).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            to.child_event::<Secret>("Created", "Create", &name).await;
+            Ok(())
+        }
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -546,9 +709,9 @@ async fn create_once(client: &Client, namespace: &str, secret: Secret) -> Result
 /// auth's signing key, generated once into `{name}-jwt`. Created, never applied: an existing
 /// Secret is left exactly as it is, because a new key would sign every customer out (rotation is
 /// a deliberate act: replace the Secret's key by hand).
-async fn ensure_signing_key(client: &Client, namespace: &str, shop: &Shop) -> Result<(), Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    if api
+async fn ensure_signing_key(to: &Target<'_>, shop: &Shop) -> Result<(), Error> {
+    if to
+        .api::<Secret>()
         .get_metadata_opt(&shop.object_name(build::SIGNING_KEY_SECRET))
         .await?
         .is_some()
@@ -558,7 +721,7 @@ async fn ensure_signing_key(client: &Client, namespace: &str, shop: &Shop) -> Re
     let der = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
         .map_err(|_| Error::KeyGeneration)?;
     let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
-    create_once(client, namespace, build::signing_key_secret(shop, &pem)).await
+    create_once(to, build::signing_key_secret(shop, &pem)).await
 }
 
 /// The hash of what the operator wants an object to be.
@@ -570,7 +733,7 @@ fn desired_hash<K: Serialize>(object: &K) -> String {
 
 /// Applies `desired` (server-side apply, field manager `storefront-operator`) unless the live
 /// object already carries its hash; answers the live object.
-async fn ensure<K>(client: &Client, namespace: &str, mut desired: K) -> Result<K, Error>
+async fn ensure<K>(to: &Target<'_>, mut desired: K) -> Result<K, Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -584,27 +747,31 @@ where
         .annotations_mut()
         .insert(HASH_ANNOTATION.into(), hash.clone());
     let name = desired.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    if let Some(live) = api.get_opt(&name).await?
+    let api: Api<K> = to.api();
+    let live = api.get_opt(&name).await?;
+    if let Some(live) = &live
         && live.annotations().get(HASH_ANNOTATION) == Some(&hash)
     {
-        return Ok(live);
+        return Ok(live.clone());
     }
+    let kind = K::kind(&Default::default()).into_owned();
     let mut body = serde_json::to_value(&desired).expect("Kubernetes objects serialize");
     // Server-side apply needs the type in the body.
     body["apiVersion"] = json!(K::api_version(&Default::default()));
-    body["kind"] = json!(K::kind(&Default::default()));
+    body["kind"] = json!(kind);
     let params = PatchParams::apply(MANAGER).force();
-    Ok(api.patch(&name, &params, &Patch::Apply(&body)).await?)
+    let applied = api.patch(&name, &params, &Patch::Apply(&body)).await?;
+    let (reason, action) = if live.is_some() {
+        ("Updated", "Update")
+    } else {
+        ("Created", "Create")
+    };
+    to.child_event::<K>(reason, action, &name).await;
+    Ok(applied)
 }
 
 /// Deletes this shop's objects of kind `K` whose names are not in `keep`.
-async fn prune<K>(
-    client: &Client,
-    namespace: &str,
-    shop: &Shop,
-    keep: &[String],
-) -> Result<(), Error>
+async fn prune<K>(to: &Target<'_>, shop: &Shop, keep: &[String]) -> Result<(), Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -612,7 +779,7 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let api: Api<K> = to.api();
     let selector = format!(
         "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={MANAGER}",
         shop.name
@@ -621,6 +788,7 @@ where
         let name = object.name_any();
         if !keep.contains(&name) {
             api.delete(&name, &DeleteParams::default()).await?;
+            to.child_event::<K>("Deleted", "Delete", &name).await;
         }
     }
     Ok(())

@@ -5,15 +5,16 @@
 //! - [`build`]: the Kubernetes objects of a shop (pure);
 //! - [`controller`]: the reconcile — finalizer, apply only on change, prune, status;
 //! - [`kafka`], [`databases`], [`storage`]: the shop's topics, database users and image bucket
-//!   (external resources).
-//!
-//! Not yet: Kubernetes Events, metrics and leader election.
+//!   (external resources);
+//! - [`metrics`]: what `/metrics` shows. Events are recorded by the reconcile; the binary
+//!   elects a leader among replicas (a Lease) before it runs the controller.
 
 pub mod build;
 pub mod controller;
 pub mod crd;
 pub mod databases;
 pub mod kafka;
+pub mod metrics;
 pub mod shop;
 pub mod storage;
 

@@ -12,7 +12,9 @@ use std::{
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
+        coordination::v1::Lease,
         core::v1::{ConfigMap, Namespace, Secret, Service},
+        events::v1::Event as KubeEvent,
         networking::v1::{Ingress, NetworkPolicy},
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -327,6 +329,35 @@ async fn a_storefront_becomes_a_shop_that_follows_its_spec_and_heals() {
         "{message}"
     );
 
+    // Every write was recorded as an Event about the Storefront.
+    let events: Api<KubeEvent> = Api::namespaced(client.clone(), &ns);
+    let notes: Vec<String> = eventually(30, "Events about the Storefront", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let notes: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("shop"))
+            .filter_map(|e| Some(format!("{} {}", e.reason.as_deref()?, e.note.as_deref()?)))
+            .collect();
+        (notes.len() >= 30).then_some(notes)
+    })
+    .await;
+    for expected in [
+        "Created Deployment shop-web",
+        "Created Secret shop-jwt",
+        "Created Ingress shop-ingress",
+        "Created Secret shop-cart-mongodb",
+    ] {
+        assert!(
+            notes.iter().any(|n| n == expected),
+            "{expected}: {notes:#?}"
+        );
+    }
+    assert!(
+        notes.iter().any(|n| n.starts_with("BucketCreated bucket ")),
+        "{notes:#?}"
+    );
+
     // The pods come up (the test plays the kubelet): the shop turns Ready.
     deployments_ready(&client, &ns).await;
     let ready = condition_is(&storefronts, "shop", "Ready", "True").await;
@@ -533,4 +564,120 @@ async fn the_chart_and_the_example_pass_a_server_side_dry_run() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// A `storefront-operator` process (the real binary) on the test API server.
+struct Replica {
+    child: std::process::Child,
+    metrics: String,
+}
+
+impl Replica {
+    fn start(namespace: &str, name: &str) -> Replica {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("{namespace}-{name}.log")))
+                .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_storefront-operator"))
+            .env("KUBECONFIG", var("STOREFRONT_TEST_KUBECONFIG"))
+            .env("WATCH_NAMESPACE", namespace)
+            .env("POD_NAMESPACE", namespace)
+            .env("POD_NAME", name)
+            .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Replica {
+            child,
+            metrics: format!("http://127.0.0.1:{port}/metrics"),
+        }
+    }
+
+    /// Reconciles this replica has run, from its `/metrics`.
+    async fn reconciles(&self) -> Option<u64> {
+        let (host, path) = self.metrics.trim_start_matches("http://").split_once('/')?;
+        let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.ok()?;
+        body.lines()
+            .find_map(|l| l.strip_prefix("storefront_operator_reconciles_total "))?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_the_other_takes_over_when_it_dies() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "op-lease").await;
+    backend_secrets(&client, &ns).await;
+    let mut replicas = vec![Replica::start(&ns, "one"), Replica::start(&ns, "two")];
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let holder = |leases: Api<Lease>| async move {
+        leases
+            .get_opt("storefront-operator")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+    };
+    let first = eventually(30, "a leader", || holder(leases.clone())).await;
+    let storefronts: Api<Storefront> = Api::namespaced(client.clone(), &ns);
+    storefronts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(storefront("shop", &format!("{ns}-images"), "Retain")).unwrap(),
+        )
+        .await
+        .unwrap();
+    condition_is(&storefronts, "shop", "DatabasesReady", "True").await;
+    // Only the leader reconciles; both serve their metrics.
+    let (leader, follower) = if first == "one" { (0, 1) } else { (1, 0) };
+    let led = eventually(10, "the leader's metrics", || replicas[leader].reconciles()).await;
+    assert!(led > 0);
+    let followed = eventually(10, "the follower's metrics", || {
+        replicas[follower].reconciles()
+    })
+    .await;
+    assert_eq!(followed, 0, "the follower reconciled");
+
+    // The leader dies without a word; after the lease runs out the other one leads and acts.
+    replicas[leader].child.kill().unwrap();
+    replicas[leader].child.wait().unwrap();
+    let second = eventually(40, "a new leader", || async {
+        holder(leases.clone()).await.filter(|h| *h != first)
+    })
+    .await;
+    assert_ne!(second, first);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    services
+        .delete("shop-cart", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(30, "the new leader brings shop-cart back", || async {
+        services.get_opt("shop-cart").await.ok()?.map(|_| ())
+    })
+    .await;
+    assert!(replicas[follower].reconciles().await.unwrap() > 0);
+    replicas.clear();
 }

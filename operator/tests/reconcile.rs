@@ -696,6 +696,17 @@ async fn api_errors_are_labelled_and_retried_later_each_time() {
         pauses,
         [5, 10, 20].map(|s| Action::requeue(Duration::from_secs(s)))
     );
+    // Counted by variant for /metrics.
+    assert_eq!(fake.ctx.metrics.failures_of("kube"), 3);
+    assert!(
+        fake.ctx
+            .metrics
+            .render()
+            .contains("storefront_operator_reconcile_failures_total{error=\"kube\"} 3"),
+        "{}",
+        fake.ctx.metrics.render()
+    );
+    assert_eq!(fake.ctx.metrics.reconciles.get(), 3);
     // A success resets the count.
     fake.state.lock().unwrap().failing = false;
     fake.reconcile().await.unwrap();
