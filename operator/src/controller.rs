@@ -361,19 +361,38 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
 
 async fn cleanup(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> {
     // The children go with the Storefront through their owner references. The external resources
-    // go only under `deletionPolicy: Delete`: the topics, and each service's database and user
-    // (the bucket is left: it holds the images, and a bucket that is not empty cannot be dropped in
-    // one call). One bounded attempt each: a backend that cannot be reached must not keep the
-    // Storefront from being deleted for ever, so the failure is logged and deletion goes on.
+    // go only under `deletionPolicy: Delete`: the topics, each service's database and user, and
+    // the bucket with its images. One bounded attempt each: a backend that cannot be reached must
+    // not keep the Storefront from being deleted for ever, so the failure is logged and recorded
+    // as a Warning Event, and deletion goes on.
     if storefront.spec.deletion_policy == DeletionPolicy::Delete {
-        if let (Some(namespace), Ok(shop)) = (storefront.namespace(), Shop::validate(storefront))
-            && let Err(e) = drop_databases(&ctx.client, &namespace, &shop).await
-        {
-            tracing::warn!(
-                storefront = %key(storefront),
-                error = %e,
-                "could not drop the databases; they are left behind"
-            );
+        if let (Some(namespace), Ok(shop)) = (storefront.namespace(), Shop::validate(storefront)) {
+            let left = |what: &'static str, e: String| async move {
+                tracing::warn!(storefront = %key(storefront), error = %e, "could not delete the {what}; left behind");
+                let note = format!("{what} left behind: {e}");
+                publish(
+                    ctx,
+                    storefront,
+                    Warning,
+                    "CleanupFailed",
+                    "Delete",
+                    note,
+                    None,
+                )
+                .await;
+            };
+            if let Err(e) = drop_databases(&ctx.client, &namespace, &shop).await {
+                left("databases", e).await;
+            }
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+            let bucket = async {
+                let credentials = storage_credentials(&secrets, &shop).await?;
+                let o = &shop.object_storage;
+                storage::delete_bucket(&o.endpoint, &credentials, &o.bucket).await
+            };
+            if let Err(e) = bucket.await {
+                left("bucket", e.to_string()).await;
+            }
         }
         let prefix = storefront.name_any();
         if let Err(e) = kafka::delete(&storefront.spec.kafka.bootstrap_servers, &prefix).await {
@@ -397,34 +416,41 @@ struct External {
 
 /// Reads the object store's credentials from the shop's Secret (dereference) and makes the bucket.
 async fn ensure_bucket(to: &Target<'_>, shop: &Shop) -> Result<bool, StorageError> {
-    let name = &shop.object_storage.credentials_secret;
-    let problem = |reason: String| StorageError::Credentials {
-        secret: name.clone(),
-        reason,
-    };
-    let secret = to
-        .api::<Secret>()
-        .get_opt(name)
-        .await
-        .map_err(|e| problem(e.to_string()))?
-        .ok_or_else(|| problem("not found".into()))?;
-    let data = secret.data.unwrap_or_default();
-    let value = |key: &str| {
-        data.get(key)
-            .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_owned())
-            .filter(|value| !value.is_empty())
-            .ok_or_else(|| problem(format!("no key {key}")))
-    };
-    let credentials = Credentials {
-        access_key: value("accessKey")?,
-        secret_key: value("secretKey")?,
-    };
+    let credentials = storage_credentials(&to.api(), shop).await?;
     storage::ensure_bucket(
         &shop.object_storage.endpoint,
         &credentials,
         &shop.object_storage.bucket,
     )
     .await
+}
+
+/// The object store's keys from `objectStorage.credentialsSecret` (the dereference step).
+async fn storage_credentials(
+    secrets: &Api<Secret>,
+    shop: &Shop,
+) -> Result<Credentials, StorageError> {
+    let name = &shop.object_storage.credentials_secret;
+    let problem = |reason: String| StorageError::Credentials {
+        secret: name.clone(),
+        reason,
+    };
+    let value = |key: &str| {
+        let reference = SecretKeyRef {
+            name: name.clone(),
+            key: key.to_owned(),
+        };
+        async move {
+            secret_value(secrets, &reference)
+                .await
+                .map_err(|e| problem(e.to_string()))?
+                .map_err(problem)
+        }
+    };
+    Ok(Credentials {
+        access_key: value("accessKey").await?,
+        secret_key: value("secretKey").await?,
+    })
 }
 
 /// Where a reconcile writes: the Storefront's namespace; and the Storefront its Events are about.

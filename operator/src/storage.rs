@@ -2,8 +2,12 @@
 //! and the credentials from the Secret `objectStorage.credentialsSecret` (keys `accessKey`,
 //! `secretKey`) that the services use too.
 
+use futures::StreamExt;
 use minio::s3::{
-    MinioClient, MinioClientBuilder, creds::StaticProvider, http::BaseUrl, types::S3Api,
+    MinioClient, MinioClientBuilder,
+    creds::StaticProvider,
+    http::BaseUrl,
+    types::{S3Api, ToStream},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -65,4 +69,67 @@ pub async fn ensure_bucket(
         .await
         .map_err(|e| failed(format!("{e}")))?;
     Ok(true)
+}
+
+/// Empties the bucket and deletes it (`deletionPolicy: Delete`); a bucket that is already gone is
+/// fine. Answers how many objects were deleted. The listing walks the keys one `/` level at a
+/// time (a delimited listing every S3 server answers alike).
+pub async fn delete_bucket(
+    endpoint: &str,
+    credentials: &Credentials,
+    bucket: &str,
+) -> Result<usize, StorageError> {
+    let failed = |reason: String| StorageError::Bucket {
+        bucket: bucket.to_owned(),
+        reason,
+    };
+    let client = client(endpoint, credentials).map_err(failed)?;
+    let exists = client
+        .bucket_exists(bucket)
+        .map_err(|e| failed(format!("{e:?}")))?
+        .build()
+        .send()
+        .await
+        .map_err(|e| failed(format!("{e}")))?
+        .exists();
+    if !exists {
+        return Ok(0);
+    }
+    let mut deleted = 0;
+    let mut prefixes = vec![String::new()];
+    while let Some(prefix) = prefixes.pop() {
+        let mut pages = client
+            .list_objects(bucket)
+            .map_err(|e| failed(format!("{e:?}")))?
+            .delimiter(Some("/".to_owned()))
+            .prefix(Some(prefix))
+            .build()
+            .to_stream()
+            .await;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failed(format!("list: {e}")))?;
+            for entry in page.contents {
+                if entry.is_prefix {
+                    prefixes.push(entry.name);
+                    continue;
+                }
+                client
+                    .delete_object(bucket, entry.name.as_str())
+                    .map_err(|e| failed(format!("{e:?}")))?
+                    .build()
+                    .send()
+                    .await
+                    .map_err(|e| failed(format!("delete {}: {e}", entry.name)))?;
+                deleted += 1;
+            }
+        }
+    }
+    client
+        .delete_bucket(bucket)
+        .map_err(|e| failed(format!("{e:?}")))?
+        .build()
+        .send()
+        .await
+        .map_err(|e| failed(format!("{e}")))?;
+    Ok(deleted)
 }

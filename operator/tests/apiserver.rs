@@ -465,6 +465,19 @@ async fn deletion_runs_the_finalizer_and_drops_the_databases_only_under_delete()
         databases.contains(&format!("{ns}_kept_cart")),
         "{databases:?}"
     );
+    // The Delete shop's bucket is gone (making it again creates it); the Retain shop's is there.
+    let credentials = storefront_operator::storage::Credentials {
+        access_key: var("STOREFRONT_TEST_S3_ACCESS_KEY"),
+        secret_key: var("STOREFRONT_TEST_S3_SECRET_KEY"),
+    };
+    let endpoint = var("STOREFRONT_TEST_S3_ENDPOINT");
+    for (name, gone) in [("gone", true), ("kept", false)] {
+        let bucket = format!("{ns}-{name}");
+        let created = storefront_operator::storage::ensure_bucket(&endpoint, &credentials, &bucket)
+            .await
+            .unwrap();
+        assert_eq!(created, gone, "{bucket}");
+    }
 }
 
 async fn secrets_value(client: &Client, namespace: &str, name: &str, key: &str) -> String {
