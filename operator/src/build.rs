@@ -77,7 +77,7 @@ fn metadata(shop: &Shop, name: String, component: &str) -> ObjectMeta {
 pub fn config_map(shop: &Shop) -> ConfigMap {
     let storage = &shop.object_storage;
     let mut data: BTreeMap<String, String> = [
-        ("TOPIC_PREFIX", shop.topic_prefix().to_owned()),
+        ("TOPIC_PREFIX", shop.topic_prefix()),
         (
             "KAFKA_BOOTSTRAP_SERVERS",
             shop.kafka.bootstrap_servers.clone(),

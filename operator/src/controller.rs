@@ -300,7 +300,7 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
     // External resources: the topics, the databases and their users, the bucket.
     let topics = kafka::ensure(
         &shop.kafka.bootstrap_servers,
-        shop.topic_prefix(),
+        &shop.topic_prefix(),
         shop.kafka.partitions,
         shop.kafka.replication_factor,
     )
@@ -365,42 +365,37 @@ async fn cleanup(storefront: &Storefront, ctx: &Context) -> Result<Action, Error
     // the bucket with its images. One bounded attempt each: a backend that cannot be reached must
     // not keep the Storefront from being deleted for ever, so the failure is logged and recorded
     // as a Warning Event, and deletion goes on.
-    if storefront.spec.deletion_policy == DeletionPolicy::Delete {
-        if let (Some(namespace), Ok(shop)) = (storefront.namespace(), Shop::validate(storefront)) {
-            let left = |what: &'static str, e: String| async move {
-                tracing::warn!(storefront = %key(storefront), error = %e, "could not delete the {what}; left behind");
-                let note = format!("{what} left behind: {e}");
-                publish(
-                    ctx,
-                    storefront,
-                    Warning,
-                    "CleanupFailed",
-                    "Delete",
-                    note,
-                    None,
-                )
-                .await;
-            };
-            if let Err(e) = drop_databases(&ctx.client, &namespace, &shop).await {
-                left("databases", e).await;
-            }
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-            let bucket = async {
-                let credentials = storage_credentials(&secrets, &shop).await?;
-                let o = &shop.object_storage;
-                storage::delete_bucket(&o.endpoint, &credentials, &o.bucket).await
-            };
-            if let Err(e) = bucket.await {
-                left("bucket", e.to_string()).await;
-            }
+    if storefront.spec.deletion_policy == DeletionPolicy::Delete
+        && let (Some(namespace), Ok(shop)) = (storefront.namespace(), Shop::validate(storefront))
+    {
+        let left = |what: &'static str, e: String| async move {
+            tracing::warn!(storefront = %key(storefront), error = %e, "could not delete the {what}; left behind");
+            let note = format!("{what} left behind: {e}");
+            publish(
+                ctx,
+                storefront,
+                Warning,
+                "CleanupFailed",
+                "Delete",
+                note,
+                None,
+            )
+            .await;
+        };
+        if let Err(e) = drop_databases(&ctx.client, &namespace, &shop).await {
+            left("databases", e).await;
         }
-        let prefix = storefront.name_any();
-        if let Err(e) = kafka::delete(&storefront.spec.kafka.bootstrap_servers, &prefix).await {
-            tracing::warn!(
-                storefront = %key(storefront),
-                error = %e,
-                "could not delete the topics; they are left behind"
-            );
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        let bucket = async {
+            let credentials = storage_credentials(&secrets, &shop).await?;
+            let o = &shop.object_storage;
+            storage::delete_bucket(&o.endpoint, &credentials, &o.bucket).await
+        };
+        if let Err(e) = bucket.await {
+            left("bucket", e.to_string()).await;
+        }
+        if let Err(e) = kafka::delete(&shop.kafka.bootstrap_servers, &shop.topic_prefix()).await {
+            left("topics", e.to_string()).await;
         }
     }
     Ok(Action::await_change())

@@ -335,9 +335,12 @@ impl Shop {
         format!("{}_{hash}", &full[..50])
     }
 
-    /// Kafka topics are `{prefix}.{aggregate}` (ARCHITECTURE §5); the prefix is the shop's name.
-    pub fn topic_prefix(&self) -> &str {
-        &self.name
+    /// Kafka topics are `{prefix}.{aggregate}` (ARCHITECTURE §5). The prefix is
+    /// `{namespace}.{name}`: ARCHITECTURE's "the Storefront's name" lets two shops of the same
+    /// name in two namespaces share one broker's topics, and Storefront names are unique only
+    /// within a namespace.
+    pub fn topic_prefix(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
     }
 }
 
