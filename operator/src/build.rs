@@ -126,15 +126,23 @@ pub fn config_map(shop: &Shop) -> ConfigMap {
 
 /// auth's signing key (`signing-key.pem`, an Ed25519 PKCS#8 PEM as `auth generate-key` writes).
 pub fn signing_key_secret(shop: &Shop, pem: &str) -> Secret {
+    opaque_secret(
+        metadata(shop, shop.object_name(SIGNING_KEY_SECRET), "auth"),
+        &[("signing-key.pem", pem)],
+    )
+}
+
+fn opaque_secret(metadata: ObjectMeta, data: &[(&str, &str)]) -> Secret {
     Secret {
-        metadata: metadata(shop, shop.object_name(SIGNING_KEY_SECRET), "auth"),
+        metadata,
         type_: Some("Opaque".into()),
         data: Some(
-            [(
-                "signing-key.pem".to_owned(),
-                k8s_openapi::ByteString(pem.as_bytes().to_vec()),
-            )]
-            .into(),
+            data.iter()
+                .map(|(key, value)| {
+                    let bytes = k8s_openapi::ByteString(value.as_bytes().to_vec());
+                    ((*key).to_owned(), bytes)
+                })
+                .collect(),
         ),
         ..Secret::default()
     }
@@ -148,21 +156,15 @@ pub fn database_secret_name(shop: &Shop, service: &str) -> String {
 
 /// A service's database credentials: `uri` (what the service reads), and the parts of it.
 pub fn database_secret(shop: &Shop, service: &str, password: &str, uri: &str) -> Secret {
-    let value = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
-    Secret {
-        metadata: metadata(shop, database_secret_name(shop, service), service),
-        type_: Some("Opaque".into()),
-        data: Some(
-            [
-                ("uri".to_owned(), value(uri)),
-                ("database".to_owned(), value(&shop.database_name(service))),
-                ("username".to_owned(), value(service)),
-                ("password".to_owned(), value(password)),
-            ]
-            .into(),
-        ),
-        ..Secret::default()
-    }
+    opaque_secret(
+        metadata(shop, database_secret_name(shop, service), service),
+        &[
+            ("uri", uri),
+            ("database", &shop.database_name(service)),
+            ("username", service),
+            ("password", password),
+        ],
+    )
 }
 
 fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
@@ -177,6 +179,46 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()
+    }
+}
+
+/// Every container: no privilege escalation, a read-only root, non-root, no capabilities.
+fn locked_down() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// Every pod: as `user` (never root), the runtime's default seccomp profile.
+fn pod_security(user: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(user),
+        run_as_group: Some(user),
+        fs_group: Some(user),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// A TCP Service port named like the container port it targets.
+fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::String(name.into())),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
     }
 }
 
@@ -298,16 +340,7 @@ pub fn deployment(shop: &Shop, planned: &Planned) -> Deployment {
         liveness_probe: Some(probe("/healthz", 10)),
         readiness_probe: Some(probe("/readyz", 5)),
         resources: Some(planned.resources.clone()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Capabilities::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(locked_down()),
         volume_mounts: Some(mounts),
         ..Container::default()
     };
@@ -337,17 +370,7 @@ pub fn deployment(shop: &Shop, planned: &Planned) -> Deployment {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(30),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(65532),
-                        run_as_group: Some(65532),
-                        fs_group: Some(65532),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..SeccompProfile::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(pod_security(65532)),
                     ..PodSpec::default()
                 }),
             },
@@ -364,13 +387,7 @@ pub fn service(shop: &Shop, planned: &Planned) -> KubeService {
         metadata: metadata(shop, shop.object_name(name), name),
         spec: Some(ServiceSpec {
             selector: Some(selector(shop, name)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: HTTP_PORT,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![service_port("http", HTTP_PORT)]),
             ..ServiceSpec::default()
         }),
         ..KubeService::default()
@@ -459,12 +476,16 @@ fn pods_of(shop: &Shop, component: &str) -> NetworkPolicyPeer {
     }
 }
 
-fn http_port() -> NetworkPolicyPort {
+fn port(port: i32, protocol: &str) -> NetworkPolicyPort {
     NetworkPolicyPort {
-        port: Some(IntOrString::Int(HTTP_PORT)),
-        protocol: Some("TCP".into()),
+        port: Some(IntOrString::Int(port)),
+        protocol: Some(protocol.into()),
         ..NetworkPolicyPort::default()
     }
+}
+
+fn http_port() -> NetworkPolicyPort {
+    port(HTTP_PORT, "TCP")
 }
 
 /// One policy per service from the service graph: ingress only from the ingress controller's
@@ -511,11 +532,7 @@ pub fn network_policy(shop: &Shop, planned: &Planned) -> NetworkPolicy {
         ports: Some(
             ["UDP", "TCP"]
                 .into_iter()
-                .map(|protocol| NetworkPolicyPort {
-                    port: Some(IntOrString::Int(53)),
-                    protocol: Some(protocol.into()),
-                    ..NetworkPolicyPort::default()
-                })
+                .map(|protocol| port(53, protocol))
                 .collect(),
         ),
         ..NetworkPolicyEgressRule::default()
@@ -531,7 +548,7 @@ pub fn network_policy(shop: &Shop, planned: &Planned) -> NetworkPolicy {
         backend_ports.push(9092);
     }
     if service.needs.mongodb {
-        backend_ports.push(27017);
+        backend_ports.push(MONGODB_PORT);
     }
     if service.needs.object_storage {
         backend_ports.extend([9000, 443, 80]);
@@ -545,11 +562,7 @@ pub fn network_policy(shop: &Shop, planned: &Planned) -> NetworkPolicy {
         ports: Some(
             backend_ports
                 .into_iter()
-                .map(|port| NetworkPolicyPort {
-                    port: Some(IntOrString::Int(port)),
-                    protocol: Some("TCP".into()),
-                    ..NetworkPolicyPort::default()
-                })
+                .map(|number| port(number, "TCP"))
                 .collect(),
         ),
         ..NetworkPolicyEgressRule::default()
@@ -651,23 +664,14 @@ pub fn database_admin_secret_name(shop: &Shop, service: &str) -> String {
 }
 
 pub fn database_admin_secret(shop: &Shop, service: &str, password: &str) -> Secret {
-    let value = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
-    Secret {
-        metadata: metadata(
+    opaque_secret(
+        metadata(
             shop,
             database_admin_secret_name(shop, service),
             &format!("{service}-db"),
         ),
-        type_: Some("Opaque".into()),
-        data: Some(
-            [
-                ("username".to_owned(), value(DATABASE_ADMIN)),
-                ("password".to_owned(), value(password)),
-            ]
-            .into(),
-        ),
-        ..Secret::default()
-    }
+        &[("username", DATABASE_ADMIN), ("password", password)],
+    )
 }
 
 /// The administrator's connection string to a managed database (its pod's stable name).
@@ -687,13 +691,7 @@ pub fn database_service(shop: &Shop, service: &str) -> KubeService {
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             selector: Some(selector(shop, &component)),
-            ports: Some(vec![ServicePort {
-                name: Some("mongodb".into()),
-                port: MONGODB_PORT,
-                target_port: Some(IntOrString::String("mongodb".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![service_port("mongodb", MONGODB_PORT)]),
             ..ServiceSpec::default()
         }),
         ..KubeService::default()
@@ -762,16 +760,7 @@ pub fn database_stateful_set(shop: &Shop, service: &str) -> Option<StatefulSet> 
             limits: Some([("memory".to_owned(), quantity("1Gi"))].into()),
             ..ResourceRequirements::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Capabilities::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(locked_down()),
         volume_mounts: Some(vec![
             mount("data", "/data/db"),
             mount("config", "/data/configdb"),
@@ -799,18 +788,8 @@ pub fn database_stateful_set(shop: &Shop, service: &str) -> Option<StatefulSet> 
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(30),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        // The official image's `mongodb` user.
-                        run_as_user: Some(999),
-                        run_as_group: Some(999),
-                        fs_group: Some(999),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..SeccompProfile::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
+                    // The official image's `mongodb` user.
+                    security_context: Some(pod_security(999)),
                     ..PodSpec::default()
                 }),
             },
@@ -864,11 +843,7 @@ pub fn database_network_policy(shop: &Shop, service: &str) -> NetworkPolicy {
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![pods_of(shop, service), operator]),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(MONGODB_PORT)),
-                    protocol: Some("TCP".into()),
-                    ..NetworkPolicyPort::default()
-                }]),
+                ports: Some(vec![port(MONGODB_PORT, "TCP")]),
             }]),
             egress: Some(Vec::new()),
         }),
