@@ -39,17 +39,22 @@ fn client(endpoint: &str, credentials: &Credentials) -> Result<MinioClient, Stri
         .map_err(|e| format!("{e:?}"))
 }
 
-/// Makes the bucket exist; answers whether it was created now.
-pub async fn ensure_bucket(
+/// The error about `bucket` with `reason`.
+fn failed(bucket: &str) -> impl Fn(String) -> StorageError + '_ {
+    move |reason| StorageError::Bucket {
+        bucket: bucket.to_owned(),
+        reason,
+    }
+}
+
+/// A client for the store, and whether `bucket` exists in it.
+async fn open(
     endpoint: &str,
     credentials: &Credentials,
     bucket: &str,
-) -> Result<bool, StorageError> {
-    let failed = |reason: String| StorageError::Bucket {
-        bucket: bucket.to_owned(),
-        reason,
-    };
-    let client = client(endpoint, credentials).map_err(failed)?;
+) -> Result<(MinioClient, bool), StorageError> {
+    let failed = failed(bucket);
+    let client = client(endpoint, credentials).map_err(&failed)?;
     let exists = client
         .bucket_exists(bucket)
         .map_err(|e| failed(format!("{e:?}")))?
@@ -58,6 +63,17 @@ pub async fn ensure_bucket(
         .await
         .map_err(|e| failed(format!("{e}")))?
         .exists();
+    Ok((client, exists))
+}
+
+/// Makes the bucket exist; answers whether it was created now.
+pub async fn ensure_bucket(
+    endpoint: &str,
+    credentials: &Credentials,
+    bucket: &str,
+) -> Result<bool, StorageError> {
+    let failed = failed(bucket);
+    let (client, exists) = open(endpoint, credentials, bucket).await?;
     if exists {
         return Ok(false);
     }
@@ -79,19 +95,8 @@ pub async fn delete_bucket(
     credentials: &Credentials,
     bucket: &str,
 ) -> Result<usize, StorageError> {
-    let failed = |reason: String| StorageError::Bucket {
-        bucket: bucket.to_owned(),
-        reason,
-    };
-    let client = client(endpoint, credentials).map_err(failed)?;
-    let exists = client
-        .bucket_exists(bucket)
-        .map_err(|e| failed(format!("{e:?}")))?
-        .build()
-        .send()
-        .await
-        .map_err(|e| failed(format!("{e}")))?
-        .exists();
+    let failed = failed(bucket);
+    let (client, exists) = open(endpoint, credentials, bucket).await?;
     if !exists {
         return Ok(0);
     }
