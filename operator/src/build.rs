@@ -615,11 +615,7 @@ impl Objects {
 
 pub fn objects(shop: &Shop) -> Objects {
     let managed: Vec<&Planned> = match shop.databases {
-        Databases::Managed { .. } => shop
-            .services
-            .iter()
-            .filter(|p| p.service.needs.mongodb)
-            .collect(),
+        Databases::Managed { .. } => shop.database_services().collect(),
         Databases::External { .. } => Vec::new(),
     };
     Objects {

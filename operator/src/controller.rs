@@ -264,11 +264,12 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
     for service in objects.database_services {
         ensure(&to, service).await?;
     }
+    if matches!(shop.databases, Databases::Managed { .. }) {
+        for planned in shop.database_services() {
+            ensure_admin_password(&to, &shop, planned.service.name).await?;
+        }
+    }
     for database in objects.databases {
-        let service = database.labels()["app.kubernetes.io/component"]
-            .trim_end_matches("-db")
-            .to_owned();
-        ensure_admin_password(&to, &shop, &service).await?;
         ensure(&to, database).await?;
     }
     let mut deployments = Vec::new();
@@ -575,24 +576,29 @@ async fn admin_uri(
     shop: &Shop,
     service: &str,
 ) -> Result<Result<String, DatabaseError>, Error> {
-    let (reference, managed) = match &shop.databases {
-        Databases::External { admin_uri } => (admin_uri.clone(), false),
-        Databases::Managed { .. } => (
-            SecretKeyRef {
-                name: build::database_admin_secret_name(shop, service),
-                key: "password".into(),
-            },
-            true,
-        ),
-    };
+    let reference = admin_reference(shop, service);
     Ok(match secret_value(api, &reference).await? {
-        Ok(password) if managed => Ok(build::database_admin_uri(shop, service, &password)),
+        Ok(password) if matches!(shop.databases, Databases::Managed { .. }) => {
+            Ok(build::database_admin_uri(shop, service, &password))
+        }
         Ok(uri) => Ok(uri),
         Err(reason) => Err(DatabaseError::Credentials {
             secret: reference.name,
             reason,
         }),
     })
+}
+
+/// Where the administrator's credentials for a service's database are: the connection string
+/// the spec names (`external`), or the managed database's generated password (`managed`).
+fn admin_reference(shop: &Shop, service: &str) -> SecretKeyRef {
+    match &shop.databases {
+        Databases::External { admin_uri } => admin_uri.clone(),
+        Databases::Managed { .. } => SecretKeyRef {
+            name: build::database_admin_secret_name(shop, service),
+            key: "password".into(),
+        },
+    }
 }
 
 /// Each service's database user, made with the administrator's connection and written as the
@@ -607,7 +613,7 @@ async fn ensure_databases(
     let secrets: Api<Secret> = to.api();
     let mut connected: Option<(String, mongodb::Client)> = None;
     let mut ready = Vec::new();
-    for planned in shop.services.iter().filter(|p| p.service.needs.mongodb) {
+    for planned in shop.database_services() {
         let service = planned.service.name;
         let admin = match admin_uri(&secrets, shop, service).await? {
             Ok(uri) => uri,
@@ -640,7 +646,7 @@ async fn ensure_databases(
             Ok(uri) => uri,
             Err(reason) => {
                 return Ok(Err(DatabaseError::Credentials {
-                    secret: admin_secret_name(shop, service),
+                    secret: admin_reference(shop, service).name,
                     reason,
                 }));
             }
@@ -660,18 +666,11 @@ async fn ensure_databases(
     Ok(Ok(ready))
 }
 
-fn admin_secret_name(shop: &Shop, service: &str) -> String {
-    match &shop.databases {
-        Databases::External { admin_uri } => admin_uri.name.clone(),
-        Databases::Managed { .. } => build::database_admin_secret_name(shop, service),
-    }
-}
-
 /// Drops each service's user and database (`deletionPolicy: Delete`), one attempt each.
 async fn drop_databases(client: &Client, namespace: &str, shop: &Shop) -> Result<(), String> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut failures = Vec::new();
-    for planned in shop.services.iter().filter(|p| p.service.needs.mongodb) {
+    for planned in shop.database_services() {
         let service = planned.service.name;
         let database = shop.database_name(service);
         let result = async {
@@ -701,25 +700,35 @@ async fn drop_databases(client: &Client, namespace: &str, shop: &Shop) -> Result
 /// A managed database's administrator password, generated once into `{name}-{service}-db-admin`
 /// (the database is initialised with it on its first start, so it must never change).
 async fn ensure_admin_password(to: &Target<'_>, shop: &Shop, service: &str) -> Result<(), Error> {
-    let password = databases::generate_password().map_err(|_| Error::KeyGeneration)?;
-    create_once(to, build::database_admin_secret(shop, service, &password)).await
+    create_once(
+        to,
+        &build::database_admin_secret_name(shop, service),
+        || {
+            let password = databases::generate_password().map_err(|_| Error::KeyGeneration)?;
+            Ok(build::database_admin_secret(shop, service, &password))
+        },
+    )
+    .await
 }
 
-/// Creates a Secret unless it exists; never changes one that does (another replica's or a
-/// person's stays).
-async fn create_once(to: &Target<'_>, secret: Secret) -> Result<(), Error> {
+/// Creates the Secret `name` with what `make` answers, unless it exists; never changes one that
+/// does (another replica's or a person's stays). `make` runs only when the Secret is missing.
+async fn create_once(
+    to: &Target<'_>,
+    name: &str,
+    make: impl FnOnce() -> Result<Secret, Error>,
+) -> Result<(), Error> {
     let api: Api<Secret> = to.api();
-    let name = secret.name_any();
-    if api.get_metadata_opt(&name).await?.is_some() {
+    if api.get_metadata_opt(name).await?.is_some() {
         return Ok(());
     }
     let params = PostParams {
         field_manager: Some(MANAGER.into()),
         ..PostParams::default()
     };
-    match api.create(&params, &secret).await {
+    match api.create(&params, &make()?).await {
         Ok(_) => {
-            to.child_event::<Secret>("Created", "Create", &name).await;
+            to.child_event::<Secret>("Created", "Create", name).await;
             Ok(())
         }
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
@@ -731,18 +740,14 @@ async fn create_once(to: &Target<'_>, secret: Secret) -> Result<(), Error> {
 /// Secret is left exactly as it is, because a new key would sign every customer out (rotation is
 /// a deliberate act: replace the Secret's key by hand).
 async fn ensure_signing_key(to: &Target<'_>, shop: &Shop) -> Result<(), Error> {
-    if to
-        .api::<Secret>()
-        .get_metadata_opt(&shop.object_name(build::SIGNING_KEY_SECRET))
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let der = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
-        .map_err(|_| Error::KeyGeneration)?;
-    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
-    create_once(to, build::signing_key_secret(shop, &pem)).await
+    create_once(to, &shop.object_name(build::SIGNING_KEY_SECRET), || {
+        let random = ring::rand::SystemRandom::new();
+        let der = ring::signature::Ed25519KeyPair::generate_pkcs8(&random)
+            .map_err(|_| Error::KeyGeneration)?;
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+        Ok(build::signing_key_secret(shop, &pem))
+    })
+    .await
 }
 
 /// The hash of what the operator wants an object to be.
@@ -877,8 +882,7 @@ fn status_of(
         reason,
         &message,
     );
-    let kafka_ready = topics.is_ok();
-    match topics {
+    let kafka = match topics {
         Ok(topics) => {
             let mut message = format!(
                 "{} topics with at least {} partitions",
@@ -890,89 +894,48 @@ fn status_of(
                     topics.larger.join(", ")
                 ));
             }
-            set_condition(
-                conditions,
-                storefront,
-                "KafkaReady",
-                true,
-                "TopicsReady",
-                &message,
-            );
+            Ok(("TopicsReady", message))
         }
-        Err(e) => {
-            let reason = match e {
+        Err(e) => Err((
+            match e {
                 TopicError::Unreachable(_) => "BrokerUnreachable",
                 TopicError::Refused(_) => "BrokerRefused",
                 TopicError::Topic { .. } => "TopicFailed",
-            };
-            set_condition(
-                conditions,
-                storefront,
-                "KafkaReady",
-                false,
-                reason,
-                &e.to_string(),
-            );
-        }
-    }
-    let storage_ready = external.bucket.is_ok();
-    match &external.bucket {
-        Ok(()) => {
-            let message = format!("bucket {} exists", shop.object_storage.bucket);
-            set_condition(
-                conditions,
-                storefront,
-                "StorageReady",
-                true,
-                "BucketReady",
-                &message,
-            );
-        }
-        Err(e) => {
-            let reason = match e {
+            },
+            e.to_string(),
+        )),
+    };
+    let kafka_ready = set_backend(conditions, storefront, "KafkaReady", kafka);
+    let storage = match &external.bucket {
+        Ok(()) => Ok((
+            "BucketReady",
+            format!("bucket {} exists", shop.object_storage.bucket),
+        )),
+        Err(e) => Err((
+            match e {
                 StorageError::Credentials { .. } => "CredentialsMissing",
                 StorageError::Bucket { .. } => "BucketFailed",
-            };
-            set_condition(
-                conditions,
-                storefront,
-                "StorageReady",
-                false,
-                reason,
-                &e.to_string(),
-            );
-        }
-    }
-    let databases_ready = external.databases.is_ok();
-    match &external.databases {
-        Ok(names) => {
-            let message = format!("databases {} with their users", names.join(", "));
-            set_condition(
-                conditions,
-                storefront,
-                "DatabasesReady",
-                true,
-                "DatabasesReady",
-                &message,
-            );
-        }
-        Err(e) => {
-            let reason = match e {
+            },
+            e.to_string(),
+        )),
+    };
+    let storage_ready = set_backend(conditions, storefront, "StorageReady", storage);
+    let databases = match &external.databases {
+        Ok(names) => Ok((
+            "DatabasesReady",
+            format!("databases {} with their users", names.join(", ")),
+        )),
+        Err(e) => Err((
+            match e {
                 DatabaseError::Credentials { .. } => "CredentialsMissing",
                 DatabaseError::Unreachable(_) => "MongoUnreachable",
                 DatabaseError::Refused(_) => "AdminRefused",
                 DatabaseError::Database { .. } => "DatabaseFailed",
-            };
-            set_condition(
-                conditions,
-                storefront,
-                "DatabasesReady",
-                false,
-                reason,
-                &e.to_string(),
-            );
-        }
-    }
+            },
+            e.to_string(),
+        )),
+    };
+    let databases_ready = set_backend(conditions, storefront, "DatabasesReady", databases);
     let ready = available && kafka_ready && databases_ready && storage_ready;
     let (reason, message) = if !kafka_ready {
         (
@@ -999,6 +962,20 @@ fn status_of(
         Phase::Progressing
     });
     status
+}
+
+/// A backend's condition from what became of it — `Ok` or `Err` of (reason, message); answers
+/// whether it is ready.
+fn set_backend(
+    conditions: &mut Vec<Condition>,
+    storefront: &Storefront,
+    kind: &str,
+    outcome: Result<(&str, String), (&str, String)>,
+) -> bool {
+    let ready = outcome.is_ok();
+    let (reason, message) = outcome.unwrap_or_else(|failed| failed);
+    set_condition(conditions, storefront, kind, ready, reason, &message);
+    ready
 }
 
 fn condition_time(storefront: &Storefront, kind: &str, status: &str) -> Time {

@@ -322,6 +322,11 @@ impl Shop {
         )
     }
 
+    /// The services with a database of their own (all but web).
+    pub fn database_services(&self) -> impl Iterator<Item = &Planned> {
+        self.services.iter().filter(|p| p.service.needs.mongodb)
+    }
+
     /// A service's MongoDB database: `{namespace}_{name}_{service}`, so shops of the same name in
     /// two namespaces never share one on a common MongoDB (at most 63 bytes: a longer name keeps
     /// its start and gets a hash of the whole).
