@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeMap,
     future::Future,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::{
@@ -30,11 +30,16 @@ use storefront_operator::{
     controller::{Context, run},
     crd::Storefront,
 };
+use support::{unique, var};
 use tokio::sync::oneshot;
 
-fn var(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run through `cargo xtask test`"))
+mod support;
+
+/// A client of the test API server, with the CRD installed.
+async fn cluster() -> Client {
+    let client = client().await;
+    install_crd(&client).await;
+    client
 }
 
 async fn client() -> Client {
@@ -72,11 +77,7 @@ async fn install_crd(client: &Client) {
 
 /// A namespace of this test's own.
 async fn namespace(client: &Client, label: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!("{label}-{}-{nanos}", std::process::id());
+    let name = unique(label, '-');
     let api: Api<Namespace> = Api::all(client.clone());
     api.create(
         &PostParams::default(),
@@ -96,6 +97,13 @@ async fn secret(client: &Client, namespace: &str, name: &str, data: Value) {
     )
     .await
     .unwrap();
+}
+
+/// A namespace of this test's own with the Secrets a Storefront names.
+async fn shop_namespace(client: &Client, label: &str) -> String {
+    let ns = namespace(client, label).await;
+    backend_secrets(client, &ns).await;
+    ns
 }
 
 /// The Secrets a Storefront names: the object store's keys, Stripe's, the MongoDB admin string.
@@ -147,6 +155,14 @@ fn storefront(name: &str, bucket: &str, policy: &str) -> Value {
             "deletionPolicy": policy,
         },
     })
+}
+
+async fn create(storefronts: &Api<Storefront>, name: &str, bucket: &str, policy: &str) {
+    let object = serde_json::from_value(storefront(name, bucket, policy)).unwrap();
+    storefronts
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
 }
 
 /// The operator, watching `namespace`, until the answer is dropped.
@@ -258,19 +274,11 @@ const SERVICES: [&str; 7] = [
 
 #[tokio::test]
 async fn a_storefront_becomes_a_shop_that_follows_its_spec_and_heals() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "op-shop").await;
-    backend_secrets(&client, &ns).await;
+    let client = cluster().await;
+    let ns = shop_namespace(&client, "op-shop").await;
     let _operator = operator(&client, &ns).await;
     let storefronts: Api<Storefront> = Api::namespaced(client.clone(), &ns);
-    storefronts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(storefront("shop", &format!("{ns}-images"), "Retain")).unwrap(),
-        )
-        .await
-        .unwrap();
+    create(&storefronts, "shop", &format!("{ns}-images"), "Retain").await;
 
     // Every child, owned by the Storefront; the external resources ready.
     let created = condition_is(&storefronts, "shop", "DatabasesReady", "True").await;
@@ -404,20 +412,12 @@ async fn a_storefront_becomes_a_shop_that_follows_its_spec_and_heals() {
 
 #[tokio::test]
 async fn deletion_runs_the_finalizer_and_drops_the_databases_only_under_delete() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "op-delete").await;
-    backend_secrets(&client, &ns).await;
+    let client = cluster().await;
+    let ns = shop_namespace(&client, "op-delete").await;
     let _operator = operator(&client, &ns).await;
     let storefronts: Api<Storefront> = Api::namespaced(client.clone(), &ns);
     for (name, policy) in [("gone", "Delete"), ("kept", "Retain")] {
-        storefronts
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(storefront(name, &format!("{ns}-{name}"), policy)).unwrap(),
-            )
-            .await
-            .unwrap();
+        create(&storefronts, name, &format!("{ns}-{name}"), policy).await;
     }
     let mongo = mongodb::Client::with_uri_str(var("STOREFRONT_TEST_MONGODB_ADMIN_URI"))
         .await
@@ -488,8 +488,7 @@ async fn secrets_value(client: &Client, namespace: &str, name: &str, key: &str) 
 
 #[tokio::test]
 async fn the_schema_refuses_bad_specs_before_the_operator_sees_them() {
-    let client = client().await;
-    install_crd(&client).await;
+    let client = cluster().await;
     let ns = namespace(&client, "op-schema").await;
     // Raw objects: a typed Storefront could not even hold some of these.
     let storefronts: Api<DynamicObject> =
@@ -530,8 +529,7 @@ async fn the_schema_refuses_bad_specs_before_the_operator_sees_them() {
 
 #[tokio::test]
 async fn the_chart_and_the_example_pass_a_server_side_dry_run() {
-    let client = client().await;
-    install_crd(&client).await;
+    let client = cluster().await;
     // The example's and the chart's namespaces must exist for a dry run of what goes in them.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for name in ["shop", "storefront-system", "storefront-data"] {
@@ -640,10 +638,8 @@ impl Drop for Replica {
 
 #[tokio::test]
 async fn two_replicas_elect_one_leader_and_the_other_takes_over_when_it_dies() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "op-lease").await;
-    backend_secrets(&client, &ns).await;
+    let client = cluster().await;
+    let ns = shop_namespace(&client, "op-lease").await;
     let mut replicas = vec![Replica::start(&ns, "one"), Replica::start(&ns, "two")];
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let holder = |leases: Api<Lease>| async move {
@@ -656,13 +652,7 @@ async fn two_replicas_elect_one_leader_and_the_other_takes_over_when_it_dies() {
     };
     let first = eventually(30, "a leader", || holder(leases.clone())).await;
     let storefronts: Api<Storefront> = Api::namespaced(client.clone(), &ns);
-    storefronts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(storefront("shop", &format!("{ns}-images"), "Retain")).unwrap(),
-        )
-        .await
-        .unwrap();
+    create(&storefronts, "shop", &format!("{ns}-images"), "Retain").await;
     condition_is(&storefronts, "shop", "DatabasesReady", "True").await;
     // Only the leader reconciles; both serve their metrics.
     let (leader, follower) = if first == "one" { (0, 1) } else { (1, 0) };

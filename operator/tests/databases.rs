@@ -2,8 +2,6 @@
 //! (SecantusDB `--auth`): the service logs in with the connection string the operator writes,
 //! works in its own database and is refused in another's.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use mongodb::{
     Client,
     bson::{Document, doc},
@@ -12,19 +10,17 @@ use mongodb::{
 use storefront_operator::databases::{
     DatabaseError, connect, drop, ensure_user, generate_password, service_uri,
 };
+use support::{unique, var};
+
+mod support;
 
 fn admin_uri() -> String {
-    std::env::var("STOREFRONT_TEST_MONGODB_ADMIN_URI")
-        .expect("STOREFRONT_TEST_MONGODB_ADMIN_URI is not set: run through `cargo xtask test`")
+    var("STOREFRONT_TEST_MONGODB_ADMIN_URI")
 }
 
 /// A database name no other test run uses.
 fn database(service: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("t{}_{nanos}_{service}", std::process::id())
+    format!("{}_{service}", unique("t", '_'))
 }
 
 /// Logs in as the service and writes one document into `database`.

@@ -1,20 +1,16 @@
 //! The shop's topics on the test stack's real broker: created, grown, never shrunk, deleted.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use storefront_operator::kafka::{self, TopicError};
+use support::{unique, var};
+
+mod support;
 
 fn bootstrap() -> String {
-    std::env::var("STOREFRONT_TEST_KAFKA_BOOTSTRAP")
-        .expect("STOREFRONT_TEST_KAFKA_BOOTSTRAP is not set: run through `cargo xtask test`")
+    var("STOREFRONT_TEST_KAFKA_BOOTSTRAP")
 }
 
 fn prefix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("op{}x{nanos}", std::process::id())
+    unique("op", '-')
 }
 
 #[tokio::test]

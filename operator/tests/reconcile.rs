@@ -15,7 +15,10 @@ use storefront_operator::{
     controller::{Context, FINALIZER, error_policy, reconcile},
     crd::Storefront,
 };
+use support::var;
 use tower_test::mock::{self, Handle};
+
+mod support;
 
 const STOREFRONT: &str = "/apis/storefront.dev/v1alpha1/namespaces/prod/storefronts/shop";
 const SIGNING_KEY: &str = "/api/v1/namespaces/prod/secrets/shop-jwt";
@@ -188,13 +191,7 @@ struct Fake {
 
 /// The test stack's broker: the reconcile makes the shop's topics on a real Kafka.
 fn kafka() -> String {
-    std::env::var("STOREFRONT_TEST_KAFKA_BOOTSTRAP")
-        .expect("STOREFRONT_TEST_KAFKA_BOOTSTRAP is not set: run through `cargo xtask test`")
-}
-
-fn var(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run through `cargo xtask test`"))
+    var("STOREFRONT_TEST_KAFKA_BOOTSTRAP")
 }
 
 fn spec() -> Value {

@@ -1,14 +1,10 @@
 //! The image bucket on the test stack's real S3 store.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use minio::s3::{MinioClientBuilder, creds::StaticProvider, http::BaseUrl};
 use storefront_operator::storage::{Credentials, StorageError, delete_bucket, ensure_bucket};
+use support::{unique, var};
 
-fn var(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run through `cargo xtask test`"))
-}
+mod support;
 
 fn credentials() -> Credentials {
     Credentials {
@@ -18,11 +14,7 @@ fn credentials() -> Credentials {
 }
 
 fn bucket() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("op-{}-{nanos}", std::process::id())
+    unique("op", '-')
 }
 
 #[tokio::test]
