@@ -136,21 +136,7 @@ fn operator(shops: usize) -> Result<()> {
     let tools = Tools::ensure()?;
     let manifests = ManifestTools::ensure()?;
     let api_server = ApiServerTools::ensure()?;
-    step("building the operator's load generator (release)");
-    let built = Command::new(env!("CARGO"))
-        .current_dir(crate::root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "storefront-operator",
-            "--example",
-            "operator_load",
-        ])
-        .status()?;
-    if !built.success() {
-        bail!("the operator's load generator does not build");
-    }
+    let load = build_example("storefront-operator", "operator_load")?;
     let dir = target_dir().join("bench-stack");
     let _ = std::fs::remove_dir_all(&dir);
     let mut stack = Stack::start_backends(&dir, &tools, Persistence::Ephemeral)?;
@@ -161,7 +147,7 @@ fn operator(shops: usize) -> Result<()> {
             "operator: {shops} Storefronts in {shops} namespaces at once, then 60 s of steady state"
         ));
         let e = &stack.endpoints;
-        let status = Command::new(target_dir().join("release/examples/operator_load"))
+        let status = Command::new(&load)
             .env("RUST_LOG", "warn")
             .env("BENCH_KUBECONFIG", &kubeconfig)
             .env("BENCH_SHOPS", shops.to_string())
@@ -179,6 +165,19 @@ fn operator(shops: usize) -> Result<()> {
     })();
     stack.stop();
     result
+}
+
+/// Builds a load generator (an example of `package`, release) and answers its path.
+fn build_example(package: &str, example: &str) -> Result<std::path::PathBuf> {
+    step(format!("building the load generator {example} (release)"));
+    let built = Command::new(env!("CARGO"))
+        .current_dir(crate::root())
+        .args(["build", "--release", "-p", package, "--example", example])
+        .status()?;
+    if !built.success() {
+        bail!("the load generator {example} does not build");
+    }
+    Ok(target_dir().join("release/examples").join(example))
 }
 
 const BENCH_ADMIN: (&str, &str) = ("bench-admin@example.com", "bench-admin-password-1");
@@ -690,21 +689,7 @@ async fn stripe_charges(client: &reqwest::Client, stripe_url: &str) -> Result<u6
 /// through Kafka, MongoDB and Redis (the load side is `services/notifications/examples/notify_load.rs`).
 async fn notify(stack: &Stack, ports: &Ports, sockets: usize) -> Result<()> {
     const PREFIX: &str = "benchnotify";
-    step("building the load generator (release)");
-    let built = Command::new(env!("CARGO"))
-        .current_dir(crate::root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "storefront-notifications",
-            "--example",
-            "notify_load",
-        ])
-        .status()?;
-    if !built.success() {
-        bail!("the notify load generator does not build");
-    }
+    let load = build_example("storefront-notifications", "notify_load")?;
     let release = target_dir().join("release");
     let port = procs::free_port()?;
     let auth = ports.url(&services::SERVICES[0]);
@@ -745,7 +730,7 @@ async fn notify(stack: &Stack, ports: &Ports, sockets: usize) -> Result<()> {
         step(format!(
             "notify: {sockets} sockets on one replica, a broadcast, 1000 targeted events"
         ));
-        let status = Command::new(release.join("examples").join("notify_load"))
+        let status = Command::new(&load)
             .env(
                 "BENCH_WS_URL",
                 format!("ws://127.0.0.1:{port}/ws/notifications"),
