@@ -70,6 +70,19 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(home).join(".cache/storefront")
 }
 
+/// Holds the cache's install lock until dropped, so two `cargo xtask` runs (two clones, or `up`
+/// beside `test`) never install or build the same tool at once.
+fn install_lock() -> Result<std::fs::File> {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir)?;
+    let file = std::fs::File::create(dir.join(".install.lock"))?;
+    if file.try_lock().is_err() {
+        step("waiting for another cargo xtask to finish installing");
+        file.lock()?;
+    }
+    Ok(file)
+}
+
 pub fn run(command: &mut Command, what: &str) -> Result<()> {
     let output = command
         .output()
@@ -168,6 +181,7 @@ pub struct Browser {
 
 impl Browser {
     pub fn ensure() -> Result<Browser> {
+        let _lock = install_lock()?;
         apt_ensure(&BROWSER_PACKAGES)?;
         Ok(Browser {
             chromium: PathBuf::from(BROWSER_PACKAGES[0].1),
@@ -186,6 +200,7 @@ pub struct ManifestTools {
 
 impl ManifestTools {
     pub fn ensure() -> Result<ManifestTools> {
+        let _lock = install_lock()?;
         let validator = venv(
             "kubernetes-validate",
             KUBERNETES_VALIDATE,
@@ -248,6 +263,7 @@ pub struct ApiServerTools {
 
 impl ApiServerTools {
     pub fn ensure() -> Result<ApiServerTools> {
+        let _lock = install_lock()?;
         apt_ensure(&[
             ("etcd-server", "/usr/bin/etcd"),
             ("openssl", "/usr/bin/openssl"),
@@ -336,6 +352,7 @@ fn build_kubernetes(dir: &Path) -> Result<()> {
 impl Tools {
     /// Installs whatever is missing and says where everything is.
     pub fn ensure() -> Result<Tools> {
+        let _lock = install_lock()?;
         apt_ensure(&APT_PACKAGES)?;
 
         let mongo = venv("secantusdb", SECANTUSDB, Path::new("bin/secantusd-py"))?;
