@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     install::{ApiServerTools, Tools},
+    pki::{self, Pki},
     procs::{self, Proc},
     step,
 };
@@ -274,76 +275,10 @@ impl Stack {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let file = |name: &str| dir.join(name);
-        let openssl = |args: &[&str], what: &str| {
-            crate::install::run(Command::new("openssl").args(args).current_dir(&dir), what)
-        };
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "30",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-subj",
-                "/CN=storefront-test-ca",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-            "make the test cluster's CA",
-        )?;
-        openssl(
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=kube-apiserver",
-            ],
-            "make the API server's key",
-        )?;
-        std::fs::write(
-            file("server.ext"),
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )?;
-        openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "30",
-                "-out",
-                "server.crt",
-                "-extfile",
-                "server.ext",
-            ],
-            "sign the API server's certificate",
-        )?;
-        openssl(
-            &["genrsa", "-out", "service-accounts.key", "2048"],
-            "make the service-account signing key",
-        )?;
-        let token = uuid::Uuid::new_v4().simple().to_string();
+        let pki = Pki::create(&dir, "storefront-test-ca")?;
+        pki.server_certificate("server", &["IP:127.0.0.1", "DNS:localhost"])?;
+        pki.rsa_key("service-accounts.key")?;
+        let token = pki::token();
         std::fs::write(
             file("tokens.csv"),
             format!("{token},storefront-test-admin,storefront-test-admin,system:masters\n"),
@@ -407,21 +342,11 @@ impl Stack {
         let kubeconfig = file("kubeconfig");
         std::fs::write(
             &kubeconfig,
-            format!(
-                "apiVersion: v1
-kind: Config
-clusters:
-  - name: test
-    cluster: {{ server: \"https://127.0.0.1:{port}\", certificate-authority: \"{}\" }}
-users:
-  - name: admin
-    user: {{ token: \"{token}\" }}
-contexts:
-  - name: test
-    context: {{ cluster: test, user: admin, namespace: default }}
-current-context: test
-",
-                path("ca.crt")
+            pki::kubeconfig(
+                &format!("https://127.0.0.1:{port}"),
+                &file("ca.crt"),
+                "admin",
+                &token,
             ),
         )?;
         // Ready: every post-start hook done (the built-in RBAC roles among them).
