@@ -108,6 +108,11 @@ pub struct HttpConfig {
     /// `TRUST_PROXY_HEADERS`, default false: take the client address from `X-Real-IP` (set by the
     /// gateway/Ingress) instead of the socket peer. Only behind a proxy that overwrites it.
     pub trust_proxy_headers: bool,
+    /// `SHUTDOWN_DRAIN_SECS`, default 0: after SIGTERM, keep serving this long while `/readyz`
+    /// says 503 and every response closes its connection, so Kubernetes takes the pod out of its
+    /// Services and clients move to the other pods before the server stops accepting (what a
+    /// `preStop` sleep gives elsewhere; the operator sets it). Then in-flight requests finish.
+    pub shutdown_drain: Duration,
 }
 
 impl HttpConfig {
@@ -119,6 +124,7 @@ impl HttpConfig {
             cors_allowed_origins: list("CORS_ALLOWED_ORIGINS"),
             cookie_secure: flag("COOKIE_SECURE", true)?,
             trust_proxy_headers: flag("TRUST_PROXY_HEADERS", false)?,
+            shutdown_drain: Duration::from_secs(parse_or("SHUTDOWN_DRAIN_SECS", 0)?),
         })
     }
 }
@@ -132,6 +138,7 @@ impl Default for HttpConfig {
             cors_allowed_origins: Vec::new(),
             cookie_secure: true,
             trust_proxy_headers: false,
+            shutdown_drain: Duration::ZERO,
         }
     }
 }

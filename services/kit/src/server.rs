@@ -11,7 +11,10 @@ use std::{
     future::Future,
     net::{IpAddr, SocketAddr},
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -19,7 +22,8 @@ use axum::{
     Router,
     extract::{ConnectInfo, DefaultBodyLimit, Request, State},
     http::{HeaderName, HeaderValue, Method, StatusCode, header, request::Parts},
-    response::IntoResponse,
+    middleware::Next,
+    response::{IntoResponse, Response},
     routing::get,
 };
 use tokio::net::TcpListener;
@@ -35,6 +39,29 @@ use crate::{Error, config::HttpConfig, metrics::Metrics};
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
+
+/// Set when the process is asked to stop (see [`shutdown_signal`]): `/readyz` answers 503 and every
+/// response closes its connection, while requests are still served for the drain period.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+/// `HttpConfig::shutdown_drain` of the service this process serves (set by [`build`]).
+static DRAIN_PERIOD: OnceLock<Duration> = OnceLock::new();
+
+/// Whether this process is draining before it stops.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
+
+/// While draining, every answer carries `Connection: close`: a client's keep-alive connection to
+/// this pod ends after its next request, and its next connection goes to a pod that stays.
+async fn close_when_draining(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if draining() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
 
 /// How long one readiness check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -118,6 +145,10 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
+    if draining() {
+        let body = serde_json::json!({ "status": "draining", "checks": {} });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body));
+    }
     let (ready, checks) = ops.readiness.run().await;
     let status = if ready {
         StatusCode::OK
@@ -141,6 +172,7 @@ async fn not_found(request: Request) -> Error {
 
 /// The whole app of one service: its routes plus the ops endpoints and edge layers.
 pub fn build(service: &str, routes: Router, readiness: Readiness, http: &HttpConfig) -> Router {
+    let _ = DRAIN_PERIOD.set(http.shutdown_drain);
     let metrics = Metrics::new(service);
     let ops = Router::new()
         .route("/healthz", get(healthz))
@@ -156,6 +188,7 @@ pub fn build(service: &str, routes: Router, readiness: Readiness, http: &HttpCon
     let mut app = routes
         .merge(ops)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(close_when_draining))
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -247,7 +280,8 @@ pub async fn serve(
     .await
 }
 
-/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C, after the drain period
+/// (`SHUTDOWN_DRAIN_SECS`): from the signal on, the process is [`draining`].
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -267,7 +301,10 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    tracing::info!("shutdown signal received, draining");
+    DRAINING.store(true, Ordering::Relaxed);
+    let drain = DRAIN_PERIOD.get().copied().unwrap_or_default();
+    tracing::info!(?drain, "shutdown signal received: draining, then stopping");
+    tokio::time::sleep(drain).await;
 }
 
 /// The client's address: the socket peer, or `X-Real-IP` when the service trusts its proxy.
