@@ -40,6 +40,11 @@ use crate::shop::{Databases, HTTP_PORT, Planned, SERVICES, Shop};
 pub const MANAGER: &str = "storefront-operator";
 /// The Secret the operator generates once with auth's signing key (`signing-key.pem`).
 pub const SIGNING_KEY_SECRET: &str = "jwt";
+/// The Secret with the shop's first administrator (`email`, `password`): generated once, or made
+/// beforehand by the platform engineer with their own; auth creates the account at start.
+pub const ADMIN_SECRET: &str = "admin";
+/// How long a stopping pod keeps serving while it leaves its Services (`SHUTDOWN_DRAIN_SECS`).
+pub const SHUTDOWN_DRAIN_SECS: i64 = 5;
 pub const MONGODB_PORT: i32 = 27017;
 /// The user the managed databases are initialised with (`MONGO_INITDB_ROOT_USERNAME`).
 pub const DATABASE_ADMIN: &str = "root";
@@ -98,6 +103,7 @@ pub fn config_map(shop: &Shop) -> ConfigMap {
         ("TRUST_PROXY_HEADERS", "true".to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
         ("BIND_ADDR", format!("0.0.0.0:{HTTP_PORT}")),
+        ("SHUTDOWN_DRAIN_SECS", SHUTDOWN_DRAIN_SECS.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -129,6 +135,17 @@ pub fn signing_key_secret(shop: &Shop, pem: &str) -> Secret {
     opaque_secret(
         metadata(shop, shop.object_name(SIGNING_KEY_SECRET), "auth"),
         &[("signing-key.pem", pem)],
+    )
+}
+
+/// The shop's first administrator: `admin@{host}` and a generated password.
+pub fn admin_secret(shop: &Shop, password: &str) -> Secret {
+    opaque_secret(
+        metadata(shop, shop.object_name(ADMIN_SECRET), "auth"),
+        &[
+            ("email", &format!("admin@{}", shop.host)),
+            ("password", password),
+        ],
     )
 }
 
@@ -295,6 +312,9 @@ pub fn deployment(shop: &Shop, planned: &Planned) -> Deployment {
         ..Volume::default()
     }];
     if service.name == "auth" {
+        let admin = shop.object_name(ADMIN_SECRET);
+        env.push(secret_env("ADMIN_EMAIL", &admin, "email"));
+        env.push(secret_env("ADMIN_PASSWORD", &admin, "password"));
         env.push(plain_env(
             "SIGNING_KEY_FILE",
             "/var/run/storefront/jwt/signing-key.pem".into(),
@@ -369,7 +389,8 @@ pub fn deployment(shop: &Shop, planned: &Planned) -> Deployment {
                     volumes: Some(volumes),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(30),
+                    // The drain, then in-flight requests and the consumers' last commits.
+                    termination_grace_period_seconds: Some(SHUTDOWN_DRAIN_SECS + 25),
                     security_context: Some(pod_security(65532)),
                     ..PodSpec::default()
                 }),
@@ -783,7 +804,8 @@ pub fn database_stateful_set(shop: &Shop, service: &str) -> Option<StatefulSet> 
                     volumes: Some(vec![scratch("config"), scratch("tmp")]),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(30),
+                    // The drain, then in-flight requests and the consumers' last commits.
+                    termination_grace_period_seconds: Some(SHUTDOWN_DRAIN_SECS + 25),
                     // The official image's `mongodb` user.
                     security_context: Some(pod_security(999)),
                     ..PodSpec::default()

@@ -260,6 +260,7 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
         namespace: namespace.clone(),
     };
     ensure_signing_key(&to, &shop).await?;
+    ensure_shop_admin(&to, &shop).await?;
     ensure(&to, objects.config_map).await?;
     for service in objects.database_services {
         ensure(&to, service).await?;
@@ -383,6 +384,9 @@ async fn cleanup(storefront: &Storefront, ctx: &Context) -> Result<Action, Error
             )
             .await;
         };
+        if let Err(e) = stop_services(&ctx.client, &namespace, &shop).await {
+            left("services' pods", e).await;
+        }
         if let Err(e) = drop_databases(&ctx.client, &namespace, &shop).await {
             left("databases", e).await;
         }
@@ -400,6 +404,54 @@ async fn cleanup(storefront: &Storefront, ctx: &Context) -> Result<Action, Error
         }
     }
     Ok(Action::await_change())
+}
+
+/// How long [`stop_services`] waits for the services' pods to be gone.
+const STOP_SERVICES: Duration = Duration::from_secs(90);
+
+/// Stops the shop's services before their databases are dropped: a running service writes again
+/// (an outbox lease, a processed event) and so makes its database again right after the drop.
+/// Their Deployments are deleted in the foreground — the garbage collector removes a Deployment
+/// only once its ReplicaSets and their pods are gone — and waited for, bounded: the Storefront
+/// must not hang on pods that never go.
+async fn stop_services(client: &Client, namespace: &str, shop: &Shop) -> Result<(), String> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let names: Vec<String> = shop
+        .services
+        .iter()
+        .map(|planned| shop.object_name(planned.service.name))
+        .collect();
+    for name in &names {
+        match deployments.delete(name, &DeleteParams::foreground()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(format!("{name}: {e}")),
+        }
+    }
+    let deadline = tokio::time::Instant::now() + STOP_SERVICES;
+    loop {
+        let mut running = Vec::new();
+        for name in &names {
+            if deployments
+                .get_metadata_opt(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                running.push(name.as_str());
+            }
+        }
+        if running.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "{} still had pods after {STOP_SERVICES:?}",
+                running.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// What became of the external resources in this reconcile.
@@ -746,6 +798,16 @@ async fn ensure_signing_key(to: &Target<'_>, shop: &Shop) -> Result<(), Error> {
             .map_err(|_| Error::KeyGeneration)?;
         let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
         Ok(build::signing_key_secret(shop, &pem))
+    })
+    .await
+}
+
+/// The shop's first administrator, generated once into `{name}-admin` (`admin@{host}` and a
+/// random password) unless the platform engineer made that Secret first with their own.
+async fn ensure_shop_admin(to: &Target<'_>, shop: &Shop) -> Result<(), Error> {
+    create_once(to, &shop.object_name(build::ADMIN_SECRET), || {
+        let password = databases::generate_password().map_err(|_| Error::KeyGeneration)?;
+        Ok(build::admin_secret(shop, &password))
     })
     .await
 }

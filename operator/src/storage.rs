@@ -66,6 +66,17 @@ async fn open(
     Ok((client, exists))
 }
 
+/// Whether `bucket` exists.
+pub async fn bucket_exists(
+    endpoint: &str,
+    credentials: &Credentials,
+    bucket: &str,
+) -> Result<bool, StorageError> {
+    open(endpoint, credentials, bucket)
+        .await
+        .map(|(_, exists)| exists)
+}
+
 /// Makes the bucket exist; answers whether it was created now.
 pub async fn ensure_bucket(
     endpoint: &str,

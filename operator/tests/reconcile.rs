@@ -22,6 +22,7 @@ mod support;
 
 const STOREFRONT: &str = "/apis/storefront.dev/v1alpha1/namespaces/prod/storefronts/shop";
 const SIGNING_KEY: &str = "/api/v1/namespaces/prod/secrets/shop-jwt";
+const ADMIN: &str = "/api/v1/namespaces/prod/secrets/shop-admin";
 const CREDENTIALS: &str = "/api/v1/namespaces/prod/secrets/minio-credentials";
 const MONGODB_ADMIN: &str = "/api/v1/namespaces/prod/secrets/mongodb-admin";
 /// The services with a database.
@@ -348,11 +349,12 @@ async fn first_the_finalizer_then_every_child_owned_by_the_storefront() {
         .map(|(_, path)| path.as_str())
         .filter(|p| *p != format!("{STOREFRONT}/status"))
         .collect();
-    // auth's signing key (created), the ConfigMap, 7 Deployments, 7 Services, 7 NetworkPolicies
-    // and the Ingress (applied; one replica each, so no budgets), 6 database Secrets; then the
-    // status.
-    assert_eq!(children.len(), 30, "{children:#?}");
+    // auth's signing key and the first administrator (created), the ConfigMap, 7 Deployments,
+    // 7 Services, 7 NetworkPolicies and the Ingress (applied; one replica each, so no budgets),
+    // 6 database Secrets; then the status.
+    assert_eq!(children.len(), 31, "{children:#?}");
     assert_eq!(writes[0], ("POST".to_owned(), SIGNING_KEY.to_owned()));
+    assert_eq!(writes[1], ("POST".to_owned(), ADMIN.to_owned()));
     assert_eq!(writes.last().unwrap().1, format!("{STOREFRONT}/status"));
     for path in children {
         let child = fake.object(path).unwrap();
@@ -360,10 +362,13 @@ async fn first_the_finalizer_then_every_child_owned_by_the_storefront() {
         assert_eq!(owner["kind"], "Storefront", "{path}");
         assert_eq!(owner["uid"], "sf-uid", "{path}");
         assert_eq!(owner["controller"], true, "{path}");
-        if path != SIGNING_KEY {
+        if path != SIGNING_KEY && path != ADMIN {
             assert!(child["metadata"]["annotations"]["storefront.dev/desired-hash"].is_string());
         }
     }
+    let admin = fake.object(ADMIN).unwrap();
+    assert_eq!(decode(&admin["data"]["email"]), "admin@shop.example.com");
+    assert_eq!(decode(&admin["data"]["password"]).len(), 64);
     let key = fake.object(SIGNING_KEY).unwrap()["data"]["signing-key.pem"].clone();
     let pem = String::from_utf8(
         base64::Engine::decode(
@@ -612,6 +617,26 @@ async fn an_existing_signing_key_is_never_replaced() {
 }
 
 #[tokio::test]
+async fn an_administrator_made_beforehand_is_kept() {
+    let fake = Fake::new(spec());
+    let mine = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "shop-admin", "namespace": "prod" },
+        "data": { "email": "b3BzQGV4YW1wbGUuY29t", "password": "c2VjcmV0IHNlY3JldA==" },
+    });
+    fake.state
+        .lock()
+        .unwrap()
+        .objects
+        .insert(ADMIN.into(), mine.clone());
+    fake.reconcile().await.unwrap();
+    fake.reconcile().await.unwrap();
+    let writes = fake.writes();
+    assert!(!writes.iter().any(|(_, p)| p == ADMIN), "{writes:?}");
+    assert_eq!(fake.object(ADMIN).unwrap(), mine);
+}
+
+#[tokio::test]
 async fn a_deleted_child_comes_back() {
     let fake = Fake::created(spec()).await;
     let service = "/api/v1/namespaces/prod/services/shop-cart";
@@ -676,6 +701,36 @@ async fn deleting_the_storefront_runs_the_cleanup_and_lets_it_go() {
     fake.edit(|sf| sf["metadata"]["deletionTimestamp"] = json!("2026-11-23T00:00:00Z"));
     fake.reconcile().await.unwrap();
     assert_eq!(fake.writes(), [("PATCH".to_owned(), STOREFRONT.to_owned())]);
+    assert!(fake.storefront().finalizers().is_empty());
+}
+
+#[tokio::test]
+async fn under_delete_the_services_are_stopped_before_their_databases_go() {
+    let mut delete = spec();
+    delete["deletionPolicy"] = json!("Delete");
+    let fake = Fake::created(delete).await;
+    fake.edit(|sf| sf["metadata"]["deletionTimestamp"] = json!("2026-11-23T00:00:00Z"));
+    fake.reconcile().await.unwrap();
+    let writes = fake.writes();
+    let deleted: Vec<&str> = writes
+        .iter()
+        .filter(|(method, _)| method == "DELETE")
+        .map(|(_, path)| path.as_str())
+        .collect();
+    let services = [
+        "auth",
+        "products",
+        "cart",
+        "orders",
+        "payments",
+        "notifications",
+        "web",
+    ];
+    assert_eq!(deleted, services.map(deployment), "{writes:?}");
+    assert_eq!(
+        writes.last().unwrap(),
+        &("PATCH".to_owned(), STOREFRONT.to_owned())
+    );
     assert!(fake.storefront().finalizers().is_empty());
 }
 
