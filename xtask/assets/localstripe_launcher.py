@@ -14,6 +14,9 @@ What it changes against `localstripe` as shipped, and why:
   charge failed, is payable again, so a customer whose card was declined can pay with another.
 
 Usage: python localstripe_launcher.py --port PORT [--host 127.0.0.1]
+                                     [--webhook-url URL --webhook-secret whsec_…]
+(`--webhook-url` registers one webhook endpoint at start, as `POST /_config/webhooks/…` would: the
+cluster's stand-in is told where payments listens by its manifest, not by a later call.)
 """
 
 import argparse
@@ -150,7 +153,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--webhook-url")
+    parser.add_argument("--webhook-secret")
     args = parser.parse_args()
+    if args.webhook_url:
+        if not args.webhook_secret:
+            parser.error("--webhook-url needs --webhook-secret")
+        from localstripe.webhooks import register_webhook
+        register_webhook("storefront", args.webhook_url, args.webhook_secret, None)
     logging.basicConfig(level=logging.WARNING)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -70,14 +70,17 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(home).join(".cache/storefront")
 }
 
-/// Holds the cache's install lock until dropped, so two `cargo xtask` runs (two clones, or `up`
-/// beside `test`) never install or build the same tool at once.
-fn install_lock() -> Result<std::fs::File> {
+/// Holds the cache's lock on one set of tools (`what`) until dropped, so two `cargo xtask` runs
+/// (two clones, `up` beside `test`, or the Kubernetes build beside the rest) never install or
+/// build the same thing at once; apt-get has a lock of its own.
+fn install_lock(what: &str) -> Result<std::fs::File> {
     let dir = cache_dir();
     std::fs::create_dir_all(&dir)?;
-    let file = std::fs::File::create(dir.join(".install.lock"))?;
+    let file = std::fs::File::create(dir.join(format!(".install-{what}.lock")))?;
     if file.try_lock().is_err() {
-        step("waiting for another cargo xtask to finish installing");
+        step(format!(
+            "waiting for another cargo xtask to finish installing ({what})"
+        ));
         file.lock()?;
     }
     Ok(file)
@@ -146,6 +149,7 @@ fn venv(name: &str, requirement: &str, marker: &Path) -> Result<PathBuf> {
 }
 
 fn apt(packages: &[&str]) -> Result<()> {
+    let _lock = install_lock("apt")?;
     step(format!("installing {} with apt-get", packages.join(", ")));
     run(
         Command::new("apt-get").args(["update", "-qq"]),
@@ -181,7 +185,7 @@ pub struct Browser {
 
 impl Browser {
     pub fn ensure() -> Result<Browser> {
-        let _lock = install_lock()?;
+        let _lock = install_lock("browser")?;
         apt_ensure(&BROWSER_PACKAGES)?;
         Ok(Browser {
             chromium: PathBuf::from(BROWSER_PACKAGES[0].1),
@@ -200,7 +204,7 @@ pub struct ManifestTools {
 
 impl ManifestTools {
     pub fn ensure() -> Result<ManifestTools> {
-        let _lock = install_lock()?;
+        let _lock = install_lock("manifests")?;
         let validator = venv(
             "kubernetes-validate",
             KUBERNETES_VALIDATE,
@@ -259,11 +263,13 @@ impl ManifestTools {
 pub struct ApiServerTools {
     pub kube_apiserver: PathBuf,
     pub etcd: PathBuf,
+    /// Where the other Kubernetes programs are (the cluster's).
+    pub kubernetes: PathBuf,
 }
 
 impl ApiServerTools {
     pub fn ensure() -> Result<ApiServerTools> {
-        let _lock = install_lock()?;
+        let _lock = install_lock("kubernetes")?;
         apt_ensure(&[
             ("etcd-server", "/usr/bin/etcd"),
             ("openssl", "/usr/bin/openssl"),
@@ -276,6 +282,73 @@ impl ApiServerTools {
         Ok(ApiServerTools {
             kube_apiserver,
             etcd: PathBuf::from("/usr/bin/etcd"),
+            kubernetes: dir,
+        })
+    }
+}
+
+/// What a single-node cluster needs beside the Kubernetes programs (the recipe of
+/// `cargo xtask cluster`): containerd with runc, the CNI plugins, iptables and conntrack for
+/// kube-proxy, dnsmasq for cluster DNS, and a C compiler for the pod sandbox's pause program.
+const CLUSTER_PACKAGES: [(&str, &str); 7] = [
+    ("containerd", "/usr/bin/containerd"),
+    ("runc", "/usr/sbin/runc"),
+    ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+    ("iptables", "/usr/sbin/iptables"),
+    ("conntrack", "/usr/sbin/conntrack"),
+    ("dnsmasq-base", "/usr/sbin/dnsmasq"),
+    ("gcc", "/usr/bin/gcc"),
+];
+
+/// Everything `cargo xtask cluster` runs.
+pub struct ClusterTools {
+    pub kube_apiserver: PathBuf,
+    pub kube_controller_manager: PathBuf,
+    pub kube_scheduler: PathBuf,
+    pub kubelet: PathBuf,
+    pub kube_proxy: PathBuf,
+    pub etcd: PathBuf,
+    pub kubectl: PathBuf,
+    pub helm: PathBuf,
+    pub dnsmasq: PathBuf,
+    /// The pod sandbox's program, static (`xtask/assets/cluster/pause.c`).
+    pub pause: PathBuf,
+}
+
+impl ClusterTools {
+    pub fn ensure() -> Result<ClusterTools> {
+        let kubernetes = ApiServerTools::ensure()?;
+        let manifests = ManifestTools::ensure()?;
+        let _lock = install_lock("cluster")?;
+        apt_ensure(&CLUSTER_PACKAGES)?;
+        let pause = kubernetes.kubernetes.join("pause");
+        if !pause.exists() {
+            let partial = pause.with_extension("partial");
+            run(
+                Command::new("gcc")
+                    .args(["-Os", "-static", "-Wall", "-o"])
+                    .arg(&partial)
+                    .arg(root().join("xtask/assets/cluster/pause.c")),
+                "build the pause program",
+            )?;
+            run(
+                Command::new("strip").arg(&partial),
+                "strip the pause program",
+            )?;
+            std::fs::rename(&partial, &pause)?;
+        }
+        let dir = &kubernetes.kubernetes;
+        Ok(ClusterTools {
+            kube_apiserver: kubernetes.kube_apiserver.clone(),
+            kube_controller_manager: dir.join("kube-controller-manager"),
+            kube_scheduler: dir.join("kube-scheduler"),
+            kubelet: dir.join("kubelet"),
+            kube_proxy: dir.join("kube-proxy"),
+            etcd: kubernetes.etcd,
+            kubectl: manifests.kubectl,
+            helm: manifests.helm,
+            dnsmasq: PathBuf::from("/usr/sbin/dnsmasq"),
+            pause,
         })
     }
 }
@@ -352,7 +425,7 @@ fn build_kubernetes(dir: &Path) -> Result<()> {
 impl Tools {
     /// Installs whatever is missing and says where everything is.
     pub fn ensure() -> Result<Tools> {
-        let _lock = install_lock()?;
+        let _lock = install_lock("backends")?;
         apt_ensure(&APT_PACKAGES)?;
 
         let mongo = venv("secantusdb", SECANTUSDB, Path::new("bin/secantusd-py"))?;

@@ -11,7 +11,10 @@
 //! - `crds`: regenerate `crds/storefront.yaml` from the operator's types.
 
 mod bench;
+mod cluster;
+mod images;
 mod install;
+mod pki;
 mod procs;
 mod services;
 mod stack;
@@ -30,6 +33,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   test [NEXTEST ARGS…]        start the test backends and run every test
   bench auth|catalog|checkout|notify|operator
                               benchmarks (docs in README.md)
+  cluster up|down|status      a single-node Kubernetes on this machine (no Docker)
+  images [--release]          build every image and import it into that cluster
   install                     install what the stack and the tests need
   schemas                     regenerate docs/events/ from the event types
   crds                        regenerate crds/storefront.yaml from the operator's types";
@@ -39,6 +44,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("up") => up::up(&args[1..]),
         Some("down") => up::down(),
+        Some("cluster") => cluster::main(&args[1..]),
+        Some("images") => images::main(&args[1..]),
         Some("test") => test::test(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
         Some("install") => install::Tools::ensure()
