@@ -69,8 +69,9 @@ pub fn bench(args: &[String]) -> Result<()> {
             };
             operator(shops)
         }
+        Some("cluster") => crate::test::bench_cluster(),
         _ => bail!(
-            "usage: cargo xtask bench auth|catalog|checkout [--buyers N]|notify [--sockets N]|operator [--shops N]"
+            "usage: cargo xtask bench auth|catalog|checkout [--buyers N]|notify [--sockets N]|operator [--shops N]|cluster"
         ),
     }
 }

@@ -17,12 +17,22 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    install::{ApiServerTools, Browser, ManifestTools, Tools, run},
+    cluster::{self, Cluster},
+    images,
+    install::{ApiServerTools, Browser, ClusterTools, ManifestTools, Tools, run},
     root,
     services::{self, Ports, ServiceEnv, target_dir},
     stack::{Persistence, S3_ACCESS_KEY, S3_SECRET_KEY, STRIPE_SECRET_KEY, Stack},
     step,
 };
+
+/// What the cluster's end-to-end test installs: the shop's images under this registry, tagged
+/// [`CLUSTER_TAG`] and, for the rollout, [`CLUSTER_NEXT_TAG`] (the same image).
+const CLUSTER_REGISTRY: &str = "localhost/storefront-e2e";
+const CLUSTER_TAG: &str = "1";
+const CLUSTER_NEXT_TAG: &str = "2";
+/// The nextest profile of the tests that run on the single-node cluster (`.config/nextest.toml`).
+const CLUSTER_PROFILE: &str = "cluster";
 
 /// The full-stack shop's admin (its password is new every run).
 const SHOP_ADMIN_EMAIL: &str = "shop-admin@example.com";
@@ -98,22 +108,45 @@ fn build_tests() -> Result<PathBuf> {
 }
 
 pub fn test(args: &[String]) -> Result<()> {
+    // Kubernetes is built from source the first time (about 10 minutes): beside the cargo build.
+    let cluster_tools = std::thread::spawn(ClusterTools::ensure);
     let tools = Tools::ensure()?;
     let browser = Browser::ensure()?;
     let manifests = ManifestTools::ensure()?;
-    let api_server = ApiServerTools::ensure()?;
     nextest()?;
     let bin = build_tests()?;
+    let cluster_tools = cluster_tools
+        .join()
+        .map_err(|_| anyhow::anyhow!("installing the cluster's tools panicked"))??;
+    let api_server = ApiServerTools::ensure()?;
+    let suite = suite(args, &tools, &browser, &manifests, &api_server, &bin);
+    // Then, on a free machine, the tests that need the single-node cluster.
+    let on_cluster = if selects_cluster_tests(args)? {
+        on_cluster(args, &cluster_tools, &tools, &bin, &[], false).map(|_| ())
+    } else {
+        Ok(())
+    };
+    suite.and(on_cluster)
+}
 
+/// The suite on the backends and the whole shop, started for it and stopped after.
+fn suite(
+    args: &[String],
+    tools: &Tools,
+    browser: &Browser,
+    manifests: &ManifestTools,
+    api_server: &ApiServerTools,
+    bin: &Path,
+) -> Result<()> {
     let dir = target_dir().join("test-stack");
     let _ = std::fs::remove_dir_all(&dir);
-    let mut stack = Stack::start_backends(&dir, &tools, Persistence::Ephemeral)?;
-    let secured = stack.start_secured_mongodb(&tools).and_then(|admin| {
-        let kubeconfig = stack.start_api_server(&api_server, &manifests.kubectl)?;
+    let mut stack = Stack::start_backends(&dir, tools, Persistence::Ephemeral)?;
+    let secured = stack.start_secured_mongodb(tools).and_then(|admin| {
+        let kubeconfig = stack.start_api_server(api_server, &manifests.kubectl)?;
         Ok((admin, kubeconfig))
     });
     let shop = secured.and_then(|(admin, kubeconfig)| {
-        start_shop(&mut stack, &tools, &bin, &dir).map(|shop| ((admin, kubeconfig), shop))
+        start_shop(&mut stack, tools, bin, &dir).map(|shop| ((admin, kubeconfig), shop))
     });
     let screenshots = target_dir().join("screenshots");
     let status = shop.and_then(|((mongodb_admin, kubeconfig), (ports, admin_password))| {
@@ -165,6 +198,135 @@ pub fn test(args: &[String]) -> Result<()> {
             "tests failed (backend and service logs: {}/logs/)",
             dir.display()
         );
+    }
+    Ok(())
+}
+
+/// Whether the nextest arguments select any test of the cluster profile.
+fn selects_cluster_tests(args: &[String]) -> Result<bool> {
+    let output = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["nextest", "list", "--workspace", "--all-features"])
+        .args(["--profile", CLUSTER_PROFILE, "--message-format", "json"])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run cargo nextest list")?;
+    if !output.status.success() {
+        bail!("cargo nextest list failed");
+    }
+    let list: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("read cargo nextest list's answer")?;
+    let suites = list["rust-suites"].as_object().cloned().unwrap_or_default();
+    Ok(suites.values().any(|suite| {
+        suite["testcases"].as_object().is_some_and(|cases| {
+            cases
+                .values()
+                .any(|case| case["filter-match"]["status"] == "matches")
+        })
+    }))
+}
+
+/// The single-node cluster (started unless one runs; stopped after if it was started here), the
+/// shop's images from `bin` and the development backends' images imported into it, then the
+/// cluster profile's tests (with `extra` in their environment). Answers what the tests printed
+/// when `capture` (they print to the terminal too).
+fn on_cluster(
+    args: &[String],
+    cluster_tools: &ClusterTools,
+    tools: &Tools,
+    bin: &Path,
+    extra: &[(&str, String)],
+    capture: bool,
+) -> Result<String> {
+    let was_running = Cluster::here().running();
+    let cluster = cluster::up(cluster_tools)?;
+    let result = (|| {
+        let containerd = Cluster::containerd_socket();
+        let work = target_dir().join("images");
+        let started = std::time::Instant::now();
+        images::shop(bin, CLUSTER_REGISTRY, CLUSTER_TAG, &work, &containerd)?;
+        for (_, image) in images::shop_programs() {
+            images::tag(
+                &containerd,
+                &format!("{CLUSTER_REGISTRY}/{image}:{CLUSTER_TAG}"),
+                &format!("{CLUSTER_REGISTRY}/{image}:{CLUSTER_NEXT_TAG}"),
+            )?;
+        }
+        images::dev_backends(tools, &work.join("dev"), &containerd)?;
+        step(format!(
+            "images built and imported in {:.1} s; running the tests on the cluster",
+            started.elapsed().as_secs_f64()
+        ));
+        let mut nextest = Command::new(env!("CARGO"));
+        nextest
+            .current_dir(root())
+            .args(["nextest", "run", "--workspace", "--all-features"])
+            .args(["--profile", CLUSTER_PROFILE, "--no-fail-fast"])
+            .args(args)
+            .env("STOREFRONT_TEST_CLUSTER_KUBECONFIG", cluster.kubeconfig())
+            .env("STOREFRONT_TEST_HELM", &cluster_tools.helm)
+            .env("STOREFRONT_TEST_KUBECTL", &cluster_tools.kubectl)
+            .env("STOREFRONT_TEST_CLUSTER_REGISTRY", CLUSTER_REGISTRY)
+            .env("STOREFRONT_TEST_CLUSTER_TAG", CLUSTER_TAG)
+            .env("STOREFRONT_TEST_CLUSTER_NEXT_TAG", CLUSTER_NEXT_TAG)
+            .envs(extra.iter().map(|(k, v)| (k, v)));
+        let mut printed = String::new();
+        let success = if capture {
+            nextest.arg("--no-capture").stderr(Stdio::piped());
+            let mut child = nextest.spawn().context("run cargo nextest")?;
+            let stderr = child.stderr.take().expect("piped");
+            for line in
+                std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok)
+            {
+                eprintln!("{line}");
+                printed.push_str(&line);
+                printed.push('\n');
+            }
+            child.wait()?.success()
+        } else {
+            nextest.status().context("run cargo nextest")?.success()
+        };
+        if !success {
+            bail!(
+                "tests on the cluster failed (its logs: {}; kubectl --kubeconfig {})",
+                cluster.logs().display(),
+                cluster.kubeconfig().display()
+            );
+        }
+        Ok(printed)
+    })();
+    if !was_running {
+        step("stopping the cluster");
+        cluster::down()?;
+    }
+    result
+}
+
+/// `cargo xtask bench cluster`: the cluster journey of the tests on release images, with the
+/// pods' cost at rest measured over 60 s after the first paid order; prints the figures.
+pub fn bench_cluster() -> Result<()> {
+    let cluster_tools = ClusterTools::ensure()?;
+    let tools = Tools::ensure()?;
+    nextest()?;
+    let bin = images::build_programs(true)?;
+    let printed = on_cluster(
+        &[],
+        &cluster_tools,
+        &tools,
+        &bin,
+        &[("STOREFRONT_BENCH_IDLE_SECS", "60".to_owned())],
+        true,
+    )?;
+    println!("\ncargo xtask bench cluster (release images, one node, 2 cores):");
+    for line in printed.lines().filter_map(|l| l.split_once("FIGURES ")) {
+        println!("  {}", line.1);
+    }
+    for line in printed
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains(" s] "))
+    {
+        println!("  {line}");
     }
     Ok(())
 }
