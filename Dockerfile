@@ -28,9 +28,10 @@ RUN cargo build --release --locked \
        target/release/payments target/release/notifications target/release/web \
        target/release/storefront-operator /out/
 
-# glibc, libgcc, the CA bundle and the nonroot user (65532), nothing else: the same runtime
-# `cargo xtask images` builds without Docker from this machine's libraries (xtask/src/images.rs,
-# whose test checks that the lines below still say the same).
+# glibc, libgcc, the CA bundle and the nonroot user (65532) — what the binaries need — from
+# distroless (which also carries libssl, libstdc++ and zlib, unused here). `cargo xtask images`
+# builds the same runtime without Docker from this machine's libraries (xtask/src/images.rs, whose
+# test checks that the lines below still say the same).
 FROM gcr.io/distroless/cc-debian12:nonroot
 ARG BINARY
 COPY --from=builder /out/${BINARY} /usr/local/bin/app
