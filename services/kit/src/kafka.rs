@@ -162,6 +162,17 @@ pub enum Outcome {
     DeadLettered,
 }
 
+impl Outcome {
+    /// The `outcome` label of `storefront_kafka_deliveries_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
 pub struct ConsumerRunner<H> {
     consumer: StreamConsumer,
     producer: FutureProducer,
@@ -226,6 +237,10 @@ impl<H: EventHandler> ConsumerRunner<H> {
             match message {
                 Ok(message) => {
                     let outcome = self.process(&message).await;
+                    crate::metrics::backends()
+                        .kafka_deliveries
+                        .with_label_values(&[self.settings.group.as_str(), outcome.label()])
+                        .inc();
                     tracing::debug!(?outcome, offset = message.offset(), "message done");
                     if let Err(e) = self.consumer.commit_message(&message, CommitMode::Async) {
                         tracing::warn!(error = %e, "offset commit failed; the message may be redelivered");
@@ -264,6 +279,7 @@ impl<H: EventHandler> ConsumerRunner<H> {
                 Ok(outcome) => return outcome,
                 Err(e) if e.is_transient() => {
                     conflicts += 1;
+                    self.count_retry("conflict");
                     tracing::debug!(event_id = %event.id, conflicts, error = %e, "handler conflicted; running it again");
                     tokio::time::sleep(crate::mongo::retry_pause(conflicts)).await;
                 }
@@ -271,12 +287,20 @@ impl<H: EventHandler> ConsumerRunner<H> {
                     return self.dead_letter(message, &e.to_string(), attempt).await;
                 }
                 Err(e) => {
+                    self.count_retry("failure");
                     tracing::warn!(event_id = %event.id, attempt, error = %e, "handler failed; retrying");
                     tokio::time::sleep(self.settings.backoff * 2u32.pow(attempt - 1)).await;
                     attempt += 1;
                 }
             }
         }
+    }
+
+    fn count_retry(&self, reason: &str) {
+        crate::metrics::backends()
+            .kafka_retries
+            .with_label_values(&[self.settings.group.as_str(), reason])
+            .inc();
     }
 
     async fn apply(&self, event: &Envelope) -> Result<Outcome, HandlerError> {

@@ -192,7 +192,11 @@ impl Relay {
                 break;
             }
             self.publish(&record).await?;
+            crate::metrics::backends().outbox_published.inc();
             published += 1;
+        }
+        if published > 0 {
+            crate::metrics::backends().outbox_batches.inc();
         }
         Ok(published)
     }
