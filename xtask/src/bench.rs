@@ -437,6 +437,7 @@ async fn notify(stack: &Stack, ports: &Ports, sockets: usize) -> Result<()> {
         .env("TOPIC_PREFIX", PREFIX)
         .env("KAFKA_ENSURE_TOPICS", "true")
         .env("KAFKA_FETCH_WAIT_MAX_MS", "10")
+        .env("KAFKA_IDLE_FETCH_INTERVAL_MS", "250")
         .env("WS_MAX_PER_USER", "5")
         .env(
             "JWKS_URL",

@@ -22,7 +22,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// What this process asked of its backends, counted by the clients themselves.
@@ -39,6 +40,9 @@ pub struct Backends {
     /// `storefront_kafka_handler_retries_total{group, reason}`: handler runs repeated after a
     /// `conflict` (not counted towards the dead-letter limit) or a `failure`.
     pub kafka_retries: IntCounterVec,
+    /// `storefront_kafka_consumer_idle{group}`: 1 while the group's consumer dozes (no fetches
+    /// but one every `KAFKA_IDLE_FETCH_INTERVAL_MS`).
+    pub kafka_consumer_idle: IntGaugeVec,
     /// `storefront_outbox_published_total`: events the relay published and marked sent.
     pub outbox_published: IntCounter,
     /// `storefront_outbox_batches_total`: relay steps that published at least one event.
@@ -74,6 +78,14 @@ pub fn backends() -> &'static Backends {
                 "Event handler runs repeated, by reason",
                 &["group", "reason"],
             ),
+            kafka_consumer_idle: IntGaugeVec::new(
+                Opts::new(
+                    "storefront_kafka_consumer_idle",
+                    "1 while a consumer group's consumer dozes",
+                ),
+                &["group"],
+            )
+            .expect("static metric definition"),
             outbox_published: counter(
                 "storefront_outbox_published_total",
                 "Outbox events published to Kafka",
@@ -89,7 +101,8 @@ pub fn backends() -> &'static Backends {
 
 impl Backends {
     fn register(&self, registry: &Registry) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
+            Box::new(self.kafka_consumer_idle.clone()),
             Box::new(self.mongodb_commands.clone()),
             Box::new(self.mongodb_failures.clone()),
             Box::new(self.kafka_deliveries.clone()),
