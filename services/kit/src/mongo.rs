@@ -32,6 +32,12 @@ impl Mongo {
         let mut options = ClientOptions::parse(&config.uri).await?;
         options.app_name = Some(app_name.to_owned());
         options.command_event_handler = Some(EventHandler::callback(count_command));
+        // Retryable writes off unless the URI asks for them (`retryWrites=true`): every write here
+        // is safe to lose an answer for — inside a transaction that is run again whole, guarded
+        // by a version or state in its filter, or keyed by a unique id — so the driver's retry
+        // adds nothing, while SecantusDB scans every retryable-write record on each such write
+        // and slows down by the minute (docs/services/adding-a-service.md, "MongoDB writes").
+        options.retry_writes.get_or_insert(false);
         options.server_selection_timeout = Some(Duration::from_secs(5));
         options.connect_timeout = Some(Duration::from_secs(5));
         let client = Client::with_options(options)?;
