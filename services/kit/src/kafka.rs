@@ -424,11 +424,8 @@ impl<H: EventHandler> ConsumerRunner<H> {
         drop(senders);
         drop(done_tx);
         // A lane stuck retrying (MongoDB away) is abandoned after this: its message is redelivered.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(30),
-            futures::future::join_all(workers),
-        )
-        .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(workers)).await;
         while let Ok(done) = done_rx.try_recv() {
             progress.done(&done);
         }
