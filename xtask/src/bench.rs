@@ -22,6 +22,8 @@ use crate::{
     step,
 };
 
+mod checkout;
+
 const CONCURRENCY: usize = 32;
 const DURATION: Duration = Duration::from_secs(10);
 
@@ -41,14 +43,10 @@ pub fn bench(args: &[String]) -> Result<()> {
             .await
         }),
         Some("checkout") => {
-            let buyers = match args.get(1..) {
-                Some([flag, n]) if flag == "--buyers" => n.parse().context("--buyers N")?,
-                Some([]) | None => 50,
-                _ => bail!("usage: cargo xtask bench checkout [--buyers N]"),
-            };
+            let load = checkout::Load::parse(&args[1..])?;
             with_stack(
                 vec![("SIGNIN_MAX_PER_IP".into(), "100000000".into())],
-                move |ports, stack| async move { checkout(ports.gateway, &stack, buyers).await },
+                move |ports, stack| async move { checkout::run(&ports, &stack, load).await },
             )
         }
         Some("notify") => {
@@ -71,7 +69,8 @@ pub fn bench(args: &[String]) -> Result<()> {
         }
         Some("cluster") => crate::test::bench_cluster(),
         _ => bail!(
-            "usage: cargo xtask bench auth|catalog|checkout [--buyers N]|notify [--sockets N]|operator [--shops N]|cluster"
+            "usage: cargo xtask bench auth|catalog|checkout [{}]|notify [--sockets N]|operator [--shops N]|cluster",
+            checkout::USAGE
         ),
     }
 }
@@ -420,271 +419,6 @@ async fn catalog(gateway: u16, products_pid: u32, mongodb_uri: &str) -> Result<(
     Ok(())
 }
 
-const CHECKOUT_DURATION: Duration = Duration::from_secs(30);
-const BENCH_PRODUCTS: usize = 10;
-const BENCH_STOCK: i64 = 100_000;
-
-async fn json_of(response: reqwest::Response) -> Result<serde_json::Value> {
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("{status}: {body}");
-    }
-    Ok(body)
-}
-
-/// One buyer's full flow: add to cart, check out, wait for the reservation, pay, wait for
-/// `completed`. Returns the time from checkout to completed.
-async fn buy(client: &reqwest::Client, base: &str, token: &str, product: &str) -> Result<Duration> {
-    let add = serde_json::json!({ "product_id": product, "quantity": 1 });
-    json_of(
-        client
-            .post(format!("{base}/api/cart/items"))
-            .bearer_auth(token)
-            .json(&add)
-            .send()
-            .await?,
-    )
-    .await?;
-    let started = Instant::now();
-    let order = json_of(
-        client
-            .post(format!("{base}/api/cart/checkout"))
-            .bearer_auth(token)
-            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-            .send()
-            .await?,
-    )
-    .await?;
-    let id = order["id"].as_str().context("an order id")?.to_owned();
-    let deadline = started + Duration::from_secs(30);
-    let mut paid = false;
-    loop {
-        if Instant::now() > deadline {
-            bail!("order {id} did not complete in 30 s");
-        }
-        if !paid {
-            let response = client
-                .post(format!("{base}/api/payments"))
-                .bearer_auth(token)
-                .json(&serde_json::json!({ "order_id": id, "payment_method": "pm_card_visa" }))
-                .send()
-                .await?;
-            match response.status().as_u16() {
-                200 => paid = true,
-                // Payments learns of the order from Kafka a moment after orders: until then it
-                // is unknown (404) or not yet payable (409). A browser retries the same way.
-                404 | 409 => {}
-                other => bail!("pay: {other} {}", response.text().await.unwrap_or_default()),
-            }
-        } else {
-            let order = json_of(
-                client
-                    .get(format!("{base}/api/orders/{id}"))
-                    .bearer_auth(token)
-                    .send()
-                    .await?,
-            )
-            .await?;
-            match order["state"].as_str() {
-                Some("completed") => return Ok(started.elapsed()),
-                Some("cancelled") => bail!("order {id} was cancelled: {}", order["reason"]),
-                _ => {}
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// `bench checkout`: `buyers` customers each running the whole saga in a loop for 30 s, then the
-/// invariants: no stock lost or invented, one charge per completed order.
-async fn checkout(gateway: u16, stack: &Stack, buyers: usize) -> Result<()> {
-    let base = format!("http://127.0.0.1:{gateway}");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(buyers + 8)
-        .build()?;
-    let signin = serde_json::json!({ "email": BENCH_ADMIN.0, "password": BENCH_ADMIN.1 });
-    let admin = json_of(
-        client
-            .post(format!("{base}/api/users/signin"))
-            .json(&signin)
-            .send()
-            .await?,
-    )
-    .await?;
-    let admin = admin["access_token"]
-        .as_str()
-        .context("an admin token")?
-        .to_owned();
-
-    step(format!("{BENCH_PRODUCTS} products with {BENCH_STOCK} each"));
-    let mut products = Vec::new();
-    for i in 0..BENCH_PRODUCTS {
-        let body = serde_json::json!({ "title": format!("Bench product {i}"), "category": "bench", "price": { "amount": 1000 + i as i64, "currency": "USD" }, "stock": BENCH_STOCK });
-        let product = json_of(
-            client
-                .post(format!("{base}/api/products"))
-                .bearer_auth(&admin)
-                .json(&body)
-                .send()
-                .await?,
-        )
-        .await?;
-        products.push(product["id"].as_str().context("a product id")?.to_owned());
-    }
-    step(format!("{buyers} buyers sign up"));
-    let mut tokens = Vec::new();
-    for i in 0..buyers {
-        let body = serde_json::json!({ "email": format!("buyer{i}@example.com"), "password": "bench-password-1", "name": format!("Buyer {i}") });
-        let session = json_of(
-            client
-                .post(format!("{base}/api/users/signup"))
-                .json(&body)
-                .send()
-                .await?,
-        )
-        .await?;
-        tokens.push(
-            session["access_token"]
-                .as_str()
-                .context("a token")?
-                .to_owned(),
-        );
-    }
-    // The replicas in cart and orders follow the catalog through Kafka.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
-    step(format!(
-        "{buyers} buyers check out and pay for {CHECKOUT_DURATION:?}"
-    ));
-    let products = Arc::new(products);
-    let started = Instant::now();
-    let workers: Vec<_> = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, token)| {
-            let (client, base, products) = (client.clone(), base.clone(), products.clone());
-            tokio::spawn(async move {
-                let (mut latencies, mut failures) = (Vec::new(), Vec::new());
-                let mut n = i;
-                while started.elapsed() < CHECKOUT_DURATION {
-                    match buy(&client, &base, &token, &products[n % products.len()]).await {
-                        Ok(latency) => latencies.push(latency),
-                        Err(e) => failures.push(e.to_string()),
-                    }
-                    n += 1;
-                }
-                (latencies, failures)
-            })
-        })
-        .collect();
-    let (mut latencies, mut failures) = (Vec::new(), Vec::new());
-    for worker in workers {
-        let (l, f) = worker.await?;
-        latencies.extend(l);
-        failures.extend(f);
-    }
-    let elapsed = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
-    // Invariants.
-    let mut stock_ok = true;
-    let (mut sold, mut reserved) = (0, 0);
-    for id in products.iter() {
-        let view = json_of(
-            client
-                .get(format!("{base}/api/products/{id}/stock"))
-                .bearer_auth(&admin)
-                .send()
-                .await?,
-        )
-        .await?;
-        let s = &view["stock"];
-        let (a, r, so) = (
-            s["available"].as_i64().unwrap_or(-1),
-            s["reserved"].as_i64().unwrap_or(-1),
-            s["sold"].as_i64().unwrap_or(-1),
-        );
-        stock_ok &= a + r + so == BENCH_STOCK && a >= 0 && r >= 0;
-        sold += so;
-        reserved += r;
-    }
-    let mongo = mongodb::Client::with_uri_str(&stack.endpoints.mongodb_uri).await?;
-    let completed = mongo
-        .database(&format!("{}_orders", services::TOPIC_PREFIX))
-        .collection::<mongodb::bson::Document>("orders")
-        .count_documents(mongodb::bson::doc! { "state": "completed" })
-        .await?;
-    let charges = stripe_charges(&client, &stack.endpoints.stripe_url).await?;
-
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-            .as_secs_f64()
-            * 1e3
-    };
-    println!(
-        "\ncheckout saga through the gateway (release build; {buyers} buyers on the same 2 cores):"
-    );
-    println!(
-        "  completed    {:>7.1} orders/s   checkout→completed p50 {:>7.1} ms   p99 {:>7.1} ms   ({} completed, {} failed, {:?})",
-        latencies.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.50),
-        pct(0.99),
-        latencies.len(),
-        failures.len(),
-        elapsed
-    );
-    if let Some(first) = failures.first() {
-        println!("  first failure: {first}");
-    }
-    println!(
-        "  stock        {} (available + reserved + sold = initial for every product; {sold} sold, {reserved} still held)",
-        if stock_ok { "OK" } else { "VIOLATED" }
-    );
-    println!(
-        "  charges      {} ({charges} succeeded Stripe charges, {completed} completed orders, {sold} items sold)",
-        if charges == completed && completed as i64 == sold {
-            "OK"
-        } else {
-            "VIOLATED"
-        }
-    );
-    println!("  target       checkout→completed p99 <= 250 ms");
-    Ok(())
-}
-
-/// Succeeded charges on the Stripe stand-in.
-async fn stripe_charges(client: &reqwest::Client, stripe_url: &str) -> Result<u64> {
-    let (mut count, mut after) = (0, None::<String>);
-    loop {
-        let mut url = format!("{stripe_url}/v1/charges?limit=100");
-        if let Some(after) = &after {
-            url.push_str(&format!("&starting_after={after}"));
-        }
-        let page = json_of(
-            client
-                .get(url)
-                .basic_auth(crate::stack::STRIPE_SECRET_KEY, Some(""))
-                .send()
-                .await?,
-        )
-        .await?;
-        let data = page["data"].as_array().cloned().unwrap_or_default();
-        count += data.iter().filter(|c| c["status"] == "succeeded").count() as u64;
-        after = data
-            .last()
-            .and_then(|c| c["id"].as_str())
-            .map(str::to_owned);
-        if page["has_more"] != true || after.is_none() {
-            return Ok(count);
-        }
-    }
-}
-
 /// One notifications replica of its own (own database and topic prefix, so only it sees the
 /// bench's events) with `sockets` sockets on it, then a broadcast and 1,000 targeted events
 /// through Kafka, MongoDB and Redis (the load side is `services/notifications/examples/notify_load.rs`).
@@ -704,6 +438,7 @@ async fn notify(stack: &Stack, ports: &Ports, sockets: usize) -> Result<()> {
         .env("TOPIC_PREFIX", PREFIX)
         .env("KAFKA_ENSURE_TOPICS", "true")
         .env("KAFKA_FETCH_WAIT_MAX_MS", "10")
+        .env("KAFKA_IDLE_FETCH_INTERVAL_MS", "250")
         .env("WS_MAX_PER_USER", "5")
         .env(
             "JWKS_URL",

@@ -2,8 +2,11 @@
 //! which takes the paid lines out of the customer's cart.
 
 use mongodb::ClientSession;
-use storefront_events::{Envelope, Topic, payments::PaymentSucceeded};
-use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
+use storefront_events::{Envelope, Event, Topic, payments::PaymentSucceeded};
+use storefront_kit::{
+    kafka::{ConsumerSettings, EventHandler, HandlerError},
+    replica::PRODUCT_EVENTS,
+};
 
 use crate::store::Store;
 
@@ -21,7 +24,25 @@ pub fn settings(topic_prefix: &str) -> ConsumerSettings {
     )
 }
 
+/// What the cart consumer acts on; the rest of its topics is acknowledged unread.
+const EVENT_TYPES: [&str; 5] = [
+    PRODUCT_EVENTS[0],
+    PRODUCT_EVENTS[1],
+    PRODUCT_EVENTS[2],
+    PRODUCT_EVENTS[3],
+    PaymentSucceeded::TYPE,
+];
+
 impl EventHandler for Carts {
+    fn event_types(&self) -> &[&'static str] {
+        &EVENT_TYPES
+    }
+
+    /// The product replica's writes are version-guarded: no transaction needed.
+    async fn apply_idempotent(&self, event: &Envelope) -> Result<bool, HandlerError> {
+        self.store.products.apply_idempotent(event).await
+    }
+
     async fn handle(
         &self,
         event: &Envelope,

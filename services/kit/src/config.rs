@@ -39,6 +39,17 @@ where
     }
 }
 
+/// `var` parsed as `T`, or `None` when unset.
+pub fn parse_optional<T>(var: &str) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    optional(var)
+        .map(|value| parse_value(var, value))
+        .transpose()
+}
+
 /// `var` parsed as `T`; it must be set.
 pub fn parse_required<T>(var: &str) -> Result<T, ConfigError>
 where
@@ -169,9 +180,19 @@ pub struct KafkaConfig {
     pub ensure_topics: bool,
     /// `KAFKA_PARTITIONS` for topics this service creates, default 3.
     pub partitions: i32,
-    /// `KAFKA_FETCH_WAIT_MAX_MS`, default 100. The local broker holds every fetch for the full
-    /// wait, so the stack sets 10 for low latency.
-    pub fetch_wait_max_ms: u32,
+    /// `KAFKA_FETCH_WAIT_MAX_MS`: how long the broker may hold a fetch that found nothing. Unset:
+    /// librdkafka's default (500 ms), right for a real Kafka, which answers a held fetch as soon as
+    /// a message arrives. The local broker (tansu) holds every fetch for the whole wait, so the
+    /// one-machine stack sets 10.
+    pub fetch_wait_max_ms: Option<u32>,
+    /// `KAFKA_IDLE_FETCH_INTERVAL_MS`: a consumer that saw nothing for 2 s stops fetching and
+    /// looks again only this often, until a message comes. Unset: never (a real Kafka's long
+    /// fetch costs nothing while idle). With a short fetch wait against tansu it is what keeps an
+    /// idle fleet cheap; the one-machine stack sets 250.
+    pub idle_fetch_interval: Option<Duration>,
+    /// `KAFKA_CONSUMER_LANES`, default 8: how many keys a consumer applies at once. Events of one
+    /// key (one order, one product) are always applied one at a time, in order.
+    pub consumer_lanes: usize,
 }
 
 impl KafkaConfig {
@@ -181,7 +202,10 @@ impl KafkaConfig {
             topic_prefix: optional("TOPIC_PREFIX").unwrap_or_else(|| "storefront".into()),
             ensure_topics: flag("KAFKA_ENSURE_TOPICS", false)?,
             partitions: parse_or("KAFKA_PARTITIONS", 3)?,
-            fetch_wait_max_ms: parse_or("KAFKA_FETCH_WAIT_MAX_MS", 100)?,
+            fetch_wait_max_ms: parse_optional("KAFKA_FETCH_WAIT_MAX_MS")?,
+            idle_fetch_interval: parse_optional("KAFKA_IDLE_FETCH_INTERVAL_MS")?
+                .map(Duration::from_millis),
+            consumer_lanes: parse_or("KAFKA_CONSUMER_LANES", 8)?,
         })
     }
 }

@@ -6,8 +6,31 @@
 //! The Kafka offset is committed only after that. A handler that keeps failing is retried with
 //! exponential backoff and then the message goes to `{topic}.dlq.{group}` with the error in its
 //! headers, so one poison event cannot stall a partition forever.
+//!
+//! What it spends per message is kept to what the message needs:
+//! - **ignored types cost nothing**: a handler names the event types it acts on
+//!   ([`EventHandler::event_types`]); any other event is acknowledged from its `event-type` header
+//!   (written by the outbox relay) with no decoding and no MongoDB command;
+//! - **idempotent writes need no transaction**: a handler whose write is guarded by itself (a
+//!   replica's version check) applies it in [`EventHandler::apply_idempotent`], without a
+//!   transaction or a processed-event record;
+//! - **keys run concurrently**: messages are spread over lanes by their key (the aggregate id), so
+//!   the events of one order or product are applied one at a time in Kafka's order while other
+//!   keys proceed beside them. An offset is committed once every message before it in its
+//!   partition is done, so a crash redelivers (harmlessly) rather than skips;
+//! - **an idle consumer stops fetching**: against a broker that holds every fetch for the whole
+//!   `fetch.wait.max.ms` (the local tansu), a short wait keeps latency low but costs a fetch every
+//!   few milliseconds. With `KAFKA_IDLE_FETCH_INTERVAL_MS` set, a consumer that saw nothing for
+//!   2 s pauses its partitions and looks again only that often, and is back to full speed with the
+//!   first message it finds.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    future::Future,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use mongodb::{
     ClientSession, Collection, IndexModel,
@@ -15,26 +38,34 @@ use mongodb::{
     options::IndexOptions,
 };
 use rdkafka::{
-    ClientConfig, Message,
+    ClientConfig, Message, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     consumer::{CommitMode, Consumer, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
-    message::{BorrowedMessage, Header, OwnedHeaders},
+    message::{Header, Headers, OwnedHeaders, OwnedMessage},
     producer::{FutureProducer, FutureRecord, Producer},
     util::Timeout,
 };
 use storefront_events::{Envelope, dlq_topic};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::{
     config::KafkaConfig,
+    metrics,
     mongo::{Mongo, is_duplicate_key},
 };
 
 const PROCESSED: &str = "processed_events";
 /// Processed-event records outlive any redelivery Kafka could still make.
 const KEEP_PROCESSED: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Messages taken from Kafka and not yet done, over all lanes: beyond this the runner stops
+/// reading until lanes catch up.
+const MAX_IN_FLIGHT: usize = 512;
+/// A consumer that saw no message for this long starts dozing (with an idle fetch interval).
+const IDLE_AFTER: Duration = Duration::from_secs(2);
+/// Done offsets are committed this long after the first of them, together.
+const COMMIT_EVERY: Duration = Duration::from_millis(50);
 
 /// Settings shared by producers, consumers and admin clients.
 pub fn client_config(config: &KafkaConfig) -> ClientConfig {
@@ -51,7 +82,8 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
     client_config(config)
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("message.timeout.ms", "15000")
+        // The outbox relay's lease outlives a batch by more than this (`outbox::LEASE_RENEW_BELOW`).
+        .set("message.timeout.ms", "10000")
         .set("linger.ms", "1")
         .set("queue.buffering.max.kbytes", "16384")
         .create()
@@ -119,17 +151,37 @@ impl HandlerError {
     }
 }
 
-/// What a consuming service implements: apply one event inside the given transaction.
+/// What a consuming service implements: which events it wants, and how to apply one.
 pub trait EventHandler: Send + Sync + 'static {
+    /// The event types (`Event::TYPE`) this handler acts on. Every other event on its topics is
+    /// acknowledged by the runner from the `event-type` header alone: no MongoDB work at all.
+    fn event_types(&self) -> &[&'static str];
+
+    /// Applies `event` on its own, with no transaction and no processed-event record, when the
+    /// handler's write is idempotent by itself — a replica write guarded by the event's version,
+    /// which a replay cannot repeat. `Ok(true)`: done; `Ok(false)` (the default): run
+    /// [`EventHandler::handle`] in a transaction instead.
+    fn apply_idempotent(
+        &self,
+        event: &Envelope,
+    ) -> impl Future<Output = Result<bool, HandlerError>> + Send {
+        let _ = event;
+        async { Ok(false) }
+    }
+
+    /// Applies one event inside the given transaction (which also records the event id).
     fn handle(
         &self,
         event: &Envelope,
         session: &mut ClientSession,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
-    /// Called after the transaction of a successful [`EventHandler::handle`] committed: a handler
-    /// that appended to an outbox wakes its relay here.
-    fn committed(&self) {}
+    /// Called after the transaction of a successful [`EventHandler::handle`] of `event`
+    /// committed: a handler that appended to an outbox wakes its relay here. Events of different
+    /// keys are handled concurrently, so per-event state is keyed by `event.id`.
+    fn committed(&self, event: &Envelope) {
+        let _ = event;
+    }
 }
 
 /// How one consumer group consumes.
@@ -157,18 +209,61 @@ impl ConsumerSettings {
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Applied in a transaction with its processed-event record.
     Applied,
+    /// Applied without a transaction by [`EventHandler::apply_idempotent`].
+    Idempotent,
+    /// Seen before (its processed-event record exists).
     Duplicate,
+    /// A type the handler does not act on.
+    Ignored,
     DeadLettered,
 }
 
-pub struct ConsumerRunner<H> {
-    consumer: StreamConsumer,
+impl Outcome {
+    /// The `outcome` label of `storefront_kafka_deliveries_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Idempotent => "idempotent",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// Everything the lanes share.
+struct Shared<H> {
     producer: FutureProducer,
     settings: ConsumerSettings,
     mongo: Mongo,
     processed: Collection<Document>,
     handler: Arc<H>,
+}
+
+pub struct ConsumerRunner<H> {
+    consumer: StreamConsumer,
+    shared: Arc<Shared<H>>,
+    lanes: usize,
+    idle_fetch: Option<Duration>,
+    /// How long to listen after resuming, for the broker to answer one fetch.
+    listen: Duration,
+}
+
+/// One message on its way through a lane.
+struct Delivery {
+    message: OwnedMessage,
+    event: Result<Envelope, String>,
+    generation: u64,
+}
+
+/// A message a lane finished.
+struct Done {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    generation: u64,
 }
 
 impl<H: EventHandler> ConsumerRunner<H> {
@@ -185,14 +280,18 @@ impl<H: EventHandler> ConsumerRunner<H> {
             .map(|t| dlq_topic(t, &settings.group))
             .collect();
         ensure_topics(kafka, &dlqs).await?;
-        let consumer: StreamConsumer = client_config(kafka)
+        let mut config = client_config(kafka);
+        config
             .set("group.id", &settings.group)
             .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1000")
-            .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
-            .create()?;
+            .set("heartbeat.interval.ms", "1000");
+        if let Some(wait) = kafka.fetch_wait_max_ms {
+            config.set("fetch.wait.max.ms", wait.to_string());
+        }
+        let consumer: StreamConsumer = config.create()?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let processed: Collection<Document> = mongo.db.collection(PROCESSED);
@@ -204,73 +303,284 @@ impl<H: EventHandler> ConsumerRunner<H> {
                     .build(),
             )
             .await;
+        // librdkafka's default wait is 500 ms; one fetch may be in flight when partitions resume.
+        let wait = Duration::from_millis(kafka.fetch_wait_max_ms.unwrap_or(500).into());
         Ok(ConsumerRunner {
             consumer,
-            producer: producer(kafka)?,
-            settings,
-            processed,
-            mongo,
-            handler,
+            shared: Arc::new(Shared {
+                producer: producer(kafka)?,
+                settings,
+                processed,
+                mongo,
+                handler,
+            }),
+            lanes: kafka.consumer_lanes.max(1),
+            idle_fetch: kafka.idle_fetch_interval,
+            listen: wait * 3 + Duration::from_millis(20),
         })
     }
 
-    /// Consumes until `stop` turns true, then closes the consumer off the async runtime
-    /// (librdkafka's destroy can block).
+    /// Consumes until `stop` turns true, then lets the lanes finish the message each is on,
+    /// commits what is done and closes the consumer off the async runtime (librdkafka's destroy
+    /// can block).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        tracing::info!(group = %self.settings.group, topics = ?self.settings.topics, "consumer started");
-        loop {
-            let message = tokio::select! {
+        let ConsumerRunner {
+            consumer,
+            shared,
+            lanes,
+            idle_fetch,
+            listen,
+        } = self;
+        let group = shared.settings.group.clone();
+        tracing::info!(%group, topics = ?shared.settings.topics, lanes, "consumer started");
+        let idle_gauge = metrics::backends()
+            .kafka_consumer_idle
+            .with_label_values(&[group.as_str()]);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let mut workers = Vec::with_capacity(lanes);
+        let senders: Vec<mpsc::UnboundedSender<Delivery>> = (0..lanes)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                workers.push(tokio::spawn(lane(
+                    shared.clone(),
+                    rx,
+                    done_tx.clone(),
+                    stop.clone(),
+                )));
+                tx
+            })
+            .collect();
+        let mut progress = Progress::default();
+        let mut in_flight = 0usize;
+        let mut last_message = Instant::now();
+        // Offsets are committed at most every COMMIT_EVERY, not once per message.
+        let mut commit_due: Option<tokio::time::Instant> = None;
+        'consume: while !*stop.borrow() {
+            if let Some(every) = idle_fetch
+                && in_flight == 0
+                && last_message.elapsed() >= IDLE_AFTER
+            {
+                commit(&consumer, &mut progress);
+                commit_due = None;
+                // Doze: no fetches for `every`, then one listening window.
+                idle_gauge.set(1);
+                let paused = consumer.assignment().unwrap_or_default();
+                let _ = consumer.pause(&paused);
+                tokio::select! {
+                    _ = stop.changed() => break 'consume,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let _ = consumer.resume(&paused);
+                let _ = consumer.resume(&consumer.assignment().unwrap_or_default());
+                let message = tokio::select! {
+                    _ = stop.changed() => break 'consume,
+                    _ = tokio::time::sleep(listen) => continue 'consume,
+                    message = consumer.recv() => message,
+                };
+                idle_gauge.set(0);
+                last_message = Instant::now();
+                match message {
+                    Ok(message) => {
+                        dispatch(&shared, &senders, &mut progress, &message, &mut in_flight);
+                        commit_due
+                            .get_or_insert_with(|| tokio::time::Instant::now() + COMMIT_EVERY);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "kafka receive failed"),
+                }
+                continue;
+            }
+            let due = commit_due.unwrap_or_else(|| tokio::time::Instant::now() + IDLE_AFTER);
+            tokio::select! {
                 _ = stop.changed() => break,
-                message = self.consumer.recv() => message,
-            };
-            match message {
-                Ok(message) => {
-                    let outcome = self.process(&message).await;
-                    tracing::debug!(?outcome, offset = message.offset(), "message done");
-                    if let Err(e) = self.consumer.commit_message(&message, CommitMode::Async) {
-                        tracing::warn!(error = %e, "offset commit failed; the message may be redelivered");
+                _ = tokio::time::sleep_until(due), if commit_due.is_some() => {
+                    commit(&consumer, &mut progress);
+                    commit_due = None;
+                }
+                Some(done) = done_rx.recv() => {
+                    progress.done(&done);
+                    in_flight -= 1;
+                    while let Ok(done) = done_rx.try_recv() {
+                        progress.done(&done);
+                        in_flight -= 1;
+                    }
+                    commit_due.get_or_insert_with(|| tokio::time::Instant::now() + COMMIT_EVERY);
+                }
+                message = consumer.recv(), if in_flight < MAX_IN_FLIGHT => {
+                    last_message = Instant::now();
+                    match message {
+                        Ok(message) => {
+                            dispatch(&shared, &senders, &mut progress, &message, &mut in_flight);
+                            commit_due.get_or_insert_with(|| tokio::time::Instant::now() + COMMIT_EVERY);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "kafka receive failed");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "kafka receive failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-            if *stop.borrow() {
-                break;
             }
         }
-        let ConsumerRunner { consumer, .. } = self;
+        idle_gauge.set(0);
+        drop(senders);
+        drop(done_tx);
+        // A lane stuck retrying (MongoDB away) is abandoned after this: its message is redelivered.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(workers)).await;
+        while let Ok(done) = done_rx.try_recv() {
+            progress.done(&done);
+        }
+        commit(&consumer, &mut progress);
         let close = tokio::task::spawn_blocking(move || drop(consumer));
         let _ = tokio::time::timeout(Duration::from_secs(10), close).await;
-        tracing::info!("consumer stopped");
+        tracing::info!(%group, "consumer stopped");
     }
+}
 
+/// Routes one message: acknowledged at once when its type is not handled, otherwise to the lane of
+/// its key.
+fn dispatch<H: EventHandler>(
+    shared: &Shared<H>,
+    lanes: &[mpsc::UnboundedSender<Delivery>],
+    progress: &mut Progress,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    in_flight: &mut usize,
+) {
+    let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+    let generation = progress.dispatched(topic, partition, offset);
+    let handles = |event_type: &str| shared.handler.event_types().contains(&event_type);
+    let declared = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == "event-type")
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
+    });
+    if declared.as_deref().is_some_and(|t| !handles(t)) {
+        ignored(shared, progress, topic, partition, offset, generation);
+        return;
+    }
+    // No header (a producer other than the relay): the payload says what it is.
+    let event = Envelope::from_slice(message.payload().unwrap_or_default())
+        .map_err(|e| format!("malformed event: {e}"));
+    if let Ok(event) = &event
+        && !handles(&event.event_type)
+    {
+        ignored(shared, progress, topic, partition, offset, generation);
+        return;
+    }
+    let key = message
+        .key()
+        .map(<[u8]>::to_vec)
+        .unwrap_or_else(|| partition.to_be_bytes().to_vec());
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    let lane = (hasher.finish() % lanes.len() as u64) as usize;
+    let delivery = Delivery {
+        message: message.detach(),
+        event,
+        generation,
+    };
+    if lanes[lane].send(delivery).is_ok() {
+        *in_flight += 1;
+    }
+}
+
+fn ignored<H>(
+    shared: &Shared<H>,
+    progress: &mut Progress,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    generation: u64,
+) {
+    count(shared, Outcome::Ignored);
+    progress.done(&Done {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        generation,
+    });
+}
+
+fn count<H>(shared: &Shared<H>, outcome: Outcome) {
+    metrics::backends()
+        .kafka_deliveries
+        .with_label_values(&[shared.settings.group.as_str(), outcome.label()])
+        .inc();
+}
+
+/// Commits, for every partition still ours, the offset below which every message is done.
+fn commit(consumer: &StreamConsumer, progress: &mut Progress) {
+    let ready = progress.ready();
+    if ready.is_empty() {
+        return;
+    }
+    let assigned = consumer.assignment().unwrap_or_default();
+    let mut list = TopicPartitionList::new();
+    for (topic, partition, offset) in ready {
+        if assigned.find_partition(&topic, partition).is_some() {
+            let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
+        }
+    }
+    if list.count() == 0 {
+        return;
+    }
+    if let Err(e) = consumer.commit(&list, CommitMode::Async) {
+        tracing::warn!(error = %e, "offset commit failed; messages may be redelivered");
+    }
+}
+
+/// One lane: its messages one at a time, in the order they came.
+async fn lane<H: EventHandler>(
+    shared: Arc<Shared<H>>,
+    mut deliveries: mpsc::UnboundedReceiver<Delivery>,
+    done: mpsc::UnboundedSender<Done>,
+    stop: watch::Receiver<bool>,
+) {
+    while let Some(delivery) = deliveries.recv().await {
+        if *stop.borrow() {
+            // Left for redelivery: its offset is not committed.
+            continue;
+        }
+        let outcome = shared.process(&delivery).await;
+        count(&shared, outcome);
+        let message = &delivery.message;
+        tracing::debug!(?outcome, offset = message.offset(), "message done");
+        let _ = done.send(Done {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            generation: delivery.generation,
+        });
+    }
+}
+
+impl<H: EventHandler> Shared<H> {
     /// Applies one message: at most once in effect, dead-lettered after the last attempt.
-    pub async fn process(&self, message: &BorrowedMessage<'_>) -> Outcome {
-        let payload = message.payload().unwrap_or_default();
-        let event = match Envelope::from_slice(payload) {
+    async fn process(&self, delivery: &Delivery) -> Outcome {
+        let event = match &delivery.event {
             Ok(event) => event,
-            Err(e) => {
-                return self
-                    .dead_letter(message, &format!("malformed event: {e}"), 1)
-                    .await;
-            }
+            Err(e) => return self.dead_letter(&delivery.message, e, 1).await,
         };
         let mut attempt = 1;
         let mut conflicts = 0;
         loop {
-            match self.apply(&event).await {
+            match self.apply(event).await {
                 Ok(outcome) => return outcome,
                 Err(e) if e.is_transient() => {
                     conflicts += 1;
+                    self.count_retry("conflict");
                     tracing::debug!(event_id = %event.id, conflicts, error = %e, "handler conflicted; running it again");
                     tokio::time::sleep(crate::mongo::retry_pause(conflicts)).await;
                 }
                 Err(e) if attempt >= self.settings.max_attempts => {
-                    return self.dead_letter(message, &e.to_string(), attempt).await;
+                    return self
+                        .dead_letter(&delivery.message, &e.to_string(), attempt)
+                        .await;
                 }
                 Err(e) => {
+                    self.count_retry("failure");
                     tracing::warn!(event_id = %event.id, attempt, error = %e, "handler failed; retrying");
                     tokio::time::sleep(self.settings.backoff * 2u32.pow(attempt - 1)).await;
                     attempt += 1;
@@ -279,7 +589,17 @@ impl<H: EventHandler> ConsumerRunner<H> {
         }
     }
 
+    fn count_retry(&self, reason: &str) {
+        metrics::backends()
+            .kafka_retries
+            .with_label_values(&[self.settings.group.as_str(), reason])
+            .inc();
+    }
+
     async fn apply(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
+        if self.handler.apply_idempotent(event).await? {
+            return Ok(Outcome::Idempotent);
+        }
         let mut session = self.mongo.begin().await?;
         let record = doc! {
             "_id": format!("{}:{}", self.settings.group, event.id),
@@ -304,16 +624,11 @@ impl<H: EventHandler> ConsumerRunner<H> {
             return Err(e);
         }
         session.commit_transaction().await?;
-        self.handler.committed();
+        self.handler.committed(event);
         Ok(Outcome::Applied)
     }
 
-    async fn dead_letter(
-        &self,
-        message: &BorrowedMessage<'_>,
-        error: &str,
-        attempts: u32,
-    ) -> Outcome {
+    async fn dead_letter(&self, message: &OwnedMessage, error: &str, attempts: u32) -> Outcome {
         let topic = dlq_topic(message.topic(), &self.settings.group);
         tracing::error!(%topic, error, attempts, "dead-lettering event");
         let partition = message.partition().to_string();
@@ -340,7 +655,7 @@ impl<H: EventHandler> ConsumerRunner<H> {
                 key: "attempts",
                 value: Some(&attempts),
             });
-        // Keep trying: losing the event is worse than holding the partition.
+        // Keep trying: losing the event is worse than holding the lane.
         loop {
             let mut record = FutureRecord::to(&topic)
                 .payload(message.payload().unwrap_or_default())
@@ -361,5 +676,121 @@ impl<H: EventHandler> ConsumerRunner<H> {
             }
         }
         Outcome::DeadLettered
+    }
+}
+
+/// Which offsets of each partition are done, so only a prefix of done messages is committed.
+#[derive(Default)]
+struct Progress {
+    partitions: HashMap<(String, i32), Partition>,
+    generations: u64,
+}
+
+struct Partition {
+    /// Bumped when the partition starts over at an earlier offset (a rebalance gave it back):
+    /// lanes' reports for the earlier run no longer count.
+    generation: u64,
+    /// Taken, not yet done.
+    pending: BTreeSet<i64>,
+    /// One past the last offset taken.
+    next: i64,
+    /// The last offset committed (the next one to read).
+    committed: i64,
+}
+
+impl Progress {
+    /// Records that `offset` was taken; answers its generation.
+    fn dispatched(&mut self, topic: &str, partition: i32, offset: i64) -> u64 {
+        let generations = &mut self.generations;
+        let entry = self
+            .partitions
+            .entry((topic.to_owned(), partition))
+            .or_insert_with(|| {
+                *generations += 1;
+                Partition {
+                    generation: *generations,
+                    pending: BTreeSet::new(),
+                    next: offset,
+                    committed: offset,
+                }
+            });
+        if offset < entry.next {
+            *generations += 1;
+            *entry = Partition {
+                generation: *generations,
+                pending: BTreeSet::new(),
+                next: offset,
+                committed: offset,
+            };
+        }
+        entry.pending.insert(offset);
+        entry.next = offset + 1;
+        entry.generation
+    }
+
+    fn done(&mut self, done: &Done) {
+        if let Some(entry) = self
+            .partitions
+            .get_mut(&(done.topic.clone(), done.partition))
+            && entry.generation == done.generation
+        {
+            entry.pending.remove(&done.offset);
+        }
+    }
+
+    /// Partitions whose committable offset moved, with that offset.
+    fn ready(&mut self) -> Vec<(String, i32, i64)> {
+        let mut ready = Vec::new();
+        for ((topic, partition), entry) in &mut self.partitions {
+            let position = entry.pending.first().copied().unwrap_or(entry.next);
+            if position > entry.committed {
+                entry.committed = position;
+                ready.push((topic.clone(), *partition, position));
+            }
+        }
+        ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(offset: i64, generation: u64) -> Done {
+        Done {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            generation,
+        }
+    }
+
+    #[test]
+    fn only_a_prefix_of_done_offsets_is_committed() {
+        let mut progress = Progress::default();
+        let g = progress.dispatched("t", 0, 10);
+        progress.dispatched("t", 0, 11);
+        progress.dispatched("t", 0, 12);
+        progress.done(&done(11, g));
+        progress.done(&done(12, g));
+        assert!(progress.ready().is_empty(), "10 is still in flight");
+        progress.done(&done(10, g));
+        assert_eq!(progress.ready(), vec![("t".to_owned(), 0, 13)]);
+        assert!(progress.ready().is_empty(), "nothing new");
+    }
+
+    #[test]
+    fn a_partition_that_starts_over_ignores_the_earlier_run() {
+        let mut progress = Progress::default();
+        let first = progress.dispatched("t", 0, 10);
+        progress.dispatched("t", 0, 11);
+        // A rebalance handed the partition back from offset 10.
+        let second = progress.dispatched("t", 0, 10);
+        assert_ne!(first, second);
+        progress.done(&done(11, first));
+        progress.done(&done(10, first));
+        assert!(progress.ready().is_empty(), "10 of the new run is not done");
+        progress.done(&done(10, second));
+        assert_eq!(progress.ready(), vec![("t".to_owned(), 0, 11)]);
     }
 }

@@ -1,10 +1,19 @@
-//! Prometheus metrics: request count and latency by route template and status.
+//! Prometheus metrics: request count and latency by route template and status, and the work the
+//! service does on its backends ([`backends`]).
 //!
-//! Each app owns its [`Metrics`] registry (no global), so several services or test apps can live in
-//! one process. Routes are labelled by their template (`/api/users/admin/users/{id}/block`), never
-//! the raw path, so an id in a URL cannot explode the label set.
+//! Each app owns its [`Metrics`] registry for its requests, so several services or test apps can
+//! live in one process. Routes are labelled by their template (`/api/users/admin/users/{id}/block`),
+//! never the raw path, so an id in a URL cannot explode the label set.
+//!
+//! The backend counters (MongoDB commands, Kafka deliveries, outbox sends) are counted where the
+//! clients are, far from any app, so they are process-wide: every app's `/metrics` shows them. A
+//! service is one process, so they are that service's; a test that runs several services in one
+//! process sees their sum.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Instant,
+};
 
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -13,8 +22,99 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+/// What this process asked of its backends, counted by the clients themselves.
+pub struct Backends {
+    /// `storefront_mongodb_commands_total{command}`: every command the driver sent (the
+    /// driver's command monitoring), so `commitTransaction` counts transactions.
+    pub mongodb_commands: IntCounterVec,
+    /// `storefront_mongodb_command_failures_total{command, code}`: commands MongoDB refused
+    /// (`112` is a write conflict); `code` is `network` or `other` when there was no reply.
+    pub mongodb_failures: IntCounterVec,
+    /// `storefront_kafka_deliveries_total{group, outcome}`: messages a consumer group took, by
+    /// what became of them (`applied`, `duplicate`, `ignored`, `idempotent`, `dead_lettered`).
+    pub kafka_deliveries: IntCounterVec,
+    /// `storefront_kafka_handler_retries_total{group, reason}`: handler runs repeated after a
+    /// `conflict` (not counted towards the dead-letter limit) or a `failure`.
+    pub kafka_retries: IntCounterVec,
+    /// `storefront_kafka_consumer_idle{group}`: 1 while the group's consumer dozes (no fetches
+    /// but one every `KAFKA_IDLE_FETCH_INTERVAL_MS`).
+    pub kafka_consumer_idle: IntGaugeVec,
+    /// `storefront_outbox_published_total`: events the relay published and marked sent.
+    pub outbox_published: IntCounter,
+    /// `storefront_outbox_batches_total`: relay steps that published at least one event.
+    pub outbox_batches: IntCounter,
+}
+
+/// The process-wide backend counters.
+pub fn backends() -> &'static Backends {
+    static BACKENDS: LazyLock<Backends> = LazyLock::new(|| {
+        let vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
+        };
+        let counter =
+            |name: &str, help: &str| IntCounter::new(name, help).expect("static metric definition");
+        Backends {
+            mongodb_commands: vec(
+                "storefront_mongodb_commands_total",
+                "MongoDB commands sent",
+                &["command"],
+            ),
+            mongodb_failures: vec(
+                "storefront_mongodb_command_failures_total",
+                "MongoDB commands that failed",
+                &["command", "code"],
+            ),
+            kafka_deliveries: vec(
+                "storefront_kafka_deliveries_total",
+                "Kafka messages a consumer group took, by outcome",
+                &["group", "outcome"],
+            ),
+            kafka_retries: vec(
+                "storefront_kafka_handler_retries_total",
+                "Event handler runs repeated, by reason",
+                &["group", "reason"],
+            ),
+            kafka_consumer_idle: IntGaugeVec::new(
+                Opts::new(
+                    "storefront_kafka_consumer_idle",
+                    "1 while a consumer group's consumer dozes",
+                ),
+                &["group"],
+            )
+            .expect("static metric definition"),
+            outbox_published: counter(
+                "storefront_outbox_published_total",
+                "Outbox events published to Kafka",
+            ),
+            outbox_batches: counter(
+                "storefront_outbox_batches_total",
+                "Outbox relay batches that published something",
+            ),
+        }
+    });
+    &BACKENDS
+}
+
+impl Backends {
+    fn register(&self, registry: &Registry) {
+        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
+            Box::new(self.kafka_consumer_idle.clone()),
+            Box::new(self.mongodb_commands.clone()),
+            Box::new(self.mongodb_failures.clone()),
+            Box::new(self.kafka_deliveries.clone()),
+            Box::new(self.kafka_retries.clone()),
+            Box::new(self.outbox_published.clone()),
+            Box::new(self.outbox_batches.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("registered once");
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -50,6 +150,7 @@ impl Metrics {
         registry
             .register(Box::new(latency.clone()))
             .expect("registered once");
+        backends().register(&registry);
         Arc::new(Metrics {
             registry,
             requests,

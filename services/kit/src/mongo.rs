@@ -9,10 +9,11 @@ use mongodb::{
     error::{
         ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT, WriteFailure,
     },
+    event::{EventHandler, command::CommandEvent},
     options::ClientOptions,
 };
 
-use crate::config::MongoConfig;
+use crate::{config::MongoConfig, metrics};
 
 /// A client and this service's database on it. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -30,6 +31,13 @@ impl Mongo {
     ) -> Result<Self, mongodb::error::Error> {
         let mut options = ClientOptions::parse(&config.uri).await?;
         options.app_name = Some(app_name.to_owned());
+        options.command_event_handler = Some(EventHandler::callback(count_command));
+        // Retryable writes off unless the URI asks for them (`retryWrites=true`): every write here
+        // is safe to lose an answer for — inside a transaction that is run again whole, guarded
+        // by a version or state in its filter, or keyed by a unique id — so the driver's retry
+        // adds nothing, while SecantusDB scans every retryable-write record on each such write
+        // and slows down by the minute (docs/services/adding-a-service.md, "MongoDB writes").
+        options.retry_writes.get_or_insert(false);
         options.server_selection_timeout = Some(Duration::from_secs(5));
         options.connect_timeout = Some(Duration::from_secs(5));
         let client = Client::with_options(options)?;
@@ -50,6 +58,31 @@ impl Mongo {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Counts every command the driver sends, and the ones MongoDB refused by code, on `/metrics`.
+fn count_command(event: CommandEvent) {
+    let counters = metrics::backends();
+    match event {
+        CommandEvent::Started(e) => counters
+            .mongodb_commands
+            .with_label_values(&[e.command_name.as_str()])
+            .inc(),
+        CommandEvent::Failed(e) => {
+            let code = match e.failure.kind.as_ref() {
+                ErrorKind::Command(c) => c.code.to_string(),
+                ErrorKind::Write(WriteFailure::WriteError(w)) => w.code.to_string(),
+                ErrorKind::Write(WriteFailure::WriteConcernError(w)) => w.code.to_string(),
+                ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => "network".into(),
+                _ => "other".into(),
+            };
+            counters
+                .mongodb_failures
+                .with_label_values(&[e.command_name.as_str(), code.as_str()])
+                .inc();
+        }
+        _ => {}
     }
 }
 

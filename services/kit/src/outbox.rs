@@ -1,16 +1,28 @@
 //! The transactional outbox: an event is written in the same MongoDB transaction as the state
 //! change it describes, so there is never a change without its event or an event without its change.
-//! The [`Relay`] publishes what is unsent to Kafka, in order, and marks each record sent once Kafka
+//! The [`Relay`] publishes what is unsent to Kafka, in order, and marks it sent once Kafka
 //! acknowledged it.
 //!
-//! Delivery is at-least-once: a relay that dies between Kafka's ack and marking the record sent
-//! publishes that one record again after restart, which is why consumers are idempotent by event id.
-//! A relay that is *stopped* stops between records, so a restart publishes every event exactly once.
+//! It works in batches: one query reads up to 100 unsent records, all of them are handed to the
+//! producer at once (the idempotent producer keeps their order within a partition), and one
+//! `update_many` marks the delivered ones sent. A transaction that appended events wakes the relay
+//! in-process ([`Outbox::committed`]); a batch smaller than the limit means nothing was left, so
+//! the relay sleeps until the next wake-up. Polling the database remains only as recovery, every
+//! 2 s, for records appended by another process or left by a relay that died.
+//!
+//! Delivery is at-least-once: a relay that dies between Kafka's ack and marking the batch sent
+//! publishes those records again after restart, which is why consumers are idempotent by event id.
+//! A relay that is *stopped* stops between batches, so a restart publishes every event exactly once.
 //!
 //! With several replicas, one relay at a time holds a lease document (`outbox_leases`) and the
-//! others wait, so events are not published twice and keep their order.
+//! others wait, so events are not published twice and keep their order. The holder renews it only
+//! when less than 12 of its 15 s are left, not at every batch; another relay takes over at most
+//! 15 s after the holder died (one that stops releases it at once).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use futures::TryStreamExt;
@@ -20,9 +32,9 @@ use mongodb::{
     options::{FindOptions, IndexOptions, ReturnDocument},
 };
 use rdkafka::{
+    error::KafkaError,
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
-    util::Timeout,
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 use storefront_events::{Envelope, Event};
 use tokio::sync::{Notify, watch};
@@ -34,6 +46,9 @@ const RECORDS: &str = "outbox";
 const LEASES: &str = "outbox_leases";
 const LEASE_ID: &str = "outbox-relay";
 const LEASE_TTL: Duration = Duration::from_secs(15);
+/// The lease is renewed when less than this is left of it: more than one batch can take, since its
+/// sends give up after the producer's `message.timeout.ms` (10 s, [`crate::kafka::producer`]).
+const LEASE_RENEW_BELOW: Duration = Duration::from_secs(12);
 const BATCH: i64 = 100;
 /// Sent records are kept this long for inspection, then MongoDB's TTL monitor removes them.
 const KEEP_SENT: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -118,7 +133,8 @@ impl Outbox {
             producer,
             wake: self.wake.clone(),
             owner: Uuid::new_v4().to_string(),
-            poll: Duration::from_millis(500),
+            poll: Duration::from_secs(2),
+            lease_until: None,
         }
     }
 }
@@ -141,16 +157,29 @@ pub struct Relay {
     wake: Arc<Notify>,
     owner: String,
     poll: Duration,
+    /// Until when this relay surely holds the lease (measured from before it asked).
+    lease_until: Option<Instant>,
 }
 
 impl Relay {
+    /// How often the relay looks for unsent records it was not woken for (default 2 s): events
+    /// appended by another process (`products resync`), or left by a relay that died. Everything
+    /// this process appends wakes it at once through [`Outbox::committed`].
+    pub fn recovery_poll(mut self, every: Duration) -> Self {
+        self.poll = every;
+        self
+    }
+
     /// Publishes until `stop` turns true. Errors are logged and retried after a pause.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         tracing::info!(owner = %self.owner, "outbox relay started");
         while !*stop.borrow() {
             let pause = match self.step(&stop).await {
-                Ok(0) => self.poll,
-                Ok(_) => Duration::ZERO,
+                // A full batch: there may be more right behind it.
+                Ok(published) if published as i64 == BATCH => Duration::ZERO,
+                // Everything committed before this step was read by it, so nothing is left but
+                // what a wake-up (or, from elsewhere, the recovery poll) announces.
+                Ok(_) => self.poll,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay step failed; retrying");
                     Duration::from_secs(1)
@@ -169,9 +198,11 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
-    /// One batch: how many records it published (0 when idle or not the lease holder).
-    pub async fn step(&self, stop: &watch::Receiver<bool>) -> Result<usize, RelayError> {
-        if !self.hold_lease().await? {
+    /// One batch: reads up to 100 unsent records in order, sends them all at once (Kafka keeps
+    /// the order per partition), and marks the delivered ones sent with one update. Answers how
+    /// many it published (0 when idle or not the lease holder).
+    pub async fn step(&mut self, stop: &watch::Receiver<bool>) -> Result<usize, RelayError> {
+        if !self.hold_lease().await? || *stop.borrow() {
             return Ok(0);
         }
         let batch: Vec<Document> = self
@@ -186,18 +217,53 @@ impl Relay {
             .await?
             .try_collect()
             .await?;
-        let mut published = 0;
-        for record in batch {
-            if *stop.borrow() {
-                break;
-            }
-            self.publish(&record).await?;
-            published += 1;
+        if batch.is_empty() {
+            return Ok(0);
         }
-        Ok(published)
+        // Enqueued in order, before any is awaited: the idempotent producer keeps that order.
+        let mut deliveries = Vec::with_capacity(batch.len());
+        let mut first_error = None;
+        for record in &batch {
+            match self.enqueue(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(e) => {
+                    first_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut sent = Vec::with_capacity(deliveries.len());
+        for (id, delivery) in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => sent.push(id),
+                Ok(Err((e, _))) => {
+                    first_error.get_or_insert(RelayError::Kafka(e));
+                }
+                Err(_) => {
+                    first_error.get_or_insert(RelayError::Kafka(KafkaError::Canceled));
+                }
+            }
+        }
+        if !sent.is_empty() {
+            self.records
+                .update_many(
+                    doc! { "_id": { "$in": &sent } },
+                    doc! { "$set": { "sent": true, "sent_at": bson::DateTime::now() } },
+                )
+                .await?;
+            let counters = crate::metrics::backends();
+            counters.outbox_published.inc_by(sent.len() as u64);
+            counters.outbox_batches.inc();
+            tracing::debug!(events = sent.len(), "events published");
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(sent.len()),
+        }
     }
 
-    async fn publish(&self, record: &Document) -> Result<(), RelayError> {
+    /// Hands one record to the producer; its delivery is awaited with the rest of the batch.
+    fn enqueue(&self, record: &Document) -> Result<(String, DeliveryFuture), RelayError> {
         let field = |name: &str| {
             record
                 .get_str(name)
@@ -219,28 +285,29 @@ impl Relay {
                 key: "event-type",
                 value: Some(event_type),
             });
-        self.producer
-            .send(
+        let delivery = self
+            .producer
+            .send_result(
                 FutureRecord::to(topic)
                     .key(key)
                     .payload(payload)
                     .headers(headers),
-                Timeout::After(Duration::from_secs(10)),
             )
-            .await
-            .map_err(|(e, _)| e)?;
-        self.records
-            .update_one(
-                doc! { "_id": id },
-                doc! { "$set": { "sent": true, "sent_at": bson::DateTime::now() } },
-            )
-            .await?;
-        tracing::debug!(event_id = id, topic, "event published");
-        Ok(())
+            .map_err(|(e, _)| RelayError::Kafka(e))?;
+        Ok((id.to_owned(), delivery))
     }
 
-    /// Takes or renews the lease; false while another relay holds it.
-    async fn hold_lease(&self) -> Result<bool, RelayError> {
+    /// Takes or renews the lease; false while another relay holds it. Renewed only when less
+    /// than [`LEASE_RENEW_BELOW`] of it is left, so a busy relay writes it about every 5 s
+    /// rather than at every batch.
+    async fn hold_lease(&mut self) -> Result<bool, RelayError> {
+        let asked = Instant::now();
+        if self
+            .lease_until
+            .is_some_and(|until| until.saturating_duration_since(asked) > LEASE_RENEW_BELOW)
+        {
+            return Ok(true);
+        }
         let now = Utc::now();
         let expires = now + LEASE_TTL;
         let result = self
@@ -256,9 +323,18 @@ impl Relay {
             .return_document(ReturnDocument::After)
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(e.into()),
+            Ok(_) => {
+                self.lease_until = Some(asked + LEASE_TTL);
+                Ok(true)
+            }
+            Err(e) if is_duplicate_key(&e) => {
+                self.lease_until = None;
+                Ok(false)
+            }
+            Err(e) => {
+                self.lease_until = None;
+                Err(e.into())
+            }
         }
     }
 

@@ -62,7 +62,10 @@ impl TestStack {
             topic_prefix: topic_prefix.to_owned(),
             ensure_topics: true,
             partitions: 1,
-            fetch_wait_max_ms: 10,
+            // What the one-machine stack sets for the local broker.
+            fetch_wait_max_ms: Some(10),
+            idle_fetch_interval: Some(Duration::from_millis(250)),
+            consumer_lanes: 8,
         }
     }
 }

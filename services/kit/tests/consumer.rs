@@ -1,10 +1,12 @@
 //! The consumer runner against real Kafka and MongoDB: redelivery is harmless, failures are
-//! retried, poison events go to the dead-letter topic and do not stall the partition.
+//! retried, poison events go to the dead-letter topic and do not stall the partition; events the
+//! handler does not act on cost no MongoDB work and are still acknowledged; keys run concurrently,
+//! each in order; an idle consumer that stopped fetching wakes for a new event.
 
 use std::{
     sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU32, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -14,16 +16,20 @@ use mongodb::{
     bson::{Document, doc},
 };
 use rdkafka::{
-    ClientConfig, Message,
-    consumer::{Consumer, StreamConsumer},
-    message::Headers,
+    ClientConfig, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer, StreamConsumer},
+    message::{Header, Headers, OwnedHeaders},
     producer::FutureRecord,
     util::Timeout,
 };
-use storefront_events::{Envelope, dlq_topic, users::UserUpdated};
+use storefront_events::{
+    Envelope, Event, dlq_topic,
+    users::{UserCreated, UserUpdated},
+};
 use storefront_kit::{
     config::KafkaConfig,
     kafka::{self, ConsumerRunner, ConsumerSettings, EventHandler, HandlerError},
+    metrics,
     mongo::Mongo,
     testing::{TestStack, unique},
 };
@@ -39,6 +45,10 @@ struct Recorder {
 }
 
 impl EventHandler for Recorder {
+    fn event_types(&self) -> &[&'static str] {
+        &[UserUpdated::TYPE]
+    }
+
     async fn handle(
         &self,
         event: &Envelope,
@@ -64,6 +74,7 @@ impl EventHandler for Recorder {
 
 struct Harness {
     kafka: KafkaConfig,
+    mongo: Mongo,
     topic: String,
     group: String,
     handler: Arc<Recorder>,
@@ -90,13 +101,14 @@ async fn start(fail_first: u32) -> Harness {
     let mut settings = ConsumerSettings::new(&group, vec![topic.clone()]);
     settings.max_attempts = 3;
     settings.backoff = Duration::from_millis(10);
-    let runner = ConsumerRunner::new(&kafka, settings, mongo, handler.clone())
+    let runner = ConsumerRunner::new(&kafka, settings, mongo.clone(), handler.clone())
         .await
         .unwrap();
     let (stop, stopped) = watch::channel(false);
     let runner = tokio::spawn(runner.run(stopped));
     Harness {
         kafka,
+        mongo,
         topic,
         group,
         handler,
@@ -117,6 +129,31 @@ fn event(key: &str) -> Envelope {
     Envelope::new("test", key, 1, data).into_raw().unwrap()
 }
 
+/// An event of a type [`Recorder`] does not act on.
+fn unwanted(key: &str) -> Envelope {
+    let data = UserCreated {
+        user_id: Uuid::new_v4(),
+        email: "a@b.co".into(),
+        name: "A".into(),
+        role: storefront_events::users::Role::Customer,
+        created_at: chrono::Utc::now(),
+    };
+    Envelope::new("test", key, 1, data).into_raw().unwrap()
+}
+
+/// Polls `check` until it holds, failing the test after 60 s.
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl Harness {
     async fn send_raw(&self, key: &str, payload: &[u8]) {
         let producer = kafka::producer(&self.kafka).unwrap();
@@ -133,6 +170,58 @@ impl Harness {
     async fn send(&self, event: &Envelope) {
         self.send_raw(&event.key, &serde_json::to_vec(event).unwrap())
             .await;
+    }
+
+    /// As the outbox relay sends it: with the `event-type` header.
+    async fn send_as_relay(&self, event: &Envelope) {
+        let producer = kafka::producer(&self.kafka).unwrap();
+        let payload = serde_json::to_vec(event).unwrap();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "event-type",
+            value: Some(event.event_type.as_str()),
+        });
+        producer
+            .send(
+                FutureRecord::to(&self.topic)
+                    .key(&event.key)
+                    .payload(&payload)
+                    .headers(headers),
+                Timeout::After(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    /// The group's committed offset of the topic's only partition.
+    async fn committed_offset(&self) -> Option<i64> {
+        let (kafka, group, topic) = (self.kafka.clone(), self.group.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = kafka::client_config(&kafka)
+                .set("group.id", &group)
+                .create()
+                .unwrap();
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&topic, 0);
+            let committed = consumer
+                .committed_offsets(list, Duration::from_secs(10))
+                .ok()?;
+            match committed.find_partition(&topic, 0)?.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn processed_records(&self) -> u64 {
+        self.mongo
+            .db
+            .collection::<Document>("processed_events")
+            .count_documents(doc! {})
+            .await
+            .unwrap()
     }
 
     async fn applied(&self, id: Uuid) -> u64 {
@@ -235,6 +324,8 @@ async fn poison_events_are_dead_lettered_and_do_not_stall_the_partition() {
     tokio::task::spawn_blocking(move || drop(dlq))
         .await
         .unwrap();
+    // Different keys are applied concurrently: the two may reach the dead-letter topic either way.
+    dead.sort_by_key(|(error, ..)| !error.contains("can never be applied"));
     assert!(dead[0].0.contains("can never be applied"));
     assert_eq!(dead[0].1, "3");
     assert_eq!(
@@ -245,5 +336,129 @@ async fn poison_events_are_dead_lettered_and_do_not_stall_the_partition() {
     );
     assert!(dead[1].0.contains("malformed event"));
     assert_eq!(dead[1].2.as_deref(), Some(&b"{not json"[..]));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn events_the_handler_does_not_act_on_cost_no_mongodb_work_and_are_acknowledged() {
+    let h = start(0).await;
+    // One as the relay sends it (typed by its header), one from a producer without headers.
+    h.send_as_relay(&unwanted("k")).await;
+    h.send(&unwanted("k")).await;
+    let marker = event("k");
+    h.send_as_relay(&marker).await;
+    h.wait_applied(marker.id).await;
+    assert_eq!(
+        h.handler.calls.load(Ordering::SeqCst),
+        1,
+        "only the wanted event reached the handler"
+    );
+    assert_eq!(
+        h.processed_records().await,
+        1,
+        "no processed-event record for the others"
+    );
+    eventually("all three offsets committed", || async {
+        h.committed_offset().await == Some(3)
+    })
+    .await;
+    h.stop().await;
+}
+
+/// Records the order events are applied in, and how many run at once.
+struct Sequencer {
+    applied: Mutex<Vec<(String, String)>>,
+    running: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl EventHandler for Sequencer {
+    fn event_types(&self) -> &[&'static str] {
+        &[UserUpdated::TYPE]
+    }
+
+    async fn handle(&self, event: &Envelope, _: &mut ClientSession) -> Result<(), HandlerError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let name = event.data["name"].as_str().unwrap_or_default().to_owned();
+        self.applied.lock().unwrap().push((event.key.clone(), name));
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn keys_are_applied_concurrently_and_each_key_in_order() {
+    let stack = TestStack::from_env();
+    let kafka = stack.kafka(&unique("t"));
+    let topic = format!("{}.users", kafka.topic_prefix);
+    kafka::ensure_topics(&kafka, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let mongo = Mongo::connect(&stack.mongo(&unique("consumer")), "test")
+        .await
+        .unwrap();
+    let handler = Arc::new(Sequencer {
+        applied: Mutex::default(),
+        running: AtomicUsize::new(0),
+        most: AtomicUsize::new(0),
+    });
+    let settings = ConsumerSettings::new(&unique("group"), vec![topic.clone()]);
+    let runner = ConsumerRunner::new(&kafka, settings, mongo, handler.clone())
+        .await
+        .unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let runner = tokio::spawn(runner.run(stopped));
+
+    let producer = kafka::producer(&kafka).unwrap();
+    let keys: Vec<String> = (0..8).map(|k| format!("key-{k}")).collect();
+    for n in 0..5 {
+        for key in &keys {
+            let mut e = event(key);
+            e.data["name"] = serde_json::json!(n.to_string());
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .key(key)
+                        .payload(&serde_json::to_vec(&e).unwrap()),
+                    Timeout::After(Duration::from_secs(10)),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    }
+    eventually("all 40 events applied", || async {
+        handler.applied.lock().unwrap().len() == 40
+    })
+    .await;
+    let applied = handler.applied.lock().unwrap().clone();
+    for key in &keys {
+        let order: Vec<&str> = applied
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        assert_eq!(order, ["0", "1", "2", "3", "4"], "{key} out of order");
+    }
+    assert!(
+        handler.most.load(Ordering::SeqCst) > 1,
+        "events of different keys never ran at once"
+    );
+    stop.send(true).unwrap();
+    runner.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_consumer_that_stopped_fetching_wakes_for_a_new_event() {
+    let h = start(0).await;
+    let idle = metrics::backends()
+        .kafka_consumer_idle
+        .with_label_values(&[h.group.as_str()]);
+    eventually("the consumer dozes", || async { idle.get() == 1 }).await;
+    let e = event("k");
+    h.send_as_relay(&e).await;
+    h.wait_applied(e.id).await;
     h.stop().await;
 }

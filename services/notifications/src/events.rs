@@ -2,7 +2,10 @@
 //! notification each event becomes. Stored in the consumer's transaction (so a redelivered event makes nothing twice);
 //! published to the replicas once that transaction committed.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use mongodb::ClientSession;
 use storefront_events::{
@@ -31,10 +34,10 @@ pub fn settings(topic_prefix: &str) -> ConsumerSettings {
 
 pub struct Notifier {
     pub store: Store,
-    /// What the transaction in flight stored; handed to `published` once it commits. The runner
-    /// applies one event at a time, and every attempt replaces this, so an aborted attempt's
-    /// notifications are never published.
-    pending: Mutex<Vec<NotificationDoc>>,
+    /// What each transaction in flight stored, by event id; handed to `published` once it
+    /// commits. Every attempt replaces its event's entry, so an aborted attempt's notifications
+    /// are never published (the runner applies several events at once, one per key).
+    pending: Mutex<HashMap<uuid::Uuid, NotificationDoc>>,
     published: mpsc::UnboundedSender<Vec<NotificationDoc>>,
 }
 
@@ -47,7 +50,7 @@ impl Notifier {
         }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<NotificationDoc>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, NotificationDoc>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -171,12 +174,24 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
 }
 
 impl EventHandler for Notifier {
+    fn event_types(&self) -> &[&'static str] {
+        &[
+            OrderAwaitingPayment::TYPE,
+            OrderCompleted::TYPE,
+            OrderCancelled::TYPE,
+            PaymentFailed::TYPE,
+            PaymentRefunded::TYPE,
+            ProductCreated::TYPE,
+            UserCreated::TYPE,
+        ]
+    }
+
     async fn handle(
         &self,
         event: &Envelope,
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
-        self.pending().clear();
+        self.pending().remove(&event.id);
         if event.is::<UserCreated>() {
             let user: UserCreated = decode(event)?;
             self.store
@@ -188,14 +203,14 @@ impl EventHandler for Notifier {
             return Ok(());
         };
         let stored = self.store.insert(session, draft, event.id).await?;
-        *self.pending() = vec![stored];
+        self.pending().insert(event.id, stored);
         Ok(())
     }
 
-    fn committed(&self) {
-        let stored = std::mem::take(&mut *self.pending());
-        if !stored.is_empty() {
-            let _ = self.published.send(stored);
+    fn committed(&self, event: &Envelope) {
+        let stored = self.pending().remove(&event.id);
+        if let Some(stored) = stored {
+            let _ = self.published.send(vec![stored]);
         }
     }
 }

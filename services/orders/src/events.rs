@@ -5,11 +5,14 @@
 
 use mongodb::ClientSession;
 use storefront_events::{
-    Envelope, Topic,
+    Envelope, Event, Topic,
     payments::PaymentSucceeded,
     products::{InventoryRejected, InventoryReserved},
 };
-use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
+use storefront_kit::{
+    kafka::{ConsumerSettings, EventHandler, HandlerError},
+    replica::PRODUCT_EVENTS,
+};
 use uuid::Uuid;
 
 use crate::store::{Step, Store, StoreError};
@@ -61,7 +64,27 @@ impl Saga {
     }
 }
 
+/// What the saga consumer acts on; the rest of its topics is acknowledged unread.
+const EVENT_TYPES: [&str; 7] = [
+    PRODUCT_EVENTS[0],
+    PRODUCT_EVENTS[1],
+    PRODUCT_EVENTS[2],
+    PRODUCT_EVENTS[3],
+    InventoryReserved::TYPE,
+    InventoryRejected::TYPE,
+    PaymentSucceeded::TYPE,
+];
+
 impl EventHandler for Saga {
+    fn event_types(&self) -> &[&'static str] {
+        &EVENT_TYPES
+    }
+
+    /// The product replica's writes are version-guarded: no transaction needed.
+    async fn apply_idempotent(&self, event: &Envelope) -> Result<bool, HandlerError> {
+        self.store.product_replica().apply_idempotent(event).await
+    }
+
     async fn handle(
         &self,
         event: &Envelope,
@@ -86,7 +109,7 @@ impl EventHandler for Saga {
         }
     }
 
-    fn committed(&self) {
+    fn committed(&self, _event: &Envelope) {
         self.store.outbox().committed();
     }
 }

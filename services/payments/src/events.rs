@@ -3,7 +3,7 @@
 
 use mongodb::ClientSession;
 use storefront_events::{
-    Envelope, Money, Topic,
+    Envelope, Event, Money, Topic,
     orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderCreated},
 };
 use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
@@ -48,6 +48,15 @@ fn replica(order_id: Uuid, user_id: Uuid, total: Option<Money>, state: &'static 
 }
 
 impl EventHandler for Orders {
+    fn event_types(&self) -> &[&'static str] {
+        &[
+            OrderCreated::TYPE,
+            OrderAwaitingPayment::TYPE,
+            OrderCompleted::TYPE,
+            OrderCancelled::TYPE,
+        ]
+    }
+
     async fn handle(
         &self,
         event: &Envelope,
@@ -102,7 +111,7 @@ impl EventHandler for Orders {
         Ok(())
     }
 
-    fn committed(&self) {
+    fn committed(&self, _event: &Envelope) {
         self.store.outbox().committed();
     }
 }

@@ -10,7 +10,7 @@
 
 use mongodb::ClientSession;
 use storefront_events::{
-    Envelope, Topic,
+    Envelope, Event, Topic,
     orders::{OrderCancelled, OrderCreated},
     payments::PaymentSucceeded,
 };
@@ -49,6 +49,14 @@ fn malformed(e: impl std::fmt::Display) -> HandlerError {
 }
 
 impl EventHandler for Inventory {
+    fn event_types(&self) -> &[&'static str] {
+        &[
+            OrderCreated::TYPE,
+            OrderCancelled::TYPE,
+            PaymentSucceeded::TYPE,
+        ]
+    }
+
     async fn handle(
         &self,
         event: &Envelope,
@@ -97,7 +105,7 @@ impl EventHandler for Inventory {
         Ok(())
     }
 
-    fn committed(&self) {
+    fn committed(&self, _event: &Envelope) {
         self.store.outbox().committed();
     }
 }

@@ -1,0 +1,95 @@
+//! The outbox relay against real MongoDB and Kafka: a backlog goes out in order in batches, each
+//! marked sent with one update, and a commit in this process wakes the relay without any polling.
+
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use storefront_events::{Envelope, Topic, users::UserUpdated};
+use storefront_kit::{
+    kafka, metrics,
+    mongo::Mongo,
+    outbox::Outbox,
+    testing::{TestStack, consume, unique},
+};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+fn updated(version: u64) -> Envelope<UserUpdated> {
+    let data = UserUpdated {
+        user_id: Uuid::new_v4(),
+        email: "a@b.co".into(),
+        name: "A".into(),
+        role: storefront_events::users::Role::Customer,
+        blocked: false,
+        updated_at: chrono::Utc::now(),
+    };
+    Envelope::new("test", "user-1", version, data)
+}
+
+async fn append(mongo: &Mongo, outbox: &Outbox, version: u64) {
+    let mut session = mongo.begin().await.unwrap();
+    outbox.append(&mut session, updated(version)).await.unwrap();
+    outbox.commit(session).await.unwrap();
+}
+
+async fn unsent(mongo: &Mongo) -> u64 {
+    mongo
+        .db
+        .collection::<Document>("outbox")
+        .count_documents(doc! { "sent": false })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_backlog_goes_out_in_order_in_batches_and_a_commit_wakes_the_relay() {
+    let stack = TestStack::from_env();
+    let kafka = stack.kafka(&unique("t"));
+    let topic = Topic::Users.name(&kafka.topic_prefix);
+    kafka::ensure_topics(&kafka, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let mongo = Mongo::connect(&stack.mongo(&unique("outbox")), "test")
+        .await
+        .unwrap();
+    let outbox = Outbox::new(&mongo.db, &kafka.topic_prefix);
+    outbox.ensure_indexes().await.unwrap();
+    for version in 1..=150 {
+        append(&mongo, &outbox, version).await;
+    }
+    let updates = metrics::backends()
+        .mongodb_commands
+        .with_label_values(&["update"]);
+    let updates_before = updates.get();
+    // No recovery poll to speak of: only wake-ups can make it publish the last event.
+    let relay = outbox
+        .relay(&mongo.db, kafka::producer(&kafka).unwrap())
+        .recovery_poll(Duration::from_secs(3600));
+    let (stop, stopped) = watch::channel(false);
+    let relay = tokio::spawn(relay.run(stopped));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while unsent(&mongo).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the backlog was never marked sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        updates.get() - updates_before,
+        2,
+        "one update marks each batch of up to 100 sent"
+    );
+    append(&mongo, &outbox, 151).await;
+
+    let events = consume(&stack.kafka_bootstrap, &topic, 151).await;
+    let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+    assert_eq!(
+        versions,
+        (1..=151).collect::<Vec<_>>(),
+        "in order, once each"
+    );
+    stop.send(true).unwrap();
+    relay.await.unwrap();
+}
