@@ -396,6 +396,9 @@ impl<H: EventHandler> ConsumerRunner<H> {
                     commit(&consumer, &mut progress);
                     commit_due = None;
                 }
+                // Nothing came for IDLE_AFTER: back to the top, which starts dozing.
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(last_message + IDLE_AFTER)),
+                    if idle_fetch.is_some() && in_flight == 0 => {}
                 Some(done) = done_rx.recv() => {
                     progress.done(&done);
                     in_flight -= 1;
