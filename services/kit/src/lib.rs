@@ -33,7 +33,8 @@ pub mod validate;
 pub use error::{Error, FieldError, Json};
 
 /// The whole `main` of a service binary: tracing, configuration (a bad variable stops it with a
-/// line naming it), then `run` until it returns. Exit code 1 on either failure.
+/// line naming it), then `run` until it returns, and the process exits (code 1 on either
+/// failure) without waiting for leftover blocking threads.
 pub async fn main<C, E, Fut>(
     service: &str,
     config: impl FnOnce() -> Result<C, config::ConfigError>,
@@ -52,12 +53,18 @@ where
             return std::process::ExitCode::FAILURE;
         }
     };
-    match run(config).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let code = match run(config).await {
+        Ok(()) => 0,
         Err(e) => {
             tracing::error!("{service} stopped: {e}");
             eprintln!("{service}: {e}");
-            std::process::ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Everything that needs finishing has finished (requests drained, consumers' offsets
+    // committed, the relay stopped). Leave now rather than when the runtime is dropped: the
+    // runtime waits for its blocking threads, and a Kafka client's destroy can block on one for
+    // long (BACKENDS: librdkafka), which kept stopping pods alive until their grace period ran out.
+    tracing::info!(service, code, "stopped");
+    std::process::exit(code)
 }
