@@ -136,6 +136,7 @@ fn saga_events_round_trip_and_refuse_unknown_fields() {
         }],
         total: usd(3600),
         created_at: Utc::now(),
+        idempotency_key: None,
     };
     let raw = Envelope::new("orders", order.to_string(), 1, created.clone())
         .into_raw()

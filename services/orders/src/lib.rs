@@ -1,7 +1,10 @@
 //! The orders service: orders and their state machine (ARCHITECTURE §6), priced from orders' own
 //! product replica, moved by inventory's and payments' events, and expired by a task that
-//! survives restarts. See `docs/services/orders.md` and `docs/api/orders.md`.
+//! survives restarts. It is the one owner of an order's fate: payments holds an order here before
+//! it charges, and money that arrives for an order that ended unpaid becomes a refund due
+//! (docs/saga.md). See `docs/services/orders.md` and `docs/api/orders.md`.
 
+pub mod changes;
 pub mod config;
 pub mod domain;
 pub mod events;
@@ -25,7 +28,7 @@ use tokio::sync::watch;
 
 pub use config::Config;
 
-use crate::{events::Saga, expiry::Expiry, store::Store};
+use crate::{changes::Changes, events::Saga, expiry::Expiry, store::Store};
 
 pub const SERVICE: &str = "orders";
 
@@ -36,6 +39,7 @@ pub struct Inner {
     pub store: Store,
     pub authenticator: Arc<Authenticator>,
     pub payment_window: Duration,
+    pub payment_hold: Duration,
 }
 
 impl Deref for AppState {
@@ -91,7 +95,11 @@ pub async fn build_with(
         kafka::ensure_topics(&config.kafka, &topics).await?;
     }
     let outbox = Outbox::new(&mongo.db, prefix);
-    let store = Store::new(mongo.clone(), outbox.clone());
+    let store = Store::new(
+        mongo.clone(),
+        outbox.clone(),
+        Changes::new(config.wait_recheck),
+    );
     store.ensure_indexes().await?;
     let relay = outbox.relay(&mongo.db, producer.clone());
     let consumer = if config.consume_events {
@@ -113,6 +121,7 @@ pub async fn build_with(
         store,
         authenticator: authenticator.clone(),
         payment_window: config.payment_window,
+        payment_hold: config.payment_hold,
     }));
     let revocations = authenticator.revocations().clone();
     let readiness = Readiness::new()

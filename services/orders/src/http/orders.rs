@@ -20,12 +20,14 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    domain::{Fields, MAX_LINES, MAX_QUANTITY, OrderState},
-    store::{LineDoc, OrderDoc, Step, at},
+    domain::{Fields, MAX_LINES, MAX_ORDER_TOTAL, MAX_QUANTITY, OrderState},
+    store::{LineDoc, NotPayable, OrderDoc, RefundStatus, Step, StoreError, at},
 };
 
 pub const MAX_PER_PAGE: u64 = 100;
 pub const MAX_KEY_CHARS: usize = 100;
+/// The longest a request waits for an order to change (below the server's request timeout).
+pub const MAX_WAIT_SECS: u64 = 10;
 
 #[derive(Debug, Serialize)]
 pub struct LineView {
@@ -34,6 +36,22 @@ pub struct LineView {
     unit_price: Money,
     quantity: i64,
     line_total: Money,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PaymentView {
+    amount: Money,
+    paid_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RefundView {
+    status: RefundStatus,
+    amount: Money,
+    reason: String,
+    due_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refunded_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,11 +68,36 @@ pub struct OrderView {
     updated_at: DateTime<Utc>,
     /// Until when an open order can be paid.
     expires_at: DateTime<Utc>,
+    /// While a payment is with Stripe: until when a cancel waits for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paying_until: Option<DateTime<Utc>>,
+    /// The money received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment: Option<PaymentView>,
+    /// Money received after the order ended unpaid, and where its way back is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund: Option<RefundView>,
 }
 
 impl From<&OrderDoc> for OrderView {
     fn from(order: &OrderDoc) -> Self {
+        let now = mongodb::bson::DateTime::now();
         OrderView {
+            paying_until: order
+                .paying_until
+                .filter(|_| order.is_held(now))
+                .map(|t| t.to_chrono()),
+            payment: order.payment.as_ref().map(|p| PaymentView {
+                amount: p.amount.clone(),
+                paid_at: p.paid_at.to_chrono(),
+            }),
+            refund: order.refund.as_ref().map(|r| RefundView {
+                status: r.status,
+                amount: r.amount.clone(),
+                reason: r.reason.clone(),
+                due_at: r.due_at.to_chrono(),
+                refunded_at: r.refunded_at.map(|t| t.to_chrono()),
+            }),
             id: order.uuid(),
             user_id: order.user(),
             state: order.state,
@@ -188,7 +231,23 @@ pub async fn place(
             "an order is in one currency; these products are priced in several",
         ));
     }
-    let total = lines.iter().map(|l| l.line_total).sum();
+    let total: i64 = lines.iter().map(|l| l.line_total).sum();
+    if total > MAX_ORDER_TOTAL {
+        return Err(Error::field(
+            "total",
+            format!(
+                "{} is more than one payment can take (at most {}); order fewer items",
+                Money {
+                    amount: total,
+                    currency: currency.clone()
+                },
+                Money {
+                    amount: MAX_ORDER_TOTAL,
+                    currency: currency.clone()
+                },
+            ),
+        ));
+    }
     let now = Utc::now();
     let window = chrono::Duration::from_std(state.payment_window).map_err(Error::internal)?;
     let order = OrderDoc {
@@ -205,6 +264,10 @@ pub async fn place(
         created_at: at(now),
         updated_at: at(now),
         expires_at: at(now + window),
+        idempotency_key: key.clone(),
+        paying_until: None,
+        payment: None,
+        refund: None,
     };
     let fingerprint = {
         let mut hash = Sha256::new();
@@ -303,16 +366,128 @@ async fn visible(
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Seconds to wait for a change (1 to [`MAX_WAIT_SECS`]).
+    wait: Option<u64>,
+}
+
+fn wait_secs(query: &WaitQuery) -> Result<u64, Error> {
+    match query.wait {
+        None => Ok(0),
+        Some(secs) if (1..=MAX_WAIT_SECS).contains(&secs) => Ok(secs),
+        Some(_) => Err(Error::field(
+            "wait",
+            format!("between 1 and {MAX_WAIT_SECS} seconds"),
+        )),
+    }
+}
+
+/// The order's entity tag: its version, which every visible change raises.
+fn etag(order: &OrderDoc) -> String {
+    format!("\"{}\"", order.version)
+}
+
+/// The version an `If-None-Match` names (`"3"` or `W/"3"`); anything else names none.
+fn known_version(headers: &HeaderMap) -> Option<i64> {
+    let value = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?.trim();
+    let value = value.strip_prefix("W/").unwrap_or(value);
+    value.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+}
+
+/// `GET /api/orders/{id}`, with an `ETag` (the version). With `If-None-Match` naming the current
+/// version it answers 304 — after waiting up to `?wait=` seconds for the order to change first,
+/// so a client follows an order with one request per change instead of polling.
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-) -> Result<Json<OrderView>, Error> {
-    let order = visible(&state, &user, &id).await?;
-    Ok(Json(OrderView::from(&order)))
+    Query(query): Query<WaitQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let wait = wait_secs(&query)?;
+    let mut order = visible(&state, &user, &id).await?;
+    let known = known_version(&headers);
+    if wait > 0 && known == Some(order.version) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+        let seen = order.version;
+        order = state
+            .store
+            .wait_for(order.uuid(), deadline, |o| o.version != seen)
+            .await?
+            .ok_or_else(|| Error::NotFound("no such order".into()))?;
+    }
+    let tag = HeaderValue::from_str(&etag(&order)).map_err(Error::internal)?;
+    let mut response = if known == Some(order.version) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Json(OrderView::from(&order)).into_response()
+    };
+    response.headers_mut().insert(header::ETAG, tag);
+    Ok(response)
 }
 
-/// `POST /api/orders/{id}/cancel`: only before payment; the stock is released.
+/// `POST /internal/orders/{id}/payment-hold` (payments, with the customer's token; not routed by
+/// the Ingress): holds the caller's order for payment and answers it, with the total to charge.
+/// An order whose stock is still being reserved is waited for up to `?wait=` seconds. 409
+/// `already-paid` for a completed order, 409 `order-not-payable` for one that ended or is still
+/// pending after the wait; anyone else's order is 404.
+pub async fn hold_for_payment(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> Result<Json<OrderView>, Error> {
+    let wait = wait_secs(&query)?;
+    let missing = || Error::NotFound("no such order".into());
+    let id: Uuid = id.parse().map_err(|_| missing())?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let owner = user.sub.to_string();
+    match state.store.get(id).await? {
+        Some(order) if order.user_id == owner => {}
+        _ => return Err(missing()),
+    }
+    loop {
+        match state
+            .store
+            .hold_for_payment(id, user.sub, state.payment_hold)
+            .await
+        {
+            Ok(Ok(order)) => return Ok(Json(OrderView::from(&order))),
+            Ok(Err(NotPayable::Pending)) if tokio::time::Instant::now() < deadline => {
+                state
+                    .store
+                    .wait_for(id, deadline, |o| o.state != OrderState::Pending)
+                    .await?;
+            }
+            Ok(Err(NotPayable::Pending)) => {
+                return Err(Error::Conflict {
+                    kind: "order-not-payable",
+                    detail: "the order's stock is still being reserved; try again in a moment"
+                        .into(),
+                });
+            }
+            Ok(Err(NotPayable::Paid)) => {
+                return Err(Error::Conflict {
+                    kind: "already-paid",
+                    detail: "this order is paid already".into(),
+                });
+            }
+            Ok(Err(NotPayable::Ended(detail))) => {
+                return Err(Error::Conflict {
+                    kind: "order-not-payable",
+                    detail,
+                });
+            }
+            Err(StoreError::NotFound) => return Err(missing()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `POST /api/orders/{id}/cancel`: only before payment (409 `payment-in-progress` while payments
+/// holds it); the stock is released.
 pub async fn cancel(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
