@@ -256,6 +256,14 @@ async fn checkout_pay_by_card_and_the_order_completes_with_its_notifications() {
     let product = a_product(&visitor).await;
     let order = visitor.buy(&product, 1).await;
     let path = format!("/orders/{order}");
+    // The line left the cart for the order: the cart page says where it is.
+    visitor
+        .get("/cart")
+        .await
+        .ok()
+        .contains("Your cart is empty.")
+        .contains("1 item is checked out")
+        .contains(&format!("href=\"/orders/{order}\""));
     let page = visitor.get(&path).await;
     page.ok()
         .contains("id=\"payment-form\"")
