@@ -23,6 +23,18 @@ pub struct OrderLine {
     pub quantity: i64,
 }
 
+/// A line of an order's price beyond its items — shipping, a fee, tax or a discount — from the
+/// shop's pricing function (docs/api/pricing.md). `total` = the lines' sum + every charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceLine {
+    /// `shipping`, `fee`, `tax` or `discount` (a discount is negative).
+    pub kind: String,
+    /// For the customer, e.g. "Tax (8%)".
+    pub label: String,
+    pub amount: Money,
+}
+
 /// An order was placed and is `pending` (saga step 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +42,9 @@ pub struct OrderCreated {
     pub order_id: Uuid,
     pub user_id: Uuid,
     pub lines: Vec<OrderLine>,
+    /// Shipping, fees, tax, discounts on top of the lines (included in `total`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charges: Vec<PriceLine>,
     pub total: Money,
     pub created_at: DateTime<Utc>,
     /// The `Idempotency-Key` the order was placed with, if any: cart's checkout finds the lines
@@ -64,6 +79,9 @@ impl Event for OrderCancelled {
 pub struct OrderAwaitingPayment {
     pub order_id: Uuid,
     pub user_id: Uuid,
+    /// Shipping, fees, tax, discounts on top of the lines (included in `total`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charges: Vec<PriceLine>,
     pub total: Money,
     pub expires_at: DateTime<Utc>,
 }
@@ -79,6 +97,9 @@ impl Event for OrderAwaitingPayment {
 pub struct OrderCompleted {
     pub order_id: Uuid,
     pub user_id: Uuid,
+    /// Shipping, fees, tax, discounts on top of the lines (included in `total`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charges: Vec<PriceLine>,
     pub total: Money,
     pub completed_at: DateTime<Utc>,
 }

@@ -25,6 +25,13 @@ pub struct Config {
     /// `ORDER_WAIT_RECHECK_MS`, default 1000: a waiting request (long-poll, payments' hold)
     /// reads the order again this often, to see changes another replica of orders made.
     pub wait_recheck: Duration,
+    /// `PRICING_URL`: the pricing function every order is priced through (`POST`, JSON; see
+    /// docs/api/pricing.md). Unset: the built-in function, which orders serves itself on a
+    /// loopback port and calls over HTTP like any other.
+    pub pricing_url: Option<String>,
+    /// `PRICING_TIMEOUT_MS`, default 1000: how long the pricing function may take before the
+    /// built-in rules price the order instead (recorded on it as the fallback).
+    pub pricing_timeout: Duration,
     /// `CONSUME_EVENTS`, default true: run the consumer (product replica, saga answers).
     pub consume_events: bool,
 }
@@ -48,6 +55,8 @@ impl Config {
             expiry_poll: Duration::from_millis(1000),
             payment_hold: Duration::from_secs(60),
             wait_recheck: Duration::from_millis(1000),
+            pricing_url: None,
+            pricing_timeout: Duration::from_millis(1000),
             consume_events: true,
         }
     }
@@ -63,6 +72,8 @@ impl Config {
             expiry_poll: Duration::from_millis(env::parse_or("ORDER_EXPIRY_POLL_MS", 1000)?),
             payment_hold: Duration::from_secs(env::parse_or("ORDER_PAYMENT_HOLD_SECS", 60)?),
             wait_recheck: Duration::from_millis(env::parse_or("ORDER_WAIT_RECHECK_MS", 1000)?),
+            pricing_url: env::optional("PRICING_URL"),
+            pricing_timeout: Duration::from_millis(env::parse_or("PRICING_TIMEOUT_MS", 1000)?),
             consume_events: env::flag("CONSUME_EVENTS", true)?,
         })
     }

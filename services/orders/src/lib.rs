@@ -10,6 +10,7 @@ pub mod domain;
 pub mod events;
 pub mod expiry;
 mod http;
+pub mod pricing;
 pub mod store;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
@@ -28,7 +29,7 @@ use tokio::sync::watch;
 
 pub use config::Config;
 
-use crate::{changes::Changes, events::Saga, expiry::Expiry, store::Store};
+use crate::{changes::Changes, events::Saga, expiry::Expiry, pricing::Pricing, store::Store};
 
 pub const SERVICE: &str = "orders";
 
@@ -40,6 +41,7 @@ pub struct Inner {
     pub authenticator: Arc<Authenticator>,
     pub payment_window: Duration,
     pub payment_hold: Duration,
+    pub pricing: Pricing,
 }
 
 impl Deref for AppState {
@@ -117,7 +119,12 @@ pub async fn build_with(
         store: store.clone(),
         poll: config.expiry_poll,
     };
+    let pricing_url = match &config.pricing_url {
+        Some(url) => url.clone(),
+        None => pricing::serve_builtin().await?,
+    };
     let state = AppState(Arc::new(Inner {
+        pricing: Pricing::new(pricing_url, config.pricing_timeout),
         store,
         authenticator: authenticator.clone(),
         payment_window: config.payment_window,

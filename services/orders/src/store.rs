@@ -22,7 +22,7 @@ use storefront_events::{
     Envelope, Event, Money,
     orders::{
         OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderCreated, OrderLine,
-        OrderRefundDue, OrderRefunded,
+        OrderRefundDue, OrderRefunded, PriceLine,
     },
 };
 use storefront_kit::{
@@ -36,6 +36,7 @@ use uuid::Uuid;
 use crate::{
     changes::Changes,
     domain::{OrderState, Settlement, Transition},
+    pricing::Priced,
 };
 
 pub const SOURCE: &str = "orders";
@@ -79,6 +80,10 @@ pub struct OrderDoc {
     /// Money to give back: a payment that arrived after the order ended unpaid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund: Option<RefundRecord>,
+    /// How it was priced: the pricing function's answer (or the fallback's) when it was placed.
+    /// `total` is its total. Absent on orders placed before pricing (their total is the lines').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Priced>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,11 +140,20 @@ impl OrderDoc {
                         quantity: l.quantity,
                     })
                     .collect(),
+                charges: self.charges(),
                 total: self.total.clone(),
                 created_at: self.created_at.to_chrono(),
                 idempotency_key: self.idempotency_key.clone(),
             },
         )
+    }
+
+    /// Shipping, fees, tax, discounts on top of the lines.
+    pub fn charges(&self) -> Vec<PriceLine> {
+        self.pricing
+            .as_ref()
+            .map(|p| p.charges.clone())
+            .unwrap_or_default()
     }
 
     /// Whether payments holds it for payment right now.
@@ -556,6 +570,7 @@ impl Store {
                 let data = OrderAwaitingPayment {
                     order_id,
                     user_id,
+                    charges: order.charges(),
                     total,
                     expires_at: order.expires_at.to_chrono(),
                 };
@@ -566,6 +581,7 @@ impl Store {
                 let data = OrderCompleted {
                     order_id,
                     user_id,
+                    charges: order.charges(),
                     total,
                     completed_at: at,
                 };

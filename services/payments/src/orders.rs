@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use storefront_events::Money;
+use storefront_events::{Money, orders::PriceLine};
 use storefront_kit::Error;
 use uuid::Uuid;
 
@@ -16,7 +16,11 @@ use uuid::Uuid;
 pub struct HeldOrder {
     pub id: Uuid,
     pub user_id: Uuid,
+    /// What to charge: the total recorded on the order.
     pub total: Money,
+    /// What the total is made of beyond the items (shipping, fees, tax), for the customer.
+    #[serde(default)]
+    pub charges: Vec<PriceLine>,
 }
 
 #[derive(Clone)]

@@ -22,6 +22,7 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 use storefront_events::{
     Envelope, Event, Money,
+    orders::PriceLine,
     payments::{PaymentFailed, PaymentRefunded, PaymentSucceeded},
 };
 use storefront_kit::{
@@ -91,6 +92,9 @@ pub struct PaymentDoc {
     pub id: String,
     pub user_id: String,
     pub amount: Money,
+    /// What the amount is made of beyond the items, as orders priced it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charges: Vec<PriceLine>,
     pub status: PaymentStatus,
     #[serde(default)]
     pub payment_intent_id: Option<String>,
@@ -218,6 +222,7 @@ impl Store {
             id: id.clone(),
             user_id: order.user_id.to_string(),
             amount: order.total.clone(),
+            charges: order.charges.clone(),
             status: PaymentStatus::Processing,
             payment_intent_id: None,
             reason: None,
@@ -409,6 +414,7 @@ impl Store {
                     id,
                     user_id: request.user_id.to_string(),
                     amount: request.amount.clone(),
+                    charges: Vec::new(),
                     status: PaymentStatus::RefundDue,
                     payment_intent_id: Some(request.payment_intent_id.clone()),
                     reason: None,

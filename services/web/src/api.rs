@@ -156,10 +156,26 @@ pub struct Held {
     pub count: i64,
 }
 
+/// A line of a price beyond the items: shipping, a fee, tax, a discount.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Charge {
+    pub label: String,
+    pub amount: Money,
+}
+
+/// What the cart would cost as an order now.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Estimate {
+    pub charges: Vec<Charge>,
+    pub total: Money,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Cart {
     pub items: Vec<CartLine>,
     pub subtotal: Option<Money>,
+    #[serde(default)]
+    pub estimate: Option<Estimate>,
     pub count: i64,
     #[serde(default)]
     pub held: Vec<Held>,
@@ -181,6 +197,10 @@ pub struct Order {
     pub user_id: String,
     pub state: String,
     pub lines: Vec<OrderLine>,
+    #[serde(default)]
+    pub subtotal: Option<Money>,
+    #[serde(default)]
+    pub charges: Vec<Charge>,
     pub total: Money,
     #[serde(default)]
     pub reason: Option<String>,

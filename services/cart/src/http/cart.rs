@@ -7,7 +7,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use storefront_events::Money;
+use storefront_events::{Money, orders::PriceLine};
 use storefront_kit::{
     Error, Json,
     auth::{ActingUser, CurrentUser},
@@ -44,22 +44,33 @@ pub struct HeldView {
     count: i64,
 }
 
+/// What the orderable lines would cost as an order now: orders' quote, through the shop's
+/// pricing function (shipping, fees, tax).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Estimate {
+    charges: Vec<PriceLine>,
+    total: Money,
+}
+
 #[derive(Debug, Serialize)]
 pub struct CartView {
     items: Vec<LineView>,
     /// The sum of the orderable lines.
     subtotal: Option<Money>,
+    /// The orderable lines as an order: `subtotal` plus shipping, fees and tax. Absent when
+    /// nothing is orderable, or orders cannot quote right now.
+    estimate: Option<Estimate>,
     /// How many items in all (for a cart badge).
     count: i64,
     /// Checked out, in orders not paid or cancelled yet.
     held: Vec<HeldView>,
 }
 
-async fn view(state: &AppState, cart: &CartDoc) -> Result<CartView, Error> {
+async fn view(state: &AppState, cart: &CartDoc, token: &str) -> Result<CartView, Error> {
     let ids: Vec<String> = cart.items.iter().map(|i| i.product_id.clone()).collect();
     let known = state.store.products(&ids).await?;
     let mut subtotal: Option<Money> = None;
-    let items = cart
+    let items: Vec<LineView> = cart
         .items
         .iter()
         .map(|item| {
@@ -88,9 +99,11 @@ async fn view(state: &AppState, cart: &CartDoc) -> Result<CartView, Error> {
             }
         })
         .collect();
+    let estimate = estimate(state, cart, &items, token).await;
     Ok(CartView {
         items,
         subtotal,
+        estimate,
         count: cart.items.iter().map(|i| i.quantity).sum(),
         held: cart
             .checkouts
@@ -103,6 +116,50 @@ async fn view(state: &AppState, cart: &CartDoc) -> Result<CartView, Error> {
     })
 }
 
+/// How long the cart waits for orders' quote before it shows the cart without one.
+const QUOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// orders' quote for the orderable lines, or `None` (nothing orderable; orders not answering).
+async fn estimate(
+    state: &AppState,
+    cart: &CartDoc,
+    lines: &[LineView],
+    token: &str,
+) -> Option<Estimate> {
+    let orderable: Vec<Value> = cart
+        .items
+        .iter()
+        .filter(|i| {
+            lines
+                .iter()
+                .any(|l| l.product_id == i.product_id && l.orderable)
+        })
+        .map(|i| serde_json::json!({ "product_id": i.product_id, "quantity": i.quantity }))
+        .collect();
+    if orderable.is_empty() {
+        return None;
+    }
+    let answer = state
+        .http
+        .post(format!("{}/api/orders/quote", state.orders_url))
+        .bearer_auth(token)
+        .timeout(QUOTE_TIMEOUT)
+        .json(&serde_json::json!({ "lines": orderable }))
+        .send()
+        .await;
+    match answer {
+        Ok(answer) if answer.status().is_success() => answer.json().await.ok(),
+        Ok(answer) => {
+            tracing::debug!(status = %answer.status(), "no quote for the cart");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "orders did not quote the cart");
+            None
+        }
+    }
+}
+
 /// Whether a hold never learned its order in time (see `CartDoc::release_unplaced`).
 fn has_unplaced_holds(cart: &CartDoc) -> bool {
     let limit = chrono::Utc::now() - chrono::Duration::minutes(UNPLACED_HOLD_MINUTES);
@@ -113,8 +170,9 @@ fn has_unplaced_holds(cart: &CartDoc) -> bool {
 
 pub async fn show(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    acting: ActingUser,
 ) -> Result<Json<CartView>, Error> {
+    let user = &acting.claims;
     let mut cart = state.store.cart(user.sub).await?;
     if has_unplaced_holds(&cart) {
         cart = state
@@ -126,7 +184,7 @@ pub async fn show(
             .await?
             .1;
     }
-    Ok(Json(view(&state, &cart).await?))
+    Ok(Json(view(&state, &cart, &acting.token).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,9 +207,10 @@ fn quantity(value: i64) -> Result<i64, Error> {
 
 pub async fn add(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    acting: ActingUser,
     Json(body): Json<AddBody>,
 ) -> Result<Json<CartView>, Error> {
+    let user = &acting.claims;
     let quantity = quantity(body.quantity)?;
     let product_id: Uuid = body
         .product_id
@@ -193,7 +252,7 @@ pub async fn add(
             Ok(())
         })
         .await?;
-    Ok(Json(view(&state, &cart).await?))
+    Ok(Json(view(&state, &cart, &acting.token).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,10 +267,11 @@ fn not_in_cart() -> Error {
 
 pub async fn set_quantity(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    acting: ActingUser,
     Path(product_id): Path<String>,
     Json(body): Json<QuantityBody>,
 ) -> Result<Json<CartView>, Error> {
+    let user = &acting.claims;
     let quantity = quantity(body.quantity)?;
     let (_, cart) = state
         .store
@@ -225,7 +285,7 @@ pub async fn set_quantity(
             Ok::<_, Error>(())
         })
         .await?;
-    Ok(Json(view(&state, &cart).await?))
+    Ok(Json(view(&state, &cart, &acting.token).await?))
 }
 
 pub async fn remove(

@@ -34,7 +34,11 @@ async fn add_check_out_pay_and_the_order_completes() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let order: Value = response.json().await.unwrap();
     let id = order["id"].as_str().unwrap().to_owned();
-    assert_eq!(order["total"]["amount"], 3600);
+    assert_eq!(order["subtotal"]["amount"], 3600);
+    assert!(
+        order["total"]["amount"].as_i64() > Some(3600),
+        "with the shop's charges"
+    );
     // The lines left the cart for the order at once.
     let cart = shop.view(&ada).await;
     assert_eq!(cart["count"], 0);
@@ -55,7 +59,7 @@ async fn add_check_out_pay_and_the_order_completes() {
     assert_eq!(paid.status(), StatusCode::OK);
     let done = shop.wait_order(&ada, &id, "completed").await;
     assert_eq!(done["version"], 3);
-    assert_eq!(done["payment"]["amount"]["amount"], 3600);
+    assert_eq!(done["payment"]["amount"], order["total"]);
     eventually("the reservation is sold", || async {
         shop.stock(&mug).await == (3, 0, 2)
     })
@@ -71,6 +75,33 @@ async fn add_check_out_pay_and_the_order_completes() {
         "already-paid",
     )
     .await;
+}
+
+#[tokio::test]
+async fn the_cart_shows_what_it_would_cost_as_an_order_and_the_order_costs_that() {
+    let shop = shop().await;
+    let mug = shop.product("Mug", 1800, 5).await;
+    let ada = shop.customer();
+    add(&shop, &ada, &mug, 2).await;
+    // orders quotes the cart once its product replica has the mug.
+    eventually("orders quotes the cart", || async {
+        shop.view(&ada).await["estimate"].is_object()
+    })
+    .await;
+    let estimate = shop.view(&ada).await["estimate"].clone();
+    let charges: i64 = estimate["charges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["amount"]["amount"].as_i64().unwrap())
+        .sum();
+    assert!(charges > 0, "{estimate}");
+    assert_eq!(estimate["total"]["amount"], 3600 + charges);
+    let order: Value = shop.checkout(&ada, "k").await.json().await.unwrap();
+    assert_eq!(order["charges"], estimate["charges"]);
+    assert_eq!(order["total"], estimate["total"]);
+    // Nothing left to quote.
+    assert_eq!(shop.view(&ada).await["estimate"], Value::Null);
 }
 
 #[tokio::test]
@@ -447,8 +478,8 @@ async fn money_that_arrives_after_the_cancel_is_refunded_once_and_shows() {
         .wait_order_until(&ada, &id, |o| o["refund"]["status"] == "refunded")
         .await;
     assert_eq!(order["state"], "cancelled");
-    assert_eq!(order["refund"]["amount"]["amount"], 2100);
-    assert_eq!(order["payment"]["amount"]["amount"], 2100);
+    assert_eq!(order["refund"]["amount"], order["total"]);
+    assert_eq!(order["payment"]["amount"], order["total"]);
     let payment: Value = shop
         .call(
             reqwest::Method::GET,

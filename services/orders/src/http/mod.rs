@@ -15,6 +15,7 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/api/orders", get(orders::mine).post(orders::place))
         .route("/api/orders/admin/all", get(orders::all))
+        .route("/api/orders/quote", post(orders::quote))
         .route("/api/orders/{id}", get(orders::show))
         .route("/api/orders/{id}/cancel", post(orders::cancel))
         .route(

@@ -10,7 +10,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use storefront_events::Money;
+use storefront_events::{Money, orders::PriceLine};
 use storefront_kit::{
     Error, Json,
     auth::{CurrentUser, RequireAdmin},
@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::{
     AppState,
     domain::{Fields, MAX_LINES, MAX_ORDER_TOTAL, MAX_QUANTITY, OrderState},
+    pricing::{Priced, PricingLine, PricingRequest, PricingSource},
     store::{LineDoc, NotPayable, OrderDoc, RefundStatus, Step, StoreError, at},
 };
 
@@ -36,6 +37,40 @@ pub struct LineView {
     unit_price: Money,
     quantity: i64,
     line_total: Money,
+}
+
+/// Where an order's charges came from.
+#[derive(Debug, Serialize)]
+pub struct PricingView {
+    /// `function`, or `fallback` (the built-in rules, because the function did not answer
+    /// usefully).
+    source: PricingSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_reason: Option<String>,
+}
+
+impl PricingView {
+    fn of(priced: &Priced) -> Self {
+        PricingView {
+            source: priced.source,
+            fallback_reason: priced.fallback_reason.clone(),
+        }
+    }
+}
+
+impl LineView {
+    fn of(l: &LineDoc) -> Self {
+        LineView {
+            product_id: l.product_id.clone(),
+            title: l.title.clone(),
+            unit_price: l.unit_price.clone(),
+            quantity: l.quantity,
+            line_total: Money {
+                amount: l.line_total,
+                currency: l.unit_price.currency.clone(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -62,7 +97,15 @@ pub struct OrderView {
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     lines: Vec<LineView>,
+    /// The lines' sum.
+    subtotal: Money,
+    /// Shipping, fees, tax, discounts on top of the lines.
+    charges: Vec<PriceLine>,
+    /// What the order costs: `subtotal` + every charge.
     total: Money,
+    /// Where the charges came from (absent on orders placed before pricing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pricing: Option<PricingView>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -102,21 +145,14 @@ impl From<&OrderDoc> for OrderView {
             user_id: order.user(),
             state: order.state,
             reason: order.reason.clone(),
-            lines: order
-                .lines
-                .iter()
-                .map(|l| LineView {
-                    product_id: l.product_id.clone(),
-                    title: l.title.clone(),
-                    unit_price: l.unit_price.clone(),
-                    quantity: l.quantity,
-                    line_total: Money {
-                        amount: l.line_total,
-                        currency: l.unit_price.currency.clone(),
-                    },
-                })
-                .collect(),
+            lines: order.lines.iter().map(LineView::of).collect(),
+            subtotal: Money {
+                amount: order.lines.iter().map(|l| l.line_total).sum(),
+                currency: order.total.currency.clone(),
+            },
+            charges: order.charges(),
             total: order.total.clone(),
+            pricing: order.pricing.as_ref().map(PricingView::of),
             version: order.version,
             created_at: order.created_at.to_chrono(),
             updated_at: order.updated_at.to_chrono(),
@@ -197,21 +233,17 @@ fn created(order: &OrderDoc) -> Response {
     response
 }
 
-/// `POST /api/orders`: priced from orders' product replica, never from the client. With an
-/// `Idempotency-Key`, the same key again returns the same order.
-pub async fn place(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    headers: HeaderMap,
-    Json(body): Json<PlaceBody>,
-) -> Result<Response, Error> {
-    let key = idempotency_key(&headers)?;
-    let merged = requested(&body)?;
+/// The lines of `merged`, priced from orders' product replica (never from the client), and
+/// their one currency.
+async fn lines_of(
+    state: &AppState,
+    merged: &BTreeMap<Uuid, i64>,
+) -> Result<(Vec<LineDoc>, String), Error> {
     let ids: Vec<String> = merged.keys().map(Uuid::to_string).collect();
     let known = state.store.products(&ids).await?;
     let mut fields = Fields::default();
     let mut lines = Vec::with_capacity(merged.len());
-    for (id, quantity) in &merged {
+    for (id, quantity) in merged {
         match known.iter().find(|p| p.id == id.to_string()) {
             Some(p) if !p.deleted => lines.push(LineDoc {
                 product_id: p.id.clone(),
@@ -231,33 +263,82 @@ pub async fn place(
             "an order is in one currency; these products are priced in several",
         ));
     }
-    let total: i64 = lines.iter().map(|l| l.line_total).sum();
-    if total > MAX_ORDER_TOTAL {
-        return Err(Error::field(
-            "total",
-            format!(
-                "{} is more than one payment can take (at most {}); order fewer items",
-                Money {
-                    amount: total,
-                    currency: currency.clone()
-                },
-                Money {
-                    amount: MAX_ORDER_TOTAL,
-                    currency: currency.clone()
-                },
-            ),
-        ));
+    Ok((lines, currency))
+}
+
+/// 422 for an amount above what one payment can take (Stripe's ceiling), before anyone pays.
+fn within_one_payment(amount: &Money) -> Result<(), Error> {
+    if amount.amount <= MAX_ORDER_TOTAL {
+        return Ok(());
     }
+    Err(Error::field(
+        "total",
+        format!(
+            "{amount} is more than one payment can take (at most {}); order fewer items",
+            Money {
+                amount: MAX_ORDER_TOTAL,
+                currency: amount.currency.clone()
+            },
+        ),
+    ))
+}
+
+/// Prices `lines` through the pricing function (the fallback when it does not answer usefully).
+async fn priced(
+    state: &AppState,
+    order_id: Option<Uuid>,
+    user: Uuid,
+    lines: &[LineDoc],
+    currency: &str,
+) -> Result<Priced, Error> {
+    let money = |amount| Money {
+        amount,
+        currency: currency.to_owned(),
+    };
+    let subtotal = money(lines.iter().map(|l| l.line_total).sum());
+    within_one_payment(&subtotal)?;
+    let request = PricingRequest {
+        order_id,
+        user_id: user,
+        currency: currency.to_owned(),
+        lines: lines
+            .iter()
+            .map(|l| PricingLine {
+                product_id: l.product_id.clone(),
+                title: l.title.clone(),
+                unit_price: l.unit_price.clone(),
+                quantity: l.quantity,
+                line_total: money(l.line_total),
+            })
+            .collect(),
+        subtotal,
+    };
+    let priced = state.pricing.price(&request).await;
+    within_one_payment(&priced.total)?;
+    Ok(priced)
+}
+
+/// `POST /api/orders`: priced from orders' product replica, never from the client, and through
+/// the pricing function (shipping, fees, tax), whose answer is recorded on the order. With an
+/// `Idempotency-Key`, the same key again returns the same order.
+pub async fn place(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    Json(body): Json<PlaceBody>,
+) -> Result<Response, Error> {
+    let key = idempotency_key(&headers)?;
+    let merged = requested(&body)?;
+    let (lines, currency) = lines_of(&state, &merged).await?;
+    let id = Uuid::now_v7();
+    let pricing = priced(&state, Some(id), user.sub, &lines, &currency).await?;
     let now = Utc::now();
     let window = chrono::Duration::from_std(state.payment_window).map_err(Error::internal)?;
     let order = OrderDoc {
-        id: Uuid::now_v7().to_string(),
+        id: id.to_string(),
         user_id: user.sub.to_string(),
         lines,
-        total: Money {
-            amount: total,
-            currency,
-        },
+        total: pricing.total.clone(),
         state: OrderState::Pending,
         reason: None,
         version: 1,
@@ -268,6 +349,7 @@ pub async fn place(
         paying_until: None,
         payment: None,
         refund: None,
+        pricing: Some(pricing),
     };
     let fingerprint = {
         let mut hash = Sha256::new();
@@ -281,6 +363,34 @@ pub async fn place(
         .place(&order, key.as_deref().map(|k| (k, fingerprint.as_str())))
         .await?;
     Ok(created(&order))
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuoteView {
+    lines: Vec<LineView>,
+    subtotal: Money,
+    charges: Vec<PriceLine>,
+    total: Money,
+    pricing: PricingView,
+}
+
+/// `POST /api/orders/quote`: what these lines would cost as an order now — the same pricing as
+/// `POST /api/orders`, nothing placed (the cart shows it).
+pub async fn quote(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Json(body): Json<PlaceBody>,
+) -> Result<Json<QuoteView>, Error> {
+    let merged = requested(&body)?;
+    let (lines, currency) = lines_of(&state, &merged).await?;
+    let pricing = priced(&state, None, user.sub, &lines, &currency).await?;
+    Ok(Json(QuoteView {
+        lines: lines.iter().map(LineView::of).collect(),
+        subtotal: pricing.subtotal.clone(),
+        charges: pricing.charges.clone(),
+        total: pricing.total.clone(),
+        pricing: PricingView::of(&pricing),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,3 +7,4 @@ mod helpers;
 mod checkout;
 mod paying;
 mod placing;
+mod pricing;

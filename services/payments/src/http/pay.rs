@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
-use storefront_events::Money;
+use storefront_events::{Money, orders::PriceLine};
 use storefront_kit::{
     Error, Json,
     auth::{ActingUser, CurrentUser},
@@ -71,6 +71,8 @@ pub struct PaymentView {
     order_id: String,
     status: PaymentStatus,
     amount: Money,
+    /// What `amount` is made of beyond the items (shipping, fees, tax), as orders priced it.
+    charges: Vec<PriceLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     /// For `requires_action`: hand this to Stripe.js to finish (3-D Secure).
@@ -87,6 +89,7 @@ impl PaymentView {
             order_id: payment.id.clone(),
             status,
             amount: payment.amount.clone(),
+            charges: payment.charges.clone(),
             reason: payment.reason.clone(),
             client_secret,
             attempts: payment.attempts,

@@ -20,7 +20,22 @@ async fn a_card_pays_the_order_once() {
     let paid: Value = response.json().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{paid}");
     assert_eq!(paid["status"], "succeeded");
-    assert_eq!(paid["amount"], json!({ "amount": 4200, "currency": "USD" }));
+    // What orders priced the order at: the item and the shop's charges.
+    let total = app.order_view(&ada, order).await["total"]["amount"]
+        .as_i64()
+        .unwrap();
+    assert!(total > 4200);
+    assert_eq!(
+        paid["amount"],
+        json!({ "amount": total, "currency": "USD" })
+    );
+    let kinds: Vec<&str> = paid["charges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["shipping", "fee", "tax"]);
 
     let record = app.store.payment(order).await.unwrap().unwrap();
     let intent = app
@@ -28,7 +43,7 @@ async fn a_card_pays_the_order_once() {
         .await;
     assert_eq!(
         (intent["amount"].as_i64(), intent["status"].as_str()),
-        (Some(4200), Some("succeeded"))
+        (Some(total), Some("succeeded"))
     );
     assert_eq!(intent["metadata"]["order_id"], order.to_string());
 
@@ -41,7 +56,7 @@ async fn a_card_pays_the_order_once() {
     let events = app.events(order, 1).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(kinds, ["payment.succeeded"]);
-    assert_eq!(events[0].data["amount"]["amount"], 4200);
+    assert_eq!(events[0].data["amount"]["amount"], total);
     assert_eq!(events[0].data["user_id"], ada.id.to_string());
 
     let shown = app.payment(&ada, order).await;
@@ -132,7 +147,10 @@ async fn paying_twice_at_once_charges_once() {
     let intent = app
         .intent(record.payment_intent_id.as_deref().unwrap())
         .await;
-    assert_eq!(intent["amount_received"], 2500);
+    assert_eq!(
+        intent["amount_received"],
+        app.order_view(&ada, order).await["total"]["amount"]
+    );
 }
 
 #[tokio::test]
@@ -249,12 +267,15 @@ async fn a_refund_stripe_refuses_is_kept_and_retried_until_stripe_confirms_it() 
         .payment_intent_id
         .unwrap();
     // orders asks for the refund (as it does when money arrives for an order that ended).
+    let total = app.order_view(&ada, order).await["total"]["amount"]
+        .as_i64()
+        .unwrap();
     let due = OrderRefundDue {
         order_id: order,
         user_id: ada.id,
         payment_intent_id: intent.clone(),
         amount: Money {
-            amount: 3300,
+            amount: total,
             currency: "USD".into(),
         },
         reason: "the payment arrived after the order had ended".into(),
@@ -295,6 +316,8 @@ async fn a_refund_stripe_refuses_is_kept_and_retried_until_stripe_confirms_it() 
     let events = app.events(order, 2).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(kinds, ["payment.failed", "payment.refunded"]);
-    assert_eq!(events[1].data["amount"]["amount"], 3300);
+    assert_eq!(events[1].data["amount"]["amount"], total);
+    let refund = &app.refunds(&intent).await[0];
+    assert_eq!(refund["amount"], total, "the whole payment went back");
     assert!(events[1].data["refund_id"].is_string());
 }

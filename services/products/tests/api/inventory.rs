@@ -160,6 +160,7 @@ fn created(order: Uuid, lines: &[(Uuid, i64)]) -> OrderCreated {
                 quantity: *quantity,
             })
             .collect(),
+        charges: Vec::new(),
         total: usd(1800 * lines.iter().map(|l| l.1).sum::<i64>()),
         created_at: Utc::now(),
         idempotency_key: None,
@@ -180,6 +181,7 @@ fn paid(order: Uuid) -> OrderCompleted {
     OrderCompleted {
         order_id: order,
         user_id: Uuid::new_v4(),
+        charges: Vec::new(),
         total: Money {
             amount: 1800,
             currency: "USD".into(),

@@ -179,7 +179,11 @@ async fn the_cart_adds_updates_and_removes_and_refuses_bad_quantities_on_the_pag
         .await;
     assert_eq!(page.redirect(), "/cart");
     let cart = visitor.get("/cart").await;
-    cart.ok().contains("id=\"subtotal\"");
+    // The subtotal, and what it would cost as an order (the shop's pricing function).
+    cart.ok()
+        .contains("id=\"subtotal\"")
+        .contains("id=\"estimate\"")
+        .contains("Shipping");
     assert_eq!(
         cart.values(
             &format!(
@@ -266,6 +270,8 @@ async fn checkout_pay_by_card_and_the_order_completes_with_its_notifications() {
         .contains(&format!("href=\"/orders/{order}\""));
     let page = visitor.get(&path).await;
     page.ok()
+        .contains("class=\"charge\"")
+        .contains("Tax (8%)")
         .contains("id=\"payment-form\"")
         .contains("data-stripe-key=\"pk_test_storefront_local\"")
         .contains("/js.stripe.com/v3/");
