@@ -14,7 +14,8 @@ pub struct Config {
     pub jwks_url: String,
     /// `ORDERS_URL`: the orders service, e.g. `http://orders:8080`; checkout posts there.
     pub orders_url: String,
-    /// `CONSUME_EVENTS`, default true: keep the product replica and empty carts on payment.
+    /// `CONSUME_EVENTS`, default true: keep the product replica and settle checkouts' held lines
+    /// as their orders end.
     pub consume_events: bool,
 }
 

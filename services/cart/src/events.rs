@@ -1,14 +1,19 @@
-//! What cart consumes: the product replica (`product.*`, `stock.changed`) and `payment.succeeded`,
-//! which takes the paid lines out of the customer's cart.
+//! What cart consumes: the product replica (`product.*`, `stock.changed`) and the orders its
+//! checkouts placed — `order.created` tells a hold its order (by the checkout's key),
+//! `order.completed` ends it (the lines are bought), `order.cancelled` puts its lines back into
+//! the cart. See `crate::store` and docs/api/cart.md.
 
 use mongodb::ClientSession;
-use storefront_events::{Envelope, Event, Topic, payments::PaymentSucceeded};
+use storefront_events::{
+    Envelope, Event, Topic,
+    orders::{OrderCancelled, OrderCompleted, OrderCreated},
+};
 use storefront_kit::{
     kafka::{ConsumerSettings, EventHandler, HandlerError},
     replica::PRODUCT_EVENTS,
 };
 
-use crate::store::Store;
+use crate::store::{OrderEnd, Store, WriteError};
 
 pub struct Carts {
     pub store: Store,
@@ -19,19 +24,35 @@ pub fn settings(topic_prefix: &str) -> ConsumerSettings {
         &format!("{topic_prefix}.cart"),
         vec![
             Topic::Products.name(topic_prefix),
-            Topic::Payments.name(topic_prefix),
+            Topic::Orders.name(topic_prefix),
         ],
     )
 }
 
 /// What the cart consumer acts on; the rest of its topics is acknowledged unread.
-const EVENT_TYPES: [&str; 5] = [
+const EVENT_TYPES: [&str; 7] = [
     PRODUCT_EVENTS[0],
     PRODUCT_EVENTS[1],
     PRODUCT_EVENTS[2],
     PRODUCT_EVENTS[3],
-    PaymentSucceeded::TYPE,
+    OrderCreated::TYPE,
+    OrderCompleted::TYPE,
+    OrderCancelled::TYPE,
 ];
+
+fn decode<E: Event>(event: &Envelope) -> Result<E, HandlerError> {
+    event
+        .decode::<E>()
+        .map(|e| e.data)
+        .map_err(|e| HandlerError::Failed(format!("undecodable event: {e}")))
+}
+
+fn failed(e: WriteError) -> HandlerError {
+    match e {
+        WriteError::Mongo(e) => HandlerError::Mongo(e),
+        WriteError::Raced => HandlerError::Conflict(e.to_string()),
+    }
+}
 
 impl EventHandler for Carts {
     fn event_types(&self) -> &[&'static str] {
@@ -51,17 +72,41 @@ impl EventHandler for Carts {
         if self.store.products.apply(session, event).await? {
             return Ok(());
         }
-        if event.is::<PaymentSucceeded>() {
-            let paid = event
-                .decode::<PaymentSucceeded>()
-                .map_err(|e| HandlerError::Failed(format!("undecodable event: {e}")))?
-                .data;
+        if event.is::<OrderCreated>() {
+            let created: OrderCreated = decode(event)?;
+            if let Some(key) = &created.idempotency_key
+                && self
+                    .store
+                    .placed_in(session, created.user_id, key, created.order_id)
+                    .await
+                    .map_err(failed)?
+            {
+                tracing::info!(order_id = %created.order_id, "a checkout's hold learned its order");
+            }
+        } else if event.is::<OrderCompleted>() {
+            let done: OrderCompleted = decode(event)?;
             if self
                 .store
-                .paid_in(session, paid.user_id, paid.order_id)
-                .await?
+                .ended_in(session, done.user_id, done.order_id, OrderEnd::Completed)
+                .await
+                .map_err(failed)?
             {
-                tracing::info!(order_id = %paid.order_id, "paid lines left the cart");
+                tracing::info!(order_id = %done.order_id, "held lines bought");
+            }
+        } else if event.is::<OrderCancelled>() {
+            let cancelled: OrderCancelled = decode(event)?;
+            if self
+                .store
+                .ended_in(
+                    session,
+                    cancelled.user_id,
+                    cancelled.order_id,
+                    OrderEnd::Cancelled,
+                )
+                .await
+                .map_err(failed)?
+            {
+                tracing::info!(order_id = %cancelled.order_id, "held lines went back into the cart");
             }
         }
         Ok(())

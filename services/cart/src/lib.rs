@@ -1,6 +1,7 @@
 //! The cart service: one cart per signed-in customer, shown from cart's own product replica, and
 //! checked out into an order by calling orders with the customer's own token (ARCHITECTURE §6 step
-//! 1). Paid lines leave the cart on `payment.succeeded`. See `docs/api/cart.md`.
+//! 1). Checked-out lines are held out of the cart until their order ends: bought on
+//! `order.completed`, back in the cart on `order.cancelled`. See `docs/api/cart.md`.
 
 pub mod config;
 pub mod events;
@@ -80,7 +81,7 @@ pub async fn build_with(
     let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
     let prefix = &config.kafka.topic_prefix;
     if config.kafka.ensure_topics {
-        let topics = [Topic::Products, Topic::Payments].map(|t| t.name(prefix));
+        let topics = [Topic::Products, Topic::Orders].map(|t| t.name(prefix));
         kafka::ensure_topics(&config.kafka, &topics).await?;
     }
     let store = Store::new(&mongo.db);

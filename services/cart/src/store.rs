@@ -1,6 +1,14 @@
 //! The cart database: `carts` (one per customer, keyed by user id) and `products` (cart's replica
 //! of the catalog, the kit's `replica::Products`).
+//!
+//! Checkout *holds* the cart's lines before it asks orders for the order (docs/api/cart.md): they
+//! leave `items` for a `Checkout` under the request's `Idempotency-Key`, in one version-guarded
+//! write, so no second checkout can order them again — not a parallel one, not one made before
+//! the first order is paid. The hold learns its order from orders' answer or from `order.created`
+//! (which carries the key); it ends when the order does: `order.completed` drops it (the lines are
+//! bought), `order.cancelled` puts its lines back into the cart.
 
+use chrono::Duration;
 use mongodb::{
     ClientSession, Collection,
     bson::{self, doc},
@@ -9,17 +17,32 @@ use serde::{Deserialize, Serialize};
 use storefront_kit::replica::{ProductReplica, Products};
 use uuid::Uuid;
 
+/// Most of one product in a cart (the same bound as an order line).
+pub const MAX_QUANTITY: i64 = 100;
+/// Most distinct products in a cart (an order's line limit).
+pub const MAX_ITEMS: usize = 50;
+/// A hold that never learned its order (orders never answered and no `order.created` came with
+/// its key) gives its lines back after this long.
+pub const UNPLACED_HOLD_MINUTES: i64 = 10;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     pub product_id: String,
     pub quantity: i64,
 }
 
-/// The lines handed to an order at checkout, taken out of the cart once it is paid.
+/// Lines taken out of the cart by a checkout, until its order ends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkout {
-    pub order_id: String,
+    /// The checkout's `Idempotency-Key`.
+    #[serde(default)]
+    pub key: String,
+    /// The order, once known.
+    #[serde(default)]
+    pub order_id: Option<String>,
     pub items: Vec<Item>,
+    #[serde(default = "bson::DateTime::now")]
+    pub held_at: bson::DateTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +69,82 @@ impl CartDoc {
             updated_at: bson::DateTime::now(),
         }
     }
+
+    /// Adds `items` back into the cart: quantities of a product already there add up to at most
+    /// [`MAX_QUANTITY`]; products beyond [`MAX_ITEMS`] are left out. Returns what did not fit.
+    pub fn put_back(&mut self, items: Vec<Item>) -> Vec<Item> {
+        let mut left_out = Vec::new();
+        for back in items {
+            let distinct = self.items.len();
+            match self
+                .items
+                .iter_mut()
+                .find(|i| i.product_id == back.product_id)
+            {
+                Some(item) => {
+                    let room = MAX_QUANTITY - item.quantity;
+                    item.quantity += back.quantity.min(room);
+                    if back.quantity > room {
+                        left_out.push(Item {
+                            quantity: back.quantity - room,
+                            ..back
+                        });
+                    }
+                }
+                None if distinct < MAX_ITEMS => self.items.push(Item {
+                    quantity: back.quantity.min(MAX_QUANTITY),
+                    ..back
+                }),
+                None => left_out.push(back),
+            }
+        }
+        left_out
+    }
+
+    /// Ends the hold of `key`, putting its lines back. Whether there was one.
+    pub fn release(&mut self, key: &str) -> bool {
+        let Some(at) = self.checkouts.iter().position(|c| c.key == key) else {
+            return false;
+        };
+        let hold = self.checkouts.remove(at);
+        self.put_back(hold.items);
+        true
+    }
+
+    /// Holds that never learned their order within [`UNPLACED_HOLD_MINUTES`] give their lines
+    /// back. Whether any did.
+    pub fn release_unplaced(&mut self, now: bson::DateTime) -> bool {
+        let limit = now.to_chrono() - Duration::minutes(UNPLACED_HOLD_MINUTES);
+        let stale: Vec<String> = self
+            .checkouts
+            .iter()
+            .filter(|c| c.order_id.is_none() && c.held_at.to_chrono() < limit)
+            .map(|c| c.key.clone())
+            .collect();
+        for key in &stale {
+            self.release(key);
+        }
+        !stale.is_empty()
+    }
+}
+
+/// Why a consumer's write of a cart did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Mongo(#[from] mongodb::error::Error),
+    /// The cart changed between read and write: run it again.
+    #[error("the cart changed while it was being written")]
+    Raced,
+}
+
+/// How an order ended, for the lines its checkout holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEnd {
+    /// Bought: the held lines are gone for good.
+    Completed,
+    /// Not bought: the held lines go back into the cart.
+    Cancelled,
 }
 
 #[derive(Clone)]
@@ -108,13 +207,14 @@ impl Store {
         self.products.get(ids).await
     }
 
-    /// Takes a paid order's lines out of its customer's cart (what was added since stays).
-    pub async fn paid_in(
+    /// Inside the consumer's transaction: `edit` the customer's cart, if they have one, and
+    /// write it back when `edit` says it changed it.
+    async fn edit_in(
         &self,
         session: &mut ClientSession,
         user: Uuid,
-        order: Uuid,
-    ) -> Result<bool, mongodb::error::Error> {
+        edit: impl FnOnce(&mut CartDoc) -> bool,
+    ) -> Result<bool, WriteError> {
         let Some(mut cart) = self
             .carts
             .find_one(doc! { "_id": user.to_string() })
@@ -123,30 +223,136 @@ impl Store {
         else {
             return Ok(false);
         };
-        let Some(at) = cart
-            .checkouts
-            .iter()
-            .position(|c| c.order_id == order.to_string())
-        else {
+        if !edit(&mut cart) {
             return Ok(false);
-        };
-        let checkout = cart.checkouts.remove(at);
-        for paid in checkout.items {
-            if let Some(item) = cart
-                .items
-                .iter_mut()
-                .find(|i| i.product_id == paid.product_id)
-            {
-                item.quantity -= paid.quantity;
-            }
         }
-        cart.items.retain(|i| i.quantity > 0);
+        let before = cart.version;
         cart.version += 1;
         cart.updated_at = bson::DateTime::now();
-        self.carts
-            .replace_one(doc! { "_id": &cart.id }, &cart)
+        // A checkout that wrote meanwhile makes this a conflict (the consumer runs it again)
+        // rather than a lost write.
+        let written = self
+            .carts
+            .replace_one(doc! { "_id": &cart.id, "version": before }, &cart)
             .session(session)
             .await?;
+        if written.matched_count == 0 {
+            return Err(WriteError::Raced);
+        }
         Ok(true)
+    }
+
+    /// `order.created` with a checkout's key: the hold learns its order (when orders' HTTP
+    /// answer was lost, this is how).
+    pub async fn placed_in(
+        &self,
+        session: &mut ClientSession,
+        user: Uuid,
+        key: &str,
+        order: Uuid,
+    ) -> Result<bool, WriteError> {
+        let order = order.to_string();
+        self.edit_in(session, user, |cart| {
+            match cart
+                .checkouts
+                .iter_mut()
+                .find(|c| c.key == key && c.order_id.is_none())
+            {
+                Some(hold) => {
+                    hold.order_id = Some(order);
+                    true
+                }
+                None => false,
+            }
+        })
+        .await
+    }
+
+    /// The order ended: its held lines are bought, or go back into the cart.
+    pub async fn ended_in(
+        &self,
+        session: &mut ClientSession,
+        user: Uuid,
+        order: Uuid,
+        end: OrderEnd,
+    ) -> Result<bool, WriteError> {
+        let order = order.to_string();
+        self.edit_in(session, user, |cart| {
+            let Some(at) = cart
+                .checkouts
+                .iter()
+                .position(|c| c.order_id.as_deref() == Some(order.as_str()))
+            else {
+                return false;
+            };
+            let hold = cart.checkouts.remove(at);
+            if end == OrderEnd::Cancelled {
+                let left_out = cart.put_back(hold.items);
+                if !left_out.is_empty() {
+                    tracing::warn!(%order, ?left_out, "the cart is full; these lines did not go back");
+                }
+            }
+            true
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(product: &str, quantity: i64) -> Item {
+        Item {
+            product_id: product.into(),
+            quantity,
+        }
+    }
+
+    #[test]
+    fn lines_put_back_add_up_within_the_limits() {
+        let mut cart = CartDoc::empty(Uuid::new_v4());
+        cart.items = vec![item("mug", 99)];
+        let left = cart.put_back(vec![item("mug", 3), item("lamp", 2)]);
+        assert_eq!(cart.items, vec![item("mug", 100), item("lamp", 2)]);
+        assert_eq!(left, vec![item("mug", 2)]);
+
+        let mut full = CartDoc::empty(Uuid::new_v4());
+        full.items = (0..MAX_ITEMS).map(|i| item(&i.to_string(), 1)).collect();
+        assert_eq!(full.put_back(vec![item("new", 1)]), vec![item("new", 1)]);
+        assert_eq!(full.items.len(), MAX_ITEMS);
+    }
+
+    #[test]
+    fn only_holds_that_never_learned_their_order_expire() {
+        let mut cart = CartDoc::empty(Uuid::new_v4());
+        let long_ago = bson::DateTime::from_millis(
+            bson::DateTime::now().timestamp_millis() - (UNPLACED_HOLD_MINUTES + 1) * 60_000,
+        );
+        cart.checkouts = vec![
+            Checkout {
+                key: "lost".into(),
+                order_id: None,
+                items: vec![item("mug", 1)],
+                held_at: long_ago,
+            },
+            Checkout {
+                key: "placed".into(),
+                order_id: Some("o-1".into()),
+                items: vec![item("lamp", 1)],
+                held_at: long_ago,
+            },
+            Checkout {
+                key: "fresh".into(),
+                order_id: None,
+                items: vec![item("cup", 1)],
+                held_at: bson::DateTime::now(),
+            },
+        ];
+        assert!(cart.release_unplaced(bson::DateTime::now()));
+        assert_eq!(cart.items, vec![item("mug", 1)]);
+        let keys: Vec<&str> = cart.checkouts.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["placed", "fresh"]);
+        assert!(!cart.release_unplaced(bson::DateTime::now()));
     }
 }

@@ -212,6 +212,8 @@ pub mod schemas {
             file::<orders::OrderAwaitingPayment>(),
             file::<orders::OrderCompleted>(),
             file::<orders::OrderCancelled>(),
+            file::<orders::OrderRefundDue>(),
+            file::<orders::OrderRefunded>(),
             file::<payments::PaymentSucceeded>(),
             file::<payments::PaymentFailed>(),
             file::<payments::PaymentRefunded>(),

@@ -1,9 +1,10 @@
 //! Events of the `orders` aggregate, published by the orders service on `{prefix}.orders`.
 //!
 //! State by state (ARCHITECTURE §6): `order.created` (pending), `order.awaiting_payment` (stock
-//! held), `order.completed` (paid), `order.cancelled` (from either of the first two). Each carries
-//! the order's version. products consumes `order.created` and `order.cancelled`; payments keeps its
-//! order replica from all four.
+//! held), `order.completed` (paid), `order.cancelled` (from either of the first two). orders owns
+//! the order's fate, so money that arrives for an order that ended unpaid becomes
+//! `order.refund_due` (payments refunds it) and then `order.refunded`. Each event carries the
+//! order's version (docs/saga.md).
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -22,6 +23,18 @@ pub struct OrderLine {
     pub quantity: i64,
 }
 
+/// A line of an order's price beyond its items — shipping, a fee, tax or a discount — from the
+/// shop's pricing function (docs/api/pricing.md). `total` = the lines' sum + every charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceLine {
+    /// `shipping`, `fee`, `tax` or `discount` (a discount is negative).
+    pub kind: String,
+    /// For the customer, e.g. "Tax (8%)".
+    pub label: String,
+    pub amount: Money,
+}
+
 /// An order was placed and is `pending` (saga step 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,8 +42,15 @@ pub struct OrderCreated {
     pub order_id: Uuid,
     pub user_id: Uuid,
     pub lines: Vec<OrderLine>,
+    /// Shipping, fees, tax, discounts on top of the lines (included in `total`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charges: Vec<PriceLine>,
     pub total: Money,
     pub created_at: DateTime<Utc>,
+    /// The `Idempotency-Key` the order was placed with, if any: cart's checkout finds the lines
+    /// it holds for this order by it, even when orders' HTTP answer was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl Event for OrderCreated {
@@ -59,6 +79,9 @@ impl Event for OrderCancelled {
 pub struct OrderAwaitingPayment {
     pub order_id: Uuid,
     pub user_id: Uuid,
+    /// Shipping, fees, tax, discounts on top of the lines (included in `total`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charges: Vec<PriceLine>,
     pub total: Money,
     pub expires_at: DateTime<Utc>,
 }
@@ -74,11 +97,50 @@ impl Event for OrderAwaitingPayment {
 pub struct OrderCompleted {
     pub order_id: Uuid,
     pub user_id: Uuid,
+    /// Shipping, fees, tax, discounts on top of the lines (included in `total`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charges: Vec<PriceLine>,
     pub total: Money,
     pub completed_at: DateTime<Utc>,
 }
 
 impl Event for OrderCompleted {
     const TYPE: &'static str = "order.completed";
+    const TOPIC: Topic = Topic::Orders;
+}
+
+/// A payment arrived for an order that had already ended unpaid (cancelled, expired, or paid while
+/// still pending): orders keeps the order cancelled and asks payments to give the money back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRefundDue {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    /// The payment provider's id of the payment to refund (a Stripe PaymentIntent id).
+    pub payment_intent_id: String,
+    pub amount: Money,
+    /// Why the money goes back, for the customer.
+    pub reason: String,
+    pub due_at: DateTime<Utc>,
+}
+
+impl Event for OrderRefundDue {
+    const TYPE: &'static str = "order.refund_due";
+    const TOPIC: Topic = Topic::Orders;
+}
+
+/// The refund of a cancelled order's payment went through (payments' `payment.refunded`,
+/// recorded on the order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRefunded {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub amount: Money,
+    pub refunded_at: DateTime<Utc>,
+}
+
+impl Event for OrderRefunded {
+    const TYPE: &'static str = "order.refunded";
     const TOPIC: Topic = Topic::Orders;
 }

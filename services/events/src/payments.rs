@@ -2,7 +2,8 @@
 //!
 //! One payment per order, keyed by the order id: `payment.succeeded` (orders completes the order,
 //! products sells the stock, cart empties), `payment.failed` (a declined attempt; the order stays
-//! payable), `payment.refunded` (money returned for an order that ended unpaid on our side).
+//! payable), `payment.refunded` (money returned for an order that ended unpaid on our side; orders
+//! asks for it with `order.refund_due`).
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -55,6 +56,9 @@ pub struct PaymentRefunded {
     pub user_id: Uuid,
     pub payment_intent_id: String,
     pub amount: Money,
+    /// The provider's id of the refund (a Stripe refund id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
     pub refunded_at: DateTime<Utc>,
 }
 

@@ -134,8 +134,10 @@ fn saga_events_round_trip_and_refuse_unknown_fields() {
             unit_price: usd(1800),
             quantity: 2,
         }],
+        charges: Vec::new(),
         total: usd(3600),
         created_at: Utc::now(),
+        idempotency_key: None,
     };
     let raw = Envelope::new("orders", order.to_string(), 1, created.clone())
         .into_raw()

@@ -326,6 +326,29 @@ where
     }
 }
 
+/// A signed-in user with their own access token, for a service that calls another one on the
+/// user's behalf (cart and payments call orders): the callee checks the same token again.
+#[derive(Debug, Clone)]
+pub struct ActingUser {
+    pub claims: Claims,
+    pub token: String,
+}
+
+impl<S> FromRequestParts<S> for ActingUser
+where
+    Arc<Authenticator>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let CurrentUser(claims) =
+            <CurrentUser as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        let token = access_token(parts).unwrap_or_default();
+        Ok(ActingUser { claims, token })
+    }
+}
+
 /// `Option<CurrentUser>`: `None` without a token; a bad token is still an error.
 impl<S> OptionalFromRequestParts<S> for CurrentUser
 where

@@ -248,6 +248,7 @@ async fn main() {
                     OrderCompleted {
                         order_id: order,
                         user_id: user,
+                        charges: Vec::new(),
                         total: Money {
                             amount: 2500,
                             currency: "USD".into(),

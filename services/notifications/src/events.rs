@@ -9,8 +9,8 @@ use std::{
 
 use mongodb::ClientSession;
 use storefront_events::{
-    Envelope, Event, Topic,
-    orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted},
+    Envelope, Event, Money, Topic,
+    orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, PriceLine},
     payments::{PaymentFailed, PaymentRefunded},
     products::ProductCreated,
     users::UserCreated,
@@ -62,6 +62,22 @@ fn decode<D: Event>(event: &Envelope) -> Result<D, HandlerError> {
         .map_err(|e| HandlerError::Failed(format!("undecodable event: {e}")))
 }
 
+/// `43.63 USD (items 36.00 USD, Shipping 4.99 USD, Tax (8%) 2.88 USD)`: a total with what makes
+/// it up, when there is more to it than the items.
+fn with_charges(total: &Money, charges: &[PriceLine]) -> String {
+    if charges.is_empty() {
+        return total.to_string();
+    }
+    let items = Money {
+        amount: total.amount - charges.iter().map(|c| c.amount.amount).sum::<i64>(),
+        currency: total.currency.clone(),
+    };
+    let parts: Vec<String> = std::iter::once(format!("items {items}"))
+        .chain(charges.iter().map(|c| format!("{} {}", c.label, c.amount)))
+        .collect();
+    format!("{total} ({})", parts.join(", "))
+}
+
 /// The first block of an id: enough for a person to tell orders apart.
 fn short(id: &uuid::Uuid) -> String {
     id.simple().to_string()[..8].to_owned()
@@ -100,7 +116,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 format!("Order {} confirmed", short(&e.order_id)),
                 format!(
                     "Your items are reserved. Pay {} by {} to complete the order.",
-                    e.total,
+                    with_charges(&e.total, &e.charges),
                     e.expires_at.format("%H:%M UTC")
                 ),
             )
@@ -113,7 +129,10 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 Kind::OrderCompleted,
                 "completed",
                 format!("Order {} is complete", short(&e.order_id)),
-                format!("We received your payment of {}. Thank you!", e.total),
+                format!(
+                    "We received your payment of {}. Thank you!",
+                    with_charges(&e.total, &e.charges)
+                ),
             )
         }
         OrderCancelled::TYPE => {

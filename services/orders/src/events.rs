@@ -1,12 +1,13 @@
 //! What orders consumes: its product replica (`product.*`, `stock.changed`, kept by the kit's
-//! `replica::Products`), inventory's answers
-//! (saga step 3) and payments (step 5). Each handler runs in the consumer's transaction with the
-//! processed-event record; the order's state machine makes a replayed answer a no-op.
+//! `replica::Products`), inventory's answers (saga step 3) and payments' reports (step 5): money
+//! received (the order completes, or a refund falls due), an attempt that failed (the payment hold
+//! ends), a refund done. Each handler runs in the consumer's transaction with the processed-event
+//! record; the order's state machine makes a replayed answer a no-op.
 
 use mongodb::ClientSession;
 use storefront_events::{
     Envelope, Event, Topic,
-    payments::PaymentSucceeded,
+    payments::{PaymentFailed, PaymentRefunded, PaymentSucceeded},
     products::{InventoryRejected, InventoryReserved},
 };
 use storefront_kit::{
@@ -31,6 +32,14 @@ pub fn settings(topic_prefix: &str) -> ConsumerSettings {
     )
 }
 
+fn failed(e: StoreError) -> HandlerError {
+    match e {
+        StoreError::Mongo(e) => HandlerError::Mongo(e),
+        StoreError::Raced => HandlerError::Conflict("order changed".into()),
+        other => HandlerError::Failed(other.to_string()),
+    }
+}
+
 fn malformed(e: impl std::fmt::Display) -> HandlerError {
     HandlerError::Failed(format!("undecodable event: {e}"))
 }
@@ -53,19 +62,22 @@ impl Saga {
                 tracing::info!(%order_id, "ignored: {t}");
                 Ok(())
             }
+            // Inventory never rejects an order payments holds (it is past pending); if a
+            // cancel meets a hold here anyway, run it again once the hold ended.
+            Err(StoreError::PaymentInProgress) => {
+                Err(HandlerError::Failed("the order is held for payment".into()))
+            }
             Err(StoreError::NotFound) => {
                 tracing::warn!(%order_id, "an answer for an order this shop does not have");
                 Ok(())
             }
-            Err(StoreError::Mongo(e)) => Err(HandlerError::Mongo(e)),
-            Err(StoreError::Raced) => Err(HandlerError::Conflict("order changed".into())),
-            Err(other) => Err(HandlerError::Failed(other.to_string())),
+            Err(other) => Err(failed(other)),
         }
     }
 }
 
 /// What the saga consumer acts on; the rest of its topics is acknowledged unread.
-const EVENT_TYPES: [&str; 7] = [
+const EVENT_TYPES: [&str; 9] = [
     PRODUCT_EVENTS[0],
     PRODUCT_EVENTS[1],
     PRODUCT_EVENTS[2],
@@ -73,6 +85,8 @@ const EVENT_TYPES: [&str; 7] = [
     InventoryReserved::TYPE,
     InventoryRejected::TYPE,
     PaymentSucceeded::TYPE,
+    PaymentFailed::TYPE,
+    PaymentRefunded::TYPE,
 ];
 
 impl EventHandler for Saga {
@@ -102,8 +116,26 @@ impl EventHandler for Saga {
             self.step(session, e.data.order_id, Step::Cancelled { reason })
                 .await
         } else if event.is::<PaymentSucceeded>() {
-            let e = event.decode::<PaymentSucceeded>().map_err(malformed)?;
-            self.step(session, e.data.order_id, Step::Completed).await
+            let e = event.decode::<PaymentSucceeded>().map_err(malformed)?.data;
+            let step = Step::Paid {
+                payment_intent_id: e.payment_intent_id,
+                amount: e.amount,
+            };
+            self.step(session, e.order_id, step).await
+        } else if event.is::<PaymentFailed>() {
+            let e = event.decode::<PaymentFailed>().map_err(malformed)?.data;
+            if self
+                .store
+                .release_hold(session, e.order_id)
+                .await
+                .map_err(failed)?
+            {
+                tracing::info!(order_id = %e.order_id, "payment attempt failed; hold released");
+            }
+            Ok(())
+        } else if event.is::<PaymentRefunded>() {
+            let e = event.decode::<PaymentRefunded>().map_err(malformed)?.data;
+            self.step(session, e.order_id, Step::Refunded).await
         } else {
             Ok(())
         }

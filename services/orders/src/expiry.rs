@@ -31,8 +31,9 @@ impl Expiry {
                     tracing::info!(order_id = %id, "order expired");
                     cancelled += 1;
                 }
-                // Paid, cancelled or expired by another replica in the meantime.
-                Err(StoreError::Transition(_)) => {}
+                // Paid, cancelled or expired by another replica in the meantime, or held for
+                // payment since it was found (the next sweep after the hold looks again).
+                Err(StoreError::Transition(_) | StoreError::PaymentInProgress) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -1,12 +1,16 @@
 //! The orders service: orders and their state machine (ARCHITECTURE §6), priced from orders' own
 //! product replica, moved by inventory's and payments' events, and expired by a task that
-//! survives restarts. See `docs/services/orders.md` and `docs/api/orders.md`.
+//! survives restarts. It is the one owner of an order's fate: payments holds an order here before
+//! it charges, and money that arrives for an order that ended unpaid becomes a refund due
+//! (docs/saga.md). See `docs/services/orders.md` and `docs/api/orders.md`.
 
+pub mod changes;
 pub mod config;
 pub mod domain;
 pub mod events;
 pub mod expiry;
 mod http;
+pub mod pricing;
 pub mod store;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
@@ -25,7 +29,7 @@ use tokio::sync::watch;
 
 pub use config::Config;
 
-use crate::{events::Saga, expiry::Expiry, store::Store};
+use crate::{changes::Changes, events::Saga, expiry::Expiry, pricing::Pricing, store::Store};
 
 pub const SERVICE: &str = "orders";
 
@@ -36,6 +40,8 @@ pub struct Inner {
     pub store: Store,
     pub authenticator: Arc<Authenticator>,
     pub payment_window: Duration,
+    pub payment_hold: Duration,
+    pub pricing: Pricing,
 }
 
 impl Deref for AppState {
@@ -91,7 +97,11 @@ pub async fn build_with(
         kafka::ensure_topics(&config.kafka, &topics).await?;
     }
     let outbox = Outbox::new(&mongo.db, prefix);
-    let store = Store::new(mongo.clone(), outbox.clone());
+    let store = Store::new(
+        mongo.clone(),
+        outbox.clone(),
+        Changes::new(config.wait_recheck),
+    );
     store.ensure_indexes().await?;
     let relay = outbox.relay(&mongo.db, producer.clone());
     let consumer = if config.consume_events {
@@ -109,10 +119,16 @@ pub async fn build_with(
         store: store.clone(),
         poll: config.expiry_poll,
     };
+    let pricing_url = match &config.pricing_url {
+        Some(url) => url.clone(),
+        None => pricing::serve_builtin().await?,
+    };
     let state = AppState(Arc::new(Inner {
+        pricing: Pricing::new(pricing_url, config.pricing_timeout),
         store,
         authenticator: authenticator.clone(),
         payment_window: config.payment_window,
+        payment_hold: config.payment_hold,
     }));
     let revocations = authenticator.revocations().clone();
     let readiness = Readiness::new()

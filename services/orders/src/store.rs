@@ -4,18 +4,26 @@
 //!
 //! Every order change is a version-guarded write in a transaction with its event, so two replicas
 //! (the expiry task on each, a cancel racing an inventory answer) never both move one order.
+//!
+//! The order document is the one place an order's fate is decided (docs/saga.md, "One owner"):
+//! payments *holds* an order before it calls Stripe (`paying_until`, no version change), which a
+//! cancel or the expiry respects; a payment that still arrives for an order that ended unpaid is
+//! recorded on the order as a refund due, never dropped.
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::{
     ClientSession, Collection, IndexModel,
     bson::{self, Document, doc},
-    options::FindOptions,
+    options::{FindOptions, ReturnDocument},
 };
 use serde::{Deserialize, Serialize};
 use storefront_events::{
     Envelope, Event, Money,
-    orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderCreated, OrderLine},
+    orders::{
+        OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderCreated, OrderLine,
+        OrderRefundDue, OrderRefunded, PriceLine,
+    },
 };
 use storefront_kit::{
     mongo::{Mongo, Transient, is_duplicate_key},
@@ -25,7 +33,11 @@ use storefront_kit::{
 };
 use uuid::Uuid;
 
-use crate::domain::{OrderState, Transition};
+use crate::{
+    changes::Changes,
+    domain::{OrderState, Settlement, Transition},
+    pricing::Priced,
+};
 
 pub const SOURCE: &str = "orders";
 
@@ -54,6 +66,51 @@ pub struct OrderDoc {
     pub updated_at: bson::DateTime,
     /// When an open order is cancelled unpaid. Stored, so expiry survives restarts.
     pub expires_at: bson::DateTime,
+    /// The `Idempotency-Key` it was placed with (cart's checkout finds its held lines by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Held for payment until then: payments is with Stripe for it, so a cancel answers 409 and
+    /// the expiry waits. Not part of the version (nothing another service replicates changes).
+    /// Always written, `null` when free, so the version guard can match it.
+    #[serde(default)]
+    pub paying_until: Option<bson::DateTime>,
+    /// The payment that went through, once payments reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentRecord>,
+    /// Money to give back: a payment that arrived after the order ended unpaid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<RefundRecord>,
+    /// How it was priced: the pricing function's answer (or the fallback's) when it was placed.
+    /// `total` is its total. Absent on orders placed before pricing (their total is the lines').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Priced>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    pub payment_intent_id: String,
+    pub amount: Money,
+    pub paid_at: bson::DateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// Asked of payments (`order.refund_due`); payments retries until Stripe confirms.
+    Due,
+    /// Stripe confirmed it (`payment.refunded`).
+    Refunded,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundRecord {
+    pub status: RefundStatus,
+    pub amount: Money,
+    pub payment_intent_id: String,
+    pub reason: String,
+    pub due_at: bson::DateTime,
+    #[serde(default)]
+    pub refunded_at: Option<bson::DateTime>,
 }
 
 impl OrderDoc {
@@ -83,11 +140,35 @@ impl OrderDoc {
                         quantity: l.quantity,
                     })
                     .collect(),
+                charges: self.charges(),
                 total: self.total.clone(),
                 created_at: self.created_at.to_chrono(),
+                idempotency_key: self.idempotency_key.clone(),
             },
         )
     }
+
+    /// Shipping, fees, tax, discounts on top of the lines.
+    pub fn charges(&self) -> Vec<PriceLine> {
+        self.pricing
+            .as_ref()
+            .map(|p| p.charges.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether payments holds it for payment right now.
+    pub fn is_held(&self, now: bson::DateTime) -> bool {
+        self.paying_until.is_some_and(|until| until > now)
+    }
+}
+
+/// Why an order cannot be held for payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotPayable {
+    /// Stock is still being reserved: worth waiting for.
+    Pending,
+    Paid,
+    Ended(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +179,8 @@ pub enum StoreError {
     Transition(#[from] Transition),
     #[error("this Idempotency-Key was used for a different order")]
     KeyReused,
+    #[error("the order is being paid right now; try again in a minute if the payment fails")]
+    PaymentInProgress,
     /// The order changed between read and write; run again.
     #[error("the order changed while it was being written")]
     Raced,
@@ -130,6 +213,10 @@ impl From<StoreError> for storefront_kit::Error {
                 kind: "idempotency-key-reused",
                 detail: e.to_string(),
             },
+            StoreError::PaymentInProgress => Error::Conflict {
+                kind: "payment-in-progress",
+                detail: e.to_string(),
+            },
             other => Error::internal(other),
         }
     }
@@ -139,8 +226,30 @@ impl From<StoreError> for storefront_kit::Error {
 #[derive(Debug, Clone)]
 pub enum Step {
     Reserved,
+    Cancelled {
+        reason: String,
+    },
+    /// payments reports money received: completed, or a refund due (see
+    /// [`OrderState::settle_payment`]).
+    Paid {
+        payment_intent_id: String,
+        amount: Money,
+    },
+    /// payments reports the refund done.
+    Refunded,
+}
+
+pub const PAID_WHILE_PENDING: &str = "paid before its stock was held";
+pub const PAID_AFTER_CANCEL: &str = "the payment arrived after the order had ended";
+
+/// What one version of an order publishes.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    AwaitingPayment,
     Completed,
-    Cancelled { reason: String },
+    Cancelled,
+    RefundDue,
+    Refunded,
 }
 
 pub struct Page<T> {
@@ -155,6 +264,7 @@ pub struct Store {
     products: Products,
     keys: Collection<Document>,
     outbox: Outbox,
+    changes: Changes,
 }
 
 fn now() -> bson::DateTime {
@@ -166,14 +276,19 @@ pub fn at(t: DateTime<Utc>) -> bson::DateTime {
 }
 
 impl Store {
-    pub fn new(mongo: Mongo, outbox: Outbox) -> Self {
+    pub fn new(mongo: Mongo, outbox: Outbox, changes: Changes) -> Self {
         Store {
             orders: mongo.db.collection("orders"),
             products: Products::new(&mongo.db),
             keys: mongo.db.collection("idempotency_keys"),
             mongo,
             outbox,
+            changes,
         }
+    }
+
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -319,13 +434,16 @@ impl Store {
                 let mut session = self.mongo.begin().await?;
                 let order = self.advance_in(&mut session, id, step.clone()).await?;
                 self.outbox.commit(session).await?;
+                // Committed now: waiters read it at once.
+                self.changes.changed(id, order.version);
                 Ok::<_, StoreError>(order)
             }
             .await
         )
     }
 
-    /// Moves an order one step inside `session` and publishes the step's event.
+    /// Moves an order one step inside `session` and publishes what happened. A step that changes
+    /// nothing (a replayed payment) returns the order as it is.
     pub async fn advance_in(
         &self,
         session: &mut ClientSession,
@@ -338,21 +456,90 @@ impl Store {
             .session(&mut *session)
             .await?
             .ok_or(StoreError::NotFound)?;
+        let now = now();
         let mut order = current.clone();
-        order.state = match &step {
-            Step::Reserved => current.state.reserve()?,
-            Step::Completed => current.state.complete()?,
-            Step::Cancelled { reason } => {
-                order.reason = Some(reason.clone());
-                current.state.cancel()?
+        order.updated_at = now;
+        // What to publish, one event per version.
+        let mut events: Vec<Change> = Vec::new();
+        match step {
+            Step::Reserved => {
+                order.state = current.state.reserve()?;
+                events.push(Change::AwaitingPayment);
             }
-        };
-        order.version = current.version + 1;
-        order.updated_at = now();
+            Step::Cancelled { reason } => {
+                order.state = current.state.cancel()?;
+                if current.is_held(now) {
+                    return Err(StoreError::PaymentInProgress);
+                }
+                order.reason = Some(reason);
+                events.push(Change::Cancelled);
+            }
+            Step::Paid {
+                payment_intent_id,
+                amount,
+            } => {
+                let settlement = current.state.settle_payment(current.payment.is_some());
+                if settlement == Settlement::Replay {
+                    return Ok(current);
+                }
+                order.payment = Some(PaymentRecord {
+                    payment_intent_id: payment_intent_id.clone(),
+                    amount: amount.clone(),
+                    paid_at: now,
+                });
+                order.paying_until = None;
+                let refund = |reason: &str| RefundRecord {
+                    status: RefundStatus::Due,
+                    amount: amount.clone(),
+                    payment_intent_id: payment_intent_id.clone(),
+                    reason: reason.to_owned(),
+                    due_at: now,
+                    refunded_at: None,
+                };
+                match settlement {
+                    Settlement::Complete => {
+                        order.state = current.state.complete()?;
+                        events.push(Change::Completed);
+                    }
+                    Settlement::Refund => {
+                        order.refund = Some(refund(PAID_AFTER_CANCEL));
+                        events.push(Change::RefundDue);
+                    }
+                    Settlement::CancelAndRefund => {
+                        order.state = current.state.cancel()?;
+                        order.reason = Some(PAID_WHILE_PENDING.to_owned());
+                        order.refund = Some(refund(PAID_WHILE_PENDING));
+                        events.push(Change::Cancelled);
+                        events.push(Change::RefundDue);
+                    }
+                    Settlement::Replay => unreachable!("returned above"),
+                }
+            }
+            Step::Refunded => match &mut order.refund {
+                Some(refund) if refund.status == RefundStatus::Due => {
+                    refund.status = RefundStatus::Refunded;
+                    refund.refunded_at = Some(now);
+                    events.push(Change::Refunded);
+                }
+                Some(_) => return Ok(current),
+                None => {
+                    return Err(Transition {
+                        from: current.state.as_str(),
+                        to: "refunded",
+                    }
+                    .into());
+                }
+            },
+        }
+        order.version = current.version + events.len() as i64;
         let written = self
             .orders
             .replace_one(
-                doc! { "_id": &current.id, "version": current.version },
+                doc! {
+                    "_id": &current.id,
+                    "version": current.version,
+                    "paying_until": current.paying_until,
+                },
                 &order,
             )
             .session(&mut *session)
@@ -360,41 +547,165 @@ impl Store {
         if written.matched_count == 0 {
             return Err(StoreError::Raced);
         }
-        let (key, version) = (order.id.clone(), order.version as u64);
+        for (i, change) in events.into_iter().enumerate() {
+            let version = (current.version + 1 + i as i64) as u64;
+            self.publish(session, &order, change, version).await?;
+        }
+        self.changes.changed(id, order.version);
+        Ok(order)
+    }
+
+    async fn publish(
+        &self,
+        session: &mut ClientSession,
+        order: &OrderDoc,
+        change: Change,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        let key = order.id.clone();
         let (order_id, user_id, total) = (order.uuid(), order.user(), order.total.clone());
-        match step {
-            Step::Reserved => {
+        let at = order.updated_at.to_chrono();
+        match change {
+            Change::AwaitingPayment => {
                 let data = OrderAwaitingPayment {
                     order_id,
                     user_id,
+                    charges: order.charges(),
                     total,
                     expires_at: order.expires_at.to_chrono(),
                 };
                 self.emit(session, Envelope::new(SOURCE, key, version, data))
-                    .await?
+                    .await
             }
-            Step::Completed => {
+            Change::Completed => {
                 let data = OrderCompleted {
                     order_id,
                     user_id,
+                    charges: order.charges(),
                     total,
-                    completed_at: order.updated_at.to_chrono(),
+                    completed_at: at,
                 };
                 self.emit(session, Envelope::new(SOURCE, key, version, data))
-                    .await?
+                    .await
             }
-            Step::Cancelled { reason } => {
+            Change::Cancelled => {
                 let data = OrderCancelled {
                     order_id,
                     user_id,
-                    reason,
-                    cancelled_at: order.updated_at.to_chrono(),
+                    reason: order.reason.clone().unwrap_or_default(),
+                    cancelled_at: at,
                 };
                 self.emit(session, Envelope::new(SOURCE, key, version, data))
-                    .await?
+                    .await
+            }
+            Change::RefundDue | Change::Refunded => {
+                let Some(refund) = &order.refund else {
+                    return Ok(());
+                };
+                if let Change::RefundDue = change {
+                    let data = OrderRefundDue {
+                        order_id,
+                        user_id,
+                        payment_intent_id: refund.payment_intent_id.clone(),
+                        amount: refund.amount.clone(),
+                        reason: refund.reason.clone(),
+                        due_at: at,
+                    };
+                    self.emit(session, Envelope::new(SOURCE, key, version, data))
+                        .await
+                } else {
+                    let data = OrderRefunded {
+                        order_id,
+                        user_id,
+                        amount: refund.amount.clone(),
+                        refunded_at: at,
+                    };
+                    self.emit(session, Envelope::new(SOURCE, key, version, data))
+                        .await
+                }
             }
         }
-        Ok(order)
+    }
+
+    /// Holds an order for payment for `ttl`: payments calls Stripe only with this hold, and a
+    /// cancel or the expiry waits until it ends. Holding again extends it (payments' own claim
+    /// keeps two payers of one order apart). Only the owner's open, unexpired order can be held.
+    pub async fn hold_for_payment(
+        &self,
+        id: Uuid,
+        user: Uuid,
+        ttl: std::time::Duration,
+    ) -> Result<Result<OrderDoc, NotPayable>, StoreError> {
+        let now = now();
+        let until = bson::DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
+        let held = self
+            .orders
+            .find_one_and_update(
+                doc! {
+                    "_id": id.to_string(),
+                    "user_id": user.to_string(),
+                    "state": OrderState::AwaitingPayment.as_str(),
+                    "expires_at": { "$gt": now },
+                },
+                doc! { "$set": { "paying_until": until } },
+            )
+            .return_document(ReturnDocument::After)
+            .await?;
+        if let Some(order) = held {
+            return Ok(Ok(order));
+        }
+        let order = self.get(id).await?.ok_or(StoreError::NotFound)?;
+        Ok(Err(match order.state {
+            OrderState::Pending => NotPayable::Pending,
+            OrderState::Completed => NotPayable::Paid,
+            OrderState::Cancelled => NotPayable::Ended(format!(
+                "the order is cancelled: {}",
+                order.reason.unwrap_or_default()
+            )),
+            OrderState::AwaitingPayment => {
+                NotPayable::Ended("the payment window expired".to_owned())
+            }
+        }))
+    }
+
+    /// Ends payments' hold (its attempt failed), so the customer can cancel at once.
+    pub async fn release_hold(
+        &self,
+        session: &mut ClientSession,
+        id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let released = self
+            .orders
+            .update_one(
+                doc! {
+                    "_id": id.to_string(),
+                    "state": OrderState::AwaitingPayment.as_str(),
+                    "paying_until": { "$ne": null },
+                },
+                doc! { "$set": { "paying_until": null } },
+            )
+            .session(session)
+            .await?;
+        Ok(released.modified_count == 1)
+    }
+
+    /// Reads order `id` until `done` accepts it or `deadline` passes, waking only when it changes
+    /// (see [`Changes`]). `None` when there is no such order.
+    pub async fn wait_for(
+        &self,
+        id: Uuid,
+        deadline: tokio::time::Instant,
+        done: impl Fn(&OrderDoc) -> bool,
+    ) -> Result<Option<OrderDoc>, StoreError> {
+        self.changes
+            .wait(
+                id,
+                deadline,
+                || self.get(id),
+                |order| order.as_ref().map_or(i64::MAX, |o| o.version),
+                |order| order.as_ref().is_none_or(&done),
+            )
+            .await
     }
 
     /// Open orders whose payment window has passed, oldest due first.
@@ -404,6 +715,8 @@ impl Store {
             .find(doc! {
                 "state": { "$in": ["pending", "awaiting_payment"] },
                 "expires_at": { "$lt": now() },
+                // Held for payment: the expiry waits for the hold to end.
+                "$or": [{ "paying_until": null }, { "paying_until": { "$lt": now() } }],
             })
             .sort(doc! { "expires_at": 1 })
             .limit(limit)

@@ -1,4 +1,6 @@
-//! The payments service's configuration. Every variable is listed in `docs/services/payments.md`.
+//! The payments service's configuration. Every variable is listed in `docs/services/orders.md`.
+
+use std::time::Duration;
 
 use storefront_kit::config::{
     self as env, ConfigError, HttpConfig, KafkaConfig, MongoConfig, RedisConfig,
@@ -19,11 +21,49 @@ pub struct Config {
     pub stripe_api_base: Option<String>,
     /// `STRIPE_WEBHOOK_SECRET`: the signing secret of the webhook endpoint (`whsec_…`).
     pub stripe_webhook_secret: String,
-    /// `CONSUME_EVENTS`, default true: keep the order replica.
+    /// `ORDERS_URL`: the orders service, e.g. `http://orders:8080`; payments holds an order there
+    /// before it charges.
+    pub orders_url: String,
+    /// `PAYMENT_ORDER_WAIT_SECS`, default 10 (1–10): how long paying an order whose stock is
+    /// still being reserved waits for it.
+    pub order_wait: Duration,
+    /// `REFUND_POLL_MS`, default 5000: how often the refund task looks for due refunds when
+    /// nothing woke it (retries, refunds stored by another replica).
+    pub refund_poll: Duration,
+    /// `CONSUME_EVENTS`, default true: take refund requests from orders.
     pub consume_events: bool,
 }
 
 impl Config {
+    /// The defaults, on these backends (tests set what they need on top).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        http: HttpConfig,
+        mongo: MongoConfig,
+        kafka: KafkaConfig,
+        redis: RedisConfig,
+        jwks_url: String,
+        stripe_secret_key: String,
+        stripe_api_base: Option<String>,
+        stripe_webhook_secret: String,
+        orders_url: String,
+    ) -> Self {
+        Config {
+            http,
+            mongo,
+            kafka,
+            redis,
+            jwks_url,
+            stripe_secret_key,
+            stripe_api_base,
+            stripe_webhook_secret,
+            orders_url,
+            order_wait: Duration::from_secs(10),
+            refund_poll: Duration::from_millis(5000),
+            consume_events: true,
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Config {
             http: HttpConfig::from_env()?,
@@ -34,6 +74,11 @@ impl Config {
             stripe_secret_key: env::required("STRIPE_SECRET_KEY")?,
             stripe_api_base: env::optional("STRIPE_API_BASE"),
             stripe_webhook_secret: env::required("STRIPE_WEBHOOK_SECRET")?,
+            orders_url: env::required("ORDERS_URL")?,
+            order_wait: Duration::from_secs(
+                env::parse_or::<u64>("PAYMENT_ORDER_WAIT_SECS", 10)?.clamp(1, 10),
+            ),
+            refund_poll: Duration::from_millis(env::parse_or("REFUND_POLL_MS", 5000)?),
             consume_events: env::flag("CONSUME_EVENTS", true)?,
         })
     }

@@ -3,7 +3,10 @@
 //! unpaid on our side after all.
 //!
 //! Idempotency keys make every call safe to repeat: the intent is created with `order-{id}` (the
-//! same intent however often we ask), each confirmation with `order-{id}-attempt-{n}`.
+//! same intent however often we ask), each confirmation with `order-{id}-attempt-{n}`, each refund
+//! attempt with `refund-{id}-{n}`. A refund also looks first for one an earlier attempt made
+//! whose answer was lost, so a payment is never refunded twice, even past the 24 hours Stripe
+//! keeps idempotency keys (or on a stand-in that keeps none).
 
 use std::{collections::HashMap, str::FromStr, time::Duration};
 
@@ -11,7 +14,7 @@ use storefront_events::Money;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::{
     payment_intent::{ConfirmPaymentIntent, CreatePaymentIntent, RetrievePaymentIntent},
-    refund::CreateRefund,
+    refund::{CreateRefund, ListRefund},
 };
 use stripe_shared::{PaymentIntent, PaymentIntentStatus};
 use uuid::Uuid;
@@ -142,15 +145,61 @@ impl Gateway {
             .map_err(unavailable)
     }
 
-    /// Returns a payment's money; repeating it refunds once.
-    pub async fn refund(&self, order_id: Uuid, intent_id: &str) -> Result<(), GatewayError> {
-        CreateRefund::new()
+    /// Gives a payment's money back in full, once: the refund an earlier attempt made is the
+    /// refund. `attempt` numbers the tries (a failed refund is tried again under a new key).
+    pub async fn refund(
+        &self,
+        order_id: Uuid,
+        intent_id: &str,
+        attempt: u32,
+    ) -> Result<Refunded, GatewayError> {
+        let earlier = ListRefund::new()
             .payment_intent(intent_id)
-            .customize()
-            .request_strategy(key(format!("refund-{order_id}"))?)
             .send(&self.client)
             .await
-            .map(|_| ())
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        if let Some(done) = earlier
+            .data
+            .iter()
+            .filter_map(refunded)
+            .max_by_key(|r| matches!(r, Refunded::Succeeded { .. }))
+        {
+            return Ok(done);
+        }
+        let metadata = HashMap::from([("order_id".to_owned(), order_id.to_string())]);
+        let refund = CreateRefund::new()
+            .payment_intent(intent_id)
+            .metadata(metadata)
+            .customize()
+            .request_strategy(key(format!("refund-{order_id}-{attempt}"))?)
+            .send(&self.client)
+            .await
+            .map_err(unavailable)?;
+        refunded(&refund).ok_or_else(|| {
+            GatewayError::Unavailable(format!(
+                "refund {} is {}",
+                refund.id.as_str(),
+                refund.status.as_deref().unwrap_or("of unknown status")
+            ))
+        })
+    }
+}
+
+/// A refund Stripe has accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refunded {
+    /// Done: the money is on its way back.
+    Succeeded { refund_id: String },
+    /// Stripe has it but has not finished (some cards): ask again later, never refund anew.
+    Pending { refund_id: String },
+}
+
+/// What a refund of Stripe's amounts to: succeeded or pending count, failed or canceled do not.
+fn refunded(refund: &stripe_shared::Refund) -> Option<Refunded> {
+    let refund_id = refund.id.as_str().to_owned();
+    match refund.status.as_deref() {
+        Some("succeeded") => Some(Refunded::Succeeded { refund_id }),
+        Some("pending") | Some("requires_action") => Some(Refunded::Pending { refund_id }),
+        _ => None,
     }
 }

@@ -1,11 +1,15 @@
 //! The payments service: pays an order through Stripe exactly once (ARCHITECTURE §6 step 4),
-//! from its own replica of the orders, and records each outcome once — from the confirmation or
-//! from Stripe's signed webhook, whichever comes first. See `docs/services/payments.md`.
+//! once orders has held it for payment, and records each outcome once — from the confirmation or
+//! from Stripe's signed webhook, whichever comes first. Money is kept or given back as orders
+//! decides: a refund orders asks for is retried until Stripe confirms it (docs/saga.md). See
+//! `docs/services/orders.md`.
 
 pub mod config;
 pub mod events;
 pub mod gateway;
 mod http;
+pub mod orders;
+pub mod refunds;
 pub mod store;
 
 use std::{ops::Deref, sync::Arc};
@@ -24,7 +28,13 @@ use tokio::sync::watch;
 
 pub use config::Config;
 
-use crate::{events::Orders, gateway::Gateway, store::Store};
+use crate::{
+    events::RefundRequests,
+    gateway::Gateway,
+    orders::Orders,
+    refunds::{Refunds, Wake},
+    store::Store,
+};
 
 pub const SERVICE: &str = "payments";
 
@@ -34,6 +44,7 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub store: Store,
     pub gateway: Gateway,
+    pub orders: Orders,
     pub authenticator: Arc<Authenticator>,
     pub webhook_secret: String,
 }
@@ -69,7 +80,9 @@ pub struct Payments {
     pub app: Router,
     pub state: AppState,
     pub relay: Relay,
-    pub consumer: Option<ConsumerRunner<Orders>>,
+    pub consumer: Option<ConsumerRunner<RefundRequests>>,
+    /// The refund task: run it beside the service (every replica may).
+    pub refunds: Refunds,
 }
 
 pub async fn build(config: &Config) -> Result<Payments, StartError> {
@@ -95,10 +108,11 @@ pub async fn build_with(
     let store = Store::new(mongo.clone(), outbox.clone());
     store.ensure_indexes().await?;
     let relay = outbox.relay(&mongo.db, producer.clone());
+    let wake = Wake::default();
     let consumer = if config.consume_events {
-        let handler = Arc::new(Orders {
+        let handler = Arc::new(RefundRequests {
             store: store.clone(),
-            gateway: gateway.clone(),
+            wake: wake.clone(),
         });
         Some(
             ConsumerRunner::new(
@@ -112,9 +126,16 @@ pub async fn build_with(
     } else {
         None
     };
+    let refunds = Refunds {
+        store: store.clone(),
+        gateway: gateway.clone(),
+        poll: config.refund_poll,
+        wake,
+    };
     let state = AppState(Arc::new(Inner {
         store,
         gateway,
+        orders: Orders::new(&config.orders_url, config.order_wait),
         authenticator: authenticator.clone(),
         webhook_secret: config.stripe_webhook_secret.clone(),
     }));
@@ -134,20 +155,26 @@ pub async fn build_with(
         state,
         relay,
         consumer,
+        refunds,
     })
 }
 
-/// Runs payments until SIGTERM/Ctrl-C, then drains.
+/// Runs payments until SIGTERM/Ctrl-C (HTTP, the outbox relay, the consumer, the refund task),
+/// then drains.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let Payments {
         app,
         relay,
         consumer,
+        refunds,
         ..
     } = build(&config).await?;
     let listener = server::bind(&config.http.bind_addr).await?;
     let (stop, stopped) = watch::channel(false);
-    let mut tasks = vec![tokio::spawn(relay.run(stopped.clone()))];
+    let mut tasks = vec![
+        tokio::spawn(relay.run(stopped.clone())),
+        tokio::spawn(refunds.run(stopped.clone())),
+    ];
     if let Some(consumer) = consumer {
         tasks.push(tokio::spawn(consumer.run(stopped)));
     }

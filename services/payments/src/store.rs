@@ -1,51 +1,46 @@
-//! The payments database: `orders` (payments' replica of the orders it may charge, from `order.*`
-//! events in version order), `payments` (one record per order, whatever the number of attempts)
-//! and the outbox.
+//! The payments database: `payments` (one record per order, whatever the number of attempts,
+//! with its refund when orders asks for one) and the outbox.
 //!
 //! A record is *claimed* before Stripe is called: one atomic update moves it to `processing`, so
 //! two requests to pay one order never both reach Stripe. Its outcome is recorded once: the first
 //! of the confirmation and the webhook writes it, the other finds it written.
+//!
+//! payments keeps no copy of the orders: whether an order may be charged, and for how much, comes
+//! from orders' hold (`crate::orders`), and whether money may be kept is decided by orders too —
+//! a refund starts here only when orders says one is due (`order.refund_due`). A due refund is
+//! stored with its attempts and next attempt time, so the refund task retries it across restarts
+//! until Stripe confirms it.
 
+use std::time::Duration;
+
+use futures::TryStreamExt;
 use mongodb::{
-    ClientSession, Collection,
+    ClientSession, Collection, IndexModel,
     bson::{self, doc},
     options::ReturnDocument,
 };
 use serde::{Deserialize, Serialize};
 use storefront_events::{
     Envelope, Event, Money,
+    orders::PriceLine,
     payments::{PaymentFailed, PaymentRefunded, PaymentSucceeded},
 };
 use storefront_kit::{
-    kafka::HandlerError,
     mongo::{Mongo, Transient, is_duplicate_key},
     outbox::Outbox,
-    replica::{Versioned, apply_next},
     retry_transient,
 };
 use uuid::Uuid;
 
+use crate::orders::HeldOrder;
+
 pub const SOURCE: &str = "payments";
 /// A claim older than this is taken to belong to a request that died.
 const CLAIM_TTL_MS: i64 = 60_000;
-
-/// What payments knows of an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OrderReplica {
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub user_id: String,
-    pub total: Money,
-    /// `pending`, `awaiting_payment`, `completed` or `cancelled`.
-    pub state: String,
-    pub version: i64,
-}
-
-impl Versioned for OrderReplica {
-    fn version(&self) -> i64 {
-        self.version
-    }
-}
+/// How long one refund attempt may take before another replica may try it.
+const REFUND_LEASE: Duration = Duration::from_secs(60);
+/// The longest pause between two refund attempts.
+const REFUND_BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,7 +51,38 @@ pub enum PaymentStatus {
     RequiresAction,
     Failed,
     Succeeded,
+    /// The money was received for an order that had ended; it is on its way back.
+    RefundDue,
     Refunded,
+}
+
+impl PaymentStatus {
+    /// Money was received (whether it is kept or goes back).
+    pub fn is_paid(self) -> bool {
+        matches!(
+            self,
+            PaymentStatus::Succeeded | PaymentStatus::RefundDue | PaymentStatus::Refunded
+        )
+    }
+}
+
+/// A refund orders asked for, until Stripe confirms it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundDoc {
+    /// orders' reason, for the customer.
+    pub reason: String,
+    pub due_at: bson::DateTime,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the refund task tries it (again).
+    pub next_attempt_at: bson::DateTime,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Stripe's refund, once there is one.
+    #[serde(default)]
+    pub refund_id: Option<String>,
+    #[serde(default)]
+    pub refunded_at: Option<bson::DateTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +92,9 @@ pub struct PaymentDoc {
     pub id: String,
     pub user_id: String,
     pub amount: Money,
+    /// What the amount is made of beyond the items, as orders priced it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charges: Vec<PriceLine>,
     pub status: PaymentStatus,
     #[serde(default)]
     pub payment_intent_id: Option<String>,
@@ -75,6 +104,8 @@ pub struct PaymentDoc {
     pub version: i64,
     pub claimed_at: bson::DateTime,
     pub updated_at: bson::DateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<RefundDoc>,
 }
 
 impl PaymentDoc {
@@ -85,6 +116,16 @@ impl PaymentDoc {
     fn user(&self) -> Uuid {
         self.user_id.parse().unwrap_or_default()
     }
+}
+
+/// What orders' `order.refund_due` says.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub payment_intent_id: String,
+    pub amount: Money,
+    pub reason: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +166,6 @@ impl From<StoreError> for storefront_kit::Error {
 #[derive(Clone)]
 pub struct Store {
     mongo: Mongo,
-    orders: Collection<OrderReplica>,
     payments: Collection<PaymentDoc>,
     outbox: Outbox,
 }
@@ -134,10 +174,18 @@ fn now() -> bson::DateTime {
     bson::DateTime::now()
 }
 
+fn later(by: Duration) -> bson::DateTime {
+    bson::DateTime::from_millis(now().timestamp_millis() + by.as_millis() as i64)
+}
+
+/// The pause before refund attempt `attempts + 1`: 1 s doubling, at most five minutes.
+pub fn refund_backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.min(16)).min(REFUND_BACKOFF_CAP)
+}
+
 impl Store {
     pub fn new(mongo: Mongo, outbox: Outbox) -> Self {
         Store {
-            orders: mongo.db.collection("orders"),
             payments: mongo.db.collection("payments"),
             mongo,
             outbox,
@@ -149,11 +197,14 @@ impl Store {
     }
 
     pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
+        self.payments
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "status": 1, "refund.next_attempt_at": 1 })
+                    .build(),
+            )
+            .await?;
         self.outbox.ensure_indexes().await
-    }
-
-    pub async fn order(&self, id: Uuid) -> Result<Option<OrderReplica>, StoreError> {
-        Ok(self.orders.find_one(doc! { "_id": id.to_string() }).await?)
     }
 
     pub async fn payment(&self, order: Uuid) -> Result<Option<PaymentDoc>, StoreError> {
@@ -163,12 +214,15 @@ impl Store {
             .await?)
     }
 
-    /// Takes the order's payment record for one attempt, or says why not.
-    pub async fn claim(&self, order: &OrderReplica) -> Result<PaymentDoc, StoreError> {
+    /// Takes the order's payment record for one attempt, or says why not. The amount is the
+    /// total orders holds the order for.
+    pub async fn claim(&self, order: &HeldOrder) -> Result<PaymentDoc, StoreError> {
+        let id = order.id.to_string();
         let fresh = PaymentDoc {
-            id: order.id.clone(),
-            user_id: order.user_id.clone(),
+            id: id.clone(),
+            user_id: order.user_id.to_string(),
             amount: order.total.clone(),
+            charges: order.charges.clone(),
             status: PaymentStatus::Processing,
             payment_intent_id: None,
             reason: None,
@@ -176,6 +230,7 @@ impl Store {
             version: 0,
             claimed_at: now(),
             updated_at: now(),
+            refund: None,
         };
         match self.payments.insert_one(&fresh).await {
             Ok(_) => return Ok(fresh),
@@ -186,7 +241,7 @@ impl Store {
         let claimed = self
             .payments
             .find_one_and_update(
-                doc! { "_id": &order.id, "$or": [
+                doc! { "_id": &id, "$or": [
                     { "status": { "$in": ["failed", "requires_action"] } },
                     { "status": "processing", "claimed_at": { "$lt": stale } },
                 ] },
@@ -200,10 +255,8 @@ impl Store {
         if let Some(claimed) = claimed {
             return Ok(claimed);
         }
-        match self.payment(order.id.parse().unwrap_or_default()).await? {
-            Some(p) if matches!(p.status, PaymentStatus::Succeeded | PaymentStatus::Refunded) => {
-                Err(StoreError::AlreadyPaid)
-            }
+        match self.payment(order.id).await? {
+            Some(p) if p.status.is_paid() => Err(StoreError::AlreadyPaid),
             _ => Err(StoreError::InProgress),
         }
     }
@@ -231,8 +284,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records a success once and publishes `payment.succeeded`. Returns whether this call
-    /// recorded it (false: it was recorded before).
+    /// Records a success once and publishes `payment.succeeded` (orders decides whether the
+    /// money is kept). Returns whether this call recorded it (false: it was recorded before).
     pub async fn succeeded(&self, order: Uuid, intent_id: &str) -> Result<bool, StoreError> {
         retry_transient!(self.succeeded_once(order, intent_id).await)
     }
@@ -242,7 +295,7 @@ impl Store {
         let Some(payment) = self
             .payments
             .find_one_and_update(
-                doc! { "_id": order.to_string(), "status": { "$nin": ["succeeded", "refunded"] } },
+                doc! { "_id": order.to_string(), "status": { "$nin": ["succeeded", "refund_due", "refunded"] } },
                 doc! {
                     "$set": { "status": "succeeded", "payment_intent_id": intent_id, "updated_at": now() },
                     "$inc": { "version": 1 },
@@ -314,59 +367,165 @@ impl Store {
         Ok(true)
     }
 
-    /// Marks a succeeded payment refunded (inside the consumer's transaction) and publishes
-    /// `payment.refunded`. `None` when there is nothing to refund.
-    pub async fn refunded_in(
+    /// Stores orders' request for a refund (inside the consumer's transaction), due at once.
+    /// A request seen before changes nothing. Returns whether it was new.
+    pub async fn refund_due_in(
         &self,
         session: &mut ClientSession,
+        request: &RefundRequest,
+    ) -> Result<bool, StoreError> {
+        let id = request.order_id.to_string();
+        let refund = RefundDoc {
+            reason: request.reason.clone(),
+            due_at: now(),
+            attempts: 0,
+            next_attempt_at: now(),
+            last_error: None,
+            refund_id: None,
+            refunded_at: None,
+        };
+        let refund = bson::to_bson(&refund).map_err(|e| StoreError::Outbox(e.to_string()))?;
+        let current = self
+            .payments
+            .find_one(doc! { "_id": &id })
+            .session(&mut *session)
+            .await?;
+        match current {
+            Some(p) if p.refund.is_some() => Ok(false),
+            Some(_) => {
+                self.payments
+                    .update_one(
+                        doc! { "_id": &id },
+                        doc! { "$set": {
+                            "status": "refund_due",
+                            "refund": refund,
+                            "payment_intent_id": &request.payment_intent_id,
+                            "updated_at": now(),
+                        } },
+                    )
+                    .session(&mut *session)
+                    .await?;
+                Ok(true)
+            }
+            // A payment this database never recorded (restored from a backup, say): the
+            // request carries all a refund needs.
+            None => {
+                let mut doc = PaymentDoc {
+                    id,
+                    user_id: request.user_id.to_string(),
+                    amount: request.amount.clone(),
+                    charges: Vec::new(),
+                    status: PaymentStatus::RefundDue,
+                    payment_intent_id: Some(request.payment_intent_id.clone()),
+                    reason: None,
+                    attempts: 0,
+                    version: 0,
+                    claimed_at: now(),
+                    updated_at: now(),
+                    refund: None,
+                };
+                doc.refund = bson::from_bson(refund).ok();
+                self.payments
+                    .insert_one(&doc)
+                    .session(&mut *session)
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Refunds whose next attempt is due, oldest first.
+    pub async fn due_refunds(&self, limit: i64) -> Result<Vec<PaymentDoc>, StoreError> {
+        Ok(self
+            .payments
+            .find(doc! { "status": "refund_due", "refund.next_attempt_at": { "$lte": now() } })
+            .sort(doc! { "refund.next_attempt_at": 1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Takes one due refund for an attempt: no other replica tries it for [`REFUND_LEASE`].
+    /// `None` when someone else took it or it is done.
+    pub async fn take_refund(&self, order: Uuid) -> Result<Option<PaymentDoc>, StoreError> {
+        Ok(self
+            .payments
+            .find_one_and_update(
+                doc! {
+                    "_id": order.to_string(),
+                    "status": "refund_due",
+                    "refund.next_attempt_at": { "$lte": now() },
+                },
+                doc! {
+                    "$set": { "refund.next_attempt_at": later(REFUND_LEASE) },
+                    "$inc": { "refund.attempts": 1 },
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .await?)
+    }
+
+    /// An attempt did not get Stripe's confirmation: try again after [`refund_backoff`].
+    pub async fn refund_not_yet(
+        &self,
         order: Uuid,
-    ) -> Result<Option<PaymentDoc>, StoreError> {
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.payments
+            .update_one(
+                doc! { "_id": order.to_string(), "status": "refund_due" },
+                doc! { "$set": {
+                    "refund.next_attempt_at": later(refund_backoff(attempts)),
+                    "refund.last_error": error,
+                    "updated_at": now(),
+                } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Stripe confirmed the refund: recorded once, with `payment.refunded`.
+    pub async fn refunded(&self, order: Uuid, refund_id: &str) -> Result<bool, StoreError> {
+        retry_transient!(self.refunded_once(order, refund_id).await)
+    }
+
+    async fn refunded_once(&self, order: Uuid, refund_id: &str) -> Result<bool, StoreError> {
+        let mut session = self.mongo.begin().await?;
         let Some(payment) = self
             .payments
             .find_one_and_update(
-                doc! { "_id": order.to_string(), "status": "succeeded" },
-                doc! { "$set": { "status": "refunded", "updated_at": now() }, "$inc": { "version": 1 } },
+                doc! { "_id": order.to_string(), "status": "refund_due" },
+                doc! {
+                    "$set": {
+                        "status": "refunded",
+                        "refund.refund_id": refund_id,
+                        "refund.refunded_at": now(),
+                        "refund.last_error": null,
+                        "updated_at": now(),
+                    },
+                    "$inc": { "version": 1 },
+                },
             )
             .return_document(ReturnDocument::After)
-            .session(&mut *session)
+            .session(&mut session)
             .await?
         else {
-            return Ok(None);
+            let _ = session.abort_transaction().await;
+            return Ok(false);
         };
         let event = PaymentRefunded {
             order_id: payment.order(),
             user_id: payment.user(),
             payment_intent_id: payment.payment_intent_id.clone().unwrap_or_default(),
             amount: payment.amount.clone(),
+            refund_id: Some(refund_id.to_owned()),
             refunded_at: payment.updated_at.to_chrono(),
         };
-        self.emit(session, &payment, event).await?;
-        Ok(Some(payment))
-    }
-
-    /// A payment that succeeded, for the refund check.
-    pub async fn succeeded_payment(
-        &self,
-        session: &mut ClientSession,
-        order: Uuid,
-    ) -> Result<Option<PaymentDoc>, StoreError> {
-        Ok(self
-            .payments
-            .find_one(doc! { "_id": order.to_string(), "status": "succeeded" })
-            .session(session)
-            .await?)
-    }
-
-    /// Applies an order event to the replica when its version is the next one (see the kit's
-    /// `replica`). `edit` makes the next replica from the current one.
-    pub async fn apply_order(
-        &self,
-        session: &mut ClientSession,
-        id: &str,
-        version: i64,
-        edit: impl FnOnce(Option<OrderReplica>) -> Option<OrderReplica>,
-    ) -> Result<bool, HandlerError> {
-        apply_next(&self.orders, session, id, version, edit).await
+        self.emit(&mut session, &payment, event).await?;
+        self.outbox.commit(session).await?;
+        Ok(true)
     }
 
     async fn emit<E: Event>(
@@ -380,5 +539,18 @@ impl Store {
             .append(session, event)
             .await
             .map_err(|e| StoreError::Outbox(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refunds_back_off_to_five_minutes() {
+        assert_eq!(refund_backoff(0), Duration::from_secs(1));
+        assert_eq!(refund_backoff(3), Duration::from_secs(8));
+        assert_eq!(refund_backoff(9), Duration::from_secs(300));
+        assert_eq!(refund_backoff(u32::MAX), Duration::from_secs(300));
     }
 }

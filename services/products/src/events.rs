@@ -2,7 +2,9 @@
 //!
 //! - `order.created` → hold every line or none → `inventory.reserved` / `inventory.rejected`;
 //! - `order.cancelled` → the held stock is available again;
-//! - `payment.succeeded` → the held stock is sold.
+//! - `order.completed` → the held stock is sold. orders decides whether an order's money is kept
+//!   (docs/saga.md, "One owner"), so stock follows orders' verdict, not payments' report: a payment
+//!   that arrives for a cancelled order is refunded, and its stock stays released.
 //!
 //! Each runs inside the consumer runner's transaction together with the processed-event record, so
 //! a redelivered event changes nothing; the reservation record per order makes the handlers safe
@@ -11,8 +13,7 @@
 use mongodb::ClientSession;
 use storefront_events::{
     Envelope, Event, Topic,
-    orders::{OrderCancelled, OrderCreated},
-    payments::PaymentSucceeded,
+    orders::{OrderCancelled, OrderCompleted, OrderCreated},
 };
 use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
 
@@ -29,10 +30,7 @@ pub struct Inventory {
 pub fn settings(topic_prefix: &str) -> ConsumerSettings {
     ConsumerSettings::new(
         &format!("{topic_prefix}.products"),
-        vec![
-            Topic::Orders.name(topic_prefix),
-            Topic::Payments.name(topic_prefix),
-        ],
+        vec![Topic::Orders.name(topic_prefix)],
     )
 }
 
@@ -53,7 +51,7 @@ impl EventHandler for Inventory {
         &[
             OrderCreated::TYPE,
             OrderCancelled::TYPE,
-            PaymentSucceeded::TYPE,
+            OrderCompleted::TYPE,
         ]
     }
 
@@ -91,15 +89,15 @@ impl EventHandler for Inventory {
             {
                 tracing::info!(order_id = %order.order_id, "reservation released");
             }
-        } else if event.is::<PaymentSucceeded>() {
-            let payment = event.decode::<PaymentSucceeded>().map_err(malformed)?.data;
+        } else if event.is::<OrderCompleted>() {
+            let order = event.decode::<OrderCompleted>().map_err(malformed)?.data;
             if self
                 .store
-                .sell_in(session, payment.order_id)
+                .sell_in(session, order.order_id)
                 .await
                 .map_err(failed)?
             {
-                tracing::info!(order_id = %payment.order_id, "reservation sold");
+                tracing::info!(order_id = %order.order_id, "reservation sold");
             }
         }
         Ok(())

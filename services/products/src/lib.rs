@@ -5,7 +5,7 @@
 //! the product's version (`ETag` / `If-Match`). Every change is published through the outbox:
 //! `product.created`, `product.updated`, `product.deleted`, `stock.changed`. The inventory consumer
 //! answers `order.created` with `inventory.reserved` or `inventory.rejected`, releases stock on
-//! `order.cancelled` and sells it on `payment.succeeded`.
+//! `order.cancelled` and sells it on `order.completed`.
 
 pub mod cache;
 pub mod config;

@@ -112,7 +112,7 @@ impl LedgerEntry {
 }
 
 /// Where an order's reservation is. `CancelledFirst` and `PaidFirst` record an `order.cancelled`
-/// or `payment.succeeded` that arrived before `order.created`, so the late `order.created` does
+/// or `order.completed` that arrived before `order.created`, so the late `order.created` does
 /// the right thing instead of holding stock for an order that is already over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -822,7 +822,7 @@ impl Store {
                 Ok(true)
             }
             Some(r) if r.state == ReservationState::PaidFirst => {
-                tracing::error!(%order_id, "an order was cancelled after it was paid; leaving its payment to be refunded");
+                tracing::error!(%order_id, "an order was cancelled after it was completed; orders never does that");
                 Ok(false)
             }
             Some(_) => Ok(false),
@@ -834,7 +834,8 @@ impl Store {
         }
     }
 
-    /// Saga step 5: an order was paid; its held stock is sold.
+    /// Saga step 5: an order was completed (paid, and orders kept the money); its held stock is
+    /// sold.
     pub async fn sell_in(
         &self,
         session: &mut ClientSession,
@@ -853,7 +854,7 @@ impl Store {
                     ReservationState::Released | ReservationState::Rejected
                 ) =>
             {
-                tracing::error!(%order_id, state = ?r.state, "payment for an order whose stock is not held; it needs a refund");
+                tracing::error!(%order_id, state = ?r.state, "an order completed whose stock is not held; orders never does that");
                 Ok(false)
             }
             Some(_) => Ok(false),

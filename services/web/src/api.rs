@@ -148,11 +148,37 @@ pub struct CartLine {
     pub orderable: bool,
 }
 
+/// Lines checked out into an order that is not paid or cancelled yet.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Held {
+    #[serde(default)]
+    pub order_id: Option<String>,
+    pub count: i64,
+}
+
+/// A line of a price beyond the items: shipping, a fee, tax, a discount.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Charge {
+    pub label: String,
+    pub amount: Money,
+}
+
+/// What the cart would cost as an order now.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Estimate {
+    pub charges: Vec<Charge>,
+    pub total: Money,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Cart {
     pub items: Vec<CartLine>,
     pub subtotal: Option<Money>,
+    #[serde(default)]
+    pub estimate: Option<Estimate>,
     pub count: i64,
+    #[serde(default)]
+    pub held: Vec<Held>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,12 +197,32 @@ pub struct Order {
     pub user_id: String,
     pub state: String,
     pub lines: Vec<OrderLine>,
+    #[serde(default)]
+    pub subtotal: Option<Money>,
+    #[serde(default)]
+    pub charges: Vec<Charge>,
     pub total: Money,
     #[serde(default)]
     pub reason: Option<String>,
     pub created_at: String,
     #[serde(default)]
     pub expires_at: Option<String>,
+    #[serde(default)]
+    pub version: i64,
+    /// While a payment is with Stripe.
+    #[serde(default)]
+    pub paying_until: Option<String>,
+    #[serde(default)]
+    pub refund: Option<OrderRefund>,
+}
+
+/// Money that arrived after the order ended, on its way back.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderRefund {
+    /// `due` or `refunded`.
+    pub status: String,
+    pub amount: Money,
+    pub reason: String,
 }
 
 /// What paying answered.
@@ -254,7 +300,8 @@ impl Api {
             .send()
             .await
             .map_err(|e| ApiError::Unavailable(format!("a service did not answer: {e}")))?;
-        if response.status().is_success() {
+        // 304 answers only a conditional request (`order_changed`).
+        if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
             Ok(response)
         } else if response.status().is_server_error()
             && response.status() != StatusCode::SERVICE_UNAVAILABLE
@@ -555,6 +602,37 @@ impl Api {
             Some(token),
         ))
         .await
+    }
+
+    /// The order once it changed from `version`, waiting up to `wait_secs` (orders' long-poll);
+    /// `None` if it did not change meanwhile.
+    pub async fn order_changed(
+        &self,
+        token: &str,
+        id: &str,
+        version: i64,
+        wait_secs: u64,
+    ) -> ApiResult<Option<Order>> {
+        let request = self
+            .request(
+                Method::GET,
+                format!(
+                    "{}/api/orders/{}?wait={wait_secs}",
+                    self.urls.orders,
+                    encode(id)
+                ),
+                Some(token),
+            )
+            .header(reqwest::header::IF_NONE_MATCH, format!("\"{version}\""));
+        let response = self.send(request).await?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        response
+            .json()
+            .await
+            .map(Some)
+            .map_err(|e| ApiError::Unavailable(format!("unexpected answer: {e}")))
     }
 
     pub async fn cancel_order(&self, token: &str, id: &str) -> ApiResult<Order> {

@@ -524,6 +524,11 @@ impl OrderPage {
     }
 }
 
+/// How long the order page waits for a pending order's stock to be reserved.
+const RESERVE_WAIT_SECS: u64 = 3;
+/// How long paying waits for orders to complete the order it paid.
+const PAID_WAIT_SECS: u64 = 5;
+
 fn payable(order: &Order) -> bool {
     order.state == "awaiting_payment" || order.state == "pending"
 }
@@ -539,7 +544,18 @@ async fn order_page(
     let token = token(visitor, &format!("/orders/{}", crate::api::encode(id)))?;
     // The layout first: its notification cursor must not be newer than the status shown.
     let mut layout = Layout::of(state, visitor, "Your order").await;
-    let order = state.api.order(token, id).await?;
+    let mut order = state.api.order(token, id).await?;
+    if order.state == "pending" {
+        // Reserving takes a moment: wait for it (orders' long-poll) rather than show "pending"
+        // and reload.
+        if let Some(moved) = state
+            .api
+            .order_changed(token, id, order.version, RESERVE_WAIT_SECS)
+            .await?
+        {
+            order = moved;
+        }
+    }
     let (status, problem) = match problem {
         Some((status, message)) => (status, Some(message)),
         None => (StatusCode::OK, None),
@@ -584,6 +600,21 @@ pub async fn pay(
     }
     match state.api.pay(token, &id, &form.payment_method).await {
         Ok(Paid::Succeeded) => {
+            // orders completes the order a moment after the charge: follow it (long-poll) so
+            // the page shows it paid, not still awaiting payment.
+            let mut order = state.api.order(token, &id).await?;
+            let deadline =
+                tokio::time::Instant::now() + std::time::Duration::from_secs(PAID_WAIT_SECS);
+            while order.state == "awaiting_payment" && tokio::time::Instant::now() < deadline {
+                match state
+                    .api
+                    .order_changed(token, &id, order.version, PAID_WAIT_SECS)
+                    .await?
+                {
+                    Some(moved) => order = moved,
+                    None => break,
+                }
+            }
             Ok(Redirect::to(&format!("/orders/{}", crate::api::encode(&id))).into_response())
         }
         Ok(Paid::RequiresAction(secret)) => {

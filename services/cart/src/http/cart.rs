@@ -1,29 +1,24 @@
 //! Show, add, change, remove, check out.
 
 use axum::{
-    extract::{FromRequestParts, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use storefront_events::Money;
+use storefront_events::{Money, orders::PriceLine};
 use storefront_kit::{
     Error, Json,
-    auth::{CurrentUser, access_token},
+    auth::{ActingUser, CurrentUser},
     error::Path,
 };
 use uuid::Uuid;
 
 use crate::{
     AppState,
-    store::{CartDoc, Checkout, Item},
+    store::{CartDoc, Checkout, Item, MAX_ITEMS, MAX_QUANTITY, UNPLACED_HOLD_MINUTES},
 };
-
-/// Most of one product in a cart (the same bound as an order line).
-pub const MAX_QUANTITY: i64 = 100;
-/// Most distinct products in a cart (an order's line limit).
-pub const MAX_ITEMS: usize = 50;
 
 #[derive(Debug, Serialize)]
 pub struct LineView {
@@ -39,20 +34,43 @@ pub struct LineView {
     orderable: bool,
 }
 
+/// Lines a checkout took out of the cart, until its order ends.
+#[derive(Debug, Serialize)]
+pub struct HeldView {
+    /// The order they are in (absent for a moment while it is being placed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_id: Option<String>,
+    /// How many items.
+    count: i64,
+}
+
+/// What the orderable lines would cost as an order now: orders' quote, through the shop's
+/// pricing function (shipping, fees, tax).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Estimate {
+    charges: Vec<PriceLine>,
+    total: Money,
+}
+
 #[derive(Debug, Serialize)]
 pub struct CartView {
     items: Vec<LineView>,
     /// The sum of the orderable lines.
     subtotal: Option<Money>,
+    /// The orderable lines as an order: `subtotal` plus shipping, fees and tax. Absent when
+    /// nothing is orderable, or orders cannot quote right now.
+    estimate: Option<Estimate>,
     /// How many items in all (for a cart badge).
     count: i64,
+    /// Checked out, in orders not paid or cancelled yet.
+    held: Vec<HeldView>,
 }
 
-async fn view(state: &AppState, cart: &CartDoc) -> Result<CartView, Error> {
+async fn view(state: &AppState, cart: &CartDoc, token: &str) -> Result<CartView, Error> {
     let ids: Vec<String> = cart.items.iter().map(|i| i.product_id.clone()).collect();
     let known = state.store.products(&ids).await?;
     let mut subtotal: Option<Money> = None;
-    let items = cart
+    let items: Vec<LineView> = cart
         .items
         .iter()
         .map(|item| {
@@ -81,19 +99,92 @@ async fn view(state: &AppState, cart: &CartDoc) -> Result<CartView, Error> {
             }
         })
         .collect();
+    let estimate = estimate(state, cart, &items, token).await;
     Ok(CartView {
         items,
         subtotal,
+        estimate,
         count: cart.items.iter().map(|i| i.quantity).sum(),
+        held: cart
+            .checkouts
+            .iter()
+            .map(|c| HeldView {
+                order_id: c.order_id.clone(),
+                count: c.items.iter().map(|i| i.quantity).sum(),
+            })
+            .collect(),
     })
+}
+
+/// How long the cart waits for orders' quote before it shows the cart without one.
+const QUOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// orders' quote for the orderable lines, or `None` (nothing orderable; orders not answering).
+async fn estimate(
+    state: &AppState,
+    cart: &CartDoc,
+    lines: &[LineView],
+    token: &str,
+) -> Option<Estimate> {
+    let orderable: Vec<Value> = cart
+        .items
+        .iter()
+        .filter(|i| {
+            lines
+                .iter()
+                .any(|l| l.product_id == i.product_id && l.orderable)
+        })
+        .map(|i| serde_json::json!({ "product_id": i.product_id, "quantity": i.quantity }))
+        .collect();
+    if orderable.is_empty() {
+        return None;
+    }
+    let answer = state
+        .http
+        .post(format!("{}/api/orders/quote", state.orders_url))
+        .bearer_auth(token)
+        .timeout(QUOTE_TIMEOUT)
+        .json(&serde_json::json!({ "lines": orderable }))
+        .send()
+        .await;
+    match answer {
+        Ok(answer) if answer.status().is_success() => answer.json().await.ok(),
+        Ok(answer) => {
+            tracing::debug!(status = %answer.status(), "no quote for the cart");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "orders did not quote the cart");
+            None
+        }
+    }
+}
+
+/// Whether a hold never learned its order in time (see `CartDoc::release_unplaced`).
+fn has_unplaced_holds(cart: &CartDoc) -> bool {
+    let limit = chrono::Utc::now() - chrono::Duration::minutes(UNPLACED_HOLD_MINUTES);
+    cart.checkouts
+        .iter()
+        .any(|c| c.order_id.is_none() && c.held_at.to_chrono() < limit)
 }
 
 pub async fn show(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    acting: ActingUser,
 ) -> Result<Json<CartView>, Error> {
-    let cart = state.store.cart(user.sub).await?;
-    Ok(Json(view(&state, &cart).await?))
+    let user = &acting.claims;
+    let mut cart = state.store.cart(user.sub).await?;
+    if has_unplaced_holds(&cart) {
+        cart = state
+            .store
+            .update(user.sub, |cart| {
+                cart.release_unplaced(mongodb::bson::DateTime::now());
+                Ok::<_, Error>(())
+            })
+            .await?
+            .1;
+    }
+    Ok(Json(view(&state, &cart, &acting.token).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,9 +207,10 @@ fn quantity(value: i64) -> Result<i64, Error> {
 
 pub async fn add(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    acting: ActingUser,
     Json(body): Json<AddBody>,
 ) -> Result<Json<CartView>, Error> {
+    let user = &acting.claims;
     let quantity = quantity(body.quantity)?;
     let product_id: Uuid = body
         .product_id
@@ -160,7 +252,7 @@ pub async fn add(
             Ok(())
         })
         .await?;
-    Ok(Json(view(&state, &cart).await?))
+    Ok(Json(view(&state, &cart, &acting.token).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,10 +267,11 @@ fn not_in_cart() -> Error {
 
 pub async fn set_quantity(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    acting: ActingUser,
     Path(product_id): Path<String>,
     Json(body): Json<QuantityBody>,
 ) -> Result<Json<CartView>, Error> {
+    let user = &acting.claims;
     let quantity = quantity(body.quantity)?;
     let (_, cart) = state
         .store
@@ -192,7 +285,7 @@ pub async fn set_quantity(
             Ok::<_, Error>(())
         })
         .await?;
-    Ok(Json(view(&state, &cart).await?))
+    Ok(Json(view(&state, &cart, &acting.token).await?))
 }
 
 pub async fn remove(
@@ -214,37 +307,51 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The caller's own access token, to forward to orders.
-pub struct Token(String);
-
-impl<S: Send + Sync> FromRequestParts<S> for Token {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        access_token(parts)
-            .map(Token)
-            .ok_or_else(|| Error::unauthenticated("sign in to check out"))
-    }
-}
-
-/// `POST /api/cart/checkout` with `Idempotency-Key`: orders places the cart's lines as an order
-/// (priced by orders, never by the cart) and its answer comes back as it is. The same key again
-/// returns the same order.
+/// `POST /api/cart/checkout` with `Idempotency-Key`: the cart's lines are *held* first (they
+/// leave the cart in one version-guarded write, so nothing can order them twice), then orders
+/// places them as an order (priced by orders, never by the cart) and its answer comes back as it
+/// is. The same key again is the same checkout: its hold, and orders' same order.
+///
+/// What becomes of the held lines: a refusal of orders (4xx) puts them back at once; an order
+/// that completes keeps them out; an order that is cancelled puts them back (cart consumes
+/// `order.cancelled`). When orders does not answer they stay held for this key (retry with it);
+/// `order.created` tells the hold its order even then, and a hold that never learns one gives
+/// its lines back after [`UNPLACED_HOLD_MINUTES`].
 pub async fn checkout(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Token(token): Token,
+    user: ActingUser,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let key = headers
         .get("idempotency-key")
-        .cloned()
-        .ok_or_else(|| Error::BadRequest("checkout needs an Idempotency-Key header (a new one per checkout, the same one when retrying)".into()))?;
-    let cart = state.store.cart(user.sub).await?;
-    if cart.items.is_empty() {
-        return Err(Error::field("items", "the cart is empty"));
-    }
-    let lines: Vec<Value> = cart
+        .ok_or_else(|| Error::BadRequest("checkout needs an Idempotency-Key header (a new one per checkout, the same one when retrying)".into()))?
+        .to_str()
+        .map(|k| k.trim().to_owned())
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 100 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| Error::BadRequest("Idempotency-Key is 1 to 100 visible ASCII characters".into()))?;
+    let customer = user.claims.sub;
+    let (hold, _) = state
+        .store
+        .update(customer, |cart| {
+            cart.release_unplaced(mongodb::bson::DateTime::now());
+            if let Some(hold) = cart.checkouts.iter().find(|c| c.key == key) {
+                return Ok(hold.clone());
+            }
+            if cart.items.is_empty() {
+                return Err(Error::field("items", "the cart is empty"));
+            }
+            let hold = Checkout {
+                key: key.clone(),
+                order_id: None,
+                items: std::mem::take(&mut cart.items),
+                held_at: mongodb::bson::DateTime::now(),
+            };
+            cart.checkouts.push(hold.clone());
+            Ok(hold)
+        })
+        .await?;
+    let lines: Vec<Value> = hold
         .items
         .iter()
         .map(|i| serde_json::json!({ "product_id": i.product_id, "quantity": i.quantity }))
@@ -252,34 +359,69 @@ pub async fn checkout(
     let answer = state
         .http
         .post(format!("{}/api/orders", state.orders_url))
-        .bearer_auth(&token)
-        .header("idempotency-key", key)
+        .bearer_auth(&user.token)
+        .header("idempotency-key", &key)
         .json(&serde_json::json!({ "lines": lines }))
         .send()
         .await
-        .map_err(|e| Error::Unavailable(format!("orders: {e}")))?;
+        .map_err(|e| {
+            Error::Unavailable(format!(
+                "orders did not answer ({e}); your lines are kept for this checkout: retry with the same Idempotency-Key"
+            ))
+        })?;
     let status = StatusCode::from_u16(answer.status().as_u16()).map_err(Error::internal)?;
     let content_type = answer
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
         .unwrap_or(HeaderValue::from_static("application/json"));
-    let body = answer
-        .bytes()
-        .await
-        .map_err(|e| Error::Unavailable(format!("orders: {e}")))?;
-    if status == StatusCode::CREATED {
+    let body = answer.bytes().await.map_err(|e| {
+        Error::Unavailable(format!(
+            "orders' answer was cut off ({e}); retry with the same Idempotency-Key"
+        ))
+    })?;
+    if status.is_success() {
         let order: Value = serde_json::from_slice(&body).map_err(Error::internal)?;
         let order_id = order["id"].as_str().unwrap_or_default().to_owned();
-        let items = cart.items.clone();
+        let order_state = order["state"].as_str().unwrap_or_default().to_owned();
         state
             .store
-            .update(user.sub, |cart| {
-                if !cart.checkouts.iter().any(|c| c.order_id == order_id) {
-                    cart.checkouts.push(Checkout {
-                        order_id: order_id.clone(),
-                        items: items.clone(),
-                    });
+            .update(customer, |cart| {
+                let Some(hold) = cart.checkouts.iter_mut().find(|c| c.key == key) else {
+                    // Its order ended meanwhile and the consumer settled the hold.
+                    return Ok::<_, Error>(());
+                };
+                let in_this_order = hold.order_id.as_deref() == Some(order_id.as_str());
+                match order_state.as_str() {
+                    "pending" | "awaiting_payment" => {
+                        if hold.order_id.is_none() {
+                            hold.order_id = Some(order_id.clone());
+                        }
+                    }
+                    // Bought (a retry after the payment): the lines stay out.
+                    "completed" if in_this_order => {
+                        cart.checkouts.retain(|c| c.key != key);
+                    }
+                    // Cancelled, or a key reused after its order ended, which gives back that
+                    // order: these lines are not bought.
+                    _ => {
+                        cart.release(&key);
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+    } else if status.is_client_error() && hold.order_id.is_none() {
+        // orders refused: no order holds these lines.
+        state
+            .store
+            .update(customer, |cart| {
+                if cart
+                    .checkouts
+                    .iter()
+                    .any(|c| c.key == key && c.order_id.is_none())
+                {
+                    cart.release(&key);
                 }
                 Ok::<_, Error>(())
             })

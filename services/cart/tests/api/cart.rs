@@ -14,7 +14,7 @@ async fn a_cart_holds_lines_shown_from_the_replica() {
     let ada = shop.customer();
     assert_eq!(
         shop.view(&ada).await,
-        json!({ "items": [], "subtotal": null, "count": 0 })
+        json!({ "items": [], "subtotal": null, "estimate": null, "count": 0, "held": [] })
     );
 
     let add = |product: &str, quantity: i64| json!({ "product_id": product, "quantity": quantity });
@@ -150,6 +150,17 @@ async fn bad_cart_requests_are_refused() {
 
     let response = shop.cart(Method::POST, "/checkout", &ada, None).await;
     problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    for key in ["", " ", "k\u{e9}y", &"k".repeat(101)] {
+        let response = shop
+            .http
+            .post(format!("http://{}/api/cart/checkout", shop.cart))
+            .bearer_auth(&ada.token)
+            .header("idempotency-key", key.as_bytes())
+            .send()
+            .await
+            .unwrap();
+        problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    }
     let bob = shop.customer();
     problem(
         shop.checkout(&bob, "k1").await,

@@ -19,7 +19,10 @@ pub struct Shop {
     pub orders: SocketAddr,
     pub payments: SocketAddr,
     pub http: reqwest::Client,
+    pub stack: TestStack,
     pub cart_store: storefront_cart::store::Store,
+    pub orders_store: storefront_orders::store::Store,
+    pub payments_store: storefront_payments::store::Store,
     key: SigningKey,
     pub admin: String,
     _stop: watch::Sender<bool>,
@@ -29,8 +32,15 @@ pub struct Customer {
     pub token: String,
 }
 
+pub const WEBHOOK_SECRET: &str = "whsec_storefront_test";
+
 /// All four services on one fresh topic prefix.
 pub async fn shop() -> Shop {
+    shop_with(|_| {}).await
+}
+
+/// [`shop`], with `edit` adjusting orders' configuration.
+pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Shop {
     let stack = TestStack::from_env();
     let prefix = unique("t");
     let key = SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap();
@@ -75,44 +85,43 @@ pub async fn shop() -> Shop {
     tokio::spawn(products.consumer.expect("consumer").run(stopped.clone()));
     let products_addr = spawn(products.app).await;
 
-    let orders = storefront_orders::build_with(
-        &storefront_orders::Config {
-            http: HttpConfig::default(),
-            mongo: stack.mongo(&unique("orders")),
-            kafka: stack.kafka(&prefix),
-            redis: redis.clone(),
-            jwks_url: jwks_url.clone(),
-            payment_window: Duration::from_secs(900),
-            expiry_poll: Duration::from_millis(500),
-            consume_events: true,
-        },
-        authenticator().await,
-    )
-    .await
-    .expect("orders builds");
+    let mut orders_config = storefront_orders::Config::new(
+        HttpConfig::default(),
+        stack.mongo(&unique("orders")),
+        stack.kafka(&prefix),
+        redis.clone(),
+        jwks_url.clone(),
+    );
+    orders_config.expiry_poll = Duration::from_millis(500);
+    edit(&mut orders_config);
+    let orders = storefront_orders::build_with(&orders_config, authenticator().await)
+        .await
+        .expect("orders builds");
     tokio::spawn(orders.relay.run(stopped.clone()));
     tokio::spawn(orders.consumer.expect("consumer").run(stopped.clone()));
     tokio::spawn(orders.expiry.run(stopped.clone()));
+    let orders_store = orders.state.store.clone();
     let orders_addr = spawn(orders.app).await;
 
-    let payments = storefront_payments::build_with(
-        &storefront_payments::Config {
-            http: HttpConfig::default(),
-            mongo: stack.mongo(&unique("payments")),
-            kafka: stack.kafka(&prefix),
-            redis: redis.clone(),
-            jwks_url: jwks_url.clone(),
-            stripe_secret_key: stack.stripe_secret_key.clone(),
-            stripe_api_base: Some(stack.stripe_url.clone()),
-            stripe_webhook_secret: "whsec_storefront_test".into(),
-            consume_events: true,
-        },
-        authenticator().await,
-    )
-    .await
-    .expect("payments builds");
+    let mut payments_config = storefront_payments::Config::new(
+        HttpConfig::default(),
+        stack.mongo(&unique("payments")),
+        stack.kafka(&prefix),
+        redis.clone(),
+        jwks_url.clone(),
+        stack.stripe_secret_key.clone(),
+        Some(stack.stripe_url.clone()),
+        WEBHOOK_SECRET.into(),
+        format!("http://{orders_addr}"),
+    );
+    payments_config.refund_poll = Duration::from_millis(500);
+    let payments = storefront_payments::build_with(&payments_config, authenticator().await)
+        .await
+        .expect("payments builds");
+    let payments_store = payments.state.store.clone();
     tokio::spawn(payments.relay.run(stopped.clone()));
     tokio::spawn(payments.consumer.expect("consumer").run(stopped.clone()));
+    tokio::spawn(payments.refunds.run(stopped.clone()));
     let payments_addr = spawn(payments.app).await;
 
     let cart = storefront_cart::build_with(
@@ -139,7 +148,10 @@ pub async fn shop() -> Shop {
         orders: orders_addr,
         payments: payments_addr,
         http: reqwest::Client::new(),
+        stack,
         cart_store,
+        orders_store,
+        payments_store,
         key,
         admin: String::new(),
         _stop: stop,
@@ -246,12 +258,41 @@ impl Shop {
         .unwrap()
     }
 
+    /// Follows the order with orders' long-poll (one request per change) until `state`.
     pub async fn wait_order(&self, who: &Customer, id: &str, state: &str) -> Value {
-        eventually(&format!("order {id} is {state}"), || async {
-            self.order(who, id).await["state"] == state
-        })
-        .await;
-        self.order(who, id).await
+        self.wait_order_until(who, id, |order| order["state"] == state)
+            .await
+    }
+
+    /// Follows the order with orders' long-poll until `done` accepts it (30 s at most).
+    pub async fn wait_order_until(
+        &self,
+        who: &Customer,
+        id: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut order = self.order(who, id).await;
+        while !done(&order) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {id} stayed as it was: {order}"
+            );
+            let response = self
+                .http
+                .get(format!("http://{}/api/orders/{id}?wait=5", self.orders))
+                .bearer_auth(&who.token)
+                .header("if-none-match", format!("\"{}\"", order["version"]))
+                .send()
+                .await
+                .unwrap();
+            match response.status() {
+                StatusCode::OK => order = response.json().await.unwrap(),
+                StatusCode::NOT_MODIFIED => {}
+                other => panic!("long-poll answered {other}"),
+            }
+        }
+        order
     }
 
     pub async fn pay(&self, who: &Customer, order: &str, method: &str) -> Response {
@@ -264,22 +305,39 @@ impl Shop {
         .await
     }
 
-    /// Pays once payments has heard the order is payable (its replica follows orders' events a
-    /// moment behind; until then the answer is 409 `order-not-payable`, as a client would see).
-    pub async fn pay_ready(&self, who: &Customer, order: &str, method: &str) -> Response {
-        let until = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let response = self.pay(who, order, method).await;
-            if response.status() != StatusCode::CONFLICT || tokio::time::Instant::now() > until {
-                return response;
-            }
-            let body: Value = response.json().await.unwrap();
-            assert_eq!(
-                body["type"], "https://storefront.dev/problems/order-not-payable",
-                "{body}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    pub async fn cancel(&self, who: &Customer, order: &str) -> Response {
+        self.call(
+            Method::POST,
+            format!("http://{}/api/orders/{order}/cancel", self.orders),
+            Some(&who.token),
+            None,
+        )
+        .await
+    }
+
+    /// A Stripe object as the Stripe stand-in has it (`payment_intents/pi_…`).
+    pub async fn stripe(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}/v1/{path}", self.stack.stripe_url))
+            .basic_auth(&self.stack.stripe_secret_key, Some(""))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The refunds Stripe made of a PaymentIntent's money.
+    pub async fn stripe_refunds(&self, intent: &str) -> Vec<Value> {
+        self.stripe(&format!("refunds?payment_intent={intent}&limit=100"))
+            .await["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r["status"] == "succeeded")
+            .collect()
     }
 
     /// A product, once cart's replica has it.

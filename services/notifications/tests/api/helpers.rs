@@ -8,7 +8,7 @@ use serde_json::Value;
 use storefront_auth::keys::SigningKey;
 use storefront_events::{
     Envelope, Event, Money,
-    orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted},
+    orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, PriceLine},
     products::{ProductCreated, ProductSnapshot, Stock},
 };
 use storefront_kit::{
@@ -183,6 +183,18 @@ impl Shop {
             OrderAwaitingPayment {
                 order_id: order,
                 user_id: user.id,
+                charges: vec![
+                    PriceLine {
+                        kind: "shipping".into(),
+                        label: "Shipping".into(),
+                        amount: usd(499),
+                    },
+                    PriceLine {
+                        kind: "tax".into(),
+                        label: "Tax (8%)".into(),
+                        amount: usd(160),
+                    },
+                ],
                 total: usd(2500),
                 expires_at: Utc::now(),
             },
@@ -197,6 +209,7 @@ impl Shop {
             OrderCompleted {
                 order_id: order,
                 user_id: user.id,
+                charges: Vec::new(),
                 total: usd(2500),
                 completed_at: Utc::now(),
             },

@@ -49,6 +49,15 @@ async fn the_saga_events_become_the_users_notifications_newest_first() {
         items[1]
     );
     assert_eq!(items[2]["order_status"], "awaiting_payment");
+    // The total and what makes it up, from the order's pricing.
+    assert!(
+        items[2]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Pay 25.00 USD (items 18.41 USD, Shipping 4.99 USD, Tax (8%) 1.60 USD)"),
+        "{}",
+        items[2]
+    );
     assert!(
         items
             .iter()
@@ -239,6 +248,7 @@ async fn a_redelivered_event_makes_one_notification() {
         OrderAwaitingPayment {
             order_id: order,
             user_id: alice.id,
+            charges: Vec::new(),
             total: usd(100),
             expires_at: Utc::now(),
         },

@@ -81,6 +81,37 @@ impl OrderState {
     pub fn is_open(self) -> bool {
         matches!(self, OrderState::Pending | OrderState::AwaitingPayment)
     }
+
+    /// What a payment that went through does to an order in this state. orders is the one owner
+    /// of an order's fate (docs/saga.md, "One owner"): the money is kept only for an order whose
+    /// stock is held and that nobody ended first; anything else becomes a refund. `recorded` is
+    /// whether the order already has this payment (a replayed event).
+    pub fn settle_payment(self, recorded: bool) -> Settlement {
+        match (self, recorded) {
+            (_, true) => Settlement::Replay,
+            (OrderState::AwaitingPayment, false) => Settlement::Complete,
+            // Payments only charges an order orders held for payment, which is never pending;
+            // if money comes anyway, its stock is not held: end the order and give it back.
+            (OrderState::Pending, false) => Settlement::CancelAndRefund,
+            (OrderState::Cancelled, false) => Settlement::Refund,
+            // One payment per order (payments records one success): a completed order with no
+            // recorded payment only exists from before payments were recorded on orders.
+            (OrderState::Completed, false) => Settlement::Replay,
+        }
+    }
+}
+
+/// The verdict on a payment that went through, from [`OrderState::settle_payment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Keep the money: the order is completed.
+    Complete,
+    /// The order had already ended unpaid: it stays cancelled and the money goes back.
+    Refund,
+    /// Paid before its stock was held: cancel it and give the money back.
+    CancelAndRefund,
+    /// Seen before: nothing changes.
+    Replay,
 }
 
 impl std::fmt::Display for OrderState {
@@ -121,6 +152,16 @@ mod tests {
             Completed.cancel().unwrap_err().to_string(),
             "an order that is completed cannot be cancelled"
         );
+    }
+
+    #[test]
+    fn money_is_kept_only_for_an_order_awaiting_payment() {
+        assert_eq!(AwaitingPayment.settle_payment(false), Settlement::Complete);
+        assert_eq!(Cancelled.settle_payment(false), Settlement::Refund);
+        assert_eq!(Pending.settle_payment(false), Settlement::CancelAndRefund);
+        for state in [Pending, AwaitingPayment, Completed, Cancelled] {
+            assert_eq!(state.settle_payment(true), Settlement::Replay);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use storefront_events::Money;
+use storefront_events::{Money, orders::PriceLine};
 use storefront_kit::{
     Error, Json,
     auth::{CurrentUser, RequireAdmin},
@@ -20,12 +20,15 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    domain::{Fields, MAX_LINES, MAX_QUANTITY, OrderState},
-    store::{LineDoc, OrderDoc, Step, at},
+    domain::{Fields, MAX_LINES, MAX_ORDER_TOTAL, MAX_QUANTITY, OrderState},
+    pricing::{Priced, PricingLine, PricingRequest, PricingSource},
+    store::{LineDoc, NotPayable, OrderDoc, RefundStatus, Step, StoreError, at},
 };
 
 pub const MAX_PER_PAGE: u64 = 100;
 pub const MAX_KEY_CHARS: usize = 100;
+/// The longest a request waits for an order to change (below the server's request timeout).
+pub const MAX_WAIT_SECS: u64 = 10;
 
 #[derive(Debug, Serialize)]
 pub struct LineView {
@@ -36,6 +39,56 @@ pub struct LineView {
     line_total: Money,
 }
 
+/// Where an order's charges came from.
+#[derive(Debug, Serialize)]
+pub struct PricingView {
+    /// `function`, or `fallback` (the built-in rules, because the function did not answer
+    /// usefully).
+    source: PricingSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_reason: Option<String>,
+}
+
+impl PricingView {
+    fn of(priced: &Priced) -> Self {
+        PricingView {
+            source: priced.source,
+            fallback_reason: priced.fallback_reason.clone(),
+        }
+    }
+}
+
+impl LineView {
+    fn of(l: &LineDoc) -> Self {
+        LineView {
+            product_id: l.product_id.clone(),
+            title: l.title.clone(),
+            unit_price: l.unit_price.clone(),
+            quantity: l.quantity,
+            line_total: Money {
+                amount: l.line_total,
+                currency: l.unit_price.currency.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PaymentView {
+    amount: Money,
+    paid_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RefundView {
+    status: RefundStatus,
+    amount: Money,
+    reason: String,
+    due_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refunded_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct OrderView {
     id: Uuid,
@@ -44,36 +97,62 @@ pub struct OrderView {
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     lines: Vec<LineView>,
+    /// The lines' sum.
+    subtotal: Money,
+    /// Shipping, fees, tax, discounts on top of the lines.
+    charges: Vec<PriceLine>,
+    /// What the order costs: `subtotal` + every charge.
     total: Money,
+    /// Where the charges came from (absent on orders placed before pricing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pricing: Option<PricingView>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     /// Until when an open order can be paid.
     expires_at: DateTime<Utc>,
+    /// While a payment is with Stripe: until when a cancel waits for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paying_until: Option<DateTime<Utc>>,
+    /// The money received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment: Option<PaymentView>,
+    /// Money received after the order ended unpaid, and where its way back is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund: Option<RefundView>,
 }
 
 impl From<&OrderDoc> for OrderView {
     fn from(order: &OrderDoc) -> Self {
+        let now = mongodb::bson::DateTime::now();
         OrderView {
+            paying_until: order
+                .paying_until
+                .filter(|_| order.is_held(now))
+                .map(|t| t.to_chrono()),
+            payment: order.payment.as_ref().map(|p| PaymentView {
+                amount: p.amount.clone(),
+                paid_at: p.paid_at.to_chrono(),
+            }),
+            refund: order.refund.as_ref().map(|r| RefundView {
+                status: r.status,
+                amount: r.amount.clone(),
+                reason: r.reason.clone(),
+                due_at: r.due_at.to_chrono(),
+                refunded_at: r.refunded_at.map(|t| t.to_chrono()),
+            }),
             id: order.uuid(),
             user_id: order.user(),
             state: order.state,
             reason: order.reason.clone(),
-            lines: order
-                .lines
-                .iter()
-                .map(|l| LineView {
-                    product_id: l.product_id.clone(),
-                    title: l.title.clone(),
-                    unit_price: l.unit_price.clone(),
-                    quantity: l.quantity,
-                    line_total: Money {
-                        amount: l.line_total,
-                        currency: l.unit_price.currency.clone(),
-                    },
-                })
-                .collect(),
+            lines: order.lines.iter().map(LineView::of).collect(),
+            subtotal: Money {
+                amount: order.lines.iter().map(|l| l.line_total).sum(),
+                currency: order.total.currency.clone(),
+            },
+            charges: order.charges(),
             total: order.total.clone(),
+            pricing: order.pricing.as_ref().map(PricingView::of),
             version: order.version,
             created_at: order.created_at.to_chrono(),
             updated_at: order.updated_at.to_chrono(),
@@ -154,21 +233,17 @@ fn created(order: &OrderDoc) -> Response {
     response
 }
 
-/// `POST /api/orders`: priced from orders' product replica, never from the client. With an
-/// `Idempotency-Key`, the same key again returns the same order.
-pub async fn place(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    headers: HeaderMap,
-    Json(body): Json<PlaceBody>,
-) -> Result<Response, Error> {
-    let key = idempotency_key(&headers)?;
-    let merged = requested(&body)?;
+/// The lines of `merged`, priced from orders' product replica (never from the client), and
+/// their one currency.
+async fn lines_of(
+    state: &AppState,
+    merged: &BTreeMap<Uuid, i64>,
+) -> Result<(Vec<LineDoc>, String), Error> {
     let ids: Vec<String> = merged.keys().map(Uuid::to_string).collect();
     let known = state.store.products(&ids).await?;
     let mut fields = Fields::default();
     let mut lines = Vec::with_capacity(merged.len());
-    for (id, quantity) in &merged {
+    for (id, quantity) in merged {
         match known.iter().find(|p| p.id == id.to_string()) {
             Some(p) if !p.deleted => lines.push(LineDoc {
                 product_id: p.id.clone(),
@@ -188,23 +263,93 @@ pub async fn place(
             "an order is in one currency; these products are priced in several",
         ));
     }
-    let total = lines.iter().map(|l| l.line_total).sum();
+    Ok((lines, currency))
+}
+
+/// 422 for an amount above what one payment can take (Stripe's ceiling), before anyone pays.
+fn within_one_payment(amount: &Money) -> Result<(), Error> {
+    if amount.amount <= MAX_ORDER_TOTAL {
+        return Ok(());
+    }
+    Err(Error::field(
+        "total",
+        format!(
+            "{amount} is more than one payment can take (at most {}); order fewer items",
+            Money {
+                amount: MAX_ORDER_TOTAL,
+                currency: amount.currency.clone()
+            },
+        ),
+    ))
+}
+
+/// Prices `lines` through the pricing function (the fallback when it does not answer usefully).
+async fn priced(
+    state: &AppState,
+    order_id: Option<Uuid>,
+    user: Uuid,
+    lines: &[LineDoc],
+    currency: &str,
+) -> Result<Priced, Error> {
+    let money = |amount| Money {
+        amount,
+        currency: currency.to_owned(),
+    };
+    let subtotal = money(lines.iter().map(|l| l.line_total).sum());
+    within_one_payment(&subtotal)?;
+    let request = PricingRequest {
+        order_id,
+        user_id: user,
+        currency: currency.to_owned(),
+        lines: lines
+            .iter()
+            .map(|l| PricingLine {
+                product_id: l.product_id.clone(),
+                title: l.title.clone(),
+                unit_price: l.unit_price.clone(),
+                quantity: l.quantity,
+                line_total: money(l.line_total),
+            })
+            .collect(),
+        subtotal,
+    };
+    let priced = state.pricing.price(&request).await;
+    within_one_payment(&priced.total)?;
+    Ok(priced)
+}
+
+/// `POST /api/orders`: priced from orders' product replica, never from the client, and through
+/// the pricing function (shipping, fees, tax), whose answer is recorded on the order. With an
+/// `Idempotency-Key`, the same key again returns the same order.
+pub async fn place(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    Json(body): Json<PlaceBody>,
+) -> Result<Response, Error> {
+    let key = idempotency_key(&headers)?;
+    let merged = requested(&body)?;
+    let (lines, currency) = lines_of(&state, &merged).await?;
+    let id = Uuid::now_v7();
+    let pricing = priced(&state, Some(id), user.sub, &lines, &currency).await?;
     let now = Utc::now();
     let window = chrono::Duration::from_std(state.payment_window).map_err(Error::internal)?;
     let order = OrderDoc {
-        id: Uuid::now_v7().to_string(),
+        id: id.to_string(),
         user_id: user.sub.to_string(),
         lines,
-        total: Money {
-            amount: total,
-            currency,
-        },
+        total: pricing.total.clone(),
         state: OrderState::Pending,
         reason: None,
         version: 1,
         created_at: at(now),
         updated_at: at(now),
         expires_at: at(now + window),
+        idempotency_key: key.clone(),
+        paying_until: None,
+        payment: None,
+        refund: None,
+        pricing: Some(pricing),
     };
     let fingerprint = {
         let mut hash = Sha256::new();
@@ -218,6 +363,34 @@ pub async fn place(
         .place(&order, key.as_deref().map(|k| (k, fingerprint.as_str())))
         .await?;
     Ok(created(&order))
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuoteView {
+    lines: Vec<LineView>,
+    subtotal: Money,
+    charges: Vec<PriceLine>,
+    total: Money,
+    pricing: PricingView,
+}
+
+/// `POST /api/orders/quote`: what these lines would cost as an order now — the same pricing as
+/// `POST /api/orders`, nothing placed (the cart shows it).
+pub async fn quote(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Json(body): Json<PlaceBody>,
+) -> Result<Json<QuoteView>, Error> {
+    let merged = requested(&body)?;
+    let (lines, currency) = lines_of(&state, &merged).await?;
+    let pricing = priced(&state, None, user.sub, &lines, &currency).await?;
+    Ok(Json(QuoteView {
+        lines: lines.iter().map(LineView::of).collect(),
+        subtotal: pricing.subtotal.clone(),
+        charges: pricing.charges.clone(),
+        total: pricing.total.clone(),
+        pricing: PricingView::of(&pricing),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,16 +476,128 @@ async fn visible(
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Seconds to wait for a change (1 to [`MAX_WAIT_SECS`]).
+    wait: Option<u64>,
+}
+
+fn wait_secs(query: &WaitQuery) -> Result<u64, Error> {
+    match query.wait {
+        None => Ok(0),
+        Some(secs) if (1..=MAX_WAIT_SECS).contains(&secs) => Ok(secs),
+        Some(_) => Err(Error::field(
+            "wait",
+            format!("between 1 and {MAX_WAIT_SECS} seconds"),
+        )),
+    }
+}
+
+/// The order's entity tag: its version, which every visible change raises.
+fn etag(order: &OrderDoc) -> String {
+    format!("\"{}\"", order.version)
+}
+
+/// The version an `If-None-Match` names (`"3"` or `W/"3"`); anything else names none.
+fn known_version(headers: &HeaderMap) -> Option<i64> {
+    let value = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?.trim();
+    let value = value.strip_prefix("W/").unwrap_or(value);
+    value.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+}
+
+/// `GET /api/orders/{id}`, with an `ETag` (the version). With `If-None-Match` naming the current
+/// version it answers 304 — after waiting up to `?wait=` seconds for the order to change first,
+/// so a client follows an order with one request per change instead of polling.
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-) -> Result<Json<OrderView>, Error> {
-    let order = visible(&state, &user, &id).await?;
-    Ok(Json(OrderView::from(&order)))
+    Query(query): Query<WaitQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let wait = wait_secs(&query)?;
+    let mut order = visible(&state, &user, &id).await?;
+    let known = known_version(&headers);
+    if wait > 0 && known == Some(order.version) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+        let seen = order.version;
+        order = state
+            .store
+            .wait_for(order.uuid(), deadline, |o| o.version != seen)
+            .await?
+            .ok_or_else(|| Error::NotFound("no such order".into()))?;
+    }
+    let tag = HeaderValue::from_str(&etag(&order)).map_err(Error::internal)?;
+    let mut response = if known == Some(order.version) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Json(OrderView::from(&order)).into_response()
+    };
+    response.headers_mut().insert(header::ETAG, tag);
+    Ok(response)
 }
 
-/// `POST /api/orders/{id}/cancel`: only before payment; the stock is released.
+/// `POST /internal/orders/{id}/payment-hold` (payments, with the customer's token; not routed by
+/// the Ingress): holds the caller's order for payment and answers it, with the total to charge.
+/// An order whose stock is still being reserved is waited for up to `?wait=` seconds. 409
+/// `already-paid` for a completed order, 409 `order-not-payable` for one that ended or is still
+/// pending after the wait; anyone else's order is 404.
+pub async fn hold_for_payment(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> Result<Json<OrderView>, Error> {
+    let wait = wait_secs(&query)?;
+    let missing = || Error::NotFound("no such order".into());
+    let id: Uuid = id.parse().map_err(|_| missing())?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let owner = user.sub.to_string();
+    match state.store.get(id).await? {
+        Some(order) if order.user_id == owner => {}
+        _ => return Err(missing()),
+    }
+    loop {
+        match state
+            .store
+            .hold_for_payment(id, user.sub, state.payment_hold)
+            .await
+        {
+            Ok(Ok(order)) => return Ok(Json(OrderView::from(&order))),
+            Ok(Err(NotPayable::Pending)) if tokio::time::Instant::now() < deadline => {
+                state
+                    .store
+                    .wait_for(id, deadline, |o| o.state != OrderState::Pending)
+                    .await?;
+            }
+            Ok(Err(NotPayable::Pending)) => {
+                return Err(Error::Conflict {
+                    kind: "order-not-payable",
+                    detail: "the order's stock is still being reserved; try again in a moment"
+                        .into(),
+                });
+            }
+            Ok(Err(NotPayable::Paid)) => {
+                return Err(Error::Conflict {
+                    kind: "already-paid",
+                    detail: "this order is paid already".into(),
+                });
+            }
+            Ok(Err(NotPayable::Ended(detail))) => {
+                return Err(Error::Conflict {
+                    kind: "order-not-payable",
+                    detail,
+                });
+            }
+            Err(StoreError::NotFound) => return Err(missing()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `POST /api/orders/{id}/cancel`: only before payment (409 `payment-in-progress` while payments
+/// holds it); the stock is released.
 pub async fn cancel(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -38,7 +38,18 @@ async fn an_order_is_reserved_paid_and_completed() {
     let order: serde_json::Value = response.json().await.unwrap();
     let id = order["id"].as_str().unwrap().to_owned();
     assert_eq!(order["state"], "pending");
-    assert_eq!(order["total"], json!({ "amount": 3600, "currency": "USD" }));
+    assert_eq!(
+        order["subtotal"],
+        json!({ "amount": 3600, "currency": "USD" })
+    );
+    // The total is the items and what the pricing function adds (tests/api/pricing.rs).
+    let charges: i64 = order["charges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["amount"]["amount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(order["total"]["amount"], 3600 + charges);
     assert_eq!(order["lines"][0]["title"], "Mug");
     assert_eq!(order["lines"][0]["line_total"]["amount"], 3600);
 
@@ -248,7 +259,7 @@ async fn the_product_replica_never_moves_backwards() {
         .json()
         .await
         .unwrap();
-    assert_eq!(order["total"]["amount"], 2500);
+    assert_eq!(order["subtotal"]["amount"], 2500);
 }
 
 #[tokio::test]

@@ -35,18 +35,17 @@ pub struct Customer {
 }
 
 pub fn orders_config(stack: &TestStack, prefix: &str) -> storefront_orders::Config {
-    storefront_orders::Config {
-        http: HttpConfig::default(),
-        mongo: stack.mongo(&unique("orders")),
-        kafka: stack.kafka(prefix),
-        redis: RedisConfig {
+    let mut config = storefront_orders::Config::new(
+        HttpConfig::default(),
+        stack.mongo(&unique("orders")),
+        stack.kafka(prefix),
+        RedisConfig {
             url: stack.redis_url.clone(),
         },
-        jwks_url: "http://127.0.0.1:9/unused".into(),
-        payment_window: Duration::from_secs(900),
-        expiry_poll: Duration::from_millis(200),
-        consume_events: true,
-    }
+        "http://127.0.0.1:9/unused".into(),
+    );
+    config.expiry_poll = Duration::from_millis(200);
+    config
 }
 
 fn products_config(stack: &TestStack, prefix: &str) -> storefront_products::Config {
@@ -80,6 +79,19 @@ pub async fn shop() -> Shop {
 
 /// Both services on one fresh topic prefix; `edit` adjusts orders' configuration.
 pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Shop {
+    shop_configured(edit, true).await
+}
+
+/// A shop whose products service does not answer orders (no inventory consumer): its orders
+/// stay pending.
+pub async fn shop_without_inventory() -> Shop {
+    shop_configured(|_| {}, false).await
+}
+
+async fn shop_configured(
+    edit: impl FnOnce(&mut storefront_orders::Config),
+    inventory: bool,
+) -> Shop {
     let stack = TestStack::from_env();
     let prefix = unique("t");
     let key = SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap();
@@ -91,12 +103,15 @@ pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Sho
     };
     let (stop, stopped) = watch::channel(false);
 
-    let products =
-        storefront_products::build_with(&products_config(&stack, &prefix), authenticator().await)
-            .await
-            .expect("products builds");
+    let mut products_config = products_config(&stack, &prefix);
+    products_config.consume_events = inventory;
+    let products = storefront_products::build_with(&products_config, authenticator().await)
+        .await
+        .expect("products builds");
     tokio::spawn(products.relay.run(stopped.clone()));
-    tokio::spawn(products.consumer.expect("a consumer").run(stopped.clone()));
+    if let Some(consumer) = products.consumer {
+        tokio::spawn(consumer.run(stopped.clone()));
+    }
     let products_addr = spawn(products.app).await;
 
     let mut config = orders_config(&stack, &prefix);
@@ -184,6 +199,47 @@ impl Shop {
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
+    }
+
+    /// payments' hold of order `id`, as `who`, waiting up to `wait` seconds.
+    pub async fn hold(&self, who: &str, id: &str, wait: &str) -> Response {
+        self.http
+            .post(format!(
+                "http://{}/internal/orders/{id}/payment-hold?wait={wait}",
+                self.orders
+            ))
+            .bearer_auth(who)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /api/orders/{id}` as `who` with `If-None-Match` (when given) and `query`.
+    pub async fn follow(
+        &self,
+        who: &str,
+        id: &str,
+        if_none_match: Option<&str>,
+        query: &str,
+    ) -> Response {
+        let mut request = self
+            .http
+            .get(format!("http://{}/api/orders/{id}{query}", self.orders))
+            .bearer_auth(who);
+        if let Some(tag) = if_none_match {
+            request = request.header("if-none-match", tag);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The orders topic's events for `key`, once `expected` of the topic's events arrived.
+    pub async fn order_events(&self, key: &str, expected: usize) -> Vec<Envelope> {
+        let topic = storefront_events::Topic::Orders.name(&self.prefix);
+        storefront_kit::testing::consume(&self.stack.kafka_bootstrap, &topic, expected)
+            .await
+            .into_iter()
+            .filter(|e| e.key == key)
+            .collect()
     }
 
     /// Waits until the order's state is `state`; returns the order.

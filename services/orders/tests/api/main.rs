@@ -5,4 +5,6 @@
 mod helpers;
 
 mod checkout;
+mod paying;
 mod placing;
+mod pricing;

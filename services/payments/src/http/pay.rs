@@ -1,7 +1,9 @@
 //! `POST /api/payments`: pay one of my orders with a payment method from Stripe.js.
 //!
-//! The amount comes from payments' order replica, never from the client. The payment record is
-//! claimed first, so a second request for the same order (a double click, a retry) cannot reach
+//! orders holds the order for payment first (`crate::orders`): that says the order is mine and
+//! payable, waits for its stock if it is still being reserved, gives the amount (never the
+//! client's) and keeps a cancel from ending the order while Stripe has it. Then the payment record
+//! is claimed, so a second request for the same order (a double click, a retry) cannot reach
 //! Stripe while the first is there; Stripe's idempotency keys cover the rest.
 
 use axum::{
@@ -10,14 +12,18 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
-use storefront_events::Money;
-use storefront_kit::{Error, Json, auth::CurrentUser, error::Path};
+use storefront_events::{Money, orders::PriceLine};
+use storefront_kit::{
+    Error, Json,
+    auth::{ActingUser, CurrentUser},
+    error::Path,
+};
 use uuid::Uuid;
 
 use crate::{
     AppState,
     gateway::{Outcome, outcome},
-    store::{OrderReplica, PaymentDoc, PaymentStatus},
+    store::{PaymentDoc, PaymentStatus, RefundDoc},
 };
 
 #[derive(Debug, Deserialize)]
@@ -28,17 +34,53 @@ pub struct PayBody {
     payment_method: String,
 }
 
+/// A refund of the payment: orders found the order had ended when the money arrived.
+#[derive(Debug, Serialize)]
+pub struct RefundView {
+    /// `due` until Stripe confirms it, then `refunded`.
+    status: &'static str,
+    reason: String,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refunded_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<&RefundDoc> for RefundView {
+    fn from(refund: &RefundDoc) -> Self {
+        RefundView {
+            status: if refund.refunded_at.is_some() {
+                "refunded"
+            } else {
+                "due"
+            },
+            reason: refund.reason.clone(),
+            attempts: refund.attempts,
+            last_error: refund
+                .last_error
+                .clone()
+                .filter(|_| refund.refunded_at.is_none()),
+            refunded_at: refund.refunded_at.map(|t| t.to_chrono()),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct PaymentView {
     order_id: String,
     status: PaymentStatus,
     amount: Money,
+    /// What `amount` is made of beyond the items (shipping, fees, tax), as orders priced it.
+    charges: Vec<PriceLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     /// For `requires_action`: hand this to Stripe.js to finish (3-D Secure).
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<String>,
     attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund: Option<RefundView>,
 }
 
 impl PaymentView {
@@ -47,9 +89,11 @@ impl PaymentView {
             order_id: payment.id.clone(),
             status,
             amount: payment.amount.clone(),
+            charges: payment.charges.clone(),
             reason: payment.reason.clone(),
             client_secret,
             attempts: payment.attempts,
+            refund: payment.refund.as_ref().map(RefundView::from),
         }
     }
 }
@@ -58,18 +102,9 @@ fn not_found() -> Error {
     Error::NotFound("no such order".into())
 }
 
-/// My order, as payments knows it; anyone else's is not found.
-async fn my_order(state: &AppState, user: Uuid, raw: &str) -> Result<OrderReplica, Error> {
-    let id: Uuid = raw.parse().map_err(|_| not_found())?;
-    match state.store.order(id).await? {
-        Some(order) if order.user_id == user.to_string() => Ok(order),
-        _ => Err(not_found()),
-    }
-}
-
 pub async fn pay(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    user: ActingUser,
     Json(body): Json<PayBody>,
 ) -> Result<Response, Error> {
     let method = body.payment_method.trim();
@@ -79,22 +114,10 @@ pub async fn pay(
             "a PaymentMethod id from Stripe.js (pm_…)",
         ));
     }
-    let order = my_order(&state, user.sub, &body.order_id).await?;
-    match order.state.as_str() {
-        "awaiting_payment" => {}
-        "pending" => {
-            return Err(Error::Conflict {
-                kind: "order-not-payable",
-                detail: "the order's stock is still being reserved; try again in a moment".into(),
-            });
-        }
-        "completed" => return Err(crate::store::StoreError::AlreadyPaid.into()),
-        other => {
-            return Err(Error::Conflict {
-                kind: "order-not-payable",
-                detail: format!("the order is {other}"),
-            });
-        }
+    let order_id: Uuid = body.order_id.parse().map_err(|_| not_found())?;
+    let order = state.orders.hold(&user.token, order_id).await?;
+    if order.user_id != user.claims.sub {
+        return Err(not_found());
     }
     let payment = state.store.claim(&order).await?;
     let order_id = payment.order();
@@ -178,17 +201,19 @@ async fn charge(
     })
 }
 
-/// `GET /api/payments/{order_id}`: the payment of my order.
+/// `GET /api/payments/{order_id}`: the payment of my order (an admin sees anyone's). An order
+/// with no payment, or someone else's, is not found.
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(order_id): Path<String>,
 ) -> Result<Json<PaymentView>, Error> {
-    let order = my_order(&state, user.sub, &order_id).await?;
-    let payment = state
-        .store
-        .payment(order.id.parse().unwrap_or_default())
-        .await?
-        .ok_or_else(|| Error::NotFound("this order has no payment yet".into()))?;
-    Ok(Json(PaymentView::of(&payment, payment.status, None)))
+    let missing = || Error::NotFound("no payment for this order".into());
+    let id: Uuid = order_id.parse().map_err(|_| missing())?;
+    match state.store.payment(id).await? {
+        Some(payment) if payment.user_id == user.sub.to_string() || user.is_admin() => {
+            Ok(Json(PaymentView::of(&payment, payment.status, None)))
+        }
+        _ => Err(missing()),
+    }
 }

@@ -4,10 +4,7 @@ use chrono::Utc;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use storefront_auth::keys::SigningKey;
-use storefront_events::{
-    Envelope, Event, Money,
-    orders::{OrderAwaitingPayment, OrderCancelled, OrderCreated, OrderLine},
-};
+use storefront_events::{Envelope, Event};
 use storefront_kit::{
     auth::{Authenticator, Claims, ISSUER, Revocations, Role},
     config::{HttpConfig, RedisConfig},
@@ -15,18 +12,24 @@ use storefront_kit::{
     testing::{TestStack, spawn, unique},
 };
 use storefront_payments::{Config, store::Store};
+use storefront_products::{domain::ImageRules, s3::S3Config};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 pub const WEBHOOK_SECRET: &str = "whsec_storefront_test";
 
+/// payments with the real orders (which holds orders for payment) and products (which reserves
+/// their stock) beside it, on one fresh topic prefix.
 pub struct App {
     pub addr: SocketAddr,
+    pub orders: SocketAddr,
+    pub products: SocketAddr,
     pub http: reqwest::Client,
     pub stack: TestStack,
     pub config: Config,
     pub store: Store,
     key: SigningKey,
+    admin: String,
     _stop: watch::Sender<bool>,
 }
 
@@ -36,73 +39,137 @@ pub struct Customer {
 }
 
 pub async fn app() -> App {
+    app_with(|_| {}).await
+}
+
+/// [`app`], with `edit` adjusting payments' configuration.
+pub async fn app_with(edit: impl FnOnce(&mut Config)) -> App {
     let stack = TestStack::from_env();
     let prefix = unique("t");
-    let config = Config {
-        http: HttpConfig::default(),
-        mongo: stack.mongo(&unique("payments")),
-        kafka: stack.kafka(&prefix),
-        redis: RedisConfig {
-            url: stack.redis_url.clone(),
-        },
-        jwks_url: "http://127.0.0.1:9/unused".into(),
-        stripe_secret_key: stack.stripe_secret_key.clone(),
-        stripe_api_base: Some(stack.stripe_url.clone()),
-        stripe_webhook_secret: WEBHOOK_SECRET.into(),
-        consume_events: true,
-    };
     let key = SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap();
-    let revocations = Revocations::connect(&stack.redis_url, &prefix)
-        .await
-        .unwrap();
-    let authenticator = Arc::new(Authenticator::from_keys(key.decoding_keys(), revocations));
-    let payments = storefront_payments::build_with(&config, authenticator)
+    let authenticator = || async {
+        let revocations = Revocations::connect(&stack.redis_url, &prefix)
+            .await
+            .unwrap();
+        Arc::new(Authenticator::from_keys(key.decoding_keys(), revocations))
+    };
+    let redis = RedisConfig {
+        url: stack.redis_url.clone(),
+    };
+    let jwks_url = "http://127.0.0.1:9/unused".to_owned();
+    let (stop, stopped) = watch::channel(false);
+
+    let products = storefront_products::build_with(
+        &storefront_products::Config {
+            http: HttpConfig::default(),
+            mongo: stack.mongo(&unique("products")),
+            kafka: stack.kafka(&prefix),
+            redis: redis.clone(),
+            jwks_url: jwks_url.clone(),
+            s3: S3Config {
+                endpoint: stack.s3_endpoint.clone(),
+                public_endpoint: None,
+                access_key: stack.s3_access_key.clone(),
+                secret_key: stack.s3_secret_key.clone(),
+                bucket: format!("img-{}", &Uuid::new_v4().simple().to_string()[..12]),
+                region: "us-east-1".into(),
+                ensure_bucket: true,
+                url_ttl: Duration::from_secs(300),
+            },
+            images: ImageRules::default(),
+            cache_ttl: Duration::ZERO,
+            consume_events: true,
+        },
+        authenticator().await,
+    )
+    .await
+    .expect("products builds");
+    tokio::spawn(products.relay.run(stopped.clone()));
+    tokio::spawn(products.consumer.expect("a consumer").run(stopped.clone()));
+    let products_addr = spawn(products.app).await;
+
+    let orders = storefront_orders::build_with(
+        &storefront_orders::Config::new(
+            HttpConfig::default(),
+            stack.mongo(&unique("orders")),
+            stack.kafka(&prefix),
+            redis.clone(),
+            jwks_url.clone(),
+        ),
+        authenticator().await,
+    )
+    .await
+    .expect("orders builds");
+    tokio::spawn(orders.relay.run(stopped.clone()));
+    tokio::spawn(orders.consumer.expect("a consumer").run(stopped.clone()));
+    tokio::spawn(orders.expiry.run(stopped.clone()));
+    let orders_addr = spawn(orders.app).await;
+
+    let mut config = Config::new(
+        HttpConfig::default(),
+        stack.mongo(&unique("payments")),
+        stack.kafka(&prefix),
+        redis,
+        jwks_url,
+        stack.stripe_secret_key.clone(),
+        Some(stack.stripe_url.clone()),
+        WEBHOOK_SECRET.into(),
+        format!("http://{orders_addr}"),
+    );
+    config.refund_poll = Duration::from_millis(500);
+    edit(&mut config);
+    let payments = storefront_payments::build_with(&config, authenticator().await)
         .await
         .expect("payments builds");
-    let (stop, stopped) = watch::channel(false);
     tokio::spawn(payments.relay.run(stopped.clone()));
-    tokio::spawn(payments.consumer.expect("a consumer").run(stopped));
+    tokio::spawn(payments.consumer.expect("a consumer").run(stopped.clone()));
+    tokio::spawn(payments.refunds.run(stopped));
     let store = payments.state.store.clone();
     let addr = spawn(payments.app).await;
-    App {
+    let mut app = App {
         addr,
+        orders: orders_addr,
+        products: products_addr,
         http: reqwest::Client::new(),
         stack,
         config,
         store,
         key,
+        admin: String::new(),
         _stop: stop,
-    }
-}
-
-fn usd(amount: i64) -> Money {
-    Money {
-        amount,
-        currency: "USD".into(),
-    }
+    };
+    app.admin = app.mint(Uuid::new_v4(), Role::Admin);
+    app
 }
 
 impl App {
-    pub fn customer(&self) -> Customer {
-        let id = Uuid::new_v4();
+    fn mint(&self, sub: Uuid, role: Role) -> String {
         let now = Utc::now().timestamp();
-        let token = self.key.sign(&Claims {
+        self.key.sign(&Claims {
             iss: ISSUER.into(),
-            sub: id,
+            sub,
             email: "someone@example.com".into(),
-            role: Role::Customer,
+            role,
             jti: Uuid::new_v4(),
             sid: Uuid::new_v4(),
             iat: now,
             exp: now + 900,
-        });
-        Customer { id, token }
+        })
+    }
+
+    pub fn customer(&self) -> Customer {
+        let id = Uuid::new_v4();
+        Customer {
+            id,
+            token: self.mint(id, Role::Customer),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}/api/payments{path}", self.addr)
     }
 
+    /// Publishes `data` on its topic in this shop, as another service would.
     pub async fn publish<E: Event>(&self, key: Uuid, version: u64, data: E) {
         let producer: rdkafka::producer::FutureProducer =
             kafka::producer(&self.config.kafka).unwrap();
@@ -123,67 +190,101 @@ impl App {
             .unwrap();
     }
 
-    /// An order of `who` for `cents`, as payments' replica sees it once it is `state`.
+    /// A product at `cents`, once orders' replica has it (an order for it places at once).
+    async fn product(&self, cents: i64) -> String {
+        let response = self
+            .http
+            .post(format!("http://{}/api/products", self.products))
+            .bearer_auth(&self.admin)
+            .json(&json!({ "title": "Mug", "category": "kitchen", "price": { "amount": cents, "currency": "USD" }, "stock": 10 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// An order of `who` for one item at `cents`, placed through orders; with `payable`, once
+    /// its stock is reserved.
     pub async fn order(&self, who: &Customer, cents: i64, payable: bool) -> Uuid {
-        let order = Uuid::now_v7();
-        let created = OrderCreated {
-            order_id: order,
-            user_id: who.id,
-            lines: vec![OrderLine {
-                product_id: Uuid::new_v4(),
-                title: "Mug".into(),
-                unit_price: usd(cents),
-                quantity: 1,
-            }],
-            total: usd(cents),
-            created_at: Utc::now(),
+        let product = self.product(cents).await;
+        let body = json!({ "lines": [{ "product_id": product, "quantity": 1 }] });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        // orders' product replica follows products a moment behind.
+        let order: Value = loop {
+            let response = self
+                .http
+                .post(format!("http://{}/api/orders", self.orders))
+                .bearer_auth(&who.token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            if response.status() == StatusCode::CREATED {
+                break response.json().await.unwrap();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "orders never took the order: {}",
+                response.text().await.unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        self.publish(order, 1, created).await;
+        let id: Uuid = order["id"].as_str().unwrap().parse().unwrap();
         if payable {
-            let awaiting = OrderAwaitingPayment {
-                order_id: order,
-                user_id: who.id,
-                total: usd(cents),
-                expires_at: Utc::now() + chrono::Duration::minutes(15),
-            };
-            self.publish(order, 2, awaiting).await;
+            self.wait_order(who, id, "awaiting_payment").await;
         }
-        self.wait_replica(
-            order,
-            if payable {
-                "awaiting_payment"
-            } else {
-                "pending"
-            },
-        )
-        .await;
+        id
+    }
+
+    /// The order as orders has it.
+    pub async fn order_view(&self, who: &Customer, id: Uuid) -> Value {
+        self.http
+            .get(format!("http://{}/api/orders/{id}", self.orders))
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Follows the order with orders' long-poll until `state`.
+    pub async fn wait_order(&self, who: &Customer, id: Uuid, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut order = self.order_view(who, id).await;
+        while order["state"] != state {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {id} stayed {}",
+                order["state"]
+            );
+            let response = self
+                .http
+                .get(format!("http://{}/api/orders/{id}?wait=5", self.orders))
+                .bearer_auth(&who.token)
+                .header("if-none-match", format!("\"{}\"", order["version"]))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == StatusCode::OK {
+                order = response.json().await.unwrap();
+            }
+        }
         order
     }
 
-    pub async fn cancel(&self, who: &Customer, order: Uuid, version: u64) {
-        let cancelled = OrderCancelled {
-            order_id: order,
-            user_id: who.id,
-            reason: "the payment window expired".into(),
-            cancelled_at: Utc::now(),
-        };
-        self.publish(order, version, cancelled).await;
-    }
-
-    pub async fn wait_replica(&self, order: Uuid, state: &str) {
-        let until = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(o) = self.store.order(order).await.unwrap()
-                && o.state == state
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < until,
-                "order {order} never became {state}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    pub async fn cancel(&self, who: &Customer, id: Uuid) -> Response {
+        self.http
+            .post(format!("http://{}/api/orders/{id}/cancel", self.orders))
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn pay(&self, who: &Customer, order: Uuid, method: &str) -> Response {
@@ -192,6 +293,19 @@ impl App {
             .bearer_auth(&who.token)
             .json(&json!({ "order_id": order, "payment_method": method }))
             .send()
+            .await
+            .unwrap()
+    }
+
+    /// The payment of `order` as its owner sees it.
+    pub async fn payment(&self, who: &Customer, order: Uuid) -> Value {
+        self.http
+            .get(self.url(&format!("/{order}")))
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
             .await
             .unwrap()
     }
@@ -206,10 +320,10 @@ impl App {
             .collect()
     }
 
-    /// The PaymentIntent as the Stripe stand-in has it.
-    pub async fn intent(&self, id: &str) -> Value {
+    /// A Stripe object as the Stripe stand-in has it (`payment_intents/pi_…`).
+    pub async fn stripe(&self, path: &str) -> Value {
         self.http
-            .get(format!("{}/v1/payment_intents/{id}", self.stack.stripe_url))
+            .get(format!("{}/v1/{path}", self.stack.stripe_url))
             .basic_auth(&self.stack.stripe_secret_key, Some(""))
             .send()
             .await
@@ -217,6 +331,33 @@ impl App {
             .json()
             .await
             .unwrap()
+    }
+
+    /// The PaymentIntent as the Stripe stand-in has it.
+    pub async fn intent(&self, id: &str) -> Value {
+        self.stripe(&format!("payment_intents/{id}")).await
+    }
+
+    /// The refunds Stripe holds for a PaymentIntent.
+    pub async fn refunds(&self, intent: &str) -> Vec<Value> {
+        self.stripe(&format!("refunds?payment_intent={intent}&limit=100"))
+            .await["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Polls `check` every 50 ms for up to 30 s.
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < until, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

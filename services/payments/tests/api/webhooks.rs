@@ -62,7 +62,9 @@ async fn the_webhook_records_an_outcome_once() {
         "malformed-request",
     )
     .await;
-    let tampered = payload.replace("1500", "1");
+    let amount = format!("\"amount\":{}", intent["amount"]);
+    assert!(payload.contains(&amount));
+    let tampered = payload.replace(&amount, "\"amount\":1");
     problem(
         post(&app, &tampered, Some(&signature)).await,
         StatusCode::BAD_REQUEST,

@@ -8,8 +8,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use storefront_events::{
     Envelope, Event, Money, Topic,
-    orders::{OrderCancelled, OrderCreated, OrderLine},
-    payments::PaymentSucceeded,
+    orders::{OrderCancelled, OrderCompleted, OrderCreated, OrderLine},
     products::LineQuantity,
 };
 use storefront_kit::{kafka, testing::TestStack};
@@ -161,8 +160,10 @@ fn created(order: Uuid, lines: &[(Uuid, i64)]) -> OrderCreated {
                 quantity: *quantity,
             })
             .collect(),
+        charges: Vec::new(),
         total: usd(1800 * lines.iter().map(|l| l.1).sum::<i64>()),
         created_at: Utc::now(),
+        idempotency_key: None,
     }
 }
 
@@ -175,16 +176,17 @@ fn cancelled(order: Uuid) -> OrderCancelled {
     }
 }
 
-fn paid(order: Uuid) -> PaymentSucceeded {
-    PaymentSucceeded {
+/// orders completed the order (it was paid and orders kept the money).
+fn paid(order: Uuid) -> OrderCompleted {
+    OrderCompleted {
         order_id: order,
         user_id: Uuid::new_v4(),
-        payment_intent_id: "pi_test".into(),
-        amount: Money {
+        charges: Vec::new(),
+        total: Money {
             amount: 1800,
             currency: "USD".into(),
         },
-        succeeded_at: Utc::now(),
+        completed_at: Utc::now(),
     }
 }
 
@@ -221,8 +223,8 @@ async fn the_saga_events_reserve_release_and_sell_once_each() {
     let sold = Uuid::new_v4();
     publish(&app, sold, 1, created(sold, &[(product, 2)])).await;
     wait_for(&app, sold, ReservationState::Reserved).await;
-    let event = publish(&app, sold, 1, paid(sold)).await;
-    send(&app, &producer, Topic::Payments, &event).await;
+    let event = publish(&app, sold, 2, paid(sold)).await;
+    send(&app, &producer, Topic::Orders, &event).await;
     wait_for(&app, sold, ReservationState::Sold).await;
     publish(&app, sold, 3, cancelled(sold)).await;
 

@@ -179,7 +179,11 @@ async fn the_cart_adds_updates_and_removes_and_refuses_bad_quantities_on_the_pag
         .await;
     assert_eq!(page.redirect(), "/cart");
     let cart = visitor.get("/cart").await;
-    cart.ok().contains("id=\"subtotal\"");
+    // The subtotal, and what it would cost as an order (the shop's pricing function).
+    cart.ok()
+        .contains("id=\"subtotal\"")
+        .contains("id=\"estimate\"")
+        .contains("Shipping");
     assert_eq!(
         cart.values(
             &format!(
@@ -256,8 +260,18 @@ async fn checkout_pay_by_card_and_the_order_completes_with_its_notifications() {
     let product = a_product(&visitor).await;
     let order = visitor.buy(&product, 1).await;
     let path = format!("/orders/{order}");
+    // The line left the cart for the order: the cart page says where it is.
+    visitor
+        .get("/cart")
+        .await
+        .ok()
+        .contains("Your cart is empty.")
+        .contains("1 item is checked out")
+        .contains(&format!("href=\"/orders/{order}\""));
     let page = visitor.get(&path).await;
     page.ok()
+        .contains("class=\"charge\"")
+        .contains("Tax (8%)")
         .contains("id=\"payment-form\"")
         .contains("data-stripe-key=\"pk_test_storefront_local\"")
         .contains("/js.stripe.com/v3/");
