@@ -116,6 +116,14 @@ pub fn config_map(shop: &Shop) -> ConfigMap {
             );
         }
     }
+    for (variable, value) in [
+        ("KAFKA_FETCH_WAIT_MAX_MS", shop.kafka.fetch_wait_max_ms),
+        ("KAFKA_IDLE_FETCH_INTERVAL_MS", shop.kafka.idle_fetch_interval_ms),
+    ] {
+        if let Some(value) = value {
+            data.insert(variable.into(), value.to_string());
+        }
+    }
     if let Some(public) = &storage.public_endpoint {
         data.insert("S3_PUBLIC_ENDPOINT".into(), public.clone());
     }
@@ -334,6 +342,14 @@ pub fn deployment(shop: &Shop, planned: &Planned) -> Deployment {
             }),
             ..Volume::default()
         });
+    }
+    if service.name == "orders"
+        && let Some(pricing) = &shop.pricing
+    {
+        env.push(plain_env("PRICING_URL", pricing.url.clone()));
+        if let Some(timeout) = pricing.timeout_ms {
+            env.push(plain_env("PRICING_TIMEOUT_MS", timeout.to_string()));
+        }
     }
     if service.name == "web" {
         // Image uploads pass through web on their way to products.
@@ -576,6 +592,11 @@ pub fn network_policy(shop: &Shop, planned: &Planned) -> NetworkPolicy {
     }
     if service.needs.stripe && service.name != "web" {
         backend_ports.push(443);
+    }
+    if service.name == "orders"
+        && let Some(pricing) = &shop.pricing
+    {
+        backend_ports.push(i32::from(pricing.port));
     }
     backend_ports.sort_unstable();
     backend_ports.dedup();

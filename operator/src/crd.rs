@@ -54,6 +54,10 @@ pub struct StorefrontSpec {
     pub object_storage: ObjectStorageSpec,
     pub redis: RedisSpec,
     pub payments: PaymentsSpec,
+    /// The function that prices each order (shipping, fee and tax lines); unset: the built-in
+    /// one orders serves itself (docs/api/pricing.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PricingSpec>,
     /// What happens to topics, databases and the bucket when the Storefront is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -169,6 +173,18 @@ pub struct KafkaSpec {
     #[serde(default = "default_replication")]
     #[schemars(range(min = 1, max = 7))]
     pub replication_factor: i16,
+    /// How long the broker may hold a consumer's fetch that found nothing
+    /// (`KAFKA_FETCH_WAIT_MAX_MS`). Unset: the client's default long poll, right for Kafka, which
+    /// answers a held fetch as soon as a message arrives. A broker that holds every fetch for the
+    /// whole wait (tansu, the development broker) wants a short one, e.g. 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub fetch_wait_max_ms: Option<u32>,
+    /// With a short `fetchWaitMaxMs`: how often a consumer that saw nothing for 2 s looks again
+    /// (`KAFKA_IDLE_FETCH_INTERVAL_MS`), so an idle shop does not fetch all the time. Unset: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 60000))]
+    pub idle_fetch_interval_ms: Option<u32>,
 }
 
 fn default_partitions() -> i32 {
@@ -259,6 +275,20 @@ pub struct PaymentsSpec {
     /// Where Stripe's API is (real Stripe unless a stand-in is named).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_base: Option<String>,
+}
+
+/// A pricing function of the shop's own: orders sends it each order and records its answer,
+/// falling back to the built-in prices when it fails or does not answer in time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PricingSpec {
+    /// Its http(s) URL (`PRICING_URL`).
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// How long orders waits for its answer (`PRICING_TIMEOUT_MS`, default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 50, max = 10000))]
+    pub timeout_ms: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

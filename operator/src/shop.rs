@@ -80,7 +80,8 @@ pub const SERVICES: [Service; 7] = [
             stripe: true,
             ..BACKEND
         },
-        calls: &[],
+        // The payment hold: orders, the owner of the order's fate, must agree before a charge.
+        calls: &["orders"],
     },
     Service {
         name: "notifications",
@@ -145,6 +146,16 @@ pub struct Shop {
     pub object_storage: ObjectStorageSpec,
     pub redis_url: String,
     pub payments: PaymentsSpec,
+    pub pricing: Option<Pricing>,
+}
+
+/// The shop's own pricing function, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pricing {
+    pub url: String,
+    /// The port orders reaches it on (its NetworkPolicy allows it).
+    pub port: u16,
+    pub timeout_ms: Option<u32>,
 }
 
 /// Why a `Storefront` cannot be built; the message names the field.
@@ -230,6 +241,28 @@ impl Shop {
                 return Err(field(name, format!("{url:?} is not an http(s) URL")));
             }
         }
+        let pricing = match &spec.pricing {
+            None => None,
+            Some(pricing) => {
+                let uri: http::Uri = pricing
+                    .url
+                    .parse()
+                    .map_err(|e| field("pricing.url", format!("{:?}: {e}", pricing.url)))?;
+                let default_port = match uri.scheme_str() {
+                    Some("http") => 80,
+                    Some("https") => 443,
+                    _ => return Err(field("pricing.url", "must be an http:// or https:// URL")),
+                };
+                if uri.host().is_none_or(str::is_empty) {
+                    return Err(field("pricing.url", "has no host"));
+                }
+                Some(Pricing {
+                    url: pricing.url.clone(),
+                    port: uri.port_u16().unwrap_or(default_port),
+                    timeout_ms: pricing.timeout_ms,
+                })
+            }
+        };
         if !is_bucket_name(&spec.object_storage.bucket) {
             return Err(field(
                 "objectStorage.bucket",
@@ -292,6 +325,7 @@ impl Shop {
             object_storage: spec.object_storage.clone(),
             redis_url: spec.redis.url.clone(),
             payments: spec.payments.clone(),
+            pricing,
         })
     }
 

@@ -52,7 +52,11 @@ fn full() -> Value {
                 "resources": { "requests": { "cpu": "300m", "memory": "200Mi" } },
             },
         },
-        "kafka": { "bootstrapServers": "k1:9092,k2:9092", "partitions": 12, "replicationFactor": 3 },
+        "kafka": {
+            "bootstrapServers": "k1:9092,k2:9092", "partitions": 12, "replicationFactor": 3,
+            "fetchWaitMaxMs": 10, "idleFetchIntervalMs": 250,
+        },
+        "pricing": { "url": "https://prices.example.com:8443/quote", "timeoutMs": 500 },
         "mongodb": { "mode": "external", "uriSecret": { "name": "mongo-admin", "key": "uri" } },
         "objectStorage": {
             "endpoint": "http://minio.data:9000",
@@ -159,7 +163,7 @@ fn sizes_and_overrides_decide_replicas_and_budgets() {
 
 #[test]
 fn what_the_schema_cannot_check_is_refused_with_the_field() {
-    let cases: [(&str, Value, &str); 9] = [
+    let cases: [(&str, Value, &str); 11] = [
         (
             "host",
             json!("Shop Example"),
@@ -197,6 +201,12 @@ fn what_the_schema_cannot_check_is_refused_with_the_field() {
             json!({ "endpoint": "http://minio:9000", "bucket": "Images", "credentialsSecret": "s" }),
             "spec.objectStorage.bucket",
         ),
+        (
+            "pricing",
+            json!({ "url": "ftp://prices.example.com/quote" }),
+            "spec.pricing.url: must be an http:// or https:// URL",
+        ),
+        ("pricing", json!({ "url": "not a url" }), "spec.pricing.url"),
     ];
     for (key, value, message) in cases {
         let mut spec = small();
