@@ -53,22 +53,46 @@ const RUN: &str = "/run/storefront-cluster";
 /// The comment on the rule that keeps pods from forwarding anything off the machine.
 const GUARD: &str = "storefront-cluster-guard";
 const PAUSE_IMAGE: &str = "localhost/storefront-dev/pause:3.2";
-/// The sysctls `up` sets and `down` restores.
+/// The sysctls `up` sets.
 const SYSCTLS: [(&str, &str); 2] = [
     ("net.ipv4.ip_forward", "1"),
     ("net.bridge.bridge-nf-call-iptables", "1"),
 ];
-/// The processes in the order `up` starts them (`down` stops them in reverse).
-const PROCESSES: [&str; 9] = [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "containerd",
-    "kubelet",
-    "kube-proxy",
-    "dnsmasq",
-    "dns-sync",
+/// Every sysctl the cluster changes, saved by `up` and restored by `down`: ours, kube-proxy's
+/// `route_localnet` (left on without kube-proxy's firewall rule it lets the network reach
+/// loopback services: CVE-2020-8558), and the kernel settings the kubelet sets for itself.
+const SYSCTLS_RESTORED: [&str; 9] = [
+    "net.ipv4.ip_forward",
+    "net.bridge.bridge-nf-call-iptables",
+    "net.ipv4.conf.all.route_localnet",
+    "kernel.panic",
+    "kernel.panic_on_oops",
+    "vm.overcommit_memory",
+    "vm.panic_on_oom",
+    "kernel.keys.root_maxkeys",
+    "kernel.keys.root_maxbytes",
+];
+/// Machine paths the kubelet and containerd use whatever they are told; `down` removes those
+/// that did not exist before `up`.
+const MACHINE_PATHS: [&str; 5] = [
+    "/var/lib/kubelet",
+    "/var/log/pods",
+    "/var/log/containers",
+    "/run/containerd",
+    "/usr/libexec/kubernetes",
+];
+/// The processes in the order `up` starts them (`down` stops them in reverse), with the program
+/// each runs (a pid whose program is another one is not ours any more).
+const PROCESSES: [(&str, &str); 9] = [
+    ("etcd", "etcd"),
+    ("kube-apiserver", "kube-apiserver"),
+    ("kube-controller-manager", "kube-controller-manager"),
+    ("kube-scheduler", "kube-scheduler"),
+    ("containerd", "containerd"),
+    ("kubelet", "kubelet"),
+    ("kube-proxy", "kube-proxy"),
+    ("dnsmasq", "dnsmasq"),
+    ("dns-sync", "xtask-dns-sync"),
 ];
 
 /// The cluster's files.
@@ -96,25 +120,47 @@ impl Cluster {
         Path::new(RUN).join("containerd/containerd.sock")
     }
 
-    fn pid_file(&self, name: &str) -> PathBuf {
-        self.path(&format!("run/{name}.pid"))
+    /// Pid files live on the machine's tmpfs, so a reboot never leaves pids that now belong to
+    /// other programs.
+    fn pid_file(name: &str) -> PathBuf {
+        Path::new(RUN).join(format!("pids/{name}.pid"))
     }
 
+    /// The pid of `name`, if it runs (alive, and still the program it was started as).
     fn pid(&self, name: &str) -> Option<u32> {
-        std::fs::read_to_string(self.pid_file(name))
+        let pid: u32 = std::fs::read_to_string(Self::pid_file(name))
             .ok()?
             .trim()
             .parse()
-            .ok()
+            .ok()?;
+        let program = PROCESSES.iter().find(|(n, _)| *n == name)?.1;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let first = cmdline.split(|b| *b == 0).next()?;
+        let ours = Path::new(&*String::from_utf8_lossy(first))
+            .file_name()
+            .is_some_and(|f| f == program);
+        (ours && procs::alive(pid)).then_some(pid)
     }
 
     fn alive(&self, name: &str) -> bool {
-        self.pid(name).is_some_and(procs::alive)
+        self.pid(name).is_some()
     }
 
     /// Every process of the cluster runs.
     pub fn running(&self) -> bool {
-        PROCESSES.iter().all(|name| self.alive(name))
+        PROCESSES.iter().all(|(name, _)| self.alive(name))
+    }
+
+    /// The cluster is the machine's: one `up`, `down`, image import or test phase at a time
+    /// (held until the answer is dropped).
+    pub fn lock(&self) -> Result<std::fs::File> {
+        std::fs::create_dir_all(&self.dir)?;
+        let file = std::fs::File::create(self.path(".lock"))?;
+        if file.try_lock().is_err() {
+            step("waiting for another cargo xtask using the cluster");
+            file.lock()?;
+        }
+        Ok(file)
     }
 
     pub fn logs(&self) -> PathBuf {
@@ -123,7 +169,8 @@ impl Cluster {
 
     fn spawn(&self, name: &str, command: &mut Command) -> Result<Proc> {
         let proc = procs::spawn(name, command, &self.logs())?;
-        std::fs::write(self.pid_file(name), proc.pid.to_string())?;
+        std::fs::create_dir_all(Path::new(RUN).join("pids"))?;
+        std::fs::write(Self::pid_file(name), proc.pid.to_string())?;
         Ok(proc)
     }
 
@@ -140,24 +187,27 @@ pub fn main(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("up") => {
             let tools = ClusterTools::ensure()?;
+            let _lock = Cluster::here().lock()?;
             let cluster = up(&tools)?;
             print_status(&cluster, &tools.kubectl);
             Ok(())
         }
-        Some("down") => down(),
+        Some("down") => {
+            let _lock = Cluster::here().lock()?;
+            down()
+        }
         Some("status") => {
-            let tools = ClusterTools::ensure()?;
             let cluster = Cluster::here();
             if !cluster.running() {
                 println!("the cluster is not running (cargo xtask cluster up)");
-                for name in PROCESSES {
-                    if cluster.alive(name) {
-                        println!("  but {name} is alive (pid {:?})", cluster.pid(name));
+                for (name, _) in PROCESSES {
+                    if let Some(pid) = cluster.pid(name) {
+                        println!("  but {name} is alive (pid {pid})");
                     }
                 }
                 return Ok(());
             }
-            print_status(&cluster, &tools.kubectl);
+            print_status(&cluster, &crate::install::ManifestTools::kubectl());
             Ok(())
         }
         // The background process `up` leaves behind to keep DNS in step with the Services.
@@ -188,13 +238,23 @@ pub fn up(tools: &ClusterTools) -> Result<Cluster> {
         step("the cluster is already running");
         return Ok(cluster);
     }
-    if PROCESSES.iter().any(|name| cluster.alive(name)) || bridge_exists() {
+    preflight()?;
+    if PROCESSES.iter().any(|(name, _)| cluster.alive(name)) || bridge_exists() {
         step("a partly running cluster is left from before: stopping it first");
         down()?;
     }
     let started = Instant::now();
-    for dir in ["run", "logs", "conf/cni", "var/dns"] {
+    for dir in ["run", "logs", "conf/cni", "var/dns", "var/dns-partial"] {
         std::fs::create_dir_all(cluster.path(dir))?;
+    }
+    // What exists of the machine paths before the kubelet and containerd make them.
+    let created = cluster.path("run/created-paths");
+    if !created.exists() {
+        let absent: Vec<&str> = MACHINE_PATHS
+            .into_iter()
+            .filter(|p| !Path::new(p).exists())
+            .collect();
+        std::fs::write(&created, absent.join("\n"))?;
     }
     std::fs::create_dir_all(RUN)?;
     let tokens = credentials(&cluster)?;
@@ -219,6 +279,30 @@ pub fn up(tools: &ClusterTools) -> Result<Cluster> {
     }
 }
 
+/// What this cluster needs of the machine, checked before anything is changed: root (it makes a
+/// bridge, iptables rules and mounts) and cgroup v1 (what Kubernetes 1.20's kubelet runs on here).
+fn preflight() -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0");
+    if !root {
+        bail!("the cluster needs root: it makes a network bridge, iptables rules and mounts");
+    }
+    let filesystem = Command::new("stat")
+        .args(["-f", "-c", "%T", "/sys/fs/cgroup"])
+        .output()?;
+    if String::from_utf8_lossy(&filesystem.stdout).trim() == "cgroup2fs" {
+        bail!(
+            "/sys/fs/cgroup is cgroup v2 only; the kubelet of Kubernetes 1.20 built here runs on \
+             cgroup v1 (boot with systemd.unified_cgroup_hierarchy=0)"
+        );
+    }
+    Ok(())
+}
+
 /// The component identities: a token each (static token file), made once with the certificates.
 struct Tokens(BTreeMap<&'static str, String>);
 
@@ -231,13 +315,19 @@ const IDENTITIES: [(&str, &str, &str); 5] = [
     ("kube-proxy", "system:kube-proxy", ""),
 ];
 
-/// Certificates and tokens, made the first time: a CA, the API server's serving certificate (for
-/// the bridge address, the `kubernetes` Service and its names), its client certificate towards
-/// the kubelet, the service-account signing key, and a token per component.
+/// Certificates and tokens, made the first time (and again when the certificates are within a
+/// week of their end): a CA, the API server's serving certificate (for the bridge address, the
+/// `kubernetes` Service and its names), its client certificate towards the kubelet, the
+/// service-account signing key, and a token per component. Only root may read them.
 fn credentials(cluster: &Cluster) -> Result<Tokens> {
     let dir = cluster.path("pki");
     let tokens_file = dir.join("tokens.csv");
-    if !tokens_file.exists() {
+    let lasting = Command::new("openssl")
+        .args(["x509", "-noout", "-checkend", "604800", "-in"])
+        .arg(dir.join("apiserver.crt"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !tokens_file.exists() || !lasting {
         step("making the cluster's certificates and tokens");
         let _ = std::fs::remove_dir_all(&dir);
         let pki = Pki::create(&dir, "storefront-cluster-ca")?;
@@ -265,6 +355,7 @@ fn credentials(cluster: &Cluster) -> Result<Tokens> {
             .map(|(_, user, group)| format!("{},{user},{user},{group}\n", pki::token()))
             .collect();
         std::fs::write(&tokens_file, lines)?;
+        private(&dir)?;
     }
     let text = std::fs::read_to_string(&tokens_file)?;
     let mut tokens = BTreeMap::new();
@@ -323,9 +414,21 @@ fn write_configuration(cluster: &Cluster, tokens: &Tokens) -> Result<()> {
         } else {
             cluster.path(&format!("conf/{name}.kubeconfig"))
         };
-        std::fs::write(target, pki::kubeconfig(&server, &ca, user, &tokens.0[name]))?;
+        std::fs::write(
+            &target,
+            pki::kubeconfig(&server, &ca, user, &tokens.0[name]),
+        )?;
+        private(&target)?;
     }
     Ok(())
+}
+
+/// Readable by root only (a file, or a directory and everything in it).
+fn private(path: &Path) -> Result<()> {
+    run(
+        Command::new("chmod").args(["-R", "go-rwx"]).arg(path),
+        "make credentials private",
+    )
 }
 
 fn bridge_exists() -> bool {
@@ -355,7 +458,7 @@ fn prepare_host(cluster: &Cluster) -> Result<()> {
         // br_netfilter is built in on these kernels; elsewhere it may be a module.
         let _ = Command::new("modprobe").arg("br_netfilter").status();
         let mut lines = String::new();
-        for (name, _) in SYSCTLS {
+        for name in SYSCTLS_RESTORED {
             lines.push_str(&format!("{name}={}\n", sysctl_read(name)?));
         }
         std::fs::write(&saved, lines)?;
@@ -390,6 +493,34 @@ fn prepare_host(cluster: &Cluster) -> Result<()> {
                 .args(guard),
             "add the guard rule (pods never forward off the machine)",
         )?;
+    }
+    // What listens on the bridge address (API server, kubelet, DNS) answers only the host itself
+    // and the pods, never the machine's network (which could route to it through this host).
+    let gateway = format!("{GATEWAY}/32");
+    let input: [&[&str]; 3] = [
+        &["-i", "lo", "-j", "ACCEPT"],
+        &["-i", BRIDGE, "-j", "ACCEPT"],
+        &["-j", "DROP"],
+    ];
+    for (position, rule) in input.iter().enumerate() {
+        let mut full = vec!["INPUT", "-d", &gateway];
+        full.extend_from_slice(rule);
+        full.extend_from_slice(&["-m", "comment", "--comment", GUARD]);
+        let present = Command::new("iptables")
+            .arg("-C")
+            .args(&full)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            let at = (position + 1).to_string();
+            run(
+                Command::new("iptables")
+                    .args(["-I", "INPUT", &at])
+                    .args(&full[1..]),
+                "add the guard rules for the bridge address",
+            )?;
+        }
     }
     if !bridge_exists() {
         run(
@@ -587,6 +718,7 @@ fn start(cluster: &Cluster, tools: &ClusterTools) -> Result<()> {
             .arg("--container-runtime-endpoint")
             .arg(format!("unix://{}", socket.display()))
             .args(["--root-dir", &path("var/kubelet")])
+            .args(["--cert-dir", &path("var/kubelet-pki")])
             .args(["--hostname-override", NODE, "--node-ip", GATEWAY])
             .args(["--v", "1"]),
     )?;
@@ -627,8 +759,10 @@ fn start(cluster: &Cluster, tools: &ClusterTools) -> Result<()> {
                 "--local=/cluster.local/",
                 "--domain-needed",
                 "--local-ttl=5",
-                "--user=root",
-            ]),
+            ])
+            // The hosts file lives under the cache in root's home, which dnsmasq's usual
+            // unprivileged user cannot read.
+            .arg("--user=root"),
     )?;
     // The sync runs from a copy of this program, so rebuilding xtask does not touch it.
     let sync = cluster.path("run/xtask-dns-sync");
@@ -683,7 +817,7 @@ pub fn down() -> Result<()> {
     let cluster = Cluster::here();
     let socket = Cluster::containerd_socket();
     let stop = |name: &str| {
-        if let Some(pid) = cluster.pid(name).filter(|pid| procs::alive(*pid)) {
+        if let Some(pid) = cluster.pid(name) {
             procs::stop(
                 &Proc {
                     name: name.to_owned(),
@@ -694,10 +828,11 @@ pub fn down() -> Result<()> {
             );
             step(format!("stopped {name} ({pid})"));
         }
-        let _ = std::fs::remove_file(cluster.pid_file(name));
+        let _ = std::fs::remove_file(Cluster::pid_file(name));
     };
     // The kubelet first, so it does not restart the containers stopped next.
     stop("kubelet");
+    let mut namespaces = Vec::new();
     if cluster.alive("containerd") {
         let ctr = |args: &[&str]| {
             Command::new("ctr")
@@ -717,17 +852,36 @@ pub fn down() -> Result<()> {
                 })
                 .unwrap_or_default()
         };
+        // The pods' network namespaces, from our containers' specs: only these are removed.
+        for container in ids(&["containers", "list", "--quiet"]) {
+            let Ok(info) = ctr(&["containers", "info", &container]) else {
+                continue;
+            };
+            let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap_or_default();
+            for namespace in info["Spec"]["linux"]["namespaces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if namespace["type"] == "network"
+                    && let Some(path) = namespace["path"].as_str()
+                    && !path.is_empty()
+                    && !namespaces.iter().any(|p| p == path)
+                {
+                    namespaces.push(path.to_owned());
+                }
+            }
+        }
         let tasks = ids(&["tasks", "list", "--quiet"]);
         for task in &tasks {
             let _ = ctr(&["tasks", "kill", "--signal", "SIGKILL", task]);
         }
         let until = Instant::now() + Duration::from_secs(10);
-        for task in &tasks {
-            while ctr(&["tasks", "delete", task]).is_ok_and(|o| !o.status.success())
-                && Instant::now() < until
-            {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        while !ids(&["tasks", "list", "--quiet"]).is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for task in ids(&["tasks", "list", "--quiet"]) {
+            let _ = ctr(&["tasks", "delete", "--force", &task]);
         }
         for container in ids(&["containers", "list", "--quiet"]) {
             let _ = ctr(&["containers", "delete", &container]);
@@ -736,7 +890,7 @@ pub fn down() -> Result<()> {
             step(format!("stopped {} containers", tasks.len()));
         }
     }
-    for name in PROCESSES.iter().rev() {
+    for (name, _) in PROCESSES.iter().rev() {
         stop(name);
     }
     // Shims whose containers are gone exit by themselves; any left are ours (our socket).
@@ -747,14 +901,16 @@ pub fn down() -> Result<()> {
             socket.display()
         ))
         .status();
-    unmount_all(&cluster)?;
-    if let Ok(entries) = std::fs::read_dir("/run/netns") {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("cni-") {
-                let _ = Command::new("ip").args(["netns", "delete", &name]).status();
-            }
+    unmount_all(&cluster, &namespaces)?;
+    for path in &namespaces {
+        if let Some(name) = Path::new(path).file_name() {
+            let _ = Command::new("ip")
+                .args(["netns", "delete"])
+                .arg(name)
+                .stderr(Stdio::null())
+                .status();
         }
+        let _ = std::fs::remove_file(path);
     }
     if bridge_exists() {
         run(
@@ -767,6 +923,15 @@ pub fn down() -> Result<()> {
     remove_cgroups();
     let _ = std::fs::remove_dir_all(cluster.path("var/cni-ipam"));
     let _ = std::fs::remove_dir_all(RUN);
+    let created = cluster.path("run/created-paths");
+    if let Ok(text) = std::fs::read_to_string(&created) {
+        for path in text.lines().filter(|p| MACHINE_PATHS.contains(p)) {
+            if std::fs::remove_dir_all(path).is_ok() {
+                step(format!("removed {path}"));
+            }
+        }
+        std::fs::remove_file(&created)?;
+    }
     let saved = cluster.path("run/sysctls");
     if let Ok(text) = std::fs::read_to_string(&saved) {
         for line in text.lines() {
@@ -782,14 +947,14 @@ pub fn down() -> Result<()> {
 }
 
 /// Unmounts what containerd and the kubelet mounted under the cluster's directories, deepest
-/// first, and the pods' network namespaces.
-fn unmount_all(cluster: &Cluster) -> Result<()> {
-    let prefixes = [
-        cluster.dir.display().to_string(),
-        RUN.to_owned(),
-        "/run/netns/cni-".to_owned(),
-        "/var/run/netns/cni-".to_owned(),
-    ];
+/// first, and the pods' network namespaces (`namespaces`, from our containers).
+fn unmount_all(cluster: &Cluster, namespaces: &[String]) -> Result<()> {
+    let mut prefixes = vec![cluster.dir.display().to_string(), RUN.to_owned()];
+    for path in namespaces {
+        prefixes.push(path.clone());
+        // /var/run is /run: the mount table shows either.
+        prefixes.push(path.replacen("/var/run/", "/run/", 1));
+    }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let mut points: Vec<&str> = mountinfo
         .lines()
@@ -865,53 +1030,107 @@ fn remove_cgroups() {
 }
 
 /// Keeps dnsmasq's hosts file equal to the cluster's Services (`{name}.{namespace}.svc.cluster.local`
-/// → cluster IP): a watch through kubectl (every Service first, then each change), the whole file
-/// rewritten on each change; a broken or ended watch starts over.
+/// → cluster IP), the way a Kubernetes reflector does: a full list (written at once), then a watch
+/// from the list's resourceVersion, so no change between the two is missed; an ended watch goes on
+/// from the last version seen, an expired one (410) lists again.
 fn dns_sync(kubectl: &str) -> Result<()> {
     let dir =
         PathBuf::from(std::env::var("STOREFRONT_CLUSTER_DIR").context("STOREFRONT_CLUSTER_DIR")?);
     let cluster = Cluster { dir };
     let file = cluster.path("var/dns/services");
+    // Written beside, outside the directory dnsmasq watches, then moved in.
+    let partial = cluster.path("var/dns-partial/services");
+    let write = |services: &BTreeMap<String, String>| -> Result<()> {
+        let hosts: String = services
+            .iter()
+            .map(|(name, ip)| format!("{ip} {name}\n"))
+            .collect();
+        std::fs::write(&partial, hosts)?;
+        std::fs::rename(&partial, &file)?;
+        Ok(())
+    };
+    let entry = |object: &serde_json::Value| {
+        let name = format!(
+            "{}.{}.svc.cluster.local",
+            object["metadata"]["name"].as_str().unwrap_or_default(),
+            object["metadata"]["namespace"].as_str().unwrap_or_default()
+        );
+        let ip = object["spec"]["clusterIP"]
+            .as_str()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+            .map(str::to_owned);
+        (name, ip)
+    };
+    let raw = |path: &str| {
+        let mut command = cluster.kubectl(Path::new(kubectl));
+        command.args(["get", "--raw", path]);
+        command
+    };
     loop {
-        let mut child = cluster
-            .kubectl(Path::new(kubectl))
-            .args([
-                "get",
-                "services",
-                "--all-namespaces",
-                "--watch",
-                "--output-watch-events",
-            ])
-            .args(["--output", "json"])
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut services: BTreeMap<String, String> = BTreeMap::new();
-        let events = serde_json::Deserializer::from_reader(stdout).into_iter::<serde_json::Value>();
-        for event in events {
-            let Ok(event) = event else { break };
-            let object = &event["object"];
-            let name = format!(
-                "{}.{}.svc.cluster.local",
-                object["metadata"]["name"].as_str().unwrap_or_default(),
-                object["metadata"]["namespace"].as_str().unwrap_or_default()
-            );
-            let ip = object["spec"]["clusterIP"].as_str().unwrap_or("None");
-            if event["type"] == "DELETED" || ip == "None" || ip.is_empty() {
-                services.remove(&name);
-            } else {
-                services.insert(name, ip.to_owned());
+        let listed = raw("/api/v1/services").output()?;
+        let list: serde_json::Value = match serde_json::from_slice(&listed.stdout) {
+            Ok(list) if listed.status.success() => list,
+            _ => {
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
             }
-            let hosts: String = services
-                .iter()
-                .map(|(name, ip)| format!("{ip} {name}\n"))
-                .collect();
-            let partial = file.with_extension("partial");
-            std::fs::write(&partial, hosts)?;
-            std::fs::rename(&partial, &file)?;
+        };
+        let mut services: BTreeMap<String, String> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|object| {
+                let (name, ip) = entry(object);
+                ip.map(|ip| (name, ip))
+            })
+            .collect();
+        write(&services)?;
+        let mut version = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        // Watch until the server says the version is gone (or the watch cannot start).
+        'watch: loop {
+            let mut child = raw(&format!(
+                "/api/v1/services?watch=1&allowWatchBookmarks=true&timeoutSeconds=600&resourceVersion={version}"
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+            let stdout = BufReader::new(child.stdout.take().expect("piped"));
+            let mut seen = 0;
+            for event in
+                serde_json::Deserializer::from_reader(stdout).into_iter::<serde_json::Value>()
+            {
+                let Ok(event) = event else { break };
+                seen += 1;
+                let object = &event["object"];
+                match event["type"].as_str() {
+                    Some("ADDED" | "MODIFIED" | "DELETED") => {
+                        let (name, ip) = entry(object);
+                        match ip {
+                            Some(ip) if event["type"] != "DELETED" => services.insert(name, ip),
+                            _ => services.remove(&name),
+                        };
+                        write(&services)?;
+                    }
+                    Some("BOOKMARK") => {}
+                    // An ERROR event: most often 410, the version is too old; list again.
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break 'watch;
+                    }
+                }
+                if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
+                    version = v.to_owned();
+                }
+            }
+            let ended_well = child.wait().is_ok_and(|s| s.success());
+            if !ended_well && seen == 0 {
+                std::thread::sleep(Duration::from_secs(1));
+                break 'watch;
+            }
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        std::thread::sleep(Duration::from_secs(1));
     }
 }

@@ -187,6 +187,9 @@ fn tar_tree(dir: &Path, out: &Path) -> Result<()> {
                 "--owner=0",
                 "--group=0",
                 "--numeric-owner",
+                // Readable (and directories enterable) by the image's non-root user whatever
+                // the umask was when the files were staged.
+                "--mode=a+rX",
                 "--format=gnu",
             ])
             .arg("-C")
@@ -280,9 +283,10 @@ impl Tree {
     pub fn copy_dir(&self, host: &Path, skip: &[&str]) -> Result<()> {
         let target = self.at(&host.display().to_string());
         std::fs::create_dir_all(target.parent().expect("not the root"))?;
-        let mut rsync = Command::new("cp");
-        rsync.arg("-a").arg(host).arg(&target);
-        run(&mut rsync, "copy a directory into an image")?;
+        run(
+            Command::new("cp").arg("-a").arg(host).arg(&target),
+            "copy a directory into an image",
+        )?;
         for name in skip {
             run(
                 Command::new("find")
@@ -346,7 +350,7 @@ pub fn shared_libraries(programs: &[PathBuf]) -> Result<BTreeSet<PathBuf>> {
 }
 
 /// The Storefront images' runtime layer: the libraries `programs` need, the CA bundle, the
-/// `nonroot` user (65532) and a `/tmp` (the pods mount an emptyDir over it).
+/// `nonroot` user (65532, home `/tmp`) and a `/tmp` (the pods mount an emptyDir over it).
 pub fn runtime_layer(tree: &Tree, programs: &[PathBuf]) -> Result<()> {
     tree.libraries(programs)?;
     tree.copy(
@@ -356,11 +360,10 @@ pub fn runtime_layer(tree: &Tree, programs: &[PathBuf]) -> Result<()> {
     )?;
     tree.write(
         "/etc/passwd",
-        b"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
+        b"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin\n",
         0o644,
     )?;
     tree.write("/etc/group", b"root:x:0:\nnonroot:x:65532:\n", 0o644)?;
-    tree.dir("/home/nonroot", 0o700)?;
     tree.dir("/tmp", 0o1777)?;
     Ok(())
 }
@@ -421,10 +424,12 @@ pub fn main(args: &[String]) -> Result<()> {
         }
     }
     let tools = crate::install::Tools::ensure()?;
-    if !crate::cluster::Cluster::here().running() {
+    let cluster = crate::cluster::Cluster::here();
+    if !cluster.running() {
         bail!("the cluster is not running: cargo xtask cluster up");
     }
     let bin = build_programs(release)?;
+    let _lock = cluster.lock()?;
     let work = crate::services::target_dir().join("images");
     let containerd = crate::cluster::Cluster::containerd_socket();
     let started = std::time::Instant::now();
@@ -439,20 +444,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
 /// `cargo build` of every service and the operator.
 pub fn build_programs(release: bool) -> Result<PathBuf> {
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.current_dir(crate::root()).args(["build", "--bins"]);
-    for service in crate::services::built() {
-        cargo.args(["-p", &service.package()]);
-    }
-    cargo.args(["-p", "storefront-operator"]);
-    if release {
-        cargo.arg("--release");
-    }
-    step("building the shop's programs");
-    if !cargo.status().context("run cargo build")?.success() {
-        bail!("cargo build failed");
-    }
-    Ok(crate::services::target_dir().join(if release { "release" } else { "debug" }))
+    crate::services::build_with(release, &["storefront-operator"])
 }
 
 /// The programs that become the shop's images: each service and the operator.
@@ -508,7 +500,9 @@ pub fn dev_backends(tools: &crate::install::Tools, work: &Path, containerd: &Pat
         &tools.redis_server,
         &tools.s3s_fs,
     ];
-    let mut stamp = String::new();
+    // Bumped when this module builds them differently.
+    const LAYOUT: u32 = 2;
+    let mut stamp = format!("layout {LAYOUT}\n");
     for source in sources {
         let meta = std::fs::metadata(source)?;
         stamp.push_str(&format!(

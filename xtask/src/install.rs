@@ -158,6 +158,8 @@ fn apt(packages: &[&str]) -> Result<()> {
     run(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
+            // Another apt on the machine (not ours) is waited for, not failed on.
+            .args(["-o", "DPkg::Lock::Timeout=600"])
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(packages),
         "apt-get install",
@@ -203,6 +205,11 @@ pub struct ManifestTools {
 }
 
 impl ManifestTools {
+    /// Where `ensure` puts kubectl (without installing it).
+    pub fn kubectl() -> PathBuf {
+        cache_dir().join("helm/kubectl/kubectl")
+    }
+
     pub fn ensure() -> Result<ManifestTools> {
         let _lock = install_lock("manifests")?;
         let validator = venv(
@@ -246,7 +253,7 @@ impl ManifestTools {
             )?;
             run(Command::new("chmod").arg("+x").arg(&helm), "chmod helm")?;
         }
-        let kubectl = dir.join("kubectl/kubectl");
+        let kubectl = Self::kubectl();
         run(
             Command::new("chmod").arg("+x").arg(&kubectl),
             "chmod kubectl",
@@ -290,7 +297,10 @@ impl ApiServerTools {
 /// What a single-node cluster needs beside the Kubernetes programs (the recipe of
 /// `cargo xtask cluster`): containerd with runc, the CNI plugins, iptables and conntrack for
 /// kube-proxy, dnsmasq for cluster DNS, and a C compiler for the pod sandbox's pause program.
-const CLUSTER_PACKAGES: [(&str, &str); 7] = [
+const CLUSTER_PACKAGES: [(&str, &str); 10] = [
+    ("iproute2", "/usr/sbin/ip"),
+    ("procps", "/usr/sbin/sysctl"),
+    ("kmod", "/usr/sbin/modprobe"),
     ("containerd", "/usr/bin/containerd"),
     ("runc", "/usr/sbin/runc"),
     ("containernetworking-plugins", "/usr/lib/cni/bridge"),
@@ -377,12 +387,16 @@ fn build_kubernetes(dir: &Path) -> Result<()> {
     let build = dir.join("build");
     let _ = std::fs::remove_dir_all(&build);
     std::fs::create_dir_all(&build)?;
-    run(
-        Command::new("apt-get")
-            .args(["source", "-qq", KUBERNETES_SOURCE])
-            .current_dir(&build),
-        "apt-get source kubernetes",
-    )?;
+    {
+        // apt's lists must not change under `apt-get source` (another install's `apt-get update`).
+        let _apt = install_lock("apt")?;
+        run(
+            Command::new("apt-get")
+                .args(["source", "-qq", KUBERNETES_SOURCE])
+                .current_dir(&build),
+            "apt-get source kubernetes",
+        )?;
+    }
     let source = std::fs::read_dir(&build)?
         .flatten()
         .map(|e| e.path())

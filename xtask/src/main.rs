@@ -4,9 +4,12 @@
 //!   gateway on http://127.0.0.1:8080, create the admin account, wait until everything is ready;
 //!   Ctrl-C stops it all (or `down` stops a detached one).
 //! - `down`: stop a detached `up`.
-//! - `test [ARGS…]`: install, start the backends for tests, run the whole suite with nextest.
-//! - `bench auth`: load the auth service through the gateway and print the figures.
-//! - `install`: only install the backends.
+//! - `test [ARGS…]`: install, start the backends for tests, run the whole suite with nextest, then
+//!   the cluster profile's tests on the single-node cluster.
+//! - `bench …`: load a part of the shop and print the figures.
+//! - `cluster up|down|status`, `images`: a single-node Kubernetes on this machine and the images
+//!   for it, without Docker.
+//! - `install`: only install what the above need.
 //! - `schemas`: regenerate `docs/events/` from the event types.
 //! - `crds`: regenerate `crds/storefront.yaml` from the operator's types.
 
@@ -31,10 +34,11 @@ const USAGE: &str = "usage: cargo xtask <command>
   up [--release] [--detach]   run the whole shop on http://127.0.0.1:8080 (Ctrl-C stops it)
   down                        stop a detached `up`
   test [NEXTEST ARGS…]        start the test backends and run every test
-  bench auth|catalog|checkout|notify|operator
+  bench auth|catalog|checkout|notify|operator|cluster
                               benchmarks (docs in README.md)
   cluster up|down|status      a single-node Kubernetes on this machine (no Docker)
-  images [--release]          build every image and import it into that cluster
+  images [--release] [--registry R] [--tag T]
+                              build every image and import it into that cluster
   install                     install what the stack and the tests need
   schemas                     regenerate docs/events/ from the event types
   crds                        regenerate crds/storefront.yaml from the operator's types";
@@ -50,8 +54,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         Some("install") => install::Tools::ensure()
             .and_then(|_| install::Browser::ensure())
-            .and_then(|_| install::ManifestTools::ensure())
-            .and_then(|_| install::ApiServerTools::ensure())
+            .and_then(|_| install::ClusterTools::ensure())
             .map(|_| ()),
         Some("schemas") => test::schemas(),
         Some("crds") => test::crds(),

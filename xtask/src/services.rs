@@ -136,10 +136,18 @@ pub fn built() -> Vec<&'static Service> {
 
 /// `cargo build` of every existing service binary.
 pub fn build(release: bool) -> Result<PathBuf> {
+    build_with(release, &[])
+}
+
+/// `cargo build` of every existing service binary and those of the packages `more`.
+pub fn build_with(release: bool, more: &[&str]) -> Result<PathBuf> {
     let mut cargo = Command::new(env!("CARGO"));
     cargo.current_dir(root()).args(["build", "--bins"]);
     for service in built() {
         cargo.args(["-p", &service.package()]);
+    }
+    for package in more {
+        cargo.args(["-p", package]);
     }
     if release {
         cargo.arg("--release");

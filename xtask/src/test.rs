@@ -33,6 +33,9 @@ const CLUSTER_TAG: &str = "1";
 const CLUSTER_NEXT_TAG: &str = "2";
 /// The nextest profile of the tests that run on the single-node cluster (`.config/nextest.toml`).
 const CLUSTER_PROFILE: &str = "cluster";
+/// Lets the cluster tests use a cluster this run did not start (they replace what its shop
+/// namespaces hold).
+const USE_RUNNING_CLUSTER: &str = "STOREFRONT_TEST_USE_RUNNING_CLUSTER";
 
 /// The full-stack shop's admin (its password is new every run).
 const SHOP_ADMIN_EMAIL: &str = "shop-admin@example.com";
@@ -108,20 +111,32 @@ fn build_tests() -> Result<PathBuf> {
 }
 
 pub fn test(args: &[String]) -> Result<()> {
-    // Kubernetes is built from source the first time (about 10 minutes): beside the cargo build.
-    let cluster_tools = std::thread::spawn(ClusterTools::ensure);
-    let tools = Tools::ensure()?;
-    let browser = Browser::ensure()?;
-    let manifests = ManifestTools::ensure()?;
-    nextest()?;
-    let bin = build_tests()?;
-    let cluster_tools = cluster_tools
-        .join()
-        .map_err(|_| anyhow::anyhow!("installing the cluster's tools panicked"))??;
+    let (tools, browser, manifests, bin, cluster_tools) = std::thread::scope(|scope| {
+        // Kubernetes is built from source the first time (10 to 17 minutes): beside the cargo
+        // build. The scope joins the thread whatever happens here, so no build outlives the run.
+        let cluster_tools = scope.spawn(ClusterTools::ensure);
+        let prepared = (|| -> Result<_> {
+            let tools = Tools::ensure()?;
+            let browser = Browser::ensure()?;
+            let manifests = ManifestTools::ensure()?;
+            nextest()?;
+            let bin = build_tests()?;
+            Ok((tools, browser, manifests, bin))
+        })();
+        let cluster_tools = cluster_tools
+            .join()
+            .map_err(|_| anyhow::anyhow!("installing the cluster's tools panicked"))?;
+        let (tools, browser, manifests, bin) = prepared?;
+        anyhow::Ok((tools, browser, manifests, bin, cluster_tools?))
+    })?;
+    let on_cluster_selected = selects_cluster_tests(args)?;
+    if on_cluster_selected {
+        may_use_the_running_cluster()?;
+    }
     let api_server = ApiServerTools::ensure()?;
     let suite = suite(args, &tools, &browser, &manifests, &api_server, &bin);
     // Then, on a free machine, the tests that need the single-node cluster.
-    let on_cluster = if selects_cluster_tests(args)? {
+    let on_cluster = if on_cluster_selected {
         on_cluster(args, &cluster_tools, &tools, &bin, &[], false).map(|_| ())
     } else {
         Ok(())
@@ -239,6 +254,7 @@ fn on_cluster(
     extra: &[(&str, String)],
     capture: bool,
 ) -> Result<String> {
+    let _lock = Cluster::here().lock()?;
     let was_running = Cluster::here().running();
     let cluster = cluster::up(cluster_tools)?;
     let result = (|| {
@@ -296,16 +312,35 @@ fn on_cluster(
         }
         Ok(printed)
     })();
-    if !was_running {
+    let stopped = if was_running {
+        Ok(())
+    } else {
         step("stopping the cluster");
-        cluster::down()?;
+        cluster::down()
+    };
+    // A failed test says more than a failed stop.
+    let printed = result?;
+    stopped.map(|()| printed)
+}
+
+/// Refuses a cluster this run did not start, unless the developer lets it be used: the cluster
+/// tests replace what its shop namespaces hold.
+fn may_use_the_running_cluster() -> Result<()> {
+    if Cluster::here().running() && std::env::var(USE_RUNNING_CLUSTER).as_deref() != Ok("1") {
+        bail!(
+            "a cluster runs on this machine (cargo xtask cluster up): the cluster tests replace \
+             what is in its namespaces shop, storefront-data and storefront-system. Stop it \
+             (cargo xtask cluster down), set {USE_RUNNING_CLUSTER}=1 to let them, or leave them \
+             out with a filter (-E 'not binary(cluster)')"
+        );
     }
-    result
+    Ok(())
 }
 
 /// `cargo xtask bench cluster`: the cluster journey of the tests on release images, with the
 /// pods' cost at rest measured over 60 s after the first paid order; prints the figures.
 pub fn bench_cluster() -> Result<()> {
+    may_use_the_running_cluster()?;
     let cluster_tools = ClusterTools::ensure()?;
     let tools = Tools::ensure()?;
     nextest()?;
@@ -318,7 +353,8 @@ pub fn bench_cluster() -> Result<()> {
         &[("STOREFRONT_BENCH_IDLE_SECS", "60".to_owned())],
         true,
     )?;
-    println!("\ncargo xtask bench cluster (release images, one node, 2 cores):");
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!("\ncargo xtask bench cluster (release images, one node, {cores} cores):");
     for line in printed.lines().filter_map(|l| l.split_once("FIGURES ")) {
         println!("  {}", line.1);
     }
