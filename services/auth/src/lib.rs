@@ -144,7 +144,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let listener = server::bind(&config.http.bind_addr).await?;
     let (stop, stopped) = watch::channel(false);
     let relay = tokio::spawn(relay.run(stopped));
-    server::serve(listener, app, server::shutdown_signal()).await?;
+    server::serve(
+        listener,
+        app,
+        server::shutdown_signal(config.http.shutdown_drain),
+    )
+    .await?;
     let _ = stop.send(true);
     let _ = relay.await;
     Ok(())

@@ -104,10 +104,7 @@ pub async fn build_with(
     let state = AppState(Arc::new(Inner {
         store,
         authenticator: authenticator.clone(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default(),
+        http: server::http_client(Duration::from_secs(10)),
         orders_url: config.orders_url.trim_end_matches('/').to_owned(),
     }));
     let revocations = authenticator.revocations().clone();
@@ -131,7 +128,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let listener = server::bind(&config.http.bind_addr).await?;
     let (stop, stopped) = watch::channel(false);
     let consumer = consumer.map(|c| tokio::spawn(c.run(stopped)));
-    server::serve(listener, app, server::shutdown_signal()).await?;
+    server::serve(
+        listener,
+        app,
+        server::shutdown_signal(config.http.shutdown_drain),
+    )
+    .await?;
     let _ = stop.send(true);
     if let Some(consumer) = consumer {
         let _ = consumer.await;

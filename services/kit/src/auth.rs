@@ -164,10 +164,7 @@ impl Authenticator {
         Authenticator {
             keys: Keys::Jwks {
                 url: jwks_url.to_owned(),
-                client: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .unwrap_or_default(),
+                client: crate::server::http_client(Duration::from_secs(5)),
                 cache: RwLock::new(Arc::default()),
                 last_fetch: Mutex::new(None),
             },

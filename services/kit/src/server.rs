@@ -12,7 +12,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -41,10 +41,9 @@ type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
 
 /// Set when the process is asked to stop (see [`shutdown_signal`]): `/readyz` answers 503 and every
-/// response closes its connection, while requests are still served for the drain period.
+/// response closes its connection, while requests are still served for the drain period. One
+/// flag for the process: the signal stops every server in it.
 static DRAINING: AtomicBool = AtomicBool::new(false);
-/// `HttpConfig::shutdown_drain` of the service this process serves (set by [`build`]).
-static DRAIN_PERIOD: OnceLock<Duration> = OnceLock::new();
 
 /// Whether this process is draining before it stops.
 pub fn draining() -> bool {
@@ -61,6 +60,22 @@ async fn close_when_draining(request: Request, next: Next) -> Response {
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// How long a client of another service keeps an unused connection: less than the drain a
+/// stopping pod gives (`SHUTDOWN_DRAIN_SECS`, 5 s where the operator runs the shop), so a pooled
+/// connection never sits idle through a whole drain and meets the server closing it as a request
+/// goes out on it; during the drain every answer closes its connection anyway.
+pub const CLIENT_IDLE: Duration = Duration::from_secs(4);
+
+/// The HTTP client a service calls another with (or a pricing function, or auth's JWKS): a total
+/// `timeout` per request and pooled connections that never outlive [`CLIENT_IDLE`].
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_idle_timeout(CLIENT_IDLE)
+        .build()
+        .unwrap_or_default()
 }
 
 /// How long one readiness check may take before it counts as failed.
@@ -172,7 +187,6 @@ async fn not_found(request: Request) -> Error {
 
 /// The whole app of one service: its routes plus the ops endpoints and edge layers.
 pub fn build(service: &str, routes: Router, readiness: Readiness, http: &HttpConfig) -> Router {
-    let _ = DRAIN_PERIOD.set(http.shutdown_drain);
     let metrics = Metrics::new(service);
     let ops = Router::new()
         .route("/healthz", get(healthz))
@@ -280,9 +294,9 @@ pub async fn serve(
     .await
 }
 
-/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C, after the drain period
-/// (`SHUTDOWN_DRAIN_SECS`): from the signal on, the process is [`draining`].
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C, `drain` after it
+/// (`HttpConfig::shutdown_drain`): from the signal on, the process is [`draining`].
+pub async fn shutdown_signal(drain: Duration) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -302,7 +316,6 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     DRAINING.store(true, Ordering::Relaxed);
-    let drain = DRAIN_PERIOD.get().copied().unwrap_or_default();
     tracing::info!(?drain, "shutdown signal received: draining, then stopping");
     tokio::time::sleep(drain).await;
 }

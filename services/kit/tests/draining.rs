@@ -20,7 +20,11 @@ async fn after_sigterm_the_server_answers_while_it_drains_then_stops() {
     let app = server::build("draining-test", routes, Readiness::new(), &http);
     let listener = server::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let served = tokio::spawn(server::serve(listener, app, server::shutdown_signal()));
+    let served = tokio::spawn(server::serve(
+        listener,
+        app,
+        server::shutdown_signal(http.shutdown_drain),
+    ));
     let client = reqwest::Client::new();
 
     let ready = client.get(format!("{url}/readyz")).send().await.unwrap();

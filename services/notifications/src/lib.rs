@@ -182,7 +182,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let (stop, stopped) = watch::channel(false);
     let consumer = consumer.map(|c| tokio::spawn(c.run(stopped.clone())));
     let fanout = tokio::spawn(fanout.run(stopped));
-    server::serve(listener, app, server::shutdown_signal()).await?;
+    server::serve(
+        listener,
+        app,
+        server::shutdown_signal(config.http.shutdown_drain),
+    )
+    .await?;
     let _ = stop.send(true);
     if let Some(consumer) = consumer {
         let _ = consumer.await;

@@ -169,7 +169,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if let Some(consumer) = consumer {
         tasks.push(tokio::spawn(consumer.run(stopped)));
     }
-    server::serve(listener, app, server::shutdown_signal()).await?;
+    server::serve(
+        listener,
+        app,
+        server::shutdown_signal(config.http.shutdown_drain),
+    )
+    .await?;
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;

@@ -203,10 +203,7 @@ pub struct Pricing {
 impl Pricing {
     pub fn new(url: String, timeout: Duration) -> Self {
         Pricing {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .unwrap_or_default(),
+            http: storefront_kit::server::http_client(timeout),
             url,
             timeout,
         }

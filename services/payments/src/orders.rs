@@ -42,11 +42,8 @@ struct Problem {
 impl Orders {
     pub fn new(base: &str, wait: Duration) -> Self {
         Orders {
-            http: reqwest::Client::builder()
-                // The hold may wait `wait` for the reservation; a little more for the answer.
-                .timeout(wait + Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            // The hold may wait `wait` for the reservation; a little more for the answer.
+            http: storefront_kit::server::http_client(wait + Duration::from_secs(5)),
             base: base.trim_end_matches('/').to_owned(),
             wait,
         }

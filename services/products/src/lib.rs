@@ -211,7 +211,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let (stop, stopped) = watch::channel(false);
     let relay = tokio::spawn(relay.run(stopped.clone()));
     let consumer = consumer.map(|c| tokio::spawn(c.run(stopped)));
-    server::serve(listener, app, server::shutdown_signal()).await?;
+    server::serve(
+        listener,
+        app,
+        server::shutdown_signal(config.http.shutdown_drain),
+    )
+    .await?;
     let _ = stop.send(true);
     let _ = relay.await;
     if let Some(consumer) = consumer {

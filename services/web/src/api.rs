@@ -279,10 +279,7 @@ async fn problem_of(response: reqwest::Response) -> ApiError {
 impl Api {
     pub fn new(urls: Urls) -> Self {
         Api {
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            http: storefront_kit::server::http_client(std::time::Duration::from_secs(10)),
             urls,
         }
     }
