@@ -118,7 +118,10 @@ pub fn config_map(shop: &Shop) -> ConfigMap {
     }
     for (variable, value) in [
         ("KAFKA_FETCH_WAIT_MAX_MS", shop.kafka.fetch_wait_max_ms),
-        ("KAFKA_IDLE_FETCH_INTERVAL_MS", shop.kafka.idle_fetch_interval_ms),
+        (
+            "KAFKA_IDLE_FETCH_INTERVAL_MS",
+            shop.kafka.idle_fetch_interval_ms,
+        ),
     ] {
         if let Some(value) = value {
             data.insert(variable.into(), value.to_string());
@@ -146,12 +149,18 @@ pub fn signing_key_secret(shop: &Shop, pem: &str) -> Secret {
     )
 }
 
-/// The shop's first administrator: `admin@{host}` and a generated password.
+/// The shop's first administrator: `admin@{host}` (`admin@{host}.local` for a one-label host
+/// such as `localhost`: an e-mail domain needs a dot) and a generated password.
 pub fn admin_secret(shop: &Shop, password: &str) -> Secret {
+    let domain = if shop.host.contains('.') {
+        shop.host.clone()
+    } else {
+        format!("{}.local", shop.host)
+    };
     opaque_secret(
         metadata(shop, shop.object_name(ADMIN_SECRET), "auth"),
         &[
-            ("email", &format!("admin@{}", shop.host)),
+            ("email", &format!("admin@{domain}")),
             ("password", password),
         ],
     )
@@ -825,8 +834,7 @@ pub fn database_stateful_set(shop: &Shop, service: &str) -> Option<StatefulSet> 
                     volumes: Some(vec![scratch("config"), scratch("tmp")]),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    // The drain, then in-flight requests and the consumers' last commits.
-                    termination_grace_period_seconds: Some(SHUTDOWN_DRAIN_SECS + 25),
+                    termination_grace_period_seconds: Some(30),
                     // The official image's `mongodb` user.
                     security_context: Some(pod_security(999)),
                     ..PodSpec::default()

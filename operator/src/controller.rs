@@ -1141,7 +1141,6 @@ pub fn controller(ctx: &Context) -> Controller<Storefront> {
         .owns_stream(owned::<StatefulSet>(ctx, &children))
         .owns_stream(owned::<KubeService>(ctx, &children))
         .owns_stream(owned::<ConfigMap>(ctx, &children))
-        .owns_stream(owned::<Secret>(ctx, &children))
         .owns_stream(owned::<Ingress>(ctx, &children))
         .owns_stream(owned::<NetworkPolicy>(ctx, &children));
     if ctx.budgets {

@@ -3,11 +3,7 @@
 //! patching Deployment status, and nothing collects garbage). Each test has its own namespace and
 //! runs its own controller watching only that namespace.
 
-use std::{
-    collections::BTreeMap,
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::{
     api::{
@@ -30,7 +26,7 @@ use storefront_operator::{
     controller::{Context, run},
     crd::Storefront,
 };
-use support::{unique, var};
+use support::{eventually, unique, var};
 use tokio::sync::oneshot;
 
 mod support;
@@ -179,22 +175,6 @@ async fn operator(client: &Client, namespace: &str) -> oneshot::Sender<()> {
         let _ = stopped.await;
     }));
     stop
-}
-
-/// Polls `check` until it answers, for at most `seconds`.
-async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < until, "not within {seconds} s: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn condition(storefront: &Storefront, kind: &str) -> Option<(String, String, String)> {

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use storefront_operator::{
-    build::objects,
+    build::{admin_secret, objects},
     crd::{Storefront, StorefrontSpec},
     shop::{Invalid, Shop},
 };
@@ -221,4 +221,21 @@ fn what_the_schema_cannot_check_is_refused_with_the_field() {
         Shop::validate(&bare).unwrap_err(),
         Invalid::Metadata("namespace")
     );
+}
+
+/// The first administrator's address is one auth accepts (its domain has a dot), or auth would
+/// stop at start and the shop would never be ready.
+#[test]
+fn the_first_administrator_has_an_address_auth_accepts() {
+    for (host, email) in [
+        ("shop.example.com", "admin@shop.example.com"),
+        ("localhost", "admin@localhost.local"),
+    ] {
+        let mut spec = small();
+        spec["host"] = json!(host);
+        let shop = Shop::validate(&storefront(spec)).unwrap();
+        let secret = admin_secret(&shop, "password");
+        let data = secret.data.unwrap();
+        assert_eq!(String::from_utf8(data["email"].0.clone()).unwrap(), email);
+    }
 }

@@ -10,15 +10,14 @@ use std::{
 
 use serde_json::json;
 use storefront_operator::{build::objects, crd::Storefront, shop::Shop};
+use support::repository as root;
+
+mod support;
 
 fn tool(var: &str) -> PathBuf {
     PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: run the manifest checks through `cargo xtask test`")
     }))
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 #[track_caller]
