@@ -21,8 +21,10 @@
 //! - **an idle consumer stops fetching**: against a broker that holds every fetch for the whole
 //!   `fetch.wait.max.ms` (the local tansu), a short wait keeps latency low but costs a fetch every
 //!   few milliseconds. With `KAFKA_IDLE_FETCH_INTERVAL_MS` set, a consumer that saw nothing for
-//!   2 s pauses its partitions and looks again only that often, and is back to full speed with the
-//!   first message it finds.
+//!   2 s pauses its partitions, and that often asks where they end (a list-offsets request the
+//!   broker answers at once): the first one past where the consumer stands wakes it to full speed.
+//!   (Resuming for a short listening window instead loses the race on a busy machine: pausing
+//!   again drops what the fetch brought, and the consumer never catches up.)
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -247,8 +249,6 @@ pub struct ConsumerRunner<H> {
     shared: Arc<Shared<H>>,
     lanes: usize,
     idle_fetch: Option<Duration>,
-    /// How long to listen after resuming, for the broker to answer one fetch.
-    listen: Duration,
 }
 
 /// One message on its way through a lane.
@@ -303,8 +303,6 @@ impl<H: EventHandler> ConsumerRunner<H> {
                     .build(),
             )
             .await;
-        // librdkafka's default wait is 500 ms; one fetch may be in flight when partitions resume.
-        let wait = Duration::from_millis(kafka.fetch_wait_max_ms.unwrap_or(500).into());
         Ok(ConsumerRunner {
             consumer,
             shared: Arc::new(Shared {
@@ -316,7 +314,6 @@ impl<H: EventHandler> ConsumerRunner<H> {
             }),
             lanes: kafka.consumer_lanes.max(1),
             idle_fetch: kafka.idle_fetch_interval,
-            listen: wait * 3 + Duration::from_millis(20),
         })
     }
 
@@ -329,7 +326,6 @@ impl<H: EventHandler> ConsumerRunner<H> {
             shared,
             lanes,
             idle_fetch,
-            listen,
         } = self;
         let group = shared.settings.group.clone();
         tracing::info!(%group, topics = ?shared.settings.topics, lanes, "consumer started");
@@ -362,31 +358,43 @@ impl<H: EventHandler> ConsumerRunner<H> {
             {
                 commit(&consumer, &mut progress);
                 commit_due = None;
-                // Doze: no fetches for `every`, then one listening window.
+                // Doze: the partitions paused (no fetches), and every `every` one cheap look at
+                // their ends (a list-offsets request, never held by the broker): new events, or
+                // a new assignment, wake it.
                 idle_gauge.set(1);
                 let paused = consumer.assignment().unwrap_or_default();
                 let _ = consumer.pause(&paused);
-                tokio::select! {
-                    _ = stop.changed() => break 'consume,
-                    _ = tokio::time::sleep(every) => {}
+                loop {
+                    // Still polled meanwhile: that is what serves a rebalance, and a partition
+                    // assigned since is not paused.
+                    let woke = tokio::select! {
+                        _ = stop.changed() => break 'consume,
+                        _ = tokio::time::sleep(every) => false,
+                        message = consumer.recv() => {
+                            match message {
+                                Ok(message) => {
+                                    dispatch(&shared, &senders, &mut progress, &message, &mut in_flight);
+                                    commit_due.get_or_insert_with(|| {
+                                        tokio::time::Instant::now() + COMMIT_EVERY
+                                    });
+                                }
+                                Err(e) => tracing::warn!(error = %e, "kafka receive failed"),
+                            }
+                            true
+                        }
+                    };
+                    let reassigned = consumer
+                        .assignment()
+                        .is_ok_and(|now| now.to_topic_map() != paused.to_topic_map());
+                    if woke || reassigned || has_unread(&consumer, &paused) {
+                        break;
+                    }
                 }
                 let _ = consumer.resume(&paused);
                 let _ = consumer.resume(&consumer.assignment().unwrap_or_default());
-                let message = tokio::select! {
-                    _ = stop.changed() => break 'consume,
-                    _ = tokio::time::sleep(listen) => continue 'consume,
-                    message = consumer.recv() => message,
-                };
                 idle_gauge.set(0);
+                // Awake again for at least IDLE_AFTER.
                 last_message = Instant::now();
-                match message {
-                    Ok(message) => {
-                        dispatch(&shared, &senders, &mut progress, &message, &mut in_flight);
-                        commit_due
-                            .get_or_insert_with(|| tokio::time::Instant::now() + COMMIT_EVERY);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "kafka receive failed"),
-                }
                 continue;
             }
             let due = commit_due.unwrap_or_else(|| tokio::time::Instant::now() + IDLE_AFTER);
@@ -680,6 +688,32 @@ impl<H: EventHandler> Shared<H> {
         }
         Outcome::DeadLettered
     }
+}
+
+/// Whether a paused consumer has events to read: a partition whose end (high watermark) is past
+/// where the consumer stands (its position, else its group's committed offset, else the start).
+/// One list-offsets round trip per partition; an error counts as "yes" (waking costs little).
+fn has_unread(consumer: &StreamConsumer, partitions: &TopicPartitionList) -> bool {
+    let timeout = Duration::from_secs(1);
+    let positions = consumer.position().unwrap_or_default();
+    let committed = consumer
+        .committed_offsets(partitions.clone(), timeout)
+        .unwrap_or_default();
+    partitions.elements().iter().any(|element| {
+        let (topic, partition) = (element.topic(), element.partition());
+        let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, timeout) else {
+            return true;
+        };
+        let at = |list: &TopicPartitionList| match list.find_partition(topic, partition) {
+            Some(e) => match e.offset() {
+                rdkafka::Offset::Offset(o) => Some(o),
+                _ => None,
+            },
+            None => None,
+        };
+        let standing = at(&positions).or_else(|| at(&committed)).unwrap_or(low);
+        high > standing
+    })
 }
 
 /// Which offsets of each partition are done, so only a prefix of done messages is committed.

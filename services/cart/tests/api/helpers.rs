@@ -355,13 +355,11 @@ impl Shop {
             .as_str()
             .unwrap()
             .to_owned();
-        eventually("cart's replica has the product", || async {
-            !self
-                .cart_store
-                .products(std::slice::from_ref(&id))
-                .await
-                .unwrap()
-                .is_empty()
+        // A customer can check out once both replicas that price and sell it know it.
+        eventually("cart's and orders' replicas have the product", || async {
+            let ids = std::slice::from_ref(&id);
+            !self.cart_store.products(ids).await.unwrap().is_empty()
+                && !self.orders_store.products(ids).await.unwrap().is_empty()
         })
         .await;
         id
