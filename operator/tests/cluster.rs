@@ -1053,6 +1053,8 @@ async fn idle_figures(cluster: &Cluster, period: Duration) {
                 continue;
             };
             let millicores = (end.0 - start.0) / period.as_secs_f64() / 1e6;
+            // The kubelet of 1.20 reports no RSS on cgroup v1: the pod's processes' own.
+            let rss = pod_rss_bytes(&pod.uid().unwrap_or_default());
             let mut resources = [0.0f64; 4];
             for container in &pod.spec.as_ref().unwrap().containers {
                 let r = container.resources.clone().unwrap_or_default();
@@ -1072,7 +1074,7 @@ async fn idle_figures(cluster: &Cluster, period: Duration) {
             eprintln!(
                 "FIGURES pod={name} idle_cpu_millicores={millicores:.1} rss_mib={:.1} working_set_mib={:.1} \
                  request_cpu_m={:.0} request_memory_mib={:.0} limit_cpu_m={:.0} limit_memory_mib={:.0}",
-                end.1 / 1048576.0,
+                rss / 1048576.0,
                 end.2 / 1048576.0,
                 resources[0],
                 resources[1],
@@ -1082,7 +1084,7 @@ async fn idle_figures(cluster: &Cluster, period: Duration) {
             if namespace != BACKENDS_NAMESPACE {
                 let values = [
                     millicores,
-                    end.1 / 1048576.0,
+                    rss / 1048576.0,
                     resources[0],
                     resources[1],
                     resources[2],
@@ -1099,6 +1101,52 @@ async fn idle_figures(cluster: &Cluster, period: Duration) {
          request_memory_mib={:.0} limit_cpu_m={:.0} limit_memory_mib={:.0}",
         fleet[0], fleet[1], fleet[2], fleet[3], fleet[4], fleet[5]
     );
+}
+
+/// The resident memory of every process of the pod `uid`: the processes listed in its memory
+/// cgroup (cgroup v1, the kubelet's cgroupfs layout `kubepods/[qos/]pod{uid}/…`), each one's VmRSS.
+fn pod_rss_bytes(uid: &str) -> f64 {
+    fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if entry.file_name() == name {
+                return Some(path);
+            }
+            if let Some(found) = find(&path, name) {
+                return Some(found);
+            }
+        }
+        None
+    }
+    fn pids(dir: &std::path::Path, into: &mut Vec<String>) {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            into.extend(text.lines().map(str::to_owned));
+        }
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                pids(&entry.path(), into);
+            }
+        }
+    }
+    let root = std::path::Path::new("/sys/fs/cgroup/memory/kubepods");
+    let Some(pod) = find(root, &format!("pod{uid}")) else {
+        return 0.0;
+    };
+    let mut all = Vec::new();
+    pids(&pod, &mut all);
+    all.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kib| kib * 1024.0)
+        .sum()
 }
 
 /// A Kubernetes quantity ("50m", "2", "64Mi", "1Gi", "500M") as a number of units.
