@@ -477,15 +477,26 @@ impl Customer {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let (status, order) = self
-            .shop
-            .send(
-                self.request(reqwest::Method::POST, "cart", "/api/cart/checkout")
-                    .header("idempotency-key", support::unique("checkout", '-')),
-            )
-            .await?;
-        assert_eq!(status, 201, "checkout: {order}");
-        Some(order["id"].as_str().unwrap().to_owned())
+        // orders keeps a replica of its own, which may learn of the product a moment after the
+        // cart did: its "not sold here" is retried too (the lines stay in the cart).
+        let key = support::unique("checkout", '-');
+        loop {
+            let (status, order) = self
+                .shop
+                .send(
+                    self.request(reqwest::Method::POST, "cart", "/api/cart/checkout")
+                        .header("idempotency-key", key.as_str()),
+                )
+                .await?;
+            if status == 201 {
+                return Some(order["id"].as_str().unwrap().to_owned());
+            }
+            assert!(
+                status == 422 && Instant::now() < until,
+                "checkout: {status} {order}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Pays order `id` with the stand-in's test card (what Stripe.js gives the browser).

@@ -169,6 +169,8 @@ pub enum NotPayable {
     Pending,
     Paid,
     Ended(String),
+    /// It became payable as it was asked for: ask again.
+    Retry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -636,6 +638,23 @@ impl Store {
         user: Uuid,
         ttl: std::time::Duration,
     ) -> Result<Result<OrderDoc, NotPayable>, StoreError> {
+        // The order may leave `pending` between the conditional update and the read that says
+        // why it did not match: then the update is tried again (it moves forward only once).
+        for _ in 0..3 {
+            match self.try_hold(id, user, ttl).await? {
+                Err(NotPayable::Retry) => continue,
+                other => return Ok(other),
+            }
+        }
+        Ok(Err(NotPayable::Pending))
+    }
+
+    async fn try_hold(
+        &self,
+        id: Uuid,
+        user: Uuid,
+        ttl: std::time::Duration,
+    ) -> Result<Result<OrderDoc, NotPayable>, StoreError> {
         let now = now();
         let until = bson::DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
         let held = self
@@ -662,6 +681,7 @@ impl Store {
                 "the order is cancelled: {}",
                 order.reason.unwrap_or_default()
             )),
+            OrderState::AwaitingPayment if order.expires_at > now => NotPayable::Retry,
             OrderState::AwaitingPayment => {
                 NotPayable::Ended("the payment window expired".to_owned())
             }

@@ -56,7 +56,12 @@ async fn add_check_out_pay_and_the_order_completes() {
 
     // Paid at once: payments waits for the stock to be reserved, no client polling.
     let paid = shop.pay(&ada, &id, "pm_card_visa").await;
-    assert_eq!(paid.status(), StatusCode::OK);
+    assert_eq!(
+        paid.status(),
+        StatusCode::OK,
+        "{}",
+        paid.text().await.unwrap()
+    );
     let done = shop.wait_order(&ada, &id, "completed").await;
     assert_eq!(done["version"], 3);
     assert_eq!(done["payment"]["amount"], order["total"]);
