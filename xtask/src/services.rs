@@ -103,14 +103,8 @@ impl Ports {
     }
 
     pub fn free() -> Result<Ports> {
-        let mut services = [0; SERVICES.len()];
-        for port in &mut services {
-            *port = procs::free_port()?;
-        }
-        Ok(Ports {
-            services,
-            gateway: procs::free_port()?,
-        })
+        let [services @ .., gateway] = procs::free_ports::<{ SERVICES.len() + 1 }>()?;
+        Ok(Ports { services, gateway })
     }
 
     pub fn of(&self, service: &Service) -> u16 {

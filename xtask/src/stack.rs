@@ -284,8 +284,7 @@ impl Stack {
             format!("{token},storefront-test-admin,storefront-test-admin,system:masters\n"),
         )?;
 
-        let client_port = procs::free_port()?;
-        let peer_port = procs::free_port()?;
+        let [client_port, peer_port] = procs::free_ports::<2>()?;
         let etcd_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let etcd = procs::spawn(

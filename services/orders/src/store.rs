@@ -673,7 +673,11 @@ impl Store {
         if let Some(order) = held {
             return Ok(Ok(order));
         }
-        let order = self.get(id).await?.ok_or(StoreError::NotFound)?;
+        let order = self
+            .get(id)
+            .await?
+            .filter(|order| order.user_id == user.to_string())
+            .ok_or(StoreError::NotFound)?;
         Ok(Err(match order.state {
             OrderState::Pending => NotPayable::Pending,
             OrderState::Completed => NotPayable::Paid,

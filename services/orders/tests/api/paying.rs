@@ -122,6 +122,50 @@ async fn payments_hold_waits_for_the_stock_and_a_cancel_waits_for_the_hold() {
     );
 }
 
+/// A customer pays right after checkout: payments asks for the hold as the stock is being
+/// reserved, so an ask may meet the order just as it leaves `pending`. Asked without waiting,
+/// back to back, the answer is "still being reserved" until it is granted, never "payment window
+/// expired" (which the read after the unmatched update once said there: 409 on a busy machine).
+#[tokio::test]
+async fn a_hold_asked_for_as_the_order_becomes_payable_is_granted() {
+    let shop = shop().await;
+    let mug = shop.product("Mug", 1800, 50).await;
+    let ada = shop.customer();
+    for _ in 0..5 {
+        let order = placed(&shop, &ada, &mug, 1).await;
+        let id = order["id"].as_str().unwrap().to_owned();
+        let askers = (0..4).map(|_| async {
+            let until = Instant::now() + Duration::from_secs(20);
+            loop {
+                let response = shop
+                    .http
+                    .post(format!(
+                        "http://{}/internal/orders/{id}/payment-hold",
+                        shop.orders
+                    ))
+                    .bearer_auth(&ada.token)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let body: Value = response.json().await.unwrap();
+                if status == StatusCode::OK {
+                    break;
+                }
+                assert_eq!(status, StatusCode::CONFLICT, "{body}");
+                assert!(
+                    body["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("still being reserved")),
+                    "{body}"
+                );
+                assert!(Instant::now() < until, "never held: {body}");
+            }
+        });
+        futures::future::join_all(askers).await;
+    }
+}
+
 #[tokio::test]
 async fn a_hold_is_only_for_the_owner_of_an_order_that_can_be_paid() {
     let shop = shop().await;
