@@ -79,11 +79,19 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
-/// A producer for the outbox relay: acks from all replicas, idempotent, bounded delivery time.
+/// A producer for the outbox relay and dead letters: acks from all replicas, one request in flight
+/// per broker (so a retried batch never overtakes the next one: the order within a partition is
+/// kept), bounded delivery time.
+///
+/// Not librdkafka's idempotent producer: its sequence numbers live in the broker's producer
+/// state, and a broker that lost that state — the local tansu keeps it in memory — refuses every
+/// later batch (`UnknownProducerId`) for as long as the producer lives. A duplicate that a retry
+/// makes instead is harmless: consumers drop an event id they have seen.
 pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
     client_config(config)
         .set("acks", "all")
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
         // The outbox relay's lease outlives a batch by more than this (`outbox::LEASE_RENEW_BELOW`).
         .set("message.timeout.ms", "10000")
         .set("linger.ms", "1")

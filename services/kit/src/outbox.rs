@@ -4,7 +4,7 @@
 //! acknowledged it.
 //!
 //! It works in batches: one query reads up to 100 unsent records, all of them are handed to the
-//! producer at once (the idempotent producer keeps their order within a partition), and one
+//! producer at once (one request in flight per broker keeps their order within a partition), and one
 //! `update_many` marks the delivered ones sent. A transaction that appended events wakes the relay
 //! in-process ([`Outbox::committed`]); a batch smaller than the limit means nothing was left, so
 //! the relay sleeps until the next wake-up. Polling the database remains only as recovery, every
@@ -18,8 +18,16 @@
 //! others wait, so events are not published twice and keep their order. The holder renews it only
 //! when less than 12 of its 15 s are left, not at every batch; another relay takes over at most
 //! 15 s after the holder died (one that stops releases it at once).
+//!
+//! A broker that loses its log — the local tansu keeps everything in memory and starts empty after
+//! a restart; a real Kafka after an unclean leader election — loses events that were sent but not
+//! yet read. The relay notices: a partition's offsets start below the last one Kafka acknowledged
+//! to it, either on the next delivery or when its recovery poll asks the broker for the partitions
+//! it published to within [`REPUBLISH_WINDOW`]. It then marks every event of that topic sent
+//! within the window unsent again, and publishes them anew; consumers drop the ones they had.
 
 use std::{
+    collections::{BTreeSet, HashMap},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -34,13 +42,13 @@ use mongodb::{
 use rdkafka::{
     error::KafkaError,
     message::{Header, OwnedHeaders},
-    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, future_producer::Delivery},
 };
 use storefront_events::{Envelope, Event};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::{Error, mongo::is_duplicate_key};
+use crate::mongo::{Transient, is_duplicate_key};
 
 const RECORDS: &str = "outbox";
 const LEASES: &str = "outbox_leases";
@@ -52,6 +60,9 @@ const LEASE_RENEW_BELOW: Duration = Duration::from_secs(12);
 const BATCH: i64 = 100;
 /// Sent records are kept this long for inspection, then MongoDB's TTL monitor removes them.
 const KEEP_SENT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// When the broker lost its log, the events sent within this long before are sent again: what a
+/// consumer might not have read yet. One further behind misses the rest.
+pub const REPUBLISH_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// Appends events inside a service's transactions.
 #[derive(Clone)]
@@ -94,10 +105,13 @@ impl Outbox {
         &self,
         session: &mut ClientSession,
         event: Envelope<E>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), AppendError> {
         let topic = E::TOPIC.name(&self.topic_prefix);
-        let raw = event.into_raw().map_err(Error::internal)?;
-        let payload = serde_json::to_string(&raw).map_err(Error::internal)?;
+        let raw = event
+            .into_raw()
+            .map_err(|e| AppendError::Encode(e.to_string()))?;
+        let payload =
+            serde_json::to_string(&raw).map_err(|e| AppendError::Encode(e.to_string()))?;
         self.records
             .insert_one(doc! {
                 // UUIDv7: the string order is the creation order, which the relay keeps.
@@ -135,7 +149,25 @@ impl Outbox {
             owner: Uuid::new_v4().to_string(),
             poll: Duration::from_secs(2),
             lease_until: None,
+            acked: HashMap::new(),
         }
+    }
+}
+
+/// Why an event could not be appended.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The insert failed. Keeps MongoDB's error whole: a transient one (a write conflict, a
+    /// server that went away) makes the caller's transaction worth running again.
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("the event cannot be encoded: {0}")]
+    Encode(String),
+}
+
+impl Transient for AppendError {
+    fn is_transient(&self) -> bool {
+        matches!(self, AppendError::Mongo(e) if e.is_transient())
     }
 }
 
@@ -159,6 +191,8 @@ pub struct Relay {
     poll: Duration,
     /// Until when this relay surely holds the lease (measured from before it asked).
     lease_until: Option<Instant>,
+    /// The last offset Kafka acknowledged in each partition this relay published to, and when.
+    acked: HashMap<(String, i32), (i64, Instant)>,
 }
 
 impl Relay {
@@ -173,7 +207,14 @@ impl Relay {
     /// Publishes until `stop` turns true. Errors are logged and retried after a pause.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         tracing::info!(owner = %self.owner, "outbox relay started");
+        let mut last_check = Instant::now();
         while !*stop.borrow() {
+            if last_check.elapsed() >= self.poll {
+                last_check = Instant::now();
+                if let Err(e) = self.check_log().await {
+                    tracing::debug!(error = %e, "cannot ask the broker for its offsets");
+                }
+            }
             let pause = match self.step(&stop).await {
                 // A full batch: there may be more right behind it.
                 Ok(published) if published as i64 == BATCH => Duration::ZERO,
@@ -220,7 +261,8 @@ impl Relay {
         if batch.is_empty() {
             return Ok(0);
         }
-        // Enqueued in order, before any is awaited: the idempotent producer keeps that order.
+        // Enqueued in order, before any is awaited: one request in flight per broker keeps that
+        // order within each partition.
         let mut deliveries = Vec::with_capacity(batch.len());
         let mut first_error = None;
         for record in &batch {
@@ -233,9 +275,21 @@ impl Relay {
             }
         }
         let mut sent = Vec::with_capacity(deliveries.len());
-        for (id, delivery) in deliveries {
+        let mut lost = BTreeSet::new();
+        for (id, topic, delivery) in deliveries {
             match delivery.await {
-                Ok(Ok(_)) => sent.push(id),
+                Ok(Ok(Delivery {
+                    partition, offset, ..
+                })) => {
+                    sent.push(id);
+                    let now = Instant::now();
+                    let previous = self
+                        .acked
+                        .insert((topic.clone(), partition), (offset, now));
+                    if previous.is_some_and(|(before, _)| offset <= before) {
+                        lost.insert(topic);
+                    }
+                }
                 Ok(Err((e, _))) => {
                     first_error.get_or_insert(RelayError::Kafka(e));
                 }
@@ -256,14 +310,78 @@ impl Relay {
             counters.outbox_batches.inc();
             tracing::debug!(events = sent.len(), "events published");
         }
+        if !lost.is_empty() {
+            self.republish(lost).await?;
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(sent.len()),
         }
     }
 
+    /// Asks the broker where each partition this relay published to within [`REPUBLISH_WINDOW`]
+    /// ends; one that ends at or below the offset Kafka acknowledged last lost its log.
+    async fn check_log(&mut self) -> Result<(), RelayError> {
+        let recent: Vec<(String, i32, i64)> = self
+            .acked
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() < REPUBLISH_WINDOW)
+            .map(|((topic, partition), (offset, _))| (topic.clone(), *partition, *offset))
+            .collect();
+        if recent.is_empty() {
+            return Ok(());
+        }
+        let producer = self.producer.clone();
+        let lost = tokio::task::spawn_blocking(move || {
+            let mut lost = BTreeSet::new();
+            for (topic, partition, offset) in recent {
+                let (_, end) = producer.client().fetch_watermarks(
+                    &topic,
+                    partition,
+                    Duration::from_secs(2),
+                )?;
+                if end <= offset {
+                    lost.insert(topic);
+                }
+            }
+            Ok::<_, KafkaError>(lost)
+        })
+        .await
+        .map_err(|_| RelayError::Kafka(KafkaError::Canceled))??;
+        if lost.is_empty() {
+            return Ok(());
+        }
+        self.republish(lost).await
+    }
+
+    /// The broker lost what it held of `topics`: every event of theirs sent within
+    /// [`REPUBLISH_WINDOW`] is marked unsent, so the next steps publish them again, in order.
+    async fn republish(&mut self, topics: BTreeSet<String>) -> Result<(), RelayError> {
+        self.acked.retain(|(topic, _), _| !topics.contains(topic));
+        let since = bson::DateTime::from_millis(
+            Utc::now().timestamp_millis() - REPUBLISH_WINDOW.as_millis() as i64,
+        );
+        let topics: Vec<&String> = topics.iter().collect();
+        let marked = self
+            .records
+            .update_many(
+                doc! { "sent": true, "topic": { "$in": &topics }, "sent_at": { "$gte": since } },
+                doc! { "$set": { "sent": false } },
+            )
+            .await?;
+        crate::metrics::backends()
+            .outbox_republished
+            .inc_by(marked.modified_count);
+        tracing::warn!(
+            ?topics,
+            events = marked.modified_count,
+            "the broker lost its log; publishing the events of the last minutes again"
+        );
+        Ok(())
+    }
+
     /// Hands one record to the producer; its delivery is awaited with the rest of the batch.
-    fn enqueue(&self, record: &Document) -> Result<(String, DeliveryFuture), RelayError> {
+    fn enqueue(&self, record: &Document) -> Result<(String, String, DeliveryFuture), RelayError> {
         let field = |name: &str| {
             record
                 .get_str(name)
@@ -294,7 +412,7 @@ impl Relay {
                     .headers(headers),
             )
             .map_err(|(e, _)| RelayError::Kafka(e))?;
-        Ok((id.to_owned(), delivery))
+        Ok((id.to_owned(), topic.to_owned(), delivery))
     }
 
     /// Takes or renews the lease; false while another relay holds it. Renewed only when less
