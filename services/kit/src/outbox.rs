@@ -19,12 +19,13 @@
 //! when less than 12 of its 15 s are left, not at every batch; another relay takes over at most
 //! 15 s after the holder died (one that stops releases it at once).
 //!
-//! A broker that loses its log — the local tansu keeps everything in memory and starts empty after
-//! a restart; a real Kafka after an unclean leader election — loses events that were sent but not
-//! yet read. The relay notices: a partition's offsets start below the last one Kafka acknowledged
-//! to it, either on the next delivery or when its recovery poll asks the broker for the partitions
-//! it published to within [`REPUBLISH_WINDOW`]. It then marks every event of that topic sent
-//! within the window unsent again, and publishes them anew; consumers drop the ones they had.
+//! A broker that loses its log — the local tansu in memory, which starts empty after a restart; a
+//! real Kafka after an unclean leader election — loses events that were sent but not yet read. The
+//! relay notices on its next delivery to a partition: the offset Kafka acknowledges is not past the
+//! last one it acknowledged there. It then marks every event of that topic sent within
+//! [`REPUBLISH_WINDOW`] unsent again, and publishes them anew; consumers drop the ones they had.
+//! (Not by asking the broker where partitions end: tansu's answer is the first offset of the last
+//! batch plus one, below the end when that batch held more than one event.)
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -42,7 +43,7 @@ use mongodb::{
 use rdkafka::{
     error::KafkaError,
     message::{Header, OwnedHeaders},
-    producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, future_producer::Delivery},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord, future_producer::Delivery},
 };
 use storefront_events::{Envelope, Event};
 use tokio::sync::{Notify, watch};
@@ -191,8 +192,8 @@ pub struct Relay {
     poll: Duration,
     /// Until when this relay surely holds the lease (measured from before it asked).
     lease_until: Option<Instant>,
-    /// The last offset Kafka acknowledged in each partition this relay published to, and when.
-    acked: HashMap<(String, i32), (i64, Instant)>,
+    /// The last offset Kafka acknowledged in each partition this relay published to.
+    acked: HashMap<(String, i32), i64>,
 }
 
 impl Relay {
@@ -207,14 +208,7 @@ impl Relay {
     /// Publishes until `stop` turns true. Errors are logged and retried after a pause.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         tracing::info!(owner = %self.owner, "outbox relay started");
-        let mut last_check = Instant::now();
         while !*stop.borrow() {
-            if last_check.elapsed() >= self.poll {
-                last_check = Instant::now();
-                if let Err(e) = self.check_log().await {
-                    tracing::debug!(error = %e, "cannot ask the broker for its offsets");
-                }
-            }
             let pause = match self.step(&stop).await {
                 // A full batch: there may be more right behind it.
                 Ok(published) if published as i64 == BATCH => Duration::ZERO,
@@ -282,11 +276,8 @@ impl Relay {
                     partition, offset, ..
                 })) => {
                     sent.push(id);
-                    let now = Instant::now();
-                    let previous = self
-                        .acked
-                        .insert((topic.clone(), partition), (offset, now));
-                    if previous.is_some_and(|(before, _)| offset <= before) {
+                    let previous = self.acked.insert((topic.clone(), partition), offset);
+                    if previous.is_some_and(|before| offset <= before) {
                         lost.insert(topic);
                     }
                 }
@@ -317,41 +308,6 @@ impl Relay {
             Some(e) => Err(e),
             None => Ok(sent.len()),
         }
-    }
-
-    /// Asks the broker where each partition this relay published to within [`REPUBLISH_WINDOW`]
-    /// ends; one that ends at or below the offset Kafka acknowledged last lost its log.
-    async fn check_log(&mut self) -> Result<(), RelayError> {
-        let recent: Vec<(String, i32, i64)> = self
-            .acked
-            .iter()
-            .filter(|(_, (_, at))| at.elapsed() < REPUBLISH_WINDOW)
-            .map(|((topic, partition), (offset, _))| (topic.clone(), *partition, *offset))
-            .collect();
-        if recent.is_empty() {
-            return Ok(());
-        }
-        let producer = self.producer.clone();
-        let lost = tokio::task::spawn_blocking(move || {
-            let mut lost = BTreeSet::new();
-            for (topic, partition, offset) in recent {
-                let (_, end) = producer.client().fetch_watermarks(
-                    &topic,
-                    partition,
-                    Duration::from_secs(2),
-                )?;
-                if end <= offset {
-                    lost.insert(topic);
-                }
-            }
-            Ok::<_, KafkaError>(lost)
-        })
-        .await
-        .map_err(|_| RelayError::Kafka(KafkaError::Canceled))??;
-        if lost.is_empty() {
-            return Ok(());
-        }
-        self.republish(lost).await
     }
 
     /// The broker lost what it held of `topics`: every event of theirs sent within
