@@ -253,7 +253,7 @@ struct Shared<H> {
 }
 
 pub struct ConsumerRunner<H> {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     shared: Arc<Shared<H>>,
     lanes: usize,
     idle_fetch: Option<Duration>,
@@ -312,7 +312,7 @@ impl<H: EventHandler> ConsumerRunner<H> {
             )
             .await;
         Ok(ConsumerRunner {
-            consumer,
+            consumer: Arc::new(consumer),
             shared: Arc::new(Shared {
                 producer: producer(kafka)?,
                 settings,
@@ -394,7 +394,20 @@ impl<H: EventHandler> ConsumerRunner<H> {
                     let reassigned = consumer
                         .assignment()
                         .is_ok_and(|now| now.to_topic_map() != paused.to_topic_map());
-                    if woke || reassigned || has_unread(&consumer, &paused) {
+                    if woke || reassigned {
+                        break;
+                    }
+                    // Off the runtime: it blocks, up to a second a partition when the broker
+                    // does not answer (a dozing notifications stopped answering HTTP while the
+                    // broker restarted: xtask/tests/faults.rs).
+                    let (probe, partitions) = (consumer.clone(), paused.clone());
+                    let unread = tokio::select! {
+                        _ = stop.changed() => break 'consume,
+                        unread = tokio::task::spawn_blocking(move || has_unread(&probe, &partitions)) => {
+                            unread.unwrap_or(true)
+                        }
+                    };
+                    if unread {
                         break;
                     }
                 }
