@@ -15,6 +15,7 @@
 
 mod bench;
 mod cluster;
+mod faults;
 mod images;
 mod install;
 mod pki;

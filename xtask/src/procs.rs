@@ -58,10 +58,16 @@ pub fn port_in_use(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_err()
 }
 
-/// Starts `command` with stdout/stderr appended to `logs/{name}.log`.
+/// Starts `command` with stdout/stderr appended to `logs/{name}.log`, and writes how it was
+/// started to `logs/{name}.launch.json` (program, arguments, the variables it was given, working
+/// directory), so that a test that kills it can start it again the same way (`xtask/tests/faults.rs`).
 pub fn spawn(name: &str, command: &mut Command, logs: &Path) -> Result<Proc> {
     std::fs::create_dir_all(logs)?;
     let log = logs.join(format!("{name}.log"));
+    std::fs::write(
+        logs.join(format!("{name}.launch.json")),
+        serde_json::to_vec_pretty(&launch(command))?,
+    )?;
     let out = File::options().create(true).append(true).open(&log)?;
     let child = command
         .stdin(Stdio::null())
@@ -75,6 +81,23 @@ pub fn spawn(name: &str, command: &mut Command, logs: &Path) -> Result<Proc> {
         name: name.to_owned(),
         pid: child.id(),
         log,
+    })
+}
+
+/// How `command` starts: what [`spawn`] writes beside the log. The environment is the variables
+/// set on the command (services are started with a cleared environment and everything they read
+/// set; the backends inherit `PATH` and `HOME`).
+fn launch(command: &Command) -> Value {
+    let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+    let env: serde_json::Map<String, Value> = command
+        .get_envs()
+        .filter_map(|(k, v)| Some((text(k), Value::String(text(v?)))))
+        .collect();
+    json!({
+        "program": text(command.get_program()),
+        "args": command.get_args().map(text).collect::<Vec<_>>(),
+        "env": env,
+        "cwd": command.get_current_dir().map(|d| d.display().to_string()),
     })
 }
 

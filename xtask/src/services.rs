@@ -248,7 +248,18 @@ pub fn start_shop(
 }
 
 fn start(stack: &mut Stack, bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<()> {
-    for service in built() {
+    start_some(stack, bin_dir, env, &built())
+}
+
+/// Starts `services` (in that order) on `stack`'s backends, each waited for until `/readyz`
+/// answers.
+pub fn start_some(
+    stack: &mut Stack,
+    bin_dir: &Path,
+    env: &ServiceEnv<'_>,
+    services: &[&Service],
+) -> Result<()> {
+    for &service in services {
         let port = env.ports.of(service);
         if procs::port_in_use(port) {
             bail!(
@@ -266,7 +277,7 @@ fn start(stack: &mut Stack, bin_dir: &Path, env: &ServiceEnv<'_>) -> Result<()> 
 }
 
 /// Points the Stripe stand-in's webhooks at payments (its store is in memory, so every start).
-fn register_stripe_webhook(stripe_url: &str, ports: &Ports) -> Result<()> {
+pub fn register_stripe_webhook(stripe_url: &str, ports: &Ports) -> Result<()> {
     let Some(payments) = built().into_iter().find(|s| s.name == "payments") else {
         return Ok(());
     };

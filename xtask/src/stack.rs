@@ -84,6 +84,10 @@ pub struct Stack {
 pub enum Persistence {
     Keep,
     Ephemeral,
+    /// Kept, and MongoDB writes its log to disk at every commit (`--sync-on-commit`), so a
+    /// SIGKILL loses no write it acknowledged: the fault test's backends, which it kills. (The
+    /// broker stays in memory: see docs/saga.md, "Faults".)
+    Durable,
 }
 
 impl Stack {
@@ -121,27 +125,28 @@ impl Stack {
 
         let port = procs::free_port()?;
         let storage = match persistence {
-            Persistence::Keep => {
+            Persistence::Keep | Persistence::Durable => {
                 let path = data.join("mongodb");
                 std::fs::create_dir_all(&path)?;
                 path.display().to_string()
             }
             Persistence::Ephemeral => ":memory:".into(),
         };
-        let mongo = procs::spawn(
-            "mongodb",
-            Command::new(&tools.secantusd)
-                .args([
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    &port.to_string(),
-                    "--storage-path",
-                    &storage,
-                ])
-                .args(["--log-level", "WARNING"]),
-            &logs,
-        )?;
+        let mut command = Command::new(&tools.secantusd);
+        command
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--storage-path",
+                &storage,
+            ])
+            .args(["--log-level", "WARNING"]);
+        if persistence == Persistence::Durable {
+            command.arg("--sync-on-commit");
+        }
+        let mongo = procs::spawn("mongodb", &mut command, &logs)?;
         self.started(mongo, port, Duration::from_secs(30), "MongoDB (SecantusDB)")?;
         self.endpoints.mongodb_uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
 
@@ -157,6 +162,10 @@ impl Stack {
                     "--advertised-listener-url",
                     &url,
                 ])
+                // In memory in every stack, the fault test's too: tansu on S3 (the stand-in's
+                // files) keeps its log across a restart, but lists a partition's objects at every
+                // fetch, so delivery slows as they pile up (seconds behind after a minute at ten
+                // events a second).
                 .args(["--storage-engine", "memory://tansu/"])
                 .env("RUST_LOG", "warn"),
             &logs,

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     cluster::{self, Cluster},
-    images,
+    faults, images,
     install::{ApiServerTools, Browser, ClusterTools, ManifestTools, Tools, run},
     root,
     services::{self, Ports, ServiceEnv, target_dir},
@@ -129,19 +129,31 @@ pub fn test(args: &[String]) -> Result<()> {
         let (tools, browser, manifests, bin) = prepared?;
         anyhow::Ok((tools, browser, manifests, bin, cluster_tools?))
     })?;
-    let on_cluster_selected = selects_cluster_tests(args)?;
+    let on_cluster_selected = selects_tests(args, CLUSTER_PROFILE)?;
     if on_cluster_selected {
         may_use_the_running_cluster()?;
     }
     let api_server = ApiServerTools::ensure()?;
-    let suite = suite(args, &tools, &browser, &manifests, &api_server, &bin);
+    // The suite's stack only when the arguments select some test of it (`-E 'binary(faults)'`
+    // selects none: nextest would fail for want of tests).
+    let suite = if selects_tests(args, "default")? {
+        suite(args, &tools, &browser, &manifests, &api_server, &bin)
+    } else {
+        Ok(())
+    };
+    // Then, alone, the fault test on a stack of its own.
+    let faults = if selects_tests(args, faults::PROFILE)? {
+        faults::run(args, &tools, &bin)
+    } else {
+        Ok(())
+    };
     // Then, on a free machine, the tests that need the single-node cluster.
     let on_cluster = if on_cluster_selected {
         on_cluster(args, &cluster_tools, &tools, &bin, &[], false).map(|_| ())
     } else {
         Ok(())
     };
-    suite.and(on_cluster)
+    suite.and(faults).and(on_cluster)
 }
 
 /// The suite on the backends and the whole shop, started for it and stopped after.
@@ -217,12 +229,12 @@ fn suite(
     Ok(())
 }
 
-/// Whether the nextest arguments select any test of the cluster profile.
-fn selects_cluster_tests(args: &[String]) -> Result<bool> {
+/// Whether the nextest arguments select any test of `profile`.
+fn selects_tests(args: &[String], profile: &str) -> Result<bool> {
     let output = Command::new(env!("CARGO"))
         .current_dir(root())
         .args(["nextest", "list", "--workspace", "--all-features"])
-        .args(["--profile", CLUSTER_PROFILE, "--message-format", "json"])
+        .args(["--profile", profile, "--message-format", "json"])
         .args(args)
         .stderr(Stdio::inherit())
         .output()

@@ -79,11 +79,19 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
-/// A producer for the outbox relay: acks from all replicas, idempotent, bounded delivery time.
+/// A producer for the outbox relay and dead letters: acks from all replicas, one request in flight
+/// per broker (so a retried batch never overtakes the next one: the order within a partition is
+/// kept), bounded delivery time.
+///
+/// Not librdkafka's idempotent producer: its sequence numbers live in the broker's producer
+/// state, and a broker that lost that state — the local tansu keeps it in memory — refuses every
+/// later batch (`UnknownProducerId`) for as long as the producer lives. A duplicate that a retry
+/// makes instead is harmless: consumers drop an event id they have seen.
 pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
     client_config(config)
         .set("acks", "all")
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
         // The outbox relay's lease outlives a batch by more than this (`outbox::LEASE_RENEW_BELOW`).
         .set("message.timeout.ms", "10000")
         .set("linger.ms", "1")
@@ -245,7 +253,7 @@ struct Shared<H> {
 }
 
 pub struct ConsumerRunner<H> {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     shared: Arc<Shared<H>>,
     lanes: usize,
     idle_fetch: Option<Duration>,
@@ -304,7 +312,7 @@ impl<H: EventHandler> ConsumerRunner<H> {
             )
             .await;
         Ok(ConsumerRunner {
-            consumer,
+            consumer: Arc::new(consumer),
             shared: Arc::new(Shared {
                 producer: producer(kafka)?,
                 settings,
@@ -386,7 +394,20 @@ impl<H: EventHandler> ConsumerRunner<H> {
                     let reassigned = consumer
                         .assignment()
                         .is_ok_and(|now| now.to_topic_map() != paused.to_topic_map());
-                    if woke || reassigned || has_unread(&consumer, &paused) {
+                    if woke || reassigned {
+                        break;
+                    }
+                    // Off the runtime: it blocks, up to a second a partition when the broker
+                    // does not answer (a dozing notifications stopped answering HTTP while the
+                    // broker restarted: xtask/tests/faults.rs).
+                    let (probe, partitions) = (consumer.clone(), paused.clone());
+                    let unread = tokio::select! {
+                        _ = stop.changed() => break 'consume,
+                        unread = tokio::task::spawn_blocking(move || has_unread(&probe, &partitions)) => {
+                            unread.unwrap_or(true)
+                        }
+                    };
+                    if unread {
                         break;
                     }
                 }

@@ -47,6 +47,9 @@ pub struct Backends {
     pub outbox_published: IntCounter,
     /// `storefront_outbox_batches_total`: relay steps that published at least one event.
     pub outbox_batches: IntCounter,
+    /// `storefront_outbox_republished_total`: sent events marked unsent again because the broker
+    /// lost its log (`outbox::Relay`).
+    pub outbox_republished: IntCounter,
 }
 
 /// The process-wide backend counters.
@@ -94,6 +97,10 @@ pub fn backends() -> &'static Backends {
                 "storefront_outbox_batches_total",
                 "Outbox relay batches that published something",
             ),
+            outbox_republished: counter(
+                "storefront_outbox_republished_total",
+                "Outbox events sent again because the broker lost its log",
+            ),
         }
     });
     &BACKENDS
@@ -101,7 +108,7 @@ pub fn backends() -> &'static Backends {
 
 impl Backends {
     fn register(&self, registry: &Registry) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
             Box::new(self.kafka_consumer_idle.clone()),
             Box::new(self.mongodb_commands.clone()),
             Box::new(self.mongodb_failures.clone()),
@@ -109,6 +116,7 @@ impl Backends {
             Box::new(self.kafka_retries.clone()),
             Box::new(self.outbox_published.clone()),
             Box::new(self.outbox_batches.clone()),
+            Box::new(self.outbox_republished.clone()),
         ];
         for collector in collectors {
             registry.register(collector).expect("registered once");

@@ -4,7 +4,7 @@
 //! acknowledged it.
 //!
 //! It works in batches: one query reads up to 100 unsent records, all of them are handed to the
-//! producer at once (the idempotent producer keeps their order within a partition), and one
+//! producer at once (one request in flight per broker keeps their order within a partition), and one
 //! `update_many` marks the delivered ones sent. A transaction that appended events wakes the relay
 //! in-process ([`Outbox::committed`]); a batch smaller than the limit means nothing was left, so
 //! the relay sleeps until the next wake-up. Polling the database remains only as recovery, every
@@ -18,8 +18,17 @@
 //! others wait, so events are not published twice and keep their order. The holder renews it only
 //! when less than 12 of its 15 s are left, not at every batch; another relay takes over at most
 //! 15 s after the holder died (one that stops releases it at once).
+//!
+//! A broker that loses its log — the local tansu in memory, which starts empty after a restart; a
+//! real Kafka after an unclean leader election — loses events that were sent but not yet read. The
+//! relay notices on its next delivery to a partition: the offset Kafka acknowledges is not past the
+//! last one it acknowledged there. It then marks every event of that topic sent within
+//! [`REPUBLISH_WINDOW`] unsent again, and publishes them anew; consumers drop the ones they had.
+//! (Not by asking the broker where partitions end: tansu's answer is the first offset of the last
+//! batch plus one, below the end when that batch held more than one event.)
 
 use std::{
+    collections::{BTreeSet, HashMap},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -34,13 +43,13 @@ use mongodb::{
 use rdkafka::{
     error::KafkaError,
     message::{Header, OwnedHeaders},
-    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord, future_producer::Delivery},
 };
 use storefront_events::{Envelope, Event};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::{Error, mongo::is_duplicate_key};
+use crate::mongo::{Transient, is_duplicate_key};
 
 const RECORDS: &str = "outbox";
 const LEASES: &str = "outbox_leases";
@@ -52,6 +61,9 @@ const LEASE_RENEW_BELOW: Duration = Duration::from_secs(12);
 const BATCH: i64 = 100;
 /// Sent records are kept this long for inspection, then MongoDB's TTL monitor removes them.
 const KEEP_SENT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// When the broker lost its log, the events sent within this long before are sent again: what a
+/// consumer might not have read yet. One further behind misses the rest.
+pub const REPUBLISH_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// Appends events inside a service's transactions.
 #[derive(Clone)]
@@ -94,10 +106,13 @@ impl Outbox {
         &self,
         session: &mut ClientSession,
         event: Envelope<E>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), AppendError> {
         let topic = E::TOPIC.name(&self.topic_prefix);
-        let raw = event.into_raw().map_err(Error::internal)?;
-        let payload = serde_json::to_string(&raw).map_err(Error::internal)?;
+        let raw = event
+            .into_raw()
+            .map_err(|e| AppendError::Encode(e.to_string()))?;
+        let payload =
+            serde_json::to_string(&raw).map_err(|e| AppendError::Encode(e.to_string()))?;
         self.records
             .insert_one(doc! {
                 // UUIDv7: the string order is the creation order, which the relay keeps.
@@ -135,7 +150,25 @@ impl Outbox {
             owner: Uuid::new_v4().to_string(),
             poll: Duration::from_secs(2),
             lease_until: None,
+            acked: HashMap::new(),
         }
+    }
+}
+
+/// Why an event could not be appended.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The insert failed. Keeps MongoDB's error whole: a transient one (a write conflict, a
+    /// server that went away) makes the caller's transaction worth running again.
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("the event cannot be encoded: {0}")]
+    Encode(String),
+}
+
+impl Transient for AppendError {
+    fn is_transient(&self) -> bool {
+        matches!(self, AppendError::Mongo(e) if e.is_transient())
     }
 }
 
@@ -159,6 +192,8 @@ pub struct Relay {
     poll: Duration,
     /// Until when this relay surely holds the lease (measured from before it asked).
     lease_until: Option<Instant>,
+    /// The last offset Kafka acknowledged in each partition this relay published to.
+    acked: HashMap<(String, i32), i64>,
 }
 
 impl Relay {
@@ -220,7 +255,8 @@ impl Relay {
         if batch.is_empty() {
             return Ok(0);
         }
-        // Enqueued in order, before any is awaited: the idempotent producer keeps that order.
+        // Enqueued in order, before any is awaited: one request in flight per broker keeps that
+        // order within each partition.
         let mut deliveries = Vec::with_capacity(batch.len());
         let mut first_error = None;
         for record in &batch {
@@ -233,9 +269,18 @@ impl Relay {
             }
         }
         let mut sent = Vec::with_capacity(deliveries.len());
-        for (id, delivery) in deliveries {
+        let mut lost = BTreeSet::new();
+        for (id, topic, delivery) in deliveries {
             match delivery.await {
-                Ok(Ok(_)) => sent.push(id),
+                Ok(Ok(Delivery {
+                    partition, offset, ..
+                })) => {
+                    sent.push(id);
+                    let previous = self.acked.insert((topic.clone(), partition), offset);
+                    if previous.is_some_and(|before| offset <= before) {
+                        lost.insert(topic);
+                    }
+                }
                 Ok(Err((e, _))) => {
                     first_error.get_or_insert(RelayError::Kafka(e));
                 }
@@ -256,14 +301,43 @@ impl Relay {
             counters.outbox_batches.inc();
             tracing::debug!(events = sent.len(), "events published");
         }
+        if !lost.is_empty() {
+            self.republish(lost).await?;
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(sent.len()),
         }
     }
 
+    /// The broker lost what it held of `topics`: every event of theirs sent within
+    /// [`REPUBLISH_WINDOW`] is marked unsent, so the next steps publish them again, in order.
+    async fn republish(&mut self, topics: BTreeSet<String>) -> Result<(), RelayError> {
+        self.acked.retain(|(topic, _), _| !topics.contains(topic));
+        let since = bson::DateTime::from_millis(
+            Utc::now().timestamp_millis() - REPUBLISH_WINDOW.as_millis() as i64,
+        );
+        let topics: Vec<&String> = topics.iter().collect();
+        let marked = self
+            .records
+            .update_many(
+                doc! { "sent": true, "topic": { "$in": &topics }, "sent_at": { "$gte": since } },
+                doc! { "$set": { "sent": false } },
+            )
+            .await?;
+        crate::metrics::backends()
+            .outbox_republished
+            .inc_by(marked.modified_count);
+        tracing::warn!(
+            ?topics,
+            events = marked.modified_count,
+            "the broker lost its log; publishing the events of the last minutes again"
+        );
+        Ok(())
+    }
+
     /// Hands one record to the producer; its delivery is awaited with the rest of the batch.
-    fn enqueue(&self, record: &Document) -> Result<(String, DeliveryFuture), RelayError> {
+    fn enqueue(&self, record: &Document) -> Result<(String, String, DeliveryFuture), RelayError> {
         let field = |name: &str| {
             record
                 .get_str(name)
@@ -294,7 +368,7 @@ impl Relay {
                     .headers(headers),
             )
             .map_err(|(e, _)| RelayError::Kafka(e))?;
-        Ok((id.to_owned(), delivery))
+        Ok((id.to_owned(), topic.to_owned(), delivery))
     }
 
     /// Takes or renews the lease; false while another relay holds it. Renewed only when less

@@ -1,5 +1,8 @@
 //! The outbox relay against real MongoDB and Kafka: a backlog goes out in order in batches, each
-//! marked sent with one update, and a commit in this process wakes the relay without any polling.
+//! marked sent with one update, and a commit in this process wakes the relay without any polling;
+//! an append that meets a concurrent transaction fails transiently, so the transaction is run
+//! again rather than failing its request or its event. (Events a broker lost are published again:
+//! the fault test, `xtask/tests/faults.rs`, restarts the broker.)
 
 use std::time::Duration;
 
@@ -7,7 +10,7 @@ use mongodb::bson::{Document, doc};
 use storefront_events::{Envelope, Topic, users::UserUpdated};
 use storefront_kit::{
     kafka, metrics,
-    mongo::Mongo,
+    mongo::{Mongo, Transient},
     outbox::Outbox,
     testing::{TestStack, consume, unique},
 };
@@ -92,4 +95,29 @@ async fn a_backlog_goes_out_in_order_in_batches_and_a_commit_wakes_the_relay() {
     );
     stop.send(true).unwrap();
     relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_append_that_meets_a_concurrent_transaction_fails_transiently() {
+    let stack = TestStack::from_env();
+    let mongo = Mongo::connect(&stack.mongo(&unique("outbox")), "test")
+        .await
+        .unwrap();
+    let outbox = Outbox::new(&mongo.db, "t");
+    outbox.ensure_indexes().await.unwrap();
+    let event = updated(1);
+    let mut first = mongo.begin().await.unwrap();
+    outbox.append(&mut first, event.clone()).await.unwrap();
+    // A second transaction writes the same record while the first is open: a write conflict.
+    let mut second = mongo.begin().await.unwrap();
+    let error = outbox
+        .append(&mut second, event)
+        .await
+        .expect_err("the record is being written by the first transaction");
+    assert!(
+        error.is_transient(),
+        "a write conflict is worth running the transaction again: {error}"
+    );
+    let _ = second.abort_transaction().await;
+    first.commit_transaction().await.unwrap();
 }

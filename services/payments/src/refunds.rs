@@ -1,5 +1,5 @@
 //! The refund task: gives back the money orders said is due (`order.refund_due`), retrying until
-//! Stripe confirms it.
+//! Stripe confirms it. Beside it, it settles attempts nobody finished (`Refunds::settle_abandoned`).
 //!
 //! Due refunds are stored (`refund` on the payment record, with attempts and the next attempt's
 //! time), so a restart loses none: the next sweep finds them. Each attempt first takes a lease on
@@ -19,8 +19,8 @@ use std::{
 use tokio::sync::{Notify, watch};
 
 use crate::{
-    gateway::{Gateway, Refunded},
-    store::{Store, StoreError},
+    gateway::{Gateway, Outcome, Refunded, outcome},
+    store::{PaymentStatus, Store, StoreError},
 };
 
 const BATCH: i64 = 20;
@@ -98,10 +98,63 @@ impl Refunds {
         Ok(done)
     }
 
+    /// Asks Stripe how each abandoned attempt ended and records it: a payment whose request died
+    /// with its process after Stripe charged — and whose webhook found nobody to receive it —
+    /// becomes `payment.succeeded` (orders then completes the order, or has the money refunded);
+    /// a decline becomes `payment.failed`; an attempt that never reached Stripe's confirmation is
+    /// failed with no event (orders' hold lapses by itself). One still waiting for the customer is
+    /// left for another claim's length. Returns how many it settled.
+    pub async fn settle_abandoned(&self) -> Result<usize, StoreError> {
+        let mut settled = 0;
+        for found in self.store.abandoned(BATCH).await? {
+            let Some(payment) = self.store.take_abandoned(&found).await? else {
+                continue;
+            };
+            let order = payment.order();
+            let Some(intent_id) = payment.payment_intent_id.clone() else {
+                self.store.release(order, PaymentStatus::Failed).await?;
+                tracing::warn!(order_id = %order, "an attempt that never reached Stripe was abandoned");
+                settled += 1;
+                continue;
+            };
+            let intent = match self.gateway.retrieve(&intent_id).await {
+                Ok(intent) => intent,
+                Err(e) => {
+                    tracing::warn!(order_id = %order, error = %e, "cannot ask Stripe how an abandoned attempt ended; asking again later");
+                    self.store
+                        .release(order, PaymentStatus::RequiresAction)
+                        .await?;
+                    continue;
+                }
+            };
+            match outcome(&intent) {
+                Outcome::Succeeded => {
+                    if self.store.succeeded(order, &intent_id).await? {
+                        tracing::warn!(order_id = %order, "an abandoned attempt had been paid; recorded");
+                    }
+                    settled += 1;
+                }
+                Outcome::Failed { reason } => {
+                    self.store.failed(order, &intent_id, &reason).await?;
+                    settled += 1;
+                }
+                Outcome::RequiresAction { .. } | Outcome::Processing => {
+                    self.store
+                        .release(order, PaymentStatus::RequiresAction)
+                        .await?;
+                }
+            }
+        }
+        Ok(settled)
+    }
+
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
             if let Err(e) = self.sweep().await {
                 tracing::warn!(error = %e, "refund sweep failed; trying again");
+            }
+            if let Err(e) = self.settle_abandoned().await {
+                tracing::warn!(error = %e, "settling abandoned payments failed; trying again");
             }
             tokio::select! {
                 _ = stop.changed() => break,

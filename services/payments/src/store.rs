@@ -27,7 +27,7 @@ use storefront_events::{
 };
 use storefront_kit::{
     mongo::{Mongo, Transient, is_duplicate_key},
-    outbox::Outbox,
+    outbox::{AppendError, Outbox},
     retry_transient,
 };
 use uuid::Uuid;
@@ -259,6 +259,42 @@ impl Store {
             Some(p) if p.status.is_paid() => Err(StoreError::AlreadyPaid),
             _ => Err(StoreError::InProgress),
         }
+    }
+
+    /// Attempts nobody finished: claimed (`processing`) or waiting for the customer or the
+    /// webhook (`requires_action`), untouched for longer than a claim lasts — the request died with
+    /// its process, or Stripe's answer and its webhook were both lost. Oldest first.
+    pub async fn abandoned(&self, limit: i64) -> Result<Vec<PaymentDoc>, StoreError> {
+        let stale = bson::DateTime::from_millis(now().timestamp_millis() - CLAIM_TTL_MS);
+        Ok(self
+            .payments
+            .find(doc! {
+                "status": { "$in": ["processing", "requires_action"] },
+                "updated_at": { "$lt": stale },
+            })
+            .sort(doc! { "updated_at": 1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Takes an abandoned attempt to ask Stripe how it ended: no other replica (nor this one) asks
+    /// again for a claim's length, and a customer paying meanwhile finds it claimed. `None` when
+    /// it moved since it was found.
+    pub async fn take_abandoned(
+        &self,
+        found: &PaymentDoc,
+    ) -> Result<Option<PaymentDoc>, StoreError> {
+        let status = bson::to_bson(&found.status).map_err(|e| StoreError::Outbox(e.to_string()))?;
+        Ok(self
+            .payments
+            .find_one_and_update(
+                doc! { "_id": &found.id, "status": status, "updated_at": found.updated_at },
+                doc! { "$set": { "status": "processing", "claimed_at": now(), "updated_at": now() } },
+            )
+            .return_document(ReturnDocument::After)
+            .await?)
     }
 
     /// Notes the order's PaymentIntent on its record.
@@ -538,7 +574,11 @@ impl Store {
         self.outbox
             .append(session, event)
             .await
-            .map_err(|e| StoreError::Outbox(e.to_string()))
+            .map_err(|e| match e {
+                // Whole, so that a transient failure runs the transaction again.
+                AppendError::Mongo(e) => StoreError::Mongo(e),
+                other => StoreError::Outbox(other.to_string()),
+            })
     }
 }
 

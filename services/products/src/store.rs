@@ -22,7 +22,7 @@ use storefront_events::{
 };
 use storefront_kit::{
     mongo::{Mongo, Transient},
-    outbox::Outbox,
+    outbox::{AppendError, Outbox},
     retry_transient,
 };
 use uuid::Uuid;
@@ -344,7 +344,11 @@ impl Store {
         self.outbox
             .append(session, event)
             .await
-            .map_err(|e| StoreError::Outbox(e.to_string()))
+            .map_err(|e| match e {
+                // Whole, so that a transient failure runs the transaction again.
+                AppendError::Mongo(e) => StoreError::Mongo(e),
+                other => StoreError::Outbox(other.to_string()),
+            })
     }
 
     /// Creates a product (version 1) with its initial stock, and publishes `product.created`.

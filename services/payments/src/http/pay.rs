@@ -150,9 +150,25 @@ async fn charge(
     method: &str,
 ) -> Result<(PaymentStatus, Option<String>, Option<String>), crate::gateway::GatewayError> {
     let order_id = payment.order();
-    let intent = state.gateway.intent(order_id, &payment.amount).await?;
+    let store_error =
+        |e: crate::store::StoreError| crate::gateway::GatewayError::Unavailable(e.to_string());
+    // The order's one intent: the one an earlier attempt recorded, whatever the provider's
+    // idempotency keys still remember (the local stand-in remembers none: a new intent there
+    // would be a second charge). A new one is recorded before it is confirmed, so no intent is
+    // ever charged that the record does not name.
+    let intent = match &payment.payment_intent_id {
+        Some(recorded) => state.gateway.retrieve(recorded).await?,
+        None => {
+            let intent = state.gateway.intent(order_id, &payment.amount).await?;
+            state
+                .store
+                .set_intent(order_id, intent.id.as_str())
+                .await
+                .map_err(store_error)?;
+            intent
+        }
+    };
     let intent_id = intent.id.as_str().to_owned();
-    let _ = state.store.set_intent(order_id, &intent_id).await;
     // Paid by an earlier attempt whose answer we lost: record it, charge nothing more.
     let result = match outcome(&intent) {
         Outcome::Succeeded => Outcome::Succeeded,
@@ -163,8 +179,6 @@ async fn charge(
                 .await?
         }
     };
-    let store_error =
-        |e: crate::store::StoreError| crate::gateway::GatewayError::Unavailable(e.to_string());
     Ok(match result {
         Outcome::Succeeded => {
             state
