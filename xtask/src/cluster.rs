@@ -764,9 +764,12 @@ fn start(cluster: &Cluster, tools: &ClusterTools) -> Result<()> {
             // unprivileged user cannot read.
             .arg("--user=root"),
     )?;
-    // The sync runs from a copy of this program, so rebuilding xtask does not touch it.
+    // The sync runs from a copy of this program, so rebuilding xtask does not touch it. Copied
+    // from /proc/self/exe, the image this process runs: `cargo xtask test` rebuilds xtask's
+    // binary on the way (xtask has integration tests), and the path it was started from then
+    // names another file, or none.
     let sync = cluster.path("run/xtask-dns-sync");
-    std::fs::copy(std::env::current_exe()?, &sync)?;
+    std::fs::copy("/proc/self/exe", &sync).context("copy this program for the DNS sync")?;
     cluster.spawn(
         "dns-sync",
         Command::new(&sync)
