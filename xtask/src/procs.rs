@@ -37,8 +37,8 @@ impl Proc {
 
 /// A port the OS says is free right now on loopback.
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("find a free port")?;
-    Ok(listener.local_addr()?.port())
+    let [port] = free_ports::<1>()?;
+    Ok(port)
 }
 
 /// `n` distinct free ports: each is held until all are picked (a port just released may be

@@ -169,8 +169,6 @@ pub enum NotPayable {
     Pending,
     Paid,
     Ended(String),
-    /// It became payable as it was asked for: ask again.
-    Retry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -645,20 +643,21 @@ impl Store {
         // The order may leave `pending` between the conditional update and the read that says
         // why it did not match: then the update is tried again (it moves forward only once).
         for _ in 0..3 {
-            match self.try_hold(id, user, ttl).await? {
-                Err(NotPayable::Retry) => continue,
-                other => return Ok(other),
+            if let Some(answer) = self.try_hold(id, user, ttl).await? {
+                return Ok(answer);
             }
         }
         Ok(Err(NotPayable::Pending))
     }
 
+    /// One try of [`Store::hold_for_payment`]; `None` when the order became payable as it was
+    /// asked for (ask again).
     async fn try_hold(
         &self,
         id: Uuid,
         user: Uuid,
         ttl: std::time::Duration,
-    ) -> Result<Result<OrderDoc, NotPayable>, StoreError> {
+    ) -> Result<Option<Result<OrderDoc, NotPayable>>, StoreError> {
         let now = now();
         let until = bson::DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
         let held = self
@@ -675,25 +674,25 @@ impl Store {
             .return_document(ReturnDocument::After)
             .await?;
         if let Some(order) = held {
-            return Ok(Ok(order));
+            return Ok(Some(Ok(order)));
         }
         let order = self
             .get(id)
             .await?
             .filter(|order| order.user_id == user.to_string())
             .ok_or(StoreError::NotFound)?;
-        Ok(Err(match order.state {
+        Ok(Some(Err(match order.state {
             OrderState::Pending => NotPayable::Pending,
             OrderState::Completed => NotPayable::Paid,
             OrderState::Cancelled => NotPayable::Ended(format!(
                 "the order is cancelled: {}",
                 order.reason.unwrap_or_default()
             )),
-            OrderState::AwaitingPayment if order.expires_at > now => NotPayable::Retry,
+            OrderState::AwaitingPayment if order.expires_at > now => return Ok(None),
             OrderState::AwaitingPayment => {
                 NotPayable::Ended("the payment window expired".to_owned())
             }
-        }))
+        })))
     }
 
     /// Ends payments' hold (its attempt failed), so the customer can cancel at once.

@@ -584,14 +584,6 @@ pub async fn hold_for_payment(
                     detail: "this order is paid already".into(),
                 });
             }
-            // The store asks again itself; should it give up, so does the caller's wait.
-            Ok(Err(NotPayable::Retry)) if tokio::time::Instant::now() < deadline => {}
-            Ok(Err(NotPayable::Retry)) => {
-                return Err(Error::Conflict {
-                    kind: "order-not-payable",
-                    detail: "the order is changing; try again in a moment".into(),
-                });
-            }
             Ok(Err(NotPayable::Ended(detail))) => {
                 return Err(Error::Conflict {
                     kind: "order-not-payable",
