@@ -459,41 +459,40 @@ impl Customer {
 
     /// Adds `product` to the cart and checks out; answers the order's id.
     async fn place(&self, product: &str, until: Instant) -> Option<String> {
-        // The cart learns of a new product from products' events: retry "not sold here".
-        loop {
-            let (status, body) = self
-                .shop
-                .send(
-                    self.request(reqwest::Method::POST, "cart", "/api/cart/items")
-                        .json(&json!({ "product_id": product, "quantity": 1 })),
-                )
-                .await?;
-            if status == 200 {
-                break;
-            }
-            assert!(
-                status == 422 && Instant::now() < until,
-                "add to cart: {status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        // orders keeps a replica of its own, which may learn of the product a moment after the
-        // cart did: its "not sold here" is retried too (the lines stay in the cart).
+        // The cart learns of a new product from products' events, and orders keeps a replica of
+        // its own which may learn of it a moment later: both "not sold here" (422) are retried
+        // (a refused checkout leaves the lines in the cart).
+        self.until_sold_here("add to cart", 200, until, || {
+            self.request(reqwest::Method::POST, "cart", "/api/cart/items")
+                .json(&json!({ "product_id": product, "quantity": 1 }))
+        })
+        .await?;
         let key = support::unique("checkout", '-');
+        let order = self
+            .until_sold_here("checkout", 201, until, || {
+                self.request(reqwest::Method::POST, "cart", "/api/cart/checkout")
+                    .header("idempotency-key", key.as_str())
+            })
+            .await?;
+        Some(order["id"].as_str().unwrap().to_owned())
+    }
+
+    /// Sends what `request` makes until it answers `expected`, retrying 422 until `until`.
+    async fn until_sold_here(
+        &self,
+        what: &str,
+        expected: u16,
+        until: Instant,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Option<Value> {
         loop {
-            let (status, order) = self
-                .shop
-                .send(
-                    self.request(reqwest::Method::POST, "cart", "/api/cart/checkout")
-                        .header("idempotency-key", key.as_str()),
-                )
-                .await?;
-            if status == 201 {
-                return Some(order["id"].as_str().unwrap().to_owned());
+            let (status, body) = self.shop.send(request()).await?;
+            if status == expected {
+                return Some(body);
             }
             assert!(
                 status == 422 && Instant::now() < until,
-                "checkout: {status} {order}"
+                "{what}: {status} {body}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
