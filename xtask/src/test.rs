@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     cluster::{self, Cluster},
     faults, images,
-    install::{ApiServerTools, Browser, ClusterTools, ManifestTools, Tools, run},
+    install::{self, ApiServerTools, Browser, ClusterTools, ManifestTools, Tools, run},
     root,
     services::{self, Ports, ServiceEnv, target_dir},
     stack::{Persistence, S3_ACCESS_KEY, S3_SECRET_KEY, STRIPE_SECRET_KEY, Stack},
@@ -112,15 +112,25 @@ fn build_tests() -> Result<PathBuf> {
 
 pub fn test(args: &[String]) -> Result<()> {
     let (tools, browser, manifests, bin, cluster_tools) = std::thread::scope(|scope| {
-        // Kubernetes is built from source the first time (10 to 17 minutes): beside the cargo
-        // build. The scope joins the thread whatever happens here, so no build outlives the run.
+        // Kubernetes (10 to 17 minutes) and, for a whole run, the fault test's tansu (about 15)
+        // are built from source the first time: beside the cargo build. (A run with a filter
+        // builds tansu when the fault test is selected.) The scope joins the threads whatever
+        // happens here, so no build outlives the run.
         let cluster_tools = scope.spawn(ClusterTools::ensure);
+        let tansu_sqlite = args.is_empty().then(|| scope.spawn(install::tansu_sqlite));
         let prepared = (|| -> Result<_> {
-            let tools = Tools::ensure()?;
+            let mut tools = Tools::ensure()?;
             let browser = Browser::ensure()?;
             let manifests = ManifestTools::ensure()?;
             nextest()?;
             let bin = build_tests()?;
+            if let Some(tansu_sqlite) = tansu_sqlite {
+                tools.tansu_sqlite = Some(
+                    tansu_sqlite
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("building tansu panicked"))??,
+                );
+            }
             Ok((tools, browser, manifests, bin))
         })();
         let cluster_tools = cluster_tools
@@ -141,11 +151,8 @@ pub fn test(args: &[String]) -> Result<()> {
     } else {
         Ok(())
     };
-    // Then, alone, the fault test on a stack of its own — only when asked for by name
-    // (`-E 'binary_id(xtask::faults)'`) or with STOREFRONT_TEST_FAULTS=1: it does not pass yet
-    // (docs/saga.md, "Faults"), and a plain `cargo xtask test` is what CI runs.
-    let faults_asked = !args.is_empty() || std::env::var_os("STOREFRONT_TEST_FAULTS").is_some();
-    let faults = if faults_asked && selects_tests(args, faults::PROFILE)? {
+    // Then, alone, the fault test on a stack of its own (it kills its processes).
+    let faults = if selects_tests(args, faults::PROFILE)? {
         faults::run(args, &tools, &bin)
     } else {
         Ok(())

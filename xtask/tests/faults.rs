@@ -830,9 +830,25 @@ async fn checkouts_survive_the_broker_the_database_and_each_service_killed_in_tu
             seen: seen.clone(),
         });
     }
-    // The replicas in cart and orders learn the products from Kafka.
+    // The replicas in cart and orders learn the products from Kafka: customers start when both
+    // know them all (a cart that does not yet know a product answers 422 "not sold here").
     let until = now() + RECOVERY;
     loop {
+        let known = backends
+            .all("cart", "products")
+            .await
+            .iter()
+            .filter(|p| {
+                products
+                    .iter()
+                    .any(|id| p.get_str("_id") == Ok(id.as_str()))
+            })
+            .count();
+        if known < products.len() {
+            assert!(now() < until, "cart never learned the products");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         let quote = json!({ "lines": products.iter().map(|p| json!({ "product_id": p, "quantity": 1 })).collect::<Vec<_>>() });
         let answer = send(
             shop.http
