@@ -713,28 +713,46 @@ impl<H: EventHandler> Shared<H> {
 
 /// Whether a paused consumer has events to read: a partition whose end (high watermark) is past
 /// where the consumer stands (its position, else its group's committed offset, else the start).
-/// One list-offsets round trip per partition; an error counts as "yes" (waking costs little).
+/// The ends of all its partitions come in one list-offsets request (timestamp -1 asks for the
+/// latest offset) rather than two a partition (`fetch_watermarks` asks for both ends); the group's
+/// committed offsets are asked only for a partition with no position yet. An error counts as
+/// "yes" (waking costs little).
 fn has_unread(consumer: &StreamConsumer, partitions: &TopicPartitionList) -> bool {
     let timeout = Duration::from_secs(1);
+    let mut ends = partitions.clone();
+    if ends.set_all_offsets(Offset::End).is_err() {
+        return true;
+    }
+    let Ok(ends) = consumer.offsets_for_times(ends, timeout) else {
+        return true;
+    };
+    let at = |list: &TopicPartitionList, topic: &str, partition: i32| match list
+        .find_partition(topic, partition)?
+        .offset()
+    {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    };
     let positions = consumer.position().unwrap_or_default();
-    let committed = consumer
-        .committed_offsets(partitions.clone(), timeout)
-        .unwrap_or_default();
-    partitions.elements().iter().any(|element| {
-        let (topic, partition) = (element.topic(), element.partition());
-        let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, timeout) else {
+    let mut committed: Option<TopicPartitionList> = None;
+    for end in ends.elements() {
+        let (topic, partition) = (end.topic(), end.partition());
+        let (Ok(()), Offset::Offset(high)) = (end.error(), end.offset()) else {
             return true;
         };
-        let at = |list: &TopicPartitionList| match list.find_partition(topic, partition) {
-            Some(e) => match e.offset() {
-                rdkafka::Offset::Offset(o) => Some(o),
-                _ => None,
-            },
-            None => None,
-        };
-        let standing = at(&positions).or_else(|| at(&committed)).unwrap_or(low);
-        high > standing
-    })
+        let standing = at(&positions, topic, partition).or_else(|| {
+            let committed = committed.get_or_insert_with(|| {
+                consumer
+                    .committed_offsets(partitions.clone(), timeout)
+                    .unwrap_or_default()
+            });
+            at(committed, topic, partition)
+        });
+        if high > standing.unwrap_or(0) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Which offsets of each partition are done, so only a prefix of done messages is committed.
