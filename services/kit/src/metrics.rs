@@ -28,8 +28,8 @@ use prometheus::{
 
 /// What this process asked of its backends, counted by the clients themselves.
 pub struct Backends {
-    /// `storefront_mongodb_commands_total{command}`: every command the driver sent (the
-    /// driver's command monitoring), so `commitTransaction` counts transactions.
+    /// `storefront_mongodb_commands_total{command, collection}`: every command the driver sent
+    /// (the driver's command monitoring), so `commitTransaction` counts transactions.
     pub mongodb_commands: IntCounterVec,
     /// `storefront_mongodb_command_failures_total{command, code}`: commands MongoDB refused
     /// (`112` is a write conflict); `code` is `network` or `other` when there was no reply.
@@ -64,7 +64,7 @@ pub fn backends() -> &'static Backends {
             mongodb_commands: vec(
                 "storefront_mongodb_commands_total",
                 "MongoDB commands sent",
-                &["command"],
+                &["command", "collection"],
             ),
             mongodb_failures: vec(
                 "storefront_mongodb_command_failures_total",

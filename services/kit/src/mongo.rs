@@ -65,10 +65,15 @@ impl Mongo {
 fn count_command(event: CommandEvent) {
     let counters = metrics::backends();
     match event {
-        CommandEvent::Started(e) => counters
-            .mongodb_commands
-            .with_label_values(&[e.command_name.as_str()])
-            .inc(),
+        CommandEvent::Started(e) => {
+            // The collection a command names is its first field's value (`{find: "outbox"}`);
+            // commands on no collection (`commitTransaction: 1`) get "".
+            let collection = e.command.get_str(&e.command_name).unwrap_or_default();
+            counters
+                .mongodb_commands
+                .with_label_values(&[e.command_name.as_str(), collection])
+                .inc()
+        }
         CommandEvent::Failed(e) => {
             let code = match e.failure.kind.as_ref() {
                 ErrorKind::Command(c) => c.code.to_string(),

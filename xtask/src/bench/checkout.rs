@@ -852,6 +852,30 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
                 .map(|(_, v)| v)
                 .sum();
             println!(", {:.1} transactions/order", per_order(tx));
+            // Where they go: command and collection, the busiest first.
+            let prefix = format!("{}|storefront_mongodb_commands_total", service.name);
+            let mut by_collection: Vec<(String, f64)> = counters
+                .0
+                .iter()
+                .filter(|(k, v)| k.starts_with(&prefix) && **v > 0.0)
+                .map(|(k, v)| {
+                    let command = label_value(k, "command").unwrap_or_default();
+                    match label_value(k, "collection").filter(|c| !c.is_empty()) {
+                        Some(collection) => (format!("{command} {collection}"), *v),
+                        None => (command, *v),
+                    }
+                })
+                .collect();
+            by_collection.sort_by(|a, b| b.1.total_cmp(&a.1));
+            println!(
+                "               {}",
+                by_collection
+                    .iter()
+                    .filter(|(_, v)| per_order(*v) >= 0.05)
+                    .map(|(what, v)| format!("{what} {:.1}", per_order(*v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
     }
     println!(
