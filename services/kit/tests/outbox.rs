@@ -62,7 +62,7 @@ async fn a_backlog_goes_out_in_order_in_batches_and_a_commit_wakes_the_relay() {
     }
     let updates = metrics::backends()
         .mongodb_commands
-        .with_label_values(&["update"]);
+        .with_label_values(&["update", "outbox"]);
     let updates_before = updates.get();
     // No recovery poll to speak of: only wake-ups can make it publish the last event.
     let relay = outbox
