@@ -203,6 +203,8 @@ pub struct ConsumerSettings {
     pub max_attempts: u32,
     /// Pause before the second attempt; doubled each time (default 100 ms).
     pub backoff: Duration,
+    /// At most this many keys applied at once, whatever `KAFKA_CONSUMER_LANES` says.
+    pub max_lanes: Option<usize>,
 }
 
 impl ConsumerSettings {
@@ -212,7 +214,16 @@ impl ConsumerSettings {
             topics,
             max_attempts: 5,
             backoff: Duration::from_millis(100),
+            max_lanes: None,
         }
+    }
+
+    /// For a group whose every write meets the same few documents (one counter, a handful of
+    /// hot products): lanes would only abort each other's transactions (write conflicts) and
+    /// run them again, so `n` (usually 1) applies them in turn instead.
+    pub fn max_lanes(mut self, n: usize) -> Self {
+        self.max_lanes = Some(n.max(1));
+        self
     }
 }
 
@@ -288,6 +299,7 @@ impl<H: EventHandler> ConsumerRunner<H> {
             .map(|t| dlq_topic(t, &settings.group))
             .collect();
         ensure_topics(kafka, &dlqs).await?;
+        let settings_lanes = settings.max_lanes;
         let mut config = client_config(kafka);
         config
             .set("group.id", &settings.group)
@@ -320,7 +332,10 @@ impl<H: EventHandler> ConsumerRunner<H> {
                 mongo,
                 handler,
             }),
-            lanes: kafka.consumer_lanes.max(1),
+            lanes: kafka
+                .consumer_lanes
+                .min(settings_lanes.unwrap_or(usize::MAX))
+                .max(1),
             idle_fetch: kafka.idle_fetch_interval,
         })
     }

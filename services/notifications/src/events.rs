@@ -30,6 +30,9 @@ pub fn settings(topic_prefix: &str) -> ConsumerSettings {
             Topic::Users.name(topic_prefix),
         ],
     )
+    // Every notification takes the next id from one counter in its transaction (ids in commit
+    // order, `store.rs`): concurrent lanes only abort each other there.
+    .max_lanes(1)
 }
 
 pub struct Notifier {
