@@ -251,21 +251,23 @@ impl Store {
         key: &str,
         order: Uuid,
     ) -> Result<bool, WriteError> {
-        let order = order.to_string();
-        self.edit_in(session, user, |cart| {
-            match cart
-                .checkouts
-                .iter_mut()
-                .find(|c| c.key == key && c.order_id.is_none())
-            {
-                Some(hold) => {
-                    hold.order_id = Some(order);
-                    true
-                }
-                None => false,
-            }
-        })
-        .await
+        // One targeted update rather than a read and a write: the hold is found by the filter.
+        // The version still rises, so a checkout that read the cart before retries its write.
+        let written = self
+            .carts
+            .update_one(
+                doc! {
+                    "_id": user.to_string(),
+                    "checkouts": { "$elemMatch": { "key": key, "order_id": null } },
+                },
+                doc! {
+                    "$set": { "checkouts.$.order_id": order.to_string(), "updated_at": bson::DateTime::now() },
+                    "$inc": { "version": 1_i64 },
+                },
+            )
+            .session(session)
+            .await?;
+        Ok(written.matched_count == 1)
     }
 
     /// The order ended: its held lines are bought, or go back into the cart.
@@ -277,6 +279,22 @@ impl Store {
         end: OrderEnd,
     ) -> Result<bool, WriteError> {
         let order = order.to_string();
+        if end == OrderEnd::Completed {
+            // Bought: the hold only goes, in one targeted update.
+            let written = self
+                .carts
+                .update_one(
+                    doc! { "_id": user.to_string(), "checkouts.order_id": &order },
+                    doc! {
+                        "$pull": { "checkouts": { "order_id": &order } },
+                        "$set": { "updated_at": bson::DateTime::now() },
+                        "$inc": { "version": 1_i64 },
+                    },
+                )
+                .session(session)
+                .await?;
+            return Ok(written.matched_count == 1);
+        }
         self.edit_in(session, user, |cart| {
             let Some(at) = cart
                 .checkouts

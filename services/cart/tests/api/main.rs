@@ -6,3 +6,4 @@ mod helpers;
 
 mod cart;
 mod saga;
+mod store;

@@ -1,0 +1,88 @@
+//! The writes cart's consumer makes to a cart, against the real MongoDB.
+
+use storefront_cart::store::{Checkout, Item, OrderEnd, Store};
+use storefront_kit::{
+    mongo::Mongo,
+    testing::{TestStack, unique},
+};
+use uuid::Uuid;
+
+#[tokio::test]
+async fn a_hold_learns_its_order_from_the_event_and_goes_when_the_order_is_bought() {
+    let stack = TestStack::from_env();
+    let mongo = Mongo::connect(&stack.mongo(&unique("cartstore")), "test")
+        .await
+        .unwrap();
+    let store = Store::new(&mongo.db);
+    let user = Uuid::new_v4();
+    // A checkout whose answer from orders was lost: its hold never learned the order.
+    store
+        .update(user, |cart| {
+            cart.checkouts.push(Checkout {
+                key: "key-1".into(),
+                order_id: None,
+                items: vec![Item {
+                    product_id: "mug".into(),
+                    quantity: 2,
+                }],
+                held_at: mongodb::bson::DateTime::now(),
+            });
+            Ok::<_, mongodb::error::Error>(())
+        })
+        .await
+        .unwrap();
+    let order = Uuid::new_v4();
+
+    let mut session = mongo.begin().await.unwrap();
+    assert!(
+        !store
+            .placed_in(&mut session, user, "another-key", order)
+            .await
+            .unwrap(),
+        "no hold has that key"
+    );
+    assert!(
+        store
+            .placed_in(&mut session, user, "key-1", order)
+            .await
+            .unwrap()
+    );
+    session.commit_transaction().await.unwrap();
+    let cart = store.cart(user).await.unwrap();
+    assert_eq!(cart.checkouts[0].order_id, Some(order.to_string()));
+    assert_eq!(cart.checkouts[0].items.len(), 1, "the lines stay held");
+    assert_eq!(cart.version, 2, "the version rises with the write");
+
+    // Told again (a redelivery): the hold knows its order already.
+    let mut session = mongo.begin().await.unwrap();
+    assert!(
+        !store
+            .placed_in(&mut session, user, "key-1", order)
+            .await
+            .unwrap()
+    );
+    session.commit_transaction().await.unwrap();
+
+    let mut session = mongo.begin().await.unwrap();
+    assert!(
+        store
+            .ended_in(&mut session, user, order, OrderEnd::Completed)
+            .await
+            .unwrap()
+    );
+    session.commit_transaction().await.unwrap();
+    let cart = store.cart(user).await.unwrap();
+    assert!(cart.checkouts.is_empty(), "bought lines are no longer held");
+    assert!(cart.items.is_empty(), "and do not go back into the cart");
+    assert_eq!(cart.version, 3);
+
+    let mut session = mongo.begin().await.unwrap();
+    assert!(
+        !store
+            .ended_in(&mut session, user, order, OrderEnd::Completed)
+            .await
+            .unwrap(),
+        "a second completion finds nothing to end"
+    );
+    session.commit_transaction().await.unwrap();
+}
