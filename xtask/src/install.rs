@@ -493,7 +493,11 @@ pub fn tansu_sqlite() -> Result<PathBuf> {
     let _lock = install_lock("tansu-sqlite")?;
     let root = cache_dir().join("tansu-sqlite");
     let binary = root.join("bin/tansu");
-    if !binary.exists() {
+    // Names what was built, so a change of version or features builds again.
+    let marker = root.join("installed");
+    let wanted = format!("{TANSU_CRATE} --features {TANSU_SQLITE_FEATURES}");
+    let built = std::fs::read_to_string(&marker).unwrap_or_default();
+    if !binary.exists() || built != wanted {
         step(format!(
             "building {TANSU_CRATE} with SQLite storage (one time, about 15 minutes)"
         ));
@@ -510,6 +514,7 @@ pub fn tansu_sqlite() -> Result<PathBuf> {
                 .arg(&root),
             "cargo install tansu",
         )?;
+        std::fs::write(&marker, &wanted)?;
     }
     Ok(binary)
 }

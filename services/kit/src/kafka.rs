@@ -733,6 +733,11 @@ impl<H: EventHandler> Shared<H> {
 /// committed offsets are asked only for a partition with no position yet. An error counts as
 /// "yes" (waking costs little).
 fn has_unread(consumer: &StreamConsumer, partitions: &TopicPartitionList) -> bool {
+    // A member with no partitions (more replicas than partitions) has nothing to read; librdkafka
+    // refuses a list-offsets request for no partition.
+    if partitions.count() == 0 {
+        return false;
+    }
     let timeout = Duration::from_secs(1);
     let mut ends = partitions.clone();
     if ends.set_all_offsets(Offset::End).is_err() {
@@ -763,7 +768,16 @@ fn has_unread(consumer: &StreamConsumer, partitions: &TopicPartitionList) -> boo
             });
             at(committed, topic, partition)
         });
-        if high > standing.unwrap_or(0) {
+        // Neither a position nor a commit: the group starts at the log's start, which retention
+        // may have moved past 0 (asked for only then).
+        let standing = match standing {
+            Some(offset) => offset,
+            None => match consumer.fetch_watermarks(topic, partition, timeout) {
+                Ok((low, _)) => low,
+                Err(_) => return true,
+            },
+        };
+        if high > standing {
             return true;
         }
     }
