@@ -59,11 +59,9 @@ fn overrides() -> Vec<(String, String)> {
 pub fn run(args: &[String], tools: &Tools, bin: &Path) -> Result<()> {
     let dir = target_dir().join("fault-stack");
     let _ = std::fs::remove_dir_all(&dir);
+    // Cached: at once when built already (beside the cargo build, or by an earlier run).
     let tools = Tools {
-        tansu_sqlite: match &tools.tansu_sqlite {
-            Some(built) => Some(built.clone()),
-            None => Some(install::tansu_sqlite()?),
-        },
+        tansu_sqlite: Some(install::tansu_sqlite()?),
         ..tools.clone()
     };
     let mut stack = Stack::start_backends(&dir, &tools, Persistence::Durable)?;

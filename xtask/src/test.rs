@@ -121,16 +121,17 @@ pub fn test(args: &[String]) -> Result<()> {
             .is_some()
             .then(|| scope.spawn(install::tansu_sqlite));
         let prepared = (|| -> Result<_> {
-            let mut tools = Tools::ensure()?;
+            let tools = Tools::ensure()?;
             let browser = Browser::ensure()?;
             let manifests = ManifestTools::ensure()?;
             nextest()?;
             let bin = build_tests()?;
-            // Joined before the suite, which wants a quiet machine; only the fault test needs
-            // it, so a failed build fails that phase alone (it tries again and says why).
+            // Joined before the suite, which wants a quiet machine. It only fills the cache the
+            // fault phase takes tansu from: a failed build fails that phase alone (it tries
+            // again and says why).
             if let Some(tansu_sqlite) = tansu_sqlite {
                 match tansu_sqlite.join() {
-                    Ok(Ok(built)) => tools.tansu_sqlite = Some(built),
+                    Ok(Ok(_)) => {}
                     Ok(Err(e)) => step(format!(
                         "building tansu failed ({e:#}); the fault test will try again"
                     )),

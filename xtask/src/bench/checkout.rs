@@ -823,15 +823,12 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
             .join(", ")
     );
     for service in services::built() {
+        // This service's command series (counters keep them per service under its name).
+        let prefix = format!("{}|storefront_mongodb_commands_total", service.name);
         let mine: f64 = counters
             .0
             .iter()
-            .filter(|(k, _)| {
-                k.starts_with(&format!(
-                    "{}|storefront_mongodb_commands_total",
-                    service.name
-                ))
-            })
+            .filter(|(k, _)| k.starts_with(&prefix))
             .map(|(_, v)| v)
             .sum();
         if mine > 0.0 {
@@ -843,17 +840,11 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
             let tx: f64 = counters
                 .0
                 .iter()
-                .filter(|(k, _)| {
-                    k.starts_with(&format!(
-                        "{}|storefront_mongodb_commands_total",
-                        service.name
-                    )) && k.contains("commitTransaction")
-                })
+                .filter(|(k, _)| k.starts_with(&prefix) && k.contains("commitTransaction"))
                 .map(|(_, v)| v)
                 .sum();
             println!(", {:.1} transactions/order", per_order(tx));
             // Where they go: command and collection, the busiest first.
-            let prefix = format!("{}|storefront_mongodb_commands_total", service.name);
             let mut by_collection: Vec<(String, f64)> = counters
                 .0
                 .iter()
