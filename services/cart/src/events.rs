@@ -59,25 +59,19 @@ impl EventHandler for Carts {
         &EVENT_TYPES
     }
 
-    /// The product replica's writes are version-guarded: no transaction needed.
+    /// Every write cart makes for an event is guarded by itself, so none needs a transaction or
+    /// a processed-event record: the replica's by the event's version, a hold's by the hold it
+    /// matches (a redelivery finds it gone, or already told its order).
     async fn apply_idempotent(&self, event: &Envelope) -> Result<bool, HandlerError> {
-        self.store.products.apply_idempotent(event).await
-    }
-
-    async fn handle(
-        &self,
-        event: &Envelope,
-        session: &mut ClientSession,
-    ) -> Result<(), HandlerError> {
-        if self.store.products.apply(session, event).await? {
-            return Ok(());
+        if self.store.products.apply_idempotent(event).await? {
+            return Ok(true);
         }
         if event.is::<OrderCreated>() {
             let created: OrderCreated = decode(event)?;
             if let Some(key) = &created.idempotency_key
                 && self
                     .store
-                    .placed_in(session, created.user_id, key, created.order_id)
+                    .placed(created.user_id, key, created.order_id)
                     .await
                     .map_err(failed)?
             {
@@ -87,7 +81,7 @@ impl EventHandler for Carts {
             let done: OrderCompleted = decode(event)?;
             if self
                 .store
-                .ended_in(session, done.user_id, done.order_id, OrderEnd::Completed)
+                .ended(done.user_id, done.order_id, OrderEnd::Completed)
                 .await
                 .map_err(failed)?
             {
@@ -97,18 +91,27 @@ impl EventHandler for Carts {
             let cancelled: OrderCancelled = decode(event)?;
             if self
                 .store
-                .ended_in(
-                    session,
-                    cancelled.user_id,
-                    cancelled.order_id,
-                    OrderEnd::Cancelled,
-                )
+                .ended(cancelled.user_id, cancelled.order_id, OrderEnd::Cancelled)
                 .await
                 .map_err(failed)?
             {
                 tracing::info!(order_id = %cancelled.order_id, "held lines went back into the cart");
             }
+        } else {
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Not reached: every type in [`EVENT_TYPES`] is applied by `apply_idempotent`.
+    async fn handle(
+        &self,
+        event: &Envelope,
+        _session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        Err(HandlerError::Failed(format!(
+            "cart has no transactional handler for {}",
+            event.event_type
+        )))
     }
 }

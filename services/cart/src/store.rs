@@ -10,7 +10,7 @@
 
 use chrono::Duration;
 use mongodb::{
-    ClientSession, Collection,
+    Collection,
     bson::{self, doc},
 };
 use serde::{Deserialize, Serialize};
@@ -207,18 +207,17 @@ impl Store {
         self.products.get(ids).await
     }
 
-    /// Inside the consumer's transaction: `edit` the customer's cart, if they have one, and
-    /// write it back when `edit` says it changed it.
-    async fn edit_in(
+    /// `edit` the customer's cart, if they have one, and write it back when `edit` says it
+    /// changed it. The write is guarded by the version read, so a checkout that wrote meanwhile
+    /// makes this [`WriteError::Raced`] (the consumer runs it again) rather than a lost write.
+    async fn edit(
         &self,
-        session: &mut ClientSession,
         user: Uuid,
         edit: impl FnOnce(&mut CartDoc) -> bool,
     ) -> Result<bool, WriteError> {
         let Some(mut cart) = self
             .carts
             .find_one(doc! { "_id": user.to_string() })
-            .session(&mut *session)
             .await?
         else {
             return Ok(false);
@@ -229,12 +228,9 @@ impl Store {
         let before = cart.version;
         cart.version += 1;
         cart.updated_at = bson::DateTime::now();
-        // A checkout that wrote meanwhile makes this a conflict (the consumer runs it again)
-        // rather than a lost write.
         let written = self
             .carts
             .replace_one(doc! { "_id": &cart.id, "version": before }, &cart)
-            .session(session)
             .await?;
         if written.matched_count == 0 {
             return Err(WriteError::Raced);
@@ -243,16 +239,11 @@ impl Store {
     }
 
     /// `order.created` with a checkout's key: the hold learns its order (when orders' HTTP
-    /// answer was lost, this is how).
-    pub async fn placed_in(
-        &self,
-        session: &mut ClientSession,
-        user: Uuid,
-        key: &str,
-        order: Uuid,
-    ) -> Result<bool, WriteError> {
-        // One targeted update rather than a read and a write: the hold is found by the filter.
-        // The version still rises, so a checkout that read the cart before retries its write.
+    /// answer was lost, this is how). One targeted update, which matches only a hold with that key
+    /// and no order yet: a redelivery matches nothing, so it needs neither a transaction nor a
+    /// processed-event record. The version still rises, so a checkout that read the cart before
+    /// retries its write.
+    pub async fn placed(&self, user: Uuid, key: &str, order: Uuid) -> Result<bool, WriteError> {
         let written = self
             .carts
             .update_one(
@@ -265,19 +256,13 @@ impl Store {
                     "$inc": { "version": 1_i64 },
                 },
             )
-            .session(session)
             .await?;
         Ok(written.matched_count == 1)
     }
 
-    /// The order ended: its held lines are bought, or go back into the cart.
-    pub async fn ended_in(
-        &self,
-        session: &mut ClientSession,
-        user: Uuid,
-        order: Uuid,
-        end: OrderEnd,
-    ) -> Result<bool, WriteError> {
+    /// The order ended: its held lines are bought, or go back into the cart. Either write
+    /// removes the hold, so a redelivery finds none and changes nothing.
+    pub async fn ended(&self, user: Uuid, order: Uuid, end: OrderEnd) -> Result<bool, WriteError> {
         let order = order.to_string();
         if end == OrderEnd::Completed {
             // Bought: the hold only goes, in one targeted update.
@@ -291,11 +276,10 @@ impl Store {
                         "$inc": { "version": 1_i64 },
                     },
                 )
-                .session(session)
                 .await?;
             return Ok(written.matched_count == 1);
         }
-        self.edit_in(session, user, |cart| {
+        self.edit(user, |cart| {
             let Some(at) = cart
                 .checkouts
                 .iter()
@@ -304,11 +288,9 @@ impl Store {
                 return false;
             };
             let hold = cart.checkouts.remove(at);
-            if end == OrderEnd::Cancelled {
-                let left_out = cart.put_back(hold.items);
-                if !left_out.is_empty() {
-                    tracing::warn!(%order, ?left_out, "the cart is full; these lines did not go back");
-                }
+            let left_out = cart.put_back(hold.items);
+            if !left_out.is_empty() {
+                tracing::warn!(%order, ?left_out, "the cart is full; these lines did not go back");
             }
             true
         })

@@ -12,8 +12,11 @@
 //!   ([`EventHandler::event_types`]); any other event is acknowledged from its `event-type` header
 //!   (written by the outbox relay) with no decoding and no MongoDB command;
 //! - **idempotent writes need no transaction**: a handler whose write is guarded by itself (a
-//!   replica's version check) applies it in [`EventHandler::apply_idempotent`], without a
-//!   transaction or a processed-event record;
+//!   replica's version check, a hold that a redelivery finds gone) applies it in
+//!   [`EventHandler::apply_idempotent`], without a transaction or a processed-event record;
+//! - **guarded transactions need no record**: a handler whose transaction is guarded by the state
+//!   it moves (orders' state machine, products' reservation per order) says so in
+//!   [`EventHandler::records_processed`], and the runner skips the processed-event insert;
 //! - **keys run concurrently**: messages are spread over lanes by their key (the aggregate id), so
 //!   the events of one order or product are applied one at a time in Kafka's order while other
 //!   keys proceed beside them. An offset is committed once every message before it in its
@@ -145,6 +148,11 @@ pub enum HandlerError {
     /// Lost a race with a concurrent writer: always run again, never dead-lettered.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The event was applied before: the handler's own unique key said so (a handler that keeps
+    /// no processed-event record, [`EventHandler::records_processed`]). The runner aborts the
+    /// transaction and counts a duplicate.
+    #[error("applied before")]
+    Duplicate,
     #[error("{0}")]
     Failed(String),
 }
@@ -156,7 +164,7 @@ impl HandlerError {
         match self {
             HandlerError::Mongo(e) => crate::mongo::is_transient(e),
             HandlerError::Conflict(_) => true,
-            HandlerError::Failed(_) => false,
+            HandlerError::Failed(_) | HandlerError::Duplicate => false,
         }
     }
 }
@@ -179,7 +187,20 @@ pub trait EventHandler: Send + Sync + 'static {
         async { Ok(false) }
     }
 
-    /// Applies one event inside the given transaction (which also records the event id).
+    /// Whether [`EventHandler::handle`] needs the runner's processed-event record to apply
+    /// `event` once (the default). A handler whose write is guarded by the state it moves — a
+    /// state machine that refuses a step already taken, a record per order that says what was
+    /// done — answers false: a redelivery finds that state and changes nothing, so the record
+    /// would be an insert spent for nothing. The write still runs in a transaction (with what it
+    /// appends to an outbox), so two deliveries at once conflict and the second finds the first's
+    /// work.
+    fn records_processed(&self, event: &Envelope) -> bool {
+        let _ = event;
+        true
+    }
+
+    /// Applies one event inside the given transaction (which also records the event id, unless
+    /// [`EventHandler::records_processed`] said it needs no record).
     fn handle(
         &self,
         event: &Envelope,
@@ -187,8 +208,8 @@ pub trait EventHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
     /// Called after the transaction of a successful [`EventHandler::handle`] of `event`
-    /// committed: a handler that appended to an outbox wakes its relay here. Events of different
-    /// keys are handled concurrently, so per-event state is keyed by `event.id`.
+    /// committed (what it appended to an outbox is already handed to the relay). Events of
+    /// different keys are handled concurrently, so per-event state is keyed by `event.id`.
     fn committed(&self, event: &Envelope) {
         let _ = event;
     }
@@ -234,7 +255,7 @@ pub enum Outcome {
     Applied,
     /// Applied without a transaction by [`EventHandler::apply_idempotent`].
     Idempotent,
-    /// Seen before (its processed-event record exists).
+    /// Seen before (its processed-event record exists, or the handler's own key said so).
     Duplicate,
     /// A type the handler does not act on.
     Ignored,
@@ -648,29 +669,39 @@ impl<H: EventHandler> Shared<H> {
             return Ok(Outcome::Idempotent);
         }
         let mut session = self.mongo.begin().await?;
-        let record = doc! {
-            "_id": format!("{}:{}", self.settings.group, event.id),
-            "type": &event.event_type,
-            "processed_at": bson::DateTime::now(),
-        };
-        match self
-            .processed
-            .insert_one(record)
-            .session(&mut session)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => {
+        if self.handler.records_processed(event) {
+            let record = doc! {
+                "_id": format!("{}:{}", self.settings.group, event.id),
+                "type": &event.event_type,
+                "processed_at": bson::DateTime::now(),
+            };
+            match self
+                .processed
+                .insert_one(record)
+                .session(&mut session)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_duplicate_key(&e) => {
+                    let _ = session.abort_transaction().await;
+                    return Ok(Outcome::Duplicate);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match self.handler.handle(event, &mut session).await {
+            Ok(()) => {}
+            Err(HandlerError::Duplicate) => {
                 let _ = session.abort_transaction().await;
                 return Ok(Outcome::Duplicate);
             }
-            Err(e) => return Err(e.into()),
-        }
-        if let Err(e) = self.handler.handle(event, &mut session).await {
-            let _ = session.abort_transaction().await;
-            return Err(e);
+            Err(e) => {
+                let _ = session.abort_transaction().await;
+                return Err(e);
+            }
         }
         session.commit_transaction().await?;
+        crate::outbox::handoff(&session);
         self.handler.committed(event);
         Ok(Outcome::Applied)
     }

@@ -49,6 +49,7 @@ impl Mongo {
     pub async fn begin(&self) -> Result<mongodb::ClientSession, mongodb::error::Error> {
         let mut session = self.client.start_session().await?;
         session.start_transaction().await?;
+        crate::outbox::forget(&session);
         Ok(session)
     }
 

@@ -3,19 +3,24 @@
 //! The [`Relay`] publishes what is unsent to Kafka, in order, and marks it sent once Kafka
 //! acknowledged it.
 //!
-//! It works in batches: one query reads up to 100 unsent records, all of them are handed to the
-//! producer at once (one request in flight per broker keeps their order within a partition), and one
-//! `update_many` marks the delivered ones sent. A transaction that appended events wakes the relay
-//! in-process ([`Outbox::committed`]); a batch smaller than the limit means nothing was left, so
-//! the relay sleeps until the next wake-up. Polling the database remains only as recovery, every
-//! 2 s, for records appended by another process or left by a relay that died.
+//! The records a transaction appended are handed to the relay in-process when it commits
+//! ([`Outbox::commit`], or [`handoff`] after a commit made elsewhere): the relay sends them at
+//! once, without reading them back, and marks what Kafka acknowledged sent with one `update_many`
+//! for everything sent within [`MARK_EVERY`] (or 100 records) — not one per transaction. Reading
+//! the database remains only as recovery: at start, every 2 s, and after anything went wrong
+//! (a failed send, a hand-off queue that overflowed, a broker that lost its log), the relay reads
+//! up to 100 unsent records in `_id` order, sends them and marks them sent. That finds records
+//! appended by another process (`products resync`), left by a relay that died, or committed with an
+//! unknown outcome.
 //!
-//! Delivery is at-least-once: a relay that dies between Kafka's ack and marking the batch sent
+//! Delivery is at-least-once: a relay that dies between Kafka's ack and marking the records sent
 //! publishes those records again after restart, which is why consumers are idempotent by event id.
-//! A relay that is *stopped* stops between batches, so a restart publishes every event exactly once.
+//! A relay that is *stopped* marks what it sent before it stops, so a restart publishes every
+//! event exactly once.
 //!
 //! With several replicas, one relay at a time holds a lease document (`outbox_leases`) and the
-//! others wait, so events are not published twice and keep their order. The holder renews it only
+//! others wait, so events are not published twice and keep their order (a replica that does not
+//! hold it leaves what it was handed to the holder's recovery reads). The holder renews it only
 //! when less than 12 of its 15 s are left, not at every batch; another relay takes over at most
 //! 15 s after the holder died (one that stops releases it at once).
 //!
@@ -28,8 +33,8 @@
 //! batch plus one, below the end when that batch held more than one event.)
 
 use std::{
-    collections::{BTreeSet, HashMap},
-    sync::Arc,
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
+    sync::{Arc, LazyLock, Mutex},
     time::{Duration, Instant},
 };
 
@@ -58,19 +63,153 @@ const LEASE_TTL: Duration = Duration::from_secs(15);
 /// The lease is renewed when less than this is left of it: more than one batch can take, since its
 /// sends give up after the producer's `message.timeout.ms` (10 s, [`crate::kafka::producer`]).
 const LEASE_RENEW_BELOW: Duration = Duration::from_secs(12);
-const BATCH: i64 = 100;
+const BATCH: usize = 100;
+/// Records sent from the hand-off are marked sent together, at most this long after the first of
+/// them was acknowledged (or once there are [`BATCH`] of them). A relay that dies meanwhile leaves
+/// them unsent, and its successor publishes them again: consumers drop what they had.
+pub const MARK_EVERY: Duration = Duration::from_secs(1);
+/// Records handed to a relay that does not keep up (or to an outbox no relay runs for) beyond
+/// this many are left to its recovery reads, so memory stays bounded.
+const QUEUE_LIMIT: usize = 10_000;
+/// Ids the recovery reads sent lately, so the same records handed off too are not sent twice.
+const RECENT: usize = 1_000;
 /// Sent records are kept this long for inspection, then MongoDB's TTL monitor removes them.
 const KEEP_SENT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// When the broker lost its log, the events sent within this long before are sent again: what a
 /// consumer might not have read yet. One further behind misses the rest.
 pub const REPUBLISH_WINDOW: Duration = Duration::from_secs(10 * 60);
 
+/// One outbox record, as stored and as sent.
+#[derive(Debug, Clone)]
+struct Record {
+    id: String,
+    event_type: String,
+    topic: String,
+    key: String,
+    payload: String,
+}
+
+impl Record {
+    fn read(record: &Document) -> Result<Record, RelayError> {
+        let field = |name: &str| {
+            record
+                .get_str(name)
+                .map(str::to_owned)
+                .map_err(|_| RelayError::Malformed(format!("{:?}", record.get("_id"))))
+        };
+        Ok(Record {
+            id: field("_id")?,
+            event_type: record.get_str("type").unwrap_or_default().to_owned(),
+            topic: field("topic")?,
+            key: field("key")?,
+            payload: field("payload")?,
+        })
+    }
+}
+
+/// What committed transactions handed to one outbox's relay.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    records: VecDeque<Record>,
+    /// Records were left out (the queue was full): the relay must read the database, in order,
+    /// before it sends anything handed to it again.
+    overflowed: bool,
+}
+
+impl Queue {
+    fn push(&self, records: Vec<Record>) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.overflowed || state.records.len() + records.len() > QUEUE_LIMIT {
+                state.overflowed = true;
+            } else {
+                state.records.extend(records);
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Up to `limit` records in commit order; `None` when some were left out and the database
+    /// must be read instead (the queue is emptied then).
+    fn take(&self, limit: usize) -> Option<Vec<Record>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.overflowed {
+            state.overflowed = false;
+            state.records.clear();
+            return None;
+        }
+        let n = limit.min(state.records.len());
+        Some(state.records.drain(..n).collect())
+    }
+
+    /// Drops everything handed off so far: a recovery read is about to find it.
+    fn clear(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.overflowed = false;
+        state.records.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.records.is_empty() && !state.overflowed
+    }
+}
+
+/// Records appended in transactions that have not committed yet, by session (its `lsid`), each
+/// with the queue it goes to once the transaction commits. Process-wide because a transaction
+/// can append to any outbox and is committed by whoever began it (a service's store, the
+/// consumer runner); [`crate::mongo::Mongo::begin`] forgets what an earlier transaction of the
+/// same server session left (one that aborted, or whose commit failed).
+static STAGED: LazyLock<Mutex<Staged>> = LazyLock::new(Default::default);
+
+/// Session → what its open transaction appended, and where each goes.
+type Staged = HashMap<String, Vec<(Arc<Queue>, Record)>>;
+
+fn staged() -> std::sync::MutexGuard<'static, Staged> {
+    STAGED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn session_key(session: &ClientSession) -> String {
+    session.id().to_string()
+}
+
+/// A transaction begins on `session`: whatever an earlier one on it appended and did not commit
+/// is not to be sent.
+pub(crate) fn forget(session: &ClientSession) {
+    staged().remove(&session_key(session));
+}
+
+/// Hands what the transaction just committed on `session` appended to the relays of its outboxes.
+/// [`Outbox::commit`] calls it; call it after committing a transaction in any other way. A
+/// record never handed off (a commit whose outcome was unknown) waits for the recovery read.
+pub fn handoff(session: &ClientSession) {
+    let Some(records) = staged().remove(&session_key(session)) else {
+        return;
+    };
+    let mut by_queue: Vec<(Arc<Queue>, Vec<Record>)> = Vec::new();
+    for (queue, record) in records {
+        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &queue)) {
+            Some((_, records)) => records.push(record),
+            None => by_queue.push((queue, vec![record])),
+        }
+    }
+    for (queue, records) in by_queue {
+        queue.push(records);
+    }
+}
+
 /// Appends events inside a service's transactions.
 #[derive(Clone)]
 pub struct Outbox {
     records: Collection<Document>,
     topic_prefix: String,
-    wake: Arc<Notify>,
+    queue: Arc<Queue>,
 }
 
 impl Outbox {
@@ -78,7 +217,7 @@ impl Outbox {
         Outbox {
             records: db.collection(RECORDS),
             topic_prefix: topic_prefix.to_owned(),
-            wake: Arc::new(Notify::new()),
+            queue: Arc::default(),
         }
     }
 
@@ -101,7 +240,8 @@ impl Outbox {
         Ok(())
     }
 
-    /// Writes `event` in the caller's transaction. Call [`Outbox::committed`] after the commit.
+    /// Writes `event` in the caller's transaction. Commit it with [`Outbox::commit`] (or call
+    /// [`handoff`] after the commit), so the relay sends it at once.
     pub async fn append<E: Event>(
         &self,
         session: &mut ClientSession,
@@ -113,32 +253,38 @@ impl Outbox {
             .map_err(|e| AppendError::Encode(e.to_string()))?;
         let payload =
             serde_json::to_string(&raw).map_err(|e| AppendError::Encode(e.to_string()))?;
+        let record = Record {
+            // UUIDv7: the string order is the creation order, which the recovery read keeps.
+            id: raw.id.to_string(),
+            event_type: raw.event_type,
+            topic,
+            key: raw.key,
+            payload,
+        };
         self.records
             .insert_one(doc! {
-                // UUIDv7: the string order is the creation order, which the relay keeps.
-                "_id": raw.id.to_string(),
-                "type": &raw.event_type,
-                "topic": topic,
-                "key": &raw.key,
-                "payload": payload,
+                "_id": &record.id,
+                "type": &record.event_type,
+                "topic": &record.topic,
+                "key": &record.key,
+                "payload": &record.payload,
                 "created_at": bson::DateTime::now(),
                 "sent": false,
             })
-            .session(session)
+            .session(&mut *session)
             .await?;
+        staged()
+            .entry(session_key(session))
+            .or_default()
+            .push((self.queue.clone(), record));
         Ok(())
     }
 
-    /// Commits a transaction that appended events, and wakes the relay.
+    /// Commits a transaction that appended events, and hands them to the relay.
     pub async fn commit(&self, mut session: ClientSession) -> Result<(), mongodb::error::Error> {
         session.commit_transaction().await?;
-        self.committed();
+        handoff(&session);
         Ok(())
-    }
-
-    /// Tells the relay there is something to publish, so it need not wait for its next poll.
-    pub fn committed(&self) {
-        self.wake.notify_one();
     }
 
     pub fn relay(&self, db: &Database, producer: FutureProducer) -> Relay {
@@ -146,11 +292,15 @@ impl Outbox {
             records: self.records.clone(),
             leases: db.collection(LEASES),
             producer,
-            wake: self.wake.clone(),
+            queue: self.queue.clone(),
             owner: Uuid::new_v4().to_string(),
             poll: Duration::from_secs(2),
             lease_until: None,
             acked: HashMap::new(),
+            unmarked: Vec::new(),
+            unmarked_since: None,
+            recent: VecDeque::new(),
+            recent_ids: HashSet::new(),
         }
     }
 }
@@ -182,24 +332,39 @@ pub enum RelayError {
     Malformed(String),
 }
 
+/// What one round of sends came to.
+struct Sent {
+    ids: Vec<String>,
+    error: Option<RelayError>,
+    /// Topics whose partitions acknowledged an offset not past the one before: the broker lost them.
+    lost: BTreeSet<String>,
+}
+
 /// Publishes the outbox to Kafka. Run it with [`Relay::run`] on a task of its own.
 pub struct Relay {
     records: Collection<Document>,
     leases: Collection<Document>,
     producer: FutureProducer,
-    wake: Arc<Notify>,
+    queue: Arc<Queue>,
     owner: String,
     poll: Duration,
     /// Until when this relay surely holds the lease (measured from before it asked).
     lease_until: Option<Instant>,
     /// The last offset Kafka acknowledged in each partition this relay published to.
     acked: HashMap<(String, i32), i64>,
+    /// Sent from the hand-off, not yet marked sent.
+    unmarked: Vec<String>,
+    unmarked_since: Option<Instant>,
+    /// What the recovery reads sent lately, oldest first, and as a set.
+    recent: VecDeque<String>,
+    recent_ids: HashSet<String>,
 }
 
 impl Relay {
-    /// How often the relay looks for unsent records it was not woken for (default 2 s): events
-    /// appended by another process (`products resync`), or left by a relay that died. Everything
-    /// this process appends wakes it at once through [`Outbox::committed`].
+    /// How often the relay reads the database for unsent records it was not handed (default
+    /// 2 s): events appended by another process (`products resync`), or left by a relay that
+    /// died. Everything this process commits through [`Outbox::commit`] or [`handoff`] reaches
+    /// it at once.
     pub fn recovery_poll(mut self, every: Duration) -> Self {
         self.poll = every;
         self
@@ -208,45 +373,78 @@ impl Relay {
     /// Publishes until `stop` turns true. Errors are logged and retried after a pause.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         tracing::info!(owner = %self.owner, "outbox relay started");
+        // The first round reads the database: what was left before this relay started.
+        let mut read_at = Instant::now();
         while !*stop.borrow() {
-            let pause = match self.step(&stop).await {
-                // A full batch: there may be more right behind it.
-                Ok(published) if published as i64 == BATCH => Duration::ZERO,
-                // Everything committed before this step was read by it, so nothing is left but
-                // what a wake-up (or, from elsewhere, the recovery poll) announces.
-                Ok(_) => self.poll,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay step failed; retrying");
-                    Duration::from_secs(1)
+            let now = Instant::now();
+            let result = if now >= read_at {
+                self.step(&stop).await.map(|published| {
+                    // A full batch: there may be more right behind it.
+                    read_at = if published == BATCH {
+                        now
+                    } else {
+                        now + self.poll
+                    };
+                })
+            } else {
+                match self.forward(&stop).await {
+                    Ok(true) => Ok(()),
+                    // Something was left out of the hand-off: read the database now.
+                    Ok(false) => {
+                        read_at = now;
+                        continue;
+                    }
+                    Err(e) => Err(e),
                 }
             };
-            if pause.is_zero() {
+            let flushed = if self.mark_due() {
+                self.mark().await
+            } else {
+                Ok(())
+            };
+            if let Err(e) = result.and(flushed.map_err(RelayError::from)) {
+                tracing::warn!(error = %e, "outbox relay step failed; reading the outbox again");
+                read_at = Instant::now() + Duration::from_secs(1);
+            }
+            if read_at <= Instant::now() || !self.queue.is_empty() {
                 continue;
+            }
+            let mut until = read_at;
+            if let Some(since) = self.unmarked_since {
+                until = until.min(since + MARK_EVERY);
             }
             tokio::select! {
                 _ = stop.changed() => {},
-                _ = self.wake.notified() => {},
-                _ = tokio::time::sleep(pause) => {},
+                _ = self.queue.wake.notified() => {},
+                _ = tokio::time::sleep_until(until.into()) => {},
             }
+        }
+        if let Err(e) = self.mark().await {
+            tracing::warn!(error = %e, "could not mark the last events sent; they go out again");
         }
         let _ = self.release().await;
         tracing::info!("outbox relay stopped");
     }
 
-    /// One batch: reads up to 100 unsent records in order, sends them all at once (Kafka keeps
-    /// the order per partition), and marks the delivered ones sent with one update. Answers how
-    /// many it published (0 when idle or not the lease holder).
+    /// A recovery read: marks what was sent from the hand-off, then reads up to 100 unsent
+    /// records in order, sends them all at once (Kafka keeps the order per partition), and marks
+    /// the delivered ones sent with one update. Answers how many it published (0 when idle or
+    /// not the lease holder).
     pub async fn step(&mut self, stop: &watch::Receiver<bool>) -> Result<usize, RelayError> {
+        // What was handed off so far is committed, so this read finds it; newer hand-offs that
+        // it finds too are recognised by their ids ([`Relay::forward`]).
+        self.queue.clear();
         if !self.hold_lease().await? || *stop.borrow() {
             return Ok(0);
         }
+        self.mark().await?;
         let batch: Vec<Document> = self
             .records
             .find(doc! { "sent": false })
             .with_options(
                 FindOptions::builder()
                     .sort(doc! { "_id": 1 })
-                    .limit(BATCH)
+                    .limit(BATCH as i64)
                     .build(),
             )
             .await?
@@ -255,65 +453,154 @@ impl Relay {
         if batch.is_empty() {
             return Ok(0);
         }
-        // Enqueued in order, before any is awaited: one request in flight per broker keeps that
-        // order within each partition.
-        let mut deliveries = Vec::with_capacity(batch.len());
-        let mut first_error = None;
+        let mut records = Vec::with_capacity(batch.len());
+        let mut malformed = None;
         for record in &batch {
-            match self.enqueue(record) {
-                Ok(delivery) => deliveries.push(delivery),
+            match Record::read(record) {
+                Ok(record) => records.push(record),
                 Err(e) => {
-                    first_error = Some(e);
+                    // Nothing after it goes out of order before it.
+                    malformed = Some(e);
                     break;
                 }
             }
         }
-        let mut sent = Vec::with_capacity(deliveries.len());
+        let mut sent = self.send(records).await;
+        if let Some(e) = malformed {
+            sent.error.get_or_insert(e);
+        }
+        for id in &sent.ids {
+            if self.recent_ids.insert(id.clone()) {
+                self.recent.push_back(id.clone());
+            }
+        }
+        while self.recent.len() > RECENT {
+            if let Some(old) = self.recent.pop_front() {
+                self.recent_ids.remove(&old);
+            }
+        }
+        let published = sent.ids.len();
+        self.unmarked.append(&mut sent.ids);
+        self.unmarked_since.get_or_insert_with(Instant::now);
+        self.mark().await?;
+        if !sent.lost.is_empty() {
+            self.republish(sent.lost).await?;
+        }
+        match sent.error {
+            Some(e) => Err(e),
+            None => Ok(published),
+        }
+    }
+
+    /// Sends what committed transactions handed off, up to 100 records, and leaves them to be
+    /// marked sent with the next ones. `Ok(false)` when the hand-off left records out, or the
+    /// broker lost its log: the database is to be read instead.
+    async fn forward(&mut self, stop: &watch::Receiver<bool>) -> Result<bool, RelayError> {
+        let Some(records) = self.queue.take(BATCH) else {
+            return Ok(false);
+        };
+        if records.is_empty() {
+            return Ok(true);
+        }
+        if !self.hold_lease().await? || *stop.borrow() {
+            // The holder's recovery read publishes them.
+            return Ok(true);
+        }
+        let records: Vec<Record> = records
+            .into_iter()
+            .filter(|r| !self.recent_ids.contains(&r.id))
+            .collect();
+        let mut sent = self.send(records).await;
+        if !sent.ids.is_empty() {
+            self.unmarked.append(&mut sent.ids);
+            self.unmarked_since.get_or_insert_with(Instant::now);
+        }
+        if !sent.lost.is_empty() {
+            self.mark().await?;
+            self.republish(sent.lost).await?;
+            return Ok(false);
+        }
+        match sent.error {
+            Some(e) => Err(e),
+            None => Ok(true),
+        }
+    }
+
+    /// Enqueues every record in order, before any delivery is awaited (one request in flight per
+    /// broker keeps that order within each partition), then awaits them all. Stops at the first
+    /// record the producer refuses, so nothing after it overtakes it.
+    async fn send(&mut self, records: Vec<Record>) -> Sent {
+        let mut deliveries = Vec::with_capacity(records.len());
+        let mut error = None;
+        for record in records {
+            match self.enqueue(&record) {
+                Ok(delivery) => deliveries.push((record.id, record.topic, delivery)),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut ids = Vec::with_capacity(deliveries.len());
         let mut lost = BTreeSet::new();
         for (id, topic, delivery) in deliveries {
             match delivery.await {
                 Ok(Ok(Delivery {
                     partition, offset, ..
                 })) => {
-                    sent.push(id);
+                    ids.push(id);
                     let previous = self.acked.insert((topic.clone(), partition), offset);
                     if previous.is_some_and(|before| offset <= before) {
                         lost.insert(topic);
                     }
                 }
                 Ok(Err((e, _))) => {
-                    first_error.get_or_insert(RelayError::Kafka(e));
+                    error.get_or_insert(RelayError::Kafka(e));
                 }
                 Err(_) => {
-                    first_error.get_or_insert(RelayError::Kafka(KafkaError::Canceled));
+                    error.get_or_insert(RelayError::Kafka(KafkaError::Canceled));
                 }
             }
         }
-        if !sent.is_empty() {
-            self.records
-                .update_many(
-                    doc! { "_id": { "$in": &sent } },
-                    doc! { "$set": { "sent": true, "sent_at": bson::DateTime::now() } },
-                )
-                .await?;
+        if !ids.is_empty() {
             let counters = crate::metrics::backends();
-            counters.outbox_published.inc_by(sent.len() as u64);
+            counters.outbox_published.inc_by(ids.len() as u64);
             counters.outbox_batches.inc();
-            tracing::debug!(events = sent.len(), "events published");
+            tracing::debug!(events = ids.len(), "events published");
         }
-        if !lost.is_empty() {
-            self.republish(lost).await?;
+        Sent { ids, error, lost }
+    }
+
+    fn mark_due(&self) -> bool {
+        self.unmarked.len() >= BATCH
+            || self
+                .unmarked_since
+                .is_some_and(|since| since.elapsed() >= MARK_EVERY)
+    }
+
+    /// Marks what was sent and not yet marked sent, with one update.
+    async fn mark(&mut self) -> Result<(), mongodb::error::Error> {
+        if self.unmarked.is_empty() {
+            self.unmarked_since = None;
+            return Ok(());
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(sent.len()),
-        }
+        self.records
+            .update_many(
+                doc! { "_id": { "$in": &self.unmarked } },
+                doc! { "$set": { "sent": true, "sent_at": bson::DateTime::now() } },
+            )
+            .await?;
+        self.unmarked.clear();
+        self.unmarked_since = None;
+        Ok(())
     }
 
     /// The broker lost what it held of `topics`: every event of theirs sent within
     /// [`REPUBLISH_WINDOW`] is marked unsent, so the next steps publish them again, in order.
     async fn republish(&mut self, topics: BTreeSet<String>) -> Result<(), RelayError> {
         self.acked.retain(|(topic, _), _| !topics.contains(topic));
+        self.recent.clear();
+        self.recent_ids.clear();
         let since = bson::DateTime::from_millis(
             Utc::now().timestamp_millis() - REPUBLISH_WINDOW.as_millis() as i64,
         );
@@ -337,38 +624,24 @@ impl Relay {
     }
 
     /// Hands one record to the producer; its delivery is awaited with the rest of the batch.
-    fn enqueue(&self, record: &Document) -> Result<(String, String, DeliveryFuture), RelayError> {
-        let field = |name: &str| {
-            record
-                .get_str(name)
-                .map_err(|_| RelayError::Malformed(format!("{:?}", record.get("_id"))))
-        };
-        let (id, topic, key, payload) = (
-            field("_id")?,
-            field("topic")?,
-            field("key")?,
-            field("payload")?,
-        );
-        let event_type = record.get_str("type").unwrap_or_default();
+    fn enqueue(&self, record: &Record) -> Result<DeliveryFuture, RelayError> {
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "event-id",
-                value: Some(id),
+                value: Some(&record.id),
             })
             .insert(Header {
                 key: "event-type",
-                value: Some(event_type),
+                value: Some(&record.event_type),
             });
-        let delivery = self
-            .producer
+        self.producer
             .send_result(
-                FutureRecord::to(topic)
-                    .key(key)
-                    .payload(payload)
+                FutureRecord::to(&record.topic)
+                    .key(&record.key)
+                    .payload(&record.payload)
                     .headers(headers),
             )
-            .map_err(|(e, _)| RelayError::Kafka(e))?;
-        Ok((id.to_owned(), topic.to_owned(), delivery))
+            .map_err(|(e, _)| RelayError::Kafka(e))
     }
 
     /// Takes or renews the lease; false while another relay holds it. Renewed only when less

@@ -1,22 +1,23 @@
-//! Version-ordered replicas (ARCHITECTURE §5): a service's own copy of another service's
+//! Version-ordered replicas (docs/architecture.md): a service's own copy of another service's
 //! aggregates, applying an event only when its version is the next one. Older versions are
 //! replays and change nothing; a newer one means an event went missing, which is an error (the
 //! consumer retries it, then dead-letters it) rather than a silent jump.
 //!
 //! One refinement: an event that carries the *whole* state (a snapshot, like `product.updated`)
 //! applies whenever it is newer, gap or not, because nothing before it is needed. That is how a
-//! replica that missed events catches up from a resync (`products resync`).
+//! replica that missed events catches up from a resync (`products resync`). A deletion, the
+//! product's last event, applies whenever it is newer too.
 //!
-//! [`ProductReplica`] is the catalog copy cart and orders both keep, built from `product.*` and
-//! `stock.changed`. Its writes need no transaction: the version in the write's filter is what
-//! makes a replay change nothing ([`Products::apply_idempotent`]), so the consumer runs them without
-//! a processed-event record — one command per event instead of a transaction of four.
+//! [`ProductReplica`] is the catalog copy cart and orders both keep. Cart's follows stock as well
+//! ([`PRODUCT_EVENTS`]); orders prices and names lines but never reads stock, so it takes only
+//! [`CATALOG_EVENTS`] — the two replica writes a `stock.changed` cost it per order are gone, and
+//! its `available` stays at the last snapshot's figure. Its writes need no transaction: the
+//! version in the write's filter is what makes a replay change nothing
+//! ([`Products::apply_idempotent`]), so the consumer runs them without a processed-event record —
+//! one command per event instead of a transaction of four.
 
-use mongodb::{
-    ClientSession, Collection, Database,
-    bson::{Document, doc},
-};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use mongodb::{Collection, Database, bson::doc};
+use serde::{Deserialize, Serialize};
 use storefront_events::{
     Envelope, Money,
     products::{ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated, StockChanged},
@@ -24,11 +25,19 @@ use storefront_events::{
 
 use crate::{kafka::HandlerError, mongo::is_duplicate_key};
 
-/// The event types a [`ProductReplica`] is built from.
+/// The event types a [`ProductReplica`] that follows stock is built from.
 pub const PRODUCT_EVENTS: [&str; 4] = [
     <ProductCreated as storefront_events::Event>::TYPE,
     <ProductUpdated as storefront_events::Event>::TYPE,
     <StockChanged as storefront_events::Event>::TYPE,
+    <ProductDeleted as storefront_events::Event>::TYPE,
+];
+
+/// The event types of a [`ProductReplica`] that does not follow stock: its `available` stays
+/// what the last snapshot said.
+pub const CATALOG_EVENTS: [&str; 3] = [
+    <ProductCreated as storefront_events::Event>::TYPE,
+    <ProductUpdated as storefront_events::Event>::TYPE,
     <ProductDeleted as storefront_events::Event>::TYPE,
 ];
 
@@ -62,6 +71,7 @@ pub struct ProductReplica {
     /// The primary image's key (`GET /api/products/{id}` has its URL).
     #[serde(default)]
     pub image: Option<String>,
+    /// Current only in a replica fed `stock.changed` ([`PRODUCT_EVENTS`]).
     pub available: i64,
     pub deleted: bool,
     pub version: i64,
@@ -110,58 +120,6 @@ impl Products {
             .try_collect()
             .await
     }
-
-    /// Applies `event` if it is a product event; `Ok(false)` for any other event or a replay.
-    pub async fn apply(
-        &self,
-        session: &mut ClientSession,
-        event: &Envelope,
-    ) -> Result<bool, HandlerError> {
-        let version = event.version as i64;
-        let (id, change) = if event.is::<ProductCreated>() {
-            let data = event.decode::<ProductCreated>().map_err(malformed)?.data;
-            let next = ProductReplica::of(&data.product, event.version);
-            (next.id.clone(), Change::Snapshot(next))
-        } else if event.is::<ProductUpdated>() {
-            let data = event.decode::<ProductUpdated>().map_err(malformed)?.data;
-            let next = ProductReplica::of(&data.product, event.version);
-            (next.id.clone(), Change::Snapshot(next))
-        } else if event.is::<StockChanged>() {
-            let data = event.decode::<StockChanged>().map_err(malformed)?.data;
-            (
-                data.product_id.to_string(),
-                Change::Stock(data.stock.available),
-            )
-        } else if event.is::<ProductDeleted>() {
-            let data = event.decode::<ProductDeleted>().map_err(malformed)?.data;
-            (data.product_id.to_string(), Change::Deleted)
-        } else {
-            return Ok(false);
-        };
-        if let Change::Snapshot(next) = change {
-            return apply_newer(&self.products, session, next).await;
-        }
-        apply_next(
-            &self.products,
-            session,
-            &id,
-            version,
-            |current| match change {
-                Change::Snapshot(next) => Some(next),
-                Change::Stock(available) => current.map(|c| ProductReplica {
-                    available,
-                    version,
-                    ..c
-                }),
-                Change::Deleted => current.map(|c| ProductReplica {
-                    deleted: true,
-                    version,
-                    ..c
-                }),
-            },
-        )
-        .await
-    }
 }
 
 impl Products {
@@ -208,8 +166,30 @@ impl Products {
                 doc! { "available": data.stock.available },
             )
         } else if event.is::<ProductDeleted>() {
-            let data = event.decode::<ProductDeleted>().map_err(malformed)?.data;
-            (data.product_id.to_string(), doc! { "deleted": true })
+            // The end of the product: it applies over a gap like a snapshot (what came between
+            // no longer matters), so a replica that does not follow stock (orders') takes it too.
+            let id = event
+                .decode::<ProductDeleted>()
+                .map_err(malformed)?
+                .data
+                .product_id
+                .to_string();
+            let written = self
+                .products
+                .update_one(
+                    doc! { "_id": &id, "version": { "$lt": version } },
+                    doc! { "$set": { "deleted": true, "version": version } },
+                )
+                .await?;
+            if written.matched_count == 1 {
+                return Ok(true);
+            }
+            return match self.products.find_one(doc! { "_id": &id }).await? {
+                Some(_) => Ok(true),
+                None => Err(HandlerError::Failed(format!(
+                    "{id}: a deletion of something never created"
+                ))),
+            };
         } else {
             return Ok(false);
         };
@@ -237,84 +217,6 @@ impl Products {
             // It moved to the version before this one in between: run it again.
             Sequence::Next => Err(HandlerError::Conflict(format!("{id} changed meanwhile"))),
         }
-    }
-}
-
-/// What a product event changes.
-enum Change {
-    Snapshot(ProductReplica),
-    Stock(i64),
-    Deleted,
-}
-
-/// Reads document `id`, and if `version` is its next one writes what `edit` makes of it.
-pub async fn apply_next<T>(
-    collection: &Collection<T>,
-    session: &mut ClientSession,
-    id: &str,
-    version: i64,
-    edit: impl FnOnce(Option<T>) -> Option<T>,
-) -> Result<bool, HandlerError>
-where
-    T: Serialize + DeserializeOwned + Send + Sync + Versioned,
-{
-    let current = collection
-        .find_one(doc! { "_id": id })
-        .session(&mut *session)
-        .await?;
-    match sequence(current.as_ref().map(Versioned::version), version) {
-        Sequence::Stale => Ok(false),
-        Sequence::Gap { have } => Err(HandlerError::Failed(format!(
-            "{id} is at version {have} here; event version {version} leaves a gap"
-        ))),
-        Sequence::Next => {
-            let next = edit(current).ok_or_else(|| {
-                HandlerError::Failed(format!("{id}: a change for something never created"))
-            })?;
-            let filter: Document = doc! { "_id": id };
-            collection
-                .replace_one(filter, &next)
-                .upsert(true)
-                .session(session)
-                .await?;
-            Ok(true)
-        }
-    }
-}
-
-/// Writes the snapshot `next` unless the replica already has its version or a newer one.
-pub async fn apply_newer<T>(
-    collection: &Collection<T>,
-    session: &mut ClientSession,
-    next: T,
-) -> Result<bool, HandlerError>
-where
-    T: Serialize + DeserializeOwned + Send + Sync + Versioned + Identified,
-{
-    let id = next.id().to_owned();
-    let current = collection
-        .find_one(doc! { "_id": &id })
-        .session(&mut *session)
-        .await?;
-    if current.is_some_and(|c| c.version() >= next.version()) {
-        return Ok(false);
-    }
-    collection
-        .replace_one(doc! { "_id": &id }, &next)
-        .upsert(true)
-        .session(session)
-        .await?;
-    Ok(true)
-}
-
-/// A replicated document's id.
-pub trait Identified {
-    fn id(&self) -> &str;
-}
-
-impl Identified for ProductReplica {
-    fn id(&self) -> &str {
-        &self.id
     }
 }
 

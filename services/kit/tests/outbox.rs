@@ -121,3 +121,72 @@ async fn an_append_that_meets_a_concurrent_transaction_fails_transiently() {
     let _ = second.abort_transaction().await;
     first.commit_transaction().await.unwrap();
 }
+
+#[tokio::test]
+async fn committed_records_go_out_without_reading_the_outbox_and_are_marked_together() {
+    let stack = TestStack::from_env();
+    let kafka = stack.kafka(&unique("t"));
+    let topic = Topic::Users.name(&kafka.topic_prefix);
+    kafka::ensure_topics(&kafka, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let mongo = Mongo::connect(&stack.mongo(&unique("outbox")), "test")
+        .await
+        .unwrap();
+    let outbox = Outbox::new(&mongo.db, &kafka.topic_prefix);
+    outbox.ensure_indexes().await.unwrap();
+    let commands = |command: &str| {
+        metrics::backends()
+            .mongodb_commands
+            .with_label_values(&[command, "outbox"])
+    };
+    let relay = outbox
+        .relay(&mongo.db, kafka::producer(&kafka).unwrap())
+        .recovery_poll(Duration::from_secs(3600));
+    let (stop, stopped) = watch::channel(false);
+    let relay = tokio::spawn(relay.run(stopped));
+    // The relay's first round reads the (empty) outbox; nothing reads it after that.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while commands("find").get() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no first read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (finds, updates) = (commands("find").get(), commands("update").get());
+
+    // An append whose transaction aborts is never sent, though its session is used again.
+    let mut aborted = mongo.begin().await.unwrap();
+    outbox.append(&mut aborted, updated(1_000)).await.unwrap();
+    aborted.abort_transaction().await.unwrap();
+    drop(aborted);
+    for version in 1..=20 {
+        append(&mongo, &outbox, version).await;
+    }
+    let events = consume(&stack.kafka_bootstrap, &topic, 20).await;
+    let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+    assert_eq!(
+        versions,
+        (1..=20).collect::<Vec<_>>(),
+        "in order, once each"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while unsent(&mongo).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the records were never marked sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        commands("find").get(),
+        finds,
+        "handed-off records are not read back"
+    );
+    let marks = commands("update").get() - updates;
+    assert!(
+        (1..=3).contains(&marks),
+        "20 transactions' records are marked sent in a few updates, not {marks}"
+    );
+    stop.send(true).unwrap();
+    relay.await.unwrap();
+}

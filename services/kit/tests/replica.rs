@@ -4,7 +4,8 @@
 use storefront_events::{
     Envelope, Money,
     products::{
-        ProductCreated, ProductSnapshot, ProductUpdated, Stock, StockChanged, StockMovement,
+        ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated, Stock, StockChanged,
+        StockMovement,
     },
 };
 use storefront_kit::{
@@ -109,6 +110,26 @@ async fn replica_events_apply_once_in_version_order_without_a_transaction() {
         (5, "Big mug", 7)
     );
 
+    // A deletion applies over a gap (v6 never came), as the product's last word; its replay is
+    // stale.
+    let deleted = |version| {
+        Envelope::new(
+            "products",
+            id.to_string(),
+            version,
+            ProductDeleted {
+                product_id: id,
+                deleted_at: chrono::Utc::now(),
+            },
+        )
+        .into_raw()
+        .unwrap()
+    };
+    assert!(products.apply_idempotent(&deleted(7)).await.unwrap());
+    assert!(products.apply_idempotent(&deleted(7)).await.unwrap());
+    let replica = get().await.unwrap();
+    assert_eq!((replica.version, replica.deleted), (7, true));
+
     // A change for a product never seen is refused.
     assert!(
         products
@@ -116,4 +137,16 @@ async fn replica_events_apply_once_in_version_order_without_a_transaction() {
             .await
             .is_err()
     );
+    let never = Envelope::new(
+        "products",
+        "x",
+        3,
+        ProductDeleted {
+            product_id: Uuid::new_v4(),
+            deleted_at: chrono::Utc::now(),
+        },
+    )
+    .into_raw()
+    .unwrap();
+    assert!(products.apply_idempotent(&never).await.is_err());
 }

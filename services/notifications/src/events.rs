@@ -224,9 +224,20 @@ impl EventHandler for Notifier {
         let Some(draft) = draft(event)? else {
             return Ok(());
         };
-        let stored = self.store.insert(session, draft, event.id).await?;
+        let stored = self
+            .store
+            .insert(session, draft, event.id)
+            .await?
+            .ok_or(HandlerError::Duplicate)?;
         self.pending().insert(event.id, stored);
         Ok(())
+    }
+
+    /// No processed-event record: a notification's `event_id` is unique, so a redelivery runs
+    /// into the one it made ([`HandlerError::Duplicate`]), and a welcome only raises a mark
+    /// (`$max`), which a second time leaves as it is.
+    fn records_processed(&self, _event: &Envelope) -> bool {
+        false
     }
 
     fn committed(&self, event: &Envelope) {

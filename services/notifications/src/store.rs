@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use mongodb::{
     ClientSession, Collection, IndexModel,
     bson::{self, Document, doc},
-    options::ReturnDocument,
+    options::{IndexOptions, ReturnDocument},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -172,17 +172,29 @@ impl Store {
                     .build(),
             )
             .await?;
+        // One notification per event: a redelivered event runs into it, which is what makes the
+        // consumer's processed-event record unnecessary ([`Store::insert`]).
+        self.notifications
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "event_id": 1 })
+                    .options(IndexOptions::builder().unique(true).build())
+                    .build(),
+            )
+            .await?;
         Ok(())
     }
 
     /// Stores `draft` under the next id, in the consumer's transaction. Concurrent consumers
-    /// conflict on the counter, so ids are handed out in commit order.
+    /// conflict on the counter, so ids are handed out in commit order. `Ok(None)` when the
+    /// event's notification exists already (a redelivery: `event_id` is unique); the transaction
+    /// is spent then, and the caller aborts it.
     pub async fn insert(
         &self,
         session: &mut ClientSession,
         draft: Draft,
         event_id: Uuid,
-    ) -> Result<NotificationDoc, mongodb::error::Error> {
+    ) -> Result<Option<NotificationDoc>, mongodb::error::Error> {
         let counter = self
             .counters
             .find_one_and_update(
@@ -208,11 +220,16 @@ impl Store {
             event_id: event_id.to_string(),
             created_at: bson::DateTime::now(),
         };
-        self.notifications
+        match self
+            .notifications
             .insert_one(&doc)
             .session(&mut *session)
-            .await?;
-        Ok(doc)
+            .await
+        {
+            Ok(_) => Ok(Some(doc)),
+            Err(e) if storefront_kit::mongo::is_duplicate_key(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The user's notifications, newest first, with ids below `before`.

@@ -1,8 +1,8 @@
-//! What orders consumes: its product replica (`product.*`, `stock.changed`, kept by the kit's
+//! What orders consumes: its product replica (`product.*` without stock, kept by the kit's
 //! `replica::Products`), inventory's answers (saga step 3) and payments' reports (step 5): money
 //! received (the order completes, or a refund falls due), an attempt that failed (the payment hold
-//! ends), a refund done. Each handler runs in the consumer's transaction with the processed-event
-//! record; the order's state machine makes a replayed answer a no-op.
+//! ends), a refund done. Each handler runs in the consumer's transaction; the order's state machine
+//! makes a replayed answer a no-op, so only a failed attempt keeps a processed-event record.
 
 use mongodb::ClientSession;
 use storefront_events::{
@@ -12,7 +12,7 @@ use storefront_events::{
 };
 use storefront_kit::{
     kafka::{ConsumerSettings, EventHandler, HandlerError},
-    replica::PRODUCT_EVENTS,
+    replica::CATALOG_EVENTS,
 };
 use uuid::Uuid;
 
@@ -77,11 +77,11 @@ impl Saga {
 }
 
 /// What the saga consumer acts on; the rest of its topics is acknowledged unread.
-const EVENT_TYPES: [&str; 9] = [
-    PRODUCT_EVENTS[0],
-    PRODUCT_EVENTS[1],
-    PRODUCT_EVENTS[2],
-    PRODUCT_EVENTS[3],
+/// Product events without `stock.changed`: orders never reads its replica's stock.
+const EVENT_TYPES: [&str; 8] = [
+    CATALOG_EVENTS[0],
+    CATALOG_EVENTS[1],
+    CATALOG_EVENTS[2],
     InventoryReserved::TYPE,
     InventoryRejected::TYPE,
     PaymentSucceeded::TYPE,
@@ -99,14 +99,19 @@ impl EventHandler for Saga {
         self.store.product_replica().apply_idempotent(event).await
     }
 
+    /// The order's state machine guards every step: a redelivered answer meets an order past
+    /// it and changes nothing (a payment already recorded, a refund already done). Only a failed
+    /// attempt keeps the processed-event record: ending a hold is not such a step, and a late
+    /// redelivery could end the hold of the customer's next attempt.
+    fn records_processed(&self, event: &Envelope) -> bool {
+        event.is::<PaymentFailed>()
+    }
+
     async fn handle(
         &self,
         event: &Envelope,
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
-        if self.store.product_replica().apply(session, event).await? {
-            return Ok(());
-        }
         if event.is::<InventoryReserved>() {
             let e = event.decode::<InventoryReserved>().map_err(malformed)?;
             self.step(session, e.data.order_id, Step::Reserved).await
@@ -139,9 +144,5 @@ impl EventHandler for Saga {
         } else {
             Ok(())
         }
-    }
-
-    fn committed(&self, _event: &Envelope) {
-        self.store.outbox().committed();
     }
 }

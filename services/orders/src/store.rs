@@ -291,10 +291,6 @@ impl Store {
         &self.changes
     }
 
-    pub fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-
     pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
         for keys in [
             doc! { "user_id": 1, "_id": -1 },

@@ -192,10 +192,6 @@ impl Store {
         }
     }
 
-    pub fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-
     pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
         self.payments
             .create_index(

@@ -6,9 +6,10 @@
 //!   (docs/saga.md, "One owner"), so stock follows orders' verdict, not payments' report: a payment
 //!   that arrives for a cancelled order is refunded, and its stock stays released.
 //!
-//! Each runs inside the consumer runner's transaction together with the processed-event record, so
-//! a redelivered event changes nothing; the reservation record per order makes the handlers safe
-//! against replays with new ids and against an order's events arriving out of order too.
+//! Each runs inside the consumer runner's transaction. The reservation record per order is what
+//! makes a redelivered event change nothing (so the runner keeps no processed-event record for
+//! them), and keeps the handlers safe against replays with new ids and against an order's events
+//! arriving out of order too.
 
 use mongodb::ClientSession;
 use storefront_events::{
@@ -58,6 +59,13 @@ impl EventHandler for Inventory {
         ]
     }
 
+    /// The reservation record per order guards every handler: a redelivered `order.created`
+    /// finds its reservation and changes nothing, a second release or sale finds it released or
+    /// sold. No processed-event record is needed.
+    fn records_processed(&self, _event: &Envelope) -> bool {
+        false
+    }
+
     async fn handle(
         &self,
         event: &Envelope,
@@ -104,9 +112,5 @@ impl EventHandler for Inventory {
             }
         }
         Ok(())
-    }
-
-    fn committed(&self, _event: &Envelope) {
-        self.store.outbox().committed();
     }
 }

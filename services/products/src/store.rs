@@ -312,10 +312,6 @@ impl Store {
         }
     }
 
-    pub fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-
     pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
         for keys in [
             doc! { "deleted": 1, "created_at": -1, "_id": -1 },

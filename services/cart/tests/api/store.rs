@@ -33,56 +33,80 @@ async fn a_hold_learns_its_order_from_the_event_and_goes_when_the_order_is_bough
         .unwrap();
     let order = Uuid::new_v4();
 
-    let mut session = mongo.begin().await.unwrap();
     assert!(
-        !store
-            .placed_in(&mut session, user, "another-key", order)
-            .await
-            .unwrap(),
+        !store.placed(user, "another-key", order).await.unwrap(),
         "no hold has that key"
     );
-    assert!(
-        store
-            .placed_in(&mut session, user, "key-1", order)
-            .await
-            .unwrap()
-    );
-    session.commit_transaction().await.unwrap();
+    assert!(store.placed(user, "key-1", order).await.unwrap());
     let cart = store.cart(user).await.unwrap();
     assert_eq!(cart.checkouts[0].order_id, Some(order.to_string()));
     assert_eq!(cart.checkouts[0].items.len(), 1, "the lines stay held");
     assert_eq!(cart.version, 2, "the version rises with the write");
 
     // Told again (a redelivery): the hold knows its order already.
-    let mut session = mongo.begin().await.unwrap();
-    assert!(
-        !store
-            .placed_in(&mut session, user, "key-1", order)
-            .await
-            .unwrap()
-    );
-    session.commit_transaction().await.unwrap();
+    assert!(!store.placed(user, "key-1", order).await.unwrap());
 
-    let mut session = mongo.begin().await.unwrap();
-    assert!(
-        store
-            .ended_in(&mut session, user, order, OrderEnd::Completed)
-            .await
-            .unwrap()
-    );
-    session.commit_transaction().await.unwrap();
+    assert!(store.ended(user, order, OrderEnd::Completed).await.unwrap());
     let cart = store.cart(user).await.unwrap();
     assert!(cart.checkouts.is_empty(), "bought lines are no longer held");
     assert!(cart.items.is_empty(), "and do not go back into the cart");
     assert_eq!(cart.version, 3);
 
-    let mut session = mongo.begin().await.unwrap();
     assert!(
-        !store
-            .ended_in(&mut session, user, order, OrderEnd::Completed)
-            .await
-            .unwrap(),
+        !store.ended(user, order, OrderEnd::Completed).await.unwrap(),
         "a second completion finds nothing to end"
     );
-    session.commit_transaction().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_order_puts_its_held_lines_back_once() {
+    let stack = TestStack::from_env();
+    let mongo = Mongo::connect(&stack.mongo(&unique("cartstore")), "test")
+        .await
+        .unwrap();
+    let store = Store::new(&mongo.db);
+    let user = Uuid::new_v4();
+    let order = Uuid::new_v4();
+    store
+        .update(user, |cart| {
+            cart.items.push(Item {
+                product_id: "mug".into(),
+                quantity: 1,
+            });
+            cart.checkouts.push(Checkout {
+                key: "key-1".into(),
+                order_id: Some(order.to_string()),
+                items: vec![Item {
+                    product_id: "mug".into(),
+                    quantity: 2,
+                }],
+                held_at: mongodb::bson::DateTime::now(),
+            });
+            Ok::<_, mongodb::error::Error>(())
+        })
+        .await
+        .unwrap();
+
+    assert!(store.ended(user, order, OrderEnd::Cancelled).await.unwrap());
+    let cart = store.cart(user).await.unwrap();
+    assert!(cart.checkouts.is_empty());
+    assert_eq!(
+        cart.items,
+        vec![Item {
+            product_id: "mug".into(),
+            quantity: 3
+        }],
+        "the held lines are back, added to what the cart had"
+    );
+
+    // A redelivery of the cancellation finds no hold: nothing is put back twice.
+    assert!(!store.ended(user, order, OrderEnd::Cancelled).await.unwrap());
+    assert_eq!(store.cart(user).await.unwrap().items[0].quantity, 3);
+    // Nor does a cancellation for a customer without a cart make one.
+    assert!(
+        !store
+            .ended(Uuid::new_v4(), order, OrderEnd::Cancelled)
+            .await
+            .unwrap()
+    );
 }

@@ -37,6 +37,17 @@ pub async fn receive(
     };
     let intent_id = intent.id.as_str().to_owned();
     let recorded = match outcome(&intent) {
+        // The confirmation has usually recorded it already: one read rather than a
+        // transaction that finds nothing to change and is aborted.
+        Outcome::Succeeded
+            if state
+                .store
+                .payment(order_id)
+                .await?
+                .is_some_and(|p| p.status.is_paid()) =>
+        {
+            false
+        }
         Outcome::Succeeded => state.store.succeeded(order_id, &intent_id).await?,
         Outcome::Failed { reason } => state.store.failed(order_id, &intent_id, &reason).await?,
         Outcome::RequiresAction { .. } | Outcome::Processing => false,
