@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use mongodb::{
     ClientSession, Collection, IndexModel,
     bson::{self, Document, doc},
-    options::FindOptions,
+    options::{FindOptions, ReturnDocument},
 };
 use serde::{Deserialize, Serialize};
 use storefront_events::{
@@ -599,7 +599,13 @@ impl Store {
             .await
         )
     }
+}
 
+fn state_bson(state: ReservationState) -> Result<bson::Bson, StoreError> {
+    bson::to_bson(&state).map_err(|e| StoreError::Outbox(e.to_string()))
+}
+
+impl Store {
     async fn reservation(
         &self,
         session: &mut ClientSession,
@@ -641,7 +647,29 @@ impl Store {
         order_id: Uuid,
         lines: &[LineQuantity],
     ) -> Result<Reservation, StoreError> {
-        let sell_at_once = match self.reservation(session, order_id).await? {
+        // The reservation is written first, as held, in one command that also says whether there
+        // was one: nothing (the usual case) or an order that was paid first.
+        let mut fresh = bson::to_raw_document_buf(&ReservationDoc {
+            id: order_id.to_string(),
+            state: ReservationState::Reserved,
+            lines: lines.to_vec(),
+            updated_at: now(),
+        })
+        .map_err(|e| StoreError::Outbox(e.to_string()))?
+        .to_document()
+        .map_err(|e| StoreError::Outbox(e.to_string()))?;
+        // As the driver would store it (ids as binary), less the id the filter gives.
+        fresh.remove("_id");
+        let before = self
+            .reservations
+            .find_one_and_update(
+                doc! { "_id": order_id.to_string() },
+                doc! { "$setOnInsert": fresh },
+            )
+            .upsert(true)
+            .session(&mut *session)
+            .await?;
+        let sell_at_once = match before {
             None => false,
             Some(r) if r.state == ReservationState::PaidFirst => true,
             Some(_) => return Ok(Reservation::Unchanged),
@@ -727,8 +755,10 @@ impl Store {
             )
             .await?;
         }
-        self.set_reservation(session, order_id, state, lines)
-            .await?;
+        if sell_at_once {
+            self.set_reservation(session, order_id, state, lines)
+                .await?;
+        }
         let event = Envelope::new(
             SOURCE,
             order_id.to_string(),
@@ -776,24 +806,32 @@ impl Store {
         release: bool,
     ) -> Result<(), StoreError> {
         for line in lines {
-            let mut product = self
+            let quantity = line.quantity;
+            let (inc, movement, delta) = if release {
+                (
+                    doc! { "stock.reserved": -quantity, "stock.available": quantity, "version": 1_i64 },
+                    StockMovement::Released,
+                    quantity,
+                )
+            } else {
+                (
+                    doc! { "stock.reserved": -quantity, "stock.sold": quantity, "version": 1_i64 },
+                    StockMovement::Sold,
+                    0,
+                )
+            };
+            // One command: the increments, and the product as they left it for the ledger and
+            // `stock.changed` (the transaction makes a concurrent writer conflict, not interleave).
+            let product = self
                 .products
-                .find_one(doc! { "_id": line.product_id.to_string() })
+                .find_one_and_update(
+                    doc! { "_id": line.product_id.to_string() },
+                    doc! { "$inc": inc, "$set": { "updated_at": now() } },
+                )
+                .return_document(ReturnDocument::After)
                 .session(&mut *session)
                 .await?
                 .ok_or(StoreError::NotFound)?;
-            let before = product.version;
-            product.stock.reserved -= line.quantity;
-            let (movement, delta) = if release {
-                product.stock.available += line.quantity;
-                (StockMovement::Released, line.quantity)
-            } else {
-                product.stock.sold += line.quantity;
-                (StockMovement::Sold, 0)
-            };
-            product.version += 1;
-            product.updated_at = now();
-            self.write_stock(session, &product, before).await?;
             self.record(
                 session,
                 &product,
@@ -808,19 +846,39 @@ impl Store {
         Ok(())
     }
 
+    /// Moves the order's reservation from `Reserved` to `to` in one command, answering its lines;
+    /// `None` when it is not reserved (then read it to see why).
+    async fn take_reserved(
+        &self,
+        session: &mut ClientSession,
+        order_id: Uuid,
+        to: ReservationState,
+    ) -> Result<Option<ReservationDoc>, StoreError> {
+        let reserved = state_bson(ReservationState::Reserved)?;
+        Ok(self
+            .reservations
+            .find_one_and_update(
+                doc! { "_id": order_id.to_string(), "state": reserved },
+                doc! { "$set": { "state": state_bson(to)?, "updated_at": now() } },
+            )
+            .session(session)
+            .await?)
+    }
+
     /// Saga step 6: an order ended unpaid; its held stock is available again.
     pub async fn release_in(
         &self,
         session: &mut ClientSession,
         order_id: Uuid,
     ) -> Result<bool, StoreError> {
+        if let Some(r) = self
+            .take_reserved(session, order_id, ReservationState::Released)
+            .await?
+        {
+            self.settle(session, order_id, &r.lines, true).await?;
+            return Ok(true);
+        }
         match self.reservation(session, order_id).await? {
-            Some(r) if r.state == ReservationState::Reserved => {
-                self.settle(session, order_id, &r.lines, true).await?;
-                self.set_reservation(session, order_id, ReservationState::Released, &r.lines)
-                    .await?;
-                Ok(true)
-            }
             Some(r) if r.state == ReservationState::PaidFirst => {
                 tracing::error!(%order_id, "an order was cancelled after it was completed; orders never does that");
                 Ok(false)
@@ -841,13 +899,14 @@ impl Store {
         session: &mut ClientSession,
         order_id: Uuid,
     ) -> Result<bool, StoreError> {
+        if let Some(r) = self
+            .take_reserved(session, order_id, ReservationState::Sold)
+            .await?
+        {
+            self.settle(session, order_id, &r.lines, false).await?;
+            return Ok(true);
+        }
         match self.reservation(session, order_id).await? {
-            Some(r) if r.state == ReservationState::Reserved => {
-                self.settle(session, order_id, &r.lines, false).await?;
-                self.set_reservation(session, order_id, ReservationState::Sold, &r.lines)
-                    .await?;
-                Ok(true)
-            }
             Some(r)
                 if matches!(
                     r.state,
