@@ -5,6 +5,7 @@
 //! makes a replayed answer a no-op, so only a failed attempt keeps a processed-event record.
 
 use mongodb::ClientSession;
+use std::{collections::HashMap, sync::Mutex};
 use storefront_events::{
     Envelope, Event, Topic,
     payments::{PaymentFailed, PaymentRefunded, PaymentSucceeded},
@@ -14,12 +15,17 @@ use storefront_kit::{
     kafka::{ConsumerSettings, EventHandler, HandlerError},
     replica::CATALOG_EVENTS,
 };
+
 use uuid::Uuid;
 
 use crate::store::{Step, Store, StoreError};
 
 pub struct Saga {
-    pub store: Store,
+    store: Store,
+    /// The order each event in flight moved, and its new version: waiters are told after the
+    /// consumer's transaction committed. Keyed by event id (events of different orders are
+    /// handled at once).
+    moved: Mutex<HashMap<Uuid, (Uuid, i64)>>,
 }
 
 pub fn settings(topic_prefix: &str) -> ConsumerSettings {
@@ -45,17 +51,30 @@ fn malformed(e: impl std::fmt::Display) -> HandlerError {
 }
 
 impl Saga {
+    pub fn new(store: Store) -> Self {
+        Saga {
+            store,
+            moved: Mutex::default(),
+        }
+    }
+
+    fn moved(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Uuid, i64)>> {
+        self.moved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Moves an order; a step its state machine does not have (a replay, or an order the
     /// customer cancelled first) changes nothing.
     async fn step(
         &self,
         session: &mut ClientSession,
+        event: &Envelope,
         order_id: Uuid,
         step: Step,
     ) -> Result<(), HandlerError> {
         match self.store.advance_in(session, order_id, step).await {
             Ok(order) => {
                 tracing::info!(%order_id, state = %order.state, "order moved");
+                self.moved().insert(event.id, (order_id, order.version));
                 Ok(())
             }
             Err(StoreError::Transition(t)) => {
@@ -112,13 +131,16 @@ impl EventHandler for Saga {
         event: &Envelope,
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
+        // What an earlier, failed attempt at this event moved was rolled back.
+        self.moved().remove(&event.id);
         if event.is::<InventoryReserved>() {
             let e = event.decode::<InventoryReserved>().map_err(malformed)?;
-            self.step(session, e.data.order_id, Step::Reserved).await
+            self.step(session, event, e.data.order_id, Step::Reserved)
+                .await
         } else if event.is::<InventoryRejected>() {
             let e = event.decode::<InventoryRejected>().map_err(malformed)?;
             let reason = e.data.reason.clone();
-            self.step(session, e.data.order_id, Step::Cancelled { reason })
+            self.step(session, event, e.data.order_id, Step::Cancelled { reason })
                 .await
         } else if event.is::<PaymentSucceeded>() {
             let e = event.decode::<PaymentSucceeded>().map_err(malformed)?.data;
@@ -126,7 +148,7 @@ impl EventHandler for Saga {
                 payment_intent_id: e.payment_intent_id,
                 amount: e.amount,
             };
-            self.step(session, e.order_id, step).await
+            self.step(session, event, e.order_id, step).await
         } else if event.is::<PaymentFailed>() {
             let e = event.decode::<PaymentFailed>().map_err(malformed)?.data;
             if self
@@ -140,9 +162,15 @@ impl EventHandler for Saga {
             Ok(())
         } else if event.is::<PaymentRefunded>() {
             let e = event.decode::<PaymentRefunded>().map_err(malformed)?.data;
-            self.step(session, e.order_id, Step::Refunded).await
+            self.step(session, event, e.order_id, Step::Refunded).await
         } else {
             Ok(())
+        }
+    }
+
+    fn committed(&self, event: &Envelope) {
+        if let Some((order_id, version)) = self.moved().remove(&event.id) {
+            self.store.changes().changed(order_id, version);
         }
     }
 }

@@ -105,9 +105,7 @@ pub async fn build_with(
     store.ensure_indexes().await?;
     let relay = outbox.relay(&mongo.db, producer.clone());
     let consumer = if config.consume_events {
-        let saga = Arc::new(Saga {
-            store: store.clone(),
-        });
+        let saga = Arc::new(Saga::new(store.clone()));
         Some(
             ConsumerRunner::new(&config.kafka, events::settings(prefix), mongo.clone(), saga)
                 .await?,

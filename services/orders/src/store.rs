@@ -551,7 +551,8 @@ impl Store {
             let version = (current.version + 1 + i as i64) as u64;
             self.publish(session, &order, change, version).await?;
         }
-        self.changes.changed(id, order.version);
+        // Waiters are told once the caller committed ([`Store::advance`], the saga's
+        // `committed`): a hint before the commit only makes them read the old order again.
         Ok(order)
     }
 

@@ -710,51 +710,24 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
         follower.abort();
     }
 
-    // Invariants.
-    let mut stock_ok = true;
-    let (mut sold, mut reserved) = (0, 0);
-    for id in products.iter() {
-        let view = json_of(
-            client
-                .get(format!("{base}/api/products/{id}/stock"))
-                .bearer_auth(&admin)
-                .send()
-                .await?,
-        )
-        .await?;
-        let s = &view["stock"];
-        let (a, r, so) = (
-            s["available"].as_i64().unwrap_or(-1),
-            s["reserved"].as_i64().unwrap_or(-1),
-            s["sold"].as_i64().unwrap_or(-1),
-        );
-        stock_ok &= a + r + so == STOCK && a >= 0 && r >= 0;
-        sold += so;
-        reserved += r;
-    }
-    let mongo = mongodb::Client::with_uri_str(&stack.endpoints.mongodb_uri).await?;
-    let orders = mongo
-        .database(&format!("{}_orders", services::TOPIC_PREFIX))
-        .collection::<mongodb::bson::Document>("orders");
-    let mut completed_orders = orders
-        .find(mongodb::bson::doc! { "state": "completed" })
-        .await?;
-    let (mut completed, mut items) = (0u64, 0i64);
-    while let Some(order) = completed_orders.next().await {
-        let order = order?;
-        completed += 1;
-        for line in order
-            .get_array("lines")
-            .map(|l| l.iter())
-            .into_iter()
-            .flatten()
-        {
-            if let Some(line) = line.as_document() {
-                items += line.get_i64("quantity").unwrap_or(0);
-            }
+    // Invariants. Past the load the saga's tail still lands (under overload, orders completed
+    // after their buyer gave up): read until the figures agree, for at most 60 s.
+    let settle_until = Instant::now() + Duration::from_secs(60);
+    let Ledger {
+        stock_ok,
+        sold,
+        reserved,
+        completed,
+        items,
+        charges,
+        refunded,
+    } = loop {
+        let ledger = Ledger::read(&client, &base, &admin, &products, stack).await?;
+        if ledger.settled() || Instant::now() > settle_until {
+            break ledger;
         }
-    }
-    let (charges, refunded) = stripe_charges(&client, &stack.endpoints.stripe_url).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
 
     let samples = &outcome.samples;
     let mut latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
@@ -953,4 +926,84 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
         bail!("an invariant was violated");
     }
     Ok(())
+}
+
+/// What the invariants are read from, at one moment.
+struct Ledger {
+    stock_ok: bool,
+    sold: i64,
+    reserved: i64,
+    completed: u64,
+    items: i64,
+    charges: u64,
+    refunded: u64,
+}
+
+impl Ledger {
+    /// Every completed order's items sold, every kept charge a completed order.
+    fn settled(&self) -> bool {
+        self.charges - self.refunded == self.completed && self.items == self.sold
+    }
+
+    async fn read(
+        client: &reqwest::Client,
+        base: &str,
+        admin: &str,
+        products: &[String],
+        stack: &Stack,
+    ) -> Result<Ledger> {
+        let mut stock_ok = true;
+        let (mut sold, mut reserved) = (0, 0);
+        for id in products.iter() {
+            let view = json_of(
+                client
+                    .get(format!("{base}/api/products/{id}/stock"))
+                    .bearer_auth(admin)
+                    .send()
+                    .await?,
+            )
+            .await?;
+            let s = &view["stock"];
+            let (a, r, so) = (
+                s["available"].as_i64().unwrap_or(-1),
+                s["reserved"].as_i64().unwrap_or(-1),
+                s["sold"].as_i64().unwrap_or(-1),
+            );
+            stock_ok &= a + r + so == STOCK && a >= 0 && r >= 0;
+            sold += so;
+            reserved += r;
+        }
+        let mongo = mongodb::Client::with_uri_str(&stack.endpoints.mongodb_uri).await?;
+        let orders = mongo
+            .database(&format!("{}_orders", services::TOPIC_PREFIX))
+            .collection::<mongodb::bson::Document>("orders");
+        let mut completed_orders = orders
+            .find(mongodb::bson::doc! { "state": "completed" })
+            .await?;
+        let (mut completed, mut items) = (0u64, 0i64);
+        while let Some(order) = completed_orders.next().await {
+            let order = order?;
+            completed += 1;
+            for line in order
+                .get_array("lines")
+                .map(|l| l.iter())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(line) = line.as_document() {
+                    items += line.get_i64("quantity").unwrap_or(0);
+                }
+            }
+        }
+        let (charges, refunded) = stripe_charges(client, &stack.endpoints.stripe_url).await?;
+        Ok(Ledger {
+            stock_ok,
+            sold,
+            reserved,
+            completed,
+            items,
+            charges,
+            refunded,
+        })
+    }
 }
