@@ -4,9 +4,11 @@
 //! acknowledged it.
 //!
 //! The records a transaction appended are handed to the relay in-process when it commits
-//! ([`Outbox::commit`], or [`handoff`] after a commit made elsewhere): the relay sends them at
-//! once, without reading them back, and marks what Kafka acknowledged sent with one `update_many`
-//! for everything sent within [`MARK_EVERY`] (or 100 records) — not one per transaction. Reading
+//! ([`Outbox::commit`], or [`handoff`] after a commit made elsewhere): the relay sends them
+//! without reading them back — once one small query found no older record unsent (another
+//! replica's, one whose commit was never handed off), since Kafka keeps a key's order only as
+//! sent — and marks what Kafka acknowledged sent with one `update_many` for everything sent within
+//! [`MARK_EVERY`] (or 100 records), not one per transaction. Reading
 //! the database remains only as recovery: at start, every 2 s, and after anything went wrong
 //! (a failed send, a hand-off queue that overflowed, a broker that lost its log), the relay reads
 //! up to 100 unsent records in `_id` order, sends them and marks them sent. That finds records
@@ -168,8 +170,11 @@ impl Queue {
 /// same server session left (one that aborted, or whose commit failed).
 static STAGED: LazyLock<Mutex<Staged>> = LazyLock::new(Default::default);
 
-/// Session → what its open transaction appended, and where each goes.
-type Staged = HashMap<String, Vec<(Arc<Queue>, Record)>>;
+/// Session → when its open transaction first appended, what it appended, and where each goes.
+type Staged = HashMap<String, (Instant, Vec<(Arc<Queue>, Record)>)>;
+/// What a transaction staged is forgotten after this long uncommitted: the driver may drop a
+/// session (a network error) rather than reuse it, and its records must not stay forever.
+const STAGED_FOR: Duration = Duration::from_secs(300);
 
 fn staged() -> std::sync::MutexGuard<'static, Staged> {
     STAGED.lock().unwrap_or_else(|e| e.into_inner())
@@ -182,14 +187,16 @@ fn session_key(session: &ClientSession) -> String {
 /// A transaction begins on `session`: whatever an earlier one on it appended and did not commit
 /// is not to be sent.
 pub(crate) fn forget(session: &ClientSession) {
-    staged().remove(&session_key(session));
+    let mut staged = staged();
+    staged.remove(&session_key(session));
+    staged.retain(|_, (since, _)| since.elapsed() < STAGED_FOR);
 }
 
 /// Hands what the transaction just committed on `session` appended to the relays of its outboxes.
 /// [`Outbox::commit`] calls it; call it after committing a transaction in any other way. A
 /// record never handed off (a commit whose outcome was unknown) waits for the recovery read.
 pub fn handoff(session: &ClientSession) {
-    let Some(records) = staged().remove(&session_key(session)) else {
+    let Some((_, records)) = staged().remove(&session_key(session)) else {
         return;
     };
     let mut by_queue: Vec<(Arc<Queue>, Vec<Record>)> = Vec::new();
@@ -275,7 +282,8 @@ impl Outbox {
             .await?;
         staged()
             .entry(session_key(session))
-            .or_default()
+            .or_insert_with(|| (Instant::now(), Vec::new()))
+            .1
             .push((self.queue.clone(), record));
         Ok(())
     }
@@ -301,6 +309,8 @@ impl Outbox {
             unmarked_since: None,
             recent: VecDeque::new(),
             recent_ids: HashSet::new(),
+            read_first: true,
+            not_holder_until: None,
         }
     }
 }
@@ -358,6 +368,12 @@ pub struct Relay {
     /// What the recovery reads sent lately, oldest first, and as a set.
     recent: VecDeque<String>,
     recent_ids: HashSet<String>,
+    /// Nothing handed off is sent until a read of the outbox succeeded: at start, and after any
+    /// error (a record that failed must not be overtaken by a newer one).
+    read_first: bool,
+    /// Another relay held the lease when this one last asked: hand-offs are left to it until
+    /// then, without asking again for every batch.
+    not_holder_until: Option<Instant>,
 }
 
 impl Relay {
@@ -379,6 +395,7 @@ impl Relay {
             let now = Instant::now();
             let result = if now >= read_at {
                 self.step(&stop).await.map(|published| {
+                    self.read_first = false;
                     // A full batch: there may be more right behind it.
                     read_at = if published == BATCH {
                         now
@@ -386,10 +403,12 @@ impl Relay {
                         now + self.poll
                     };
                 })
+            } else if self.read_first {
+                Ok(())
             } else {
                 match self.forward(&stop).await {
                     Ok(true) => Ok(()),
-                    // Something was left out of the hand-off: read the database now.
+                    // Something older is unsent, or was left out of the hand-off: read now.
                     Ok(false) => {
                         read_at = now;
                         continue;
@@ -402,20 +421,31 @@ impl Relay {
             } else {
                 Ok(())
             };
-            if let Err(e) = result.and(flushed.map_err(RelayError::from)) {
-                tracing::warn!(error = %e, "outbox relay step failed; reading the outbox again");
-                read_at = Instant::now() + Duration::from_secs(1);
-            }
-            if read_at <= Instant::now() || !self.queue.is_empty() {
+            let failed = match result.and(flushed.map_err(RelayError::from)) {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay step failed; reading the outbox again");
+                    // Nothing handed off goes out before the read: what failed must not be
+                    // overtaken.
+                    self.read_first = true;
+                    self.queue.clear();
+                    read_at = Instant::now() + Duration::from_secs(1);
+                    true
+                }
+            };
+            let forwarding = !self.read_first;
+            if read_at <= Instant::now() || (forwarding && !self.queue.is_empty()) {
                 continue;
             }
             let mut until = read_at;
-            if let Some(since) = self.unmarked_since {
+            if let Some(since) = self.unmarked_since
+                && !failed
+            {
                 until = until.min(since + MARK_EVERY);
             }
             tokio::select! {
                 _ = stop.changed() => {},
-                _ = self.queue.wake.notified() => {},
+                _ = self.queue.wake.notified(), if forwarding => {},
                 _ = tokio::time::sleep_until(until.into()) => {},
             }
         }
@@ -502,14 +532,42 @@ impl Relay {
         if records.is_empty() {
             return Ok(true);
         }
-        if !self.hold_lease().await? || *stop.borrow() {
-            // The holder's recovery read publishes them.
+        // The holder's recovery read publishes what another relay's process committed.
+        if self
+            .not_holder_until
+            .is_some_and(|until| Instant::now() < until)
+        {
             return Ok(true);
+        }
+        let had_lease = self.lease_until.is_some();
+        if !self.hold_lease().await? {
+            self.not_holder_until = Some(Instant::now() + self.poll);
+            return Ok(true);
+        }
+        self.not_holder_until = None;
+        if !had_lease || *stop.borrow() {
+            // Just took the lease over: what the last holder left goes first, by a read.
+            return Ok(false);
         }
         let records: Vec<Record> = records
             .into_iter()
             .filter(|r| !self.recent_ids.contains(&r.id))
             .collect();
+        let Some(oldest) = records.iter().map(|r| r.id.as_str()).min() else {
+            return Ok(true);
+        };
+        // Kafka keeps a key's events in the order they are sent, so nothing goes out while an
+        // older record is unsent: one appended by another replica (whose relay does not hold the
+        // lease), a commit never handed off (its outcome unknown, its request cancelled), a
+        // record of another process. Then the read sends them all in `_id` order.
+        let older = self
+            .records
+            .find_one(doc! { "sent": false, "_id": { "$lt": oldest, "$nin": &self.unmarked } })
+            .projection(doc! { "_id": 1 })
+            .await?;
+        if older.is_some() {
+            return Ok(false);
+        }
         let mut sent = self.send(records).await;
         if !sent.ids.is_empty() {
             self.unmarked.append(&mut sent.ids);

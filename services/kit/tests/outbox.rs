@@ -177,16 +177,51 @@ async fn committed_records_go_out_without_reading_the_outbox_and_are_marked_toge
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        commands("find").get(),
-        finds,
-        "handed-off records are not read back"
+    let checks = commands("find").get() - finds;
+    assert!(
+        checks <= 20,
+        "handed-off records are not read back: at most a check for older unsent ones a batch, not {checks}"
     );
     let marks = commands("update").get() - updates;
     assert!(
         (1..=3).contains(&marks),
         "20 transactions' records are marked sent in a few updates, not {marks}"
     );
+    stop.send(true).unwrap();
+    relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handed_off_record_waits_for_an_older_unsent_one() {
+    let stack = TestStack::from_env();
+    let kafka = stack.kafka(&unique("t"));
+    let topic = Topic::Users.name(&kafka.topic_prefix);
+    kafka::ensure_topics(&kafka, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let mongo = Mongo::connect(&stack.mongo(&unique("outbox")), "test")
+        .await
+        .unwrap();
+    let outbox = Outbox::new(&mongo.db, &kafka.topic_prefix);
+    outbox.ensure_indexes().await.unwrap();
+    let relay = outbox
+        .relay(&mongo.db, kafka::producer(&kafka).unwrap())
+        .recovery_poll(Duration::from_secs(3600));
+    let (stop, stopped) = watch::channel(false);
+    let relay = tokio::spawn(relay.run(stopped));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Version 1 is committed where this relay is not told (another replica, a commit whose
+    // answer was lost); version 2, of the same key, is handed to it.
+    let elsewhere = Outbox::new(&mongo.db, &kafka.topic_prefix);
+    let mut session = mongo.begin().await.unwrap();
+    elsewhere.append(&mut session, updated(1)).await.unwrap();
+    session.commit_transaction().await.unwrap();
+    append(&mongo, &outbox, 2).await;
+
+    let events = consume(&stack.kafka_bootstrap, &topic, 2).await;
+    let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+    assert_eq!(versions, vec![1, 2], "the older record goes first");
     stop.send(true).unwrap();
     relay.await.unwrap();
 }

@@ -227,7 +227,18 @@ impl Store {
             .await
         {
             Ok(_) => Ok(Some(doc)),
-            Err(e) if storefront_kit::mongo::is_duplicate_key(&e) => Ok(None),
+            // A clash on `event_id` is a redelivery; one on the id from the counter is not, and
+            // stays an error. (The transaction is aborted, so the check reads outside it.)
+            Err(e) if storefront_kit::mongo::is_duplicate_key(&e) => {
+                match self
+                    .notifications
+                    .find_one(doc! { "event_id": event_id.to_string() })
+                    .await?
+                {
+                    Some(_) => Ok(None),
+                    None => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }

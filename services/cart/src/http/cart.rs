@@ -380,17 +380,10 @@ pub async fn checkout(
             "orders' answer was cut off ({e}); retry with the same Idempotency-Key"
         ))
     })?;
-    let order: Value = if status.is_success() {
-        serde_json::from_slice(&body).map_err(Error::internal)?
-    } else {
-        Value::Null
-    };
-    let order_state = order["state"].as_str().unwrap_or_default().to_owned();
-    // An open order — the usual answer — leaves the hold as it is: its `order.created` (which
-    // carries this key, and comes before any end of the order) tells the hold its order, so
-    // writing it here too would cost every checkout a read and a write of the cart.
-    if status.is_success() && !matches!(order_state.as_str(), "pending" | "awaiting_payment") {
+    if status.is_success() {
+        let order: Value = serde_json::from_slice(&body).map_err(Error::internal)?;
         let order_id = order["id"].as_str().unwrap_or_default().to_owned();
+        let order_state = order["state"].as_str().unwrap_or_default().to_owned();
         state
             .store
             .update(customer, |cart| {
@@ -400,6 +393,11 @@ pub async fn checkout(
                 };
                 let in_this_order = hold.order_id.as_deref() == Some(order_id.as_str());
                 match order_state.as_str() {
+                    "pending" | "awaiting_payment" => {
+                        if hold.order_id.is_none() {
+                            hold.order_id = Some(order_id.clone());
+                        }
+                    }
                     // Bought (a retry after the payment): the lines stay out.
                     "completed" if in_this_order => {
                         cart.checkouts.retain(|c| c.key != key);
