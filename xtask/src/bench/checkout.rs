@@ -713,6 +713,14 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
     // Invariants. Past the load the saga's tail still lands (under overload, orders completed
     // after their buyer gave up): read until the figures agree, for at most 60 s.
     let settle_until = Instant::now() + Duration::from_secs(60);
+    let ledger = loop {
+        let ledger = Ledger::read(&client, &base, &admin, &products, stack).await?;
+        if ledger.settled() || Instant::now() > settle_until {
+            break ledger;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let charges_ok = ledger.settled();
     let Ledger {
         stock_ok,
         sold,
@@ -721,13 +729,7 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
         items,
         charges,
         refunded,
-    } = loop {
-        let ledger = Ledger::read(&client, &base, &admin, &products, stack).await?;
-        if ledger.settled() || Instant::now() > settle_until {
-            break ledger;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    } = ledger;
 
     let samples = &outcome.samples;
     let mut latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
@@ -874,8 +876,6 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
     println!(
         "  stock        {stock} (available + reserved + sold = initial for every product; {sold} sold, {reserved} still held)"
     );
-    let kept = charges - refunded;
-    let charges_ok = kept == completed && items == sold;
     println!(
         "  charges      {} ({charges} succeeded Stripe charges, {refunded} of them refunded, {completed} completed orders; {items} items in completed orders, {sold} sold)",
         if charges_ok { "OK" } else { "VIOLATED" }
