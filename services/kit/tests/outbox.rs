@@ -9,6 +9,7 @@ use std::time::Duration;
 use mongodb::bson::{Document, doc};
 use storefront_events::{Envelope, Topic, users::UserUpdated};
 use storefront_kit::{
+    config::KafkaConfig,
     kafka, metrics,
     mongo::{Mongo, Transient},
     outbox::Outbox,
@@ -44,8 +45,16 @@ async fn unsent(mongo: &Mongo) -> u64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_backlog_goes_out_in_order_in_batches_and_a_commit_wakes_the_relay() {
+/// A topic and an outbox database of their own, on the test stack.
+struct Shop {
+    stack: TestStack,
+    kafka: KafkaConfig,
+    topic: String,
+    mongo: Mongo,
+    outbox: Outbox,
+}
+
+async fn shop() -> Shop {
     let stack = TestStack::from_env();
     let kafka = stack.kafka(&unique("t"));
     let topic = Topic::Users.name(&kafka.topic_prefix);
@@ -57,6 +66,49 @@ async fn a_backlog_goes_out_in_order_in_batches_and_a_commit_wakes_the_relay() {
         .unwrap();
     let outbox = Outbox::new(&mongo.db, &kafka.topic_prefix);
     outbox.ensure_indexes().await.unwrap();
+    Shop {
+        stack,
+        kafka,
+        topic,
+        mongo,
+        outbox,
+    }
+}
+
+/// A relay on its own task whose recovery read, after the first, never comes: what it publishes
+/// later, it was handed.
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(outbox: &Outbox, mongo: &Mongo, kafka: &KafkaConfig) -> Running {
+        let relay = outbox
+            .relay(&mongo.db, kafka::producer(kafka).unwrap())
+            .recovery_poll(Duration::from_secs(3600));
+        let (stop, stopped) = watch::channel(false);
+        Running {
+            stop,
+            task: tokio::spawn(relay.run(stopped)),
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_goes_out_in_order_in_batches_and_a_commit_wakes_the_relay() {
+    let Shop {
+        stack,
+        kafka,
+        topic,
+        mongo,
+        outbox,
+    } = shop().await;
     for version in 1..=150 {
         append(&mongo, &outbox, version).await;
     }
@@ -64,12 +116,8 @@ async fn a_backlog_goes_out_in_order_in_batches_and_a_commit_wakes_the_relay() {
         .mongodb_commands
         .with_label_values(&["update", "outbox"]);
     let updates_before = updates.get();
-    // No recovery poll to speak of: only wake-ups can make it publish the last event.
-    let relay = outbox
-        .relay(&mongo.db, kafka::producer(&kafka).unwrap())
-        .recovery_poll(Duration::from_secs(3600));
-    let (stop, stopped) = watch::channel(false);
-    let relay = tokio::spawn(relay.run(stopped));
+    // No recovery poll to speak of: only the hand-off can make it publish the last event.
+    let relay = Running::start(&outbox, &mongo, &kafka);
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while unsent(&mongo).await > 0 {
@@ -93,8 +141,7 @@ async fn a_backlog_goes_out_in_order_in_batches_and_a_commit_wakes_the_relay() {
         (1..=151).collect::<Vec<_>>(),
         "in order, once each"
     );
-    stop.send(true).unwrap();
-    relay.await.unwrap();
+    relay.stop().await;
 }
 
 #[tokio::test]
@@ -124,27 +171,19 @@ async fn an_append_that_meets_a_concurrent_transaction_fails_transiently() {
 
 #[tokio::test]
 async fn committed_records_go_out_without_reading_the_outbox_and_are_marked_together() {
-    let stack = TestStack::from_env();
-    let kafka = stack.kafka(&unique("t"));
-    let topic = Topic::Users.name(&kafka.topic_prefix);
-    kafka::ensure_topics(&kafka, std::slice::from_ref(&topic))
-        .await
-        .unwrap();
-    let mongo = Mongo::connect(&stack.mongo(&unique("outbox")), "test")
-        .await
-        .unwrap();
-    let outbox = Outbox::new(&mongo.db, &kafka.topic_prefix);
-    outbox.ensure_indexes().await.unwrap();
+    let Shop {
+        stack,
+        kafka,
+        topic,
+        mongo,
+        outbox,
+    } = shop().await;
     let commands = |command: &str| {
         metrics::backends()
             .mongodb_commands
             .with_label_values(&[command, "outbox"])
     };
-    let relay = outbox
-        .relay(&mongo.db, kafka::producer(&kafka).unwrap())
-        .recovery_poll(Duration::from_secs(3600));
-    let (stop, stopped) = watch::channel(false);
-    let relay = tokio::spawn(relay.run(stopped));
+    let relay = Running::start(&outbox, &mongo, &kafka);
     // The relay's first round reads the (empty) outbox; nothing reads it after that.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while commands("find").get() == 0 {
@@ -187,28 +226,19 @@ async fn committed_records_go_out_without_reading_the_outbox_and_are_marked_toge
         (1..=3).contains(&marks),
         "20 transactions' records are marked sent in a few updates, not {marks}"
     );
-    stop.send(true).unwrap();
-    relay.await.unwrap();
+    relay.stop().await;
 }
 
 #[tokio::test]
 async fn a_handed_off_record_waits_for_an_older_unsent_one() {
-    let stack = TestStack::from_env();
-    let kafka = stack.kafka(&unique("t"));
-    let topic = Topic::Users.name(&kafka.topic_prefix);
-    kafka::ensure_topics(&kafka, std::slice::from_ref(&topic))
-        .await
-        .unwrap();
-    let mongo = Mongo::connect(&stack.mongo(&unique("outbox")), "test")
-        .await
-        .unwrap();
-    let outbox = Outbox::new(&mongo.db, &kafka.topic_prefix);
-    outbox.ensure_indexes().await.unwrap();
-    let relay = outbox
-        .relay(&mongo.db, kafka::producer(&kafka).unwrap())
-        .recovery_poll(Duration::from_secs(3600));
-    let (stop, stopped) = watch::channel(false);
-    let relay = tokio::spawn(relay.run(stopped));
+    let Shop {
+        stack,
+        kafka,
+        topic,
+        mongo,
+        outbox,
+    } = shop().await;
+    let relay = Running::start(&outbox, &mongo, &kafka);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Version 1 is committed where this relay is not told (another replica, a commit whose
@@ -222,6 +252,5 @@ async fn a_handed_off_record_waits_for_an_older_unsent_one() {
     let events = consume(&stack.kafka_bootstrap, &topic, 2).await;
     let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
     assert_eq!(versions, vec![1, 2], "the older record goes first");
-    stop.send(true).unwrap();
-    relay.await.unwrap();
+    relay.stop().await;
 }

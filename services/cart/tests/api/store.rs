@@ -7,30 +7,44 @@ use storefront_kit::{
 };
 use uuid::Uuid;
 
-#[tokio::test]
-async fn a_hold_learns_its_order_from_the_event_and_goes_when_the_order_is_bought() {
+async fn store() -> Store {
     let stack = TestStack::from_env();
     let mongo = Mongo::connect(&stack.mongo(&unique("cartstore")), "test")
         .await
         .unwrap();
-    let store = Store::new(&mongo.db);
-    let user = Uuid::new_v4();
-    // A checkout whose answer from orders was lost: its hold never learned the order.
+    Store::new(&mongo.db)
+}
+
+fn mug(quantity: i64) -> Item {
+    Item {
+        product_id: "mug".into(),
+        quantity,
+    }
+}
+
+/// A cart holding `items` and a checkout (key `key-1`) of two mugs for `order`, if it knows it.
+async fn hold(store: &Store, user: Uuid, items: &[Item], order: Option<Uuid>) {
     store
         .update(user, |cart| {
+            cart.items.extend_from_slice(items);
             cart.checkouts.push(Checkout {
                 key: "key-1".into(),
-                order_id: None,
-                items: vec![Item {
-                    product_id: "mug".into(),
-                    quantity: 2,
-                }],
+                order_id: order.map(|o| o.to_string()),
+                items: vec![mug(2)],
                 held_at: mongodb::bson::DateTime::now(),
             });
             Ok::<_, mongodb::error::Error>(())
         })
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_hold_learns_its_order_from_the_event_and_goes_when_the_order_is_bought() {
+    let store = store().await;
+    let user = Uuid::new_v4();
+    // A checkout whose answer from orders was lost: its hold never learned the order.
+    hold(&store, user, &[], None).await;
     let order = Uuid::new_v4();
 
     assert!(
@@ -60,32 +74,10 @@ async fn a_hold_learns_its_order_from_the_event_and_goes_when_the_order_is_bough
 
 #[tokio::test]
 async fn a_cancelled_order_puts_its_held_lines_back_once() {
-    let stack = TestStack::from_env();
-    let mongo = Mongo::connect(&stack.mongo(&unique("cartstore")), "test")
-        .await
-        .unwrap();
-    let store = Store::new(&mongo.db);
+    let store = store().await;
     let user = Uuid::new_v4();
     let order = Uuid::new_v4();
-    store
-        .update(user, |cart| {
-            cart.items.push(Item {
-                product_id: "mug".into(),
-                quantity: 1,
-            });
-            cart.checkouts.push(Checkout {
-                key: "key-1".into(),
-                order_id: Some(order.to_string()),
-                items: vec![Item {
-                    product_id: "mug".into(),
-                    quantity: 2,
-                }],
-                held_at: mongodb::bson::DateTime::now(),
-            });
-            Ok::<_, mongodb::error::Error>(())
-        })
-        .await
-        .unwrap();
+    hold(&store, user, &[mug(1)], Some(order)).await;
 
     assert!(store.ended(user, order, OrderEnd::Cancelled).await.unwrap());
     let cart = store.cart(user).await.unwrap();
