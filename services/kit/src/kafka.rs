@@ -215,6 +215,38 @@ pub trait EventHandler: Send + Sync + 'static {
     }
 }
 
+/// What a handler learns in [`EventHandler::handle`] and acts on in [`EventHandler::committed`]
+/// (a notification to push, a change to announce), per event: the runner applies events of
+/// different keys at once. An attempt that failed or was rolled back leaves nothing to act on:
+/// `handle` starts with [`UntilCommitted::begin`].
+pub struct UntilCommitted<T>(std::sync::Mutex<HashMap<uuid::Uuid, T>>);
+
+impl<T> Default for UntilCommitted<T> {
+    fn default() -> Self {
+        UntilCommitted(std::sync::Mutex::default())
+    }
+}
+
+impl<T> UntilCommitted<T> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, T>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new attempt at `event`: what an earlier one kept is void.
+    pub fn begin(&self, event: &Envelope) {
+        self.entries().remove(&event.id);
+    }
+
+    pub fn keep(&self, event: &Envelope, value: T) {
+        self.entries().insert(event.id, value);
+    }
+
+    /// What the committed attempt at `event` kept.
+    pub fn take(&self, event: &Envelope) -> Option<T> {
+        self.entries().remove(&event.id)
+    }
+}
+
 /// How one consumer group consumes.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {

@@ -2,10 +2,7 @@
 //! notification each event becomes. Stored in the consumer's transaction (so a redelivered event makes nothing twice);
 //! published to the replicas once that transaction committed.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use mongodb::ClientSession;
 use storefront_events::{
@@ -15,7 +12,7 @@ use storefront_events::{
     products::ProductCreated,
     users::UserCreated,
 };
-use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
+use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError, UntilCommitted};
 use tokio::sync::mpsc;
 
 use crate::store::{Draft, EVERYONE, Kind, NotificationDoc, Store};
@@ -37,10 +34,9 @@ pub fn settings(topic_prefix: &str) -> ConsumerSettings {
 
 pub struct Notifier {
     pub store: Store,
-    /// What each transaction in flight stored, by event id; handed to `published` once it
-    /// commits. Every attempt replaces its event's entry, so an aborted attempt's notifications
-    /// are never published (the runner applies several events at once, one per key).
-    pending: Mutex<HashMap<uuid::Uuid, NotificationDoc>>,
+    /// What each transaction in flight stored; handed to `published` once it commits, so an
+    /// aborted attempt's notifications are never published.
+    pending: UntilCommitted<NotificationDoc>,
     published: mpsc::UnboundedSender<Vec<NotificationDoc>>,
 }
 
@@ -48,13 +44,9 @@ impl Notifier {
     pub fn new(store: Store, published: mpsc::UnboundedSender<Vec<NotificationDoc>>) -> Self {
         Notifier {
             store,
-            pending: Mutex::default(),
+            pending: UntilCommitted::default(),
             published,
         }
-    }
-
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, NotificationDoc>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -213,7 +205,7 @@ impl EventHandler for Notifier {
         event: &Envelope,
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
-        self.pending().remove(&event.id);
+        self.pending.begin(event);
         if event.is::<UserCreated>() {
             let user: UserCreated = decode(event)?;
             self.store
@@ -229,7 +221,7 @@ impl EventHandler for Notifier {
             .insert(session, draft, event.id)
             .await?
             .ok_or(HandlerError::Duplicate)?;
-        self.pending().insert(event.id, stored);
+        self.pending.keep(event, stored);
         Ok(())
     }
 
@@ -241,7 +233,7 @@ impl EventHandler for Notifier {
     }
 
     fn committed(&self, event: &Envelope) {
-        let stored = self.pending().remove(&event.id);
+        let stored = self.pending.take(event);
         if let Some(stored) = stored {
             let _ = self.published.send(vec![stored]);
         }

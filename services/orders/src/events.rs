@@ -5,17 +5,15 @@
 //! makes a replayed answer a no-op, so only a failed attempt keeps a processed-event record.
 
 use mongodb::ClientSession;
-use std::{collections::HashMap, sync::Mutex};
 use storefront_events::{
     Envelope, Event, Topic,
     payments::{PaymentFailed, PaymentRefunded, PaymentSucceeded},
     products::{InventoryRejected, InventoryReserved},
 };
 use storefront_kit::{
-    kafka::{ConsumerSettings, EventHandler, HandlerError},
+    kafka::{ConsumerSettings, EventHandler, HandlerError, UntilCommitted},
     replica::CATALOG_EVENTS,
 };
-
 use uuid::Uuid;
 
 use crate::store::{Step, Store, StoreError};
@@ -23,9 +21,8 @@ use crate::store::{Step, Store, StoreError};
 pub struct Saga {
     store: Store,
     /// The order each event in flight moved, and its new version: waiters are told after the
-    /// consumer's transaction committed. Keyed by event id (events of different orders are
-    /// handled at once).
-    moved: Mutex<HashMap<Uuid, (Uuid, i64)>>,
+    /// consumer's transaction committed.
+    moved: UntilCommitted<(Uuid, i64)>,
 }
 
 pub fn settings(topic_prefix: &str) -> ConsumerSettings {
@@ -54,12 +51,8 @@ impl Saga {
     pub fn new(store: Store) -> Self {
         Saga {
             store,
-            moved: Mutex::default(),
+            moved: UntilCommitted::default(),
         }
-    }
-
-    fn moved(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Uuid, i64)>> {
-        self.moved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Moves an order; a step its state machine does not have (a replay, or an order the
@@ -74,7 +67,7 @@ impl Saga {
         match self.store.advance_in(session, order_id, step).await {
             Ok(order) => {
                 tracing::info!(%order_id, state = %order.state, "order moved");
-                self.moved().insert(event.id, (order_id, order.version));
+                self.moved.keep(event, (order_id, order.version));
                 Ok(())
             }
             Err(StoreError::Transition(t)) => {
@@ -131,8 +124,7 @@ impl EventHandler for Saga {
         event: &Envelope,
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
-        // What an earlier, failed attempt at this event moved was rolled back.
-        self.moved().remove(&event.id);
+        self.moved.begin(event);
         if event.is::<InventoryReserved>() {
             let e = event.decode::<InventoryReserved>().map_err(malformed)?;
             self.step(session, event, e.data.order_id, Step::Reserved)
@@ -169,7 +161,7 @@ impl EventHandler for Saga {
     }
 
     fn committed(&self, event: &Envelope) {
-        if let Some((order_id, version)) = self.moved().remove(&event.id) {
+        if let Some((order_id, version)) = self.moved.take(event) {
             self.store.changes().changed(order_id, version);
         }
     }
