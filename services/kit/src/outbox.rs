@@ -421,25 +421,22 @@ impl Relay {
             } else {
                 Ok(())
             };
-            let failed = match result.and(flushed.map_err(RelayError::from)) {
-                Ok(()) => false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay step failed; reading the outbox again");
-                    // Nothing handed off goes out before the read: what failed must not be
-                    // overtaken.
-                    self.read_first = true;
-                    self.queue.clear();
-                    read_at = Instant::now() + Duration::from_secs(1);
-                    true
-                }
-            };
+            if let Err(e) = result.and(flushed.map_err(RelayError::from)) {
+                tracing::warn!(error = %e, "outbox relay step failed; reading the outbox again");
+                // Nothing handed off goes out before the read: what failed must not be overtaken.
+                self.read_first = true;
+                self.queue.clear();
+                read_at = Instant::now() + Duration::from_secs(1);
+            }
+            // Waiting for a read (at start, or after a failure) waits for nothing else: not the
+            // hand-off, not the marks' deadline (a mark that failed is retried with the read).
             let forwarding = !self.read_first;
             if read_at <= Instant::now() || (forwarding && !self.queue.is_empty()) {
                 continue;
             }
             let mut until = read_at;
             if let Some(since) = self.unmarked_since
-                && !failed
+                && forwarding
             {
                 until = until.min(since + MARK_EVERY);
             }
