@@ -176,7 +176,7 @@ pub struct KafkaSpec {
     /// How long the broker may hold a consumer's fetch that found nothing
     /// (`KAFKA_FETCH_WAIT_MAX_MS`). Unset: the client's default long poll, right for Kafka, which
     /// answers a held fetch as soon as a message arrives. A broker that holds every fetch for the
-    /// whole wait (tansu, the development broker) wants a short one, e.g. 10.
+    /// whole wait (tansu, the development broker) wants a short one, e.g. 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 60000))]
     pub fetch_wait_max_ms: Option<u32>,

@@ -192,7 +192,7 @@ impl ServiceEnv<'_> {
             .env("KAFKA_ENSURE_TOPICS", "true")
             // tansu holds every fetch for the whole wait: short, and no fetching while idle
             // (docs/services/adding-a-service.md, "Kafka client settings").
-            .env("KAFKA_FETCH_WAIT_MAX_MS", "10")
+            .env("KAFKA_FETCH_WAIT_MAX_MS", "3")
             .env("KAFKA_IDLE_FETCH_INTERVAL_MS", "250")
             .env("COOKIE_SECURE", "false")
             .env("TRUST_PROXY_HEADERS", "true")

@@ -182,8 +182,8 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// `KAFKA_FETCH_WAIT_MAX_MS`: how long the broker may hold a fetch that found nothing. Unset:
     /// librdkafka's default (500 ms), right for a real Kafka, which answers a held fetch as soon as
-    /// a message arrives. The local broker (tansu) holds every fetch for the whole wait, so the
-    /// one-machine stack sets 10.
+    /// a message arrives. The local broker (tansu) holds every fetch for the whole wait, even one
+    /// that found records, so the one-machine stack sets 3.
     pub fetch_wait_max_ms: Option<u32>,
     /// `KAFKA_IDLE_FETCH_INTERVAL_MS`: a consumer that saw nothing for 2 s stops fetching and
     /// looks again only this often, until a message comes. Unset: never (a real Kafka's long
