@@ -104,7 +104,9 @@ where
 
     let mut stack = Stack::start_backends(&dir, &tools, Persistence::Ephemeral)?;
     let mut overrides = overrides;
-    overrides.push(("RUST_LOG".into(), "warn".into()));
+    // Quiet by default (logging costs CPU the figures would count); `RUST_LOG` to look inside.
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    overrides.push(("RUST_LOG".into(), log));
     let ports = Ports::free()?;
     let env = ServiceEnv {
         endpoints: &stack.endpoints.clone(),
@@ -437,7 +439,7 @@ async fn notify(stack: &Stack, ports: &Ports, sockets: usize) -> Result<()> {
         .env("MONGODB_DATABASE", PREFIX)
         .env("TOPIC_PREFIX", PREFIX)
         .env("KAFKA_ENSURE_TOPICS", "true")
-        .env("KAFKA_FETCH_WAIT_MAX_MS", "10")
+        .env("KAFKA_FETCH_WAIT_MAX_MS", "3")
         .env("KAFKA_IDLE_FETCH_INTERVAL_MS", "250")
         .env("WS_MAX_PER_USER", "5")
         .env(

@@ -182,7 +182,12 @@ impl Stack {
             "kafka",
             command
                 .args(["--listener-url", &url, "--advertised-listener-url", &url])
-                .env("RUST_LOG", "warn"),
+                // `STOREFRONT_KAFKA_LOG=tansu_broker::coordinator=debug` follows the broker's
+                // consumer groups (their joins, syncs and missed heartbeats).
+                .env(
+                    "RUST_LOG",
+                    std::env::var("STOREFRONT_KAFKA_LOG").unwrap_or_else(|_| "warn".into()),
+                ),
             &logs,
         )?;
         self.started(kafka, port, Duration::from_secs(30), "Kafka (tansu)")?;

@@ -177,11 +177,17 @@ async fn follow(url: String, token: String, pushed: mpsc::UnboundedSender<Pushed
 
 /// What one order cost the customer.
 struct Sample {
+    order: String,
     latency: Duration,
+    /// From checkout until the buyer knew the order payable, and until its payment was accepted.
+    payable: Duration,
+    paid: Duration,
     /// Payment attempts answered "not yet" (404/409) before the one that went through.
     pay_retries: u32,
     /// Times the socket was silent and the buyer asked for the order instead.
     fallbacks: u32,
+    /// Pushes that never came: the API already had the state the socket was silent about.
+    lost: Vec<String>,
 }
 
 struct Shop {
@@ -199,6 +205,7 @@ impl Shop {
         state: &str,
         deadline: Instant,
         fallbacks: &mut u32,
+        lost: &mut Vec<String>,
     ) -> Result<()> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -226,11 +233,21 @@ impl Shop {
                             .await?,
                     )
                     .await?;
-                    match order["state"].as_str() {
-                        Some(s) if s == state => return Ok(()),
-                        Some("completed") if state == "awaiting_payment" => return Ok(()),
+                    let reached = match order["state"].as_str() {
+                        Some(s) if s == state => true,
+                        Some("completed") => state == "awaiting_payment",
                         Some("cancelled") => bail!("order {id} was cancelled: {}", order["reason"]),
-                        _ => {}
+                        _ => false,
+                    };
+                    if reached {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        let since = ORDER_DEADLINE.saturating_sub(left);
+                        lost.push(format!(
+                            "order {id}: no push of {state} within {SOCKET_PATIENCE:?}; the API had it {:.1} s after checkout (updated {})",
+                            since.as_secs_f64(),
+                            order["updated_at"]
+                        ));
+                        return Ok(());
                     }
                 }
             }
@@ -262,9 +279,17 @@ impl Shop {
         )
         .await?;
         let id = order["id"].as_str().context("an order id")?.to_owned();
-        let mut fallbacks = 0;
-        self.wait_for(buyer, &id, "awaiting_payment", deadline, &mut fallbacks)
-            .await?;
+        let (mut fallbacks, mut lost) = (0, Vec::new());
+        self.wait_for(
+            buyer,
+            &id,
+            "awaiting_payment",
+            deadline,
+            &mut fallbacks,
+            &mut lost,
+        )
+        .await?;
+        let payable = started.elapsed();
         let mut pay_retries = 0;
         loop {
             if Instant::now() > deadline {
@@ -289,12 +314,17 @@ impl Shop {
                 other => bail!("pay: {other} {}", response.text().await.unwrap_or_default()),
             }
         }
-        self.wait_for(buyer, &id, "completed", deadline, &mut fallbacks)
+        let paid = started.elapsed();
+        self.wait_for(buyer, &id, "completed", deadline, &mut fallbacks, &mut lost)
             .await?;
         Ok(Sample {
             latency: started.elapsed(),
+            payable,
+            paid,
             pay_retries,
             fallbacks,
+            lost,
+            order: id,
         })
     }
 }
@@ -779,6 +809,30 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
         per_order(samples.iter().map(|s| s.pay_retries as f64).sum()),
         per_order(samples.iter().map(|s| s.fallbacks as f64).sum()),
     );
+    let mut slowest: Vec<&Sample> = samples.iter().collect();
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.latency));
+    println!(
+        "  slowest      {}",
+        slowest
+            .iter()
+            .take(3)
+            .map(|s| format!(
+                "{} {} ms (payable {} ms, paid {} ms)",
+                s.order,
+                s.latency.as_millis(),
+                s.payable.as_millis(),
+                s.paid.as_millis()
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let lost: Vec<&String> = samples.iter().flat_map(|s| &s.lost).collect();
+    if !lost.is_empty() {
+        println!("  pushes late  {} (the first 5 below)", lost.len());
+        for line in lost.iter().take(5) {
+            println!("               {line}");
+        }
+    }
     println!(
         "  MongoDB      {:.1} commands/order, {:.1} transactions/order, {:.0} write conflicts ({:.0} failed commands)",
         per_order(total_commands),
