@@ -112,14 +112,13 @@ fn build_tests() -> Result<PathBuf> {
 
 pub fn test(args: &[String]) -> Result<()> {
     let (tools, browser, manifests, bin, cluster_tools) = std::thread::scope(|scope| {
-        // Kubernetes (10 to 17 minutes) and, when the fault test is asked for, its tansu (about
+        // Kubernetes (10 to 17 minutes) and, for the fault test of a whole run, its tansu (about
         // 15) are built from source the first time: beside the cargo build. The scope joins the
         // threads whatever happens here, so no build outlives the run.
         let cluster_tools = scope.spawn(ClusterTools::ensure);
         // (A filter that selects the fault test has it built when that phase starts.)
-        let tansu_sqlite = std::env::var_os("STOREFRONT_TEST_FAULTS")
-            .is_some()
-            .then(|| scope.spawn(install::tansu_sqlite));
+        let tansu_sqlite =
+            (args.is_empty() && faults_wanted()).then(|| scope.spawn(install::tansu_sqlite));
         let prepared = (|| -> Result<_> {
             let tools = Tools::ensure()?;
             let browser = Browser::ensure()?;
@@ -158,10 +157,8 @@ pub fn test(args: &[String]) -> Result<()> {
     } else {
         Ok(())
     };
-    // Then, alone, the fault test on a stack of its own (it kills its processes) — when asked
-    // for: it fails about one run in ten (docs/saga.md, "Faults"), and a plain
-    // `cargo xtask test` is what CI runs.
-    let faults = if faults_asked(args) && selects_tests(args, faults::PROFILE)? {
+    // Then, alone, the fault test on a stack of its own (it kills its processes).
+    let faults = if faults_wanted() && selects_tests(args, faults::PROFILE)? {
         faults::run(args, &tools, &bin)
     } else {
         Ok(())
@@ -175,10 +172,10 @@ pub fn test(args: &[String]) -> Result<()> {
     suite.and(faults).and(on_cluster)
 }
 
-/// Whether this run may include the fault test: asked for by a filter
-/// (`-E 'binary_id(xtask::faults)'`) or by `STOREFRONT_TEST_FAULTS=1`.
-fn faults_asked(args: &[String]) -> bool {
-    !args.is_empty() || std::env::var_os("STOREFRONT_TEST_FAULTS").is_some()
+/// Whether this run may include the fault test: unless `STOREFRONT_TEST_FAULTS=0` (it builds
+/// tansu the first time, about 15 minutes, and takes about 2 more).
+fn faults_wanted() -> bool {
+    std::env::var("STOREFRONT_TEST_FAULTS").map_or(true, |v| v != "0")
 }
 
 /// The suite on the backends and the whole shop, started for it and stopped after.
