@@ -104,8 +104,9 @@ where
 
     let mut stack = Stack::start_backends(&dir, &tools, Persistence::Ephemeral)?;
     let mut overrides = overrides;
-    // Quiet by default (logging costs CPU the figures would count); `RUST_LOG` to look inside.
-    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    // Quiet by default (logging costs CPU the figures would count); `STOREFRONT_BENCH_LOG` (a
+    // `RUST_LOG` for the services, e.g. `info,storefront_kit=debug`) to look inside.
+    let log = std::env::var("STOREFRONT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
     overrides.push(("RUST_LOG".into(), log));
     let ports = Ports::free()?;
     let env = ServiceEnv {
@@ -439,8 +440,11 @@ async fn notify(stack: &Stack, ports: &Ports, sockets: usize) -> Result<()> {
         .env("MONGODB_DATABASE", PREFIX)
         .env("TOPIC_PREFIX", PREFIX)
         .env("KAFKA_ENSURE_TOPICS", "true")
-        .env("KAFKA_FETCH_WAIT_MAX_MS", "3")
-        .env("KAFKA_IDLE_FETCH_INTERVAL_MS", "250")
+        .env("KAFKA_FETCH_WAIT_MAX_MS", services::FETCH_WAIT_MAX_MS)
+        .env(
+            "KAFKA_IDLE_FETCH_INTERVAL_MS",
+            services::IDLE_FETCH_INTERVAL_MS,
+        )
         .env("WS_MAX_PER_USER", "5")
         .env(
             "JWKS_URL",

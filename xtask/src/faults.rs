@@ -55,17 +55,36 @@ fn overrides() -> Vec<(String, String)> {
     .collect()
 }
 
-/// Starts the fault stack, runs the `faults` profile with `args` on it, stops everything.
+/// Runs the fault test on a fresh fault stack, and once more on another fresh one when it fails:
+/// tansu's coordinator has been seen (1 run in ~15) to leave a restarted consumer's group
+/// unformed for over a minute (docs/saga.md, "Faults"). A second try on the same stack would
+/// meet that broker, the first try's customers and its dead processes. The first try's stack and
+/// logs stay in `target/fault-stack-failed/`.
 pub fn run(args: &[String], tools: &Tools, bin: &Path) -> Result<()> {
     let dir = target_dir().join("fault-stack");
-    let _ = std::fs::remove_dir_all(&dir);
     // Cached: at once when built already (beside the cargo build, or by an earlier run).
     let tools = Tools {
         tansu_sqlite: Some(install::tansu_sqlite()?),
         ..tools.clone()
     };
-    let mut stack = Stack::start_backends(&dir, &tools, Persistence::Durable)?;
-    let result = start_shop(&mut stack, bin, &dir).and_then(|()| {
+    let Err(first) = attempt(args, &tools, bin, &dir) else {
+        return Ok(());
+    };
+    let kept = target_dir().join("fault-stack-failed");
+    let _ = std::fs::remove_dir_all(&kept);
+    std::fs::rename(&dir, &kept).context("keep the failed fault stack")?;
+    step(format!(
+        "the fault test failed ({first:#}); once more on a fresh stack (the first one: {})",
+        kept.display()
+    ));
+    attempt(args, &tools, bin, &dir).context("the fault test failed twice, on two fresh stacks")
+}
+
+/// Starts the fault stack, runs the `faults` profile with `args` on it, stops everything.
+fn attempt(args: &[String], tools: &Tools, bin: &Path, dir: &Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut stack = Stack::start_backends(dir, tools, Persistence::Durable)?;
+    let result = start_shop(&mut stack, bin, dir).and_then(|()| {
         step(format!(
             "running the fault test (its stack and logs: {})",
             dir.display()
@@ -75,7 +94,7 @@ pub fn run(args: &[String], tools: &Tools, bin: &Path) -> Result<()> {
             .args(["nextest", "run", "--workspace", "--all-features"])
             .args(["--profile", PROFILE, "--no-fail-fast"])
             .args(args)
-            .env("STOREFRONT_TEST_FAULT_STACK", &dir)
+            .env("STOREFRONT_TEST_FAULT_STACK", dir)
             .status()
             .context("run cargo nextest")?;
         if !status.success() {
@@ -86,7 +105,7 @@ pub fn run(args: &[String], tools: &Tools, bin: &Path) -> Result<()> {
     step("stopping the fault stack");
     // The test started some processes again: stop the ones stack.json names now, then any of
     // the first ones still running.
-    if let Some(now) = Stack::load(&dir) {
+    if let Some(now) = Stack::load(dir) {
         now.stop();
     }
     stack.stop();

@@ -69,6 +69,10 @@ pub const GATEWAY_PORT: u16 = 8080;
 /// The signing secret of payments' webhook endpoint on the local Stripe stand-in.
 pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_storefront_local";
 pub const TOPIC_PREFIX: &str = "storefront";
+/// The services' Kafka fetch settings against tansu, which holds every fetch for the whole wait
+/// (docs/services/adding-a-service.md, "Kafka client settings").
+pub const FETCH_WAIT_MAX_MS: &str = "3";
+pub const IDLE_FETCH_INTERVAL_MS: &str = "250";
 /// Any `pk_…` works with the local Stripe stand-in.
 pub const STRIPE_PUBLISHABLE_KEY: &str = "pk_test_storefront_local";
 
@@ -192,8 +196,8 @@ impl ServiceEnv<'_> {
             .env("KAFKA_ENSURE_TOPICS", "true")
             // tansu holds every fetch for the whole wait: short, and no fetching while idle
             // (docs/services/adding-a-service.md, "Kafka client settings").
-            .env("KAFKA_FETCH_WAIT_MAX_MS", "3")
-            .env("KAFKA_IDLE_FETCH_INTERVAL_MS", "250")
+            .env("KAFKA_FETCH_WAIT_MAX_MS", FETCH_WAIT_MAX_MS)
+            .env("KAFKA_IDLE_FETCH_INTERVAL_MS", IDLE_FETCH_INTERVAL_MS)
             .env("COOKIE_SECURE", "false")
             .env("TRUST_PROXY_HEADERS", "true")
             .env(

@@ -182,7 +182,7 @@ impl Stack {
             "kafka",
             command
                 .args(["--listener-url", &url, "--advertised-listener-url", &url])
-                // `STOREFRONT_KAFKA_LOG=tansu_broker::coordinator=debug` follows the broker's
+                // `STOREFRONT_KAFKA_LOG=warn,tansu_broker::coordinator=debug` follows the broker's
                 // consumer groups (their joins, syncs and missed heartbeats).
                 .env(
                     "RUST_LOG",

@@ -116,7 +116,7 @@ pub fn test(args: &[String]) -> Result<()> {
         // 15) are built from source the first time: beside the cargo build. The scope joins the
         // threads whatever happens here, so no build outlives the run.
         let cluster_tools = scope.spawn(ClusterTools::ensure);
-        // (A filter that selects the fault test has it built when that phase starts.)
+        // (A run with arguments has it built when its fault phase starts, if it has one.)
         let tansu_sqlite =
             (args.is_empty() && faults_wanted()).then(|| scope.spawn(install::tansu_sqlite));
         let prepared = (|| -> Result<_> {
@@ -158,10 +158,13 @@ pub fn test(args: &[String]) -> Result<()> {
         Ok(())
     };
     // Then, alone, the fault test on a stack of its own (it kills its processes).
-    let faults = if faults_wanted() && selects_tests(args, faults::PROFILE)? {
-        faults::run(args, &tools, &bin)
-    } else {
+    let faults = if !selects_tests(args, faults::PROFILE)? {
         Ok(())
+    } else if !faults_wanted() {
+        step("the fault test left out (STOREFRONT_TEST_FAULTS=0)");
+        Ok(())
+    } else {
+        faults::run(args, &tools, &bin)
     };
     // Then, on a free machine, the tests that need the single-node cluster.
     let on_cluster = if on_cluster_selected {

@@ -47,7 +47,7 @@ use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     consumer::{CommitMode, Consumer, StreamConsumer},
-    error::{KafkaError, RDKafkaErrorCode},
+    error::{KafkaError, KafkaResult, RDKafkaErrorCode},
     message::{Header, Headers, OwnedHeaders, OwnedMessage},
     producer::{FutureProducer, FutureRecord, Producer},
     util::Timeout,
@@ -484,7 +484,9 @@ impl<H: EventHandler> ConsumerRunner<H> {
                 }
                 let _ = consumer.resume(&paused);
                 let _ = consumer.resume(&consumer.assignment().unwrap_or_default());
-                let (probe, partitions) = (consumer.clone(), paused.clone());
+                // Not awaited: the request in flight is what wakes the fetcher.
+                let (probe, partitions) =
+                    (consumer.clone(), consumer.assignment().unwrap_or_default());
                 tokio::task::spawn_blocking(move || wake_fetcher(&probe, &partitions));
                 idle_gauge.set(0);
                 // Awake again for at least IDLE_AFTER.
@@ -808,35 +810,42 @@ impl<H: EventHandler> Shared<H> {
     }
 }
 
-/// Whether a paused consumer has events to read: a partition whose end (high watermark) is past
-/// where the consumer stands (its position, else its group's committed offset, else the start).
-/// The ends of all its partitions come in one list-offsets request (timestamp -1 asks for the
-/// latest offset) rather than two a partition (`fetch_watermarks` asks for both ends); the group's
-/// committed offsets are asked only for a partition with no position yet. An error counts as
-/// "yes" (waking costs little).
+/// The ends (high watermarks) of `partitions`, in one list-offsets request to each leader
+/// (timestamp -1 asks for the latest offset) rather than two a partition (`fetch_watermarks` asks
+/// for both ends). `None` for no partition: librdkafka refuses such a request.
+fn ends_of(
+    consumer: &StreamConsumer,
+    partitions: &TopicPartitionList,
+) -> Option<KafkaResult<TopicPartitionList>> {
+    if partitions.count() == 0 {
+        return None;
+    }
+    let mut ends = partitions.clone();
+    if let Err(e) = ends.set_all_offsets(Offset::End) {
+        return Some(Err(e));
+    }
+    Some(consumer.offsets_for_times(ends, Duration::from_secs(1)))
+}
+
 /// Makes librdkafka fetch the resumed `partitions` now. A resume clears their pause at once, but
 /// the thread that fetches from their leader notices only when something wakes it — else after up
 /// to a second (a resumed consumer took ~490 ms to fetch against tansu, every time). A request to
 /// that leader wakes it: one list-offsets, whose answer does not matter.
 fn wake_fetcher(consumer: &StreamConsumer, partitions: &TopicPartitionList) {
-    let mut ends = partitions.clone();
-    if ends.count() > 0 && ends.set_all_offsets(Offset::End).is_ok() {
-        let _ = consumer.offsets_for_times(ends, Duration::from_secs(1));
-    }
+    let _ = ends_of(consumer, partitions);
 }
 
+/// Whether a paused consumer has events to read: a partition whose end (high watermark) is past
+/// where the consumer stands (its position, else its group's committed offset, else the start).
+/// The group's committed offsets are asked only for a partition with no position yet. An error
+/// counts as "yes" (waking costs little).
 fn has_unread(consumer: &StreamConsumer, partitions: &TopicPartitionList) -> bool {
-    // A member with no partitions (more replicas than partitions) has nothing to read; librdkafka
-    // refuses a list-offsets request for no partition.
-    if partitions.count() == 0 {
-        return false;
-    }
     let timeout = Duration::from_secs(1);
-    let mut ends = partitions.clone();
-    if ends.set_all_offsets(Offset::End).is_err() {
-        return true;
-    }
-    let Ok(ends) = consumer.offsets_for_times(ends, timeout) else {
+    // A member with no partitions (more replicas than partitions) has nothing to read.
+    let Some(ends) = ends_of(consumer, partitions) else {
+        return false;
+    };
+    let Ok(ends) = ends else {
         return true;
     };
     let at = |list: &TopicPartitionList, topic: &str, partition: i32| match list
