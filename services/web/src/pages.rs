@@ -184,8 +184,10 @@ impl From<ApiError> for PageError {
     }
 }
 
+/// To sign in, then back to `path` when it is one [`safe_next`] follows (else to `/`).
 pub fn sign_in_to(path: &str) -> Response {
-    Redirect::to(&format!("/signin?next={}", crate::api::encode(path))).into_response()
+    let next = safe_next(Some(path));
+    Redirect::to(&format!("/signin?next={}", crate::api::encode(&next))).into_response()
 }
 
 impl IntoResponse for PageError {
@@ -239,10 +241,24 @@ pub fn admin_token<'a>(visitor: &'a Visitor, path: &str) -> Result<&'a str, Page
     Ok(token)
 }
 
-/// Only local paths are followed after sign-in (no open redirect).
+/// The longest `next` followed: the redirect to sign in carries it in a header, and a protected
+/// page with a path of some kilobytes made the gateway answer 502 ("too big header").
+const NEXT_MAX: usize = 512;
+
+/// Only local paths are followed after sign-in (no open redirect): a `/`, then only the path and
+/// query characters of RFC 3986, at most [`NEXT_MAX`] bytes. So no `//` or `/\` (another host), and
+/// no control character or space: browsers drop tabs and newlines from a URL, so `/\t/evil.example`
+/// would be `//evil.example`, and a control character cannot be put in a `Location` header at all.
+/// Anything else goes to `/`.
 pub fn safe_next(next: Option<&str>) -> String {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+        Some(path)
+            if path.len() <= NEXT_MAX
+                && path.starts_with('/')
+                && !path.starts_with("//")
+                && path.bytes().all(allowed) =>
+        {
             path.to_owned()
         }
         _ => "/".to_owned(),
@@ -307,6 +323,24 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(
+            safe_next(Some("/products?category=mugs&page=2")),
+            "/products?category=mugs&page=2"
+        );
+        for bad in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/x",
+            "/a\u{b}b",
+            "/a\0b",
+            "/a b",
+            "/é",
+            "\t/x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(Some(&format!("/{}", "a".repeat(511)))).len(), 512);
+        assert_eq!(safe_next(Some(&format!("/{}", "a".repeat(512)))), "/");
         assert_eq!(safe_next(None), "/");
     }
 }

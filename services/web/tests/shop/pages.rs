@@ -359,3 +359,32 @@ async fn cancelling_an_unpaid_order_cancels_it_and_says_so() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A probe signed up with `next` holding a newline: the account was made, then web answered 500
+/// (a control character cannot go into a `Location` header). Such a `next` goes home.
+#[tokio::test]
+async fn signing_up_or_in_with_a_next_no_browser_should_follow_goes_home() {
+    let shop = Shop::from_env();
+    let email = format!("{}@example.com", storefront_kit::testing::unique("next"));
+    let page = Visitor::new(&shop)
+        .post(
+            "/signup",
+            &[
+                ("name", "Nel Next"),
+                ("email", &email),
+                ("password", PASSWORD),
+                ("next", "/\n/evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(page.redirect(), "/", "sign-up");
+    for next in ["/\t/evil.example", "/orders\r\u{0}"] {
+        let page = Visitor::new(&shop)
+            .post(
+                "/signin",
+                &[("email", &email), ("password", PASSWORD), ("next", next)],
+            )
+            .await;
+        assert_eq!(page.redirect(), "/", "sign-in, next {next:?}");
+    }
+}
