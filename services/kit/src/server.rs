@@ -268,6 +268,31 @@ pub fn build(service: &str, routes: Router, readiness: Readiness, http: &HttpCon
     }))
     .layer(PropagateRequestIdLayer::new(request_id.clone()))
     .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+    .layer(axum::middleware::map_request(drop_odd_request_id))
+}
+
+/// The longest `x-request-id` a client may choose; a longer one is replaced by a new one.
+const REQUEST_ID_MAX: usize = 64;
+
+/// A client's `x-request-id` is kept only when short and plain: it is echoed in the answer, logged
+/// and passed on, and a 4 KB one made the gateway answer 502 ("upstream sent too big header").
+/// Anything else is dropped, so a new one is made.
+async fn drop_odd_request_id(mut request: Request) -> Request {
+    let plain = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= REQUEST_ID_MAX
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    let headers = request.headers();
+    let mut ids = headers.get_all("x-request-id").iter();
+    let keep = matches!((ids.next(), ids.next()), (Some(id), None) if plain(id));
+    if !keep {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
 }
 
 /// Binds `addr`, with a message naming it on failure.

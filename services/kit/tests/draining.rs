@@ -1,6 +1,7 @@
-//! A stopping pod drains: after SIGTERM it keeps serving for `SHUTDOWN_DRAIN_SECS` while `/readyz`
-//! says 503 and every answer closes its connection, then it stops accepting. (nextest runs each
-//! test in its own process, so the signal reaches only this test.)
+//! Serving: a client's request id is kept only when short and plain; a stopping pod drains:
+//! after SIGTERM it keeps serving for `SHUTDOWN_DRAIN_SECS` while `/readyz` says 503 and every
+//! answer closes its connection, then it stops accepting. (nextest runs each test in its own
+//! process, so the signal reaches only this test.)
 
 use std::time::{Duration, Instant};
 
@@ -70,4 +71,54 @@ async fn after_sigterm_the_server_answers_while_it_drains_then_stops() {
         reqwest::get(format!("{url}/hello")).await.is_err(),
         "nothing is accepted after the drain"
     );
+}
+
+/// A probe sent a 4 KB `x-request-id`: the service echoed it and the gateway answered 502. Only a
+/// short, plain one is kept; any other is replaced by a new one.
+#[tokio::test]
+async fn only_a_short_plain_request_id_is_kept() {
+    let routes = Router::new().route("/hello", get(|| async { "hello" }));
+    let app = server::build(
+        "request-id-test",
+        routes,
+        Readiness::new(),
+        &HttpConfig::default(),
+    );
+    let listener = server::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hello", listener.local_addr().unwrap());
+    tokio::spawn(server::serve(listener, app, std::future::pending()));
+    let client = reqwest::Client::new();
+    let echoed = |id: &str| {
+        let request = client.get(&url).header("x-request-id", id);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let plain = "9f1c2d3e-trace.01:a_b";
+    assert_eq!(echoed(plain).await, plain);
+    for odd in [
+        "a".repeat(65),
+        "x".repeat(4000),
+        "a b".into(),
+        "a\"b".into(),
+        "<x>".into(),
+    ] {
+        let echoed = echoed(&odd).await;
+        assert_ne!(echoed, odd);
+        assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "a new id: {echoed}");
+    }
+    // Two ids: neither is chosen.
+    let response = client
+        .get(&url)
+        .header("x-request-id", "one")
+        .header("x-request-id", "two")
+        .send()
+        .await
+        .unwrap();
+    assert!(uuid::Uuid::parse_str(response.headers()["x-request-id"].to_str().unwrap()).is_ok());
 }
