@@ -194,6 +194,59 @@ impl IntoResponse for Error {
     }
 }
 
+/// Makes an error answer that is not problem+json yet one: axum's own (405 with an empty body and
+/// `Allow`, a body extractor's text/plain 400/413/415, the timeout's empty 408). The status and
+/// headers stay; a client error's text is the detail. HTML (web's pages) and JSON are left alone.
+pub async fn problems_only(request: Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {path}"),
+        // What a server error says stays in the logs.
+        _ if status.is_server_error() || text.is_empty() => reason.to_lowercase(),
+        _ => text,
+    };
+    let kind = match status.as_u16() {
+        400 => "malformed-request",
+        404 => "not-found",
+        405 => "method-not-allowed",
+        408 => "request-timeout",
+        413 => "payload-too-large",
+        415 => "unsupported-media-type",
+        503 => "unavailable",
+        500..=599 => "internal",
+        _ => "http-error",
+    };
+    let problem = Problem {
+        type_uri: format!("{PROBLEM_BASE}{kind}"),
+        title: reason,
+        status: status.as_u16(),
+        detail,
+        errors: None,
+    };
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 impl From<mongodb::error::Error> for Error {
     fn from(e: mongodb::error::Error) -> Self {
         Error::Internal(format!("mongodb: {e}"))

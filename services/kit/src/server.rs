@@ -208,6 +208,7 @@ pub fn build(service: &str, routes: Router, readiness: Readiness, http: &HttpCon
             StatusCode::REQUEST_TIMEOUT,
             http.request_timeout,
         ))
+        .layer(axum::middleware::from_fn(crate::error::problems_only))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,

@@ -42,3 +42,90 @@ async fn rate_limits_say_when_to_retry() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers["retry-after"], "42");
 }
+
+/// A probe met axum's own answers: 405 with an empty body on every API service, 413 as text/plain
+/// from an endpoint that reads raw bytes. Through the kit's server they are problem+json too, with
+/// their headers; an HTML error page (web's) is left as it is.
+#[tokio::test]
+async fn the_frameworks_own_errors_are_problems_too() {
+    use axum::{
+        Router,
+        body::Bytes,
+        response::Html,
+        routing::{get, post},
+    };
+    use storefront_kit::{
+        config::HttpConfig,
+        server::{self, Readiness},
+    };
+
+    let routes = Router::new()
+        .route(
+            "/raw",
+            post(|body: Bytes| async move { body.len().to_string() }),
+        )
+        .route(
+            "/page",
+            get(|| async { (StatusCode::NOT_FOUND, Html("<h1>Not found</h1>")) }),
+        );
+    let http = HttpConfig {
+        max_body_bytes: 1024,
+        ..HttpConfig::default()
+    };
+    let app = server::build("problems-test", routes, Readiness::new(), &http);
+    let listener = server::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server::serve(listener, app, std::future::pending()));
+    let client = reqwest::Client::new();
+
+    let response = client.delete(format!("{base}/raw")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["type"],
+        "https://storefront.dev/problems/method-not-allowed"
+    );
+    assert_eq!(body["detail"], "DELETE is not allowed on /raw");
+
+    let response = client
+        .post(format!("{base}/raw"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["type"],
+        "https://storefront.dev/problems/payload-too-large"
+    );
+    assert_eq!(body["status"], 413);
+
+    let response = client
+        .post(format!("{base}/raw"))
+        .body("ok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "2");
+
+    let response = client.get(format!("{base}/page")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(response.text().await.unwrap(), "<h1>Not found</h1>");
+}
