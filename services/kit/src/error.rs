@@ -204,7 +204,11 @@ pub async fn problems_only(request: Request, next: axum::middleware::Next) -> Re
     let plain = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+        .is_none_or(|v| {
+            v.as_bytes()
+                .get(..10)
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"text/plain"))
+        });
     if !plain || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
