@@ -253,7 +253,15 @@ pub async fn problems_only(request: Request, next: axum::middleware::Next) -> Re
 
 impl From<mongodb::error::Error> for Error {
     fn from(e: mongodb::error::Error) -> Self {
-        Error::Internal(format!("mongodb: {e}"))
+        use mongodb::error::ErrorKind;
+        match *e.kind {
+            // The database did not answer (a restart, a network blip): 503, worth trying again.
+            // A payment met a MongoDB restart mid-request and answered 500 (xtask/tests/faults.rs).
+            ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::ServerSelection { .. } => Error::Unavailable(format!("mongodb: {e}")),
+            _ => Error::Internal(format!("mongodb: {e}")),
+        }
     }
 }
 

@@ -129,3 +129,19 @@ async fn the_frameworks_own_errors_are_problems_too() {
     );
     assert_eq!(response.text().await.unwrap(), "<h1>Not found</h1>");
 }
+
+/// During the fault test a payment met MongoDB's restart ("I/O error: unexpected end of file") and
+/// answered 500; the database not answering is a 503, like any dependency that is down.
+#[tokio::test]
+async fn a_database_that_does_not_answer_is_unavailable_not_a_bug() {
+    let eof = mongodb::error::Error::from(mongodb::error::ErrorKind::from(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "unexpected end of file",
+    )));
+    let (status, _, body) = render(Error::from(eof)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["type"], "https://storefront.dev/problems/unavailable");
+    let bug = mongodb::error::Error::custom("a driver bug");
+    let (status, _, _) = render(Error::from(bug)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+}
