@@ -84,9 +84,7 @@ async fn only_a_short_plain_request_id_is_kept() {
         Readiness::new(),
         &HttpConfig::default(),
     );
-    let listener = server::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hello", listener.local_addr().unwrap());
-    tokio::spawn(server::serve(listener, app, std::future::pending()));
+    let url = format!("http://{}/hello", storefront_kit::testing::spawn(app).await);
     let client = reqwest::Client::new();
     let echoed = |id: &str| {
         let request = client.get(&url).header("x-request-id", id);

@@ -73,23 +73,26 @@ async fn the_frameworks_own_errors_are_problems_too() {
         ..HttpConfig::default()
     };
     let app = server::build("problems-test", routes, Readiness::new(), &http);
-    let listener = server::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(server::serve(listener, app, std::future::pending()));
+    let base = format!("http://{}", storefront_kit::testing::spawn(app).await);
     let client = reqwest::Client::new();
+    // A problem+json answer of `status` and type `kind`: its body.
+    async fn problem(response: reqwest::Response, status: u16, kind: &str) -> serde_json::Value {
+        assert_eq!(response.status(), status);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            body["type"],
+            format!("https://storefront.dev/problems/{kind}")
+        );
+        body
+    }
 
     let response = client.delete(format!("{base}/raw")).send().await.unwrap();
-    assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(
-        body["type"],
-        "https://storefront.dev/problems/method-not-allowed"
-    );
+    let body = problem(response, 405, "method-not-allowed").await;
     assert_eq!(body["detail"], "DELETE is not allowed on /raw");
 
     let response = client
@@ -98,16 +101,7 @@ async fn the_frameworks_own_errors_are_problems_too() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 413);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(
-        body["type"],
-        "https://storefront.dev/problems/payload-too-large"
-    );
+    let body = problem(response, 413, "payload-too-large").await;
     assert_eq!(body["status"], 413);
 
     let response = client
