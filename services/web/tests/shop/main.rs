@@ -4,5 +4,6 @@
 
 mod admin;
 mod browser;
+mod gateway;
 mod helpers;
 mod pages;
