@@ -461,37 +461,48 @@ pub fn disruption_budget(shop: &Shop, planned: &Planned) -> Option<PodDisruption
     })
 }
 
-/// The routes of ARCHITECTURE §3 on the shop's host.
-pub fn ingress(shop: &Shop) -> Ingress {
-    let mut paths = Vec::new();
-    for service in &SERVICES {
-        for route in service.routes {
-            paths.push(HTTPIngressPath {
-                path: Some((*route).to_owned()),
-                path_type: "Prefix".into(),
-                backend: IngressBackend {
-                    service: Some(IngressServiceBackend {
-                        name: shop.object_name(service.name),
-                        port: Some(ServiceBackendPort {
-                            name: Some("http".into()),
-                            ..ServiceBackendPort::default()
-                        }),
-                    }),
-                    ..IngressBackend::default()
-                },
-            });
-        }
+/// The largest body of a JSON or form route: the services' `MAX_BODY_BYTES` default
+/// (services/kit/src/config.rs). The Ingress refuses larger bodies itself, so no service closes a
+/// connection the ingress controller is still sending on (which it would answer with a 502).
+pub const MAX_BODY: &str = "64k";
+/// The routes that take image uploads (products' API and the admin page's form through web), as
+/// ingress-nginx regular expressions, and the body they read before their own rules answer
+/// (`MAX_UPLOAD_BYTES`, services/kit/src/config.rs).
+pub const UPLOAD_ROUTES: [(&str, &str); 2] = [
+    ("/api/products/[^/]+/images$", "products"),
+    ("/admin/products/[^/]+/images$", "web"),
+];
+pub const MAX_UPLOAD_BODY: &str = "10m";
+
+fn ingress_path(shop: &Shop, path: &str, path_type: &str, service: &str) -> HTTPIngressPath {
+    HTTPIngressPath {
+        path: Some(path.to_owned()),
+        path_type: path_type.into(),
+        backend: IngressBackend {
+            service: Some(IngressServiceBackend {
+                name: shop.object_name(service),
+                port: Some(ServiceBackendPort {
+                    name: Some("http".into()),
+                    ..ServiceBackendPort::default()
+                }),
+            }),
+            ..IngressBackend::default()
+        },
     }
-    let mut meta = metadata(shop, shop.object_name("ingress"), "ingress");
+}
+
+fn ingress_of(
+    shop: &Shop,
+    name: &str,
+    annotations: &[(&str, &str)],
+    paths: Vec<HTTPIngressPath>,
+) -> Ingress {
+    let mut meta = metadata(shop, shop.object_name(name), "ingress");
     meta.annotations = Some(
-        [
-            // The notifications socket lives long; uploads pass through web.
-            ("nginx.ingress.kubernetes.io/proxy-read-timeout", "3600"),
-            ("nginx.ingress.kubernetes.io/proxy-body-size", "12m"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
+        annotations
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
     );
     Ingress {
         metadata: meta,
@@ -510,6 +521,46 @@ pub fn ingress(shop: &Shop) -> Ingress {
         }),
         ..Ingress::default()
     }
+}
+
+/// The routes of docs/architecture.md on the shop's host: `{shop}-ingress` with every service's
+/// prefix and the JSON body limit, and `{shop}-uploads` with the image upload routes and theirs
+/// (ingress-nginx sets a body limit per Ingress, not per path).
+pub fn ingresses(shop: &Shop) -> Vec<Ingress> {
+    let mut paths = Vec::new();
+    for service in &SERVICES {
+        for route in service.routes {
+            paths.push(ingress_path(shop, route, "Prefix", service.name));
+        }
+    }
+    let uploads = UPLOAD_ROUTES
+        .iter()
+        .map(|(path, service)| ingress_path(shop, path, "ImplementationSpecific", service))
+        .collect();
+    vec![
+        ingress_of(
+            shop,
+            "ingress",
+            &[
+                // The notifications socket lives long.
+                ("nginx.ingress.kubernetes.io/proxy-read-timeout", "3600"),
+                ("nginx.ingress.kubernetes.io/proxy-body-size", MAX_BODY),
+            ],
+            paths,
+        ),
+        ingress_of(
+            shop,
+            "uploads",
+            &[
+                ("nginx.ingress.kubernetes.io/use-regex", "true"),
+                (
+                    "nginx.ingress.kubernetes.io/proxy-body-size",
+                    MAX_UPLOAD_BODY,
+                ),
+            ],
+            uploads,
+        ),
+    ]
 }
 
 fn pods_of(shop: &Shop, component: &str) -> NetworkPolicyPeer {
@@ -642,7 +693,7 @@ pub struct Objects {
     pub services: Vec<KubeService>,
     pub disruption_budgets: Vec<PodDisruptionBudget>,
     pub network_policies: Vec<NetworkPolicy>,
-    pub ingress: Ingress,
+    pub ingresses: Vec<Ingress>,
 }
 
 impl Objects {
@@ -659,7 +710,7 @@ impl Objects {
         all.extend(self.services.iter().map(json));
         all.extend(self.disruption_budgets.iter().map(json));
         all.extend(self.network_policies.iter().map(json));
-        all.push(json(&self.ingress));
+        all.extend(self.ingresses.iter().map(json));
         all
     }
 }
@@ -696,7 +747,7 @@ pub fn objects(shop: &Shop) -> Objects {
                     .map(|p| database_network_policy(shop, p.service.name)),
             )
             .collect(),
-        ingress: ingress(shop),
+        ingresses: ingresses(shop),
     }
 }
 

@@ -293,7 +293,9 @@ async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Action, Error> 
     for policy in objects.network_policies {
         ensure(&to, policy).await?;
     }
-    ensure(&to, objects.ingress).await?;
+    for ingress in objects.ingresses {
+        ensure(&to, ingress).await?;
+    }
     // The only children that come and go with the spec: budgets of services scaled to one.
     if ctx.budgets {
         prune::<PodDisruptionBudget>(&to, &shop, &budgets).await?;

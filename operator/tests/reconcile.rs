@@ -350,9 +350,9 @@ async fn first_the_finalizer_then_every_child_owned_by_the_storefront() {
         .filter(|p| *p != format!("{STOREFRONT}/status"))
         .collect();
     // auth's signing key and the first administrator (created), the ConfigMap, 7 Deployments,
-    // 7 Services, 7 NetworkPolicies and the Ingress (applied; one replica each, so no budgets),
-    // 6 database Secrets; then the status.
-    assert_eq!(children.len(), 31, "{children:#?}");
+    // 7 Services, 7 NetworkPolicies and the two Ingresses (applied; one replica each, so no
+    // budgets), 6 database Secrets; then the status.
+    assert_eq!(children.len(), 32, "{children:#?}");
     assert_eq!(writes[0], ("POST".to_owned(), SIGNING_KEY.to_owned()));
     assert_eq!(writes[1], ("POST".to_owned(), ADMIN.to_owned()));
     assert_eq!(writes.last().unwrap().1, format!("{STOREFRONT}/status"));

@@ -379,17 +379,12 @@ fn wait_ready(proc: &Proc, service: &Service, base: &str) -> Result<()> {
 /// The largest request body of a JSON or form route: the services' `MAX_BODY_BYTES` default
 /// (services/kit/src/config.rs).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// The routes that take image uploads, with the largest body each accepts: products' image upload
-/// (`IMAGE_MAX_BYTES`, 5 MiB, plus its multipart framing: services/products/src/http/mod.rs) and
-/// the admin page's upload form (services/web/src/lib.rs, `MAX_UPLOAD_BYTES`). The gateway refuses
-/// anything larger itself, so a service never closes a connection nginx is still sending on
-/// (which nginx would answer with a 502).
+/// The routes that take image uploads (products' API and the admin page's form through web), with
+/// the body they read before their own rules answer (`MAX_UPLOAD_BYTES`,
+/// services/kit/src/config.rs). The gateway refuses anything larger itself, so a service never
+/// closes a connection nginx is still sending on (which nginx would answer with a 502).
 pub const UPLOAD_ROUTES: [(&str, &str, usize); 2] = [
-    (
-        "^/api/products/[^/]+/images$",
-        "products",
-        5 * 1024 * 1024 + 64 * 1024,
-    ),
+    ("^/api/products/[^/]+/images$", "products", 10 * 1024 * 1024),
     ("^/admin/products/[^/]+/images$", "web", 10 * 1024 * 1024),
 ];
 

@@ -17,6 +17,11 @@ pub enum ConfigError {
     },
 }
 
+/// The body an image upload route reads before its own rules answer (the gateway's and the
+/// Ingress's limit for those routes; xtask/src/services.rs, operator/src/build.rs): a service that
+/// stopped reading earlier would close a connection the proxy is still sending on (a 502).
+pub const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+
 /// The raw value of `var`, if set and not empty.
 pub fn optional(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.trim().is_empty())

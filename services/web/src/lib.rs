@@ -31,8 +31,8 @@ pub use config::Config;
 use crate::api::Api;
 
 pub const SERVICE: &str = "web";
-/// Largest image the admin may upload through web (products has its own, lower limit).
-const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+// The largest upload body web reads (products has its own, lower limit for the image itself).
+use storefront_kit::config::MAX_UPLOAD_BYTES;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);

@@ -15,8 +15,10 @@ use axum::{
 use crate::AppState;
 
 pub fn routes(state: AppState) -> Router {
-    // A multipart upload carries the image plus a little framing.
-    let upload_limit = state.rules.max_bytes + 64 * 1024;
+    // A multipart upload carries the image plus a little framing; the route reads at least what
+    // the gateway lets through, so a larger image is this service's 413, not a closed connection.
+    let upload_limit =
+        (state.rules.max_bytes + 64 * 1024).max(storefront_kit::config::MAX_UPLOAD_BYTES);
     Router::new()
         .route("/api/products", get(products::list).post(products::create))
         .route(

@@ -69,15 +69,15 @@ async fn a_body_over_the_route_limit_is_a_413_problem() {
     }
 }
 
-/// The image upload routes take more than the JSON routes: 200 KB reaches products (which asks who
-/// is calling), and only a body over its own limit is the gateway's 413.
+/// The image upload routes take more than the JSON routes: 6 MB reaches products (which asks who
+/// is calling), and only a body over the upload limit is the gateway's 413.
 #[tokio::test]
 async fn image_uploads_have_their_own_larger_limit() {
     let shop = Shop::from_env();
     let url = format!("{}/api/products/{}/images", shop.url, uuid::Uuid::new_v4());
-    let (status, content_type, body) = post(url.clone(), vec![b' '; 200 * 1024]).await;
+    let (status, content_type, body) = post(url.clone(), vec![b' '; 6 * 1024 * 1024]).await;
     problem(status, StatusCode::UNAUTHORIZED, &content_type, &body);
-    let (status, content_type, body) = post(url, vec![b' '; 6 * 1024 * 1024]).await;
+    let (status, content_type, body) = post(url, vec![b' '; 11 * 1024 * 1024]).await;
     problem(status, StatusCode::PAYLOAD_TOO_LARGE, &content_type, &body);
 }
 
