@@ -20,7 +20,7 @@ use std::{
 
 use axum::{
     extract::{FromRef, FromRequestParts, OptionalFromRequestParts},
-    http::{header, request::Parts},
+    http::{HeaderMap, Method, header, request::Parts},
 };
 use axum_extra::extract::CookieJar;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind, jwk::JwkSet};
@@ -289,16 +289,68 @@ async fn fetch_jwks(
 
 /// The raw access token of a request: `Authorization: Bearer …` first, else the cookie.
 pub fn access_token(parts: &Parts) -> Option<String> {
+    token_and_source(parts).map(|(token, _)| token)
+}
+
+/// The access token and whether it came from the cookie (`true`) or the header.
+fn token_and_source(parts: &Parts) -> Option<(String, bool)> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION)
         && let Ok(value) = value.to_str()
         && let Some((scheme, token)) = value.split_once(' ')
         && scheme.eq_ignore_ascii_case("bearer")
     {
-        return Some(token.trim().to_owned());
+        return Some((token.trim().to_owned(), false));
     }
     CookieJar::from_headers(&parts.headers)
         .get(ACCESS_COOKIE)
-        .map(|c| c.value().to_owned())
+        .map(|c| (c.value().to_owned(), true))
+}
+
+/// A request that changes something and is authenticated by a cookie must come from this site's
+/// own pages: its `Origin` names this host (or, without one, `Sec-Fetch-Site` says
+/// `same-origin`). SameSite=Lax cookies stop other sites, not other origins of the same site
+/// (another port, a subdomain), and the API has no CSRF token; API clients send
+/// `Authorization: Bearer`, which no other page can make a browser send. 403 `cross-origin`.
+pub fn check_cookie_write(method: &Method, headers: &HeaderMap) -> Result<(), Error> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text("x-forwarded-host")
+        .and_then(|h| h.split(',').next())
+        .or_else(|| text(header::HOST.as_str()))
+        .map(str::trim);
+    let same = match text(header::ORIGIN.as_str()) {
+        Some(origin) => {
+            let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+            origin_host.is_some_and(|o| host.is_some_and(|h| h.eq_ignore_ascii_case(o)))
+        }
+        None => text("sec-fetch-site") == Some("same-origin"),
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(Error::Forbidden {
+            kind: "cross-origin",
+            detail:
+                "a write signed in by the sf_access cookie must come from this site's own pages \
+                     (its Origin header is missing or names another site); API clients send \
+                     Authorization: Bearer"
+                    .into(),
+        })
+    }
+}
+
+/// The token of a request, with the cookie's origin check for writes.
+fn checked_token(parts: &Parts) -> Result<Option<String>, Error> {
+    match token_and_source(parts) {
+        None => Ok(None),
+        Some((token, false)) => Ok(Some(token)),
+        Some((token, true)) => {
+            check_cookie_write(&parts.method, &parts.headers)?;
+            Ok(Some(token))
+        }
+    }
 }
 
 /// The signed-in user; 401 problem when there is no valid token.
@@ -313,7 +365,7 @@ where
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = access_token(parts).ok_or_else(|| {
+        let token = checked_token(parts)?.ok_or_else(|| {
             Error::unauthenticated(
                 "sign in first: no access token in the Authorization header or the sf_access cookie",
             )
@@ -358,7 +410,7 @@ where
         parts: &mut Parts,
         state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match access_token(parts) {
+        match checked_token(parts)? {
             None => Ok(None),
             Some(token) => {
                 let authenticator = Arc::<Authenticator>::from_ref(state);
@@ -392,5 +444,58 @@ where
             });
         }
         Ok(RequireAdmin(claims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn cookie_writes_must_come_from_this_origin() {
+        let host = ("host", "shop.example:8080");
+        let ok =
+            |pairs: &[(&'static str, &str)]| check_cookie_write(&Method::POST, &headers(pairs));
+        assert!(ok(&[host, ("origin", "http://shop.example:8080")]).is_ok());
+        assert!(ok(&[host, ("origin", "https://SHOP.example:8080")]).is_ok());
+        assert!(ok(&[host, ("sec-fetch-site", "same-origin")]).is_ok());
+        assert!(
+            ok(&[
+                host,
+                ("x-forwarded-host", "shop.example"),
+                ("origin", "https://shop.example")
+            ])
+            .is_ok()
+        );
+        for refused in [
+            vec![host],
+            vec![host, ("origin", "http://shop.example:9000")],
+            vec![host, ("origin", "http://s3.shop.example:8080")],
+            vec![host, ("origin", "null")],
+            vec![host, ("sec-fetch-site", "same-site")],
+            vec![("origin", "http://shop.example:8080")],
+        ] {
+            let error = ok(&refused).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    Error::Forbidden {
+                        kind: "cross-origin",
+                        ..
+                    }
+                ),
+                "{refused:?}"
+            );
+        }
+        // Reads need no origin.
+        assert!(check_cookie_write(&Method::GET, &headers(&[host])).is_ok());
     }
 }

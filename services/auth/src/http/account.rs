@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use axum::{
     body::Bytes,
     extract::{FromRequestParts, State},
-    http::{StatusCode, header, request::Parts},
+    http::{HeaderMap, Method, StatusCode, header, request::Parts},
     response::{AppendHeaders, IntoResponse},
 };
 use axum_extra::extract::CookieJar;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use storefront_events::users::Role;
 use storefront_kit::{
     Error, Json,
-    auth::{CurrentUser, REFRESH_COOKIE},
+    auth::{CurrentUser, REFRESH_COOKIE, check_cookie_write},
     server::client_ip,
 };
 use uuid::Uuid;
@@ -200,15 +200,20 @@ pub async fn signin(
 /// token used again revokes its whole session.
 pub async fn refresh(
     State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
     jar: CookieJar,
     body: Bytes,
 ) -> Result<impl IntoResponse, Error> {
     let token = if body.is_empty() {
-        jar.get(REFRESH_COOKIE)
+        let token = jar
+            .get(REFRESH_COOKIE)
             .map(|c| c.value().to_owned())
             .ok_or_else(|| {
                 Error::unauthenticated("no refresh token in the body or the sf_refresh cookie")
-            })?
+            })?;
+        check_cookie_write(&method, &headers)?;
+        token
     } else {
         serde_json::from_slice::<RefreshRequest>(&body)
             .map_err(|e| Error::BadRequest(format!("invalid body: {e}")))?

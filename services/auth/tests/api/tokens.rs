@@ -28,10 +28,30 @@ async fn refresh_rotates_the_refresh_token() {
 async fn refresh_reads_the_cookie_too() {
     let app = spawn_app().await;
     let session = app.signup(&email()).await;
+    // From another origin (or none): the cookie does not count.
+    let foreign = app
+        .http
+        .post(app.url("/refresh"))
+        .header("cookie", format!("sf_refresh={}", session.refresh))
+        .header("origin", "http://evil.localhost:9000")
+        .send()
+        .await
+        .unwrap();
+    problem(foreign, StatusCode::FORBIDDEN, "cross-origin").await;
+    let host = app
+        .url("")
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
     let response = app
         .http
         .post(app.url("/refresh"))
         .header("cookie", format!("sf_refresh={}", session.refresh))
+        .header("origin", format!("http://{host}"))
         .send()
         .await
         .unwrap();
