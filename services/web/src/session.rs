@@ -5,13 +5,14 @@
 //!   `sf_web_refresh` cookie: when the access token has expired, web refreshes it with auth before
 //!   rendering, so a visitor stays signed in for the refresh token's 7 days.
 //! - CSRF: a random token in the `sf_csrf` cookie (HttpOnly, SameSite=Strict) that every form
-//!   repeats in a hidden `csrf` field (or, for file uploads, in the action's query). A POST whose
-//!   field does not match, or whose `Origin` is another site, is refused with 403 before any
-//!   handler runs.
+//!   repeats in a hidden `csrf` field (a file upload's multipart form too; never in a URL, where it
+//!   would reach logs and `Referer`s). A POST whose field does not match, or whose `Origin` is
+//!   another site, is refused with 403 before any handler runs. Signing in and out gives a new
+//!   token, so one seen before a sign-in is worth nothing after it.
 
 use axum::{
-    body::{Body, to_bytes},
-    extract::{Request, State},
+    body::{Body, Bytes, to_bytes},
+    extract::{FromRequest, Multipart, Request, State},
     http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::Response,
@@ -20,6 +21,7 @@ use axum_extra::extract::cookie::CookieJar;
 use storefront_kit::{
     Error,
     auth::{ACCESS_COOKIE, Claims},
+    config::MAX_UPLOAD_BYTES,
 };
 
 use crate::{AppState, api::Session, pages};
@@ -108,13 +110,22 @@ fn same_origin(request: &Request) -> bool {
     host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
 }
 
-fn csrf_in_query(request: &Request) -> Option<String> {
-    let query = request.uri().query()?;
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .ok()?
-        .into_iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v)
+/// A new CSRF token's cookie, for the handlers that start or end a session.
+pub fn fresh_csrf_cookie(secure: bool) -> String {
+    cookie(CSRF_COOKIE, new_csrf(), 7 * 24 * 3600, secure)
+}
+
+/// The `csrf` field of a multipart form (the upload form puts it before the file).
+async fn csrf_in_multipart(headers: &header::HeaderMap, bytes: Bytes) -> Option<String> {
+    let mut request = Request::new(Body::from(bytes));
+    *request.headers_mut() = headers.clone();
+    let mut form = Multipart::from_request(request, &()).await.ok()?;
+    while let Ok(Some(field)) = form.next_field().await {
+        if field.name() == Some("csrf") {
+            return field.text().await.ok();
+        }
+    }
+    None
 }
 
 pub async fn middleware(
@@ -139,20 +150,29 @@ pub async fn middleware(
         if !same_origin(&request) {
             return pages::forbidden("This form was sent from another site.");
         }
-        let sent = match csrf_in_query(&request) {
-            Some(sent) => Some(sent),
-            None if is_urlencoded(&request) => {
+        let form = form_kind(&request);
+        let sent = match form {
+            Some(multipart) => {
+                let limit = if multipart {
+                    MAX_UPLOAD_BYTES
+                } else {
+                    state.config.http.max_body_bytes
+                };
                 let (parts, body) = request.into_parts();
-                let Ok(bytes) = to_bytes(body, state.config.http.max_body_bytes).await else {
+                let Ok(bytes) = to_bytes(body, limit).await else {
                     return pages::status_page(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "Too much",
                         "The form is too large.",
                     );
                 };
-                let field = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-                    .ok()
-                    .and_then(|f| f.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+                let field = if multipart {
+                    csrf_in_multipart(&parts.headers, bytes.clone()).await
+                } else {
+                    serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+                        .ok()
+                        .and_then(|f| f.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v))
+                };
                 request = Request::from_parts(parts, Body::from(bytes));
                 field
             }
@@ -183,12 +203,20 @@ pub async fn middleware(
     response
 }
 
-fn is_urlencoded(request: &Request) -> bool {
-    request
+/// A form's body: `Some(false)` urlencoded, `Some(true)` multipart, `None` anything else.
+fn form_kind(request: &Request) -> Option<bool> {
+    let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+        .and_then(|v| v.to_str().ok())?
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        Some(false)
+    } else if content_type.starts_with("multipart/form-data") {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 /// The visitor's claims and token: the access cookie if it is valid, else a refresh.

@@ -14,7 +14,7 @@ use crate::{
     AppState,
     api::{ApiError, Cart, Notification, Order, Page, Paid, Product, Session},
     pages::{FormErrors, Layout, PageError, render, safe_next, status_of, token, with_status},
-    session::{SetCookies, Visitor, cleared_cookies, session_cookies},
+    session::{SetCookies, Visitor, cleared_cookies, fresh_csrf_cookie, session_cookies},
 };
 
 type PageResult = Result<Response, PageError>;
@@ -247,14 +247,10 @@ pub async fn signin(
 
 /// A new session: its cookies, and on to where the visitor was going.
 fn signed_in(state: &AppState, session: &Session, next: &str) -> Response {
-    (
-        Extension(SetCookies(session_cookies(
-            session,
-            state.config.http.cookie_secure,
-        ))),
-        Redirect::to(next),
-    )
-        .into_response()
+    let secure = state.config.http.cookie_secure;
+    let mut cookies = session_cookies(session, secure);
+    cookies.push(fresh_csrf_cookie(secure));
+    (Extension(SetCookies(cookies)), Redirect::to(next)).into_response()
 }
 
 pub async fn signup_form(
@@ -324,11 +320,10 @@ pub async fn signout(
     {
         tracing::info!(error = %e, "signout at auth failed; clearing the cookies anyway");
     }
-    (
-        Extension(SetCookies(cleared_cookies(state.config.http.cookie_secure))),
-        Redirect::to("/"),
-    )
-        .into_response()
+    let secure = state.config.http.cookie_secure;
+    let mut cookies = cleared_cookies(secure);
+    cookies.push(fresh_csrf_cookie(secure));
+    (Extension(SetCookies(cookies)), Redirect::to("/")).into_response()
 }
 
 // ---------------------------------------------------------------- cart and checkout

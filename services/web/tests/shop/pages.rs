@@ -147,6 +147,33 @@ async fn sign_up_sign_out_and_sign_in_with_every_refusal_shown_next_to_its_field
     visitor.get("/orders").await.ok().contains("No orders yet.");
 }
 
+/// Signing in and signing out each give a new CSRF token: one seen before (in a page, a log) is
+/// worth nothing after.
+#[tokio::test]
+async fn signing_in_and_out_renews_the_csrf_token() {
+    let shop = Shop::from_env();
+    let visitor = Visitor::new(&shop);
+    let before = visitor.csrf().await;
+    visitor.sign_up().await;
+    let signed_in = visitor.csrf().await;
+    assert_ne!(before, signed_in);
+    let stale = Visitor::page(
+        visitor
+            .http
+            .post(visitor.url("/signout"))
+            .form(&[("csrf", before.as_str())])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN);
+    assert_eq!(visitor.post("/signout", &[]).await.redirect(), "/");
+    let signed_out = visitor.csrf().await;
+    assert_ne!(signed_in, signed_out);
+    assert_ne!(before, signed_out);
+}
+
 #[tokio::test]
 async fn the_cart_adds_updates_and_removes_and_refuses_bad_quantities_on_the_page() {
     let shop = Shop::from_env();
