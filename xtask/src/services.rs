@@ -499,14 +499,15 @@ fn gateway_config(dir: &Path, ports: &Ports) -> String {
     for (status, kind, title, detail) in GATEWAY_ERRORS {
         // 494 is nginx's own code for headers too large; it answers it as a 400. The error pages
         // are internal locations by path: a named location fails (500) for a request line nginx
-        // could not parse.
+        // could not parse. They have no body limit: an upload's 502 would otherwise meet the
+        // default 64 KiB there and become nginx's own HTML 413.
         let codes = if status == 400 {
             "400 494".to_owned()
         } else {
             status.to_string()
         };
         errors.push_str(&format!(
-            "        error_page {codes} /_gateway/errors/{status};\n        location = /_gateway/errors/{status} {{\n            internal;\n            default_type application/problem+json;\n            return {status} '{{\"type\":\"https://storefront.dev/problems/{kind}\",\"title\":\"{title}\",\"status\":{status},\"detail\":\"{detail}\"}}';\n        }}\n"
+            "        error_page {codes} /_gateway/errors/{status};\n        location = /_gateway/errors/{status} {{\n            internal;\n            client_max_body_size 0;\n            default_type application/problem+json;\n            return {status} '{{\"type\":\"https://storefront.dev/problems/{kind}\",\"title\":\"{title}\",\"status\":{status},\"detail\":\"{detail}\"}}';\n        }}\n"
         ));
     }
     let d = dir.display();

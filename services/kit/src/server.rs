@@ -362,3 +362,18 @@ pub fn client_ip(parts: &Parts, trust_proxy_headers: bool) -> Option<IpAddr> {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
 }
+
+/// Reads a request's whole body (up to `limit`; 413 past it) before the handler runs: for routes
+/// that take large bodies and may answer before reading them (an upload's 401). A service that
+/// answers and closes with a large body unread resets the connection, and a proxy still sending
+/// it loses the answer and makes it a 502. Layer it with `from_fn_with_state(limit, …)`.
+pub async fn read_body_first(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Err(_) => Error::PayloadTooLarge.into_response(),
+    }
+}

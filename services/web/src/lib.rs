@@ -116,7 +116,12 @@ fn routes(state: AppState) -> Router {
         .route("/admin/products/{id}/stock", post(admin::adjust_stock))
         .route(
             "/admin/products/{id}/images",
-            post(admin::upload_image).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+            post(admin::upload_image)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+                .layer(axum::middleware::from_fn_with_state(
+                    MAX_UPLOAD_BYTES,
+                    storefront_kit::server::read_body_first,
+                )),
         )
         .route("/admin/orders", get(admin::orders))
         .route("/admin/users", get(admin::users))

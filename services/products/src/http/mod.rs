@@ -34,7 +34,12 @@ pub fn routes(state: AppState) -> Router {
         )
         .route(
             "/api/products/{id}/images",
-            post(images::upload).layer(DefaultBodyLimit::max(upload_limit)),
+            post(images::upload)
+                .layer(DefaultBodyLimit::max(upload_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    upload_limit,
+                    storefront_kit::server::read_body_first,
+                )),
         )
         .route(
             "/api/products/{id}/images/{key}",

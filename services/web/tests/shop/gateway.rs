@@ -79,6 +79,20 @@ async fn image_uploads_have_their_own_larger_limit() {
     problem(status, StatusCode::UNAUTHORIZED, &content_type, &body);
     let (status, content_type, body) = post(url, vec![b' '; 11 * 1024 * 1024]).await;
     problem(status, StatusCode::PAYLOAD_TOO_LARGE, &content_type, &body);
+    // The admin page's upload form, without its CSRF field: web's 403 page, after reading it all.
+    let url = format!(
+        "{}/admin/products/{}/images",
+        shop.url,
+        uuid::Uuid::new_v4()
+    );
+    let response = client()
+        .post(url)
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body(vec![b' '; 6 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
 
 /// Sends `request` as raw bytes and answers the status line, the content type and the
@@ -185,4 +199,52 @@ async fn a_spoofed_client_address_does_not_dodge_the_signin_limit() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// An API write signed in by the `sf_access` cookie must come from the shop's own pages: another
+/// origin of the same site (the S3 store's or Stripe stand-in's port, a subdomain) is refused,
+/// though SameSite=Lax lets the cookie through. The bearer header needs no Origin.
+#[tokio::test]
+async fn cookie_signed_api_writes_need_this_sites_origin() {
+    let shop = Shop::from_env();
+    let visitor = crate::helpers::Visitor::new(&shop);
+    visitor.sign_up().await;
+    let url = visitor.url("/api/notifications/read-all");
+    let host = shop.url.trim_start_matches("http://").to_owned();
+    let (other_port, _) = host.rsplit_once(':').unwrap();
+    for origin in [
+        None,
+        Some(format!("http://{other_port}:9000")),
+        Some("null".to_owned()),
+    ] {
+        let mut request = visitor.http.post(&url);
+        if let Some(origin) = &origin {
+            request = request.header("origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.text().await.unwrap();
+        let p = problem(status, StatusCode::FORBIDDEN, &content_type, &body);
+        assert_eq!(
+            p["type"], "https://storefront.dev/problems/cross-origin",
+            "{origin:?}"
+        );
+    }
+    let response = visitor
+        .http
+        .post(&url)
+        .header("origin", &shop.url)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let token = visitor.access_token().unwrap();
+    let response = client().post(&url).bearer_auth(token).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
 }
