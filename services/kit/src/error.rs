@@ -278,7 +278,8 @@ impl From<JsonRejection> for Error {
 }
 
 /// `axum::Json`, but a bad body is a problem+json answer: 400 for malformed JSON, unknown fields or
-/// wrong types, 413 over the body limit, 415 without a JSON content type.
+/// wrong types, 413 over the body limit, 415 without a JSON content type or with a `charset` other
+/// than UTF-8 (JSON is UTF-8, RFC 8259; a latin1 body would be read as something else).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -290,6 +291,24 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(charset) = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(';')
+                    .skip(1)
+                    .filter_map(|p| p.split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+                    .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+            })
+            && !charset.eq_ignore_ascii_case("utf-8")
+            && !charset.eq_ignore_ascii_case("utf8")
+        {
+            return Err(Error::UnsupportedMediaType(format!(
+                "a JSON body is UTF-8; charset={charset} is not accepted"
+            )));
+        }
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(rejection.into()),

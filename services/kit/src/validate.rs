@@ -32,8 +32,37 @@ impl Fields {
     }
 }
 
-/// Trims `raw` and checks it: present when `required`, at most `max` characters, no control
-/// characters (`allow_newlines` lets line breaks through, for descriptions).
+/// Characters that show nothing: white space, zero-width spaces and joiners, the byte-order mark,
+/// soft hyphens, Hangul fillers and the like.
+fn invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+        )
+}
+
+/// Bidirectional overrides and isolates: they reorder what follows them on screen, so a name can
+/// show as something it is not.
+fn reorders(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Trims `raw` (invisible characters too) and checks it: present when `required` — something
+/// visible, not only zero-width characters —, at most `max` characters, no control characters
+/// (`allow_newlines` lets line breaks through, for descriptions) and no bidirectional overrides.
 pub fn text(
     raw: &str,
     what: &str,
@@ -41,9 +70,18 @@ pub fn text(
     required: bool,
     allow_newlines: bool,
 ) -> Result<String, String> {
-    let value = raw.trim();
+    let value = raw.trim_matches(invisible);
     if required && value.is_empty() {
-        return Err(format!("{what} is required"));
+        return Err(if raw.trim().is_empty() {
+            format!("{what} is required")
+        } else {
+            format!("{what} needs visible characters")
+        });
+    }
+    if value.chars().any(reorders) {
+        return Err(format!(
+            "{what} must not contain characters that reorder text (bidirectional overrides)"
+        ));
     }
     if value.chars().count() > max {
         return Err(format!("{what} has at most {max} characters"));
@@ -57,9 +95,97 @@ pub fn text(
     Ok(value.to_owned())
 }
 
+/// The largest page of every list.
+pub const MAX_PER_PAGE: u64 = 100;
+/// Deeper pages than this are refused: skip costs grow with depth, and a reader filters instead.
+pub const MAX_PAGE: u64 = 1000;
+
+/// A list's `?page=&per_page=` (taken as text, so `-1`, `1e9` or `x` is a 422 by its field like
+/// any other invalid value): pages run from 1 to [`MAX_PAGE`], 1 to [`MAX_PER_PAGE`] items each,
+/// `per_page` 20 by default. Errors go into `fields`; the answer is then meaningless.
+pub fn paging(page: Option<&str>, per_page: Option<&str>, fields: &mut Fields) -> (u64, u64) {
+    let mut number = |raw: Option<&str>, name: &str, default: u64, max: u64, rule: String| {
+        let value = match raw.map(str::trim) {
+            None | Some("") => Ok(default),
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or(rule),
+        };
+        fields.check(name, value).unwrap_or(default)
+    };
+    (
+        number(
+            page,
+            "page",
+            1,
+            MAX_PAGE,
+            format!("a whole number from 1 to {MAX_PAGE}"),
+        ),
+        number(
+            per_page,
+            "per_page",
+            20,
+            MAX_PER_PAGE,
+            format!("a whole number from 1 to {MAX_PER_PAGE}"),
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_shows_nothing_is_not_there() {
+        for raw in [
+            "\u{200B}\u{200B}",
+            "\u{FEFF}",
+            " \u{2060}\u{200D} ",
+            "\u{3164}",
+        ] {
+            let error = text(raw, "a name", 10, true, false).unwrap_err();
+            assert!(error.contains("visible"), "{raw:?}: {error}");
+        }
+        assert_eq!(
+            text("\u{200B}Ada\u{200B}", "a name", 10, true, false).unwrap(),
+            "Ada"
+        );
+        // Inside a word, a joiner is text (emoji sequences, some scripts).
+        assert_eq!(
+            text("a\u{200D}b", "a name", 10, true, false).unwrap(),
+            "a\u{200D}b"
+        );
+        assert!(text("abc\u{202E}fdp.exe", "a name", 20, true, false).is_err());
+        assert_eq!(text("\u{200B}", "a note", 10, false, false).unwrap(), "");
+    }
+
+    #[test]
+    fn pages_are_checked_by_field() {
+        let mut fields = Fields::default();
+        assert_eq!(paging(None, None, &mut fields), (1, 20));
+        assert_eq!(paging(Some("3"), Some("100"), &mut fields), (3, 100));
+        assert!(fields.finish().is_ok());
+        for (page, per_page, bad) in [
+            ("0", "20", "page"),
+            ("1e9", "20", "page"),
+            ("1001", "20", "page"),
+            ("1", "-1", "per_page"),
+            ("1", "101", "per_page"),
+            ("1", "x", "per_page"),
+        ] {
+            let mut fields = Fields::default();
+            paging(Some(page), Some(per_page), &mut fields);
+            match fields.finish() {
+                Err(Error::Validation(errors)) => {
+                    assert_eq!(errors.len(), 1, "{page} {per_page}");
+                    assert_eq!(errors[0].field, bad, "{page} {per_page}");
+                }
+                other => panic!("{page} {per_page}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn text_trims_and_bounds() {

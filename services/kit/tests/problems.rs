@@ -139,3 +139,54 @@ async fn a_database_that_does_not_answer_is_unavailable_not_a_bug() {
     let (status, _, _) = render(Error::from(bug)).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+/// JSON is UTF-8: a body that says it is in another charset is a 415, not read as something else.
+#[tokio::test]
+async fn a_json_body_in_another_charset_is_refused() {
+    use axum::{Router, routing::post};
+    use storefront_kit::{
+        config::HttpConfig,
+        server::{self, Readiness},
+    };
+
+    #[derive(serde::Deserialize)]
+    struct Named {
+        name: String,
+    }
+    let routes = Router::new().route(
+        "/named",
+        post(|storefront_kit::Json(n): storefront_kit::Json<Named>| async move { n.name }),
+    );
+    let app = server::build(
+        "charset-test",
+        routes,
+        Readiness::new(),
+        &HttpConfig::default(),
+    );
+    let base = format!("http://{}", storefront_kit::testing::spawn(app).await);
+    let client = reqwest::Client::new();
+    for (content_type, status) in [
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("application/json; charset=\"UTF-8\"", 200),
+        ("application/json; charset=latin1", 415),
+        ("application/json;charset=iso-8859-1", 415),
+        ("text/plain", 415),
+    ] {
+        let response = client
+            .post(format!("{base}/named"))
+            .header("content-type", content_type)
+            .body(r#"{"name":"Ada"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{content_type}");
+        if status == 415 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(
+                body["type"],
+                "https://storefront.dev/problems/unsupported-media-type"
+            );
+        }
+    }
+}

@@ -6,19 +6,18 @@ use storefront_kit::{
     Error, Json,
     auth::RequireAdmin,
     error::{Path, Query},
+    validate::{Fields, paging},
 };
 use uuid::Uuid;
 
 use super::{account::revoke_access, views::UserView};
 use crate::AppState;
 
-pub const MAX_PER_PAGE: u64 = 100;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    page: Option<u64>,
-    per_page: Option<u64>,
+    page: Option<String>,
+    per_page: Option<String>,
     blocked: Option<bool>,
 }
 
@@ -35,17 +34,13 @@ pub async fn list(
     RequireAdmin(_): RequireAdmin,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<UserList>, Error> {
-    let page = query.page.unwrap_or(1);
-    let per_page = query.per_page.unwrap_or(20);
-    if page == 0 {
-        return Err(Error::field("page", "pages start at 1"));
-    }
-    if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(Error::field(
-            "per_page",
-            format!("between 1 and {MAX_PER_PAGE}"),
-        ));
-    }
+    let mut fields = Fields::default();
+    let (page, per_page) = paging(
+        query.page.as_deref(),
+        query.per_page.as_deref(),
+        &mut fields,
+    );
+    fields.finish()?;
     let found = state
         .store
         .list_users(page, per_page, query.blocked)

@@ -15,6 +15,7 @@ use storefront_kit::{
     Error, Json,
     auth::{CurrentUser, RequireAdmin},
     error::{Path, Query},
+    validate::paging,
 };
 use uuid::Uuid;
 
@@ -25,7 +26,6 @@ use crate::{
     store::{LineDoc, NotPayable, OrderDoc, RefundStatus, Step, StoreError, at},
 };
 
-pub const MAX_PER_PAGE: u64 = 100;
 pub const MAX_KEY_CHARS: usize = 100;
 /// The longest a request waits for an order to change (below the server's request timeout).
 pub const MAX_WAIT_SECS: u64 = 10;
@@ -396,8 +396,8 @@ pub async fn quote(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    page: Option<u64>,
-    per_page: Option<u64>,
+    page: Option<String>,
+    per_page: Option<String>,
     status: Option<String>,
 }
 
@@ -415,14 +415,11 @@ async fn list(
     query: ListQuery,
 ) -> Result<Json<OrderList>, Error> {
     let mut fields = Fields::default();
-    let page = query.page.unwrap_or(1);
-    if page == 0 {
-        fields.add("page", "pages start at 1");
-    }
-    let per_page = query.per_page.unwrap_or(20);
-    if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        fields.add("per_page", format!("between 1 and {MAX_PER_PAGE}"));
-    }
+    let (page, per_page) = paging(
+        query.page.as_deref(),
+        query.per_page.as_deref(),
+        &mut fields,
+    );
     let status = match query.status.as_deref() {
         None => None,
         Some(raw) => fields

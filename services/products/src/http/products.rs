@@ -12,6 +12,7 @@ use storefront_kit::{
     Error, Json,
     auth::RequireAdmin,
     error::{Path, Query},
+    validate::paging,
 };
 use uuid::Uuid;
 
@@ -22,9 +23,6 @@ use crate::{
     store::{Change, ListQuery, ProductDoc, Sort},
 };
 
-pub const MAX_PER_PAGE: u64 = 100;
-/// Deeper pages than this are refused: a shopper filters instead, and skip costs grow with depth.
-pub const MAX_PAGE: u64 = 1000;
 pub const MAX_SEARCH_CHARS: usize = 100;
 
 #[derive(Debug, Deserialize)]
@@ -36,8 +34,8 @@ pub struct ListParams {
     max_price: Option<i64>,
     in_stock: Option<bool>,
     sort: Option<String>,
-    page: Option<u64>,
-    per_page: Option<u64>,
+    page: Option<String>,
+    per_page: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,14 +48,11 @@ pub struct ProductList {
 
 fn list_query(params: ListParams) -> Result<ListQuery, Error> {
     let mut fields = Fields::default();
-    let page = params.page.unwrap_or(1);
-    if !(1..=MAX_PAGE).contains(&page) {
-        fields.add("page", format!("pages run from 1 to {MAX_PAGE}"));
-    }
-    let size = params.per_page.unwrap_or(20);
-    if !(1..=MAX_PER_PAGE).contains(&size) {
-        fields.add("per_page", format!("between 1 and {MAX_PER_PAGE}"));
-    }
+    let (page, size) = paging(
+        params.page.as_deref(),
+        params.per_page.as_deref(),
+        &mut fields,
+    );
     let category = match params.category.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(raw) => fields.check("category", Category::parse(raw)),

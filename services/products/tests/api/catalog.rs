@@ -275,6 +275,10 @@ async fn lists_filter_sort_and_paginate() {
         ("?per_page=101", "per_page"),
         ("?page=0", "page"),
         ("?page=1001", "page"),
+        ("?page=-1", "page"),
+        ("?page=1e9", "page"),
+        ("?per_page=ten", "per_page"),
+        ("?per_page=-1", "per_page"),
         ("?min_price=-1", "min_price"),
         ("?min_price=500&max_price=100", "max_price"),
         ("?sort=cheapest", "sort"),
@@ -288,12 +292,7 @@ async fn lists_filter_sort_and_paginate() {
         .await;
         assert_eq!(fields(&body), [field], "{query}");
     }
-    for query in [
-        "?per_page=ten",
-        "?colour=red",
-        "?in_stock=maybe",
-        "?page=-1",
-    ] {
+    for query in ["?colour=red", "?in_stock=maybe"] {
         problem(
             app.get(query).await,
             StatusCode::BAD_REQUEST,
