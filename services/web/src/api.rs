@@ -666,6 +666,30 @@ impl Api {
         }
     }
 
+    /// Why the latest attempt to pay an order failed, when it did (`None` without a payment, or
+    /// when it did not fail).
+    pub async fn payment_failure(&self, token: &str, order: &str) -> ApiResult<Option<String>> {
+        let answer = self
+            .json::<Value>(self.request(
+                Method::GET,
+                format!("{}/api/payments/{}", self.urls.payments, encode(order)),
+                Some(token),
+            ))
+            .await;
+        match answer {
+            Ok(payment) if payment["status"] == "failed" => Ok(Some(
+                payment["reason"]
+                    .as_str()
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or("the bank did not accept it")
+                    .to_owned(),
+            )),
+            Ok(_) => Ok(None),
+            Err(ApiError::Problem(p)) if p.status == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     // notifications
 
     pub async fn notifications(&self, token: &str, limit: i64) -> ApiResult<Notifications> {

@@ -509,8 +509,6 @@ struct OrderPage {
     /// Why the last action failed: next to the card field while the order can be paid, above
     /// the order otherwise.
     problem: Option<String>,
-    /// 3-D Secure: Stripe.js finishes it with this.
-    client_secret: Option<String>,
 }
 
 impl OrderPage {
@@ -534,7 +532,6 @@ async fn order_page(
     visitor: &Visitor,
     id: &str,
     problem: Option<(StatusCode, String)>,
-    client_secret: Option<String>,
 ) -> PageResult {
     let token = token(visitor, &format!("/orders/{}", crate::api::encode(id)))?;
     // The layout first: its notification cursor must not be newer than the status shown.
@@ -551,18 +548,32 @@ async fn order_page(
             order = moved;
         }
     }
-    let (status, problem) = match problem {
+    let (status, mut problem) = match problem {
         Some((status, message)) => (status, Some(message)),
         None => (StatusCode::OK, None),
     };
     if payable(&order) {
         layout = layout.with_stripe(state);
+        // A declined card or a failed 3-D Secure step comes back here (POST-redirect-GET): say
+        // why, from the payment itself.
+        if problem.is_none() {
+            match state.api.payment_failure(token, id).await {
+                Ok(Some(reason)) => {
+                    problem = Some(format!(
+                        "Your last payment did not go through: {reason}. Try again, or use another card."
+                    ));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::info!(error = %e, "the payment's state is not known; the page goes without it")
+                }
+            }
+        }
     }
     let page = OrderPage {
         layout,
         order,
         problem,
-        client_secret,
     };
     Ok(with_status(render(&page), status))
 }
@@ -572,7 +583,7 @@ pub async fn order(
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
 ) -> PageResult {
-    order_page(&state, &visitor, &id, None, None).await
+    order_page(&state, &visitor, &id, None).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -591,7 +602,7 @@ pub async fn pay(
     if form.payment_method.is_empty() {
         let message = "Enter your card: paying needs JavaScript for the secure card field.";
         let problem = (StatusCode::PAYMENT_REQUIRED, message.to_owned());
-        return order_page(&state, &visitor, &id, Some(problem), None).await;
+        return order_page(&state, &visitor, &id, Some(problem)).await;
     }
     match state.api.pay(token, &id, &form.payment_method).await {
         Ok(Paid::Succeeded) => {
@@ -612,12 +623,20 @@ pub async fn pay(
             }
             Ok(Redirect::to(&format!("/orders/{}", crate::api::encode(&id))).into_response())
         }
-        Ok(Paid::RequiresAction(secret)) => {
-            order_page(&state, &visitor, &id, None, Some(secret)).await
+        // The bank's step runs on the order page (GET), so reloading it never sends the payment
+        // again; the client secret rides in the fragment, which never reaches a server or a log.
+        Ok(Paid::RequiresAction(secret)) => Ok(Redirect::to(&format!(
+            "/orders/{}#authenticate={secret}",
+            crate::api::encode(&id)
+        ))
+        .into_response()),
+        // Declined: the order page says why (from the payment), and a reload does not pay again.
+        Err(ApiError::Problem(p)) if p.status == 402 => {
+            Ok(Redirect::to(&format!("/orders/{}", crate::api::encode(&id))).into_response())
         }
-        Err(ApiError::Problem(p)) if [402, 409, 422].contains(&p.status) => {
+        Err(ApiError::Problem(p)) if [409, 422].contains(&p.status) => {
             let problem = (status_of(&p), p.detail);
-            order_page(&state, &visitor, &id, Some(problem), None).await
+            order_page(&state, &visitor, &id, Some(problem)).await
         }
         Err(e) => Err(e.into()),
     }
@@ -633,7 +652,7 @@ pub async fn cancel(
         Ok(_) => Ok(Redirect::to(&format!("/orders/{}", crate::api::encode(&id))).into_response()),
         Err(ApiError::Problem(p)) if p.status == 409 => {
             let problem = (StatusCode::CONFLICT, p.detail);
-            order_page(&state, &visitor, &id, Some(problem), None).await
+            order_page(&state, &visitor, &id, Some(problem)).await
         }
         Err(e) => Err(e.into()),
     }

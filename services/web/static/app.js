@@ -30,6 +30,10 @@
       document.querySelectorAll('[data-order-id="' + n.order_id + '"] [data-status]').forEach(function (el) {
         el.textContent = n.order_status;
       });
+      if (n.order_status !== 'awaiting_payment' && document.querySelector('[data-order-id="' + n.order_id + '"]')) {
+        // Paid, cancelled or expired: nothing left to pay or cancel on this page.
+        document.querySelectorAll('[data-payable]').forEach(function (el) { el.remove(); });
+      }
       var reserving = document.getElementById('reserving');
       if (reserving && document.querySelector('[data-order-id="' + n.order_id + '"]') && n.order_status !== 'pending') {
         // The order moved on: show its new state (and the payment form when it became payable).

@@ -327,8 +327,49 @@ async fn three_d_secure_is_confirmed_in_the_page_and_an_open_order_page_follows_
     browser.sign_up(false).await;
 
     // A card that asks for 3-D Secure: the page hands the challenge to Stripe.js, which shows
-    // the bank's step (the stand-in: a confirm button), then the webhook completes the order.
+    // the bank's step (the stand-in: a confirm button). Failing it says so, once: a walk found the
+    // page reloading the payment form's POST into a new box every time.
     browser.check_out_skillets(1, false).await;
+    let order = browser
+        .path()
+        .await
+        .trim_start_matches("/orders/")
+        .to_owned();
+    browser.enter_card("4000002760003184").await;
+    browser.click("#pay").await;
+    browser
+        .find("//button[text()='Fail authentication']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text(
+            "#card-error",
+            "Your bank did not confirm this payment. Try again, or use another card.",
+        )
+        .await;
+    let url = browser.client().current_url().await.unwrap();
+    assert_eq!(
+        url.fragment(),
+        None,
+        "the client secret left the address bar"
+    );
+    // A reload shows the order (and why the payment failed) without starting the step again.
+    browser.client().refresh().await.unwrap();
+    browser.find("#payment-form").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        browser
+            .client()
+            .find(locator("//button[text()='Complete authentication']"))
+            .await
+            .is_err(),
+        "no second 3-D Secure box after a reload"
+    );
+
+    // Again, and this time the bank's step is completed: the webhook completes the order, and
+    // the page has nothing left to pay.
     browser.enter_card("4000002760003184").await;
     browser.click("#pay").await;
     let confirm = browser
@@ -337,6 +378,32 @@ async fn three_d_secure_is_confirmed_in_the_page_and_an_open_order_page_follows_
     browser.screenshot("three-d-secure").await;
     confirm.click().await.unwrap();
     browser.wait_text("#order-status", "completed").await;
+    assert!(
+        browser
+            .client()
+            .find(locator("#payment-form"))
+            .await
+            .is_err(),
+        "no Pay button on a completed order"
+    );
+    let token = browser
+        .client()
+        .get_named_cookie("sf_access")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let payment: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/payments/{order}", shop.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(payment["attempts"], 2, "one attempt per click: {payment}");
+    assert_eq!(payment["status"], "succeeded", "{payment}");
 
     // A page left open follows its order without a reload: cancel the next order elsewhere (as
     // from a phone, with the same account's token) and watch the status change in place.
