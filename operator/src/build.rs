@@ -127,9 +127,6 @@ pub fn config_map(shop: &Shop) -> ConfigMap {
             data.insert(variable.into(), value.to_string());
         }
     }
-    if let Some(public) = &storage.public_endpoint {
-        data.insert("S3_PUBLIC_ENDPOINT".into(), public.clone());
-    }
     if let Some(base) = &shop.payments.api_base {
         data.insert("STRIPE_API_BASE".into(), base.clone());
         data.insert("STRIPE_JS_URL".into(), format!("{base}/js.stripe.com/v3/"));

@@ -247,9 +247,6 @@ pub struct ObjectStorageSpec {
     /// The S3 API the services use (MinIO in the cluster, or any S3).
     #[schemars(length(min = 1))]
     pub endpoint: String,
-    /// Where browsers fetch images, when not `endpoint`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub public_endpoint: Option<String>,
     #[schemars(length(min = 3, max = 63))]
     pub bucket: String,
     /// A Secret with `accessKey` and `secretKey`.

@@ -229,10 +229,6 @@ impl Shop {
                 "objectStorage.endpoint",
                 Some(&spec.object_storage.endpoint),
             ),
-            (
-                "objectStorage.publicEndpoint",
-                spec.object_storage.public_endpoint.as_ref(),
-            ),
             ("payments.apiBase", spec.payments.api_base.as_ref()),
         ] {
             if let Some(url) = url

@@ -334,6 +334,7 @@ async fn a_storefront_becomes_a_shop_that_follows_its_spec_and_heals() {
         "Created Deployment shop-web",
         "Created Secret shop-jwt",
         "Created Ingress shop-ingress",
+        "Created Ingress shop-uploads",
         "Created Secret shop-cart-mongodb",
     ] {
         assert!(

@@ -60,7 +60,6 @@ fn full() -> Value {
         "mongodb": { "mode": "external", "uriSecret": { "name": "mongo-admin", "key": "uri" } },
         "objectStorage": {
             "endpoint": "http://minio.data:9000",
-            "publicEndpoint": "https://images.example.com",
             "bucket": "shop-images",
             "credentialsSecret": "minio-credentials",
         },

@@ -9,7 +9,7 @@ use storefront_events::{
 use uuid::Uuid;
 
 use crate::{
-    domain::ImageKind,
+    domain::ImageRules,
     s3::Images,
     store::{ProductDoc, Store, StoreError},
 };
@@ -280,6 +280,8 @@ pub enum SeedError {
     Store(#[from] StoreError),
     #[error(transparent)]
     S3(#[from] crate::s3::S3Error),
+    #[error("a demo image: {0}")]
+    Image(String),
 }
 
 /// Seeds the demo catalog unless the database has ever held a product. Returns how many it made.
@@ -292,14 +294,27 @@ pub async fn seed(store: &Store, images: &Images) -> Result<usize, SeedError> {
         let hue = (i as u32 * 47) % 255;
         let from = [hue as u8, (255 - hue) as u8, 140];
         let to = [40, (hue / 2) as u8, (200 - hue.min(200)) as u8];
-        let bytes = png(400, 400, from, to);
-        let key = format!("{}.png", Uuid::new_v4());
-        let size = bytes.len() as u64;
+        // Stored as an upload would be: decoded and encoded again (a small JPEG).
+        let prepared = tokio::task::spawn_blocking(move || {
+            ImageRules::default().prepare(&png(400, 400, from, to))
+        })
+        .await
+        .map_err(|e| SeedError::Image(e.to_string()))?
+        .map_err(|e| SeedError::Image(e.to_string()))?;
+        let key = format!("{}.{}", Uuid::new_v4(), prepared.kind.extension());
+        let image = ImageRef {
+            key: key.clone(),
+            content_type: prepared.kind.content_type().to_owned(),
+            width: prepared.width,
+            height: prepared.height,
+            bytes: prepared.bytes.len() as u64,
+            primary: true,
+        };
         images
             .put(
                 &Images::object_key(id, &key),
-                Bytes::from(bytes),
-                ImageKind::Png.content_type(),
+                Bytes::from(prepared.bytes),
+                prepared.kind.content_type(),
             )
             .await?;
         let now = mongodb::bson::DateTime::now();
@@ -312,14 +327,7 @@ pub async fn seed(store: &Store, images: &Images) -> Result<usize, SeedError> {
                 amount: *cents,
                 currency: "USD".into(),
             },
-            images: vec![ImageRef {
-                key,
-                content_type: ImageKind::Png.content_type().to_owned(),
-                width: 400,
-                height: 400,
-                bytes: size,
-                primary: true,
-            }],
+            images: vec![image],
             stock: Stock {
                 available: [0, 3, 12, 25, 50][i % 5],
                 reserved: 0,
@@ -338,7 +346,7 @@ pub async fn seed(store: &Store, images: &Images) -> Result<usize, SeedError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ImageRules;
+    use crate::domain::ImageKind;
 
     #[test]
     fn generated_pngs_pass_the_image_rules() {

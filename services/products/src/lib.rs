@@ -180,6 +180,7 @@ pub async fn seed_demo(config: &Config) -> Result<usize, StartError> {
     store.ensure_indexes().await?;
     demo::seed(&store, &images).await.map_err(|e| match e {
         demo::SeedError::Store(e) => StartError::Seed(e.to_string()),
+        demo::SeedError::Image(e) => StartError::Seed(e),
         demo::SeedError::S3(e) => StartError::S3(e),
     })
 }

@@ -1,16 +1,16 @@
 //! Product images in the shop's bucket, through MinIO's SDK (any S3-compatible store).
 //!
-//! Objects live under `products/{product_id}/{key}`. Browsers fetch them with short-lived presigned
-//! GET URLs; the bucket itself stays private. Presigning is a local computation (no request), and
-//! can sign for a public endpoint different from the one the service talks to (`S3_PUBLIC_ENDPOINT`:
-//! in a cluster the service reaches MinIO by its Service name, browsers by the Ingress host).
+//! Objects live under `products/{product_id}/{key}`. The bucket stays private: browsers get an
+//! image from products (`GET /api/products/{id}/images/{key}`, services/products/src/http/images.rs),
+//! which reads it here and serves it under the shop's own origin with its own headers.
 
-use std::time::Duration;
-
-use http::Method;
 use minio::s3::{
-    MinioClient, MinioClientBuilder, creds::StaticProvider, http::BaseUrl, types::S3Api,
-    types::typed_parameters::Region,
+    MinioClient, MinioClientBuilder,
+    creds::StaticProvider,
+    error::{Error as MinioError, S3ServerError},
+    http::BaseUrl,
+    types::S3Api,
+    types::{minio_error_response::MinioErrorCode, typed_parameters::Region},
 };
 use uuid::Uuid;
 
@@ -18,8 +18,6 @@ use uuid::Uuid;
 pub struct S3Config {
     /// `S3_ENDPOINT`, e.g. `http://minio:9000`.
     pub endpoint: String,
-    /// `S3_PUBLIC_ENDPOINT`: where browsers reach the store; default `S3_ENDPOINT`.
-    pub public_endpoint: Option<String>,
     /// `S3_ACCESS_KEY`, `S3_SECRET_KEY`.
     pub access_key: String,
     pub secret_key: String,
@@ -30,8 +28,6 @@ pub struct S3Config {
     /// `S3_ENSURE_BUCKET`, default false: create the bucket at start. In a cluster the operator
     /// creates it.
     pub ensure_bucket: bool,
-    /// `IMAGE_URL_TTL_SECS`, default 900: how long a presigned image URL works.
-    pub url_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +41,7 @@ fn s3_error(e: impl std::fmt::Debug) -> S3Error {
 #[derive(Clone)]
 pub struct Images {
     client: MinioClient,
-    signer: MinioClient,
     bucket: String,
-    url_ttl: u32,
 }
 
 fn client(endpoint: &str, config: &S3Config) -> Result<MinioClient, S3Error> {
@@ -67,16 +61,9 @@ fn client(endpoint: &str, config: &S3Config) -> Result<MinioClient, S3Error> {
 
 impl Images {
     pub fn new(config: &S3Config) -> Result<Self, S3Error> {
-        let client = client(&config.endpoint, config)?;
-        let signer = match &config.public_endpoint {
-            Some(public) => self::client(public, config)?,
-            None => client.clone(),
-        };
         Ok(Images {
-            client,
-            signer,
+            client: client(&config.endpoint, config)?,
             bucket: config.bucket.clone(),
-            url_ttl: u32::try_from(config.url_ttl.as_secs()).unwrap_or(u32::MAX),
         })
     }
 
@@ -153,17 +140,23 @@ impl Images {
         Ok(())
     }
 
-    /// A GET URL for `object` that works for `IMAGE_URL_TTL_SECS`.
-    pub async fn presigned_url(&self, object: &str) -> Result<String, S3Error> {
-        Ok(self
-            .signer
-            .get_presigned_object_url(self.bucket.as_str(), object, Method::GET)
+    /// The bytes of `object`; `None` when there is no such object.
+    pub async fn get(&self, object: &str) -> Result<Option<bytes::Bytes>, S3Error> {
+        let answer = self
+            .client
+            .get_object(self.bucket.as_str(), object)
             .map_err(s3_error)?
-            .expiry_seconds(Some(self.url_ttl))
             .build()
             .send()
-            .await
-            .map_err(s3_error)?
-            .url)
+            .await;
+        match answer {
+            Ok(response) => response.into_bytes().await.map(Some).map_err(s3_error),
+            Err(MinioError::S3Server(S3ServerError::S3Error(e)))
+                if e.code() == MinioErrorCode::NoSuchKey =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(s3_error(e)),
+        }
     }
 }

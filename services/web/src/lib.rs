@@ -82,7 +82,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 fn routes(state: AppState) -> Router {
     let csp = format!(
         "default-src 'self'; script-src 'self' {stripe}; connect-src 'self' {stripe}; \
-         frame-src {stripe}; img-src 'self' data: https: http:; style-src 'self'; \
+         frame-src {stripe}; img-src 'self' data:; style-src 'self'; \
          form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
         stripe = state.config.stripe_origin()
     );

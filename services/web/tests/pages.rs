@@ -310,6 +310,12 @@ async fn pages_carry_a_content_security_policy_and_assets_are_served() {
         "{csp}"
     );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    // Images come from the shop's own origin (products serves them) and no style is inline: a
+    // probe found `img-src http: https:` and `style-src 'unsafe-inline'`.
+    assert!(csp.contains("img-src 'self' data:;"), "{csp}");
+    assert!(csp.contains("style-src 'self';"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(!csp.contains("http:"), "{csp}");
     // Browsers send this site's Origin with its own forms only under a policy that allows it.
     assert_eq!(response.headers()["referrer-policy"], "same-origin");
     for (path, kind) in [

@@ -65,13 +65,11 @@ pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Sho
             jwks_url: jwks_url.clone(),
             s3: S3Config {
                 endpoint: stack.s3_endpoint.clone(),
-                public_endpoint: None,
                 access_key: stack.s3_access_key.clone(),
                 secret_key: stack.s3_secret_key.clone(),
                 bucket: format!("img-{}", &Uuid::new_v4().simple().to_string()[..12]),
                 region: "us-east-1".into(),
                 ensure_bucket: true,
-                url_ttl: Duration::from_secs(300),
             },
             images: ImageRules::default(),
             cache_ttl: Duration::ZERO,

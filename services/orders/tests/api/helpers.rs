@@ -59,13 +59,11 @@ fn products_config(stack: &TestStack, prefix: &str) -> storefront_products::Conf
         jwks_url: "http://127.0.0.1:9/unused".into(),
         s3: S3Config {
             endpoint: stack.s3_endpoint.clone(),
-            public_endpoint: None,
             access_key: stack.s3_access_key.clone(),
             secret_key: stack.s3_secret_key.clone(),
             bucket: format!("img-{}", &Uuid::new_v4().simple().to_string()[..12]),
             region: "us-east-1".into(),
             ensure_bucket: true,
-            url_ttl: Duration::from_secs(300),
         },
         images: ImageRules::default(),
         cache_ttl: Duration::ZERO,

@@ -1,9 +1,16 @@
 //! Image rules: the type is read from the bytes (never from the file name or the client's
-//! `Content-Type`), the size and the dimensions are bounded.
+//! `Content-Type`), the size, the dimensions and the pixel count are bounded, and every upload is
+//! decoded and encoded again before it is stored.
 //!
-//! Dimensions come from the image header. The image is not decoded here: it is served to browsers
-//! as stored, under its sniffed type, with `nosniff`, so a file that lies about its header only
-//! breaks its own picture.
+//! Re-encoding is what makes an upload safe to serve: a damaged file (a bad CRC, a cut stream)
+//! does not decode and is refused; whatever rides after or inside the image data (an HTML page, a
+//! ZIP archive: a polyglot) is not in the new file; and a huge picture is scaled down to
+//! [`ImageRules::served_side`], so no shopper's browser decodes more than that. The result is a
+//! JPEG, or a PNG when the image has transparency.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, metadata::Orientation};
 
 /// The image types the shop stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +51,16 @@ impl ImageKind {
     }
 }
 
-/// Limits an upload must meet.
+/// Limits an upload must meet, and the size the shop serves.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageRules {
     pub max_bytes: usize,
     pub min_side: u32,
     pub max_side: u32,
+    /// Width × height an upload may have: what decoding it costs (4 bytes a pixel).
+    pub max_pixels: u64,
+    /// The longest side of the stored image; larger uploads are scaled down to it.
+    pub served_side: u32,
 }
 
 impl Default for ImageRules {
@@ -58,8 +69,19 @@ impl Default for ImageRules {
             max_bytes: 5 * 1024 * 1024,
             min_side: 32,
             max_side: 8000,
+            max_pixels: 24_000_000,
+            served_side: 1600,
         }
     }
+}
+
+/// An upload decoded and encoded again: what the shop stores and serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub kind: ImageKind,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: Vec<u8>,
 }
 
 /// An upload that passed every rule.
@@ -87,6 +109,10 @@ pub enum ImageError {
         min: u32,
         max: u32,
     },
+    #[error("the image is {width}×{height}, more than {max} pixels in all")]
+    TooManyPixels { width: u32, height: u32, max: u64 },
+    #[error("the image data is damaged: it cannot be decoded")]
+    Damaged,
 }
 
 impl ImageRules {
@@ -114,12 +140,83 @@ impl ImageRules {
                 max: self.max_side,
             });
         }
+        if u64::from(width) * u64::from(height) > self.max_pixels {
+            return Err(ImageError::TooManyPixels {
+                width,
+                height,
+                max: self.max_pixels,
+            });
+        }
         Ok(Inspected {
             kind,
             width,
             height,
         })
     }
+
+    /// Checks `bytes` ([`ImageRules::inspect`]), decodes them (within the rules' bounds, whatever
+    /// the header said), scales the picture down to [`ImageRules::served_side`] and encodes it
+    /// again. CPU work: call it off the async runtime.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, ImageError> {
+        let inspected = self.inspect(bytes)?;
+        let format = match inspected.kind {
+            ImageKind::Jpeg => ImageFormat::Jpeg,
+            ImageKind::Png => ImageFormat::Png,
+            ImageKind::Webp => ImageFormat::WebP,
+        };
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(self.max_side);
+        limits.max_image_height = Some(self.max_side);
+        limits.max_alloc = Some(self.max_pixels * 4 + 16 * 1024 * 1024);
+        let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+        reader.limits(limits);
+        let failed = |e: image::ImageError| match e {
+            // 16-bit channels and the like can cost more than the pixel count says.
+            image::ImageError::Limits(_) => ImageError::TooManyPixels {
+                width: inspected.width,
+                height: inspected.height,
+                max: self.max_pixels,
+            },
+            _ => ImageError::Damaged,
+        };
+        let mut decoder = reader.into_decoder().map_err(failed)?;
+        // A phone's portrait photo is stored sideways with an EXIF note to turn it; the new file
+        // has no EXIF, so the turn is made here.
+        let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+        let mut picture = DynamicImage::from_decoder(decoder).map_err(failed)?;
+        picture.apply_orientation(orientation);
+        if picture.width().max(picture.height()) > self.served_side {
+            // Area averaging: sharp for large reductions, and no float copy of the whole picture.
+            picture = picture.thumbnail(self.served_side, self.served_side);
+        }
+        encode(&picture)
+    }
+}
+
+/// A PNG when some pixel is see-through, else a JPEG (quality 85: a product photo's size).
+fn encode(picture: &DynamicImage) -> Result<Prepared, ImageError> {
+    let see_through =
+        picture.color().has_alpha() && picture.to_rgba8().pixels().any(|p| p[3] < 255);
+    let mut out = Cursor::new(Vec::new());
+    let kind = if see_through {
+        picture
+            .write_to(&mut out, ImageFormat::Png)
+            .map_err(|_| ImageError::Damaged)?;
+        ImageKind::Png
+    } else {
+        let rgb = DynamicImage::ImageRgb8(picture.to_rgb8());
+        rgb.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+            &mut out, 85,
+        ))
+        .map_err(|_| ImageError::Damaged)?;
+        ImageKind::Jpeg
+    };
+    Ok(Prepared {
+        kind,
+        width: picture.width(),
+        height: picture.height(),
+        bytes: out.into_inner(),
+    })
 }
 
 #[cfg(test)]
@@ -156,6 +253,8 @@ mod tests {
             max_bytes: 1000,
             min_side: 32,
             max_side: 4000,
+            max_pixels: 4_000_000,
+            served_side: 1600,
         };
         let ok = rules.inspect(&png_header(640, 480)).unwrap();
         assert_eq!((ok.kind, ok.width, ok.height), (ImageKind::Png, 640, 480));
@@ -179,6 +278,95 @@ mod tests {
         assert_eq!(
             rules.inspect(b"\x89PNG\r\n\x1a\n"),
             Err(ImageError::Unreadable)
+        );
+        assert!(matches!(
+            rules.inspect(&png_header(3000, 3000)),
+            Err(ImageError::TooManyPixels { .. })
+        ));
+    }
+
+    fn encoded(picture: DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        picture.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    fn photo(width: u32, height: u32) -> DynamicImage {
+        DynamicImage::ImageRgb8(image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        }))
+    }
+
+    #[test]
+    fn uploads_are_encoded_again_and_scaled_to_the_served_size() {
+        let rules = ImageRules::default();
+        let png = encoded(photo(2000, 1000), ImageFormat::Png);
+        let prepared = rules.prepare(&png).unwrap();
+        assert_eq!(prepared.kind, ImageKind::Jpeg, "no transparency: a JPEG");
+        assert_eq!((prepared.width, prepared.height), (1600, 800));
+        assert_eq!(ImageKind::sniff(&prepared.bytes), Some(ImageKind::Jpeg));
+        let size = imagesize::blob_size(&prepared.bytes).unwrap();
+        assert_eq!((size.width, size.height), (1600, 800));
+
+        let clear = DynamicImage::ImageRgba8(image::RgbaImage::from_fn(64, 64, |x, _| {
+            image::Rgba([255, 0, 0, if x < 32 { 0 } else { 255 }])
+        }));
+        let prepared = rules.prepare(&encoded(clear, ImageFormat::WebP)).unwrap();
+        assert_eq!(prepared.kind, ImageKind::Png, "transparency is kept");
+        assert_eq!((prepared.width, prepared.height), (64, 64));
+    }
+
+    #[test]
+    fn a_photo_taken_sideways_is_turned_as_its_exif_says() {
+        let jpeg = encoded(photo(64, 32), ImageFormat::Jpeg);
+        // APP1 "Exif": a little-endian TIFF header and one IFD entry, Orientation (0x0112) = 6
+        // (turn 90° clockwise to view).
+        let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+        tiff.extend_from_slice(&1u16.to_le_bytes());
+        tiff.extend_from_slice(&0x0112u16.to_le_bytes());
+        tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&[6, 0, 0, 0]);
+        tiff.extend_from_slice(&0u32.to_le_bytes());
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+        let mut with_exif = jpeg[..2].to_vec();
+        with_exif.extend_from_slice(&[0xFF, 0xE1]);
+        with_exif.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        with_exif.extend_from_slice(&app1);
+        with_exif.extend_from_slice(&jpeg[2..]);
+        let prepared = ImageRules::default().prepare(&with_exif).unwrap();
+        assert_eq!((prepared.width, prepared.height), (32, 64));
+    }
+
+    #[test]
+    fn what_rides_along_an_image_is_not_stored() {
+        let rules = ImageRules::default();
+        for format in [ImageFormat::Png, ImageFormat::Jpeg] {
+            let mut polyglot = encoded(photo(64, 64), format);
+            polyglot.extend_from_slice(b"<html><script>alert(1)</script></html>PK\x03\x04");
+            let prepared = rules.prepare(&polyglot).unwrap();
+            let text = String::from_utf8_lossy(&prepared.bytes);
+            assert!(!text.contains("<script>"), "{format:?}");
+            assert!(!text.contains("PK\u{3}\u{4}"), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn damaged_data_is_refused() {
+        let rules = ImageRules::default();
+        // A PNG whose image data's checksum is wrong.
+        let mut png = encoded(photo(64, 64), ImageFormat::Png);
+        let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
+        let length = u32::from_be_bytes(png[idat - 4..idat].try_into().unwrap()) as usize;
+        let crc = idat + 4 + length;
+        png[crc] ^= 0xFF;
+        assert_eq!(rules.prepare(&png), Err(ImageError::Damaged));
+        // A JPEG cut after its header.
+        let jpeg = encoded(photo(64, 64), ImageFormat::Jpeg);
+        assert_eq!(
+            rules.prepare(&jpeg[..jpeg.len() / 3]),
+            Err(ImageError::Damaged)
         );
     }
 }

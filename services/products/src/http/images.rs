@@ -1,16 +1,18 @@
-//! `/api/products/{id}/images`: upload (multipart), delete, choose the primary image.
+//! `/api/products/{id}/images`: upload (multipart), serve, delete, choose the primary image.
 //!
-//! An upload is checked from its bytes (JPEG, PNG or WebP; size; dimensions), stored in the
-//! bucket, then added to the product. If the product write fails, the stored object is removed
-//! again; a removed image's object goes after the product no longer names it.
+//! An upload is checked from its bytes (JPEG, PNG or WebP; size; dimensions; pixels), decoded and
+//! encoded again (services/products/src/domain/image.rs), stored in the bucket, then added to the
+//! product. If the product write fails, the stored object is removed again; a removed image's
+//! object goes after the product no longer names it. Images are served from here, under the
+//! shop's origin: an explicit type, `nosniff`, and cacheable for good (a key is never reused).
 
 use axum::{
     extract::{
         Multipart, State,
         multipart::{MultipartError, MultipartRejection},
     },
-    http::{HeaderMap, StatusCode},
-    response::Response,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
 };
 use bytes::Bytes;
 use storefront_events::products::ImageRef;
@@ -20,7 +22,7 @@ use uuid::Uuid;
 use super::views::{if_match, json, product_id, render};
 use crate::{
     AppState,
-    domain::ImageError,
+    domain::{ImageError, ImageKind},
     s3::Images,
     store::{Change, ProductDoc, StoreError},
 };
@@ -97,23 +99,30 @@ pub async fn upload(
         return Err(Error::NotFound("no such product".into()));
     }
     let (bytes, primary) = read_upload(multipart).await?;
-    let inspected = state.rules.inspect(&bytes).map_err(image_error)?;
-    let key = format!("{}.{}", Uuid::new_v4(), inspected.kind.extension());
-    let object = Images::object_key(id, &key);
-    let size = bytes.len() as u64;
-    state
-        .images
-        .put(&object, bytes, inspected.kind.content_type())
+    let rules = state.rules;
+    let prepared = tokio::task::spawn_blocking(move || rules.prepare(&bytes))
         .await
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
+        .map_err(Error::internal)?
+        .map_err(image_error)?;
+    let key = format!("{}.{}", Uuid::new_v4(), prepared.kind.extension());
+    let object = Images::object_key(id, &key);
     let image = ImageRef {
         key: key.clone(),
-        content_type: inspected.kind.content_type().to_owned(),
-        width: inspected.width,
-        height: inspected.height,
-        bytes: size,
+        content_type: prepared.kind.content_type().to_owned(),
+        width: prepared.width,
+        height: prepared.height,
+        bytes: prepared.bytes.len() as u64,
         primary: false,
     };
+    state
+        .images
+        .put(
+            &object,
+            Bytes::from(prepared.bytes),
+            prepared.kind.content_type(),
+        )
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
     let result = state
         .store
         .modify(id, expect, |product| {
@@ -139,7 +148,7 @@ pub async fn upload(
         }
     };
     state.cache.invalidate(id);
-    let rendered = render(&state, &product).await?;
+    let rendered = render(&product)?;
     Ok(json(
         StatusCode::CREATED,
         rendered.body,
@@ -149,6 +158,75 @@ pub async fn upload(
 
 fn no_image() -> StoreError {
     StoreError::NotFound
+}
+
+/// The type of an image by its key (`{uuid}.{jpg|png|webp}`, as uploads name them).
+fn kind_of(key: &str) -> Option<ImageKind> {
+    let (stem, extension) = key.split_once('.')?;
+    if stem.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(stem).ok()?;
+    [ImageKind::Jpeg, ImageKind::Png, ImageKind::Webp]
+        .into_iter()
+        .find(|kind| kind.extension() == extension)
+}
+
+/// How long browsers and caches keep an image: for good, as a key names one image forever.
+const IMAGE_CACHE: &str = "public, max-age=31536000, immutable";
+
+/// `GET /api/products/{id}/images/{key}`: the stored image (public, like the catalog).
+pub async fn serve(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let id = product_id(&id)?;
+    let not_found = || Error::NotFound("no such image".into());
+    let kind = kind_of(&key).ok_or_else(not_found)?;
+    // Only an image the product names: not an object left behind by a failed delete or upload.
+    let named = state
+        .store
+        .get(id)
+        .await?
+        .is_some_and(|product| product.images.iter().any(|image| image.key == key));
+    if !named {
+        return Err(not_found());
+    }
+    let etag = format!("\"{key}\"");
+    let cached = [
+        (header::CACHE_CONTROL, HeaderValue::from_static(IMAGE_CACHE)),
+        (
+            header::ETAG,
+            HeaderValue::from_str(&etag).map_err(Error::internal)?,
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+    ];
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, cached).into_response());
+    }
+    let bytes = state
+        .images
+        .get(&Images::object_key(id, &key))
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?
+        .ok_or_else(not_found)?;
+    Ok((
+        cached,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(kind.content_type()),
+        )],
+        bytes,
+    )
+        .into_response())
 }
 
 pub async fn delete(
@@ -185,7 +263,7 @@ pub async fn delete(
         tracing::warn!(%object, error = %e, "image removed from the product but its object stays");
     }
     state.cache.invalidate(id);
-    let rendered = render(&state, &product).await?;
+    let rendered = render(&product)?;
     Ok(json(StatusCode::OK, rendered.body, Some(&rendered.etag)))
 }
 
@@ -212,6 +290,6 @@ pub async fn make_primary(
             other => other.into(),
         })?;
     state.cache.invalidate(id);
-    let rendered = render(&state, &product).await?;
+    let rendered = render(&product)?;
     Ok(json(StatusCode::OK, rendered.body, Some(&rendered.etag)))
 }

@@ -43,7 +43,7 @@ pub fn routes(state: AppState) -> Router {
         )
         .route(
             "/api/products/{id}/images/{key}",
-            axum::routing::delete(images::delete),
+            get(images::serve).delete(images::delete),
         )
         .route(
             "/api/products/{id}/images/{key}/primary",

@@ -119,7 +119,7 @@ pub async fn list(
     let found = state.store.list(&query).await?;
     let mut items = Vec::with_capacity(found.items.len());
     for product in &found.items {
-        items.push(view(&state, product).await?);
+        items.push(view(product));
     }
     let body = serde_json::to_vec(&ProductList {
         items,
@@ -147,7 +147,7 @@ pub async fn show(
                 .get(id)
                 .await?
                 .ok_or_else(|| Error::NotFound("no such product".into()))?;
-            let rendered = render(&state, &product).await?;
+            let rendered = render(&product)?;
             state.cache.keep_product(id, rendered.clone());
             rendered
         }
@@ -198,7 +198,7 @@ async fn written(
     status: StatusCode,
 ) -> Result<Response, Error> {
     state.cache.invalidate(product.uuid());
-    let rendered = render(state, product).await?;
+    let rendered = render(product)?;
     let mut response = json(status, rendered.body, Some(&rendered.etag));
     if status == StatusCode::CREATED
         && let Ok(location) = HeaderValue::from_str(&format!("/api/products/{}", product.id))

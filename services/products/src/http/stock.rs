@@ -65,7 +65,7 @@ pub async fn change(
         })
         .await?;
     state.cache.invalidate(id);
-    let rendered = render(&state, &product).await?;
+    let rendered = render(&product)?;
     Ok(json(StatusCode::OK, rendered.body, Some(&rendered.etag)))
 }
 

@@ -11,12 +11,13 @@ use storefront_events::Money;
 use storefront_kit::Error;
 use uuid::Uuid;
 
-use crate::{AppState, cache::Rendered, s3::Images, store::Expect, store::ProductDoc};
+use crate::{cache::Rendered, store::Expect, store::ProductDoc};
 
 #[derive(Debug, Serialize)]
 pub struct ImageView {
     pub key: String,
-    /// A presigned GET URL, valid `IMAGE_URL_TTL_SECS`.
+    /// Where browsers get it: `/api/products/{id}/images/{key}` on the shop's own origin, the
+    /// same for as long as the image exists (cacheable for good: a key is never reused).
     pub url: String,
     pub content_type: String,
     pub width: u32,
@@ -40,21 +41,21 @@ pub struct ProductView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The URL an image is served at.
+pub fn image_url(product: Uuid, key: &str) -> String {
+    format!("/api/products/{product}/images/{key}")
+}
+
 pub fn etag(version: i64) -> String {
     format!("\"v{version}\"")
 }
 
-pub async fn view(state: &AppState, product: &ProductDoc) -> Result<ProductView, Error> {
+pub fn view(product: &ProductDoc) -> ProductView {
     let mut images = Vec::with_capacity(product.images.len());
     for image in &product.images {
-        let object = Images::object_key(product.uuid(), &image.key);
         images.push(ImageView {
             key: image.key.clone(),
-            url: state
-                .images
-                .presigned_url(&object)
-                .await
-                .map_err(Error::internal)?,
+            url: image_url(product.uuid(), &image.key),
             content_type: image.content_type.clone(),
             width: image.width,
             height: image.height,
@@ -62,7 +63,7 @@ pub async fn view(state: &AppState, product: &ProductDoc) -> Result<ProductView,
             primary: image.primary,
         });
     }
-    Ok(ProductView {
+    ProductView {
         id: product.uuid(),
         title: product.title.clone(),
         description: product.description.clone(),
@@ -74,12 +75,12 @@ pub async fn view(state: &AppState, product: &ProductDoc) -> Result<ProductView,
         version: product.version,
         created_at: product.created_at.to_chrono(),
         updated_at: product.updated_at.to_chrono(),
-    })
+    }
 }
 
 /// The product as the JSON body and `ETag` of a response.
-pub async fn render(state: &AppState, product: &ProductDoc) -> Result<Rendered, Error> {
-    let body = serde_json::to_vec(&view(state, product).await?).map_err(Error::internal)?;
+pub fn render(product: &ProductDoc) -> Result<Rendered, Error> {
+    let body = serde_json::to_vec(&view(product)).map_err(Error::internal)?;
     Ok(Rendered {
         body: Bytes::from(body),
         etag: etag(product.version),

@@ -1,5 +1,5 @@
-//! Images: type from the bytes, size and dimension limits, objects in the bucket behind presigned
-//! URLs, primary image, deletion.
+//! Images: type from the bytes, size, dimension and pixel limits, encoded again, served by products
+//! from the private bucket, primary image, deletion.
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -12,45 +12,115 @@ async fn product_id(app: &TestApp) -> String {
 }
 
 #[tokio::test]
-async fn an_uploaded_image_is_served_from_a_presigned_url() {
+async fn an_uploaded_image_is_encoded_again_and_served_by_products() {
     let app = spawn_app().await;
     let id = product_id(&app).await;
     let bytes = png(300, 200, [10, 20, 30], [250, 200, 10]);
-    // The client's name and type are ignored: the bytes say PNG.
-    let response = app.upload(&id, bytes.clone(), "photo.jpeg", false).await;
+    // The client's name and type are ignored: the bytes say PNG; with no transparency it is
+    // stored as a JPEG.
+    let response = app.upload(&id, bytes.clone(), "photo.gif", false).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(etag(&response), "\"v2\"");
     let product: Value = response.json().await.unwrap();
     let image = &product["images"][0];
-    assert!(image["key"].as_str().unwrap().ends_with(".png"));
-    assert_eq!(image["content_type"], "image/png");
+    let key = image["key"].as_str().unwrap();
+    assert!(key.ends_with(".jpg"), "{key}");
+    assert_eq!(image["content_type"], "image/jpeg");
     assert_eq!(
         (image["width"].as_u64(), image["height"].as_u64()),
         (Some(300), Some(200))
     );
-    assert_eq!(image["bytes"].as_u64(), Some(bytes.len() as u64));
     assert_eq!(image["primary"], true, "the first image is the primary one");
 
+    // Served by products under the shop's origin, with its own headers, the same URL every time.
     let url = image["url"].as_str().unwrap();
-    assert!(url.contains("X-Amz-Signature="), "{url}");
-    let fetched = app.http.get(url).send().await.unwrap();
+    assert_eq!(url, format!("/api/products/{id}/images/{key}"));
+    let again: Value = app.get(&format!("/{id}")).await.json().await.unwrap();
+    assert_eq!(again["images"][0]["url"], url);
+    let fetched = app
+        .http
+        .get(format!("http://{}{url}", app.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(fetched.status(), StatusCode::OK);
-    assert_eq!(fetched.headers()["content-type"], "image/png");
-    assert_eq!(fetched.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let headers = fetched.headers().clone();
+    assert_eq!(headers["content-type"], "image/jpeg");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let served = fetched.bytes().await.unwrap();
+    assert!(served.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
+    assert_eq!(image["bytes"].as_u64(), Some(served.len() as u64));
+    assert!(served.len() < bytes.len() / 4, "{} bytes", served.len());
+    let unchanged = app
+        .http
+        .get(format!("http://{}{url}", app.addr))
+        .header("if-none-match", headers["etag"].clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
 
-    // The bucket is private: a tampered signature or no signature is refused.
-    let at = url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
-    let flipped = if &url[at..at + 1] == "0" { "1" } else { "0" };
-    let tampered = format!("{}{flipped}{}", &url[..at], &url[at + 1..]);
-    assert_eq!(
-        app.http.get(&tampered).send().await.unwrap().status(),
-        StatusCode::FORBIDDEN
-    );
-    let unsigned = url.split('?').next().unwrap();
-    assert_eq!(
-        app.http.get(unsigned).send().await.unwrap().status(),
-        StatusCode::FORBIDDEN
-    );
+    // Keys that are not a stored image of this product.
+    for path in [
+        format!("/{id}/images/{}.jpg", uuid::Uuid::new_v4()),
+        format!("/{id}/images/{}", key.replace(".jpg", ".png")),
+        format!("/{id}/images/..%2Fsecret"),
+        format!("/{}/images/{key}", uuid::Uuid::now_v7()),
+    ] {
+        problem(app.get(&path).await, StatusCode::NOT_FOUND, "not-found").await;
+    }
+}
+
+/// A probe found polyglots (PNG or JPEG with an HTML page or a ZIP appended) stored and served as
+/// they came, a PNG with a bad checksum accepted, and an 8000×8000 picture (192 MB to decode in
+/// every shopper's browser) taken.
+#[tokio::test]
+async fn polyglots_damaged_and_oversized_pictures_are_not_stored_as_sent() {
+    let app = spawn_app().await;
+    let id = product_id(&app).await;
+    let mut polyglot = png(64, 64, [0, 0, 0], [200, 200, 200]);
+    polyglot.extend_from_slice(b"<html><script>alert(document.cookie)</script></html>PK\x03\x04");
+    let response = app.upload(&id, polyglot, "x.png", false).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let product: Value = response.json().await.unwrap();
+    let url = product["images"][0]["url"].as_str().unwrap();
+    let served = app
+        .http
+        .get(format!("http://{}{url}", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&served).contains("<script>"));
+
+    // A bad checksum on the image data.
+    let mut damaged = png(64, 64, [0, 0, 0], [1, 1, 1]);
+    let idat = damaged.windows(4).position(|w| w == b"IDAT").unwrap();
+    let length = u32::from_be_bytes(damaged[idat - 4..idat].try_into().unwrap()) as usize;
+    damaged[idat + 4 + length] ^= 0xFF;
+    let response = app.upload(&id, damaged, "crc.png", false).await;
+    let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields(&body), ["file"]);
+
+    // 8000×8000 by its header: refused before anything is decoded.
+    let mut huge = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    huge.extend_from_slice(&8000u32.to_be_bytes());
+    huge.extend_from_slice(&8000u32.to_be_bytes());
+    huge.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    huge.extend_from_slice(&[0; 1024]);
+    let response = app.upload(&id, huge, "huge.png", false).await;
+    let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    assert_eq!(fields(&body), ["file"]);
+    assert!(body.to_string().contains("pixels"), "{body}");
+
+    let product: Value = app.get(&format!("/{id}")).await.json().await.unwrap();
+    assert_eq!(product["images"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -197,7 +267,12 @@ async fn images_can_be_reordered_and_deleted() {
         (Some(b), Some(true))
     );
     assert_eq!(
-        app.http.get(&url).send().await.unwrap().status(),
+        app.http
+            .get(format!("http://{}{url}", app.addr))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         StatusCode::NOT_FOUND
     );
 
