@@ -390,7 +390,7 @@ pub const UPLOAD_ROUTES: [(&str, &str, usize); 2] = [
 
 /// The errors nginx answers itself (a request it cannot parse, a body over the route's limit, a
 /// service that is down), as problem+json like every service's (docs/api/errors.md).
-const GATEWAY_ERRORS: [(u16, &str, &str, &str); 9] = [
+const GATEWAY_ERRORS: [(u16, &str, &str, &str); 11] = [
     (
         400,
         "malformed-request",
@@ -428,6 +428,12 @@ const GATEWAY_ERRORS: [(u16, &str, &str, &str); 9] = [
         "the gateway failed",
     ),
     (
+        501,
+        "not-implemented",
+        "Not Implemented",
+        "the gateway does not support this request (such as its Transfer-Encoding)",
+    ),
+    (
         502,
         "unavailable",
         "Bad Gateway",
@@ -445,10 +451,17 @@ const GATEWAY_ERRORS: [(u16, &str, &str, &str); 9] = [
         "Gateway Timeout",
         "the service behind this route did not answer in time; try again shortly",
     ),
+    (
+        505,
+        "http-version-not-supported",
+        "HTTP Version Not Supported",
+        "send HTTP/1.1 (or HTTP/1.0) to the gateway",
+    ),
 ];
 
 /// The directives that pass a request on to `service`. The gateway is the edge: the client's
-/// address it sets replaces whatever the client claimed (services trust only `X-Real-IP`).
+/// address and host it sets replace whatever the client claimed (services trust only `X-Real-IP`
+/// for the address; `X-Forwarded-Host` is what the Origin checks compare with).
 fn proxy_to(service: &str, upgrade: bool) -> String {
     let connection = if upgrade {
         "            proxy_set_header Upgrade $http_upgrade;\n            proxy_set_header Connection \"upgrade\";\n            proxy_read_timeout 1h;\n"
@@ -456,7 +469,7 @@ fn proxy_to(service: &str, upgrade: bool) -> String {
         "            proxy_set_header Connection \"\";\n"
     };
     format!(
-        "            proxy_pass http://{service};\n            proxy_http_version 1.1;\n{connection}            proxy_set_header Host $http_host;\n            proxy_set_header X-Real-IP $remote_addr;\n            proxy_set_header X-Forwarded-For $remote_addr;\n            proxy_set_header X-Forwarded-Proto $scheme;\n"
+        "            proxy_pass http://{service};\n            proxy_http_version 1.1;\n{connection}            proxy_set_header Host $http_host;\n            proxy_set_header X-Real-IP $remote_addr;\n            proxy_set_header X-Forwarded-For $remote_addr;\n            proxy_set_header X-Forwarded-Host $http_host;\n            proxy_set_header X-Forwarded-Proto $scheme;\n"
     )
 }
 

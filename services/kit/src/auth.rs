@@ -306,9 +306,32 @@ fn token_and_source(parts: &Parts) -> Option<(String, bool)> {
         .map(|c| (c.value().to_owned(), true))
 }
 
+/// Other origins whose pages may write with the cookie: the `CORS_ALLOWED_ORIGINS` of the services
+/// in this process (`server::build` adds them), which browsers already let read the answers.
+static TRUSTED_ORIGINS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds `origins` (such as `https://admin.example.com`) to those [`check_cookie_write`] accepts.
+pub fn trust_origins(origins: &[String]) {
+    let mut trusted = TRUSTED_ORIGINS.write().unwrap_or_else(|e| e.into_inner());
+    for origin in origins {
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        if !trusted.contains(&origin) {
+            trusted.push(origin);
+        }
+    }
+}
+
+fn trusted(origin: &str) -> bool {
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    TRUSTED_ORIGINS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&origin)
+}
+
 /// A request that changes something and is authenticated by a cookie must come from this site's
-/// own pages: its `Origin` names this host (or, without one, `Sec-Fetch-Site` says
-/// `same-origin`). SameSite=Lax cookies stop other sites, not other origins of the same site
+/// own pages: its `Origin` names this host (or one of the `CORS_ALLOWED_ORIGINS`), or, without
+/// one, `Sec-Fetch-Site` says `same-origin`. SameSite=Lax cookies stop other sites, not other origins of the same site
 /// (another port, a subdomain), and the API has no CSRF token; API clients send
 /// `Authorization: Bearer`, which no other page can make a browser send. 403 `cross-origin`.
 pub fn check_cookie_write(method: &Method, headers: &HeaderMap) -> Result<(), Error> {
@@ -324,6 +347,7 @@ pub fn check_cookie_write(method: &Method, headers: &HeaderMap) -> Result<(), Er
         Some(origin) => {
             let origin_host = origin.split_once("://").map(|(_, rest)| rest);
             origin_host.is_some_and(|o| host.is_some_and(|h| h.eq_ignore_ascii_case(o)))
+                || trusted(origin)
         }
         None => text("sec-fetch-site") == Some("same-origin"),
     };
@@ -497,5 +521,10 @@ mod tests {
         }
         // Reads need no origin.
         assert!(check_cookie_write(&Method::GET, &headers(&[host])).is_ok());
+        // An origin the services allow cross-origin (CORS_ALLOWED_ORIGINS) may write too.
+        let admin = [host, ("origin", "https://admin.example")];
+        assert!(ok(&admin).is_err());
+        trust_origins(&["https://Admin.example/".to_owned()]);
+        assert!(ok(&admin).is_ok());
     }
 }

@@ -234,6 +234,7 @@ pub fn build(service: &str, routes: Router, readiness: Readiness, http: &HttpCon
             HeaderValue::from_static("no-store"),
         ));
     if !http.cors_allowed_origins.is_empty() {
+        crate::auth::trust_origins(&http.cors_allowed_origins);
         let origins: Vec<HeaderValue> = http
             .cors_allowed_origins
             .iter()
@@ -368,6 +369,12 @@ pub fn client_ip(parts: &Parts, trust_proxy_headers: bool) -> Option<IpAddr> {
 /// answers and closes with a large body unread resets the connection, and a proxy still sending
 /// it loses the answer and makes it a 502. Layer it with `from_fn_with_state(limit, …)`.
 pub async fn read_body_first(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    // At most two such bodies in memory (and their handlers' work, e.g. decoding an image) at
+    // once; they are admins' uploads, and anyone may send one before being turned away.
+    static LARGE_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let Ok(_permit) = LARGE_BODIES.acquire().await else {
+        return Error::Unavailable("shutting down".into()).into_response();
+    };
     let (parts, body) = request.into_parts();
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => {

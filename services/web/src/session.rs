@@ -12,7 +12,7 @@
 
 use axum::{
     body::{Body, Bytes, to_bytes},
-    extract::{FromRequest, Multipart, Request, State},
+    extract::{Request, State},
     http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::Response,
@@ -110,16 +110,23 @@ fn same_origin(request: &Request) -> bool {
     host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
 }
 
+/// Uploads read into memory at once (each up to `MAX_UPLOAD_BYTES`).
+static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// A new CSRF token's cookie, for the handlers that start or end a session.
 pub fn fresh_csrf_cookie(secure: bool) -> String {
     cookie(CSRF_COOKIE, new_csrf(), 7 * 24 * 3600, secure)
 }
 
-/// The `csrf` field of a multipart form (the upload form puts it before the file).
+/// The `csrf` field of a multipart form (the upload form puts it before the file), read from the
+/// body already in memory: no size limit but the field's own.
 async fn csrf_in_multipart(headers: &header::HeaderMap, bytes: Bytes) -> Option<String> {
-    let mut request = Request::new(Body::from(bytes));
-    *request.headers_mut() = headers.clone();
-    let mut form = Multipart::from_request(request, &()).await.ok()?;
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let boundary = multer::parse_boundary(content_type).ok()?;
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().for_field("csrf", 1024));
+    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes) });
+    let mut form = multer::Multipart::with_constraints(stream, boundary, constraints);
     while let Ok(Some(field)) = form.next_field().await {
         if field.name() == Some("csrf") {
             return field.text().await.ok();
@@ -146,6 +153,8 @@ pub async fn middleware(
     };
 
     let mut request = request;
+    // Held until the answer is made: at most two large uploads in memory at once.
+    let mut _upload = None;
     if request.method() == Method::POST {
         if !same_origin(&request) {
             return pages::forbidden("This form was sent from another site.");
@@ -153,7 +162,9 @@ pub async fn middleware(
         let form = form_kind(&request);
         let sent = match form {
             Some(multipart) => {
-                let limit = if multipart {
+                // Only the image upload form carries a large body.
+                let limit = if multipart && request.uri().path().ends_with("/images") {
+                    _upload = Some(UPLOADS.acquire().await);
                     MAX_UPLOAD_BYTES
                 } else {
                     state.config.http.max_body_bytes
