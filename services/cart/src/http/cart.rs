@@ -312,6 +312,55 @@ pub async fn remove(
 /// places them as an order (priced by orders, never by the cart) and its answer comes back as it
 /// is. The same key again is the same checkout: its hold, and orders' same order.
 ///
+/// A line the cart itself shows as not orderable (the product is gone, or less is available than
+/// it asks for) is refused up front, 422 by its line, and the held lines go back into the cart:
+/// no order is placed only to be cancelled a moment later. The saga still decides for what passes
+/// (this is the cart's copy of the stock, a moment old).
+async fn refuse_what_cannot_be_ordered(
+    state: &AppState,
+    customer: uuid::Uuid,
+    key: &str,
+    items: &[crate::store::Item],
+) -> Result<(), Error> {
+    let ids: Vec<String> = items.iter().map(|i| i.product_id.clone()).collect();
+    let known = state.store.products(&ids).await?;
+    let mut fields = storefront_kit::validate::Fields::default();
+    for (index, item) in items.iter().enumerate() {
+        match known.iter().find(|p| p.id == item.product_id && !p.deleted) {
+            None => fields.add(
+                format!("items[{index}]"),
+                format!("product {} is no longer sold", item.product_id),
+            ),
+            Some(p) if p.available < item.quantity => fields.add(
+                format!("items[{index}].quantity"),
+                format!(
+                    "only {} of {} available; lower the quantity",
+                    p.available.max(0),
+                    p.title
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    let Err(refused) = fields.finish() else {
+        return Ok(());
+    };
+    state
+        .store
+        .update(customer, |cart| {
+            if cart
+                .checkouts
+                .iter()
+                .any(|c| c.key == key && c.order_id.is_none())
+            {
+                cart.release(key);
+            }
+            Ok::<_, Error>(())
+        })
+        .await?;
+    Err(refused)
+}
+
 /// What becomes of the held lines: a refusal of orders (4xx) puts them back at once; an order
 /// that completes keeps them out; an order that is cancelled puts them back (cart consumes
 /// `order.cancelled`). When orders does not answer they stay held for this key (retry with it);
@@ -351,6 +400,9 @@ pub async fn checkout(
             Ok(hold)
         })
         .await?;
+    if hold.order_id.is_none() {
+        refuse_what_cannot_be_ordered(&state, customer, &key, &hold.items).await?;
+    }
     let lines: Vec<Value> = hold
         .items
         .iter()
