@@ -6,6 +6,13 @@
 //! was read matches nothing and is run again, so two writers never lose each other's change.
 
 use futures::TryStreamExt;
+
+/// A category of the catalog and how many live products are in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryCount {
+    pub category: String,
+    pub count: i64,
+}
 use mongodb::{
     ClientSession, Collection, IndexModel,
     bson::{self, Document, doc},
@@ -439,6 +446,32 @@ impl Store {
             .try_collect()
             .await?;
         Ok(Page { items, total })
+    }
+
+    /// Every category live products are in, with how many, by name.
+    pub async fn categories(&self) -> Result<Vec<CategoryCount>, StoreError> {
+        let pipeline = [
+            doc! { "$match": { "deleted": false } },
+            doc! { "$group": { "_id": "$category", "count": { "$sum": 1 } } },
+            doc! { "$sort": { "_id": 1 } },
+        ];
+        let mut found = Vec::new();
+        let mut cursor = self.products.aggregate(pipeline).await?;
+        while let Some(group) = cursor.try_next().await? {
+            let count = match group.get("count") {
+                Some(bson::Bson::Int32(n)) => i64::from(*n),
+                Some(bson::Bson::Int64(n)) => *n,
+                Some(bson::Bson::Double(n)) => *n as i64,
+                _ => 0,
+            };
+            if let Ok(category) = group.get_str("_id") {
+                found.push(CategoryCount {
+                    category: category.to_owned(),
+                    count,
+                });
+            }
+        }
+        Ok(found)
     }
 
     /// Reads a live product, lets `edit` change it, and writes it back one version up with the

@@ -21,6 +21,7 @@ pub fn routes(state: AppState) -> Router {
         (state.rules.max_bytes + 64 * 1024).max(storefront_kit::config::MAX_UPLOAD_BYTES);
     Router::new()
         .route("/api/products", get(products::list).post(products::create))
+        .route("/api/products/categories", get(products::categories))
         .route(
             "/api/products/{id}",
             get(products::show)

@@ -20,7 +20,7 @@ use super::views::{ProductView, if_match, json, product_id, render, view};
 use crate::{
     AppState,
     domain::{Category, Currency, Description, Fields, Price, Quantity, Title},
-    store::{Change, ListQuery, ProductDoc, Sort},
+    store::{CategoryCount, Change, ListQuery, ProductDoc, Sort},
 };
 
 pub const MAX_SEARCH_CHARS: usize = 100;
@@ -130,6 +130,23 @@ pub async fn list(
     .map_err(Error::internal)?;
     let body = Bytes::from(body);
     state.cache.keep_list(key, body.clone());
+    Ok(json(StatusCode::OK, body, None))
+}
+
+#[derive(Debug, Serialize)]
+pub struct CategoryList {
+    items: Vec<CategoryCount>,
+}
+
+/// `GET /api/products/categories`: the catalog's categories, as the products are (public).
+pub async fn categories(State(state): State<AppState>) -> Result<Response, Error> {
+    const KEY: &str = "categories";
+    if let Some(body) = state.cache.list(KEY) {
+        return Ok(json(StatusCode::OK, body, None));
+    }
+    let items = state.store.categories().await?;
+    let body = Bytes::from(serde_json::to_vec(&CategoryList { items }).map_err(Error::internal)?);
+    state.cache.keep_list(KEY.to_owned(), body.clone());
     Ok(json(StatusCode::OK, body, None))
 }
 

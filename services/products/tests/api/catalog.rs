@@ -358,3 +358,37 @@ async fn search_matches_text_literally_whatever_its_characters() {
     .await;
     assert_eq!(fields(&body), ["q"]);
 }
+
+/// The catalog's categories, as the products are: what the shop's filter offers.
+#[tokio::test]
+async fn categories_come_from_the_live_products() {
+    let app = spawn_app().await;
+    let empty: Value = app.get("/categories").await.json().await.unwrap();
+    assert_eq!(empty["items"], serde_json::json!([]));
+    app.product("Mug", "kitchen", 1800, 1).await;
+    app.product("Pan", "kitchen", 3900, 1).await;
+    let tent = app.product("Tent", "outdoors", 19900, 1).await;
+    let list: Value = app.get("/categories").await.json().await.unwrap();
+    assert_eq!(
+        list["items"],
+        serde_json::json!([
+            { "category": "kitchen", "count": 2 },
+            { "category": "outdoors", "count": 1 }
+        ])
+    );
+    let response = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/{}", tent["id"].as_str().unwrap()),
+            Some(&app.admin),
+            Some("\"v1\""),
+            None,
+        )
+        .await;
+    assert!(response.status().is_success(), "{}", response.status());
+    let list: Value = app.get("/categories").await.json().await.unwrap();
+    assert_eq!(
+        list["items"],
+        serde_json::json!([{ "category": "kitchen", "count": 2 }])
+    );
+}
