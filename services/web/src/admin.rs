@@ -19,7 +19,6 @@ use crate::{
         FormErrors, Layout, PageError, admin_token, parse_price, price_text, render, with_status,
     },
     session::Visitor,
-    shop::CATEGORIES,
 };
 
 type PageResult = Result<Response, PageError>;
@@ -135,11 +134,17 @@ struct ProductFormPage {
     conflict: Option<Product>,
     stock_errors: FormErrors,
     image_errors: FormErrors,
-    categories: Vec<&'static str>,
+    /// The catalog's categories, offered as the admin types one (a new one is fine too).
+    categories: Vec<String>,
 }
 
 impl ProductFormPage {
-    fn new(layout: Layout, product: Option<Product>, form: ProductForm) -> Self {
+    async fn new(
+        state: &AppState,
+        layout: Layout,
+        product: Option<Product>,
+        form: ProductForm,
+    ) -> Self {
         ProductFormPage {
             layout,
             product,
@@ -148,7 +153,7 @@ impl ProductFormPage {
             conflict: None,
             stock_errors: FormErrors::none(),
             image_errors: FormErrors::none(),
-            categories: CATEGORIES.to_vec(),
+            categories: state.api.category_names().await,
         }
     }
 }
@@ -164,7 +169,9 @@ pub async fn new_product(
         stock: "0".into(),
         ..ProductForm::default()
     };
-    Ok(render(&ProductFormPage::new(layout, None, form)))
+    Ok(render(
+        &ProductFormPage::new(&state, layout, None, form).await,
+    ))
 }
 
 pub async fn create_product(
@@ -184,7 +191,7 @@ pub async fn create_product(
         Err(errors) => errors,
     };
     let layout = Layout::of(&state, &visitor, "Admin · New product").await;
-    let mut page = ProductFormPage::new(layout, None, form);
+    let mut page = ProductFormPage::new(&state, layout, None, form).await;
     page.errors = errors;
     Ok(with_status(render(&page), StatusCode::UNPROCESSABLE_ENTITY))
 }
@@ -198,7 +205,9 @@ pub async fn edit_product(
     let product = state.api.product(&id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let form = ProductForm::of(&product);
-    Ok(render(&ProductFormPage::new(layout, Some(product), form)))
+    Ok(render(
+        &ProductFormPage::new(&state, layout, Some(product), form).await,
+    ))
 }
 
 pub async fn update_product(
@@ -232,7 +241,7 @@ pub async fn update_product(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    let mut page = ProductFormPage::new(layout, Some(product), form);
+    let mut page = ProductFormPage::new(&state, layout, Some(product), form).await;
     page.errors = errors;
     page.conflict = conflict;
     Ok(with_status(render(&page), status))
@@ -276,7 +285,7 @@ pub async fn adjust_stock(
     let product = state.api.product(&id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let form_fields = ProductForm::of(&product);
-    let mut page = ProductFormPage::new(layout, Some(product), form_fields);
+    let mut page = ProductFormPage::new(&state, layout, Some(product), form_fields).await;
     page.stock_errors = stock_errors;
     Ok(with_status(render(&page), StatusCode::UNPROCESSABLE_ENTITY))
 }
@@ -326,7 +335,7 @@ pub async fn upload_image(
     let product = state.api.product(&id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let form_fields = ProductForm::of(&product);
-    let mut page = ProductFormPage::new(layout, Some(product), form_fields);
+    let mut page = ProductFormPage::new(&state, layout, Some(product), form_fields).await;
     page.image_errors = image_errors;
     Ok(with_status(render(&page), StatusCode::UNPROCESSABLE_ENTITY))
 }

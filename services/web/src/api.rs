@@ -22,6 +22,17 @@ pub struct Problem {
     pub errors: Vec<FieldProblem>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct Category {
+    pub category: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Categories {
+    items: Vec<Category>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct FieldProblem {
     pub field: String,
@@ -417,6 +428,33 @@ impl Api {
             .query(query),
         )
         .await
+    }
+
+    /// The catalog's categories by name, with how many products each has; empty when products
+    /// does not answer (a page goes without its filter rather than fail).
+    pub async fn categories(&self) -> Vec<Category> {
+        let answer: ApiResult<Categories> = self
+            .json(self.request(
+                Method::GET,
+                format!("{}/api/products/categories", self.urls.products),
+                None,
+            ))
+            .await;
+        match answer {
+            Ok(list) => list.items,
+            Err(e) => {
+                tracing::info!(error = %e, "the catalog's categories are not known");
+                Vec::new()
+            }
+        }
+    }
+
+    pub async fn category_names(&self) -> Vec<String> {
+        self.categories()
+            .await
+            .into_iter()
+            .map(|c| c.category)
+            .collect()
     }
 
     pub async fn product(&self, id: &str) -> ApiResult<Product> {

@@ -31,8 +31,28 @@ pub struct CatalogQuery {
     sort: String,
     #[serde(default)]
     in_stock: String,
+    /// Price bounds as a shopper types them ("12" or "12.50"), in the catalog's currency.
+    #[serde(default)]
+    min_price: String,
+    #[serde(default)]
+    max_price: String,
     #[serde(default)]
     page: String,
+}
+
+/// A price typed in major units ("12", "12.5", "12.50") as minor units.
+fn minor_units(raw: &str) -> Result<i64, String> {
+    let raw = raw.trim().trim_start_matches('$');
+    let (whole, cents) = raw.split_once('.').unwrap_or((raw, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole)
+        || !(cents.is_empty() || (cents.len() <= 2 && digits(cents)))
+        || whole.len() > 8
+    {
+        return Err(format!("{raw:?} is not a price like 12 or 12.50"));
+    }
+    let cents = format!("{cents:0<2}");
+    Ok(whole.parse::<i64>().unwrap_or(0) * 100 + cents.parse::<i64>().unwrap_or(0))
 }
 
 #[derive(Template)]
@@ -45,7 +65,8 @@ struct CatalogPage {
     page: i64,
     pages: i64,
     error: Option<String>,
-    categories: Vec<&'static str>,
+    /// The catalog's categories (with the chosen one even when it has no products).
+    categories: Vec<String>,
 }
 
 impl CatalogPage {
@@ -56,6 +77,8 @@ impl CatalogPage {
             ("category", self.query.category.as_str()),
             ("sort", self.query.sort.as_str()),
             ("in_stock", self.query.in_stock.as_str()),
+            ("min_price", self.query.min_price.as_str()),
+            ("max_price", self.query.max_price.as_str()),
         ];
         let mut query: Vec<(&str, String)> = pairs
             .iter()
@@ -69,15 +92,6 @@ impl CatalogPage {
         )
     }
 }
-
-pub const CATEGORIES: [&str; 6] = [
-    "kitchen",
-    "stationery",
-    "home",
-    "garden",
-    "outdoor",
-    "apparel",
-];
 
 pub async fn catalog(
     State(state): State<AppState>,
@@ -98,8 +112,36 @@ pub async fn catalog(
     if query.in_stock == "true" {
         api_query.push(("in_stock".into(), "true".into()));
     }
+    let mut typed = Vec::new();
+    for (key, label, value) in [
+        ("min_price", "Price from", &query.min_price),
+        ("max_price", "Price to", &query.max_price),
+    ] {
+        if value.trim().is_empty() {
+            continue;
+        }
+        match minor_units(value) {
+            Ok(cents) => api_query.push((key.into(), cents.to_string())),
+            Err(message) => typed.push(format!("{label}: {message}")),
+        }
+    }
     let layout = Layout::of(&state, &visitor, "Shop").await;
-    let (products, total, page, pages, error) = match state.api.products(&api_query).await {
+    let mut categories = state.api.category_names().await;
+    let chosen = query.category.trim();
+    if !chosen.is_empty() && !categories.iter().any(|c| c == chosen) {
+        categories.push(chosen.to_owned());
+    }
+    let listed = if typed.is_empty() {
+        state.api.products(&api_query).await
+    } else {
+        Err(ApiError::Problem(crate::api::Problem {
+            kind: String::new(),
+            status: 422,
+            detail: typed.join("; "),
+            errors: Vec::new(),
+        }))
+    };
+    let (products, total, page, pages, error) = match listed {
         Ok(list) => {
             let pages = list.pages();
             (list.items, list.total, list.page, pages, None)
@@ -138,7 +180,7 @@ pub async fn catalog(
         page,
         pages,
         error,
-        categories: CATEGORIES.to_vec(),
+        categories,
     };
     Ok(with_status(render(&page), status))
 }
@@ -466,7 +508,14 @@ pub async fn checkout(
     match state.api.checkout(token, &form.checkout_key).await {
         Ok(order) => Ok(Redirect::to(&format!("/orders/{}", order.id)).into_response()),
         Err(ApiError::Problem(p)) if p.status == 422 || p.status == 409 || p.status == 400 => {
-            cart_page(&state, &visitor, Some(p.detail)).await
+            // A line the cart cannot order says which and why ("only 3 of … available").
+            let message = if p.errors.is_empty() {
+                p.detail
+            } else {
+                let reasons: Vec<&str> = p.errors.iter().map(|e| e.message.as_str()).collect();
+                format!("Nothing was ordered: {}.", reasons.join("; "))
+            };
+            cart_page(&state, &visitor, Some(message)).await
         }
         Err(e) => Err(e.into()),
     }
@@ -687,4 +736,19 @@ pub async fn read_all(
     let token = token(&visitor, "/notifications")?;
     state.api.read_all(token).await?;
     Ok(Redirect::to("/notifications").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::minor_units;
+
+    #[test]
+    fn prices_are_typed_in_major_units() {
+        assert_eq!(minor_units("12"), Ok(1200));
+        assert_eq!(minor_units(" 12.5 "), Ok(1250));
+        assert_eq!(minor_units("$0.07"), Ok(7));
+        for bad in ["", "ten", "1.234", "-1", "1e3", ".5", "123456789"] {
+            assert!(minor_units(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 // The live parts: the notifications socket feeds the bell, toasts and order statuses on the page.
 // Everything else works without JavaScript.
 (function () {
+  // What says the page updates itself shows only where it does.
+  document.documentElement.classList.add('live');
   if (!document.body.dataset.signedIn) return;
   // The newest notification when the page was rendered: anything later is news to this page
   // (the socket replays it), even if it happened before the socket opened.

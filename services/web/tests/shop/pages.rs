@@ -34,7 +34,9 @@ async fn the_catalog_shows_what_products_answers_for_each_search_filter_sort_and
             .map(|p| p["id"].as_str().unwrap())
             .collect();
         assert_eq!(page.values("href", "/products/"), ids, "?{query}");
-        page.contains(&format!("{} products", expected["total"]));
+        let total = expected["total"].as_i64().unwrap();
+        let noun = if total == 1 { "product" } else { "products" };
+        page.contains(&format!("{total} {noun}</p>"));
     }
     let sorted = visitor.get("/?sort=price_asc").await;
     let prices: Vec<f64> = sorted
@@ -60,6 +62,62 @@ async fn the_catalog_shows_what_products_answers_for_each_search_filter_sort_and
     // A page number that is not a number: the same.
     let page = visitor.get("/?page=two").await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// A walk found the category filter a fixed list ("outdoor" found nothing, the catalog's own
+/// categories were missing, a product's category link left it on "All") and no price filter.
+#[tokio::test]
+async fn the_catalog_filters_by_its_own_categories_and_by_price() {
+    let visitor = Visitor::new(&Shop::from_env());
+    let categories = visitor.api("/api/products/categories").await;
+    let names: Vec<&str> = categories["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["category"].as_str().unwrap())
+        .collect();
+    assert!(names.len() > 1, "{categories}");
+    let home = visitor.get("/").await;
+    for name in &names {
+        home.contains(&format!("<option value=\"{name}\">"));
+    }
+    // A product's category link chooses that category in the filter.
+    let id = a_product(&visitor).await;
+    let product = visitor.api(&format!("/api/products/{id}")).await;
+    let category = product["category"].as_str().unwrap();
+    visitor
+        .get(&format!("/products/{id}"))
+        .await
+        .contains(&format!("href=\"/?category={category}\""));
+    visitor
+        .get(&format!("/?category={category}"))
+        .await
+        .ok()
+        .contains(&format!("<option value=\"{category}\" selected>"));
+
+    // Prices as a shopper types them, in dollars; the API's bounds are in cents.
+    let expected = visitor
+        .api("/api/products?min_price=1000&max_price=2000&per_page=12")
+        .await;
+    let page = visitor.get("/?min_price=10&max_price=20.00").await;
+    page.ok()
+        .contains("name=\"min_price\" inputmode=\"decimal\" size=\"6\" value=\"10\"");
+    let ids: Vec<&str> = expected["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.is_empty(), "the demo has products between $10 and $20");
+    assert_eq!(page.values("href", "/products/"), ids);
+    let total = expected["total"].as_i64().unwrap();
+    page.contains(&format!(
+        "{total} {}</p>",
+        if total == 1 { "product" } else { "products" }
+    ));
+    let page = visitor.get("/?min_price=ten").await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    page.contains("role=\"alert\"").contains("Price from");
 }
 
 #[tokio::test]
