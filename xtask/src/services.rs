@@ -390,12 +390,18 @@ pub const UPLOAD_ROUTES: [(&str, &str, usize); 2] = [
 
 /// The errors nginx answers itself (a request it cannot parse, a body over the route's limit, a
 /// service that is down), as problem+json like every service's (docs/api/errors.md).
-const GATEWAY_ERRORS: [(u16, &str, &str, &str); 11] = [
+const GATEWAY_ERRORS: [(u16, &str, &str, &str); 12] = [
     (
         400,
         "malformed-request",
         "Bad Request",
         "the gateway could not read this request (a malformed request line or headers, or headers too large)",
+    ),
+    (
+        405,
+        "method-not-allowed",
+        "Method Not Allowed",
+        "the gateway does not take this method (such as TRACE)",
     ),
     (
         408,

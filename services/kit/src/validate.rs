@@ -47,11 +47,24 @@ fn invisible(c: char) -> bool {
                 | '\u{180E}'
                 | '\u{200B}'..='\u{200F}'
                 | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
                 | '\u{3164}'
                 | '\u{FE00}'..='\u{FE0F}'
                 | '\u{FEFF}'
                 | '\u{FFA0}'
         )
+}
+
+/// Combining marks (accents and the like): they show only on a character before them.
+fn combining(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0300}'..='\u{036F}'
+            | '\u{1AB0}'..='\u{1AFF}'
+            | '\u{1DC0}'..='\u{1DFF}'
+            | '\u{20D0}'..='\u{20FF}'
+            | '\u{FE20}'..='\u{FE2F}'
+    )
 }
 
 /// Bidirectional overrides and isolates: they reorder what follows them on screen, so a name can
@@ -71,7 +84,7 @@ pub fn text(
     allow_newlines: bool,
 ) -> Result<String, String> {
     let value = raw.trim_matches(invisible);
-    if required && value.is_empty() {
+    if required && value.chars().all(|c| invisible(c) || combining(c)) {
         return Err(if raw.trim().is_empty() {
             format!("{what} is required")
         } else {
@@ -144,6 +157,9 @@ mod tests {
             "\u{FEFF}",
             " \u{2060}\u{200D} ",
             "\u{3164}",
+            "\u{2800}\u{2800}",
+            "\u{0301}",
+            "\u{0301}\u{0302}",
         ] {
             let error = text(raw, "a name", 10, true, false).unwrap_err();
             assert!(error.contains("visible"), "{raw:?}: {error}");
@@ -151,6 +167,10 @@ mod tests {
         assert_eq!(
             text("\u{200B}Ada\u{200B}", "a name", 10, true, false).unwrap(),
             "Ada"
+        );
+        assert_eq!(
+            text("e\u{0301}", "a name", 10, true, false).unwrap(),
+            "e\u{0301}"
         );
         // Inside a word, a joiner is text (emoji sequences, some scripts).
         assert_eq!(

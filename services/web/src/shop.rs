@@ -25,7 +25,8 @@ type PageResult = Result<Response, PageError>;
 pub struct CatalogQuery {
     #[serde(default)]
     q: String,
-    #[serde(default)]
+    /// As the API reads it: lower case (`Kitchen` is `kitchen`).
+    #[serde(default, deserialize_with = "lower_case")]
     category: String,
     #[serde(default)]
     sort: String,
@@ -40,16 +41,20 @@ pub struct CatalogQuery {
     page: String,
 }
 
+fn lower_case<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|s| s.trim().to_lowercase())
+}
+
 /// A price typed in major units ("12", "12.5", "12.50") as minor units.
 fn minor_units(raw: &str) -> Result<i64, String> {
     let raw = raw.trim().trim_start_matches('$');
     let (whole, cents) = raw.split_once('.').unwrap_or((raw, ""));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole)
-        || !(cents.is_empty() || (cents.len() <= 2 && digits(cents)))
-        || whole.len() > 8
-    {
+    if !digits(whole) || !(cents.is_empty() || (cents.len() <= 2 && digits(cents))) {
         return Err(format!("{raw:?} is not a price like 12 or 12.50"));
+    }
+    if whole.len() > 8 {
+        return Err(format!("{raw} is more than any price in the shop"));
     }
     let cents = format!("{cents:0<2}");
     Ok(whole.parse::<i64>().unwrap_or(0) * 100 + cents.parse::<i64>().unwrap_or(0))
@@ -126,11 +131,7 @@ pub async fn catalog(
         }
     }
     let layout = Layout::of(&state, &visitor, "Shop").await;
-    let mut categories = state.api.category_names().await;
-    let chosen = query.category.trim();
-    if !chosen.is_empty() && !categories.iter().any(|c| c == chosen) {
-        categories.push(chosen.to_owned());
-    }
+    let categories = state.api.category_names().await;
     let listed = if typed.is_empty() {
         state.api.products(&api_query).await
     } else {
@@ -147,10 +148,27 @@ pub async fn catalog(
             (list.items, list.total, list.page, pages, None)
         }
         Err(ApiError::Problem(p)) if p.status == 422 || p.status == 400 => {
+            // The API's field names as the form labels them.
+            fn label(field: &str) -> &str {
+                match field {
+                    "min_price" => "Price from",
+                    "max_price" => "Price to",
+                    "q" => "Search",
+                    "category" => "Category",
+                    "sort" => "Sort",
+                    other => other,
+                }
+            }
             let message = p
                 .errors
                 .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
+                .map(|e| {
+                    let text = e
+                        .message
+                        .replace("max_price", "the upper price")
+                        .replace("min_price", "the lower one");
+                    format!("{}: {text}", label(&e.field))
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             (
@@ -260,15 +278,36 @@ pub struct SignInForm {
     next: Option<String>,
 }
 
+/// The visitor's address (from the gateway's `X-Real-IP` when web trusts it), passed on to auth
+/// so its per-address sign-in limit counts each visitor, not web itself: a walk found every form
+/// sign-in sharing web's own address, so 60 wrong passwords from anyone locked everyone out.
+pub struct ClientAddress(Option<std::net::IpAddr>);
+
+impl axum::extract::FromRequestParts<AppState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(storefront_kit::server::client_ip(
+            parts,
+            state.config.http.trust_proxy_headers,
+        )))
+    }
+}
+
 pub async fn signin(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
+    ClientAddress(address): ClientAddress,
     Form(form): Form<SignInForm>,
 ) -> PageResult {
     let next = safe_next(form.next.as_deref());
+    let address = address.map(|ip| ip.to_string());
     match state
         .api
-        .signin(form.email.trim(), &form.password, None)
+        .signin(form.email.trim(), &form.password, address.as_deref())
         .await
     {
         Ok(session) => Ok(signed_in(&state, &session, &next)),
@@ -608,6 +647,7 @@ async fn order_page(
         if problem.is_none() {
             match state.api.payment_failure(token, id).await {
                 Ok(Some(reason)) => {
+                    let reason = reason.trim().trim_end_matches('.');
                     problem = Some(format!(
                         "Your last payment did not go through: {reason}. Try again, or use another card."
                     ));

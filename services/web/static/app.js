@@ -35,6 +35,8 @@
       if (n.order_status !== 'awaiting_payment' && document.querySelector('[data-order-id="' + n.order_id + '"]')) {
         // Paid, cancelled or expired: nothing left to pay or cancel on this page.
         document.querySelectorAll('[data-payable]').forEach(function (el) { el.remove(); });
+        var paid = document.getElementById('paid-live');
+        if (paid && n.order_status === 'completed') paid.hidden = false;
       }
       var reserving = document.getElementById('reserving');
       if (reserving && document.querySelector('[data-order-id="' + n.order_id + '"]') && n.order_status !== 'pending') {

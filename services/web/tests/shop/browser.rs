@@ -386,6 +386,14 @@ async fn three_d_secure_is_confirmed_in_the_page_and_an_open_order_page_follows_
             .is_err(),
         "no Pay button on a completed order"
     );
+    // Nor "a payment is in progress" beside "completed": the page says it is paid.
+    assert!(browser.client().find(locator("#paying")).await.is_err());
+    let thanks = browser
+        .client()
+        .find(locator("#paid-live, #thanks"))
+        .await
+        .unwrap();
+    assert!(thanks.is_displayed().await.unwrap());
     let token = browser
         .client()
         .get_named_cookie("sf_access")

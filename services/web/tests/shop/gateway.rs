@@ -134,11 +134,13 @@ async fn requests_the_gateway_cannot_read_are_problems() {
         )
         .into_bytes(),
         format!("GET {long_url} HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").into_bytes(),
+        b"TRACE / HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET / HTTP/9.9\r\nHost: shop\r\nConnection: close\r\n\r\n".to_vec(),
     ];
     for request in cases {
         let (status, content_type, body) = raw(&shop, &request);
         assert!(
-            status.starts_with("HTTP/1.1 4"),
+            status.starts_with("HTTP/1.1 4") || status.starts_with("HTTP/1.1 505"),
             "{status} for {:?}",
             String::from_utf8_lossy(&request[..40.min(request.len())])
         );
@@ -247,4 +249,58 @@ async fn cookie_signed_api_writes_need_this_sites_origin() {
     let token = visitor.access_token().unwrap();
     let response = client().post(&url).bearer_auth(token).send().await.unwrap();
     assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// The sign-in form counts each visitor's address, not web's: a walk found every form sign-in
+/// counted against web's own address, so 60 wrong passwords from anyone locked everyone out.
+#[tokio::test]
+async fn the_signin_forms_limit_is_per_visitor_not_shared() {
+    let shop = Shop::from_env();
+    let n = uuid::Uuid::new_v4().as_bytes()[0];
+    let visitor = |seed: u8| {
+        reqwest::Client::builder()
+            .local_address(IpAddr::V4(Ipv4Addr::new(127, seed, n, n.max(2))))
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    async fn sign_in(client: &reqwest::Client, url: &str) -> StatusCode {
+        let page = client
+            .get(format!("{url}/signin"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+        let csrf = &page[at..at + 64];
+        client
+            .post(format!("{url}/signin"))
+            .form(&[
+                ("csrf", csrf),
+                ("email", &format!("{}@example.com", unique("nobody"))),
+                ("password", "wrong-password-1"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+    let attacker = visitor(77);
+    let mut last = StatusCode::OK;
+    for attempt in 0..61 {
+        last = sign_in(&attacker, &shop.url).await;
+        if attempt < 60 {
+            assert_eq!(last, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+        }
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    // Someone else, at the same moment, is not locked out.
+    assert_eq!(
+        sign_in(&visitor(78), &shop.url).await,
+        StatusCode::UNAUTHORIZED
+    );
 }

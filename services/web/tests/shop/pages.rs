@@ -50,7 +50,7 @@ async fn the_catalog_shows_what_products_answers_for_each_search_filter_sort_and
     for (query, message) in [
         (
             "sort=cheapest",
-            "sort: one of newest, price_asc, price_desc",
+            "Sort: one of newest, price_asc, price_desc",
         ),
         ("category=kitchen_ware", "category"),
         ("page=99999", "page"),
@@ -89,11 +89,13 @@ async fn the_catalog_filters_by_its_own_categories_and_by_price() {
         .get(&format!("/products/{id}"))
         .await
         .contains(&format!("href=\"/?category={category}\""));
-    visitor
-        .get(&format!("/?category={category}"))
-        .await
-        .ok()
-        .contains(&format!("<option value=\"{category}\" selected>"));
+    for typed in [category.to_owned(), category.to_uppercase()] {
+        visitor
+            .get(&format!("/?category={typed}"))
+            .await
+            .ok()
+            .contains(&format!("<option value=\"{category}\" selected>"));
+    }
 
     // Prices as a shopper types them, in dollars; the API's bounds are in cents.
     let expected = visitor
@@ -118,6 +120,11 @@ async fn the_catalog_filters_by_its_own_categories_and_by_price() {
     let page = visitor.get("/?min_price=ten").await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     page.contains("role=\"alert\"").contains("Price from");
+    // The API's refusal in the form's words, not its field names.
+    let page = visitor.get("/?min_price=30&max_price=10").await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    page.contains("Price to:");
+    assert!(!page.body.contains("max_price:"), "{}", page.body);
 }
 
 #[tokio::test]
@@ -392,8 +399,8 @@ async fn checkout_pay_by_card_and_the_order_completes_with_its_notifications() {
         .await
         .ok()
         .contains("Your last payment did not go through")
-        .contains("declined")
-        .contains("id=\"payment-form\"");
+        .contains("declined. Try again");
+    visitor.get(&path).await.contains("id=\"payment-form\"");
 
     let card = payment_method("4242424242424242").await;
     let page = visitor
