@@ -108,6 +108,8 @@ impl From<StoreError> for storefront_kit::Error {
                 kind: "email-taken",
                 detail: e.to_string(),
             },
+            // A database that does not answer is a 503 (kit's mapping), not a bug.
+            StoreError::Mongo(e) => e.into(),
             other => storefront_kit::Error::internal(other),
         }
     }

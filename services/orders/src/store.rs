@@ -217,6 +217,8 @@ impl From<StoreError> for storefront_kit::Error {
                 kind: "payment-in-progress",
                 detail: e.to_string(),
             },
+            // A database that does not answer is a 503 (kit's mapping), not a bug.
+            StoreError::Mongo(e) => e.into(),
             other => Error::internal(other),
         }
     }

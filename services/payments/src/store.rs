@@ -158,6 +158,8 @@ impl From<StoreError> for storefront_kit::Error {
                 kind: "payment-in-progress",
                 detail: format!("{e}; wait for its outcome"),
             },
+            // A database that does not answer is a 503 (kit's mapping), not a bug.
+            StoreError::Mongo(e) => e.into(),
             other => Error::internal(other),
         }
     }
@@ -581,6 +583,21 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fault test found a payment answering 500 while MongoDB restarted ("I/O error:
+    /// unexpected end of file"): the store's errors keep kit's mapping of an unanswering
+    /// database to a 503.
+    #[test]
+    fn a_database_that_does_not_answer_is_a_503_not_a_500() {
+        let eof = mongodb::error::Error::from(mongodb::error::ErrorKind::from(
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "unexpected end of file"),
+        ));
+        let error = storefront_kit::Error::from(StoreError::Mongo(eof));
+        assert!(
+            matches!(error, storefront_kit::Error::Unavailable(_)),
+            "{error:?}"
+        );
+    }
 
     #[test]
     fn refunds_back_off_to_five_minutes() {

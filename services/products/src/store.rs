@@ -181,6 +181,8 @@ impl From<StoreError> for storefront_kit::Error {
                 kind: "stock-conflict",
                 detail: message,
             },
+            // A database that does not answer is a 503 (kit's mapping), not a bug.
+            StoreError::Mongo(e) => e.into(),
             other => Error::internal(other),
         }
     }
