@@ -86,9 +86,15 @@ async fn start(fail_first: u32) -> Harness {
     let stack = TestStack::from_env();
     let kafka = stack.kafka(&unique("t"));
     let topic = format!("{}.users", kafka.topic_prefix);
-    kafka::ensure_topics(&kafka, std::slice::from_ref(&topic))
-        .await
-        .unwrap();
+    // Each step has its own deadline, so a hang names its step (one run of the whole suite timed
+    // out in an_idle_consumer_that_stopped_fetching_wakes_for_a_new_event without saying where).
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        kafka::ensure_topics(&kafka, std::slice::from_ref(&topic)),
+    )
+    .await
+    .expect("creating the topic took over 30 s")
+    .unwrap();
     let mongo = Mongo::connect(&stack.mongo(&unique("consumer")), "test")
         .await
         .unwrap();
@@ -180,15 +186,16 @@ impl Harness {
             key: "event-type",
             value: Some(event.event_type.as_str()),
         });
-        producer
-            .send(
-                FutureRecord::to(&self.topic)
-                    .key(&event.key)
-                    .payload(&payload)
-                    .headers(headers),
-                Timeout::After(Duration::from_secs(10)),
-            )
+        let sent = producer.send(
+            FutureRecord::to(&self.topic)
+                .key(&event.key)
+                .payload(&payload)
+                .headers(headers),
+            Timeout::After(Duration::from_secs(10)),
+        );
+        tokio::time::timeout(Duration::from_secs(30), sent)
             .await
+            .expect("sending the event took over 30 s")
             .map_err(|(e, _)| e)
             .unwrap();
     }
@@ -247,7 +254,10 @@ impl Harness {
 
     async fn stop(self) {
         self.stop.send(true).unwrap();
-        self.runner.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.runner)
+            .await
+            .expect("the consumer did not stop within 30 s")
+            .unwrap();
     }
 }
 
