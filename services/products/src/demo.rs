@@ -2,10 +2,7 @@
 //! generated picture per product. Written through the store, so every product gets its events.
 
 use bytes::Bytes;
-use storefront_events::{
-    Money,
-    products::{ImageRef, Stock},
-};
+use storefront_events::{Money, products::Stock};
 use uuid::Uuid;
 
 use crate::{
@@ -301,18 +298,10 @@ pub async fn seed(store: &Store, images: &Images) -> Result<usize, SeedError> {
         .await
         .map_err(|e| SeedError::Image(e.to_string()))?
         .map_err(|e| SeedError::Image(e.to_string()))?;
-        let key = format!("{}.{}", Uuid::new_v4(), prepared.kind.extension());
-        let image = ImageRef {
-            key: key.clone(),
-            content_type: prepared.kind.content_type().to_owned(),
-            width: prepared.width,
-            height: prepared.height,
-            bytes: prepared.bytes.len() as u64,
-            primary: true,
-        };
+        let image = prepared.reference(true);
         images
             .put(
-                &Images::object_key(id, &key),
+                &Images::object_key(id, &image.key),
                 Bytes::from(prepared.bytes),
                 prepared.kind.content_type(),
             )

@@ -345,6 +345,17 @@ async fn refuse_what_cannot_be_ordered(
     let Err(refused) = fields.finish() else {
         return Ok(());
     };
+    give_back_unplaced(state, customer, key).await?;
+    Err(refused)
+}
+
+/// Puts a hold's lines back into the cart while no order holds them (refused before or by
+/// orders).
+async fn give_back_unplaced(
+    state: &AppState,
+    customer: uuid::Uuid,
+    key: &str,
+) -> Result<(), Error> {
     state
         .store
         .update(customer, |cart| {
@@ -358,7 +369,7 @@ async fn refuse_what_cannot_be_ordered(
             Ok::<_, Error>(())
         })
         .await?;
-    Err(refused)
+    Ok(())
 }
 
 /// What becomes of the held lines: a refusal of orders (4xx) puts them back at once; an order
@@ -465,19 +476,7 @@ pub async fn checkout(
             .await?;
     } else if status.is_client_error() && hold.order_id.is_none() {
         // orders refused: no order holds these lines.
-        state
-            .store
-            .update(customer, |cart| {
-                if cart
-                    .checkouts
-                    .iter()
-                    .any(|c| c.key == key && c.order_id.is_none())
-                {
-                    cart.release(&key);
-                }
-                Ok::<_, Error>(())
-            })
-            .await?;
+        give_back_unplaced(&state, customer, &key).await?;
     }
     let mut response = (status, body).into_response();
     response

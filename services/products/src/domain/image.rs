@@ -193,6 +193,20 @@ impl ImageRules {
     }
 }
 
+impl Prepared {
+    /// What the product records of it, under a new key (`{uuid}.{extension}`, never reused).
+    pub fn reference(&self, primary: bool) -> storefront_events::products::ImageRef {
+        storefront_events::products::ImageRef {
+            key: format!("{}.{}", uuid::Uuid::new_v4(), self.kind.extension()),
+            content_type: self.kind.content_type().to_owned(),
+            width: self.width,
+            height: self.height,
+            bytes: self.bytes.len() as u64,
+            primary,
+        }
+    }
+}
+
 /// A PNG when some pixel is see-through, else a JPEG (quality 85: a product photo's size).
 fn encode(picture: &DynamicImage) -> Result<Prepared, ImageError> {
     let see_through =

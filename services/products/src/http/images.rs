@@ -15,7 +15,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use storefront_events::products::ImageRef;
 use storefront_kit::{Error, auth::RequireAdmin, error::Path};
 use uuid::Uuid;
 
@@ -104,16 +103,9 @@ pub async fn upload(
         .await
         .map_err(Error::internal)?
         .map_err(image_error)?;
-    let key = format!("{}.{}", Uuid::new_v4(), prepared.kind.extension());
+    let image = prepared.reference(false);
+    let key = image.key.clone();
     let object = Images::object_key(id, &key);
-    let image = ImageRef {
-        key: key.clone(),
-        content_type: prepared.kind.content_type().to_owned(),
-        width: prepared.width,
-        height: prepared.height,
-        bytes: prepared.bytes.len() as u64,
-        primary: false,
-    };
     state
         .images
         .put(
