@@ -238,7 +238,7 @@ pub fn up(tools: &ClusterTools) -> Result<Cluster> {
         step("the cluster is already running");
         return Ok(cluster);
     }
-    preflight()?;
+    preflight(&Cluster::here())?;
     if PROCESSES.iter().any(|(name, _)| cluster.alive(name)) || bridge_exists() {
         step("a partly running cluster is left from before: stopping it first");
         down()?;
@@ -279,9 +279,15 @@ pub fn up(tools: &ClusterTools) -> Result<Cluster> {
     }
 }
 
+/// Free space the cluster's filesystem needs: the images (about 0.7 GiB imported), the pods' data,
+/// and the kubelet's eviction threshold (1 GiB, `xtask/assets/cluster/kubelet.yaml`), under which
+/// it deletes every image no pod runs yet, the ones just imported included.
+const MIN_FREE_BYTES: u64 = 3 << 30;
+
 /// What this cluster needs of the machine, checked before anything is changed: root (it makes a
-/// bridge, iptables rules and mounts) and cgroup v1 (what Kubernetes 1.20's kubelet runs on here).
-fn preflight() -> Result<()> {
+/// bridge, iptables rules and mounts), cgroup v1 (what Kubernetes 1.20's kubelet runs on here) and
+/// room on the disk.
+fn preflight(cluster: &Cluster) -> Result<()> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let root = status
         .lines()
@@ -298,6 +304,26 @@ fn preflight() -> Result<()> {
         bail!(
             "/sys/fs/cgroup is cgroup v2 only; the kubelet of Kubernetes 1.20 built here runs on \
              cgroup v1 (boot with systemd.unified_cgroup_hierarchy=0)"
+        );
+    }
+    std::fs::create_dir_all(&cluster.dir)?;
+    let free = Command::new("stat")
+        .args(["-f", "-c", "%a %S"])
+        .arg(&cluster.dir)
+        .output()?;
+    let free = String::from_utf8_lossy(&free.stdout);
+    let free = match free.split_whitespace().collect::<Vec<_>>()[..] {
+        [blocks, size] => blocks.parse::<u64>().ok().zip(size.parse::<u64>().ok()),
+        _ => None,
+    }
+    .map(|(blocks, size)| blocks * size)
+    .with_context(|| format!("stat -f {}: {free}", cluster.dir.display()))?;
+    if free < MIN_FREE_BYTES {
+        bail!(
+            "the cluster needs {:.1} GiB free on the filesystem of {}, which has {:.1} GiB",
+            MIN_FREE_BYTES as f64 / f64::from(1 << 30),
+            cluster.dir.display(),
+            free as f64 / f64::from(1 << 30),
         );
     }
     Ok(())
