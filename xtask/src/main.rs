@@ -46,6 +46,12 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if std::env::var_os("CI").is_some() && std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        // A CI build starts from nothing and is thrown away: incremental state would only cost
+        // disk (gigabytes) and time. Set before any thread starts; every cargo run here inherits it.
+        // SAFETY: single-threaded at this point.
+        unsafe { std::env::set_var("CARGO_INCREMENTAL", "0") };
+    }
     let result = match args.first().map(String::as_str) {
         Some("up") => up::up(&args[1..]),
         Some("down") => up::down(),

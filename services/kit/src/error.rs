@@ -17,7 +17,7 @@ use serde::{Serialize, de::DeserializeOwned};
 pub const PROBLEM_BASE: &str = "https://storefront.dev/problems/";
 
 /// One invalid input field: which, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -134,14 +134,19 @@ impl Error {
     }
 }
 
-/// The problem+json body.
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
+/// The problem+json body (RFC 9457): every error answer of every service.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct Problem<'a> {
+    /// `https://storefront.dev/problems/{slug}`; the slug is the stable part to match on.
     #[serde(rename = "type")]
     type_uri: String,
+    /// The status's reason phrase.
     title: &'a str,
+    /// The HTTP status.
     status: u16,
+    /// What went wrong, for a person.
     detail: String,
+    /// A validation problem's invalid fields (422 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
 }

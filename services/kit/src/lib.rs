@@ -14,7 +14,8 @@
 //! - [`kafka`]: client settings, topic creation, and the consumer runner (idempotent, retried,
 //!   dead-lettered);
 //! - [`replica`]: version-ordered replicas, and the product replica cart and orders keep;
-//! - [`validate`]: gathering field errors, cleaning free text.
+//! - [`validate`]: gathering field errors, cleaning free text;
+//! - [`openapi`]: each service's OpenAPI 3.1 document, from its types and its operations.
 
 pub mod auth;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod kafka;
 pub mod metrics;
 pub mod mongo;
+pub mod openapi;
 pub mod outbox;
 pub mod replica;
 pub mod server;

@@ -5,6 +5,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use storefront_events::{Money, orders::PriceLine};
@@ -20,7 +21,7 @@ use crate::{
     store::{CartDoc, Checkout, Item, MAX_ITEMS, MAX_QUANTITY, UNPLACED_HOLD_MINUTES},
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct LineView {
     product_id: String,
     title: String,
@@ -35,7 +36,7 @@ pub struct LineView {
 }
 
 /// Lines a checkout took out of the cart, until its order ends.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct HeldView {
     /// The order they are in (absent for a moment while it is being placed).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,13 +47,13 @@ pub struct HeldView {
 
 /// What the orderable lines would cost as an order now: orders' quote, through the shop's
 /// pricing function (shipping, fees, tax).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Estimate {
     charges: Vec<PriceLine>,
     total: Money,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CartView {
     items: Vec<LineView>,
     /// The sum of the orderable lines.
@@ -187,7 +188,7 @@ pub async fn show(
     Ok(Json(view(&state, &cart, &acting.token).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddBody {
     product_id: String,
@@ -255,7 +256,7 @@ pub async fn add(
     Ok(Json(view(&state, &cart, &acting.token).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuantityBody {
     quantity: i64,
