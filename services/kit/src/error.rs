@@ -282,8 +282,8 @@ impl From<JsonRejection> for Error {
     }
 }
 
-/// `axum::Json`, but a bad body is a problem+json answer: 400 for malformed JSON, unknown fields or
-/// wrong types, 413 over the body limit, 415 without a JSON content type or with a `charset` other
+/// `axum::Json`, but a bad body is a problem+json answer: 400 for malformed JSON, unknown fields,
+/// wrong types or an array where an object is expected, 413 over the body limit, 415 without a JSON content type or with a `charset` other
 /// than UTF-8 (JSON is UTF-8, RFC 8259; a latin1 body would be read as something else).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
@@ -314,7 +314,40 @@ where
                 "a JSON body is UTF-8; charset={charset} is not accepted"
             )));
         }
-        match axum::Json::<T>::from_request(req, state).await {
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|essence| {
+                essence == "application/json"
+                    || (essence.starts_with("application/") && essence.ends_with("+json"))
+            });
+        if !json {
+            return Err(Error::UnsupportedMediaType(
+                "expected a body with Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
+                _ => Error::BadRequest(rejection.body_text()),
+            })?;
+        // Every body here is an object; serde's derive would also take an array as a struct's
+        // fields by position (`["Ada"]` for `{"name": "Ada"}`), which no client means.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(Error::BadRequest(
+                "expected a JSON object, not an array".into(),
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(rejection.into()),
         }

@@ -171,7 +171,9 @@ async fn a_json_body_in_another_charset_is_refused() {
         ("application/json; charset=\"UTF-8\"", 200),
         ("application/json; charset=latin1", 415),
         ("application/json;charset=iso-8859-1", 415),
+        ("application/merge-patch+json", 200),
         ("text/plain", 415),
+        ("application/jsonx", 415),
     ] {
         let response = client
             .post(format!("{base}/named"))
@@ -188,5 +190,21 @@ async fn a_json_body_in_another_charset_is_refused() {
                 "https://storefront.dev/problems/unsupported-media-type"
             );
         }
+    }
+    // serde's derive reads an array as a struct's fields by position; a body is an object.
+    for (body, status) in [(r#"["Ada"]"#, 400), (r#" ["Ada"]"#, 400), ("\"Ada\"", 400)] {
+        let response = client
+            .post(format!("{base}/named"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{body}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            problem["type"],
+            "https://storefront.dev/problems/malformed-request"
+        );
     }
 }
