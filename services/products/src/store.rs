@@ -8,7 +8,8 @@
 use futures::TryStreamExt;
 
 /// A category of the catalog and how many live products are in it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "ProductCategory")]
 pub struct CategoryCount {
     pub category: String,
     pub count: i64,
@@ -74,18 +75,23 @@ impl ProductDoc {
     }
 }
 
-/// One stock movement, as the admin's stock view shows it.
+/// One stock movement of the ledger (the stock view shows it as `LedgerEntryView`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LedgerEntry {
     #[serde(rename = "_id")]
     pub id: String,
     pub product_id: String,
     pub movement: StockMovement,
+    /// The signed change of `available`.
     pub delta: i64,
+    /// The stock after the movement.
     pub stock: Stock,
+    /// The product's version after the movement.
     pub version: i64,
+    /// The order of a saga's movement (`reserved`, `released`, `sold`).
     #[serde(default)]
     pub order_id: Option<String>,
+    /// An adjustment's reason.
     #[serde(default)]
     pub reason: Option<String>,
     /// The admin behind an adjustment.

@@ -92,7 +92,6 @@ pub async fn upload(
             e.body_text()
         ))
     })?;
-    let expect = if_match(&headers, false)?;
     // Refuse early for an unknown product, before reading and storing the file.
     if state.store.get(id).await?.is_none() {
         return Err(Error::NotFound("no such product".into()));
@@ -103,6 +102,7 @@ pub async fn upload(
         .await
         .map_err(Error::internal)?
         .map_err(image_error)?;
+    let expect = if_match(&headers, false)?;
     let image = prepared.reference(false);
     let key = image.key.clone();
     let object = Images::object_key(id, &key);

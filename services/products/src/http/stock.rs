@@ -5,6 +5,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::Response,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use storefront_events::products::{Stock, StockMovement};
 use storefront_kit::{Error, Json, auth::RequireAdmin, error::Path};
@@ -19,13 +20,17 @@ use crate::{
 /// Ledger entries the stock view shows.
 const LEDGER_ENTRIES: i64 = 50;
 
-#[derive(Debug, Deserialize)]
+/// An admin's stock change: exactly one of `set` and `adjust`, with a reason.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "StockChangeBody")]
 pub struct ChangeBody {
-    /// The new available quantity…
+    /// The new available quantity, 0 to 1,000,000…
     set: Option<i64>,
-    /// …or a signed change of it.
+    /// …or a signed, non-zero change of it (at most 1,000,000 either way). Stock never goes
+    /// below zero nor above 1,000,000 (409).
     adjust: Option<i64>,
+    /// Why, for the stock ledger: 1 to 200 characters, no control characters.
     reason: String,
 }
 
@@ -39,11 +44,11 @@ pub async fn change(
     Json(body): Json<ChangeBody>,
 ) -> Result<Response, Error> {
     let id = product_id(&id)?;
-    let expect = if_match(&headers, false)?;
     let mut fields = Fields::default();
     let change = fields.check("set", StockChange::parse(body.set, body.adjust));
     let reason = fields.check("reason", StockReason::parse(&body.reason));
     fields.finish()?;
+    let expect = if_match(&headers, false)?;
     let (Some(change), Some(reason)) = (change, reason) else {
         return Err(Error::internal("validated fields missing"));
     };
@@ -69,12 +74,53 @@ pub async fn change(
     Ok(json(StatusCode::OK, rendered.body, Some(&rendered.etag)))
 }
 
-#[derive(Debug, Serialize)]
+/// A product's stock and its latest movements (admins only).
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct StockView {
     stock: Stock,
+    /// The product's version (its `ETag` is `"v{version}"`).
     version: i64,
-    /// The newest movements first.
-    ledger: Vec<LedgerEntry>,
+    /// The 50 newest movements, newest first.
+    ledger: Vec<LedgerEntryView>,
+}
+
+/// One stock movement.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "StockLedgerEntry")]
+pub struct LedgerEntryView {
+    /// The entry's id.
+    id: String,
+    movement: StockMovement,
+    /// The signed change of `available`.
+    delta: i64,
+    /// The stock after the movement.
+    stock: Stock,
+    /// The product's version after the movement.
+    version: i64,
+    /// The order of a saga's movement (`reserved`, `released`, `sold`).
+    order_id: Option<String>,
+    /// An adjustment's reason.
+    reason: Option<String>,
+    /// The admin behind an adjustment.
+    actor: Option<String>,
+    /// When (RFC 3339, UTC).
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<LedgerEntry> for LedgerEntryView {
+    fn from(entry: LedgerEntry) -> Self {
+        LedgerEntryView {
+            id: entry.id,
+            movement: entry.movement,
+            delta: entry.delta,
+            stock: entry.stock,
+            version: entry.version,
+            order_id: entry.order_id,
+            reason: entry.reason,
+            actor: entry.actor,
+            at: entry.at.to_chrono(),
+        }
+    }
 }
 
 pub async fn show(
@@ -92,6 +138,6 @@ pub async fn show(
     Ok(Json(StockView {
         stock: product.stock,
         version: product.version,
-        ledger,
+        ledger: ledger.into_iter().map(LedgerEntryView::from).collect(),
     }))
 }

@@ -6,6 +6,7 @@ use axum::{
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use storefront_events::Money;
 use storefront_kit::Error;
@@ -13,29 +14,43 @@ use uuid::Uuid;
 
 use crate::{cache::Rendered, store::Expect, store::ProductDoc};
 
-#[derive(Debug, Serialize)]
+/// One image of a product, as stored (re-encoded from the upload).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "ProductImage")]
 pub struct ImageView {
+    /// `{uuid}.{jpg|png}`: names this image for good (never reused).
     pub key: String,
     /// Where browsers get it: `/api/products/{id}/images/{key}` on the shop's own origin, the
     /// same for as long as the image exists (cacheable for good: a key is never reused).
     pub url: String,
+    /// The stored file's type: `image/jpeg`, or `image/png` when it has transparency.
     pub content_type: String,
+    /// Pixels, of the stored image.
     pub width: u32,
+    /// Pixels, of the stored image.
     pub height: u32,
+    /// The stored file's size.
     pub bytes: u64,
+    /// Whether this is the product's primary image (exactly one is, when it has any).
     pub primary: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// A product of the catalog. Its `ETag` is `"v{version}"`.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ProductView {
     pub id: Uuid,
     pub title: String,
     pub description: String,
+    /// A slug: `a-z`, `0-9` and inner `-`.
     pub category: String,
     pub price: Money,
+    /// In the order they were uploaded; `primary` marks the primary one.
     pub images: Vec<ImageView>,
+    /// What can still be bought (stock held for unpaid orders is not in it).
     pub available: i64,
+    /// `available > 0`.
     pub in_stock: bool,
+    /// Rises with every change (details, images, stock); the `ETag` is `"v{version}"`.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -107,7 +122,9 @@ pub fn product_id(raw: &str) -> Result<Uuid, Error> {
 }
 
 /// The version a write changes, from `If-Match`: required (428) when `required`, else `Any` when
-/// absent. `*` matches any version; a weak or malformed tag can never match (412).
+/// absent. `*` matches any version; an entity tag that is not one of ours (a weak one too) can
+/// never match (412); a value that is no entity tag at all is a 400. Handlers call it once the
+/// request is otherwise valid, so a bad body is its own 4xx whatever `If-Match` says.
 pub fn if_match(headers: &HeaderMap, required: bool) -> Result<Expect, Error> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return if required {
@@ -122,16 +139,23 @@ pub fn if_match(headers: &HeaderMap, required: bool) -> Result<Expect, Error> {
     if value == "*" {
         return Ok(Expect::Any);
     }
-    value
+    if let Some(version) = value
         .strip_prefix("\"v")
         .and_then(|v| v.strip_suffix('"'))
         .and_then(|v| v.parse::<i64>().ok())
-        .map(Expect::Version)
-        .ok_or_else(|| {
-            Error::PreconditionFailed(format!(
-                "If-Match {value:?} is not a current ETag of this product (they look like \"v3\")"
-            ))
-        })
+    {
+        return Ok(Expect::Version(version));
+    }
+    let tag = value.strip_prefix("W/").unwrap_or(value);
+    if tag.len() >= 2 && tag.starts_with('"') && tag.ends_with('"') {
+        Err(Error::PreconditionFailed(format!(
+            "If-Match {value:?} is not a current ETag of this product (they look like \"v3\")"
+        )))
+    } else {
+        Err(Error::BadRequest(format!(
+            "If-Match {value:?} is neither * nor an entity tag in double quotes (like \"v3\")"
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -158,13 +182,22 @@ mod tests {
             if_match(&headers(None), true),
             Err(Error::PreconditionRequired(_))
         ));
-        for bad in ["W/\"v3\"", "v3", "\"3\"", "\"vx\"", ""] {
+        for other in ["W/\"v3\"", "\"3\"", "\"vx\"", "\"\""] {
             assert!(
                 matches!(
-                    if_match(&headers(Some(bad)), true),
+                    if_match(&headers(Some(other)), true),
                     Err(Error::PreconditionFailed(_))
                 ),
-                "{bad:?}"
+                "{other:?}"
+            );
+        }
+        for malformed in ["v3", "", "\"", "W/", "\"v3"] {
+            assert!(
+                matches!(
+                    if_match(&headers(Some(malformed)), true),
+                    Err(Error::BadRequest(_))
+                ),
+                "{malformed:?}"
             );
         }
     }

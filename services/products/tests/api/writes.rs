@@ -29,7 +29,7 @@ async fn updates_need_the_current_version() {
         "if-match-required",
     )
     .await;
-    for stale in ["\"v0\"", "\"v2\"", "W/\"v1\"", "v1", "garbage"] {
+    for stale in ["\"v0\"", "\"v2\"", "W/\"v1\"", "\"garbage\""] {
         let response = app
             .send(
                 Method::PATCH,
@@ -45,6 +45,19 @@ async fn updates_need_the_current_version() {
             "version-mismatch",
         )
         .await;
+    }
+    // Not an entity tag at all: the header is malformed.
+    for malformed in ["v1", "garbage"] {
+        let response = app
+            .send(
+                Method::PATCH,
+                &path,
+                Some(&app.admin),
+                Some(malformed),
+                Some(patch.clone()),
+            )
+            .await;
+        problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
     }
 
     // Two admins read v1; the first write wins, the second is told, not silently overwritten.
@@ -267,6 +280,16 @@ async fn stock_moves_with_a_reason_and_never_below_zero() {
         let problem = problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
         assert_eq!(fields(&problem), [field]);
     }
+    // An invalid body is its own answer whatever If-Match says (the fuzz run sent a stale or
+    // empty tag with a bad body and got 412); a value that is no entity tag at all is a 400.
+    for tag in ["\"v1\"", "", "W/\"v3\""] {
+        let response = post(json!({ "set": 1, "reason": "" }), Some(tag)).await;
+        problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    }
+    for tag in ["", "v3", "\"v3"] {
+        let response = post(json!({ "set": 1, "reason": "a" }), Some(tag)).await;
+        problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    }
     problem(
         post(json!({ "set": 1 }), None).await,
         StatusCode::BAD_REQUEST,
@@ -303,6 +326,12 @@ async fn stock_moves_with_a_reason_and_never_below_zero() {
         ]
     );
     assert!(ledger.iter().all(|e| e["actor"].is_string()));
+    // Plain JSON a client reads: an RFC 3339 time and an `id`, not MongoDB's extended JSON.
+    for entry in ledger {
+        let at = entry["at"].as_str().expect("`at` is text");
+        assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+        assert!(entry["id"].is_string() && entry.get("_id").is_none());
+    }
 }
 
 #[tokio::test]
