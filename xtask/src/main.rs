@@ -12,6 +12,7 @@
 //! - `install`: only install what the above need.
 //! - `schemas`: regenerate `docs/events/` from the event types.
 //! - `crds`: regenerate `crds/storefront.yaml` from the operator's types.
+//! - `openapi`: regenerate `docs/api/openapi.json` from the services' documents.
 
 mod bench;
 mod cluster;
@@ -42,7 +43,8 @@ const USAGE: &str = "usage: cargo xtask <command>
                               build every image and import it into that cluster
   install                     install what the stack and the tests need
   schemas                     regenerate docs/events/ from the event types
-  crds                        regenerate crds/storefront.yaml from the operator's types";
+  crds                        regenerate crds/storefront.yaml from the operator's types
+  openapi                     regenerate docs/api/openapi.json from the services' documents";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
             .map(|_| ()),
         Some("schemas") => test::schemas(),
         Some("crds") => test::crds(),
+        Some("openapi") => test::openapi(),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

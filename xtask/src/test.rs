@@ -37,6 +37,9 @@ const CLUSTER_PROFILE: &str = "cluster";
 /// namespaces hold).
 const USE_RUNNING_CLUSTER: &str = "STOREFRONT_TEST_USE_RUNNING_CLUSTER";
 
+/// The nextest profile of the OpenAPI fuzz run, on the suite's shop after the suite.
+const FUZZ_PROFILE: &str = "fuzz";
+
 /// The full-stack shop's admin (its password is new every run).
 const SHOP_ADMIN_EMAIL: &str = "shop-admin@example.com";
 
@@ -152,7 +155,7 @@ pub fn test(args: &[String]) -> Result<()> {
     let api_server = ApiServerTools::ensure()?;
     // The suite's stack only when the arguments select some test of it (`-E 'binary(faults)'`
     // selects none: nextest would fail for want of tests).
-    let suite = if selects_tests(args, "default")? {
+    let suite = if selects_tests(args, "default")? || selects_tests(args, FUZZ_PROFILE)? {
         suite(args, &tools, &browser, &manifests, &api_server, &bin)
     } else {
         Ok(())
@@ -208,44 +211,69 @@ fn suite(
             ports.gateway_url(),
             screenshots.display()
         ));
-        Command::new(env!("CARGO"))
-            .current_dir(root())
-            .args([
-                "nextest",
-                "run",
-                "--workspace",
-                "--all-features",
-                "--no-fail-fast",
-            ])
-            .args(args)
-            .env("STOREFRONT_TEST_MONGODB_URI", &e.mongodb_uri)
-            .env("STOREFRONT_TEST_MONGODB_ADMIN_URI", mongodb_admin)
-            .env("STOREFRONT_TEST_KAFKA_BOOTSTRAP", &e.kafka_bootstrap)
-            .env("STOREFRONT_TEST_REDIS_URL", &e.redis_url)
-            .env("STOREFRONT_TEST_S3_ENDPOINT", &e.s3_endpoint)
-            .env("STOREFRONT_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY)
-            .env("STOREFRONT_TEST_S3_SECRET_KEY", S3_SECRET_KEY)
-            .env("STOREFRONT_TEST_STRIPE_URL", &e.stripe_url)
-            .env("STOREFRONT_TEST_STRIPE_SECRET_KEY", STRIPE_SECRET_KEY)
-            .env("STOREFRONT_TEST_SHOP_URL", ports.gateway_url())
-            .env("STOREFRONT_TEST_SHOP_ADMIN_EMAIL", SHOP_ADMIN_EMAIL)
-            .env("STOREFRONT_TEST_SHOP_ADMIN_PASSWORD", admin_password)
-            .env("STOREFRONT_TEST_CHROMIUM", &browser.chromium)
-            .env("STOREFRONT_TEST_CHROMEDRIVER", &browser.chromedriver)
-            .env("STOREFRONT_TEST_SCREENSHOTS", &screenshots)
-            .env("STOREFRONT_TEST_HELM", &manifests.helm)
-            .env("STOREFRONT_TEST_KUBECTL", &manifests.kubectl)
-            .env("STOREFRONT_TEST_KUBECONFIG", kubeconfig)
-            .env(
-                "STOREFRONT_TEST_KUBERNETES_VALIDATE",
-                &manifests.kubernetes_validate,
-            )
-            .status()
-            .context("run cargo nextest")
+        let nextest = |profile: &str| {
+            let mut command = Command::new(env!("CARGO"));
+            command
+                .current_dir(root())
+                .args([
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--all-features",
+                    "--no-fail-fast",
+                ])
+                .args(["--profile", profile])
+                .args(args)
+                .env("STOREFRONT_TEST_MONGODB_URI", &e.mongodb_uri)
+                .env("STOREFRONT_TEST_MONGODB_ADMIN_URI", &mongodb_admin)
+                .env("STOREFRONT_TEST_KAFKA_BOOTSTRAP", &e.kafka_bootstrap)
+                .env("STOREFRONT_TEST_REDIS_URL", &e.redis_url)
+                .env("STOREFRONT_TEST_S3_ENDPOINT", &e.s3_endpoint)
+                .env("STOREFRONT_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY)
+                .env("STOREFRONT_TEST_S3_SECRET_KEY", S3_SECRET_KEY)
+                .env("STOREFRONT_TEST_STRIPE_URL", &e.stripe_url)
+                .env("STOREFRONT_TEST_STRIPE_SECRET_KEY", STRIPE_SECRET_KEY)
+                .env("STOREFRONT_TEST_SHOP_URL", ports.gateway_url())
+                .env("STOREFRONT_TEST_SHOP_ADMIN_EMAIL", SHOP_ADMIN_EMAIL)
+                .env("STOREFRONT_TEST_SHOP_ADMIN_PASSWORD", &admin_password)
+                .env("STOREFRONT_TEST_CHROMIUM", &browser.chromium)
+                .env("STOREFRONT_TEST_CHROMEDRIVER", &browser.chromedriver)
+                .env("STOREFRONT_TEST_SCREENSHOTS", &screenshots)
+                .env("STOREFRONT_TEST_HELM", &manifests.helm)
+                .env("STOREFRONT_TEST_KUBECTL", &manifests.kubectl)
+                .env("STOREFRONT_TEST_KUBECONFIG", &kubeconfig)
+                .env(
+                    "STOREFRONT_TEST_KUBERNETES_VALIDATE",
+                    &manifests.kubernetes_validate,
+                );
+            command
+        };
+        let suite = if selects_tests(args, "default")? {
+            nextest("default")
+                .status()
+                .context("run cargo nextest")?
+                .success()
+        } else {
+            true
+        };
+        // Then, on the same shop with nothing else running, the OpenAPI fuzz run (tests/fuzz.rs):
+        // it writes junk products and carts a test could trip on.
+        let fuzz = if selects_tests(args, FUZZ_PROFILE)? {
+            step("fuzzing every documented operation through the gateway");
+            let schemathesis = install::schemathesis()?;
+            nextest(FUZZ_PROFILE)
+                .env("STOREFRONT_TEST_SCHEMATHESIS", schemathesis)
+                .status()
+                .context("run cargo nextest")?
+                .success()
+        } else {
+            true
+        };
+        anyhow::Ok(suite && fuzz)
     });
     step("stopping the test stack");
     stack.stop();
-    if !status?.success() {
+    if !status? {
         bail!(
             "tests failed (backend and service logs: {}/logs/)",
             dir.display()
@@ -432,6 +460,13 @@ pub fn schemas() -> Result<()> {
         "docs_events_schemas_are_current",
     )?;
     step("docs/events/ regenerated");
+    Ok(())
+}
+
+/// `cargo xtask openapi`: rewrite `docs/api/openapi.json` from the services' documents.
+pub fn openapi() -> Result<()> {
+    bless("xtask", "openapi", "docs_api_openapi_is_current")?;
+    step("docs/api/openapi.json regenerated");
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod domain;
 mod http;
+pub use http::openapi;
 pub mod keys;
 mod limits;
 mod passwords;

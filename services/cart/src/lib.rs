@@ -6,6 +6,7 @@
 pub mod config;
 pub mod events;
 mod http;
+pub use http::openapi;
 pub mod store;
 
 use std::{ops::Deref, sync::Arc, time::Duration};

@@ -136,7 +136,6 @@ impl Api {
                 "description": self.description,
                 "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
             },
-            "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
             "paths": self.paths,
             "components": {
                 "schemas": schemas,
@@ -182,18 +181,20 @@ impl Operation<'_> {
                 self.value.insert("security".into(), json!([]));
             }
             Access::Customer | Access::Admin => {
-                self.value
-                    .insert("security".into(), json!([{ "bearer": [] }, { "cookie": [] }]));
+                self.value.insert(
+                    "security".into(),
+                    json!([{ "bearer": [] }, { "cookie": [] }]),
+                );
                 self.problem(
                     401,
-                    "No valid access token (`unauthenticated`, `token-expired`, `token-revoked`).",
+                    "No valid access token (`unauthenticated`, `invalid-token`, `token-expired`, `token-revoked`).",
                 );
                 self.problem(
                     403,
-                    "A cookie-signed write from another origin (`cross-origin`), or a blocked account.",
+                    "A cookie-signed write from another origin (`cross-origin`).",
                 );
                 if access == Access::Admin {
-                    self.problem(403, "Not an administrator (`forbidden`), a cookie-signed write from another origin (`cross-origin`), or a blocked account.");
+                    self.problem(403, "Not an administrator (`admin-only`).");
                 }
             }
         }
@@ -219,7 +220,8 @@ impl Operation<'_> {
         self
     }
 
-    /// A path parameter that is an id (a UUID); anything else is a 404 (add it).
+    /// A path parameter that is an id (a UUID). A handler that reads it as text and parses it
+    /// answers 404 for anything else (add it); one that reads `Path<Uuid>` answers 400.
     pub fn id(&mut self, name: &str, description: &str) -> &mut Self {
         self.parameters.push(json!({
             "name": name, "in": "path", "required": true, "description": description,
@@ -269,12 +271,30 @@ impl Operation<'_> {
                     .as_object_mut()
                     .and_then(|p| p.remove("description"))
                     .unwrap_or_else(|| "".into());
+                // A query value is never null (it is absent or text): an `Option`'s null type
+                // and its `default: null` say nothing a URL can carry.
+                if let Some(p) = property.as_object_mut() {
+                    if p.get("default") == Some(&Value::Null) {
+                        p.remove("default");
+                    }
+                    if let Some(Value::Array(types)) = p.get_mut("type") {
+                        types.retain(|t| t != "null");
+                        if types.len() == 1 {
+                            let only = types[0].clone();
+                            p.insert("type".into(), only);
+                        }
+                    }
+                }
                 self.parameters.push(json!({
                     "name": name, "in": "query", "required": required.contains(name.as_str()),
                     "description": description, "schema": property,
                 }));
             }
         }
+        self.problem(
+            400,
+            "A query parameter is not of its type, is repeated, or is unknown.",
+        );
         self.problem(422, "A query parameter is invalid; `errors` names it.");
         self
     }
@@ -290,10 +310,16 @@ impl Operation<'_> {
                 "content": { "application/json": { "schema": schema } },
             }),
         );
-        self.problem(400, "The body is not JSON of this shape (`malformed-request`).");
+        self.problem(
+            400,
+            "The body is not JSON of this shape (`malformed-request`).",
+        );
         self.problem(413, "The body is larger than this endpoint takes.");
         self.problem(415, "The body is not `application/json` (UTF-8).");
-        self.problem(422, "Invalid fields, each named in `errors` (`validation`).");
+        self.problem(
+            422,
+            "Invalid fields, each named in `errors` (`validation`).",
+        );
         self
     }
 
@@ -395,13 +421,31 @@ pub fn lint(document: &Value) -> Vec<String> {
                     "{method} {path}: path parameters {declared:?}, the path has {templated:?}"
                 ));
             }
-            let responses = operation["responses"].as_object().cloned().unwrap_or_default();
-            if !responses.keys().any(|s| s.starts_with('2') || s.starts_with('3')) {
+            let responses = operation["responses"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            if !responses
+                .keys()
+                .any(|s| s.starts_with('2') || s.starts_with('3'))
+            {
                 wrong.push(format!("{method} {path}: no success answer"));
             }
         }
     }
     wrong
+}
+
+/// A service's unit test: its document has no [`lint`] findings and `operations` operations.
+pub fn assert_whole(document: &Value, operations: usize) {
+    assert_eq!(lint(document), Vec::<String>::new());
+    let counted: usize = document["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|paths| paths.values())
+        .filter_map(|item| item.as_object().map(|methods| methods.len()))
+        .sum();
+    assert_eq!(counted, operations, "operations in the document");
 }
 
 fn collect_refs(value: &Value, refs: &mut Vec<String>) {
@@ -448,7 +492,9 @@ mod tests {
                 .problem(404, "No such thing.");
         })
         .operation("GET", "/api/things", "listThings", "List", |op| {
-            op.access(Access::Public).query::<Paging>().ok::<Vec<Body>>(200, "The page");
+            op.access(Access::Public)
+                .query::<Paging>()
+                .ok::<Vec<Body>>(200, "The page");
         });
         let doc = api.document();
         assert_eq!(doc["openapi"], "3.1.0");
@@ -457,7 +503,9 @@ mod tests {
         let statuses: Vec<&String> = change["responses"].as_object().unwrap().keys().collect();
         assert_eq!(
             statuses,
-            ["200", "400", "401", "403", "404", "413", "415", "422", "503"]
+            [
+                "200", "400", "401", "403", "404", "413", "415", "422", "503"
+            ]
         );
         assert_eq!(
             change["requestBody"]["content"]["application/json"]["schema"]["$ref"],
@@ -484,7 +532,10 @@ mod tests {
             op.answer(
                 200,
                 "The thing",
-                Some(("application/json", json!({ "$ref": "#/components/schemas/Nowhere" }))),
+                Some((
+                    "application/json",
+                    json!({ "$ref": "#/components/schemas/Nowhere" }),
+                )),
             );
         })
         .operation("DELETE", "/api/things", "deleteThings", "Delete", |op| {

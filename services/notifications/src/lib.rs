@@ -6,6 +6,7 @@
 pub mod config;
 pub mod events;
 mod http;
+pub use http::openapi;
 pub mod hub;
 pub mod store;
 

@@ -16,6 +16,7 @@ use mongodb::{
     bson::{self, Document, doc},
     options::{IndexOptions, ReturnDocument},
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,8 +24,9 @@ use uuid::Uuid;
 pub const EVERYONE: &str = "*";
 
 /// What a notification is about; clients choose an icon and a page by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schemars(rename = "NotificationKind")]
 pub enum Kind {
     /// The stock is held and the order waits for payment.
     OrderConfirmed,
@@ -72,18 +74,26 @@ impl NotificationDoc {
 }
 
 /// A notification as clients see it (HTTP and WebSocket).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Notification {
+    /// A shop-wide sequence, rising in the order notifications were stored (the socket's
+    /// cursor, and the list's `before`).
     pub id: i64,
     pub kind: Kind,
     pub title: String,
     pub body: String,
+    /// The shop page it points at, e.g. `/orders/{id}`; null when none.
     pub link: Option<String>,
+    /// The order it is about; null when none.
     pub order_id: Option<String>,
+    /// The order's state after the event (e.g. `awaiting_payment`, `completed`, `cancelled`);
+    /// null when not about an order.
     pub order_status: Option<String>,
+    /// The product it is about (`new-product`); null otherwise.
     pub product_id: Option<String>,
     /// Whether it went to everyone rather than to this user alone.
     pub broadcast: bool,
+    /// Whether this user has read it (one by one or with read-all).
     pub read: bool,
     pub created_at: DateTime<Utc>,
 }

@@ -28,6 +28,7 @@ use storefront_kit::{
 use tokio::sync::watch;
 
 pub use config::Config;
+pub use http::openapi;
 
 use crate::{changes::Changes, events::Saga, expiry::Expiry, pricing::Pricing, store::Store};
 

@@ -53,7 +53,7 @@ pub struct PricingAnswer {
 }
 
 /// Where an order's charges came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PricingSource {
     /// The configured function answered.

@@ -93,8 +93,10 @@ pub struct PaymentRecord {
     pub paid_at: bson::DateTime,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a refund is: `due` until Stripe confirms it, then `refunded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "OrderRefundStatus")]
 pub enum RefundStatus {
     /// Asked of payments (`order.refund_due`); payments retries until Stripe confirms.
     Due,

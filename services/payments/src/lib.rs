@@ -27,6 +27,7 @@ use storefront_kit::{
 use tokio::sync::watch;
 
 pub use config::Config;
+pub use http::openapi;
 
 use crate::{
     events::RefundRequests,

@@ -42,17 +42,21 @@ const REFUND_LEASE: Duration = Duration::from_secs(60);
 /// The longest pause between two refund attempts.
 const REFUND_BACKOFF_CAP: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where the payment of an order is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     /// A request holds the claim and is talking to Stripe.
     Processing,
     /// Waiting for the customer (3-D Secure) or for Stripe's webhook.
     RequiresAction,
+    /// The last attempt was declined (`reason`); the order stays payable.
     Failed,
+    /// Paid; `payment.succeeded` was published.
     Succeeded,
     /// The money was received for an order that had ended; it is on its way back.
     RefundDue,
+    /// The money received went back (Stripe confirmed the refund).
     Refunded,
 }
 

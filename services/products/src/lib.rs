@@ -13,6 +13,7 @@ pub mod demo;
 pub mod domain;
 pub mod events;
 mod http;
+pub use http::openapi;
 pub mod s3;
 pub mod store;
 

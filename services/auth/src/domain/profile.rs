@@ -1,3 +1,4 @@
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 fn clean(raw: &str, what: &str, max: usize, required: bool) -> Result<String, String> {
@@ -49,14 +50,20 @@ impl Phone {
 }
 
 /// A shipping address as the customer gives it; the country is an ISO 3166-1 alpha-2 code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "UserAddress")]
 pub struct Address {
+    /// Street and number: 1 to 200 characters.
     pub line1: String,
+    /// More of the address, up to 200 characters; absent when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line2: Option<String>,
+    /// 1 to 100 characters.
     pub city: String,
+    /// 1 to 20 letters, digits, spaces and dashes.
     pub postal_code: String,
+    /// An ISO 3166-1 alpha-2 code, such as `DE` (stored upper-cased).
     pub country: String,
 }
 

@@ -10,6 +10,7 @@ use axum::{
 };
 use axum_extra::extract::CookieJar;
 use chrono::Utc;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use storefront_events::users::Role;
 use storefront_kit::{
@@ -21,7 +22,7 @@ use uuid::Uuid;
 
 use super::{
     cookies,
-    views::{SessionView, UserView},
+    views::{CurrentUserView, SessionView, TokenUserView, UserView},
 };
 use crate::{
     AppState,
@@ -31,24 +32,28 @@ use crate::{
     store::{RefreshLookup, SessionDoc, UserDoc},
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
+    /// Case-insensitive; one account per address.
     email: String,
+    /// 10 to 128 characters: letters and at least one digit or symbol, not the email.
     password: String,
+    /// The display name: 1 to 100 characters.
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SigninRequest {
     email: String,
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    /// The `refresh_token` of the last session answer.
     refresh_token: String,
 }
 
@@ -307,16 +312,16 @@ pub async fn signout(
 }
 
 /// `GET /api/users/currentuser`: who the token says you are (no database read).
-pub async fn current_user(CurrentUser(claims): CurrentUser) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "user": {
-            "id": claims.sub,
-            "email": claims.email,
-            "role": claims.role,
+pub async fn current_user(CurrentUser(claims): CurrentUser) -> Json<CurrentUserView> {
+    Json(CurrentUserView {
+        user: TokenUserView {
+            id: claims.sub,
+            email: claims.email,
+            role: claims.role,
         },
-        "session_id": claims.sid,
-        "expires_at": claims.exp,
-    }))
+        session_id: claims.sid,
+        expires_at: claims.exp,
+    })
 }
 
 /// `GET /api/users/.well-known/jwks.json`: the public keys every service verifies tokens with.

@@ -1,6 +1,7 @@
 //! `/api/users/admin/*`: list users, block and unblock. Admins only.
 
 use axum::extract::State;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use storefront_kit::{
     Error, Json,
@@ -10,22 +11,37 @@ use storefront_kit::{
 };
 use uuid::Uuid;
 
-use super::{account::revoke_access, views::UserView};
+use super::{
+    account::revoke_access,
+    views::{self, UserView},
+};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "UserListQuery", transform = views::without_defaults)]
 pub struct ListQuery {
+    /// The page, a whole number from 1 to 1000 (default 1).
+    #[serde(default)]
+    #[schemars(with = "String")]
     page: Option<String>,
+    /// Users per page, a whole number from 1 to 100 (default 20).
+    #[serde(default)]
+    #[schemars(with = "String")]
     per_page: Option<String>,
+    /// Only blocked (`true`) or only unblocked (`false`) users; all without it.
+    #[serde(default)]
+    #[schemars(with = "bool")]
     blocked: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of users, oldest first.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct UserList {
     items: Vec<UserView>,
     page: u64,
     per_page: u64,
+    /// How many users match, on every page.
     total: u64,
 }
 

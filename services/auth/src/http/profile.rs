@@ -2,24 +2,32 @@
 
 use axum::extract::State;
 use mongodb::bson::{self, Document};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use storefront_kit::{Error, Json, auth::CurrentUser};
 
-use super::views::UserView;
+use super::views::{self, UserView};
 use crate::{
     AppState,
     domain::{Address, DisplayName, Fields, Phone},
 };
 
-/// Absent = unchanged; `null` = cleared (phone, address); a value = set.
-#[derive(Debug, Deserialize)]
+/// Absent = unchanged; `null` = cleared (phone, address); a value = set. At least one change.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = views::without_defaults)]
 pub struct ProfilePatch {
+    /// The display name, 1 to 100 characters (`null` leaves it as it is).
     #[serde(default)]
     name: Option<String>,
+    /// 7 to 15 digits, an optional leading `+`; spaces, dashes, dots and brackets are ignored.
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     phone: Option<Option<String>>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<Address>")]
     address: Option<Option<Address>>,
 }
 

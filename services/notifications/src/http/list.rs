@@ -5,6 +5,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use storefront_kit::{
     Error, Json,
@@ -17,20 +18,38 @@ use crate::{AppState, store::Notification};
 pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "NotificationListQuery")]
 pub struct PageQuery {
     /// Only notifications older than this id (the previous page's `next_before`).
+    // The schemas (only) say what a client may send: a number, or nothing; not null.
+    #[schemars(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "i64",
+        range(min = 1, max = i64::MAX)
+    )]
     before: Option<i64>,
+    /// How many, newest first: 1 to 100 (20 when absent).
+    #[schemars(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "i64",
+        range(min = 1, max = MAX_LIMIT),
+        extend("default" = DEFAULT_LIMIT)
+    )]
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "NotificationPage")]
 pub struct Page {
+    /// Newest first.
     items: Vec<Notification>,
     /// Unread notifications in all (for a bell).
     unread: u64,
-    /// Pass as `before` for the next page; absent on the last.
+    /// Pass as `before` for the next page; null on the last.
     next_before: Option<i64>,
 }
 
@@ -80,9 +99,10 @@ pub async fn read(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "NotificationsReadAll")]
 pub struct ReadAll {
-    /// Everything up to this id is read.
+    /// Everything up to this id is read (the newest the user can see; 0 when there is none).
     read_through: i64,
 }
 

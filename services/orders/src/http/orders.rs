@@ -8,6 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use storefront_events::{Money, orders::PriceLine};
@@ -30,21 +31,26 @@ pub const MAX_KEY_CHARS: usize = 100;
 /// The longest a request waits for an order to change (below the server's request timeout).
 pub const MAX_WAIT_SECS: u64 = 10;
 
-#[derive(Debug, Serialize)]
+/// One line of an order: a snapshot of the product's title and price when it was placed.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "OrderLineView")]
 pub struct LineView {
     product_id: String,
     title: String,
     unit_price: Money,
     quantity: i64,
+    /// `unit_price` × `quantity`.
     line_total: Money,
 }
 
 /// Where an order's charges came from.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "OrderPricingView")]
 pub struct PricingView {
     /// `function`, or `fallback` (the built-in rules, because the function did not answer
     /// usefully).
     source: PricingSource,
+    /// Why the fallback priced it (with `source: fallback`).
     #[serde(skip_serializing_if = "Option::is_none")]
     fallback_reason: Option<String>,
 }
@@ -73,27 +79,35 @@ impl LineView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The money received for an order.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "OrderPaymentView")]
 pub struct PaymentView {
     amount: Money,
     paid_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+/// Money that arrived after the order ended unpaid, on its way back.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "OrderRefundView")]
 pub struct RefundView {
     status: RefundStatus,
     amount: Money,
     reason: String,
     due_at: DateTime<Utc>,
+    /// When Stripe confirmed it (with `status: refunded`).
     #[serde(skip_serializing_if = "Option::is_none")]
     refunded_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+/// An order.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct OrderView {
     id: Uuid,
+    /// Its customer.
     user_id: Uuid,
     state: OrderState,
+    /// Why it was cancelled (on cancelled orders).
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     lines: Vec<LineView>,
@@ -106,6 +120,7 @@ pub struct OrderView {
     /// Where the charges came from (absent on orders placed before pricing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pricing: Option<PricingView>,
+    /// Raised by every visible change; the `ETag` of `GET /api/orders/{id}`.
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -161,16 +176,26 @@ impl From<&OrderDoc> for OrderView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A product and how many of it.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "OrderLineBody")]
 pub struct LineBody {
+    /// A product sold here.
+    #[schemars(with = "Uuid")]
     product_id: String,
+    /// 1 to 100 (lines naming one product twice are merged, and the sum counts).
+    #[schemars(range(min = 1, max = MAX_QUANTITY))]
     quantity: i64,
 }
 
-#[derive(Debug, Deserialize)]
+/// The lines to order (or to quote); prices come from the shop, never from the client.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "OrderLinesBody")]
 pub struct PlaceBody {
+    /// 1 to 50 lines, in one currency.
+    #[schemars(length(min = 1, max = MAX_LINES))]
     lines: Vec<LineBody>,
 }
 
@@ -365,11 +390,16 @@ pub async fn place(
     Ok(created(&order))
 }
 
-#[derive(Debug, Serialize)]
+/// What lines would cost as an order now; nothing is placed.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "OrderQuoteView")]
 pub struct QuoteView {
     lines: Vec<LineView>,
+    /// The lines' sum.
     subtotal: Money,
+    /// Shipping, fees, tax, discounts on top of the lines.
     charges: Vec<PriceLine>,
+    /// `subtotal` + every charge.
     total: Money,
     pricing: PricingView,
 }
@@ -393,19 +423,34 @@ pub async fn quote(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of a list of orders.
+// `default` + `skip_serializing_if` on its fields: optional parameters in the schema, without a
+// `default: null`; reading is the same.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "OrderListQuery")]
 pub struct ListQuery {
+    /// The page, a whole number from 1 to 1000 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     page: Option<String>,
+    /// Orders per page, a whole number from 1 to 100 (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     per_page: Option<String>,
+    /// Only orders in this state; all without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "OrderState")]
     status: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of orders, newest first.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct OrderList {
     items: Vec<OrderView>,
     page: u64,
     per_page: u64,
+    /// How many orders match, on every page.
     total: u64,
 }
 
@@ -473,10 +518,14 @@ async fn visible(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "OrderWaitQuery")]
 pub struct WaitQuery {
-    /// Seconds to wait for a change (1 to [`MAX_WAIT_SECS`]).
+    /// Seconds (1 to 10, `MAX_WAIT_SECS`) to wait for the order to change, when `If-None-Match`
+    /// names its current version, before answering 304.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u64", range(min = 1, max = MAX_WAIT_SECS))]
     wait: Option<u64>,
 }
 

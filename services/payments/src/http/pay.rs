@@ -11,6 +11,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use storefront_events::{Money, orders::PriceLine};
 use storefront_kit::{
@@ -26,25 +27,38 @@ use crate::{
     store::{PaymentDoc, PaymentStatus, RefundDoc},
 };
 
-#[derive(Debug, Deserialize)]
+/// Which order to pay, and with what.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PayOrderBody")]
 pub struct PayBody {
+    /// One of the caller's orders, `awaiting_payment` (or `pending`: its stock is waited for).
+    #[schemars(with = "Uuid")]
     order_id: String,
     /// A PaymentMethod id from Stripe.js (`pm_…`).
     payment_method: String,
 }
 
 /// A refund of the payment: orders found the order had ended when the money arrived.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "PaymentRefundView")]
 pub struct RefundView {
     /// `due` until Stripe confirms it, then `refunded`.
+    #[schemars(schema_with = "refund_status")]
     status: &'static str,
+    /// orders' reason, for the customer.
     reason: String,
+    /// Attempts made so far.
     attempts: u32,
+    /// Why the last attempt was not confirmed (while `due`).
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refunded_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn refund_status(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "enum": ["due", "refunded"] })
 }
 
 impl From<&RefundDoc> for RefundView {
@@ -66,18 +80,23 @@ impl From<&RefundDoc> for RefundView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The payment of an order (one per order, whatever the number of attempts).
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct PaymentView {
+    /// The order paid.
     order_id: String,
     status: PaymentStatus,
+    /// What is charged: the order's total, as orders recorded it.
     amount: Money,
     /// What `amount` is made of beyond the items (shipping, fees, tax), as orders priced it.
     charges: Vec<PriceLine>,
+    /// Why the last attempt failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     /// For `requires_action`: hand this to Stripe.js to finish (3-D Secure).
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<String>,
+    /// Attempts made so far.
     attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     refund: Option<RefundView>,

@@ -6,6 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use storefront_events::products::Stock;
 use storefront_kit::{
@@ -25,24 +26,42 @@ use crate::{
 
 pub const MAX_SEARCH_CHARS: usize = 100;
 
-#[derive(Debug, Deserialize)]
+/// The filters, order and page of `GET /api/products`; any other parameter is a 400.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ProductListQuery")]
 pub struct ListParams {
+    /// Text in the title or description, case-insensitive, matched literally (no pattern
+    /// syntax); at most 100 characters, no control characters.
     q: Option<String>,
+    /// Only this category (a slug); empty means all.
     category: Option<String>,
+    /// The lowest price, in minor units, inclusive.
+    #[schemars(extend("minimum" = 0))]
     min_price: Option<i64>,
+    /// The highest price, in minor units, inclusive; not below `min_price`.
+    #[schemars(extend("minimum" = 0))]
     max_price: Option<i64>,
+    /// `true`: only products with some available.
     in_stock: Option<bool>,
+    /// The order: `newest` (the default), `price_asc` or `price_desc`.
+    #[schemars(extend("enum" = ["newest", "price_asc", "price_desc", null]))]
     sort: Option<String>,
+    /// The page, from 1 (the default) to 1000.
+    #[schemars(extend("type" = ["integer", "null"], "minimum" = 1, "maximum" = 1000))]
     page: Option<String>,
+    /// Products per page, 1 to 100 (default 20).
+    #[schemars(extend("type" = ["integer", "null"], "minimum" = 1, "maximum" = 100))]
     per_page: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the catalog.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ProductList {
     items: Vec<ProductView>,
     page: u64,
     per_page: u64,
+    /// How many products match, on all pages.
     total: u64,
 }
 
@@ -133,7 +152,9 @@ pub async fn list(
     Ok(json(StatusCode::OK, body, None))
 }
 
-#[derive(Debug, Serialize)]
+/// Every category live products are in, by name.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "ProductCategoryList")]
 pub struct CategoryList {
     items: Vec<CategoryCount>,
 }
@@ -183,22 +204,31 @@ pub async fn show(
     Ok(json(StatusCode::OK, rendered.body, Some(&rendered.etag)))
 }
 
-#[derive(Debug, Deserialize)]
+/// A price as a write gives it.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ProductPriceInput")]
 pub struct PriceBody {
+    /// Integer minor units (cents), 1 to 100,000,000; a float is a 400.
     amount: i64,
+    /// One of USD, EUR, GBP, CHF, CAD, AUD, SEK, NOK, DKK, PLN (any case).
     currency: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// A new product.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "CreateProductBody")]
 pub struct CreateBody {
+    /// 1 to 200 characters, trimmed, no control characters.
     title: String,
+    /// Up to 5,000 characters; line breaks allowed. Default empty.
     #[serde(default)]
     description: String,
+    /// A slug: 1 to 50 of `a-z`, `0-9` and inner `-`; lower-cased.
     category: String,
     price: PriceBody,
-    /// Initial stock, default 0.
+    /// Initial stock, 0 to 1,000,000; default 0.
     #[serde(default)]
     stock: i64,
 }
@@ -264,8 +294,10 @@ pub async fn create(
     written(&state, &product, StatusCode::CREATED).await
 }
 
-#[derive(Debug, Deserialize)]
+/// Every detail of a product (the rules of `CreateProductBody`).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ReplaceProductBody")]
 pub struct ReplaceBody {
     title: String,
     description: String,
@@ -273,8 +305,11 @@ pub struct ReplaceBody {
     price: PriceBody,
 }
 
-#[derive(Debug, Deserialize)]
+/// The details to change (the rules of `CreateProductBody`): at least one; absent or `null`
+/// leaves a detail as it is.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "UpdateProductBody")]
 pub struct UpdateBody {
     title: Option<String>,
     description: Option<String>,
