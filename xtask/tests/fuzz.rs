@@ -155,9 +155,52 @@ fn collect(value: &Value, statuses: &mut Vec<u64>, failures: &mut Vec<String>) {
     }
 }
 
+/// Each service serves its own document through the gateway, and it is the part of the merged
+/// one (`docs/api/openapi.json`) its prefix holds.
+async fn each_service_serves_its_document(shop: &str) {
+    let merged: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("docs/api/openapi.json"))
+            .expect("the merged document"),
+    )
+    .expect("JSON");
+    for prefix in [
+        "users",
+        "products",
+        "cart",
+        "orders",
+        "payments",
+        "notifications",
+    ] {
+        let answer = reqwest::get(format!("{shop}/api/{prefix}/openapi.json"))
+            .await
+            .expect("the gateway answers");
+        assert_eq!(answer.status(), 200, "/api/{prefix}/openapi.json");
+        assert_eq!(
+            answer.headers()["content-type"],
+            "application/json",
+            "/api/{prefix}/openapi.json"
+        );
+        let document: Value = answer.json().await.expect("JSON");
+        assert_eq!(document["openapi"], "3.1.0");
+        let paths = document["paths"].as_object().expect("paths");
+        assert!(!paths.is_empty(), "{prefix} documents nothing");
+        for (path, item) in paths {
+            assert!(
+                path.starts_with(&format!("/api/{prefix}")),
+                "{prefix} documents {path}"
+            );
+            assert_eq!(
+                &merged["paths"][path], item,
+                "{path} as served and as merged"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_documented_operation_holds_under_generated_and_malformed_input() {
     let shop = env("STOREFRONT_TEST_SHOP_URL");
+    each_service_serves_its_document(&shop).await;
     let admin = token(
         &shop,
         "/api/users/signin",
