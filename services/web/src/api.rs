@@ -227,6 +227,36 @@ pub struct Order {
     pub refund: Option<OrderRefund>,
 }
 
+/// An order's state as a customer reads it (`static/app.js` has the same words for live updates).
+pub fn state_words(state: &str) -> &'static str {
+    match state {
+        "pending" => "Reserving your items",
+        "awaiting_payment" => "Awaiting payment",
+        "completed" => "Completed",
+        "cancelled" => "Cancelled",
+        _ => "Unknown",
+    }
+}
+
+impl Order {
+    pub fn status_words(&self) -> &'static str {
+        state_words(&self.state)
+    }
+
+    /// When an order awaiting payment stops waiting, as `14:32 UTC on 1 December`.
+    pub fn pay_by(&self) -> Option<String> {
+        if self.state != "awaiting_payment" {
+            return None;
+        }
+        let at = chrono::DateTime::parse_from_rfc3339(self.expires_at.as_deref()?).ok()?;
+        Some(
+            at.with_timezone(&chrono::Utc)
+                .format("%H:%M UTC on %-d %B")
+                .to_string(),
+        )
+    }
+}
+
 /// Money that arrived after the order ended, on its way back.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrderRefund {

@@ -67,6 +67,7 @@ pub enum StartError {
 const CSS: &str = include_str!("../static/app.css");
 const APP_JS: &str = include_str!("../static/app.js");
 const PAY_JS: &str = include_str!("../static/pay.js");
+const FAVICON: &str = include_str!("../static/favicon.svg");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
@@ -143,6 +144,15 @@ fn routes(state: AppState) -> Router {
         .route(
             "/static/pay.js",
             get(|| async { asset("text/javascript; charset=utf-8", PAY_JS) }),
+        )
+        .route(
+            "/static/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON) }),
+        )
+        // Where browsers look when a page names no icon (feeds, old bookmarks).
+        .route(
+            "/favicon.ico",
+            get(|| async { asset("image/svg+xml", FAVICON) }),
         )
         // Not the services' `no-referrer`: under it browsers send `Origin: null` with every form
         // POST, and the origin check above could not tell this site's forms from another's.

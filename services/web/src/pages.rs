@@ -140,17 +140,50 @@ pub fn render(template: &impl Template) -> Response {
     }
 }
 
+/// What an error page says: kept on its response, so the session middleware can show it again
+/// with the visitor's own header ([`with_layout`]).
+#[derive(Debug, Clone)]
+pub struct ErrorPageText {
+    heading: String,
+    message: String,
+}
+
 pub fn status_page(status: StatusCode, heading: &str, message: &str) -> Response {
-    let page = ErrorPage {
-        layout: Layout {
-            title: heading.to_owned(),
-            ..Layout::default()
-        },
+    let text = ErrorPageText {
         heading: heading.to_owned(),
         message: message.to_owned(),
     };
-    let html = page.render().unwrap_or_else(|_| message.to_owned());
-    (status, Html(html)).into_response()
+    let mut response = (status, error_html(&text, Layout::default())).into_response();
+    response.extensions_mut().insert(text);
+    response
+}
+
+fn error_html(text: &ErrorPageText, layout: Layout) -> Html<String> {
+    let page = ErrorPage {
+        layout: Layout {
+            title: text.heading.clone(),
+            ..layout
+        },
+        heading: text.heading.clone(),
+        message: text.message.clone(),
+    };
+    Html(page.render().unwrap_or_else(|_| text.message.clone()))
+}
+
+/// An error page (404, 403, …) drawn again for a signed-in `visitor`: the header keeps their
+/// account, cart and bell, as every other page does. Other answers pass as they are.
+pub async fn with_layout(state: &AppState, visitor: &Visitor, response: Response) -> Response {
+    let Some(text) = response.extensions().get::<ErrorPageText>().cloned() else {
+        return response;
+    };
+    if visitor.claims.is_none() {
+        return response;
+    }
+    let layout = Layout::of(state, visitor, text.heading.clone()).await;
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let body = error_html(&text, layout).into_response().into_body();
+    Response::from_parts(parts, body)
 }
 
 /// `response` with another status (a form shown again with its errors).

@@ -197,12 +197,14 @@ pub async fn middleware(
     }
 
     let (claims, token) = identify(&state, &jar, &mut set).await;
-    request.extensions_mut().insert(Visitor {
+    let visitor = Visitor {
         claims,
         token,
         csrf,
-    });
-    let mut response = next.run(request).await;
+    };
+    request.extensions_mut().insert(visitor.clone());
+    let response = next.run(request).await;
+    let mut response = pages::with_layout(&state, &visitor, response).await;
     if let Some(SetCookies(more)) = response.extensions_mut().remove::<SetCookies>() {
         set.extend(more);
     }

@@ -1,6 +1,13 @@
 // The live parts: the notifications socket feeds the bell, toasts and order statuses on the page.
 // Everything else works without JavaScript.
 (function () {
+  // An order's state as a customer reads it (the same words as web's `api::state_words`).
+  var STATE_WORDS = {
+    pending: 'Reserving your items',
+    awaiting_payment: 'Awaiting payment',
+    completed: 'Completed',
+    cancelled: 'Cancelled'
+  };
   // What says the page updates itself shows only where it does.
   document.documentElement.classList.add('live');
   if (!document.body.dataset.signedIn) return;
@@ -11,6 +18,13 @@
   var latestAtHello = null;
   var delay = 1000;
   var unread = document.getElementById('unread');
+  // The bell's count, shown and read out alike.
+  function setUnread(count) {
+    if (!unread) return;
+    unread.textContent = String(count);
+    var bell = unread.closest('.bell');
+    if (bell) bell.setAttribute('aria-label', 'Notifications, ' + count + ' unread');
+  }
   var toasts = document.getElementById('toasts');
 
   function toast(text) {
@@ -26,11 +40,12 @@
     lastId = n.id;
     // The hello's count already includes what the socket replays.
     var isNew = latestAtHello === null || n.id > latestAtHello;
-    if (unread && !n.read && isNew) unread.textContent = String(Number(unread.textContent || 0) + 1);
+    if (unread && !n.read && isNew) setUnread(Number(unread.textContent || 0) + 1);
     toast(n.title + ' — ' + n.body);
     if (n.order_id && n.order_status) {
       document.querySelectorAll('[data-order-id="' + n.order_id + '"] [data-status]').forEach(function (el) {
-        el.textContent = n.order_status;
+        el.textContent = STATE_WORDS[n.order_status] || n.order_status;
+        el.setAttribute('data-status', n.order_status);
       });
       if (n.order_status !== 'awaiting_payment' && document.querySelector('[data-order-id="' + n.order_id + '"]')) {
         // Paid, cancelled or expired: nothing left to pay or cancel on this page.
@@ -56,7 +71,7 @@
         delay = 1000;
         latestAtHello = message.latest_id;
         if (lastId === null) lastId = message.latest_id;
-        if (unread) unread.textContent = String(message.unread);
+        setUnread(message.unread);
       } else if (message.type === 'notification') {
         show(message.notification);
       }

@@ -316,12 +316,15 @@ async fn admin_orders_filter_by_status_and_users_can_be_blocked_and_unblocked() 
 
     let page = admin.get("/admin/orders?status=awaiting_payment").await;
     page.ok();
-    let statuses = page.texts("<td class=\"status\">");
+    let statuses = page.values("data-status", "");
     assert!(!statuses.is_empty());
     assert!(
         statuses.iter().all(|s| s == "awaiting_payment"),
         "{statuses:?}"
     );
+    // Shown in words.
+    let shown = page.texts("data-status=\"awaiting_payment\">");
+    assert!(shown.iter().all(|s| s == "Awaiting payment"), "{shown:?}");
     // The newest order is listed first.
     assert_eq!(
         page.values("data-order-id", "").first().map(String::as_str),

@@ -249,7 +249,7 @@ impl Browser {
         self.wait_path(|p| p.starts_with("/orders/"), "the order page")
             .await;
         // The stock is reserved in the background; the page learns it from the socket.
-        self.wait_text("#order-status", "awaiting_payment").await;
+        self.wait_text("#order-status", "Awaiting payment").await;
     }
 
     /// Types a card into the Stripe.js card field (the local stand-in draws plain inputs where
@@ -283,7 +283,7 @@ async fn a_customer_signs_up_fills_the_cart_pays_by_card_and_sees_the_order_comp
     browser.click("#pay").await;
 
     // Paid: the order completes when payments' event reaches orders; the page shows it.
-    browser.wait_text("#order-status", "completed").await;
+    browser.wait_text("#order-status", "Completed").await;
     let unread: u32 = browser
         .find("#unread")
         .await
@@ -377,7 +377,7 @@ async fn three_d_secure_is_confirmed_in_the_page_and_an_open_order_page_follows_
         .await;
     browser.screenshot("three-d-secure").await;
     confirm.click().await.unwrap();
-    browser.wait_text("#order-status", "completed").await;
+    browser.wait_text("#order-status", "Completed").await;
     assert!(
         browser
             .client()
@@ -440,7 +440,7 @@ async fn three_d_secure_is_confirmed_in_the_page_and_an_open_order_page_follows_
         .await
         .unwrap();
     assert!(cancelled.status().is_success(), "{}", cancelled.status());
-    browser.wait_text("#order-status", "cancelled").await;
+    browser.wait_text("#order-status", "Cancelled").await;
     let same = browser
         .client()
         .execute("return window.sameDocument === true;", Vec::new())

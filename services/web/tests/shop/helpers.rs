@@ -279,8 +279,11 @@ impl Visitor {
             .expect("checkout goes to the order")
             .to_owned();
         // The order waits for its stock before it can be paid.
-        self.wait_for(&format!("/orders/{order}"), ">awaiting_payment<")
-            .await;
+        self.wait_for(
+            &format!("/orders/{order}"),
+            "data-status=\"awaiting_payment\"",
+        )
+        .await;
         order
     }
 }

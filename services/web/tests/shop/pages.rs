@@ -366,17 +366,25 @@ async fn checkout_pay_by_card_and_the_order_completes_with_its_notifications() {
         .contains("Tax (8%)")
         .contains("id=\"payment-form\"")
         .contains("data-stripe-key=\"pk_test_storefront_local\"")
-        .contains("/js.stripe.com/v3/");
+        .contains("/js.stripe.com/v3/")
+        // The state in words, and until when it can be paid.
+        .contains(">Awaiting payment<")
+        .contains("id=\"pay-by\"");
+    let by = page.texts("<p id=\"pay-by\" data-payable>Pay by <strong>");
+    assert!(by.first().is_some_and(|t| t.contains(" UTC on ")), "{by:?}");
     visitor
         .get("/orders")
         .await
         .ok()
-        .contains(&format!("href=\"/orders/{order}\""));
+        .contains(&format!("href=\"/orders/{order}\""))
+        .contains(">Awaiting payment<");
 
-    // Someone else's order is not there for them.
+    // Someone else's order is not there for them (and the 404 page keeps their header).
     let stranger = Visitor::new(&shop);
     stranger.sign_up().await;
-    assert_eq!(stranger.get(&path).await.status, StatusCode::NOT_FOUND);
+    let missing = stranger.get(&path).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains(">Sign out<"), "{}", missing.body);
     let page = stranger
         .post(&format!("{path}/pay"), &[("payment_method", "pm_x")])
         .await;
@@ -408,7 +416,7 @@ async fn checkout_pay_by_card_and_the_order_completes_with_its_notifications() {
         .await;
     assert_eq!(page.redirect(), path);
     visitor
-        .wait_for(&path, ">completed<")
+        .wait_for(&path, "data-status=\"completed\"")
         .await
         .contains("id=\"thanks\"");
     assert!(!visitor.get(&path).await.body.contains("payment-form"));
@@ -445,7 +453,8 @@ async fn cancelling_an_unpaid_order_cancels_it_and_says_so() {
             .redirect(),
         path
     );
-    visitor.wait_for(&path, ">cancelled<").await;
+    visitor.wait_for(&path, "data-status=\"cancelled\"").await;
+    visitor.get(&path).await.ok().contains(">Cancelled<");
     visitor.wait_for("/notifications", "cancelled").await;
     // Paying it now is refused on the page.
     let card = payment_method("4242424242424242").await;
@@ -486,5 +495,40 @@ async fn signing_up_or_in_with_a_next_no_browser_should_follow_goes_home() {
             )
             .await;
         assert_eq!(page.redirect(), "/", "sign-in, next {next:?}");
+    }
+}
+
+/// A browser walk found the 404 and 403 pages showing a signed-in customer the signed-out header
+/// ("Sign in", no cart, no bell), and no icon anywhere.
+#[tokio::test]
+async fn error_pages_keep_the_visitors_header_and_the_shop_has_an_icon() {
+    let shop = Shop::from_env();
+    let visitor = Visitor::new(&shop);
+    visitor.sign_up().await;
+    for (path, status) in [
+        ("/no-such-page", StatusCode::NOT_FOUND),
+        ("/admin/products", StatusCode::FORBIDDEN),
+    ] {
+        let page = visitor.get(path).await;
+        assert_eq!(page.status, status, "{path}");
+        assert!(page.body.contains(">Sign out<"), "{path}: {}", page.body);
+        assert!(page.body.contains("id=\"cart-count\""), "{path}");
+        assert!(!page.body.contains("href=\"/signin\""), "{path}");
+    }
+    // Signed out, the same page offers to sign in.
+    let page = Visitor::new(&shop).get("/no-such-page").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.body.contains("href=\"/signin\""));
+
+    visitor
+        .get("/")
+        .await
+        .ok()
+        .contains("<link rel=\"icon\" href=\"/static/favicon.svg\"");
+    for path in ["/static/favicon.svg", "/favicon.ico"] {
+        let icon = visitor.get(path).await;
+        assert_eq!(icon.status, StatusCode::OK, "{path}");
+        assert_eq!(icon.content_type, "image/svg+xml", "{path}");
+        assert!(icon.body.starts_with("<svg"), "{path}");
     }
 }
