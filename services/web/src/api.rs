@@ -93,6 +93,30 @@ pub struct User {
     pub created_at: String,
 }
 
+/// The signed-in customer's own details (`GET /api/users/profile`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Profile {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub address: Option<Address>,
+}
+
+/// A postal address, as auth keeps it.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+pub struct Address {
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Session {
     pub user: User,
@@ -362,6 +386,35 @@ impl Api {
     }
 
     // auth
+
+    pub async fn profile(&self, token: &str) -> ApiResult<Profile> {
+        self.json(self.request(
+            Method::GET,
+            format!("{}/api/users/profile", self.urls.auth),
+            Some(token),
+        ))
+        .await
+    }
+
+    /// Sets the name, and sets or clears (`None`) the phone and the address.
+    pub async fn update_profile(
+        &self,
+        token: &str,
+        name: &str,
+        phone: Option<&str>,
+        address: Option<&Address>,
+    ) -> ApiResult<Profile> {
+        let body = serde_json::json!({ "name": name, "phone": phone, "address": address });
+        self.json(
+            self.request(
+                Method::PATCH,
+                format!("{}/api/users/profile", self.urls.auth),
+                Some(token),
+            )
+            .json(&body),
+        )
+        .await
+    }
 
     pub async fn signup(&self, email: &str, password: &str, name: &str) -> ApiResult<Session> {
         let body = serde_json::json!({ "email": email, "password": password, "name": name });

@@ -3,6 +3,7 @@
 //! visitor's own token. Works without JavaScript except the live parts (notifications, order
 //! status) and the card field, which is Stripe.js so card numbers never reach Storefront.
 
+pub mod account;
 pub mod admin;
 pub mod api;
 pub mod config;
@@ -102,6 +103,7 @@ fn routes(state: AppState) -> Router {
         .route("/orders/{id}", get(shop::order))
         .route("/orders/{id}/pay", post(shop::pay))
         .route("/orders/{id}/cancel", post(shop::cancel))
+        .route("/account", get(account::show).post(account::update))
         .route("/notifications", get(shop::notifications))
         .route("/notifications/read", post(shop::read_all))
         .route("/admin", get(admin::home))

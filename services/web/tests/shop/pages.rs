@@ -532,3 +532,97 @@ async fn error_pages_keep_the_visitors_header_and_the_shop_has_an_icon() {
         assert!(icon.body.starts_with("<svg"), "{path}");
     }
 }
+
+/// The profile the API always had, on a page: name, phone and address, each refusal by its field,
+/// "Saved." after a change (post-redirect-get), and emptied fields clear what they held.
+#[tokio::test]
+async fn the_account_page_keeps_the_customers_name_phone_and_address() {
+    let shop = Shop::from_env();
+    let signed_out = Visitor::new(&shop).get("/account").await;
+    assert!(
+        signed_out.redirect().starts_with("/signin?next=%2Faccount"),
+        "{:?}",
+        signed_out.location
+    );
+
+    let visitor = Visitor::new(&shop);
+    let email = visitor.sign_up().await;
+    visitor
+        .get("/")
+        .await
+        .ok()
+        .contains("<a href=\"/account\">Account</a>");
+    visitor
+        .get("/account")
+        .await
+        .ok()
+        .contains(&email)
+        .contains("value=\"Sam Shopper\"");
+
+    let address = [
+        ("line1", "12 Chausseestraße"),
+        ("line2", ""),
+        ("city", "Berlin"),
+        ("postal_code", "10115"),
+        ("country", "de"),
+    ];
+    let mut form = vec![("name", "Ada Lovelace"), ("phone", "+49 (30) 123-4567")];
+    form.extend_from_slice(&address);
+    assert_eq!(
+        visitor.post("/account", &form).await.redirect(),
+        "/account?saved=1"
+    );
+    visitor
+        .get("/account?saved=1")
+        .await
+        .ok()
+        .contains("id=\"saved\"")
+        .contains("value=\"Ada Lovelace\"")
+        .contains("value=\"+49301234567\"")
+        .contains("value=\"Berlin\"")
+        .contains("value=\"DE\"");
+    let profile = visitor.api("/api/users/profile").await;
+    assert_eq!(profile["name"], "Ada Lovelace");
+    assert_eq!(profile["address"]["city"], "Berlin");
+
+    // Refusals by their fields, what was typed kept; nothing saved.
+    let page = visitor
+        .post(
+            "/account",
+            &[
+                ("name", "Ada Lovelace"),
+                ("phone", "12"),
+                ("line1", "1 Main Street"),
+                ("city", ""),
+                ("postal_code", ""),
+                ("country", "Germany"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    for field in ["phone-error", "city-error", "country-error"] {
+        assert!(page.body.contains(&format!("id=\"{field}\"")), "{field}");
+    }
+    assert!(page.body.contains("value=\"1 Main Street\""));
+    assert_eq!(
+        visitor.api("/api/users/profile").await["phone"],
+        "+49301234567"
+    );
+
+    // Emptied, the phone and the address are gone.
+    assert_eq!(
+        visitor
+            .post("/account", &[("name", "Ada Lovelace"), ("phone", "")])
+            .await
+            .redirect(),
+        "/account?saved=1"
+    );
+    let profile = visitor.api("/api/users/profile").await;
+    assert!(profile["phone"].is_null(), "{profile}");
+    assert!(profile["address"].is_null(), "{profile}");
+}
