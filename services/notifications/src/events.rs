@@ -73,11 +73,6 @@ fn with_charges(total: &Money, charges: &[PriceLine]) -> String {
     format!("{total} ({})", parts.join(", "))
 }
 
-/// The first block of an id: enough for a person to tell orders apart.
-fn short(id: &uuid::Uuid) -> String {
-    id.simple().to_string()[..8].to_owned()
-}
-
 fn for_order(
     user: uuid::Uuid,
     order: uuid::Uuid,
@@ -108,7 +103,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 e.order_id,
                 Kind::OrderConfirmed,
                 "awaiting_payment",
-                format!("Order {} confirmed", short(&e.order_id)),
+                "Your order is confirmed".to_owned(),
                 format!(
                     "Your items are reserved. Pay {} by {} to complete the order.",
                     with_charges(&e.total, &e.charges),
@@ -123,7 +118,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 e.order_id,
                 Kind::OrderCompleted,
                 "completed",
-                format!("Order {} is complete", short(&e.order_id)),
+                "Your order is complete".to_owned(),
                 format!(
                     "We received your payment of {}. Thank you!",
                     with_charges(&e.total, &e.charges)
@@ -137,7 +132,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 e.order_id,
                 Kind::OrderCancelled,
                 "cancelled",
-                format!("Order {} was cancelled", short(&e.order_id)),
+                "Your order was cancelled".to_owned(),
                 format!("Why: {}.", e.reason.trim_end_matches('.')),
             )
         }
@@ -148,7 +143,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 e.order_id,
                 Kind::PaymentFailed,
                 "awaiting_payment",
-                format!("Payment for order {} failed", short(&e.order_id)),
+                "A payment for your order failed".to_owned(),
                 format!(
                     "{}. You can try another card until the order expires.",
                     e.reason.trim_end_matches('.')
@@ -162,7 +157,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 e.order_id,
                 Kind::PaymentRefunded,
                 "cancelled",
-                format!("Order {} refunded", short(&e.order_id)),
+                "Your order was refunded".to_owned(),
                 format!("{} is on its way back to your card.", e.amount),
             )
         }

@@ -61,6 +61,10 @@ pub struct OrderDoc {
     /// Why it was cancelled.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The number a customer reads ("Order 1042"): unique in the shop. Absent on orders placed
+    /// before orders had numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<i64>,
     pub version: i64,
     pub created_at: bson::DateTime,
     pub updated_at: bson::DateTime,
@@ -190,6 +194,9 @@ pub enum StoreError {
     Mongo(#[from] mongodb::error::Error),
     #[error("outbox: {0}")]
     Outbox(String),
+    /// The order number counter holds something that is not a number (a bug or a hand edit).
+    #[error("the order number counter: {0}")]
+    Counter(String),
 }
 
 impl Transient for StoreError {
@@ -267,9 +274,20 @@ pub struct Store {
     orders: Collection<OrderDoc>,
     products: Products,
     keys: Collection<Document>,
+    counters: Collection<Document>,
+    /// Order numbers this replica took from the counter and has not handed out yet.
+    numbers: std::sync::Arc<tokio::sync::Mutex<std::ops::Range<i64>>>,
     outbox: Outbox,
     changes: Changes,
 }
+
+/// Order numbers are taken from one counter this many at a time: one write per this many orders,
+/// not one per order. A replica that stops leaves the rest of its block unused (numbers are
+/// unique and grow, but not every number is used); two replicas hand out numbers of two blocks.
+const NUMBER_BLOCK: i64 = 20;
+
+/// The first order number is the one after this (shops start a little above 1).
+const NUMBERS_AFTER: i64 = 1000;
 
 fn now() -> bson::DateTime {
     bson::DateTime::now()
@@ -285,6 +303,8 @@ impl Store {
             orders: mongo.db.collection("orders"),
             products: Products::new(&mongo.db),
             keys: mongo.db.collection("idempotency_keys"),
+            counters: mongo.db.collection("counters"),
+            numbers: std::sync::Arc::new(tokio::sync::Mutex::new(0..0)),
             mongo,
             outbox,
             changes,
@@ -321,6 +341,32 @@ impl Store {
                 AppendError::Mongo(e) => StoreError::Mongo(e),
                 other => StoreError::Outbox(other.to_string()),
             })
+    }
+
+    /// A new order's number: unique in the shop (one counter document, taken in blocks of
+    /// [`NUMBER_BLOCK`] with an atomic `$inc`).
+    pub async fn next_number(&self) -> Result<i64, StoreError> {
+        let mut numbers = self.numbers.lock().await;
+        if numbers.is_empty() {
+            let counter = self
+                .counters
+                .find_one_and_update(
+                    doc! { "_id": "order_number" },
+                    doc! { "$inc": { "value": NUMBER_BLOCK } },
+                )
+                .upsert(true)
+                .return_document(mongodb::options::ReturnDocument::After)
+                .await?
+                .ok_or_else(|| StoreError::Counter("missing after an upsert".into()))?;
+            let end = counter
+                .get_i64("value")
+                .or_else(|_| counter.get_i32("value").map(i64::from))
+                .map_err(|e| StoreError::Counter(e.to_string()))?;
+            *numbers = NUMBERS_AFTER + end - NUMBER_BLOCK + 1..NUMBERS_AFTER + end + 1;
+        }
+        let number = numbers.start;
+        numbers.start += 1;
+        Ok(number)
     }
 
     /// The replicas of these products (missing ones are left out).

@@ -228,6 +228,9 @@ pub struct OrderLine {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Order {
     pub id: String,
+    /// The number a customer reads; orders placed before numbers have none.
+    #[serde(default)]
+    pub number: Option<i64>,
     #[serde(default)]
     pub user_id: String,
     pub state: String,
@@ -263,6 +266,15 @@ pub fn state_words(state: &str) -> &'static str {
 }
 
 impl Order {
+    /// What the order is called on a page: its number, or (placed before numbers) the start of
+    /// its id.
+    pub fn label(&self) -> String {
+        match self.number {
+            Some(number) => number.to_string(),
+            None => self.id.chars().take(8).collect(),
+        }
+    }
+
     pub fn status_words(&self) -> &'static str {
         state_words(&self.state)
     }

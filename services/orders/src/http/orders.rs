@@ -104,6 +104,10 @@ pub struct RefundView {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct OrderView {
     id: Uuid,
+    /// The number a customer reads ("Order 1042"): unique in the shop, growing. Absent on orders
+    /// placed before orders had numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<i64>,
     /// Its customer.
     user_id: Uuid,
     state: OrderState,
@@ -141,6 +145,7 @@ impl From<&OrderDoc> for OrderView {
     fn from(order: &OrderDoc) -> Self {
         let now = mongodb::bson::DateTime::now();
         OrderView {
+            number: order.number,
             paying_until: order
                 .paying_until
                 .filter(|_| order.is_held(now))
@@ -357,6 +362,8 @@ pub async fn place(
     let (lines, currency) = lines_of(&state, &merged).await?;
     let id = Uuid::now_v7();
     let pricing = priced(&state, Some(id), user.sub, &lines, &currency).await?;
+    // Taken before the idempotency check: a retry with the same key leaves one number unused.
+    let number = state.store.next_number().await?;
     let now = Utc::now();
     let window = chrono::Duration::from_std(state.payment_window).map_err(Error::internal)?;
     let order = OrderDoc {
@@ -366,6 +373,7 @@ pub async fn place(
         total: pricing.total.clone(),
         state: OrderState::Pending,
         reason: None,
+        number: Some(number),
         version: 1,
         created_at: at(now),
         updated_at: at(now),

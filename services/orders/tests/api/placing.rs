@@ -249,3 +249,49 @@ async fn customers_see_only_their_own_orders_and_admins_see_all() {
     let empty: Value = response.json().await.unwrap();
     assert_eq!(empty["total"], 0);
 }
+
+/// A browser walk found every order placed within a minute shown under the same "number" (the
+/// first 8 characters of a time-ordered id). Orders have a number of their own: unique, growing,
+/// kept by a retry with the same key.
+#[tokio::test]
+async fn every_order_has_a_number_of_its_own() {
+    let shop = shop().await;
+    let mug = shop.product("Mug", 1800, 100).await;
+    let lines = json!([{ "product_id": mug, "quantity": 1 }]);
+    let customers: Vec<_> = (0..3).map(|_| shop.customer()).collect();
+    let placing: Vec<_> = (0..24)
+        .map(|i| shop.place(&customers[i % 3], lines.clone()))
+        .collect();
+    let mut numbers = Vec::new();
+    for response in futures::future::join_all(placing).await {
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let order: Value = response.json().await.unwrap();
+        numbers.push(order["number"].as_i64().expect("a number"));
+    }
+    let distinct: std::collections::BTreeSet<i64> = numbers.iter().copied().collect();
+    assert_eq!(distinct.len(), numbers.len(), "{numbers:?}");
+    assert!(numbers.iter().all(|n| *n > 1000), "{numbers:?}");
+
+    // One after another, they grow; the number is the order's (read back, and on a retry).
+    let ada = &customers[0];
+    let first: Value = place_with_key(&shop, ada, "numbered-1", lines.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second: Value = place_with_key(&shop, ada, "numbered-2", lines.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(second["number"].as_i64() > first["number"].as_i64());
+    assert!(first["number"].as_i64() > distinct.last().copied());
+    let again: Value = place_with_key(&shop, ada, "numbered-1", lines.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["number"], first["number"]);
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(shop.order(&ada.token, id).await["number"], first["number"]);
+}

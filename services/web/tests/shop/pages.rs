@@ -370,13 +370,18 @@ async fn checkout_pay_by_card_and_the_order_completes_with_its_notifications() {
         // The state in words, and until when it can be paid.
         .contains(">Awaiting payment<")
         .contains("id=\"pay-by\"");
+    // Called by its own number, not by the start of its id.
+    let number = visitor.api(&format!("/api/orders/{order}")).await["number"]
+        .as_i64()
+        .expect("an order number");
+    page.contains(&format!("<h1>Order {number}</h1>"));
     let by = page.texts("<p id=\"pay-by\" data-payable>Pay by <strong>");
     assert!(by.first().is_some_and(|t| t.contains(" UTC on ")), "{by:?}");
     visitor
         .get("/orders")
         .await
         .ok()
-        .contains(&format!("href=\"/orders/{order}\""))
+        .contains(&format!("href=\"/orders/{order}\">{number}</a>"))
         .contains(">Awaiting payment<");
 
     // Someone else's order is not there for them (and the 404 page keeps their header).
