@@ -216,6 +216,14 @@ pub struct Cart {
     pub held: Vec<Held>,
 }
 
+impl Cart {
+    /// Whether a line cannot be ordered as it is (its product is gone, or less is available):
+    /// the subtotal and the estimate leave it out.
+    pub fn has_unorderable(&self) -> bool {
+        self.items.iter().any(|line| !line.orderable)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrderLine {
     pub product_id: String,
@@ -257,7 +265,7 @@ pub struct Order {
 /// An order's state as a customer reads it (`static/app.js` has the same words for live updates).
 pub fn state_words(state: &str) -> &'static str {
     match state {
-        "pending" => "Reserving your items",
+        "pending" => "Reserving items",
         "awaiting_payment" => "Awaiting payment",
         "completed" => "Completed",
         "cancelled" => "Cancelled",

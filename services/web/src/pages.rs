@@ -95,14 +95,17 @@ impl FormErrors {
         self.problem.is_none() && self.local.is_empty()
     }
 
+    /// The message for `name`, as a sentence (services write "the city is required").
     pub fn field(&self, name: &str) -> Option<String> {
-        if let Some((_, message)) = self.local.iter().find(|(f, _)| f == name) {
-            return Some(message.clone());
-        }
-        self.problem
-            .as_ref()
-            .and_then(|p| p.field(name))
-            .map(str::to_owned)
+        let message = match self.local.iter().find(|(f, _)| f == name) {
+            Some((_, message)) => message.clone(),
+            None => self.problem.as_ref()?.field(name)?.to_owned(),
+        };
+        let mut chars = message.chars();
+        Some(match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => message,
+        })
     }
 
     /// The message for the whole form (not tied to a field).

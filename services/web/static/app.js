@@ -3,7 +3,7 @@
 (function () {
   // An order's state as a customer reads it (the same words as web's `api::state_words`).
   var STATE_WORDS = {
-    pending: 'Reserving your items',
+    pending: 'Reserving items',
     awaiting_payment: 'Awaiting payment',
     completed: 'Completed',
     cancelled: 'Cancelled'

@@ -71,20 +71,21 @@ impl Address {
     /// Checks and normalises every part; errors name the part (`address.city`).
     pub fn parse(raw: Address) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
-        let mut part = |name: &str, value: &str, max: usize, required: bool| {
-            clean(value, name, max, required).unwrap_or_else(|e| {
+        // The field is named by its key; the message by what a person calls it.
+        let mut part = |name: &str, what: &str, value: &str, max: usize, required: bool| {
+            clean(value, what, max, required).unwrap_or_else(|e| {
                 errors.push((format!("address.{name}"), e));
                 String::new()
             })
         };
-        let line1 = part("line1", &raw.line1, 200, true);
+        let line1 = part("line1", "the street and number", &raw.line1, 200, true);
         let line2 = raw
             .line2
             .as_deref()
-            .map(|l| part("line2", l, 200, false))
+            .map(|l| part("line2", "the second address line", l, 200, false))
             .filter(|l| !l.is_empty());
-        let city = part("city", &raw.city, 100, true);
-        let postal_code = part("postal_code", &raw.postal_code, 20, true);
+        let city = part("city", "the city", &raw.city, 100, true);
+        let postal_code = part("postal_code", "the postal code", &raw.postal_code, 20, true);
         if !postal_code
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')

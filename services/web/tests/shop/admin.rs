@@ -164,7 +164,7 @@ async fn an_admin_creates_edits_restocks_and_illustrates_a_product() {
         )
         .await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
-    page.contains("enter a whole number");
+    page.contains("Enter a whole number");
     let page = admin
         .post(
             &format!("{edit}/stock"),
@@ -265,7 +265,7 @@ async fn an_admin_creates_edits_restocks_and_illustrates_a_product() {
     )
     .await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
-    page.contains("choose an image file");
+    page.contains("Choose an image file");
     // Without the CSRF field, or with the token in the URL (where logs and Referers would keep
     // it): refused before anything is stored. The form never puts it in its action.
     let edit_page = admin.get(&edit).await;

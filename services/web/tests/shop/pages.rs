@@ -613,6 +613,9 @@ async fn the_account_page_keeps_the_customers_name_phone_and_address() {
     for field in ["phone-error", "city-error", "country-error"] {
         assert!(page.body.contains(&format!("id=\"{field}\"")), "{field}");
     }
+    // In words a person uses, as a sentence (not "postal_code is required").
+    let errors = page.texts("<p class=\"error\" id=\"postal_code-error\">");
+    assert_eq!(errors, ["The postal code is required"]);
     assert!(page.body.contains("value=\"1 Main Street\""));
     assert_eq!(
         visitor.api("/api/users/profile").await["phone"],
@@ -630,4 +633,49 @@ async fn the_account_page_keeps_the_customers_name_phone_and_address() {
     let profile = visitor.api("/api/users/profile").await;
     assert!(profile["phone"].is_null(), "{profile}");
     assert!(profile["address"].is_null(), "{profile}");
+}
+
+/// A browser walk found the cart's totals silently leaving out a line marked "Only 12 available"
+/// (more asked for than there is): the page says so, beside the totals.
+#[tokio::test]
+async fn a_line_left_out_of_the_totals_is_said_to_be() {
+    let shop = Shop::from_env();
+    let visitor = Visitor::new(&shop);
+    visitor.sign_up().await;
+    // A demo product with less in stock than a cart line may ask for (100).
+    let list = visitor
+        .api("/api/products?in_stock=true&per_page=100")
+        .await;
+    let (product, available) = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|p| {
+            let available = p["available"].as_i64()?;
+            (1..100)
+                .contains(&available)
+                .then(|| (p["id"].as_str().unwrap().to_owned(), available))
+        })
+        .expect("a product with 1 to 99 in stock");
+    let add = |quantity: String| {
+        let (visitor, product) = (&visitor, product.clone());
+        async move {
+            visitor
+                .post(
+                    "/cart/items",
+                    &[("product_id", &product), ("quantity", &quantity)],
+                )
+                .await
+        }
+    };
+    assert_eq!(add("1".into()).await.redirect(), "/cart");
+    let cart = visitor.get("/cart").await;
+    assert!(!cart.ok().body.contains("id=\"not-counted\""));
+    assert_eq!(add(available.to_string()).await.redirect(), "/cart");
+    visitor
+        .get("/cart")
+        .await
+        .ok()
+        .contains("available</span>")
+        .contains("id=\"not-counted\"");
 }
