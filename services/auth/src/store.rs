@@ -157,6 +157,39 @@ impl Transient for StoreError {
     }
 }
 
+/// Which users an admin's list shows (every condition given must hold).
+#[derive(Debug, Default)]
+pub struct UserFilter {
+    pub blocked: Option<bool>,
+    /// Text in the email or name, matched literally, case-insensitive.
+    pub text: Option<String>,
+    pub ids: Option<Vec<Uuid>>,
+}
+
+impl UserFilter {
+    fn filter(&self) -> Document {
+        let mut filter = doc! {};
+        if let Some(blocked) = self.blocked {
+            filter.insert("blocked", blocked);
+        }
+        if let Some(text) = &self.text {
+            let pattern = storefront_kit::validate::literal_pattern(text);
+            filter.insert(
+                "$or",
+                vec![
+                    doc! { "email": { "$regex": &pattern, "$options": "i" } },
+                    doc! { "name": { "$regex": &pattern, "$options": "i" } },
+                ],
+            );
+        }
+        if let Some(ids) = &self.ids {
+            let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+            filter.insert("_id", doc! { "$in": ids });
+        }
+        filter
+    }
+}
+
 impl Store {
     pub fn new(mongo: Mongo, outbox: Outbox) -> Self {
         Store {
@@ -362,12 +395,9 @@ impl Store {
         &self,
         page: u64,
         per_page: u64,
-        blocked: Option<bool>,
+        wanted: &UserFilter,
     ) -> Result<UserPage, StoreError> {
-        let filter = match blocked {
-            Some(b) => doc! { "blocked": b },
-            None => doc! {},
-        };
+        let filter = wanted.filter();
         let total = self.users.count_documents(filter.clone()).await?;
         let items = self
             .users

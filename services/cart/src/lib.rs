@@ -112,7 +112,12 @@ pub async fn build_with(
     let readiness = Readiness::new().mongo(&mongo).redis(&revocations);
     let app = server::build(
         SERVICE,
-        http::routes(state.clone()),
+        storefront_kit::deadletters::mount(
+            http::routes(state.clone()),
+            SERVICE,
+            consumer.as_ref(),
+            &state.authenticator,
+        ),
         readiness,
         &config.http,
     );

@@ -24,6 +24,20 @@ pub struct ImageRef {
     pub height: u32,
     pub bytes: u64,
     pub primary: bool,
+    /// A smaller copy for lists and small screens, when the image is larger than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<Thumbnail>,
+}
+
+/// The smaller copy of an image, stored beside it under `products/{product_id}/{key}` with the
+/// image's type. Images uploaded before thumbnails were made have none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Thumbnail {
+    pub key: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
 }
 
 /// Stock of one product: what can still be bought, what is held for unpaid orders, what was sold.

@@ -33,6 +33,7 @@ use std::{
     collections::{BTreeSet, HashMap},
     future::Future,
     hash::{DefaultHasher, Hash, Hasher},
+    pin::Pin,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -57,6 +58,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     config::KafkaConfig,
+    deadletters::{DeadLetters, Replay},
     metrics,
     mongo::{Mongo, is_duplicate_key},
 };
@@ -321,6 +323,7 @@ pub struct ConsumerRunner<H> {
     shared: Arc<Shared<H>>,
     lanes: usize,
     idle_fetch: Option<Duration>,
+    kafka: KafkaConfig,
 }
 
 /// One message on its way through a lane.
@@ -390,7 +393,25 @@ impl<H: EventHandler> ConsumerRunner<H> {
                 .min(settings_lanes.unwrap_or(usize::MAX))
                 .max(1),
             idle_fetch: kafka.idle_fetch_interval,
+            kafka: kafka.clone(),
         })
+    }
+
+    /// The group's dead letters, for an admin to list, replay (through this runner's handler)
+    /// or discard.
+    pub fn dead_letters(&self) -> DeadLetters {
+        let settings = &self.shared.settings;
+        DeadLetters::new(
+            self.kafka.clone(),
+            settings.group.clone(),
+            settings
+                .topics
+                .iter()
+                .map(|t| dlq_topic(t, &settings.group))
+                .collect(),
+            &self.shared.mongo.db,
+            self.shared.clone(),
+        )
     }
 
     /// Consumes until `stop` turns true, then lets the lanes finish the message each is on,
@@ -402,6 +423,7 @@ impl<H: EventHandler> ConsumerRunner<H> {
             shared,
             lanes,
             idle_fetch,
+            ..
         } = self;
         let group = shared.settings.group.clone();
         tracing::info!(%group, topics = ?shared.settings.topics, lanes, "consumer started");
@@ -568,8 +590,8 @@ fn dispatch<H: EventHandler>(
         return;
     }
     // No header (a producer other than the relay): the payload says what it is.
-    let event = Envelope::from_slice(message.payload().unwrap_or_default())
-        .map_err(|e| format!("malformed event: {e}"));
+    let event =
+        Envelope::from_slice(message.payload().unwrap_or_default()).map_err(|e| e.to_string());
     if let Ok(event) = &event
         && !handles(&event.event_type)
     {
@@ -674,6 +696,15 @@ async fn lane<H: EventHandler>(
             offset: message.offset(),
             generation: delivery.generation,
         });
+    }
+}
+
+impl<H: EventHandler> Replay for Shared<H> {
+    fn replay<'a>(
+        &'a self,
+        event: &'a Envelope,
+    ) -> Pin<Box<dyn Future<Output = Result<Outcome, HandlerError>> + Send + 'a>> {
+        Box::pin(self.apply(event))
     }
 }
 

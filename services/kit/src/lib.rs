@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod deadletters;
 pub mod error;
 pub mod kafka;
 pub mod metrics;

@@ -146,6 +146,42 @@ pub fn paging(page: Option<&str>, per_page: Option<&str>, fields: &mut Fields) -
     )
 }
 
+/// The longest text a list's `q` searches for.
+pub const MAX_SEARCH_CHARS: usize = 100;
+
+/// A list's `?q=`: trimmed, `None` when empty; longer than [`MAX_SEARCH_CHARS`] or with control
+/// characters is an error on `q` in `fields`.
+pub fn search(q: Option<&str>, fields: &mut Fields) -> Option<String> {
+    match q.map(str::trim) {
+        None | Some("") => None,
+        Some(q) if q.chars().count() > MAX_SEARCH_CHARS => {
+            fields.add(
+                "q",
+                format!("a search has at most {MAX_SEARCH_CHARS} characters"),
+            );
+            None
+        }
+        Some(q) if q.chars().any(char::is_control) => {
+            fields.add("q", "a search must not contain control characters");
+            None
+        }
+        Some(q) => Some(q.to_owned()),
+    }
+}
+
+/// A regular expression that matches `text` literally (for a case-insensitive `$regex`): every
+/// character but letters, digits and spaces escaped, so a search has no pattern syntax.
+pub fn literal_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if !c.is_alphanumeric() && c != ' ' {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +267,14 @@ mod tests {
             }
             _ => panic!("expected a validation error"),
         }
+    }
+
+    #[test]
+    fn search_text_is_matched_literally() {
+        assert_eq!(literal_pattern("mug"), "mug");
+        assert_eq!(literal_pattern("a.b*"), "a\\.b\\*");
+        assert_eq!(literal_pattern("(x|y)"), "\\(x\\|y\\)");
+        assert_eq!(literal_pattern("tea cup"), "tea cup");
+        assert_eq!(literal_pattern("$where"), "\\$where");
     }
 }

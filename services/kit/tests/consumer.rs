@@ -6,7 +6,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU32, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -27,7 +27,9 @@ use storefront_events::{
     users::{UserCreated, UserUpdated},
 };
 use storefront_kit::{
+    Error,
     config::KafkaConfig,
+    deadletters::{DeadLetters, Status},
     kafka::{self, ConsumerRunner, ConsumerSettings, EventHandler, HandlerError},
     metrics,
     mongo::Mongo,
@@ -37,11 +39,12 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Applies events by recording their ids; fails the first `fail_first` calls, and always for
-/// events keyed `poison`.
+/// events keyed `poison` until `cured`.
 struct Recorder {
     applied: Collection<Document>,
     fail_first: AtomicU32,
     calls: AtomicU32,
+    cured: AtomicBool,
 }
 
 impl EventHandler for Recorder {
@@ -55,7 +58,7 @@ impl EventHandler for Recorder {
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        if event.key == "poison" {
+        if event.key == "poison" && !self.cured.load(Ordering::SeqCst) {
             return Err(HandlerError::Failed(
                 "this event can never be applied".into(),
             ));
@@ -78,6 +81,7 @@ struct Harness {
     topic: String,
     group: String,
     handler: Arc<Recorder>,
+    dead_letters: DeadLetters,
     stop: watch::Sender<bool>,
     runner: tokio::task::JoinHandle<()>,
 }
@@ -102,6 +106,7 @@ async fn start(fail_first: u32) -> Harness {
         applied: mongo.db.collection("applied"),
         fail_first: AtomicU32::new(fail_first),
         calls: AtomicU32::new(0),
+        cured: AtomicBool::new(false),
     });
     let group = unique("group");
     let mut settings = ConsumerSettings::new(&group, vec![topic.clone()]);
@@ -110,6 +115,7 @@ async fn start(fail_first: u32) -> Harness {
     let runner = ConsumerRunner::new(&kafka, settings, mongo.clone(), handler.clone())
         .await
         .unwrap();
+    let dead_letters = runner.dead_letters();
     let (stop, stopped) = watch::channel(false);
     let runner = tokio::spawn(runner.run(stopped));
     Harness {
@@ -118,6 +124,7 @@ async fn start(fail_first: u32) -> Harness {
         topic,
         group,
         handler,
+        dead_letters,
         stop,
         runner,
     }
@@ -346,6 +353,109 @@ async fn poison_events_are_dead_lettered_and_do_not_stall_the_partition() {
     );
     assert!(dead[1].0.contains("malformed event"));
     assert_eq!(dead[1].2.as_deref(), Some(&b"{not json"[..]));
+    h.stop().await;
+}
+
+/// An admin lists a group's dead letters, replays one once its cause is fixed (applied once, by
+/// the group's own handler) and discards one that is not an event; each decision is made once.
+#[tokio::test]
+async fn dead_letters_are_listed_replayed_once_fixed_and_discarded() {
+    let h = start(0).await;
+    let poison = event("poison");
+    h.send(&poison).await;
+    h.send_raw("k", b"{not json").await;
+    let after = event("k");
+    h.send(&after).await;
+    h.wait_applied(after.id).await;
+
+    let dead = &h.dead_letters;
+    eventually("both are dead letters", || async {
+        dead.list().await.unwrap().items.len() == 2
+    })
+    .await;
+    let list = dead.list().await.unwrap();
+    assert_eq!((list.group.as_str(), list.open), (h.group.as_str(), 2));
+    let find = |event: bool| {
+        list.items
+            .iter()
+            .find(|l| l.event_type.is_some() == event)
+            .unwrap()
+            .clone()
+    };
+    let (poisoned, malformed) = (find(true), find(false));
+    assert_eq!(poisoned.event_type.as_deref(), Some(UserUpdated::TYPE));
+    assert_eq!(poisoned.event_id, Some(poison.id.to_string()));
+    assert_eq!(poisoned.key.as_deref(), Some("poison"));
+    assert_eq!(poisoned.topic, h.topic);
+    assert!(
+        poisoned.error.contains("can never be applied"),
+        "{}",
+        poisoned.error
+    );
+    assert_eq!(poisoned.attempts, Some(3));
+    assert_eq!(poisoned.status, Status::Open);
+    assert!(poisoned.dead_lettered_at.is_some());
+    assert!(
+        malformed.error.contains("malformed event"),
+        "{}",
+        malformed.error
+    );
+    assert_eq!(malformed.message, None, "not JSON");
+
+    // Before the fix the handler fails again: nothing is recorded, it stays open.
+    let conflict = |result: Result<_, Error>| match result {
+        Err(Error::Conflict { kind, .. }) => kind,
+        other => panic!("expected a conflict, got {other:?}"),
+    };
+    assert_eq!(
+        conflict(dead.replay(&poisoned.id, "admin-1").await),
+        "replay-failed"
+    );
+    assert_eq!(h.applied(poison.id).await, 0);
+    h.handler.cured.store(true, Ordering::SeqCst);
+    let replayed = dead.replay(&poisoned.id, "admin-1").await.unwrap();
+    assert_eq!(replayed.status, Status::Replayed);
+    assert_eq!(replayed.outcome.as_deref(), Some("applied"));
+    assert_eq!(replayed.handled_by.as_deref(), Some("admin-1"));
+    assert_eq!(h.applied(poison.id).await, 1);
+    assert_eq!(
+        conflict(dead.replay(&poisoned.id, "admin-2").await),
+        "already-handled"
+    );
+    assert_eq!(
+        conflict(dead.discard(&poisoned.id, "admin-2").await),
+        "already-handled"
+    );
+    assert_eq!(h.applied(poison.id).await, 1, "applied once");
+
+    assert_eq!(
+        conflict(dead.replay(&malformed.id, "admin-1").await),
+        "not-replayable"
+    );
+    let discarded = dead.discard(&malformed.id, "admin-1").await.unwrap();
+    assert_eq!(discarded.status, Status::Discarded);
+    assert_eq!(
+        conflict(dead.discard(&malformed.id, "admin-1").await),
+        "already-handled"
+    );
+
+    let list = dead.list().await.unwrap();
+    assert_eq!(list.open, 0);
+    let statuses: Vec<Status> = list.items.iter().map(|l| l.status).collect();
+    assert!(statuses.contains(&Status::Replayed) && statuses.contains(&Status::Discarded));
+
+    // Ids that name nothing of this group.
+    let (topic, _) = poisoned.id.split_once(':').unwrap();
+    for id in [
+        format!("{topic}:0:999999"),
+        format!("{}.dlq.someone-else:0:0", h.topic),
+        "nonsense".to_owned(),
+    ] {
+        assert!(
+            matches!(dead.replay(&id, "admin-1").await, Err(Error::NotFound(_))),
+            "{id}"
+        );
+    }
     h.stop().await;
 }
 

@@ -51,6 +51,7 @@ impl Config {
                 max_side: env::parse_or("IMAGE_MAX_SIDE", defaults.max_side)?,
                 max_pixels: env::parse_or("IMAGE_MAX_PIXELS", defaults.max_pixels)?,
                 served_side: env::parse_or("IMAGE_SERVED_SIDE", defaults.served_side)?,
+                thumbnail_side: env::parse_or("IMAGE_THUMBNAIL_SIDE", defaults.thumbnail_side)?,
             },
             cache_ttl: Duration::from_millis(env::parse_or("PRODUCT_CACHE_TTL_MS", 1000)?),
             consume_events: env::flag("CONSUME_EVENTS", true)?,

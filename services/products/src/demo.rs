@@ -299,13 +299,15 @@ pub async fn seed(store: &Store, images: &Images) -> Result<usize, SeedError> {
         .map_err(|e| SeedError::Image(e.to_string()))?
         .map_err(|e| SeedError::Image(e.to_string()))?;
         let image = prepared.reference(true);
-        images
-            .put(
-                &Images::object_key(id, &image.key),
-                Bytes::from(prepared.bytes),
-                prepared.kind.content_type(),
-            )
-            .await?;
+        for file in prepared.into_files(&image) {
+            images
+                .put(
+                    &Images::object_key(id, &file.key),
+                    Bytes::from(file.bytes),
+                    file.content_type,
+                )
+                .await?;
+        }
         let now = mongodb::bson::DateTime::now();
         let product = ProductDoc {
             id: id.to_string(),

@@ -261,18 +261,6 @@ fn now() -> bson::DateTime {
     bson::DateTime::now()
 }
 
-/// `text` as a case-insensitive regular expression that matches it literally.
-fn literal_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() * 2);
-    for c in text.chars() {
-        if !c.is_alphanumeric() && c != ' ' {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern
-}
-
 impl ListQuery {
     fn filter(&self) -> Document {
         let mut filter = doc! { "deleted": false };
@@ -295,7 +283,7 @@ impl ListQuery {
             filter.insert("stock.available", doc! { "$gt": 0_i64 });
         }
         if let Some(text) = &self.text {
-            let pattern = literal_pattern(text);
+            let pattern = storefront_kit::validate::literal_pattern(text);
             filter.insert(
                 "$or",
                 vec![
@@ -975,19 +963,5 @@ impl Store {
             .find_one(doc! { "_id": order_id.to_string() })
             .await?
             .map(|r| r.state))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_text_is_matched_literally() {
-        assert_eq!(literal_pattern("mug"), "mug");
-        assert_eq!(literal_pattern("a.b*"), "a\\.b\\*");
-        assert_eq!(literal_pattern("(x|y)"), "\\(x\\|y\\)");
-        assert_eq!(literal_pattern("tea cup"), "tea cup");
-        assert_eq!(literal_pattern("$where"), "\\$where");
     }
 }

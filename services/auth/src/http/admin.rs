@@ -7,7 +7,7 @@ use storefront_kit::{
     Error, Json,
     auth::RequireAdmin,
     error::{Path, Query},
-    validate::{Fields, paging},
+    validate::{Fields, paging, search},
 };
 use uuid::Uuid;
 
@@ -15,7 +15,7 @@ use super::{
     account::revoke_access,
     views::{self, UserView},
 };
-use crate::AppState;
+use crate::{AppState, store::UserFilter};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +33,37 @@ pub struct ListQuery {
     #[serde(default)]
     #[schemars(with = "bool")]
     blocked: Option<bool>,
+    /// Text in the email or name, case-insensitive, matched literally; at most 100 characters.
+    #[serde(default)]
+    q: Option<String>,
+    /// Only these users: ids separated by commas, at most 100 (the admin's order list names
+    /// its customers with one request).
+    #[serde(default)]
+    ids: Option<String>,
+}
+
+/// The most ids one `?ids=` may name: a page of the largest size.
+const MAX_IDS: usize = 100;
+
+/// `?ids=a,b,c`: each a user id, at most [`MAX_IDS`]; an error on `ids` otherwise.
+fn ids(raw: Option<&str>, fields: &mut Fields) -> Option<Vec<Uuid>> {
+    let raw = raw?;
+    let parsed: Result<Vec<Uuid>, String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            Uuid::try_parse(id).map_err(|_| "user ids (UUIDs) separated by commas".to_owned())
+        })
+        .collect();
+    let parsed = parsed.and_then(|ids| {
+        if ids.len() > MAX_IDS {
+            Err(format!("at most {MAX_IDS} ids"))
+        } else {
+            Ok(ids)
+        }
+    });
+    fields.check("ids", parsed)
 }
 
 /// A page of users, oldest first.
@@ -56,11 +87,13 @@ pub async fn list(
         query.per_page.as_deref(),
         &mut fields,
     );
+    let filter = UserFilter {
+        blocked: query.blocked,
+        text: search(query.q.as_deref(), &mut fields),
+        ids: ids(query.ids.as_deref(), &mut fields),
+    };
     fields.finish()?;
-    let found = state
-        .store
-        .list_users(page, per_page, query.blocked)
-        .await?;
+    let found = state.store.list_users(page, per_page, &filter).await?;
     Ok(Json(UserList {
         items: found.items.into_iter().map(UserView::from).collect(),
         page,

@@ -194,7 +194,8 @@ pub fn openapi() -> Value {
                 )
                 .problem(
                     422,
-                    "`page` or `per_page` is not a whole number in range (`validation`).",
+                    "`page` or `per_page` is not a whole number in range, `q` is too long or has \
+                     control characters, or `ids` is not up to 100 user ids (`validation`).",
                 );
         },
     )

@@ -263,6 +263,11 @@ async fn the_bootstrap_admin_exists_once() {
     assert_eq!(me["user"]["role"], "admin");
     // Starting again with the same database keeps the one admin.
     let again = storefront_auth::build(&app.config).await.unwrap();
-    let page = again.state.store.list_users(1, 100, None).await.unwrap();
+    let page = again
+        .state
+        .store
+        .list_users(1, 100, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(page.total, 1);
 }

@@ -168,3 +168,77 @@ async fn blocking_unknown_users_or_yourself_is_refused() {
     )
     .await;
 }
+
+/// The admin's user list had no search, and its order list showed customers as ids: users are
+/// found by text in their email or name, and a page of them by their ids.
+#[tokio::test]
+async fn admins_find_users_by_text_or_by_id() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let sam = app.signup(&email().replace("user", "Sam.Smith")).await;
+    let other = app.signup(&email()).await;
+    app.signup(&email()).await;
+    let list = |query: String| {
+        let app = &app;
+        let token = admin.access.clone();
+        async move {
+            let response = app.get_as(&token, &format!("/admin/users?{query}")).await;
+            assert_eq!(response.status(), StatusCode::OK, "{query}");
+            let page: Value = response.json().await.unwrap();
+            let ids: Vec<String> = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["id"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(page["total"], ids.len(), "{query}");
+            ids
+        }
+    };
+    let sam_id = sam.user_id.to_string();
+    let other_id = other.user_id.to_string();
+    // Case-insensitive, literal: the dot is a dot, not "any character".
+    assert_eq!(list("q=sam.smith".into()).await, vec![sam_id.clone()]);
+    assert_eq!(list("q=SAM%2ESMITH".into()).await, vec![sam_id.clone()]);
+    assert!(list("q=sam%2Esmit.".into()).await.is_empty());
+    assert!(list("q=.*".into()).await.is_empty());
+    // The name too (every test user is "Ada"; the admin is not).
+    assert_eq!(list("q=ada&per_page=100".into()).await.len(), 3);
+    assert_eq!(
+        list(format!("ids={sam_id},{other_id}")).await,
+        [sam_id.clone(), other_id.clone()]
+    );
+    assert!(
+        list(format!("ids={}", uuid::Uuid::new_v4()))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        list(format!("ids={sam_id}&q=nobody")).await,
+        Vec::<String>::new(),
+        "every filter holds"
+    );
+
+    let too_many = vec![sam_id.as_str(); 101].join(",");
+    let long = "x".repeat(101);
+    for query in [
+        "ids=not-an-id".to_owned(),
+        format!("ids={sam_id},nope"),
+        format!("ids={too_many}"),
+        format!("q={long}"),
+        "q=a%0Ab".to_owned(),
+    ] {
+        let body = problem(
+            app.get_as(&admin.access, &format!("/admin/users?{query}"))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+        )
+        .await;
+        let field = query.split('=').next().unwrap();
+        assert!(
+            body["errors"].to_string().contains(&format!("\"{field}\"")),
+            "{query}: {body}"
+        );
+    }
+}

@@ -106,6 +106,7 @@ pub fn openapi() -> Value {
                 );
         },
     );
+    storefront_kit::deadletters::document(&mut api, crate::SERVICE);
     api.document()
 }
 
@@ -114,6 +115,6 @@ mod tests {
     #[test]
     fn the_openapi_document_is_whole() {
         let document = super::openapi();
-        storefront_kit::openapi::assert_whole(&document, 5);
+        storefront_kit::openapi::assert_whole(&document, 8);
     }
 }

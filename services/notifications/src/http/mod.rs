@@ -107,6 +107,7 @@ pub fn openapi() -> Value {
                 );
         },
     );
+    storefront_kit::deadletters::document(&mut api, crate::SERVICE);
     let mut document = api.document();
     // The kit's path parameters are text or UUIDs; this one is a 64-bit notification id.
     document["paths"][READ_ONE]["post"]["parameters"][0]["schema"] =
@@ -121,7 +122,7 @@ mod tests {
     #[test]
     fn the_openapi_document_is_whole() {
         let document = super::openapi();
-        storefront_kit::openapi::assert_whole(&document, 3);
+        storefront_kit::openapi::assert_whole(&document, 6);
         let read = &document["paths"][super::READ_ONE]["post"]["parameters"][0];
         assert_eq!(read["name"], "id");
         assert_eq!(read["schema"]["type"], "integer");

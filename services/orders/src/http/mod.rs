@@ -173,6 +173,7 @@ pub fn openapi() -> Value {
                 );
         },
     );
+    storefront_kit::deadletters::document(&mut api, crate::SERVICE);
     api.document()
 }
 
@@ -181,6 +182,6 @@ mod tests {
     #[test]
     fn the_openapi_document_is_whole() {
         let document = super::openapi();
-        storefront_kit::openapi::assert_whole(&document, 6);
+        storefront_kit::openapi::assert_whole(&document, 9);
     }
 }

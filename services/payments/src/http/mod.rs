@@ -138,6 +138,7 @@ pub fn openapi() -> Value {
                 );
         },
     );
+    storefront_kit::deadletters::document(&mut api, crate::SERVICE);
     api.document()
 }
 
@@ -146,6 +147,6 @@ mod tests {
     #[test]
     fn the_openapi_document_is_whole() {
         let document = super::openapi();
-        storefront_kit::openapi::assert_whole(&document, 3);
+        storefront_kit::openapi::assert_whole(&document, 6);
     }
 }

@@ -4,7 +4,7 @@ mod image;
 mod product;
 mod stock;
 
-pub use image::{ImageError, ImageKind, ImageRules, Inspected, Prepared};
+pub use image::{Encoded, File, ImageError, ImageKind, ImageRules, Inspected, Prepared};
 pub use product::{Category, Currency, Description, Price, Title};
 pub use stock::{Quantity, StockChange, StockReason, merge_lines};
 pub use storefront_kit::validate::Fields;

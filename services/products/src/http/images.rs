@@ -25,6 +25,7 @@ use crate::{
     s3::Images,
     store::{Change, ProductDoc, StoreError},
 };
+use storefront_events::products::ImageRef;
 
 /// A product keeps at most this many images.
 pub const MAX_IMAGES: usize = 12;
@@ -105,16 +106,20 @@ pub async fn upload(
     let expect = if_match(&headers, false)?;
     let image = prepared.reference(false);
     let key = image.key.clone();
-    let object = Images::object_key(id, &key);
-    state
-        .images
-        .put(
-            &object,
-            Bytes::from(prepared.bytes),
-            prepared.kind.content_type(),
-        )
-        .await
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let objects = object_keys(id, &image);
+    let mut stored = Vec::with_capacity(objects.len());
+    for file in prepared.into_files(&image) {
+        let object = Images::object_key(id, &file.key);
+        let put = state
+            .images
+            .put(&object, Bytes::from(file.bytes), file.content_type)
+            .await;
+        if let Err(e) = put {
+            remove_objects(&state.images, &stored).await;
+            return Err(Error::Unavailable(e.to_string()));
+        }
+        stored.push(object);
+    }
     let result = state
         .store
         .modify(id, expect, |product| {
@@ -133,9 +138,7 @@ pub async fn upload(
     let product = match result {
         Ok(product) => product,
         Err(e) => {
-            if let Err(cleanup) = state.images.delete(&object).await {
-                tracing::warn!(%object, error = %cleanup, "could not remove the object of a failed upload");
-            }
+            remove_objects(&state.images, &objects).await;
             return Err(e.into());
         }
     };
@@ -148,13 +151,34 @@ pub async fn upload(
     ))
 }
 
+/// The bucket's names for an image and its thumbnail.
+fn object_keys(id: Uuid, image: &ImageRef) -> Vec<String> {
+    let mut objects = vec![Images::object_key(id, &image.key)];
+    if let Some(small) = &image.thumbnail {
+        objects.push(Images::object_key(id, &small.key));
+    }
+    objects
+}
+
+/// Removes objects no product names (any more); one that stays is logged, not an error: it is
+/// never served (only keys a product names are) and costs only its bytes.
+async fn remove_objects(images: &Images, objects: &[String]) {
+    for object in objects {
+        if let Err(e) = images.delete(object).await {
+            tracing::warn!(%object, error = %e, "could not remove an image object no product names");
+        }
+    }
+}
+
 fn no_image() -> StoreError {
     StoreError::NotFound
 }
 
-/// The type of an image by its key (`{uuid}.{jpg|png|webp}`, as uploads name them).
+/// The type of an image by its key (`{uuid}.{jpg|png|webp}` as uploads name them, or
+/// `{uuid}-thumb.{ext}` for a thumbnail).
 fn kind_of(key: &str) -> Option<ImageKind> {
     let (stem, extension) = key.split_once('.')?;
+    let stem = stem.strip_suffix("-thumb").unwrap_or(stem);
     if stem.len() != 36 {
         return None;
     }
@@ -177,11 +201,15 @@ pub async fn serve(
     let not_found = || Error::NotFound("no such image".into());
     let kind = kind_of(&key).ok_or_else(not_found)?;
     // Only an image the product names: not an object left behind by a failed delete or upload.
-    let named = state
-        .store
-        .get(id)
-        .await?
-        .is_some_and(|product| product.images.iter().any(|image| image.key == key));
+    let named = state.store.get(id).await?.is_some_and(|product| {
+        product.images.iter().any(|image| {
+            image.key == key
+                || image
+                    .thumbnail
+                    .as_ref()
+                    .is_some_and(|small| small.key == key)
+        })
+    });
     if !named {
         return Err(not_found());
     }
@@ -229,6 +257,8 @@ pub async fn delete(
 ) -> Result<Response, Error> {
     let id = product_id(&id)?;
     let expect = if_match(&headers, false)?;
+    // What the removed image left in the bucket (the edit may run again on a conflict).
+    let objects = std::sync::Mutex::new(Vec::new());
     let product = state
         .store
         .modify(id, expect, |product| {
@@ -238,6 +268,7 @@ pub async fn delete(
                 .position(|i| i.key == key)
                 .ok_or_else(no_image)?;
             let removed = product.images.remove(at);
+            *objects.lock().unwrap_or_else(|e| e.into_inner()) = object_keys(id, &removed);
             if removed.primary
                 && let Some(first) = product.images.first_mut()
             {
@@ -250,10 +281,8 @@ pub async fn delete(
             StoreError::NotFound => Error::NotFound("no such product or image".into()),
             other => other.into(),
         })?;
-    let object = Images::object_key(id, &key);
-    if let Err(e) = state.images.delete(&object).await {
-        tracing::warn!(%object, error = %e, "image removed from the product but its object stays");
-    }
+    let objects = objects.into_inner().unwrap_or_else(|e| e.into_inner());
+    remove_objects(&state.images, &objects).await;
     state.cache.invalidate(id);
     let rendered = render(&product)?;
     Ok(json(StatusCode::OK, rendered.body, Some(&rendered.etag)))

@@ -13,7 +13,7 @@ use storefront_kit::{
     Error, Json,
     auth::RequireAdmin,
     error::{Path, Query},
-    validate::paging,
+    validate::{self, paging},
 };
 use uuid::Uuid;
 
@@ -23,8 +23,6 @@ use crate::{
     domain::{Category, Currency, Description, Fields, Price, Quantity, Title},
     store::{CategoryCount, Change, ListQuery, ProductDoc, Sort},
 };
-
-pub const MAX_SEARCH_CHARS: usize = 100;
 
 /// The filters, order and page of `GET /api/products`; any other parameter is a 400.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -89,21 +87,7 @@ fn list_query(params: ListParams) -> Result<ListQuery, Error> {
     {
         fields.add("max_price", "max_price is below min_price");
     }
-    let text = match params.q.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(q) if q.chars().count() > MAX_SEARCH_CHARS => {
-            fields.add(
-                "q",
-                format!("a search has at most {MAX_SEARCH_CHARS} characters"),
-            );
-            None
-        }
-        Some(q) if q.chars().any(char::is_control) => {
-            fields.add("q", "a search must not contain control characters");
-            None
-        }
-        Some(q) => Some(q.to_owned()),
-    };
+    let text = validate::search(params.q.as_deref(), &mut fields);
     let sort = match params.sort.as_deref() {
         None | Some("newest") => Sort::Newest,
         Some("price_asc") => Sort::PriceAsc,

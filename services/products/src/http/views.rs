@@ -33,6 +33,24 @@ pub struct ImageView {
     pub bytes: u64,
     /// Whether this is the product's primary image (exactly one is, when it has any).
     pub primary: bool,
+    /// A smaller copy (at most `IMAGE_THUMBNAIL_SIDE` pixels, 400 by default) for lists and
+    /// small screens; null when the image is no larger than that, or was stored before
+    /// thumbnails were made.
+    pub thumbnail: Option<ThumbnailView>,
+}
+
+/// The smaller copy of an image, served like it.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "ProductImageThumbnail")]
+pub struct ThumbnailView {
+    /// `/api/products/{id}/images/{uuid}-thumb.{jpg|png}`, cacheable for good like the image.
+    pub url: String,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+    /// The file's size.
+    pub bytes: u64,
 }
 
 /// A product of the catalog. Its `ETag` is `"v{version}"`.
@@ -76,6 +94,12 @@ pub fn view(product: &ProductDoc) -> ProductView {
             height: image.height,
             bytes: image.bytes,
             primary: image.primary,
+            thumbnail: image.thumbnail.as_ref().map(|small| ThumbnailView {
+                url: image_url(product.uuid(), &small.key),
+                width: small.width,
+                height: small.height,
+                bytes: small.bytes,
+            }),
         });
     }
     ProductView {

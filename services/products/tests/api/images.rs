@@ -301,3 +301,109 @@ async fn images_can_be_reordered_and_deleted() {
     )
     .await;
 }
+
+/// A photo-like JPEG of `width`×`height` (smooth colour with fine detail, as a camera's).
+fn photo_jpeg(width: u32, height: u32) -> Vec<u8> {
+    let picture = image::RgbImage::from_fn(width, height, |x, y| {
+        let grain = ((x * 7 + y * 13) % 17) as u8;
+        image::Rgb([(x % 256) as u8 ^ grain, (y % 256) as u8, 90 + grain])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(picture)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    out.into_inner()
+}
+
+/// The catalog showed 200-pixel tiles from full-size files (5.8 MB a page): a large image now gets
+/// a thumbnail, served like it and removed with it.
+#[tokio::test]
+async fn a_large_image_gets_a_thumbnail_served_beside_it_and_removed_with_it() {
+    let app = spawn_app().await;
+    let id = product_id(&app).await;
+    let response = app
+        .upload(&id, photo_jpeg(1200, 900), "big.jpg", false)
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let product: Value = response.json().await.unwrap();
+    let image = &product["images"][0];
+    let key = image["key"].as_str().unwrap().to_owned();
+    let thumbnail = &image["thumbnail"];
+    let small_key = key.replace(".jpg", "-thumb.jpg");
+    assert_eq!(
+        thumbnail["url"],
+        format!("/api/products/{id}/images/{small_key}")
+    );
+    assert_eq!(
+        (thumbnail["width"].as_u64(), thumbnail["height"].as_u64()),
+        (Some(400), Some(300))
+    );
+    let small = app
+        .http
+        .get(format!(
+            "http://{}{}",
+            app.addr,
+            thumbnail["url"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), StatusCode::OK);
+    assert_eq!(small.headers()["content-type"], "image/jpeg");
+    assert_eq!(small.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        small.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let small = small.bytes().await.unwrap();
+    assert_eq!(thumbnail["bytes"].as_u64(), Some(small.len() as u64));
+    let size = imagesize::blob_size(&small).unwrap();
+    assert_eq!((size.width, size.height), (400, 300));
+    assert!(
+        (small.len() as u64) * 4 < image["bytes"].as_u64().unwrap(),
+        "{} bytes against the image's {}",
+        small.len(),
+        image["bytes"]
+    );
+
+    // A small image needs none.
+    let response = app
+        .upload(&id, png(64, 64, [1, 1, 1], [2, 2, 2]), "small.png", false)
+        .await;
+    let product: Value = response.json().await.unwrap();
+    assert_eq!(product["images"][1]["thumbnail"], Value::Null);
+
+    // Deleting the image deletes both files from the bucket; neither is served any more.
+    let objects = [
+        storefront_products::s3::Images::object_key(id.parse().unwrap(), &key),
+        storefront_products::s3::Images::object_key(id.parse().unwrap(), &small_key),
+    ];
+    for object in &objects {
+        assert!(
+            app.state.images.get(object).await.unwrap().is_some(),
+            "{object}"
+        );
+    }
+    let response = app
+        .send(
+            Method::DELETE,
+            &format!("/{id}/images/{key}"),
+            Some(&app.admin),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for object in &objects {
+        assert!(
+            app.state.images.get(object).await.unwrap().is_none(),
+            "{object}"
+        );
+    }
+    problem(
+        app.get(&format!("/{id}/images/{small_key}")).await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
+}
