@@ -1,6 +1,7 @@
-//! `/admin`: products (create, edit with version conflicts shown, image upload, stock), orders
-//! (by status), users (block/unblock). Admins only; every call goes out with the admin's token, so
-//! the services check the role again.
+//! `/admin`: products (search, create, edit with version conflicts shown, delete, images —
+//! upload, delete, primary —, stock and its history), orders (by status, each with its lines,
+//! payment and timeline, customers by name), users (search, block/unblock). Admins only; every
+//! call goes out with the admin's token, so the services check the role again.
 
 use askama::Template;
 use axum::{
@@ -14,9 +15,13 @@ use serde_json::json;
 
 use crate::{
     AppState,
-    api::{ApiError, Order, Page, Product, Upload, User, encode},
+    api::{
+        ApiError, CONSUMERS, DeadLetterList, LedgerEntry, Order, Page, Payment, Product, Upload,
+        User, encode,
+    },
     pages::{
-        FormErrors, Layout, PageError, admin_token, parse_price, price_text, render, with_status,
+        FormErrors, Layout, PageError, Pager, admin_token, parse_price, price_text, render,
+        with_status,
     },
     session::Visitor,
 };
@@ -32,12 +37,40 @@ pub async fn home() -> Redirect {
 struct ProductsPage {
     layout: Layout,
     products: Page<Product>,
+    q: String,
+    note: Option<&'static str>,
+    pager: Pager,
+    /// A product was just deleted.
+    deleted: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PageQuery {
     page: Option<i64>,
     status: Option<String>,
+    #[serde(default)]
+    q: String,
+    /// What was just done, for the message that says so.
+    saved: Option<String>,
+}
+
+impl PageQuery {
+    fn page(&self) -> i64 {
+        self.page.unwrap_or(1).clamp(1, 1000)
+    }
+}
+
+/// A search as the admin typed it, or a note that it cannot be one (the services would refuse
+/// it; the list then shows everything, with the note).
+fn search_text(q: &str) -> Result<&str, &'static str> {
+    let q = q.trim();
+    if q.chars().count() > 100 {
+        Err("A search has at most 100 characters.")
+    } else if q.chars().any(char::is_control) {
+        Err("A search cannot contain control characters.")
+    } else {
+        Ok(q)
+    }
 }
 
 pub async fn products(
@@ -46,16 +79,28 @@ pub async fn products(
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     admin_token(&visitor, "/admin/products")?;
-    let page = query.page.unwrap_or(1).clamp(1, 1000);
-    let products = state
-        .api
-        .products(&[
-            ("page".into(), page.to_string()),
-            ("per_page".into(), "50".into()),
-        ])
-        .await?;
+    let mut api_query = vec![
+        ("page".into(), query.page().to_string()),
+        ("per_page".into(), "50".into()),
+    ];
+    let (q, note) = match search_text(&query.q) {
+        Ok(q) => (q, None),
+        Err(note) => ("", Some(note)),
+    };
+    if !q.is_empty() {
+        api_query.push(("q".into(), q.to_owned()));
+    }
+    let products = state.api.products(&api_query).await?;
     let layout = Layout::of(&state, &visitor, "Admin · Products").await;
-    Ok(render(&ProductsPage { layout, products }))
+    let pager = Pager::of("/admin/products", &[("q", q)], &products);
+    Ok(render(&ProductsPage {
+        layout,
+        products,
+        q: q.to_owned(),
+        note,
+        pager,
+        deleted: query.saved.as_deref() == Some("deleted"),
+    }))
 }
 
 /// The product form's fields as typed (kept when the form comes back with errors).
@@ -136,6 +181,27 @@ struct ProductFormPage {
     image_errors: FormErrors,
     /// The catalog's categories, offered as the admin types one (a new one is fine too).
     categories: Vec<String>,
+    /// What was just saved, said above the form.
+    saved: Option<&'static str>,
+    /// The newest stock movements (edit only).
+    ledger: Vec<LedgerEntry>,
+}
+
+/// What the product page says after each kind of change (`?saved=`).
+fn saved_message(kind: Option<&str>) -> Option<&'static str> {
+    Some(match kind? {
+        "details" => "Saved.",
+        "stock" => "Stock changed.",
+        "image" => "Image added.",
+        "primary" => "Primary image chosen.",
+        "image-deleted" => "Image deleted.",
+        _ => return None,
+    })
+}
+
+/// Back to the product's page, saying what was done.
+fn saved(id: &str, kind: &str) -> Response {
+    Redirect::to(&format!("/admin/products/{}?saved={kind}", encode(id))).into_response()
 }
 
 impl ProductFormPage {
@@ -154,7 +220,23 @@ impl ProductFormPage {
             stock_errors: FormErrors::none(),
             image_errors: FormErrors::none(),
             categories: state.api.category_names().await,
+            saved: None,
+            ledger: Vec::new(),
         }
+    }
+
+    /// The page of an existing product, with its stock history.
+    async fn edit(state: &AppState, layout: Layout, token: &str, product: Product) -> Self {
+        // The history is a help, not the page: a products hiccup leaves it out.
+        let ledger = state
+            .api
+            .stock_history(token, &product.id)
+            .await
+            .unwrap_or_default();
+        let form = ProductForm::of(&product);
+        let mut page = ProductFormPage::new(state, layout, Some(product), form).await;
+        page.ledger = ledger;
+        page
     }
 }
 
@@ -200,14 +282,14 @@ pub async fn edit_product(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
+    Query(query): Query<PageQuery>,
 ) -> PageResult {
-    admin_token(&visitor, &format!("/admin/products/{}", encode(&id)))?;
+    let token = admin_token(&visitor, &format!("/admin/products/{}", encode(&id)))?;
     let product = state.api.product(&id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
-    let form = ProductForm::of(&product);
-    Ok(render(
-        &ProductFormPage::new(&state, layout, Some(product), form).await,
-    ))
+    let mut page = ProductFormPage::edit(&state, layout, token, product).await;
+    page.saved = saved_message(query.saved.as_deref());
+    Ok(render(&page))
 }
 
 pub async fn update_product(
@@ -221,9 +303,7 @@ pub async fn update_product(
     let mut conflict = None;
     let errors = match form.body(false) {
         Ok(body) => match state.api.update_product(token, &id, version, &body).await {
-            Ok(product) => {
-                return Ok(Redirect::to(&format!("/admin/products/{}", product.id)).into_response());
-            }
+            Ok(product) => return Ok(saved(&product.id, "details")),
             Err(ApiError::Problem(p)) if p.status == 412 => {
                 conflict = Some(state.api.product(&id).await?);
                 FormErrors::of(p)
@@ -241,7 +321,8 @@ pub async fn update_product(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    let mut page = ProductFormPage::new(&state, layout, Some(product), form).await;
+    let mut page = ProductFormPage::edit(&state, layout, token, product).await;
+    page.form = form;
     page.errors = errors;
     page.conflict = conflict;
     Ok(with_status(render(&page), status))
@@ -266,11 +347,7 @@ pub async fn adjust_stock(
         Ok(delta) => {
             let body = json!({ "adjust": delta, "reason": form.reason });
             match state.api.adjust_stock(token, &id, &body).await {
-                Ok(product) => {
-                    return Ok(
-                        Redirect::to(&format!("/admin/products/{}", product.id)).into_response()
-                    );
-                }
+                Ok(product) => return Ok(saved(&product.id, "stock")),
                 Err(ApiError::Problem(p)) if p.status == 404 => return Err(PageError::NotFound),
                 Err(ApiError::Problem(p)) => FormErrors::of(p),
                 Err(e) => return Err(e.into()),
@@ -284,8 +361,7 @@ pub async fn adjust_stock(
     };
     let product = state.api.product(&id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
-    let form_fields = ProductForm::of(&product);
-    let mut page = ProductFormPage::new(&state, layout, Some(product), form_fields).await;
+    let mut page = ProductFormPage::edit(&state, layout, token, product).await;
     page.stock_errors = stock_errors;
     Ok(with_status(render(&page), StatusCode::UNPROCESSABLE_ENTITY))
 }
@@ -319,9 +395,7 @@ pub async fn upload_image(
     }
     let image_errors = match upload {
         Some(upload) => match state.api.upload_image(token, &id, upload).await {
-            Ok(product) => {
-                return Ok(Redirect::to(&format!("/admin/products/{}", product.id)).into_response());
-            }
+            Ok(product) => return Ok(saved(&product.id, "image")),
             Err(ApiError::Problem(p)) if p.status == 404 => return Err(PageError::NotFound),
             Err(ApiError::Problem(p)) => FormErrors::of(p),
             Err(e) => return Err(e.into()),
@@ -334,10 +408,71 @@ pub async fn upload_image(
     };
     let product = state.api.product(&id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
-    let form_fields = ProductForm::of(&product);
-    let mut page = ProductFormPage::new(&state, layout, Some(product), form_fields).await;
+    let mut page = ProductFormPage::edit(&state, layout, token, product).await;
     page.image_errors = image_errors;
     Ok(with_status(render(&page), StatusCode::UNPROCESSABLE_ENTITY))
+}
+
+/// `POST /admin/products/{id}/images/{key}/{primary|delete}`.
+pub async fn change_image(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path((id, key, action)): Path<(String, String, String)>,
+) -> PageResult {
+    let token = admin_token(&visitor, &format!("/admin/products/{}", encode(&id)))?;
+    let (primary, kind) = match action.as_str() {
+        "primary" => (true, "primary"),
+        "delete" => (false, "image-deleted"),
+        _ => return Err(PageError::NotFound),
+    };
+    let image_errors = match state.api.change_image(token, &id, &key, primary).await {
+        Ok(product) => return Ok(saved(&product.id, kind)),
+        Err(ApiError::Problem(p)) if p.status == 404 => return Err(PageError::NotFound),
+        Err(ApiError::Problem(p)) => FormErrors::of(p),
+        Err(e) => return Err(e.into()),
+    };
+    let product = state.api.product(&id).await?;
+    let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
+    let mut page = ProductFormPage::edit(&state, layout, token, product).await;
+    page.image_errors = image_errors;
+    Ok(with_status(render(&page), StatusCode::CONFLICT))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    version: String,
+}
+
+/// `POST /admin/products/{id}/delete`: withdraws the product the admin saw (its version), or
+/// shows what changed since.
+pub async fn delete_product(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+    Form(form): Form<DeleteForm>,
+) -> PageResult {
+    let token = admin_token(&visitor, &format!("/admin/products/{}", encode(&id)))?;
+    let version: i64 = form.version.trim().parse().unwrap_or(0);
+    let (errors, stale) = match state.api.delete_product(token, &id, version).await {
+        Ok(()) => return Ok(Redirect::to("/admin/products?saved=deleted").into_response()),
+        Err(ApiError::Problem(p)) if p.status == 404 => return Err(PageError::NotFound),
+        Err(ApiError::Problem(p)) => {
+            let stale = p.status == 412;
+            (FormErrors::of(p), stale)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let product = state.api.product(&id).await?;
+    let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
+    let mut page = ProductFormPage::edit(&state, layout, token, product).await;
+    if stale {
+        // Someone changed it since the admin looked: show what, and delete only on a second
+        // look.
+        page.conflict = page.product.clone();
+    }
+    page.errors = errors;
+    Ok(with_status(render(&page), StatusCode::CONFLICT))
 }
 
 #[derive(Template)]
@@ -347,6 +482,23 @@ struct OrdersPage {
     orders: Page<Order>,
     status: String,
     statuses: Vec<&'static str>,
+    customers: std::collections::HashMap<String, User>,
+    pager: Pager,
+}
+
+impl OrdersPage {
+    /// `Name <email>` of an order's customer, or their id if auth did not say.
+    fn customer(&self, order: &Order) -> String {
+        customer_text(self.customers.get(&order.user_id), &order.user_id)
+    }
+}
+
+fn customer_text(user: Option<&User>, id: &str) -> String {
+    match user {
+        Some(user) if user.name.is_empty() => user.email.clone(),
+        Some(user) => format!("{} <{}>", user.name, user.email),
+        None => id.to_owned(),
+    }
 }
 
 pub async fn orders(
@@ -355,21 +507,61 @@ pub async fn orders(
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let token = admin_token(&visitor, "/admin/orders")?;
+    let page = query.page();
     let status = query.status.unwrap_or_default();
     let orders = state
         .api
-        .all_orders(
-            token,
-            Some(status.as_str()).filter(|s| !s.is_empty()),
-            query.page.unwrap_or(1).clamp(1, 1000),
-        )
+        .all_orders(token, Some(status.as_str()).filter(|s| !s.is_empty()), page)
         .await?;
+    let ids: Vec<&str> = orders.items.iter().map(|o| o.user_id.as_str()).collect();
+    // Names are a help: without auth the list still shows each customer's id.
+    let customers = state.api.users_by_id(token, &ids).await.unwrap_or_default();
     let layout = Layout::of(&state, &visitor, "Admin · Orders").await;
+    let pager = Pager::of("/admin/orders", &[("status", &status)], &orders);
     Ok(render(&OrdersPage {
         layout,
         orders,
         status,
         statuses: vec!["pending", "awaiting_payment", "completed", "cancelled"],
+        customers,
+        pager,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "admin/order.html")]
+struct OrderPage {
+    layout: Layout,
+    order: Order,
+    customer: String,
+    payment: Option<Payment>,
+}
+
+/// `GET /admin/orders/{id}`: one order with its lines, charges, payment and timeline.
+pub async fn order(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> PageResult {
+    let token = admin_token(&visitor, &format!("/admin/orders/{}", encode(&id)))?;
+    let order = match state.api.order(token, &id).await {
+        Ok(order) => order,
+        Err(ApiError::Problem(p)) if p.status == 404 => return Err(PageError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let users = state
+        .api
+        .users_by_id(token, &[order.user_id.as_str()])
+        .await
+        .unwrap_or_default();
+    let customer = customer_text(users.get(&order.user_id), &order.user_id);
+    let payment = state.api.payment(token, &order.id).await?;
+    let layout = Layout::of(&state, &visitor, format!("Admin · Order {}", order.label())).await;
+    Ok(render(&OrderPage {
+        layout,
+        order,
+        customer,
+        payment,
     }))
 }
 
@@ -379,6 +571,9 @@ struct UsersPage {
     layout: Layout,
     users: Page<User>,
     me: String,
+    q: String,
+    note: Option<&'static str>,
+    pager: Pager,
 }
 
 pub async fn users(
@@ -387,17 +582,26 @@ pub async fn users(
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let token = admin_token(&visitor, "/admin/users")?;
-    let users = state
-        .api
-        .users(token, query.page.unwrap_or(1).clamp(1, 1000))
-        .await?;
+    let (q, note) = match search_text(&query.q) {
+        Ok(q) => (q, None),
+        Err(note) => ("", Some(note)),
+    };
+    let users = state.api.users(token, query.page(), q).await?;
     let layout = Layout::of(&state, &visitor, "Admin · Users").await;
     let me = visitor
         .claims
         .as_ref()
         .map(|c| c.sub.to_string())
         .unwrap_or_default();
-    Ok(render(&UsersPage { layout, users, me }))
+    let pager = Pager::of("/admin/users", &[("q", q)], &users);
+    Ok(render(&UsersPage {
+        layout,
+        users,
+        me,
+        q: q.to_owned(),
+        note,
+        pager,
+    }))
 }
 
 pub async fn block(
@@ -413,4 +617,99 @@ pub async fn block(
     };
     state.api.set_blocked(token, &id, blocked).await?;
     Ok(Redirect::to("/admin/users").into_response())
+}
+
+/// One consuming service's part of the dead-letter page.
+struct Group {
+    service: &'static str,
+    /// Its dead letters, or why they could not be read.
+    letters: Result<DeadLetterList, String>,
+}
+
+impl Group {
+    /// `Products`, `Cart`, …
+    fn title(&self) -> String {
+        let mut chars = self.service.chars();
+        chars
+            .next()
+            .map(|first| first.to_uppercase().chain(chars).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/dead_letters.html")]
+struct DeadLettersPage {
+    layout: Layout,
+    groups: Vec<Group>,
+    /// What was just done, or why it could not be.
+    done: Option<String>,
+    problem: Option<String>,
+}
+
+async fn dead_letters_page(
+    state: &AppState,
+    visitor: &Visitor,
+    token: &str,
+    done: Option<String>,
+    problem: Option<String>,
+) -> Response {
+    let groups = futures::future::join_all(CONSUMERS.into_iter().map(|service| async move {
+        Group {
+            service,
+            letters: state
+                .api
+                .dead_letters(token, service)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }))
+    .await;
+    let layout = Layout::of(state, visitor, "Admin · Dead letters").await;
+    render(&DeadLettersPage {
+        layout,
+        groups,
+        done,
+        problem,
+    })
+}
+
+/// `GET /admin/dead-letters`: every consumer group's dead letters, with replay and discard.
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Query(query): Query<PageQuery>,
+) -> PageResult {
+    let token = admin_token(&visitor, "/admin/dead-letters")?;
+    let done = match query.saved.as_deref() {
+        Some("replay") => Some("Replayed: the event was applied again.".to_owned()),
+        Some("discard") => Some("Discarded.".to_owned()),
+        _ => None,
+    };
+    Ok(dead_letters_page(&state, &visitor, token, done, None).await)
+}
+
+/// `POST /admin/dead-letters/{service}/{id}/{replay|discard}`.
+pub async fn handle_dead_letter(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path((service, id, action)): Path<(String, String, String)>,
+) -> PageResult {
+    let token = admin_token(&visitor, "/admin/dead-letters")?;
+    if !CONSUMERS.contains(&service.as_str()) || !["replay", "discard"].contains(&action.as_str()) {
+        return Err(PageError::NotFound);
+    }
+    match state
+        .api
+        .handle_dead_letter(token, &service, &id, &action)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/admin/dead-letters?saved={action}")).into_response()),
+        Err(ApiError::Problem(p)) if p.status == 404 => Err(PageError::NotFound),
+        Err(ApiError::Problem(p)) if p.status == 409 => {
+            let page = dead_letters_page(&state, &visitor, token, None, Some(p.detail)).await;
+            Ok(with_status(page, StatusCode::CONFLICT))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -130,8 +130,39 @@ pub struct Session {
 pub struct Image {
     pub key: String,
     pub url: String,
+    /// Pixels, of the stored image.
+    #[serde(default)]
+    pub width: u32,
     #[serde(default)]
     pub primary: bool,
+    /// A smaller copy (400 pixels), when the image is larger (docs/api/products.md).
+    #[serde(default)]
+    pub thumbnail: Option<Thumbnail>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Thumbnail {
+    pub url: String,
+    pub width: u32,
+}
+
+impl Image {
+    /// What a page loads when it cannot choose: the thumbnail when there is one.
+    pub fn small_url(&self) -> &str {
+        self.thumbnail
+            .as_ref()
+            .map_or(&self.url, |small| &small.url)
+    }
+
+    /// Both sizes for `srcset`, so a browser takes the thumbnail for a tile and the image itself
+    /// only where the screen needs its pixels. None when there is one size only.
+    pub fn srcset(&self) -> Option<String> {
+        let small = self.thumbnail.as_ref()?;
+        Some(format!(
+            "{} {}w, {} {}w",
+            small.url, small.width, self.url, self.width
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,6 +291,46 @@ pub struct Order {
     pub paying_until: Option<String>,
     #[serde(default)]
     pub refund: Option<OrderRefund>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    /// The money received.
+    #[serde(default)]
+    pub payment: Option<OrderPayment>,
+}
+
+/// The payment an order received.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderPayment {
+    pub amount: Money,
+    pub paid_at: String,
+}
+
+/// One step of an order's life, for the admin's order page.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub at: String,
+    pub what: &'static str,
+    pub detail: String,
+}
+
+/// `1 line`, `2 lines`.
+pub fn plural(count: usize, word: &str) -> String {
+    if count == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{count} {word}s")
+    }
+}
+
+/// An RFC 3339 time as `2026-12-01 14:32:05 UTC` (the text itself when it is not one).
+pub fn when(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|at| {
+            at.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| rfc3339.to_owned())
 }
 
 /// An order's state as a customer reads it (`static/app.js` has the same words for live updates).
@@ -287,6 +358,59 @@ impl Order {
         state_words(&self.state)
     }
 
+    /// What happened to the order, oldest first, from the times it records: placed, paid,
+    /// completed or cancelled, a refund asked for and confirmed.
+    pub fn timeline(&self) -> Vec<Step> {
+        let mut steps = vec![Step {
+            at: self.created_at.clone(),
+            what: "Placed",
+            detail: format!("{} for {}", plural(self.lines.len(), "line"), self.total),
+        }];
+        if let Some(payment) = &self.payment {
+            steps.push(Step {
+                at: payment.paid_at.clone(),
+                what: "Paid",
+                detail: payment.amount.to_string(),
+            });
+        }
+        let ended = self.updated_at.clone().unwrap_or_default();
+        match self.state.as_str() {
+            "completed" => steps.push(Step {
+                at: ended,
+                what: "Completed",
+                detail: String::new(),
+            }),
+            "cancelled" => steps.push(Step {
+                at: ended,
+                what: "Cancelled",
+                detail: self.reason.clone().unwrap_or_default(),
+            }),
+            _ => {}
+        }
+        if let Some(refund) = &self.refund {
+            if let Some(due) = &refund.due_at {
+                steps.push(Step {
+                    at: due.clone(),
+                    what: "Refund due",
+                    detail: format!("{}: {}", refund.amount, refund.reason),
+                });
+            }
+            if let Some(done) = &refund.refunded_at {
+                steps.push(Step {
+                    at: done.clone(),
+                    what: "Refunded",
+                    detail: refund.amount.to_string(),
+                });
+            }
+        }
+        // In the order it happened (a cancel can come before a late payment and its refund).
+        steps.sort_by_key(|step| chrono::DateTime::parse_from_rfc3339(&step.at).ok());
+        for step in &mut steps {
+            step.at = when(&step.at);
+        }
+        steps
+    }
+
     /// When an order awaiting payment stops waiting, as `14:32 UTC on 1 December`.
     pub fn pay_by(&self) -> Option<String> {
         if self.state != "awaiting_payment" {
@@ -308,6 +432,99 @@ pub struct OrderRefund {
     pub status: String,
     pub amount: Money,
     pub reason: String,
+    #[serde(default)]
+    pub due_at: Option<String>,
+    #[serde(default)]
+    pub refunded_at: Option<String>,
+}
+
+/// A payment as payments reports it to an admin (`GET /api/payments/{order_id}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Payment {
+    pub status: String,
+    pub amount: Money,
+    #[serde(default)]
+    pub attempts: i64,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The services whose consumer groups can dead-letter events, in the order the page shows them.
+pub const CONSUMERS: [&str; 5] = ["products", "cart", "orders", "payments", "notifications"];
+
+/// One consumer group's dead letters (`GET /api/{service}/admin/dead-letters`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeadLetterList {
+    pub group: String,
+    pub items: Vec<DeadLetter>,
+    pub open: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub topic: String,
+    #[serde(default)]
+    pub event_id: Option<String>,
+    #[serde(default)]
+    pub event_type: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub error: String,
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    #[serde(default)]
+    pub dead_lettered_at: Option<String>,
+    /// `open`, `replayed` or `discarded`.
+    pub status: String,
+    #[serde(default)]
+    pub handled_at: Option<String>,
+    #[serde(default)]
+    pub outcome: Option<String>,
+    #[serde(default)]
+    pub message: Option<Value>,
+}
+
+impl DeadLetter {
+    /// `(1 attempt)`, `(5 attempts)`: how often the service tried.
+    pub fn attempts_text(&self) -> String {
+        self.attempts
+            .map(|n| format!("({})", plural(n as usize, "attempt")))
+            .unwrap_or_default()
+    }
+
+    /// The message as indented JSON, for a `<pre>`.
+    pub fn message_text(&self) -> String {
+        self.message
+            .as_ref()
+            .and_then(|m| serde_json::to_string_pretty(m).ok())
+            .unwrap_or_else(|| "(not JSON)".to_owned())
+    }
+}
+
+/// One movement of a product's stock ledger.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LedgerEntry {
+    pub movement: String,
+    pub delta: i64,
+    pub stock: LedgerStock,
+    pub at: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LedgerStock {
+    pub available: i64,
+    pub reserved: i64,
+    pub sold: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct StockHistory {
+    ledger: Vec<LedgerEntry>,
 }
 
 /// What paying answered.
@@ -492,16 +709,50 @@ impl Api {
         .map(|_| ())
     }
 
-    pub async fn users(&self, token: &str, page: i64) -> ApiResult<Page<User>> {
-        self.json(self.request(
-            Method::GET,
-            format!(
-                "{}/api/users/admin/users?page={page}&per_page=50",
-                self.urls.auth
-            ),
-            Some(token),
-        ))
+    /// A page of users; `q` is text in their email or name.
+    pub async fn users(&self, token: &str, page: i64, q: &str) -> ApiResult<Page<User>> {
+        let mut query = vec![("page", page.to_string()), ("per_page", "50".to_owned())];
+        if !q.trim().is_empty() {
+            query.push(("q", q.trim().to_owned()));
+        }
+        self.json(
+            self.request(
+                Method::GET,
+                format!("{}/api/users/admin/users", self.urls.auth),
+                Some(token),
+            )
+            .query(&query),
+        )
         .await
+    }
+
+    /// The users with these ids (at most 100), by id.
+    pub async fn users_by_id(
+        &self,
+        token: &str,
+        ids: &[&str],
+    ) -> ApiResult<std::collections::HashMap<String, User>> {
+        let mut ids: Vec<&str> = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let found: Page<User> = self
+            .json(
+                self.request(
+                    Method::GET,
+                    format!("{}/api/users/admin/users", self.urls.auth),
+                    Some(token),
+                )
+                .query(&[("ids", ids.join(",")), ("per_page", "100".to_owned())]),
+            )
+            .await?;
+        Ok(found
+            .items
+            .into_iter()
+            .map(|user| (user.id.clone(), user))
+            .collect())
     }
 
     pub async fn set_blocked(&self, token: &str, user: &str, blocked: bool) -> ApiResult<User> {
@@ -611,6 +862,40 @@ impl Api {
         )
         .await
         .map(|_| ())
+    }
+
+    /// The newest movements of a product's stock (admin).
+    pub async fn stock_history(&self, token: &str, id: &str) -> ApiResult<Vec<LedgerEntry>> {
+        let history: StockHistory = self
+            .json(self.request(
+                Method::GET,
+                format!("{}/api/products/{}/stock", self.urls.products, encode(id)),
+                Some(token),
+            ))
+            .await?;
+        Ok(history.ledger)
+    }
+
+    /// Deletes one image of a product (`primary: false`) or makes it the primary one.
+    pub async fn change_image(
+        &self,
+        token: &str,
+        id: &str,
+        key: &str,
+        primary: bool,
+    ) -> ApiResult<Product> {
+        let url = format!(
+            "{}/api/products/{}/images/{}",
+            self.urls.products,
+            encode(id),
+            encode(key)
+        );
+        let request = if primary {
+            self.request(Method::POST, format!("{url}/primary"), Some(token))
+        } else {
+            self.request(Method::DELETE, url, Some(token))
+        };
+        self.json(request).await
     }
 
     pub async fn adjust_stock(&self, token: &str, id: &str, body: &Value) -> ApiResult<Product> {
@@ -809,6 +1094,64 @@ impl Api {
 
     /// Why the latest attempt to pay an order failed, when it did (`None` without a payment, or
     /// when it did not fail).
+    fn service_url(&self, service: &str) -> Option<&str> {
+        Some(match service {
+            "products" => &self.urls.products,
+            "cart" => &self.urls.cart,
+            "orders" => &self.urls.orders,
+            "payments" => &self.urls.payments,
+            "notifications" => &self.urls.notifications,
+            _ => return None,
+        })
+    }
+
+    /// A consuming service's dead letters (admin).
+    pub async fn dead_letters(&self, token: &str, service: &str) -> ApiResult<DeadLetterList> {
+        let base = self.service_url(service).unwrap_or_default();
+        self.json(self.request(
+            Method::GET,
+            format!("{base}/api/{service}/admin/dead-letters"),
+            Some(token),
+        ))
+        .await
+    }
+
+    /// Replays (`replay`) or discards (`discard`) one dead letter of a service (admin).
+    pub async fn handle_dead_letter(
+        &self,
+        token: &str,
+        service: &str,
+        id: &str,
+        action: &str,
+    ) -> ApiResult<DeadLetter> {
+        let base = self.service_url(service).unwrap_or_default();
+        self.json(self.request(
+            Method::POST,
+            format!(
+                "{base}/api/{service}/admin/dead-letters/{}/{action}",
+                encode(id)
+            ),
+            Some(token),
+        ))
+        .await
+    }
+
+    /// The payment of an order, `None` when it has none.
+    pub async fn payment(&self, token: &str, order: &str) -> ApiResult<Option<Payment>> {
+        let answer = self
+            .json(self.request(
+                Method::GET,
+                format!("{}/api/payments/{}", self.urls.payments, encode(order)),
+                Some(token),
+            ))
+            .await;
+        match answer {
+            Ok(payment) => Ok(Some(payment)),
+            Err(ApiError::Problem(p)) if p.status == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn payment_failure(&self, token: &str, order: &str) -> ApiResult<Option<String>> {
         let answer = self
             .json::<Value>(self.request(

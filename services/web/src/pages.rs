@@ -129,6 +129,47 @@ struct ErrorPage {
     message: String,
 }
 
+/// A list's pages: where the others are, keeping the list's other parameters
+/// (`templates/pager.html` draws it).
+#[derive(Debug, Clone)]
+pub struct Pager {
+    pub page: i64,
+    pub pages: i64,
+    path: String,
+    kept: Vec<(String, String)>,
+}
+
+impl Pager {
+    /// `kept`: the list's query parameters other than `page` (empty ones are left out).
+    pub fn new(path: &str, kept: &[(&str, &str)], page: i64, pages: i64) -> Pager {
+        Pager {
+            page,
+            pages,
+            path: path.to_owned(),
+            kept: kept
+                .iter()
+                .filter(|(_, value)| !value.trim().is_empty())
+                .map(|(key, value)| ((*key).to_owned(), value.trim().to_owned()))
+                .collect(),
+        }
+    }
+
+    pub fn of<T>(path: &str, kept: &[(&str, &str)], list: &crate::api::Page<T>) -> Pager {
+        Pager::new(path, kept, list.page, list.pages())
+    }
+
+    /// The link to `page` of the same list.
+    pub fn link(&self, page: i64) -> String {
+        let mut query = self.kept.clone();
+        query.push(("page".to_owned(), page.to_string()));
+        format!(
+            "{}?{}",
+            self.path,
+            serde_urlencoded::to_string(&query).unwrap_or_default()
+        )
+    }
+}
+
 pub fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
@@ -331,6 +372,21 @@ pub fn price_text(amount: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pager_links_keep_the_lists_other_parameters() {
+        let pager = Pager::new(
+            "/admin/orders",
+            &[("status", "completed"), ("q", " "), ("x", "a&b=c")],
+            2,
+            3,
+        );
+        assert_eq!(
+            pager.link(3),
+            "/admin/orders?status=completed&x=a%26b%3Dc&page=3"
+        );
+        assert_eq!(Pager::new("/", &[], 1, 1).link(1), "/?page=1");
+    }
 
     #[test]
     fn prices_parse_from_major_units() {

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use crate::{
     AppState,
     api::{ApiError, Cart, Notification, Order, Page, Paid, Product, Session},
-    pages::{FormErrors, Layout, PageError, render, safe_next, status_of, token, with_status},
+    pages::{
+        FormErrors, Layout, PageError, Pager, render, safe_next, status_of, token, with_status,
+    },
     session::{SetCookies, Visitor, cleared_cookies, fresh_csrf_cookie, session_cookies},
 };
 
@@ -75,25 +77,21 @@ struct CatalogPage {
 }
 
 impl CatalogPage {
-    /// The link to another page of the same search.
-    fn page_link(&self, page: i64) -> String {
-        let pairs = [
-            ("q", self.query.q.as_str()),
-            ("category", self.query.category.as_str()),
-            ("sort", self.query.sort.as_str()),
-            ("in_stock", self.query.in_stock.as_str()),
-            ("min_price", self.query.min_price.as_str()),
-            ("max_price", self.query.max_price.as_str()),
-        ];
-        let mut query: Vec<(&str, String)> = pairs
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (*k, v.to_string()))
-            .collect();
-        query.push(("page", page.to_string()));
-        format!(
-            "/?{}",
-            serde_urlencoded::to_string(&query).unwrap_or_default()
+    /// The pages of the same search.
+    fn pager(&self) -> Pager {
+        let q = &self.query;
+        Pager::new(
+            "/",
+            &[
+                ("q", &q.q),
+                ("category", &q.category),
+                ("sort", &q.sort),
+                ("in_stock", &q.in_stock),
+                ("min_price", &q.min_price),
+                ("max_price", &q.max_price),
+            ],
+            self.page,
+            self.pages,
         )
     }
 }
@@ -567,6 +565,7 @@ pub async fn checkout(
 struct OrdersPage {
     layout: Layout,
     orders: Page<Order>,
+    pager: Pager,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -586,7 +585,12 @@ pub async fn orders(
         .api
         .orders(token, query.page.unwrap_or(1).clamp(1, 1000))
         .await?;
-    Ok(render(&OrdersPage { layout, orders }))
+    let pager = Pager::of("/orders", &[], &orders);
+    Ok(render(&OrdersPage {
+        layout,
+        orders,
+        pager,
+    }))
 }
 
 #[derive(Template)]

@@ -1,11 +1,12 @@
-//! The admin pages through the running shop: the gate, products (create, edit with a version
-//! conflict, stock, images), orders by status, users (block/unblock).
+//! The admin pages through the running shop: the gate, products (search, create, edit with a
+//! version conflict, stock and its history, images, delete), orders by status and one order's
+//! page, users (search, block/unblock).
 
 use reqwest::{StatusCode, multipart};
 use storefront_kit::testing::unique;
 use storefront_products::demo::png;
 
-use crate::helpers::{PASSWORD, Shop, Visitor, a_product};
+use crate::helpers::{PASSWORD, Shop, Visitor, a_product, payment_method};
 
 #[tokio::test]
 async fn admin_pages_are_for_admins_only() {
@@ -140,7 +141,17 @@ async fn an_admin_creates_edits_restocks_and_illustrates_a_product() {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    assert_eq!(admin.post(&edit, &first).await.redirect(), edit);
+    assert_eq!(
+        admin.post(&edit, &first).await.redirect(),
+        format!("{edit}?saved=details")
+    );
+    admin
+        .get(&format!("{edit}?saved=details"))
+        .await
+        .ok()
+        .contains("<p class=\"ok\" role=\"status\" id=\"saved\">Saved.</p>");
+    // Without the query, nothing claims to be saved.
+    assert!(!admin.get(&edit).await.body.contains("id=\"saved\""));
     let other = Visitor::admin(&shop).await;
     let second = fields(&title, "9.99");
     let second: Vec<(&str, &str)> = second
@@ -185,9 +196,21 @@ async fn an_admin_creates_edits_restocks_and_illustrates_a_product() {
             )
             .await
             .redirect(),
-        edit
+        format!("{edit}?saved=stock")
     );
-    admin.get(&edit).await.contains("12 available");
+    // The stock's history, newest first: the delivery, then the initial stock.
+    let page = admin.get(&edit).await;
+    page.contains("12 available")
+        .contains("id=\"stock-history\"");
+    let history = &page.body[page.body.find("id=\"stock-history\"").unwrap()..];
+    let delivery = history
+        .find("delivery")
+        .expect("the delivery is in the history");
+    let initial = history
+        .find("initial stock")
+        .expect("so is the initial stock");
+    assert!(delivery < initial, "newest first");
+    assert!(history.contains("<td>+7</td>"), "{history}");
 
     // Images: a real PNG is stored and shown in the shop; a text file and no file are refused.
     let csrf = admin.csrf().await;
@@ -228,7 +251,7 @@ async fn an_admin_creates_edits_restocks_and_illustrates_a_product() {
         .unwrap(),
     )
     .await;
-    assert_eq!(page.redirect(), edit);
+    assert_eq!(page.redirect(), format!("{edit}?saved=image"));
     // A camera-sized file (3 MB: over the 2 MiB a multipart parser takes by default) goes
     // through too, its CSRF field found before the file.
     let page = Visitor::page(
@@ -241,7 +264,12 @@ async fn an_admin_creates_edits_restocks_and_illustrates_a_product() {
         .unwrap(),
     )
     .await;
-    assert_eq!(page.redirect(), edit, "{}", page.body);
+    assert_eq!(
+        page.redirect(),
+        format!("{edit}?saved=image"),
+        "{}",
+        page.body
+    );
     let product = admin.api(&format!("/api/products/{id}")).await;
     let url = product["images"][0]["url"].as_str().unwrap();
     let shown = admin.get(&format!("/products/{id}")).await;
@@ -372,4 +400,313 @@ async fn admin_orders_filter_by_status_and_users_can_be_blocked_and_unblocked() 
         )
         .await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
+}
+
+/// A walk found the admin's lists stopping at 50 rows with no search, orders shown by customer
+/// id and opening nothing, images that could be neither deleted nor made primary, and no way
+/// to delete a product.
+#[tokio::test]
+async fn admins_search_open_an_order_and_manage_images_and_deletion() {
+    let shop = Shop::from_env();
+    let admin = Visitor::admin(&shop).await;
+    let customer = Visitor::new(&shop);
+    let email = customer.sign_up().await;
+    let product = a_product(&customer).await;
+    let order = customer.buy(&product, 1).await;
+
+    // The order list names the customer and opens the order.
+    let list = admin.get("/admin/orders").await;
+    list.ok()
+        .contains(&format!("href=\"/admin/orders/{order}\""))
+        .contains(&format!("Sam Shopper &#60;{email}&#62;"));
+    let path = format!("/admin/orders/{order}");
+    let page = admin.get(&path).await;
+    page.ok()
+        .contains(&format!("id=\"customer\">Sam Shopper &#60;{email}&#62;"))
+        .contains(&format!("href=\"/admin/products/{product}\""))
+        .contains("Awaiting payment")
+        .contains("No payment yet.")
+        .contains("<strong>Placed</strong> — 1 line for");
+    // Paid: the payment and each step are on the page.
+    let card = payment_method("4242424242424242").await;
+    let customer_path = format!("/orders/{order}");
+    let paid = customer
+        .post(
+            &format!("{customer_path}/pay"),
+            &[("payment_method", &card)],
+        )
+        .await;
+    assert_eq!(paid.redirect(), customer_path);
+    let page = admin.wait_for(&path, "<strong>Completed</strong>").await;
+    page.contains("data-status=\"succeeded\"")
+        .contains("<strong>Paid</strong>");
+    let timeline = &page.body[page.body.find("id=\"timeline\"").unwrap()..];
+    let placed = timeline.find("Placed").unwrap();
+    let paid = timeline.find("Paid").unwrap();
+    let completed = timeline.find("Completed").unwrap();
+    assert!(placed < paid && paid < completed, "{timeline}");
+    // Orders that do not exist, and the customer's own view of the admin page.
+    for missing in [
+        "/admin/orders/0190b8a0-0000-7000-8000-000000000000",
+        "/admin/orders/not-an-order",
+    ] {
+        assert_eq!(
+            admin.get(missing).await.status,
+            StatusCode::NOT_FOUND,
+            "{missing}"
+        );
+    }
+    assert_eq!(customer.get(&path).await.status, StatusCode::FORBIDDEN);
+
+    // Users by email or name.
+    let found = admin
+        .get(&format!("/admin/users?q={}", email.to_uppercase()))
+        .await;
+    found.ok().contains(&email).contains("1 user matches");
+    let long = "x".repeat(101);
+    admin
+        .get(&format!("/admin/users?q={long}"))
+        .await
+        .ok()
+        .contains("A search has at most 100 characters.");
+
+    // A product with two pictures, found by a search.
+    let title = unique("Lantern");
+    let edit = admin
+        .post(
+            "/admin/products",
+            &[
+                ("title", &title),
+                ("category", "home"),
+                ("price", "30.00"),
+                ("currency", "USD"),
+                ("stock", "2"),
+            ],
+        )
+        .await
+        .redirect()
+        .to_owned();
+    let id = edit.strip_prefix("/admin/products/").unwrap().to_owned();
+    let csrf = admin.csrf().await;
+    for shade in [40, 200] {
+        let form = multipart::Form::new().text("csrf", csrf.clone()).part(
+            "file",
+            multipart::Part::bytes(png(64, 64, [shade, 90, 10], [10, 90, shade]))
+                .file_name("lantern.png")
+                .mime_str("image/png")
+                .unwrap(),
+        );
+        let page = Visitor::page(
+            admin
+                .http
+                .post(admin.url(&format!("{edit}/images")))
+                .multipart(form)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(page.redirect(), format!("{edit}?saved=image"));
+    }
+    admin
+        .get(&format!("/admin/products?q={}", title.to_lowercase()))
+        .await
+        .ok()
+        .contains(&format!("href=\"/admin/products/{id}\""))
+        .contains("1 product matches");
+
+    let keys = |product: &serde_json::Value| -> Vec<(String, bool)> {
+        product["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["key"].as_str().unwrap().to_owned(),
+                    i["primary"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let images = keys(&admin.api(&format!("/api/products/{id}")).await);
+    assert_eq!(
+        images.iter().map(|i| i.1).collect::<Vec<_>>(),
+        [true, false]
+    );
+    let (first, second) = (images[0].0.clone(), images[1].0.clone());
+    let page = admin.get(&edit).await;
+    page.contains(&format!("action=\"{edit}/images/{second}/primary\""))
+        .contains(&format!("action=\"{edit}/images/{first}/delete\""));
+    assert_eq!(
+        admin
+            .post(&format!("{edit}/images/{second}/primary"), &[])
+            .await
+            .redirect(),
+        format!("{edit}?saved=primary")
+    );
+    admin
+        .get(&format!("{edit}?saved=primary"))
+        .await
+        .contains("Primary image chosen.");
+    assert_eq!(
+        keys(&admin.api(&format!("/api/products/{id}")).await),
+        [(first.clone(), false), (second.clone(), true)]
+    );
+    assert_eq!(
+        admin
+            .post(&format!("{edit}/images/{first}/delete"), &[])
+            .await
+            .redirect(),
+        format!("{edit}?saved=image-deleted")
+    );
+    assert_eq!(
+        keys(&admin.api(&format!("/api/products/{id}")).await),
+        [(second.clone(), true)]
+    );
+    // An image that is gone, an action that does not exist, and no CSRF field.
+    for path in [
+        format!("{edit}/images/{first}/delete"),
+        format!("{edit}/images/{second}/rotate"),
+    ] {
+        assert_eq!(
+            admin.post(&path, &[]).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let forged = Visitor::page(
+        admin
+            .http
+            .post(admin.url(&format!("{edit}/images/{second}/delete")))
+            .form(&[("x", "1")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    // Deleting what the admin saw: an older version is refused with what changed.
+    let page = admin
+        .post(&format!("{edit}/delete"), &[("version", "1")])
+        .await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    page.contains("id=\"conflict\"");
+    let version = admin.api(&format!("/api/products/{id}")).await["version"].to_string();
+    assert_eq!(
+        admin
+            .post(&format!("{edit}/delete"), &[("version", &version)])
+            .await
+            .redirect(),
+        "/admin/products?saved=deleted"
+    );
+    admin
+        .get("/admin/products?saved=deleted")
+        .await
+        .contains("Product deleted.");
+    assert_eq!(
+        admin.get(&format!("/products/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(admin.get(&edit).await.status, StatusCode::NOT_FOUND);
+}
+
+/// An event no consumer could apply (here: not even JSON) on the shop's products topic: the
+/// admin finds it on the dead-letter page with its error, cannot replay it, and discards it once.
+#[tokio::test]
+async fn an_admin_finds_a_dead_letter_and_discards_it() {
+    use rdkafka::{
+        ClientConfig,
+        producer::{FutureProducer, FutureRecord},
+        util::Timeout,
+    };
+    let shop = Shop::from_env();
+    let admin = Visitor::admin(&shop).await;
+    let key = unique("poison");
+    let producer: FutureProducer = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            std::env::var("STOREFRONT_TEST_KAFKA_BOOTSTRAP").unwrap(),
+        )
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to("storefront.products")
+                .key(&key)
+                .payload("{not an event"),
+            Timeout::After(std::time::Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    // Cart follows the products topic: its group dead-letters what it cannot read.
+    admin.wait_for("/admin/dead-letters", &key).await;
+    let list = admin.api("/api/cart/admin/dead-letters").await;
+    let letter = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["key"] == key.as_str())
+        .expect("cart's dead letter")
+        .clone();
+    assert_eq!(letter["status"], "open");
+    assert!(
+        letter["error"]
+            .as_str()
+            .unwrap()
+            .contains("malformed event"),
+        "{letter}"
+    );
+    let id = letter["id"].as_str().unwrap();
+    let encoded: String = id.replace(':', "%3A");
+    let base = format!("/admin/dead-letters/cart/{encoded}");
+    let page = admin.get("/admin/dead-letters").await;
+    page.ok()
+        .contains(&format!("action=\"{base}/replay\""))
+        .contains("id=\"group-cart\"");
+
+    let page = admin.post(&format!("{base}/replay"), &[]).await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    page.contains("id=\"problem\"").contains("not an event");
+    assert_eq!(
+        admin.post(&format!("{base}/discard"), &[]).await.redirect(),
+        "/admin/dead-letters?saved=discard"
+    );
+    admin
+        .get("/admin/dead-letters?saved=discard")
+        .await
+        .contains("Discarded.")
+        .contains(&format!(
+            "data-dead-letter=\"{id}\" data-status=\"discarded\""
+        ));
+    let page = admin.post(&format!("{base}/discard"), &[]).await;
+    assert_eq!(page.status, StatusCode::CONFLICT);
+    page.contains("discarded already");
+
+    // Not a consuming service, not an action, not a letter; and not for customers.
+    for path in [
+        format!("/admin/dead-letters/auth/{encoded}/discard"),
+        format!("{base}/forget"),
+        "/admin/dead-letters/cart/storefront.products.dlq.cart%3A0%3A99999999/discard".to_owned(),
+    ] {
+        assert_eq!(
+            admin.post(&path, &[]).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let customer = Visitor::new(&shop);
+    customer.sign_up().await;
+    assert_eq!(
+        customer.get("/admin/dead-letters").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let response = customer
+        .http
+        .get(customer.url("/api/cart/admin/dead-letters"))
+        .bearer_auth(customer.access_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }

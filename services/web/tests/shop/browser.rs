@@ -17,7 +17,7 @@ use serde_json::json;
 use storefront_kit::testing::unique;
 use storefront_products::demo::png;
 
-use crate::helpers::{PASSWORD, Shop};
+use crate::helpers::{PASSWORD, Shop, Visitor};
 
 /// How long the page may take to show what a step waits for (events cross Kafka between
 /// services, and the test machine has two cores shared with the whole suite).
@@ -520,22 +520,229 @@ async fn an_admin_adds_a_product_with_an_image_and_finds_it_in_the_shop() {
         title,
         "the new product's page"
     );
+    // The 480-pixel picture has a 400-pixel thumbnail; the page's 520-pixel slot takes the
+    // picture itself (naturalWidth is then scaled to the slot by srcset's density).
     let until = Instant::now() + PATIENCE;
     loop {
-        let width = browser
+        let shown = browser
             .client()
             .execute(
-                "const img = document.querySelector('.gallery img'); return img && img.complete ? img.naturalWidth : 0;",
+                "const img = document.querySelector('.gallery img'); \
+                 return img && img.complete && img.naturalWidth > 0 ? img.currentSrc : '';",
                 Vec::new(),
             )
             .await
             .unwrap();
-        if width == json!(480) {
+        let shown = shown.as_str().unwrap_or_default();
+        if !shown.is_empty() {
+            assert!(
+                shown.contains("/images/") && !shown.ends_with("-thumb.jpg"),
+                "the product page shows {shown}"
+            );
             break;
         }
-        assert!(Instant::now() < until, "the image never loaded ({width})");
+        assert!(Instant::now() < until, "the image never loaded");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     browser.screenshot("new-product").await;
+
+    // The rest of the admin: orders with their customers, and the dead letters of every group.
+    browser.goto("/admin/orders").await;
+    browser.find("table.lines").await;
+    browser.screenshot("admin-orders").await;
+    browser.goto("/admin/dead-letters").await;
+    browser.find("#group-notifications").await;
+    browser.screenshot("admin-dead-letters").await;
+    browser.close().await;
+}
+
+/// A JPEG as a camera makes it: `side`×`side` with fine grain, so it does not shrink to nothing.
+fn photo(side: u32, seed: u32) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+    let picture = image::RgbImage::from_fn(side, side, |x, y| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let grain = (state % 48) as u8;
+        image::Rgb([
+            ((x * 255 / side) as u8).saturating_add(grain),
+            ((y * 255 / side) as u8).saturating_add(grain / 2),
+            (seed * 40 % 200) as u8 + grain,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(picture)
+        .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+            &mut out, 92,
+        ))
+        .unwrap();
+    out.into_inner()
+}
+
+/// What the browser fetched for the page it shows, from the Resource Timing API.
+#[derive(Debug, serde::Deserialize)]
+struct Weight {
+    /// Bytes over the network for the page itself (0 when it came from the cache).
+    document: u64,
+    encoded: u64,
+    decoded: u64,
+    /// Time to first byte of the page, in milliseconds.
+    ttfb: f64,
+    resources: Vec<(String, u64)>,
+    images: Vec<String>,
+}
+
+impl Weight {
+    fn total(&self) -> u64 {
+        self.document + self.resources.iter().map(|(_, bytes)| bytes).sum::<u64>()
+    }
+}
+
+impl Browser {
+    /// Opens `path`, waits until the page and every picture in view have loaded (lazy ones
+    /// below the fold are not fetched) and answers what it weighed.
+    async fn weigh(&self, path: &str) -> Weight {
+        self.goto(path).await;
+        let until = Instant::now() + PATIENCE;
+        loop {
+            let pending = self
+                .client()
+                .execute(
+                    "if (document.readyState !== 'complete') return -1; \
+                     const imgs = [...document.querySelectorAll('ul.grid img')]; \
+                     return imgs.filter(i => { const r = i.getBoundingClientRect(); \
+                       return r.top < innerHeight && !(i.complete && i.naturalWidth > 0); }).length;",
+                    Vec::new(),
+                )
+                .await
+                .unwrap();
+            if pending == json!(0) {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "{pending} pictures in view never loaded"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let weight = self
+            .client()
+            .execute(
+                "const nav = performance.getEntriesByType('navigation')[0]; \
+                 return { document: nav.transferSize, encoded: nav.encodedBodySize, \
+                   decoded: nav.decodedBodySize, ttfb: nav.responseStart - nav.requestStart, \
+                   resources: performance.getEntriesByType('resource') \
+                     .map(r => [r.name, r.transferSize]), \
+                   images: [...document.querySelectorAll('ul.grid img')].map(i => i.currentSrc) };",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        serde_json::from_value(weight).unwrap()
+    }
+}
+
+/// A catalog page weighed 5.8 MB and was downloaded again on every visit: 200-pixel tiles drawn
+/// from full-size files, URLs that changed on every load, no compression. Now the tiles are
+/// thumbnails, the page and its assets are gzipped, and a second visit takes everything but the
+/// page itself from the cache.
+#[tokio::test]
+async fn a_catalog_page_is_light_and_a_second_visit_comes_from_the_cache() {
+    let shop = Shop::from_env();
+    let admin = Visitor::admin(&shop).await;
+    let token = admin.access_token().expect("the admin's token");
+    let category = unique("weight").to_lowercase().replace('_', "-");
+    const PRODUCTS: u32 = 6;
+    for n in 0..PRODUCTS {
+        let created = admin
+            .http
+            .post(admin.url("/api/products"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "title": format!("Grainy print {n}"),
+                "category": category,
+                "price": { "amount": 1500 + n, "currency": "USD" },
+                "stock": 3,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+        let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let file = reqwest::multipart::Part::bytes(photo(1200, n + 1))
+            .file_name("print.jpg")
+            .mime_str("image/jpeg")
+            .unwrap();
+        let uploaded = admin
+            .http
+            .post(admin.url(&format!("/api/products/{id}/images")))
+            .bearer_auth(&token)
+            .multipart(reqwest::multipart::Form::new().part("file", file))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(uploaded.status(), reqwest::StatusCode::CREATED);
+    }
+
+    let browser = Browser::start(&shop).await;
+    let page = format!("/?category={category}");
+    let first = browser.weigh(&page).await;
+    browser.screenshot("catalog-thumbnails").await;
+    assert_eq!(first.images.len(), PRODUCTS as usize, "{first:?}");
+    for src in &first.images {
+        assert!(
+            src.ends_with("-thumb.jpg"),
+            "a tile draws {src}, not its thumbnail"
+        );
+    }
+    assert!(
+        first.encoded * 3 < first.decoded,
+        "the page is not compressed: {} of {} bytes",
+        first.encoded,
+        first.decoded
+    );
+    for (name, bytes) in &first.resources {
+        assert!(
+            *bytes < 100_000,
+            "{name} weighed {bytes} bytes: a tile should be a thumbnail"
+        );
+    }
+
+    // Somewhere else, then back, as a customer comes back to the catalog.
+    browser.goto("/signin").await;
+    let second = browser.weigh(&page).await;
+    for (name, bytes) in &second.resources {
+        assert_eq!(*bytes, 0, "{name} was fetched again ({bytes} bytes)");
+    }
+    // The shop's first page as it stands (the demo catalog and whatever the suite added).
+    browser.goto("/signin").await;
+    let home = browser.weigh("/").await;
+    browser.goto("/signin").await;
+    let home_again = browser.weigh("/").await;
+    let figures = format!(
+        "catalog of {PRODUCTS} products with 1200-pixel photos: first visit {} bytes (the page \
+         {}, gzipped from {} to {}), second visit {} bytes; time to first byte {:.0} / {:.0} ms\n\
+         the shop's first page: first visit {} bytes, second visit {} bytes; time to first byte \
+         {:.0} / {:.0} ms\n",
+        first.total(),
+        first.document,
+        first.decoded,
+        first.encoded,
+        second.total(),
+        first.ttfb,
+        second.ttfb,
+        home.total(),
+        home_again.total(),
+        home.ttfb,
+        home_again.ttfb,
+    );
+    eprint!("{figures}");
+    std::fs::create_dir_all(&browser.screenshots).unwrap();
+    std::fs::write(browser.screenshots.join("catalog-weight.txt"), &figures).unwrap();
+    assert!(second.total() < 300_000, "{second:?}");
+    assert!(home_again.total() < 300_000, "{home_again:?}");
     browser.close().await;
 }
