@@ -51,8 +51,9 @@ use crate::{
 /// The newest dead letters read from each partition of a dead-letter topic: what one look costs is
 /// bounded. (A group with more has a failure to fix before any replay.)
 const MAX_PER_PARTITION: i64 = 200;
-/// How long one look may read the topics.
-const READ_FOR: Duration = Duration::from_secs(10);
+/// How long one look may read the topics: with the metadata and offsets before it, within the
+/// 15 s a request may take.
+const READ_FOR: Duration = Duration::from_secs(8);
 /// The collection of decisions, in the service's database.
 const DECISIONS: &str = "dead_letters";
 
@@ -74,6 +75,8 @@ pub struct DeadLetters {
     topics: Vec<String>,
     decisions: Collection<Decision>,
     replay: Arc<dyn Replay>,
+    /// One look at the topics at a time.
+    reading: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What an admin decided about one dead letter.
@@ -96,6 +99,8 @@ struct Decision {
 pub enum Status {
     /// Not dealt with yet.
     Open,
+    /// A replay is running (or was cut off: another may take it over after a minute).
+    Replaying,
     /// Applied again by the group's handler.
     Replayed,
     /// Left alone for good.
@@ -196,28 +201,36 @@ impl Letter {
             dead_lettered_at: self.timestamp.and_then(DateTime::from_timestamp_millis),
             status: decision.map_or(Status::Open, |d| d.status),
             handled_by: decision.map(|d| d.by.clone()),
-            handled_at: decision.map(|d| d.at.to_chrono()),
+            handled_at: decision
+                .and_then(|d| DateTime::from_timestamp_millis(d.at.timestamp_millis())),
             outcome: decision.and_then(|d| d.outcome.clone()),
             message,
         }
     }
 }
 
-/// `{topic}:{partition}:{offset}` of one of `topics`, or nothing this group has.
+/// `{topic}:{partition}:{offset}` of one of `topics`, written as the list writes it (so one
+/// dead letter has one id: `+5` or `005` name nothing), or nothing this group has.
 fn parse_id<'a>(id: &'a str, topics: &[String]) -> Option<(&'a str, i32, i64)> {
     let (rest, offset) = id.rsplit_once(':')?;
     let (topic, partition) = rest.rsplit_once(':')?;
     let partition: i32 = partition.parse().ok().filter(|p| *p >= 0)?;
     let offset: i64 = offset.parse().ok().filter(|o| *o >= 0)?;
-    topics
-        .iter()
-        .any(|t| t == topic)
-        .then_some((topic, partition, offset))
+    let canonical = format!("{topic}:{partition}:{offset}") == id;
+    (canonical && topics.iter().any(|t| t == topic)).then_some((topic, partition, offset))
 }
 
 fn kafka_error(e: KafkaError) -> Error {
     Error::Unavailable(format!("kafka: {e}"))
 }
+
+fn too_slow() -> Error {
+    Error::Unavailable("kafka did not deliver the dead-letter topics in time; try again".into())
+}
+
+/// How long a replay's claim holds off another replay or a discard: a claim older than this
+/// was left by a replay that never finished (its service stopped), and may be taken over.
+const CLAIM_FOR: Duration = Duration::from_secs(60);
 
 impl DeadLetters {
     pub(crate) fn new(
@@ -233,6 +246,7 @@ impl DeadLetters {
             group,
             topics,
             replay,
+            reading: Arc::default(),
         }
     }
 
@@ -240,113 +254,52 @@ impl DeadLetters {
         &self.group
     }
 
-    /// A reader of the dead-letter topics that never commits (no group offsets to keep).
-    fn reader(&self) -> Result<BaseConsumer, KafkaError> {
-        client_config(&self.kafka)
+    /// Runs `read` with a reader of the dead-letter topics (never committing: no group offsets
+    /// to keep), one request at a time in a service: a look costs one client and one blocking
+    /// thread however many admins ask. The client is made for the look and closed after it, off
+    /// the async runtime: a reused one, assigned again, took 4–8 s to fetch (against 0.2 s).
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&BaseConsumer) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let _turn = self.reading.lock().await;
+        let config = client_config(&self.kafka)
             .set("group.id", format!("{}.dead-letters", self.group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .create()
+            .clone();
+        tokio::task::spawn_blocking(move || {
+            let reader: BaseConsumer = config.create().map_err(kafka_error)?;
+            read(&reader)
+        })
+        .await
+        .map_err(Error::internal)?
     }
 
-    /// Every dead letter (the newest [`MAX_PER_PARTITION`] of each partition), read off the
-    /// async runtime: librdkafka's calls block.
+    /// Every dead letter (the newest [`MAX_PER_PARTITION`] of each partition).
     async fn read(&self) -> Result<Vec<Letter>, Error> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.read_blocking())
+        let topics = self.topics.clone();
+        self.with_reader(move |reader| read_all(reader, &topics))
             .await
-            .map_err(Error::internal)?
-            .map_err(kafka_error)
-    }
-
-    fn read_blocking(&self) -> Result<Vec<Letter>, KafkaError> {
-        let reader = self.reader()?;
-        let wait = Duration::from_secs(5);
-        let mut assignment = TopicPartitionList::new();
-        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-        for topic in &self.topics {
-            let metadata = reader.fetch_metadata(Some(topic.as_str()), wait)?;
-            for found in metadata.topics() {
-                for partition in found.partitions() {
-                    let (low, high) = reader.fetch_watermarks(topic, partition.id(), wait)?;
-                    if high > low {
-                        let from = low.max(high - MAX_PER_PARTITION);
-                        assignment.add_partition_offset(
-                            topic,
-                            partition.id(),
-                            Offset::Offset(from),
-                        )?;
-                        ends.insert((topic.clone(), partition.id()), high);
-                    }
-                }
-            }
-        }
-        let mut letters = Vec::new();
-        if ends.is_empty() {
-            return Ok(letters);
-        }
-        reader.assign(&assignment)?;
-        let until = Instant::now() + READ_FOR;
-        // Until every partition's end is reached and a poll then finds nothing more (a broker's
-        // watermark can lag what it holds).
-        while Instant::now() < until {
-            match reader.poll(Duration::from_millis(200)) {
-                Some(Ok(message)) => {
-                    let place = (message.topic().to_owned(), message.partition());
-                    if ends
-                        .get(&place)
-                        .is_some_and(|end| message.offset() + 1 >= *end)
-                    {
-                        ends.remove(&place);
-                    }
-                    letters.push(Letter::of(&message));
-                }
-                Some(Err(e)) => return Err(e),
-                None if ends.is_empty() => break,
-                None => {}
-            }
-        }
-        Ok(letters)
     }
 
     /// One dead letter by its id, read from its place in the topic.
     async fn letter(&self, id: &str) -> Result<Letter, Error> {
         let not_found = || Error::NotFound(format!("no dead letter {id:?} in this service"));
         let (topic, partition, offset) = parse_id(id, &self.topics).ok_or_else(not_found)?;
-        let (topic, this) = (topic.to_owned(), self.clone());
-        let found = tokio::task::spawn_blocking(move || -> Result<Option<Letter>, KafkaError> {
-            let reader = this.reader()?;
-            let (low, high) = reader.fetch_watermarks(&topic, partition, Duration::from_secs(5))?;
-            if offset < low || offset >= high {
-                return Ok(None);
-            }
-            let mut assignment = TopicPartitionList::new();
-            assignment.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
-            reader.assign(&assignment)?;
-            let until = Instant::now() + READ_FOR;
-            while Instant::now() < until {
-                match reader.poll(Duration::from_millis(200)) {
-                    Some(Ok(message)) if message.offset() == offset => {
-                        return Ok(Some(Letter::of(&message)));
-                    }
-                    Some(Ok(message)) if message.offset() > offset => return Ok(None),
-                    Some(Err(e)) => return Err(e),
-                    _ => {}
-                }
-            }
-            Ok(None)
-        })
-        .await
-        .map_err(Error::internal)?
-        .map_err(kafka_error)?;
+        let topic = topic.to_owned();
+        let found = self
+            .with_reader(move |reader| read_one(reader, &topic, partition, offset))
+            .await?;
         found.ok_or_else(not_found)
     }
 
-    async fn decisions(&self) -> Result<HashMap<String, Decision>, Error> {
+    /// The decisions about `ids`.
+    async fn decisions(&self, ids: Vec<String>) -> Result<HashMap<String, Decision>, Error> {
         use futures::TryStreamExt;
         let found: Vec<Decision> = self
             .decisions
-            .find(doc! {})
+            .find(doc! { "_id": { "$in": ids } })
             .await
             .map_err(mongo_error)?
             .try_collect()
@@ -364,7 +317,9 @@ impl DeadLetters {
 
     pub async fn list(&self) -> Result<DeadLetterList, Error> {
         let letters = self.read().await?;
-        let decisions = self.decisions().await?;
+        let decisions = self
+            .decisions(letters.iter().map(|l| l.id.clone()).collect())
+            .await?;
         let mut items: Vec<DeadLetterView> = letters
             .iter()
             .map(|letter| letter.view(decisions.get(&letter.id)))
@@ -378,15 +333,8 @@ impl DeadLetters {
         })
     }
 
-    /// Records `status` for `letter`; a decision already made is a 409 saying which.
-    async fn decide(
-        &self,
-        letter: &Letter,
-        status: Status,
-        admin: &str,
-        outcome: Option<&str>,
-    ) -> Result<DeadLetterView, Error> {
-        let decision = Decision {
+    fn decision_for(&self, letter: &Letter, status: Status, admin: &str) -> Decision {
+        Decision {
             id: letter.id.clone(),
             status,
             by: admin.to_owned(),
@@ -394,44 +342,76 @@ impl DeadLetters {
             event_id: Envelope::from_slice(&letter.payload)
                 .ok()
                 .map(|e| e.id.to_string()),
-            outcome: outcome.map(str::to_owned),
-        };
-        match self.decisions.insert_one(&decision).await {
-            Ok(_) => Ok(letter.view(Some(&decision))),
-            Err(e) if is_duplicate_key(&e) => Err(self.already(&letter.id).await),
-            Err(e) => Err(mongo_error(e)),
+            outcome: None,
         }
+    }
+
+    /// Records `decision` unless one is there: the first decision about a letter wins, and a
+    /// replay's claim left by a replay that never finished ([`CLAIM_FOR`]) is taken over.
+    async fn claim(&self, decision: &Decision) -> Result<(), Error> {
+        match self.decisions.insert_one(decision).await {
+            Ok(_) => return Ok(()),
+            Err(e) if !is_duplicate_key(&e) => return Err(mongo_error(e)),
+            Err(_) => {}
+        }
+        let stale = bson::DateTime::from_millis(
+            bson::DateTime::now().timestamp_millis() - CLAIM_FOR.as_millis() as i64,
+        );
+        let taken = self
+            .decisions
+            .replace_one(
+                doc! { "_id": &decision.id, "status": "replaying", "at": { "$lt": stale } },
+                decision,
+            )
+            .await
+            .map_err(mongo_error)?;
+        if taken.modified_count == 1 {
+            return Ok(());
+        }
+        Err(self.already(&decision.id).await)
     }
 
     async fn already(&self, id: &str) -> Error {
         let said = match self.decision(id).await {
             Ok(Some(d)) => match d.status {
-                Status::Replayed => "replayed",
-                Status::Discarded => "discarded",
-                Status::Open => "handled",
+                Status::Replayed => "replayed already",
+                Status::Discarded => "discarded already",
+                Status::Replaying => "being replayed by another request",
+                Status::Open => "handled already",
             },
-            _ => "handled",
+            _ => "handled already",
         };
         Error::Conflict {
             kind: "already-handled",
-            detail: format!("this dead letter was {said} already"),
+            detail: format!("this dead letter was {said}"),
         }
     }
 
     /// Applies the dead letter again through the group's handler, and records that it was.
+    /// The letter is claimed first (`replaying`), so a second replay or a discard meanwhile is
+    /// refused rather than raced; a handler that fails again gives the claim back.
     pub async fn replay(&self, id: &str, admin: &str) -> Result<DeadLetterView, Error> {
         let letter = self.letter(id).await?;
-        if self.decision(id).await?.is_some() {
-            return Err(self.already(id).await);
-        }
         let event = Envelope::from_slice(&letter.payload).map_err(|e| Error::Conflict {
             kind: "not-replayable",
             detail: format!("the message is not an event ({e}); discard it"),
         })?;
+        let claim = self.decision_for(&letter, Status::Replaying, admin);
+        self.claim(&claim).await?;
+        let give_back = || async {
+            let mine =
+                doc! { "_id": &claim.id, "status": "replaying", "by": &claim.by, "at": claim.at };
+            if let Err(e) = self.decisions.delete_one(mine).await {
+                tracing::warn!(group = %self.group, id, error = %e, "could not give back a replay's claim; it expires");
+            }
+        };
         let outcome = match self.replay.replay(&event).await {
             Ok(outcome) => outcome,
-            Err(e) if e.is_transient() => return Err(Error::Unavailable(e.to_string())),
             Err(e) => {
+                give_back().await;
+                if e.is_transient() {
+                    return Err(Error::Unavailable(e.to_string()));
+                }
                 tracing::warn!(target: "audit", group = %self.group, id, admin, error = %e, "dead letter replay failed");
                 return Err(Error::Conflict {
                     kind: "replay-failed",
@@ -440,23 +420,117 @@ impl DeadLetters {
             }
         };
         tracing::info!(target: "audit", group = %self.group, id, admin, event_id = %event.id, outcome = outcome.label(), "dead letter replayed");
-        match self
-            .decide(&letter, Status::Replayed, admin, Some(outcome.label()))
+        let done = Decision {
+            status: Status::Replayed,
+            at: bson::DateTime::now(),
+            outcome: Some(outcome.label().to_owned()),
+            ..claim.clone()
+        };
+        self.decisions
+            .replace_one(
+                doc! { "_id": &claim.id, "by": &claim.by, "at": claim.at },
+                &done,
+            )
             .await
-        {
-            // Another admin replayed it at the same moment: the handler applied it once.
-            Err(Error::Conflict { .. }) => Ok(letter.view(self.decision(id).await?.as_ref())),
-            other => other,
-        }
+            .map_err(mongo_error)?;
+        Ok(letter.view(Some(&done)))
     }
 
     /// Leaves the dead letter alone for good, and records that.
     pub async fn discard(&self, id: &str, admin: &str) -> Result<DeadLetterView, Error> {
         let letter = self.letter(id).await?;
-        let view = self.decide(&letter, Status::Discarded, admin, None).await?;
+        let decision = self.decision_for(&letter, Status::Discarded, admin);
+        self.claim(&decision).await?;
         tracing::info!(target: "audit", group = %self.group, id, admin, "dead letter discarded");
-        Ok(view)
+        Ok(letter.view(Some(&decision)))
     }
+}
+
+/// Reads every partition of `topics` from its newest [`MAX_PER_PARTITION`] letters to its end,
+/// within [`READ_FOR`]; a topic that does not deliver in time is a 503, not a short list.
+fn read_all(reader: &BaseConsumer, topics: &[String]) -> Result<Vec<Letter>, Error> {
+    let wait = Duration::from_secs(3);
+    let mut assignment = TopicPartitionList::new();
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    for topic in topics {
+        let metadata = reader
+            .fetch_metadata(Some(topic.as_str()), wait)
+            .map_err(kafka_error)?;
+        for found in metadata.topics() {
+            for partition in found.partitions() {
+                let (low, high) = reader
+                    .fetch_watermarks(topic, partition.id(), wait)
+                    .map_err(kafka_error)?;
+                if high > low {
+                    let from = low.max(high - MAX_PER_PARTITION);
+                    assignment
+                        .add_partition_offset(topic, partition.id(), Offset::Offset(from))
+                        .map_err(kafka_error)?;
+                    ends.insert((topic.clone(), partition.id()), high);
+                }
+            }
+        }
+    }
+    let mut letters = Vec::new();
+    if ends.is_empty() {
+        return Ok(letters);
+    }
+    reader.assign(&assignment).map_err(kafka_error)?;
+    let until = Instant::now() + READ_FOR;
+    // Until every partition's end is reached and a poll then finds nothing more (a broker's
+    // watermark can lag what it holds).
+    loop {
+        if Instant::now() >= until {
+            return Err(too_slow());
+        }
+        match reader.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let place = (message.topic().to_owned(), message.partition());
+                if ends
+                    .get(&place)
+                    .is_some_and(|end| message.offset() + 1 >= *end)
+                {
+                    ends.remove(&place);
+                }
+                letters.push(Letter::of(&message));
+            }
+            Some(Err(e)) => return Err(kafka_error(e)),
+            None if ends.is_empty() => return Ok(letters),
+            None => {}
+        }
+    }
+}
+
+/// The letter at `offset` of `topic`'s `partition`; `None` when there is none there.
+fn read_one(
+    reader: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Option<Letter>, Error> {
+    let (low, high) = reader
+        .fetch_watermarks(topic, partition, Duration::from_secs(3))
+        .map_err(kafka_error)?;
+    if offset < low || offset >= high {
+        return Ok(None);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Offset(offset))
+        .map_err(kafka_error)?;
+    reader.assign(&assignment).map_err(kafka_error)?;
+    let until = Instant::now() + READ_FOR;
+    while Instant::now() < until {
+        match reader.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) if message.offset() == offset => {
+                return Ok(Some(Letter::of(&message)));
+            }
+            Some(Ok(message)) if message.offset() > offset => return Ok(None),
+            Some(Err(e)) => return Err(kafka_error(e)),
+            _ => {}
+        }
+    }
+    Err(too_slow())
 }
 
 fn mongo_error(e: mongodb::error::Error) -> Error {
@@ -564,6 +638,11 @@ pub fn document(api: &mut Api, prefix: &str) {
                      or discarded it (docs/events/README.md, \"Dead letters\").",
                 )
                 .problem(403, "Not an administrator (`admin-only`).")
+                .problem(
+                    404,
+                    "This replica does not consume events (`CONSUME_EVENTS=false`): it has no \
+                     dead letters to show.",
+                )
                 .ok::<DeadLetterList>(200, "The group's dead letters");
         },
     )
@@ -584,9 +663,9 @@ pub fn document(api: &mut Api, prefix: &str) {
                 .problem(404, "No such dead letter in this service.")
                 .problem(
                     409,
-                    "Replayed or discarded already (`already-handled`), not an event \
-                     (`not-replayable`), or the handler failed again (`replay-failed`, with \
-                     its error).",
+                    "Replayed, being replayed or discarded already (`already-handled`), not an \
+                     event (`not-replayable`), or the handler failed again (`replay-failed`, \
+                     with its error).",
                 );
         },
     )
@@ -602,7 +681,10 @@ pub fn document(api: &mut Api, prefix: &str) {
                 .ok::<DeadLetterView>(200, "Discarded")
                 .problem(403, "Not an administrator (`admin-only`).")
                 .problem(404, "No such dead letter in this service.")
-                .problem(409, "Replayed or discarded already (`already-handled`).");
+                .problem(
+                    409,
+                    "Replayed, being replayed or discarded already (`already-handled`).",
+                );
         },
     );
 }
@@ -632,6 +714,10 @@ mod tests {
             "shop.orders.dlq.cart:-1:17",
             "shop.orders.dlq.cart:0:x",
             "shop.orders.dlq.cart:0:-3",
+            // One letter, one id: what the list wrote, not another spelling of its numbers.
+            "shop.orders.dlq.cart:2:+17",
+            "shop.orders.dlq.cart:02:17",
+            "shop.orders.dlq.cart:2:017",
             "",
         ] {
             assert_eq!(parse_id(id, &topics), None, "{id}");
