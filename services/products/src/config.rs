@@ -31,6 +31,19 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = ImageRules::default();
+        let served_side = env::parse_or("IMAGE_SERVED_SIDE", defaults.served_side)?;
+        let thumbnail_side: u32 = env::parse_or("IMAGE_THUMBNAIL_SIDE", defaults.thumbnail_side)?;
+        // A thumbnail as large as the image itself would never be made: say so at start-up.
+        if thumbnail_side == 0 || thumbnail_side >= served_side {
+            return Err(ConfigError::Invalid {
+                var: "IMAGE_THUMBNAIL_SIDE".into(),
+                value: thumbnail_side.to_string(),
+                reason: format!(
+                    "must be from 1 to IMAGE_SERVED_SIDE - 1 ({})",
+                    served_side.saturating_sub(1)
+                ),
+            });
+        }
         Ok(Config {
             http: HttpConfig::from_env()?,
             mongo: MongoConfig::from_env()?,
@@ -50,8 +63,8 @@ impl Config {
                 min_side: env::parse_or("IMAGE_MIN_SIDE", defaults.min_side)?,
                 max_side: env::parse_or("IMAGE_MAX_SIDE", defaults.max_side)?,
                 max_pixels: env::parse_or("IMAGE_MAX_PIXELS", defaults.max_pixels)?,
-                served_side: env::parse_or("IMAGE_SERVED_SIDE", defaults.served_side)?,
-                thumbnail_side: env::parse_or("IMAGE_THUMBNAIL_SIDE", defaults.thumbnail_side)?,
+                served_side,
+                thumbnail_side,
             },
             cache_ttl: Duration::from_millis(env::parse_or("PRODUCT_CACHE_TTL_MS", 1000)?),
             consume_events: env::flag("CONSUME_EVENTS", true)?,

@@ -104,10 +104,38 @@ pub async fn upload(
         .map_err(Error::internal)?
         .map_err(image_error)?;
     let expect = if_match(&headers, false)?;
+    // Stored and recorded in a task of its own: a client that goes away midway does not cut it
+    // between storing the files and recording them (or removing them again), which would leave
+    // objects no product names.
+    let task = tokio::spawn(store_and_record(
+        state.clone(),
+        id,
+        expect,
+        prepared,
+        primary,
+    ));
+    let product = task.await.map_err(Error::internal)??;
+    state.cache.invalidate(id);
+    let rendered = render(&product)?;
+    Ok(json(
+        StatusCode::CREATED,
+        rendered.body,
+        Some(&rendered.etag),
+    ))
+}
+
+/// Stores an upload's files and adds the image to the product; if either fails, every file of
+/// the upload is removed again (a failed put may have stored its object anyway).
+async fn store_and_record(
+    state: AppState,
+    id: Uuid,
+    expect: crate::store::Expect,
+    prepared: crate::domain::Prepared,
+    primary: bool,
+) -> Result<ProductDoc, Error> {
     let image = prepared.reference(false);
     let key = image.key.clone();
     let objects = object_keys(id, &image);
-    let mut stored = Vec::with_capacity(objects.len());
     for file in prepared.into_files(&image) {
         let object = Images::object_key(id, &file.key);
         let put = state
@@ -115,10 +143,9 @@ pub async fn upload(
             .put(&object, Bytes::from(file.bytes), file.content_type)
             .await;
         if let Err(e) = put {
-            remove_objects(&state.images, &stored).await;
+            remove_objects(&state.images, &objects).await;
             return Err(Error::Unavailable(e.to_string()));
         }
-        stored.push(object);
     }
     let result = state
         .store
@@ -135,20 +162,13 @@ pub async fn upload(
             Ok(Change::Updated)
         })
         .await;
-    let product = match result {
-        Ok(product) => product,
+    match result {
+        Ok(product) => Ok(product),
         Err(e) => {
             remove_objects(&state.images, &objects).await;
-            return Err(e.into());
+            Err(e.into())
         }
-    };
-    state.cache.invalidate(id);
-    let rendered = render(&product)?;
-    Ok(json(
-        StatusCode::CREATED,
-        rendered.body,
-        Some(&rendered.etag),
-    ))
+    }
 }
 
 /// The bucket's names for an image and its thumbnail.
