@@ -49,6 +49,27 @@ impl Phone {
     }
 }
 
+/// The officially assigned ISO 3166-1 alpha-2 codes (249; from the standard's list as pycountry
+/// carries it). A user-assigned code such as `XX` or `ZZ` names no country to ship to.
+const COUNTRIES: [&str; 249] = [
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
+    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
+    "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",
+    "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE",
+    "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF",
+    "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM",
+    "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM",
+    "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC",
+    "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK",
+    "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA",
+    "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG",
+    "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW",
+    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS",
+    "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO",
+    "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI",
+    "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
+];
+
 /// A shipping address as the customer gives it; the country is an ISO 3166-1 alpha-2 code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -96,7 +117,7 @@ impl Address {
             ));
         }
         let country = raw.country.trim().to_ascii_uppercase();
-        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_uppercase()) {
+        if COUNTRIES.binary_search(&country.as_str()).is_err() {
             errors.push((
                 "address.country".into(),
                 "a two-letter ISO 3166 country code, like DE".into(),
@@ -150,5 +171,30 @@ mod tests {
         .unwrap_err();
         let fields: Vec<_> = errors.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["address.line1", "address.country"]);
+    }
+
+    /// A walk found `XX` accepted as a country.
+    #[test]
+    fn a_country_is_one_that_exists() {
+        let with = |country: &str| {
+            Address::parse(Address {
+                line1: "Unter den Linden 1".into(),
+                line2: None,
+                city: "Berlin".into(),
+                postal_code: "10117".into(),
+                country: country.into(),
+            })
+        };
+        assert_eq!(with(" de ").unwrap().country, "DE");
+        for country in ["US", "GB", "ZW", "AD"] {
+            assert!(with(country).is_ok(), "{country}");
+        }
+        for country in ["XX", "ZZ", "UK", "EU", "D", "DEU", "", "1A"] {
+            assert!(with(country).is_err(), "{country}");
+        }
+        assert!(
+            COUNTRIES.windows(2).all(|w| w[0] < w[1]),
+            "sorted, for the search"
+        );
     }
 }
