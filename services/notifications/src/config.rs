@@ -35,6 +35,9 @@ pub struct SocketConfig {
     pub backlog_max: usize,
     /// `WS_MAX_PER_USER`, default 20: open sockets per user on one replica.
     pub max_per_user: usize,
+    /// `WS_MAX_PRODUCT_SOCKETS`, default 5000: public product sockets (live stock, anyone may
+    /// open one) on one replica; beyond it a new one is refused with 503.
+    pub max_product_sockets: usize,
 }
 
 impl Default for SocketConfig {
@@ -44,6 +47,7 @@ impl Default for SocketConfig {
             send_buffer: 256,
             backlog_max: 500,
             max_per_user: 20,
+            max_product_sockets: 5000,
         }
     }
 }
@@ -65,6 +69,10 @@ impl Config {
                 send_buffer: env::parse_or("WS_SEND_BUFFER", defaults.send_buffer)?.max(1),
                 backlog_max: env::parse_or("WS_BACKLOG_MAX", defaults.backlog_max)?,
                 max_per_user: env::parse_or("WS_MAX_PER_USER", defaults.max_per_user)?.max(1),
+                max_product_sockets: env::parse_or(
+                    "WS_MAX_PRODUCT_SOCKETS",
+                    defaults.max_product_sockets,
+                )?,
             },
         })
     }

@@ -9,7 +9,7 @@ use storefront_events::{
     Envelope, Event, Money, Topic,
     orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, PriceLine},
     payments::{PaymentFailed, PaymentRefunded},
-    products::ProductCreated,
+    products::{ProductCreated, StockChanged},
     users::UserCreated,
 };
 use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError, UntilCommitted};
@@ -34,6 +34,8 @@ pub fn settings(topic_prefix: &str) -> ConsumerSettings {
 
 pub struct Notifier {
     pub store: Store,
+    /// Where stock changes go: straight to the replicas' product sockets, nothing stored.
+    hub: Arc<crate::hub::Hub>,
     /// What each transaction in flight stored; handed to `published` once it commits, so an
     /// aborted attempt's notifications are never published.
     pending: UntilCommitted<NotificationDoc>,
@@ -41,9 +43,14 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(store: Store, published: mpsc::UnboundedSender<Vec<NotificationDoc>>) -> Self {
+    pub fn new(
+        store: Store,
+        published: mpsc::UnboundedSender<Vec<NotificationDoc>>,
+        hub: Arc<crate::hub::Hub>,
+    ) -> Self {
         Notifier {
             store,
+            hub,
             pending: UntilCommitted::default(),
             published,
         }
@@ -192,7 +199,27 @@ impl EventHandler for Notifier {
             PaymentRefunded::TYPE,
             ProductCreated::TYPE,
             UserCreated::TYPE,
+            StockChanged::TYPE,
         ]
+    }
+
+    /// A stock change is news for the product's watchers, not a notification: it is published
+    /// on the stock channel with no transaction and nothing stored. A redelivery publishes it
+    /// again, which a client ignores (it keeps the highest version).
+    async fn apply_idempotent(&self, event: &Envelope) -> Result<bool, HandlerError> {
+        if !event.is::<StockChanged>() {
+            return Ok(false);
+        }
+        let change: StockChanged = decode(event)?;
+        self.hub
+            .publish_stock(&crate::hub::StockNews {
+                product_id: change.product_id,
+                available: change.stock.available,
+                in_stock: change.stock.available > 0,
+                version: event.version,
+            })
+            .await;
+        Ok(true)
     }
 
     async fn handle(

@@ -12,6 +12,11 @@
 //! Redis pub/sub is at-most-once. When the subscription breaks, messages published meanwhile are
 //! lost to this replica, so after resubscribing it closes every socket it holds: each client
 //! reconnects with the last id it saw and the database fills the gap.
+//!
+//! Stock news travels the same way on `{prefix}:stock` to the public product sockets
+//! (`/ws/notifications/stock`): each watches a few products, anonymous, and gets every change of
+//! their stock ([`StockNews`]) while it is open. Nothing is stored: a client that reconnects
+//! starts from what its page showed.
 
 use std::{
     collections::HashMap,
@@ -73,6 +78,41 @@ struct Slot {
     tx: mpsc::Sender<Frame>,
 }
 
+/// A product's stock after a change, as the public product channel sends it:
+/// `{"type":"stock","product_id":…,"available":N,"in_stock":bool,"version":V}`. `version` is the
+/// product's: a client keeps the highest it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StockNews {
+    pub product_id: Uuid,
+    pub available: i64,
+    pub in_stock: bool,
+    pub version: u64,
+}
+
+impl StockNews {
+    fn frame(&self) -> Frame {
+        let text = serde_json::json!({
+            "type": "stock",
+            "product_id": self.product_id,
+            "available": self.available,
+            "in_stock": self.in_stock,
+            "version": self.version,
+        })
+        .to_string();
+        Frame {
+            id: 0,
+            text: text.into(),
+        }
+    }
+}
+
+/// The public sockets watching products, by product.
+#[derive(Default)]
+struct Watchers {
+    by_product: HashMap<Uuid, Vec<Slot>>,
+    open: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0} sockets are open for this user on this replica already")]
 pub struct TooManySockets(pub usize);
@@ -86,7 +126,42 @@ pub struct Hub {
     subscribed: AtomicBool,
     send_buffer: usize,
     max_per_user: usize,
+    watchers: Mutex<Watchers>,
+    stock_channel: String,
+    max_watchers: usize,
 }
+
+/// A public socket's place in the hub: the products it watches; dropping it leaves the hub.
+pub struct Watch {
+    hub: Arc<Hub>,
+    products: Vec<Uuid>,
+    id: u64,
+    pub frames: mpsc::Receiver<Frame>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut watchers = self.hub.watchers();
+        let mut left = false;
+        for product in &self.products {
+            if let Some(slots) = watchers.by_product.get_mut(product) {
+                let before = slots.len();
+                slots.retain(|s| s.id != self.id);
+                left |= slots.len() < before;
+                if slots.is_empty() {
+                    watchers.by_product.remove(product);
+                }
+            }
+        }
+        if left {
+            watchers.open = watchers.open.saturating_sub(1);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0} product sockets are open on this replica already")]
+pub struct TooManyWatchers(pub usize);
 
 /// A socket's place in the hub; dropping it leaves the hub.
 pub struct Registration {
@@ -108,6 +183,7 @@ impl Hub {
         topic_prefix: &str,
         send_buffer: usize,
         max_per_user: usize,
+        max_watchers: usize,
     ) -> Arc<Hub> {
         Arc::new(Hub {
             sockets: Mutex::default(),
@@ -118,7 +194,76 @@ impl Hub {
             subscribed: AtomicBool::new(false),
             send_buffer,
             max_per_user,
+            watchers: Mutex::default(),
+            stock_channel: format!("{topic_prefix}:stock"),
+            max_watchers,
         })
+    }
+
+    fn watchers(&self) -> std::sync::MutexGuard<'_, Watchers> {
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Public product sockets open on this replica.
+    pub fn watching(&self) -> usize {
+        self.watchers().open
+    }
+
+    /// A public socket watching `products` (distinct, a handful).
+    pub fn watch(self: &Arc<Self>, products: Vec<Uuid>) -> Result<Watch, TooManyWatchers> {
+        // Stock news is small and rare per product: a short queue, and a client that cannot
+        // keep it is dropped like a slow notifications client.
+        let (tx, frames) = mpsc::channel(self.send_buffer.min(64));
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut watchers = self.watchers();
+        if watchers.open >= self.max_watchers {
+            return Err(TooManyWatchers(watchers.open));
+        }
+        for product in &products {
+            watchers
+                .by_product
+                .entry(*product)
+                .or_default()
+                .push(Slot { id, tx: tx.clone() });
+        }
+        watchers.open += 1;
+        drop(watchers);
+        Ok(Watch {
+            hub: self.clone(),
+            products,
+            id,
+            frames,
+        })
+    }
+
+    /// Hands `news` to this replica's sockets watching its product; a socket that cannot take it
+    /// is dropped (its session then closes it with 1013).
+    pub fn deliver_stock(&self, news: &StockNews) {
+        let mut watchers = self.watchers();
+        let Some(slots) = watchers.by_product.get_mut(&news.product_id) else {
+            return;
+        };
+        let frame = news.frame();
+        slots.retain(|slot| slot.tx.try_send(frame.clone()).is_ok());
+        if slots.is_empty() {
+            watchers.by_product.remove(&news.product_id);
+        }
+    }
+
+    /// Publishes a stock change to every replica (logged, not fatal: pages show what they
+    /// rendered until the next change).
+    pub async fn publish_stock(&self, news: &StockNews) {
+        let Ok(payload) = serde_json::to_string(news) else {
+            return;
+        };
+        let mut redis = self.redis.clone();
+        let mut sent: redis::RedisResult<i64> = redis.publish(&self.stock_channel, &payload).await;
+        if sent.is_err() {
+            sent = redis.publish(&self.stock_channel, &payload).await;
+        }
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, product = %news.product_id, "cannot publish a stock change");
+        }
     }
 
     /// Sockets open on this replica.
@@ -206,12 +351,17 @@ impl Hub {
         }
     }
 
-    /// Closes every socket (their clients reconnect and catch up from the database).
+    /// Closes every socket (their clients reconnect and catch up from the database; product
+    /// watchers reconnect too).
     fn close_all(&self) {
         let mut sockets = self.lock();
         let count: usize = sockets.values().map(Vec::len).sum();
         sockets.clear();
         self.open.fetch_sub(count as u64, Ordering::Relaxed);
+        drop(sockets);
+        let mut watchers = self.watchers();
+        watchers.by_product.clear();
+        watchers.open = 0;
     }
 
     /// Publishes stored notifications to every replica. Failures are logged, not fatal: the
@@ -248,7 +398,10 @@ impl Hub {
         let mut pause = Duration::from_millis(100);
         loop {
             match client.get_async_pubsub().await {
-                Ok(mut pubsub) => match pubsub.subscribe(&self.channel).await {
+                Ok(mut pubsub) => match pubsub
+                    .subscribe(&[self.channel.as_str(), self.stock_channel.as_str()])
+                    .await
+                {
                     Ok(()) => {
                         if !first {
                             tracing::warn!(
@@ -273,6 +426,13 @@ impl Hub {
                                     continue;
                                 }
                             };
+                            if message.get_channel_name() == self.stock_channel {
+                                match serde_json::from_str::<StockNews>(&payload) {
+                                    Ok(news) => self.deliver_stock(&news),
+                                    Err(e) => tracing::warn!(error = %e, "malformed stock message"),
+                                }
+                                continue;
+                            }
                             match serde_json::from_str::<Published>(&payload) {
                                 Ok(published) => {
                                     self.deliver(&published.to, &Frame::of(&published.notification))

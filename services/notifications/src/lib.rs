@@ -116,10 +116,11 @@ pub async fn build_with(
         prefix,
         config.sockets.send_buffer,
         config.sockets.max_per_user,
+        config.sockets.max_product_sockets,
     );
     let (published, committed) = mpsc::unbounded_channel();
     let consumer = if config.consume_events {
-        let handler = Arc::new(Notifier::new(store.clone(), published));
+        let handler = Arc::new(Notifier::new(store.clone(), published, hub.clone()));
         Some(
             ConsumerRunner::new(
                 &config.kafka,

@@ -303,23 +303,35 @@ impl Store {
             .map_or(0, |n| n.id))
     }
 
-    async fn read_through(&self, user: Uuid) -> Result<i64, mongodb::error::Error> {
+    /// How far the user marked everything read; `None` until the account's cursor exists
+    /// ([`Store::welcome`] makes it when `user.created` arrives, a moment after sign-up).
+    async fn read_through(&self, user: Uuid) -> Result<Option<i64>, mongodb::error::Error> {
         Ok(self
             .cursors
             .find_one(doc! { "_id": user.to_string() })
             .await?
-            .map_or(0, |c| c.read_through))
+            .map(|c| c.read_through))
     }
 
-    /// Of `ids`, those the user has read.
+    /// Of `docs` (what the user sees), the ids the user has read. Before the account's cursor
+    /// exists the shop's announcements count as read, as [`Store::unread`] counts them.
     pub async fn read_among(
         &self,
         user: Uuid,
-        ids: &[i64],
+        docs: &[NotificationDoc],
     ) -> Result<HashSet<i64>, mongodb::error::Error> {
-        let through = self.read_through(user).await?;
-        let mut read: HashSet<i64> = ids.iter().copied().filter(|id| *id <= through).collect();
-        let rest: Vec<i64> = ids.iter().copied().filter(|id| *id > through).collect();
+        let cursor = self.read_through(user).await?;
+        let through = cursor.unwrap_or(0);
+        let mut read: HashSet<i64> = docs
+            .iter()
+            .filter(|d| d.id <= through || (cursor.is_none() && d.is_broadcast()))
+            .map(|d| d.id)
+            .collect();
+        let rest: Vec<i64> = docs
+            .iter()
+            .map(|d| d.id)
+            .filter(|id| !read.contains(id))
+            .collect();
         if !rest.is_empty() {
             let mut cursor = self
                 .reads
@@ -332,10 +344,17 @@ impl Store {
         Ok(read)
     }
 
-    /// How many of the user's notifications are unread.
+    /// How many of the user's notifications are unread. Until the account's cursor exists
+    /// ([`Store::welcome`] makes it when `user.created` arrives, a moment after sign-up) only the
+    /// user's own count: the shop's earlier announcements are not news to a new customer, and the
+    /// bell on the first page after sign-up showed every one of them.
     pub async fn unread(&self, user: Uuid) -> Result<u64, mongodb::error::Error> {
-        let through = self.read_through(user).await?;
-        let mut filter = visible_to(user);
+        let cursor = self.read_through(user).await?;
+        let through = cursor.unwrap_or(0);
+        let mut filter = match cursor {
+            Some(_) => visible_to(user),
+            None => doc! { "to": user.to_string() },
+        };
         filter.insert("_id", doc! { "$gt": through });
         let newer = self.notifications.count_documents(filter).await?;
         let opened = self
@@ -386,16 +405,16 @@ impl Store {
             .sort(doc! { "_id": -1 })
             .session(&mut *session)
             .await?;
-        if let Some(last) = before {
-            self.cursors
-                .update_one(
-                    doc! { "_id": user.to_string() },
-                    doc! { "$max": { "read_through": last.id } },
-                )
-                .upsert(true)
-                .session(&mut *session)
-                .await?;
-        }
+        // Always a cursor, at 0 when nothing came before: its existence is what tells
+        // [`Store::unread`] that announcements count for this account from now on.
+        self.cursors
+            .update_one(
+                doc! { "_id": user.to_string() },
+                doc! { "$max": { "read_through": before.map_or(0, |last| last.id) } },
+            )
+            .upsert(true)
+            .session(&mut *session)
+            .await?;
         Ok(())
     }
 

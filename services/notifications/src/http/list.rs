@@ -72,8 +72,7 @@ pub async fn page(
         ));
     }
     let docs = state.store.page(user.sub, query.before, limit).await?;
-    let ids: Vec<i64> = docs.iter().map(|d| d.id).collect();
-    let read = state.store.read_among(user.sub, &ids).await?;
+    let read = state.store.read_among(user.sub, &docs).await?;
     let unread = state.store.unread(user.sub).await?;
     let next_before = (docs.len() as i64 == limit)
         .then(|| docs.last().map(|d| d.id))

@@ -1,7 +1,9 @@
-//! `/api/notifications` (the signed-in user's history) and `/ws/notifications` (live).
+//! `/api/notifications` (the signed-in user's history), `/ws/notifications` (live) and
+//! `/ws/notifications/stock` (live stock of a few products, public).
 
 mod list;
 mod socket;
+mod stock;
 
 use std::sync::LazyLock;
 
@@ -24,6 +26,7 @@ pub fn routes(state: AppState) -> Router {
             get(|| async { storefront_kit::openapi::response(&OPENAPI) }),
         )
         .route("/ws/notifications", get(socket::connect))
+        .route("/ws/notifications/stock", get(stock::connect))
         .with_state(state)
 }
 
@@ -50,7 +53,13 @@ pub fn openapi() -> Value {
          `{\"type\":\"notification\",\"notification\":{…}}` (a `Notification`) for each one after \
          `after` (oldest first) and each new one. The token is checked again at every ping: a \
          revoked or expired one closes the socket with 4001; a client too slow to keep up is \
-         closed with 1013 and reconnects with `?after=` the last id it saw.",
+         closed with 1013 and reconnects with `?after=` the last id it saw.\n\n\
+         Live stock is a second, public WebSocket: \
+         `GET /ws/notifications/stock?products=ID,ID,…` (1 to 50 product ids; anything else is \
+         422 by `products`, no upgrade 400, too many such sockets on the replica 503). It sends \
+         `{\"type\":\"hello\",\"products\":N}`, then \
+         `{\"type\":\"stock\",\"product_id\":…,\"available\":N,\"in_stock\":bool,\"version\":V}` \
+         for every stock change of those products while it is open.",
     );
     api.operation(
         "GET",

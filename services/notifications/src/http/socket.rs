@@ -166,14 +166,14 @@ pub async fn connect(
         .on_upgrade(move |socket| session(socket, state, claims, registration, query.after)))
 }
 
-async fn send(socket: &mut WebSocket, message: Message) -> bool {
+pub(super) async fn send(socket: &mut WebSocket, message: Message) -> bool {
     matches!(
         tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
         Ok(Ok(()))
     )
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+pub(super) async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let _ = send(
         socket,
         Message::Close(Some(CloseFrame {
@@ -209,8 +209,7 @@ async fn backlog(state: &AppState, claims: &Claims, after: i64) -> Result<Vec<Fr
     while frames.len() < max {
         let want = BACKLOG_PAGE.min((max - frames.len()) as i64);
         let docs = state.store.since(claims.sub, cursor, want).await?;
-        let ids: Vec<i64> = docs.iter().map(|d| d.id).collect();
-        let read = state.store.read_among(claims.sub, &ids).await?;
+        let read = state.store.read_among(claims.sub, &docs).await?;
         for doc in &docs {
             frames.push(Frame::of(&Notification::of(doc, read.contains(&doc.id))));
         }

@@ -142,6 +142,23 @@ impl Shop {
         User { id, token, claims }
     }
 
+    /// Tells notifications the account exists (`user.created`, made now), as auth does at
+    /// sign-up: from then on the shop's announcements count for it.
+    pub async fn signed_up(&self, user: &User) {
+        self.publish(
+            user.id,
+            1,
+            storefront_events::users::UserCreated {
+                user_id: user.id,
+                email: format!("{}@example.com", user.id.simple()),
+                name: "Someone".into(),
+                role: storefront_events::users::Role::Customer,
+                created_at: Utc::now(),
+            },
+        )
+        .await;
+    }
+
     /// Produces `data` as the aggregate `key`'s event, as its owning service would.
     pub async fn publish<D: Event>(&self, key: Uuid, version: u64, data: D) -> Uuid {
         let envelope = Envelope::new("test", key.to_string(), version, data);
@@ -324,6 +341,44 @@ impl Shop {
         let hello = next(&mut socket).await.expect("a hello");
         assert_eq!(hello["type"], "hello", "{hello}");
         (socket, hello)
+    }
+
+    /// An anonymous socket on `replica` watching `products`' stock, after its hello.
+    pub async fn watch(&self, replica: usize, products: &[Uuid]) -> Socket {
+        let ids: Vec<String> = products.iter().map(Uuid::to_string).collect();
+        let url = format!(
+            "ws://{}/ws/notifications/stock?products={}",
+            self.replicas[replica].addr,
+            ids.join(",")
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("the stock socket opens");
+        let hello = next(&mut socket).await.expect("a hello");
+        assert_eq!(hello["type"], "hello", "{hello}");
+        assert_eq!(hello["products"], products.len());
+        socket
+    }
+
+    /// Produces `product`'s stock change to `available`, as products does (at `version`).
+    pub async fn stock_changed(&self, product: Uuid, version: u64, available: i64) {
+        self.publish(
+            product,
+            version,
+            storefront_events::products::StockChanged {
+                product_id: product,
+                movement: storefront_events::products::StockMovement::Adjusted,
+                delta: 0,
+                stock: Stock {
+                    available,
+                    reserved: 0,
+                    sold: 0,
+                },
+                order_id: None,
+                reason: Some("recount".into()),
+            },
+        )
+        .await;
     }
 }
 
