@@ -21,7 +21,7 @@ use crate::{
     },
     pages::{
         FormErrors, Layout, PageError, Pager, admin_token, parse_price, price_text, render,
-        with_status,
+        status_of, with_status,
     },
     session::Visitor,
 };
@@ -185,6 +185,8 @@ struct ProductFormPage {
     saved: Option<&'static str>,
     /// The newest stock movements (edit only).
     ledger: Vec<LedgerEntry>,
+    /// A delete was refused: the product changed since the admin looked (now this version).
+    stale_delete: Option<i64>,
 }
 
 /// What the product page says after each kind of change (`?saved=`).
@@ -222,6 +224,7 @@ impl ProductFormPage {
             categories: state.api.category_names().await,
             saved: None,
             ledger: Vec::new(),
+            stale_delete: None,
         }
     }
 
@@ -425,17 +428,20 @@ pub async fn change_image(
         "delete" => (false, "image-deleted"),
         _ => return Err(PageError::NotFound),
     };
-    let image_errors = match state.api.change_image(token, &id, &key, primary).await {
+    let (image_errors, status) = match state.api.change_image(token, &id, &key, primary).await {
         Ok(product) => return Ok(saved(&product.id, kind)),
         Err(ApiError::Problem(p)) if p.status == 404 => return Err(PageError::NotFound),
-        Err(ApiError::Problem(p)) => FormErrors::of(p),
+        Err(ApiError::Problem(p)) => {
+            let status = status_of(&p);
+            (FormErrors::of(p), status)
+        }
         Err(e) => return Err(e.into()),
     };
     let product = state.api.product(&id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let mut page = ProductFormPage::edit(&state, layout, token, product).await;
     page.image_errors = image_errors;
-    Ok(with_status(render(&page), StatusCode::CONFLICT))
+    Ok(with_status(render(&page), status))
 }
 
 #[derive(Debug, Deserialize)]
@@ -467,11 +473,12 @@ pub async fn delete_product(
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let mut page = ProductFormPage::edit(&state, layout, token, product).await;
     if stale {
-        // Someone changed it since the admin looked: show what, and delete only on a second
-        // look.
-        page.conflict = page.product.clone();
+        // Someone changed it since the admin looked: the page now shows what it is, and
+        // deleting it is a second, informed press.
+        page.stale_delete = page.product.as_ref().map(|p| p.version);
+    } else {
+        page.errors = errors;
     }
-    page.errors = errors;
     Ok(with_status(render(&page), StatusCode::CONFLICT))
 }
 
@@ -534,7 +541,8 @@ struct OrderPage {
     layout: Layout,
     order: Order,
     customer: String,
-    payment: Option<Payment>,
+    /// The order's payment (`None`: none was made), or why payments could not say.
+    payment: Result<Option<Payment>, String>,
 }
 
 /// `GET /admin/orders/{id}`: one order with its lines, charges, payment and timeline.
@@ -555,7 +563,12 @@ pub async fn order(
         .await
         .unwrap_or_default();
     let customer = customer_text(users.get(&order.user_id), &order.user_id);
-    let payment = state.api.payment(token, &order.id).await?;
+    // Payments down leaves its part of the page blank, not the page.
+    let payment = state
+        .api
+        .payment(token, &order.id)
+        .await
+        .map_err(|e| e.to_string());
     let layout = Layout::of(&state, &visitor, format!("Admin · Order {}", order.label())).await;
     Ok(render(&OrderPage {
         layout,
@@ -682,7 +695,10 @@ pub async fn dead_letters(
 ) -> PageResult {
     let token = admin_token(&visitor, "/admin/dead-letters")?;
     let done = match query.saved.as_deref() {
-        Some("replay") => Some("Replayed: the event was applied again.".to_owned()),
+        Some("replay") => Some("Replayed: the event was applied.".to_owned()),
+        Some("replay-duplicate") => {
+            Some("Replayed: it had been applied already, so nothing changed.".to_owned())
+        }
         Some("discard") => Some("Discarded.".to_owned()),
         _ => None,
     };
@@ -704,7 +720,13 @@ pub async fn handle_dead_letter(
         .handle_dead_letter(token, &service, &id, &action)
         .await
     {
-        Ok(_) => Ok(Redirect::to(&format!("/admin/dead-letters?saved={action}")).into_response()),
+        Ok(letter) => {
+            let said = match letter.outcome.as_deref() {
+                Some("duplicate") => "replay-duplicate",
+                _ => action.as_str(),
+            };
+            Ok(Redirect::to(&format!("/admin/dead-letters?saved={said}")).into_response())
+        }
         Err(ApiError::Problem(p)) if p.status == 404 => Err(PageError::NotFound),
         Err(ApiError::Problem(p)) if p.status == 409 => {
             let page = dead_letters_page(&state, &visitor, token, None, Some(p.detail)).await;

@@ -358,55 +358,56 @@ impl Order {
         state_words(&self.state)
     }
 
-    /// What happened to the order, oldest first, from the times it records: placed, paid,
-    /// completed or cancelled, a refund asked for and confirmed.
+    /// What happened to the order, in the order it happened: placed, cancelled (before a payment
+    /// that came too late), paid, completed, a refund asked for and confirmed. Each with the time
+    /// the order records for it; a cancel followed by a late payment has none of its own (orders
+    /// keeps one `updated_at`, which the refund moved on), so it shows none.
     pub fn timeline(&self) -> Vec<Step> {
-        let mut steps = vec![Step {
-            at: self.created_at.clone(),
-            what: "Placed",
-            detail: format!("{} for {}", plural(self.lines.len(), "line"), self.total),
-        }];
-        if let Some(payment) = &self.payment {
-            steps.push(Step {
-                at: payment.paid_at.clone(),
-                what: "Paid",
-                detail: payment.amount.to_string(),
-            });
+        let step = |at: Option<&str>, what: &'static str, detail: String| Step {
+            at: at.map_or_else(|| "—".to_owned(), when),
+            what,
+            detail,
+        };
+        let mut steps = vec![step(
+            Some(&self.created_at),
+            "Placed",
+            format!("{} for {}", plural(self.lines.len(), "line"), self.total),
+        )];
+        let updated = self.updated_at.as_deref();
+        if self.state == "cancelled" {
+            // Later than the cancel, something else moved `updated_at`: a late payment.
+            let at = if self.payment.is_none() && self.refund.is_none() {
+                updated
+            } else {
+                None
+            };
+            steps.push(step(
+                at,
+                "Cancelled",
+                self.reason.clone().unwrap_or_default(),
+            ));
         }
-        let ended = self.updated_at.clone().unwrap_or_default();
-        match self.state.as_str() {
-            "completed" => steps.push(Step {
-                at: ended,
-                what: "Completed",
-                detail: String::new(),
-            }),
-            "cancelled" => steps.push(Step {
-                at: ended,
-                what: "Cancelled",
-                detail: self.reason.clone().unwrap_or_default(),
-            }),
-            _ => {}
+        if let Some(payment) = &self.payment {
+            steps.push(step(
+                Some(&payment.paid_at),
+                "Paid",
+                payment.amount.to_string(),
+            ));
+        }
+        if self.state == "completed" {
+            steps.push(step(updated, "Completed", String::new()));
         }
         if let Some(refund) = &self.refund {
             if let Some(due) = &refund.due_at {
-                steps.push(Step {
-                    at: due.clone(),
-                    what: "Refund due",
-                    detail: format!("{}: {}", refund.amount, refund.reason),
-                });
+                steps.push(step(
+                    Some(due),
+                    "Refund due",
+                    format!("{}: {}", refund.amount, refund.reason),
+                ));
             }
             if let Some(done) = &refund.refunded_at {
-                steps.push(Step {
-                    at: done.clone(),
-                    what: "Refunded",
-                    detail: refund.amount.to_string(),
-                });
+                steps.push(step(Some(done), "Refunded", refund.amount.to_string()));
             }
-        }
-        // In the order it happened (a cancel can come before a late payment and its refund).
-        steps.sort_by_key(|step| chrono::DateTime::parse_from_rfc3339(&step.at).ok());
-        for step in &mut steps {
-            step.at = when(&step.at);
         }
         steps
     }
@@ -1092,8 +1093,6 @@ impl Api {
         }
     }
 
-    /// Why the latest attempt to pay an order failed, when it did (`None` without a payment, or
-    /// when it did not fail).
     fn service_url(&self, service: &str) -> Option<&str> {
         Some(match service {
             "products" => &self.urls.products,
@@ -1152,6 +1151,8 @@ impl Api {
         }
     }
 
+    /// Why the latest attempt to pay an order failed, when it did (`None` without a payment, or
+    /// when it did not fail).
     pub async fn payment_failure(&self, token: &str, order: &str) -> ApiResult<Option<String>> {
         let answer = self
             .json::<Value>(self.request(
@@ -1215,4 +1216,57 @@ pub fn encode(segment: &str) -> String {
 /// Serialises a form struct back as JSON fields (for re-rendering).
 pub fn to_value<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A review found the admin's timeline of an order cancelled and then paid too late showing
+    /// the cancel at the refund's time, after the payment.
+    #[test]
+    fn a_timeline_is_in_the_order_things_happened() {
+        let usd = serde_json::json!({ "amount": 2500, "currency": "USD" });
+        let order: Order = serde_json::from_value(serde_json::json!({
+            "id": "01a23020-a455-74a5-ae2f-16e6cf554f77",
+            "state": "cancelled",
+            "reason": "payment window expired",
+            "lines": [{ "product_id": "p", "title": "Mug", "unit_price": usd,
+                        "quantity": 1, "line_total": usd }],
+            "total": usd,
+            "created_at": "2026-12-01T10:00:00Z",
+            "updated_at": "2026-12-01T10:31:00Z",
+            "payment": { "amount": usd, "paid_at": "2026-12-01T10:30:00.5Z" },
+            "refund": { "status": "refunded", "amount": usd, "reason": "the order had ended",
+                        "due_at": "2026-12-01T10:30:01Z", "refunded_at": "2026-12-01T10:31:00Z" },
+        }))
+        .unwrap();
+        let steps: Vec<(&str, &str)> = order
+            .timeline()
+            .iter()
+            .map(|s| (s.what, s.at.as_str()))
+            .map(|(what, at)| (what, if at == "—" { "—" } else { "at" }))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("Placed", "at"),
+                ("Cancelled", "—"),
+                ("Paid", "at"),
+                ("Refund due", "at"),
+                ("Refunded", "at"),
+            ]
+        );
+        assert_eq!(order.timeline()[0].at, "2026-12-01 10:00:00 UTC");
+
+        let completed: Order = serde_json::from_value(serde_json::json!({
+            "id": "x", "state": "completed", "lines": [], "total": usd,
+            "created_at": "2026-12-01T10:00:00Z", "updated_at": "2026-12-01T10:00:03Z",
+            "payment": { "amount": usd, "paid_at": "2026-12-01T10:00:02Z" },
+        }))
+        .unwrap();
+        let whats: Vec<&str> = completed.timeline().iter().map(|s| s.what).collect();
+        assert_eq!(whats, ["Placed", "Paid", "Completed"]);
+        assert_eq!(completed.timeline()[2].at, "2026-12-01 10:00:03 UTC");
+    }
 }

@@ -1,5 +1,6 @@
-// The live parts: the notifications socket feeds the bell, toasts and order statuses on the page.
-// Everything else works without JavaScript.
+// The live parts: the notifications socket feeds the bell, toasts and order statuses on the page;
+// the public stock socket keeps the products on the page current. Everything else works without
+// JavaScript.
 (function () {
   // An order's state as a customer reads it (the same words as web's `api::state_words`).
   var STATE_WORDS = {
@@ -10,6 +11,11 @@
   };
   // What says the page updates itself shows only where it does.
   document.documentElement.classList.add('live');
+  // A form that came back refused: the first field it names has the focus, so a keyboard or
+  // screen-reader user lands where the problem is.
+  var invalid = document.querySelector('[aria-invalid="true"]');
+  if (invalid) invalid.focus();
+  watchStock();
   if (!document.body.dataset.signedIn) return;
   // The newest notification when the page was rendered: anything later is news to this page
   // (the socket replays it), even if it happened before the socket opened.
@@ -83,4 +89,45 @@
     };
   }
   connect();
+
+  // Live stock, for anyone: the products on this page (`data-stock-product`, with the version
+  // the page showed) over the public socket; each change shows how many are left, or that the
+  // product sold out (or came back), without a reload.
+  function watchStock() {
+    var versions = {};
+    var ids = [];
+    document.querySelectorAll('[data-stock-product]').forEach(function (el) {
+      var id = el.dataset.stockProduct;
+      var version = Number(el.dataset.version || 0);
+      if (!(id in versions) && ids.length < 50) ids.push(id);
+      versions[id] = Math.max(versions[id] || 0, version);
+    });
+    if (!ids.length) return;
+    var wait = 1000;
+    function open() {
+      var scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+      var socket = new WebSocket(scheme + location.host + '/ws/notifications/stock?products=' + ids.join(','));
+      socket.onmessage = function (event) {
+        var news = JSON.parse(event.data);
+        if (news.type === 'hello') {
+          wait = 1000;
+          document.documentElement.dataset.stockWatch = 'open';
+          return;
+        }
+        if (news.type !== 'stock' || news.version <= (versions[news.product_id] || 0)) return;
+        versions[news.product_id] = news.version;
+        document.querySelectorAll('[data-stock-product="' + news.product_id + '"]').forEach(function (el) {
+          el.dataset.version = String(news.version);
+          el.querySelectorAll('[data-available]').forEach(function (count) { count.textContent = String(news.available); });
+          el.querySelectorAll('[data-in-stock]').forEach(function (part) { part.hidden = !news.in_stock; });
+          el.querySelectorAll('[data-sold-out]').forEach(function (part) { part.hidden = news.in_stock; });
+        });
+      };
+      socket.onclose = function () {
+        setTimeout(open, wait);
+        wait = Math.min(wait * 2, 30000);
+      };
+    }
+    open();
+  }
 })();

@@ -230,6 +230,19 @@ impl Browser {
         self.goto("/").await;
         self.fill("#site-search", "skillet").await;
         self.click("form.search button[type=submit]").await;
+        // The catalog the search started from has cards too: wait for the results' page.
+        let until = Instant::now() + PATIENCE;
+        while !self
+            .client()
+            .current_url()
+            .await
+            .unwrap()
+            .query()
+            .is_some_and(|q| q.contains("q=skillet"))
+        {
+            assert!(Instant::now() < until, "the search never answered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         self.find("ul.grid li.card a").await;
         self.click("ul.grid li.card a").await;
         self.wait_path(|p| p.starts_with("/products/"), "a product page")
@@ -744,5 +757,167 @@ async fn a_catalog_page_is_light_and_a_second_visit_comes_from_the_cache() {
     std::fs::write(browser.screenshots.join("catalog-weight.txt"), &figures).unwrap();
     assert!(second.total() < 300_000, "{second:?}");
     assert!(home_again.total() < 300_000, "{home_again:?}");
+    browser.close().await;
+}
+
+/// Seed MicroStore's `item_sold`, done properly: a product page open in a browser follows the
+/// product's stock as it changes — how many are left, sold out (no cart form), back in stock —
+/// without a reload, over the public stock socket.
+#[tokio::test]
+async fn a_product_page_follows_its_stock_live() {
+    let shop = Shop::from_env();
+    let admin = Visitor::admin(&shop).await;
+    let token = admin.access_token().expect("the admin's token");
+    let created = admin
+        .http
+        .post(admin.url("/api/products"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "title": unique("Last lantern"),
+            "category": "home",
+            "price": { "amount": 3100, "currency": "USD" },
+            "stock": 2,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let adjust = |delta: i64| {
+        let request = admin
+            .http
+            .post(admin.url(&format!("/api/products/{id}/stock")))
+            .bearer_auth(&token)
+            .json(&json!({ "adjust": delta, "reason": "counted again" }));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::OK);
+        }
+    };
+
+    let browser = Browser::start(&shop).await;
+    browser.goto(&format!("/products/{id}")).await;
+    browser.wait_text("#available", "2 available").await;
+    browser.find("html[data-stock-watch='open']").await;
+    let shown = |script: &'static str| {
+        let client = browser.client().clone();
+        async move {
+            let until = Instant::now() + PATIENCE;
+            loop {
+                if client.execute(script, Vec::new()).await.unwrap() == json!(true) {
+                    return;
+                }
+                assert!(Instant::now() < until, "never: {script}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let sold_out = "return !document.getElementById('sold-out').hidden \
+                    && document.getElementById('available').hidden \
+                    && document.querySelector('form[action=\"/cart/items\"]').hidden;";
+    let back = "return document.getElementById('sold-out').hidden \
+                && !document.querySelector('form[action=\"/cart/items\"]').hidden;";
+
+    adjust(-1).await;
+    browser.wait_text("#available", "1 available").await;
+    adjust(-1).await;
+    shown(sold_out).await;
+    browser.screenshot("product-live-sold-out").await;
+    adjust(3).await;
+    shown(back).await;
+    browser.wait_text("#available", "3 available").await;
+    browser.screenshot("product-live").await;
+    browser.close().await;
+}
+
+/// A walk at a phone's width (390 CSS pixels) found the admin's pages scrolling sideways: the
+/// cart and every admin list fit the screen (a wide table scrolls within itself).
+#[tokio::test]
+async fn the_cart_and_the_admin_fit_a_phone_screen() {
+    let shop = Shop::from_env();
+    let browser = Browser::start(&shop).await;
+    browser.client().set_window_size(390, 844).await.unwrap();
+    let fits = |path: &'static str| {
+        let browser = &browser;
+        async move {
+            let overflow = browser
+                .client()
+                .execute(
+                    "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                    Vec::new(),
+                )
+                .await
+                .unwrap();
+            assert!(
+                overflow.as_i64().unwrap_or(1) <= 0,
+                "{path} scrolls sideways by {overflow} pixels at 390"
+            );
+        }
+    };
+    browser.sign_up(false).await;
+    browser.goto("/?q=skillet").await;
+    browser.click("ul.grid li.card a").await;
+    browser.find("#add-to-cart").await;
+    browser.click("#add-to-cart").await;
+    browser.wait_path(|p| p == "/cart", "the cart").await;
+    browser.find("#checkout").await;
+    fits("/cart").await;
+    browser.screenshot("cart-mobile").await;
+
+    browser
+        .click("form[action='/signout'] button[type=submit]")
+        .await;
+    browser.goto("/signin").await;
+    browser.fill("#email", &shop.admin_email).await;
+    browser.fill("#password", &shop.admin_password).await;
+    browser
+        .click("form[action='/signin'] button[type=submit]")
+        .await;
+    browser
+        .wait_path(|p| p == "/", "the shop after sign-in")
+        .await;
+    for path in [
+        "/admin/products",
+        "/admin/orders",
+        "/admin/users",
+        "/admin/dead-letters",
+    ] {
+        browser.goto(path).await;
+        browser.find("nav.admin-nav").await;
+        fits(path).await;
+    }
+    browser.goto("/admin/orders").await;
+    browser.find("table.lines").await;
+    browser.screenshot("admin-orders-mobile").await;
+    browser.close().await;
+}
+
+/// A walk found a refused form leaving the focus at the top of the page: it goes to the first
+/// field the refusal names.
+#[tokio::test]
+async fn a_refused_form_puts_the_focus_on_the_field_it_names() {
+    let shop = Shop::from_env();
+    let browser = Browser::start(&shop).await;
+    browser.goto("/signup").await;
+    browser.fill("#name", "Robin Again").await;
+    // Taken already: the shop's admin.
+    browser.fill("#email", &shop.admin_email).await;
+    browser.fill("#password", PASSWORD).await;
+    browser
+        .click("form[action='/signup'] button[type=submit]")
+        .await;
+    browser.find("#email[aria-invalid='true']").await;
+    let focused = browser
+        .client()
+        .execute(
+            "return document.activeElement && document.activeElement.id;",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(focused, json!("email"));
     browser.close().await;
 }
