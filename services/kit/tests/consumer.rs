@@ -297,15 +297,22 @@ async fn a_failing_handler_is_retried_until_it_succeeds() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn poison_events_are_dead_lettered_and_do_not_stall_the_partition() {
-    let h = start(0).await;
+/// Sends an event the handler can never apply and a message that is not JSON, then one it
+/// applies, and waits for that one; answers the poison event.
+async fn poison_then_more(h: &Harness) -> Envelope {
     let poison = event("poison");
     h.send(&poison).await;
     h.send_raw("k", b"{not json").await;
     let after = event("k");
     h.send(&after).await;
     h.wait_applied(after.id).await;
+    poison
+}
+
+#[tokio::test]
+async fn poison_events_are_dead_lettered_and_do_not_stall_the_partition() {
+    let h = start(0).await;
+    let poison = poison_then_more(&h).await;
 
     let dlq: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &h.kafka.bootstrap_servers)
@@ -361,12 +368,7 @@ async fn poison_events_are_dead_lettered_and_do_not_stall_the_partition() {
 #[tokio::test]
 async fn dead_letters_are_listed_replayed_once_fixed_and_discarded() {
     let h = start(0).await;
-    let poison = event("poison");
-    h.send(&poison).await;
-    h.send_raw("k", b"{not json").await;
-    let after = event("k");
-    h.send(&after).await;
-    h.wait_applied(after.id).await;
+    let poison = poison_then_more(&h).await;
 
     let dead = &h.dead_letters;
     eventually("both are dead letters", || async {

@@ -15,7 +15,7 @@
 //! each ping the token is checked again, and a revoked or expired one closes the socket with
 //! 4001. A client too slow to keep up is closed with 1013 and should reconnect with `after`.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use axum::{
     extract::{
@@ -32,6 +32,8 @@ use storefront_kit::{
     auth::{Claims, access_token},
     error::Query,
 };
+
+use tokio::sync::mpsc;
 
 use crate::{
     AppState,
@@ -263,33 +265,53 @@ async fn session(
             return;
         }
     }
-    keep(socket, state, claims, &mut registration, replayed_through).await;
+    keep(
+        &mut socket,
+        &mut registration.frames,
+        state.sockets.ping_interval,
+        "fell behind; reconnect with ?after=<last id>",
+        |frame| replayed_through.is_some_and(|through| frame.id <= through),
+        || async {
+            still_valid(&state, &claims)
+                .await
+                .map_err(|reason| (CLOSE_UNAUTHORIZED, reason))
+        },
+    )
+    .await;
 }
 
-async fn keep(
-    mut socket: WebSocket,
-    state: AppState,
-    claims: Claims,
-    registration: &mut Registration,
-    replayed_through: Option<i64>,
+/// What a socket's loop hears at each ping: go on, or close with this code and reason.
+pub(super) type Verdict = Result<(), (u16, &'static str)>;
+
+/// Keeps `socket` open for `frames`: sends each one (unless `skip` says it was sent already),
+/// pings every `every` and drops a socket that did not answer the last ping, asks `at_ping`
+/// whether to go on, and closes with 1013 (`behind`) when the hub dropped it for falling behind.
+/// Messages from the client other than pongs and a close are ignored.
+pub(super) async fn keep<F: Future<Output = Verdict>>(
+    socket: &mut WebSocket,
+    frames: &mut mpsc::Receiver<Frame>,
+    every: Duration,
+    behind: &str,
+    skip: impl Fn(&Frame) -> bool,
+    at_ping: impl Fn() -> F,
 ) {
-    let mut ping = tokio::time::interval(state.sockets.ping_interval);
+    let mut ping = tokio::time::interval(every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut awaiting_pong = false;
     loop {
         tokio::select! {
-            frame = registration.frames.recv() => match frame {
+            frame = frames.recv() => match frame {
                 Some(frame) => {
-                    if replayed_through.is_some_and(|through| frame.id <= through) {
+                    if skip(&frame) {
                         continue;
                     }
-                    if !send(&mut socket, Message::Text(frame.text)).await {
+                    if !send(socket, Message::Text(frame.text)).await {
                         return;
                     }
                 }
                 None => {
-                    close(&mut socket, CLOSE_TOO_SLOW, "fell behind; reconnect with ?after=<last id>").await;
+                    close(socket, CLOSE_TOO_SLOW, behind).await;
                     return;
                 }
             },
@@ -301,14 +323,14 @@ async fn keep(
             },
             _ = ping.tick() => {
                 if awaiting_pong {
-                    tracing::debug!(user = %claims.sub, "no pong; dropping the socket");
+                    tracing::debug!("no pong; dropping the socket");
                     return;
                 }
-                if let Err(reason) = still_valid(&state, &claims).await {
-                    close(&mut socket, CLOSE_UNAUTHORIZED, reason).await;
+                if let Err((code, reason)) = at_ping().await {
+                    close(socket, code, reason).await;
                     return;
                 }
-                if !send(&mut socket, Message::Ping(Default::default())).await {
+                if !send(socket, Message::Ping(Default::default())).await {
                     return;
                 }
                 awaiting_pong = true;

@@ -22,7 +22,7 @@ use serde_json::json;
 use storefront_kit::{Error, error::Query};
 use uuid::Uuid;
 
-use super::socket::{CLOSE_TOO_SLOW, close, send};
+use super::socket::{keep, send};
 use crate::{AppState, hub::Watch};
 
 /// Products one socket may watch: a page of the catalog and then some.
@@ -90,38 +90,15 @@ async fn session(mut socket: WebSocket, state: AppState, mut watch: Watch, count
     if !send(&mut socket, Message::Text(hello.into())).await {
         return;
     }
-    let mut ping = tokio::time::interval(state.sockets.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
-    let mut awaiting_pong = false;
-    loop {
-        tokio::select! {
-            frame = watch.frames.recv() => match frame {
-                Some(frame) => {
-                    if !send(&mut socket, Message::Text(frame.text)).await {
-                        return;
-                    }
-                }
-                None => {
-                    close(&mut socket, CLOSE_TOO_SLOW, "fell behind; reconnect").await;
-                    return;
-                }
-            },
-            message = socket.recv() => match message {
-                Some(Ok(Message::Pong(_))) => awaiting_pong = false,
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
-            _ = ping.tick() => {
-                if awaiting_pong
-                    || !send(&mut socket, Message::Ping(Default::default())).await
-                {
-                    return;
-                }
-                awaiting_pong = true;
-            }
-        }
-    }
+    keep(
+        &mut socket,
+        &mut watch.frames,
+        state.sockets.ping_interval,
+        "fell behind; reconnect",
+        |_| false,
+        || async { Ok(()) },
+    )
+    .await;
 }
 
 #[cfg(test)]

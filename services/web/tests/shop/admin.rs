@@ -333,14 +333,21 @@ async fn an_admin_creates_edits_restocks_and_illustrates_a_product() {
     assert_eq!(page.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn admin_orders_filter_by_status_and_users_can_be_blocked_and_unblocked() {
-    let shop = Shop::from_env();
-    let admin = Visitor::admin(&shop).await;
-    let customer = Visitor::new(&shop);
+/// An admin, and a new customer (with their email) who ordered one of a product (its id) in an
+/// order (its id) awaiting payment.
+async fn an_admin_and_an_order(shop: &Shop) -> (Visitor, Visitor, String, String, String) {
+    let admin = Visitor::admin(shop).await;
+    let customer = Visitor::new(shop);
     let email = customer.sign_up().await;
     let product = a_product(&customer).await;
     let order = customer.buy(&product, 1).await;
+    (admin, customer, email, product, order)
+}
+
+#[tokio::test]
+async fn admin_orders_filter_by_status_and_users_can_be_blocked_and_unblocked() {
+    let shop = Shop::from_env();
+    let (admin, customer, email, _, order) = an_admin_and_an_order(&shop).await;
 
     let page = admin.get("/admin/orders?status=awaiting_payment").await;
     page.ok();
@@ -408,11 +415,7 @@ async fn admin_orders_filter_by_status_and_users_can_be_blocked_and_unblocked() 
 #[tokio::test]
 async fn admins_search_open_an_order_and_manage_images_and_deletion() {
     let shop = Shop::from_env();
-    let admin = Visitor::admin(&shop).await;
-    let customer = Visitor::new(&shop);
-    let email = customer.sign_up().await;
-    let product = a_product(&customer).await;
-    let order = customer.buy(&product, 1).await;
+    let (admin, customer, email, product, order) = an_admin_and_an_order(&shop).await;
 
     // The order list names the customer and opens the order.
     let list = admin.get("/admin/orders").await;

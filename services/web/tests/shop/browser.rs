@@ -667,24 +667,14 @@ async fn a_catalog_page_is_light_and_a_second_visit_comes_from_the_cache() {
     let category = unique("weight").to_lowercase().replace('_', "-");
     const PRODUCTS: u32 = 6;
     for n in 0..PRODUCTS {
-        let created = admin
-            .http
-            .post(admin.url("/api/products"))
-            .bearer_auth(&token)
-            .json(&json!({
+        let id = admin
+            .create_product(&json!({
                 "title": format!("Grainy print {n}"),
                 "category": category,
                 "price": { "amount": 1500 + n, "currency": "USD" },
                 "stock": 3,
             }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), reqwest::StatusCode::CREATED);
-        let id = created.json::<serde_json::Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+            .await;
         let file = reqwest::multipart::Part::bytes(photo(1200, n + 1))
             .file_name("print.jpg")
             .mime_str("image/jpeg")
@@ -768,24 +758,14 @@ async fn a_product_page_follows_its_stock_live() {
     let shop = Shop::from_env();
     let admin = Visitor::admin(&shop).await;
     let token = admin.access_token().expect("the admin's token");
-    let created = admin
-        .http
-        .post(admin.url("/api/products"))
-        .bearer_auth(&token)
-        .json(&json!({
+    let id = admin
+        .create_product(&json!({
             "title": unique("Last lantern"),
             "category": "home",
             "price": { "amount": 3100, "currency": "USD" },
             "stock": 2,
         }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
-    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     let adjust = |delta: i64| {
         let request = admin
             .http

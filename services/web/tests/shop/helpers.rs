@@ -227,6 +227,25 @@ impl Visitor {
         admin
     }
 
+    /// Creates a product through the products API with this (admin) visitor's token; answers
+    /// its id.
+    pub async fn create_product(&self, body: &Value) -> String {
+        let token = self.access_token().expect("a signed-in admin");
+        let created = self
+            .http
+            .post(self.url("/api/products"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        created.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// A JSON API of the shop, with this visitor's token.
     pub async fn api(&self, path: &str) -> Value {
         let mut request = self.http.get(self.url(path));
