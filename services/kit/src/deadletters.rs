@@ -560,30 +560,23 @@ async fn list(
     Ok(Json(state.dead_letters.list().await?))
 }
 
-async fn replay(
+/// `POST …/{id}/replay` and `…/{id}/discard`.
+async fn decide(
     State(state): State<RouteState>,
     RequireAdmin(admin): RequireAdmin,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
 ) -> Result<Json<DeadLetterView>, Error> {
-    Ok(Json(
-        state
-            .dead_letters
-            .replay(&id, &admin.sub.to_string())
-            .await?,
-    ))
-}
-
-async fn discard(
-    State(state): State<RouteState>,
-    RequireAdmin(admin): RequireAdmin,
-    Path(id): Path<String>,
-) -> Result<Json<DeadLetterView>, Error> {
-    Ok(Json(
-        state
-            .dead_letters
-            .discard(&id, &admin.sub.to_string())
-            .await?,
-    ))
+    let admin = admin.sub.to_string();
+    let letters = &state.dead_letters;
+    Ok(Json(match action.as_str() {
+        "replay" => letters.replay(&id, &admin).await?,
+        "discard" => letters.discard(&id, &admin).await?,
+        _ => {
+            return Err(Error::NotFound(format!(
+                "no action {action:?}: replay or discard"
+            )));
+        }
+    }))
 }
 
 /// The dead-letter routes under `/api/{prefix}/admin/dead-letters`, to merge into a service's
@@ -596,8 +589,7 @@ pub fn routes(
     let base = format!("/api/{prefix}/admin/dead-letters");
     Router::new()
         .route(&base, get(list))
-        .route(&format!("{base}/{{id}}/replay"), post(replay))
-        .route(&format!("{base}/{{id}}/discard"), post(discard))
+        .route(&format!("{base}/{{id}}/{{action}}"), post(decide))
         .with_state(RouteState {
             dead_letters,
             authenticator,
