@@ -53,6 +53,13 @@
         el.textContent = STATE_WORDS[n.order_status] || n.order_status;
         el.setAttribute('data-status', n.order_status);
       });
+      var why = document.getElementById('why');
+      if (why && n.order_status === 'cancelled' && document.querySelector('[data-order-id="' + n.order_id + '"]')) {
+        // Why it ended (expired, out of stock, cancelled elsewhere) stays on the page, not only
+        // in the toast.
+        why.textContent = n.body;
+        why.hidden = false;
+      }
       if (n.order_status !== 'awaiting_payment' && document.querySelector('[data-order-id="' + n.order_id + '"]')) {
         // Paid, cancelled or expired: nothing left to pay or cancel on this page.
         document.querySelectorAll('[data-payable]').forEach(function (el) { el.remove(); });

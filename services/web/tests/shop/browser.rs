@@ -454,6 +454,9 @@ async fn three_d_secure_is_confirmed_in_the_page_and_an_open_order_page_follows_
         .unwrap();
     assert!(cancelled.status().is_success(), "{}", cancelled.status());
     browser.wait_text("#order-status", "Cancelled").await;
+    // Why, on the page itself (a walk found it only in the toast, gone after 8 s).
+    let why = browser.find("#why").await.text().await.unwrap();
+    assert!(why.contains("cancel"), "the page says why: {why:?}");
     let same = browser
         .client()
         .execute("return window.sameDocument === true;", Vec::new())
