@@ -38,7 +38,7 @@ struct ProductsPage {
     layout: Layout,
     products: Page<Product>,
     q: String,
-    note: Option<&'static str>,
+    note: Option<String>,
     pager: Pager,
     /// A product was just deleted.
     deleted: bool,
@@ -60,16 +60,21 @@ impl PageQuery {
     }
 }
 
-/// A search as the admin typed it, or a note that it cannot be one (the services would refuse
-/// it; the list then shows everything, with the note).
-fn search_text(q: &str) -> Result<&str, &'static str> {
-    let q = q.trim();
-    if q.chars().count() > 100 {
-        Err("A search has at most 100 characters.")
-    } else if q.chars().any(char::is_control) {
-        Err("A search cannot contain control characters.")
-    } else {
-        Ok(q)
+/// A search as the admin typed it, or a note that it cannot be one: the services' own rule
+/// (`storefront_kit::validate::search`), said as a sentence; the list then shows everything,
+/// with the note.
+fn search_text(q: &str) -> (String, Option<String>) {
+    let mut fields = storefront_kit::validate::Fields::default();
+    let text = storefront_kit::validate::search(Some(q), &mut fields);
+    match fields.finish() {
+        Ok(()) => (text.unwrap_or_default(), None),
+        Err(storefront_kit::Error::Validation(errors)) => (
+            String::new(),
+            errors
+                .first()
+                .map(|e| format!("{}.", crate::pages::capitalised(&e.message))),
+        ),
+        Err(other) => (String::new(), Some(other.to_string())),
     }
 }
 
@@ -83,10 +88,8 @@ pub async fn products(
         ("page".into(), query.page().to_string()),
         ("per_page".into(), "50".into()),
     ];
-    let (q, note) = match search_text(&query.q) {
-        Ok(q) => (q, None),
-        Err(note) => ("", Some(note)),
-    };
+    let (q, note) = search_text(&query.q);
+    let q = q.as_str();
     if !q.is_empty() {
         api_query.push(("q".into(), q.to_owned()));
     }
@@ -585,7 +588,7 @@ struct UsersPage {
     users: Page<User>,
     me: String,
     q: String,
-    note: Option<&'static str>,
+    note: Option<String>,
     pager: Pager,
 }
 
@@ -595,10 +598,8 @@ pub async fn users(
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let token = admin_token(&visitor, "/admin/users")?;
-    let (q, note) = match search_text(&query.q) {
-        Ok(q) => (q, None),
-        Err(note) => ("", Some(note)),
-    };
+    let (q, note) = search_text(&query.q);
+    let q = q.as_str();
     let users = state.api.users(token, query.page(), q).await?;
     let layout = Layout::of(&state, &visitor, "Admin · Users").await;
     let me = visitor
@@ -642,11 +643,7 @@ struct Group {
 impl Group {
     /// `Products`, `Cart`, …
     fn title(&self) -> String {
-        let mut chars = self.service.chars();
-        chars
-            .next()
-            .map(|first| first.to_uppercase().chain(chars).collect())
-            .unwrap_or_default()
+        crate::pages::capitalised(self.service)
     }
 }
 

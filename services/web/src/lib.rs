@@ -11,7 +11,10 @@ pub mod pages;
 pub mod session;
 pub mod shop;
 
-use std::{ops::Deref, sync::Arc};
+use std::{
+    ops::Deref,
+    sync::{Arc, LazyLock},
+};
 
 use axum::{
     Router,
@@ -70,29 +73,58 @@ const APP_JS: &str = include_str!("../static/app.js");
 const PAY_JS: &str = include_str!("../static/pay.js");
 const FAVICON: &str = include_str!("../static/favicon.svg");
 
-/// A static file, cached for five minutes and then asked again with its `ETag` (a 304 while it
-/// is unchanged). The tag is weak: the gateway's client may get it gzipped.
-fn asset(request: &HeaderMap, content_type: &'static str, body: &'static str) -> Response {
-    let mut hasher = std::hash::DefaultHasher::new();
-    std::hash::Hash::hash(body, &mut hasher);
-    let etag = format!("W/\"{:016x}\"", std::hash::Hasher::finish(&hasher));
-    let cached = [
-        (header::CACHE_CONTROL, "public, max-age=300".to_owned()),
-        (header::ETAG, etag.clone()),
-    ];
-    let unchanged = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| {
-            tags.split(',')
-                .map(|t| t.trim().trim_start_matches("W/"))
-                .any(|t| t == etag.trim_start_matches("W/") || t == "*")
-        });
-    if unchanged {
-        return (StatusCode::NOT_MODIFIED, cached).into_response();
-    }
-    (cached, [(header::CONTENT_TYPE, content_type)], body).into_response()
+/// A static file compiled into web, with its weak `ETag` (a hash of its bytes, made once): the
+/// gateway's client may get it gzipped.
+struct Asset {
+    content_type: &'static str,
+    body: &'static str,
+    etag: String,
 }
+
+impl Asset {
+    fn new(content_type: &'static str, body: &'static str) -> Asset {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(body, &mut hasher);
+        Asset {
+            content_type,
+            body,
+            etag: format!("W/\"{:016x}\"", std::hash::Hasher::finish(&hasher)),
+        }
+    }
+
+    /// The file, cached for five minutes and then asked again with its `ETag` (a 304 while it
+    /// is unchanged).
+    fn serve(&self, request: &HeaderMap) -> Response {
+        let cached = [
+            (header::CACHE_CONTROL, "public, max-age=300".to_owned()),
+            (header::ETAG, self.etag.clone()),
+        ];
+        let unchanged = request
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|tags| {
+                tags.split(',')
+                    .map(|t| t.trim().trim_start_matches("W/"))
+                    .any(|t| t == self.etag.trim_start_matches("W/") || t == "*")
+            });
+        if unchanged {
+            return (StatusCode::NOT_MODIFIED, cached).into_response();
+        }
+        (
+            cached,
+            [(header::CONTENT_TYPE, self.content_type)],
+            self.body,
+        )
+            .into_response()
+    }
+}
+
+static CSS_ASSET: LazyLock<Asset> = LazyLock::new(|| Asset::new("text/css; charset=utf-8", CSS));
+static APP_JS_ASSET: LazyLock<Asset> =
+    LazyLock::new(|| Asset::new("text/javascript; charset=utf-8", APP_JS));
+static PAY_JS_ASSET: LazyLock<Asset> =
+    LazyLock::new(|| Asset::new("text/javascript; charset=utf-8", PAY_JS));
+static FAVICON_ASSET: LazyLock<Asset> = LazyLock::new(|| Asset::new("image/svg+xml", FAVICON));
 
 fn routes(state: AppState) -> Router {
     let csp = format!(
@@ -161,24 +193,24 @@ fn routes(state: AppState) -> Router {
         ))
         .route(
             "/static/app.css",
-            get(|h: HeaderMap| async move { asset(&h, "text/css; charset=utf-8", CSS) }),
+            get(|h: HeaderMap| async move { CSS_ASSET.serve(&h) }),
         )
         .route(
             "/static/app.js",
-            get(|h: HeaderMap| async move { asset(&h, "text/javascript; charset=utf-8", APP_JS) }),
+            get(|h: HeaderMap| async move { APP_JS_ASSET.serve(&h) }),
         )
         .route(
             "/static/pay.js",
-            get(|h: HeaderMap| async move { asset(&h, "text/javascript; charset=utf-8", PAY_JS) }),
+            get(|h: HeaderMap| async move { PAY_JS_ASSET.serve(&h) }),
         )
         .route(
             "/static/favicon.svg",
-            get(|h: HeaderMap| async move { asset(&h, "image/svg+xml", FAVICON) }),
+            get(|h: HeaderMap| async move { FAVICON_ASSET.serve(&h) }),
         )
         // Where browsers look when a page names no icon (feeds, old bookmarks).
         .route(
             "/favicon.ico",
-            get(|h: HeaderMap| async move { asset(&h, "image/svg+xml", FAVICON) }),
+            get(|h: HeaderMap| async move { FAVICON_ASSET.serve(&h) }),
         )
         // Not the services' `no-referrer`: under it browsers send `Origin: null` with every form
         // POST, and the origin check above could not tell this site's forms from another's.

@@ -101,11 +101,7 @@ impl FormErrors {
             Some((_, message)) => message.clone(),
             None => self.problem.as_ref()?.field(name)?.to_owned(),
         };
-        let mut chars = message.chars();
-        Some(match chars.next() {
-            Some(first) => first.to_uppercase().chain(chars).collect(),
-            None => message,
-        })
+        Some(capitalised(&message))
     }
 
     /// The message for the whole form (not tied to a field).
@@ -127,6 +123,15 @@ struct ErrorPage {
     layout: Layout,
     heading: String,
     message: String,
+}
+
+/// `text` with its first letter upper-cased ("the city is required" → "The city is required").
+pub fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// A list's pages: where the others are, keeping the list's other parameters
