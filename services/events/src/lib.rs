@@ -45,7 +45,9 @@ impl std::fmt::Display for Money {
     }
 }
 
-/// The aggregates that have a topic of their own: `{prefix}.{aggregate}`.
+/// The aggregates that have a topic of their own, `{prefix}.{aggregate}`, and the stream of
+/// product views (`{prefix}.product-views`), kept off the products topic so the saga's consumers
+/// never see the shop's browsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
     Users,
@@ -53,15 +55,17 @@ pub enum Topic {
     Carts,
     Orders,
     Payments,
+    ProductViews,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::Users,
         Topic::Products,
         Topic::Carts,
         Topic::Orders,
         Topic::Payments,
+        Topic::ProductViews,
     ];
 
     /// The aggregate part of the topic name.
@@ -72,6 +76,7 @@ impl Topic {
             Topic::Carts => "carts",
             Topic::Orders => "orders",
             Topic::Payments => "payments",
+            Topic::ProductViews => "product-views",
         }
     }
 
@@ -208,6 +213,7 @@ pub mod schemas {
             file::<products::StockChanged>(),
             file::<products::InventoryReserved>(),
             file::<products::InventoryRejected>(),
+            file::<products::ProductViewed>(),
             file::<orders::OrderCreated>(),
             file::<orders::OrderAwaitingPayment>(),
             file::<orders::OrderCompleted>(),

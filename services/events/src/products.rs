@@ -5,6 +5,9 @@
 //! or its sale) bumps the product's version, so `product.*` and `stock.changed` form one version
 //! sequence per product and a replica applies them strictly in order. `inventory.*` events answer
 //! the checkout saga for one order; they are keyed by the order id.
+//!
+//! `product.viewed` is not a change of the product: it counts how often the shop's customers
+//! looked at one, in batches, on a topic of its own (`{prefix}.product-views`).
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -183,4 +186,24 @@ pub struct InventoryRejected {
 impl Event for InventoryRejected {
     const TYPE: &'static str = "inventory.rejected";
     const TOPIC: Topic = Topic::Products;
+}
+
+/// Customers looked at a product `count` times between `from` and `until` (a batch: products
+/// counts the reads of `GET /api/products/{id}` that were not an admin's, and publishes one event
+/// per product it saw every few seconds, never on a request's path). Keyed by the product; the
+/// envelope's version is 0, as nothing of the product changed. Counters built from it are
+/// analytics: a batch not yet published when products stops is not counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductViewed {
+    pub product_id: Uuid,
+    /// At least 1.
+    pub count: u64,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl Event for ProductViewed {
+    const TYPE: &'static str = "product.viewed";
+    const TOPIC: Topic = Topic::ProductViews;
 }

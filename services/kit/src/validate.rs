@@ -146,6 +146,23 @@ pub fn paging(page: Option<&str>, per_page: Option<&str>, fields: &mut Fields) -
     )
 }
 
+/// The longest window of days a dashboard's figures cover.
+pub const MAX_DAYS: u32 = 90;
+
+/// The `days` of a dashboard's figures: 1 to [`MAX_DAYS`], 30 when absent or empty; anything else
+/// is a field problem (422), answered with the default.
+pub fn days(raw: Option<&str>, fields: &mut Fields) -> u32 {
+    let value = match raw.map(str::trim) {
+        None | Some("") => Ok(30),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_DAYS).contains(n))
+            .ok_or(format!("a whole number from 1 to {MAX_DAYS}")),
+    };
+    fields.check("days", value).unwrap_or(30)
+}
+
 /// The longest text a list's `q` searches for.
 pub const MAX_SEARCH_CHARS: usize = 100;
 

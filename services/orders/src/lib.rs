@@ -11,6 +11,7 @@ pub mod events;
 pub mod expiry;
 mod http;
 pub mod pricing;
+pub mod stats;
 pub mod store;
 
 use std::{ops::Deref, sync::Arc, time::Duration};

@@ -445,6 +445,28 @@ impl Store {
         Ok(self.orders.find_one(doc! { "_id": id.to_string() }).await?)
     }
 
+    /// Every order placed since `from`, oldest first, as the sales figures read it
+    /// (`crate::stats`). Ids are UUIDv7: the smallest id of `from`'s millisecond bounds a range
+    /// of the primary index, so no index on `created_at` is needed.
+    pub async fn placed_since(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::stats::Placed>, StoreError> {
+        let smallest = crate::stats::first_id_at(from);
+        Ok(self
+            .orders
+            .clone_with_type::<crate::stats::Placed>()
+            .find(doc! {
+                "_id": { "$gte": smallest.to_string() },
+                "created_at": { "$gte": bson::DateTime::from_chrono(from) },
+            })
+            .projection(doc! { "state": 1, "total": 1, "lines": 1, "created_at": 1 })
+            .sort(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?)
+    }
+
     /// Newest first; `user` limits to one customer's orders, `state` to one state.
     pub async fn list(
         &self,

@@ -26,6 +26,9 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// `CONSUME_EVENTS`, default true: run the inventory consumer (orders and payments events).
     pub consume_events: bool,
+    /// `VIEWS_FLUSH_MS`, default 10000: how often the product views counted in memory are
+    /// published as `product.viewed` (at least 100).
+    pub views_flush: Duration,
 }
 
 impl Config {
@@ -68,6 +71,9 @@ impl Config {
             },
             cache_ttl: Duration::from_millis(env::parse_or("PRODUCT_CACHE_TTL_MS", 1000)?),
             consume_events: env::flag("CONSUME_EVENTS", true)?,
+            views_flush: Duration::from_millis(
+                env::parse_or::<u64>("VIEWS_FLUSH_MS", 10_000)?.max(100),
+            ),
         })
     }
 }

@@ -328,6 +328,7 @@ pub async fn seed(store: &Store, images: &Images) -> Result<usize, SeedError> {
             version: 1,
             created_at: now,
             updated_at: now,
+            views: 0,
         };
         store.create(&product, "demo-seed").await?;
     }

@@ -6,6 +6,9 @@
 //!   (docs/saga.md, "One owner"), so stock follows orders' verdict, not payments' report: a payment
 //!   that arrives for a cancelled order is refunded, and its stock stays released.
 //!
+//! It also counts `product.viewed` (from `{prefix}.product-views`) into the views counters
+//! (`crate::analytics`), with the runner's processed-event record: a count has no state to guard it.
+//!
 //! Each runs inside the consumer runner's transaction. The reservation record per order is what
 //! makes a redelivered event change nothing (so the runner keeps no processed-event record for
 //! them), and keeps the handlers safe against replays with new ids and against an order's events
@@ -15,23 +18,29 @@ use mongodb::ClientSession;
 use storefront_events::{
     Envelope, Event, Topic,
     orders::{OrderCancelled, OrderCompleted, OrderCreated},
+    products::ProductViewed,
 };
 use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
 
 use crate::{
+    analytics::Analytics,
     domain::merge_lines,
     store::{Reservation, Store, StoreError},
 };
 
 pub struct Inventory {
     pub store: Store,
+    pub analytics: Analytics,
 }
 
 /// The group and topics of the inventory consumer for one shop.
 pub fn settings(topic_prefix: &str) -> ConsumerSettings {
     ConsumerSettings::new(
         &format!("{topic_prefix}.products"),
-        vec![Topic::Orders.name(topic_prefix)],
+        vec![
+            Topic::Orders.name(topic_prefix),
+            Topic::ProductViews.name(topic_prefix),
+        ],
     )
     // Reservations, sales and releases of different orders meet on the same product documents
     // (a catalog has a few best sellers): in turn, rather than in lanes that abort each other.
@@ -56,14 +65,15 @@ impl EventHandler for Inventory {
             OrderCreated::TYPE,
             OrderCancelled::TYPE,
             OrderCompleted::TYPE,
+            ProductViewed::TYPE,
         ]
     }
 
     /// The reservation record per order guards every handler: a redelivered `order.created`
     /// finds its reservation and changes nothing, a second release or sale finds it released or
-    /// sold. No processed-event record is needed.
-    fn records_processed(&self, _event: &Envelope) -> bool {
-        false
+    /// sold. No processed-event record is needed, except for a count of views.
+    fn records_processed(&self, event: &Envelope) -> bool {
+        event.is::<ProductViewed>()
     }
 
     async fn handle(
@@ -100,6 +110,12 @@ impl EventHandler for Inventory {
             {
                 tracing::info!(order_id = %order.order_id, "reservation released");
             }
+        } else if event.is::<ProductViewed>() {
+            let viewed = event.decode::<ProductViewed>().map_err(malformed)?.data;
+            self.analytics
+                .count_in(session, &viewed)
+                .await
+                .map_err(failed)?;
         } else if event.is::<OrderCompleted>() {
             let order = event.decode::<OrderCompleted>().map_err(malformed)?.data;
             if self

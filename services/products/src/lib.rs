@@ -7,6 +7,7 @@
 //! answers `order.created` with `inventory.reserved` or `inventory.rejected`, releases stock on
 //! `order.cancelled` and sells it on `order.completed`.
 
+pub mod analytics;
 pub mod cache;
 pub mod config;
 pub mod demo;
@@ -33,7 +34,10 @@ use tokio::sync::watch;
 
 pub use config::Config;
 
-use crate::{cache::Cache, domain::ImageRules, events::Inventory, s3::Images, store::Store};
+use crate::{
+    analytics::Analytics, cache::Cache, domain::ImageRules, events::Inventory, s3::Images,
+    store::Store,
+};
 
 pub const SERVICE: &str = "products";
 
@@ -42,6 +46,7 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub store: Store,
+    pub analytics: Analytics,
     pub images: Images,
     pub authenticator: Arc<Authenticator>,
     pub cache: Cache,
@@ -107,6 +112,7 @@ pub async fn build_with(
                 Topic::Products.name(prefix),
                 Topic::Orders.name(prefix),
                 Topic::Payments.name(prefix),
+                Topic::ProductViews.name(prefix),
             ],
         )
         .await?;
@@ -118,10 +124,13 @@ pub async fn build_with(
     let outbox = Outbox::new(&mongo.db, prefix);
     let store = Store::new(mongo.clone(), outbox.clone());
     store.ensure_indexes().await?;
+    let analytics = Analytics::new(mongo.clone(), outbox.clone());
+    analytics.ensure_indexes().await?;
     let relay = outbox.relay(&mongo.db, producer.clone());
     let consumer = if config.consume_events {
         let handler = Arc::new(Inventory {
             store: store.clone(),
+            analytics: analytics.clone(),
         });
         Some(
             ConsumerRunner::new(
@@ -138,6 +147,7 @@ pub async fn build_with(
 
     let state = AppState(Arc::new(Inner {
         store,
+        analytics,
         images: images.clone(),
         authenticator: authenticator.clone(),
         cache: Cache::new(config.cache_ttl),
@@ -205,17 +215,24 @@ pub async fn resync(config: &Config) -> Result<usize, StartError> {
         .map_err(|e| StartError::Seed(e.to_string()))
 }
 
-/// Runs products until SIGTERM/Ctrl-C: HTTP, the outbox relay and the inventory consumer; then
-/// drains all three.
+/// Runs products until SIGTERM/Ctrl-C: HTTP, the outbox relay, the inventory consumer and the
+/// flush of product views; then drains them all (the views' last batch before the relay stops).
 pub async fn run(config: Config) -> Result<(), StartError> {
     let Products {
         app,
+        state,
         relay,
         consumer,
-        ..
     } = build(&config).await?;
     let listener = server::bind(&config.http.bind_addr).await?;
     let (stop, stopped) = watch::channel(false);
+    let (stop_views, views_stopped) = watch::channel(false);
+    let views = tokio::spawn(
+        state
+            .analytics
+            .clone()
+            .run(config.views_flush, views_stopped),
+    );
     let relay = tokio::spawn(relay.run(stopped.clone()));
     let consumer = consumer.map(|c| tokio::spawn(c.run(stopped)));
     server::serve(
@@ -224,6 +241,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         server::shutdown_signal(config.http.shutdown_drain),
     )
     .await?;
+    let _ = stop_views.send(true);
+    let _ = views.await;
     let _ = stop.send(true);
     let _ = relay.await;
     if let Some(consumer) = consumer {

@@ -52,6 +52,10 @@ pub struct ProductDoc {
     pub version: i64,
     pub created_at: bson::DateTime,
     pub updated_at: bson::DateTime,
+    /// How often customers looked at it, all time (`crate::analytics`). Not part of the version,
+    /// and never written by a product write: only `$inc`ed by the counter.
+    #[serde(default)]
+    pub views: i64,
 }
 
 impl ProductDoc {
@@ -163,6 +167,8 @@ pub enum StoreError {
     Mongo(#[from] mongodb::error::Error),
     #[error("outbox: {0}")]
     Outbox(String),
+    #[error("a product that cannot be stored: {0}")]
+    Encode(#[from] bson::ser::Error),
 }
 
 impl Transient for StoreError {
@@ -232,6 +238,8 @@ pub enum Sort {
     Newest,
     PriceAsc,
     PriceDesc,
+    /// Most viewed first.
+    Popular,
 }
 
 pub struct Page<T> {
@@ -300,6 +308,7 @@ impl ListQuery {
             Sort::Newest => doc! { "created_at": -1, "_id": -1 },
             Sort::PriceAsc => doc! { "price.amount": 1, "_id": 1 },
             Sort::PriceDesc => doc! { "price.amount": -1, "_id": -1 },
+            Sort::Popular => doc! { "views": -1, "_id": -1 },
         }
     }
 }
@@ -320,6 +329,7 @@ impl Store {
             doc! { "deleted": 1, "created_at": -1, "_id": -1 },
             doc! { "deleted": 1, "price.amount": 1, "_id": 1 },
             doc! { "deleted": 1, "category": 1, "created_at": -1 },
+            doc! { "deleted": 1, "views": -1, "_id": -1 },
         ] {
             self.products
                 .create_index(IndexModel::builder().keys(keys).build())
@@ -515,11 +525,16 @@ impl Store {
         if matches!(change, Change::Deleted) {
             product.deleted = true;
         }
+        // Every field but the view count, which the analytics consumer increments outside the
+        // version: a replace would put back the count this write read.
+        let mut fields = bson::to_document(&product)?;
+        fields.remove("_id");
+        fields.remove("views");
         let written = self
             .products
-            .replace_one(
+            .update_one(
                 doc! { "_id": &current.id, "version": current.version },
-                &product,
+                doc! { "$set": fields },
             )
             .session(&mut session)
             .await?;

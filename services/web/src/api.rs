@@ -197,6 +197,58 @@ pub struct Page<T> {
     pub total: i64,
 }
 
+/// Views of the catalog over some days (`GET /api/products/admin/stats`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ViewStats {
+    pub views: i64,
+    pub days: Vec<DayViews>,
+    pub top: Vec<ProductViews>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DayViews {
+    pub day: chrono::NaiveDate,
+    pub views: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProductViews {
+    pub product_id: String,
+    pub title: String,
+    pub views: i64,
+}
+
+/// Sales over some days (`GET /api/orders/admin/stats`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SalesStats {
+    pub from: chrono::NaiveDate,
+    pub until: chrono::NaiveDate,
+    pub placed: u64,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub revenue: Vec<Money>,
+    pub days: Vec<DaySales>,
+    pub products: Vec<ProductSales>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DaySales {
+    pub day: chrono::NaiveDate,
+    pub placed: u64,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub revenue: Vec<Money>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProductSales {
+    pub product_id: String,
+    pub title: String,
+    pub units: i64,
+    pub orders: u64,
+    pub revenue: Money,
+}
+
 impl<T> Page<T> {
     pub fn pages(&self) -> i64 {
         ((self.total + self.per_page - 1) / self.per_page.max(1)).max(1)
@@ -812,12 +864,49 @@ impl Api {
             .collect()
     }
 
+    /// A product as a shopper sees it: products counts the read as a view.
     pub async fn product(&self, id: &str) -> ApiResult<Product> {
         self.json(self.request(
             Method::GET,
             format!("{}/api/products/{}", self.urls.products, encode(id)),
             None,
         ))
+        .await
+    }
+
+    /// A product read by an admin (with their token, so it is not counted as a view).
+    pub async fn product_for_admin(&self, token: &str, id: &str) -> ApiResult<Product> {
+        self.json(self.request(
+            Method::GET,
+            format!("{}/api/products/{}", self.urls.products, encode(id)),
+            Some(token),
+        ))
+        .await
+    }
+
+    /// The catalog's views over the last `days` days (admin).
+    pub async fn view_stats(&self, token: &str, days: u32) -> ApiResult<ViewStats> {
+        self.json(
+            self.request(
+                Method::GET,
+                format!("{}/api/products/admin/stats", self.urls.products),
+                Some(token),
+            )
+            .query(&[("days", days.to_string())]),
+        )
+        .await
+    }
+
+    /// The shop's sales over the last `days` days (admin).
+    pub async fn sales_stats(&self, token: &str, days: u32) -> ApiResult<SalesStats> {
+        self.json(
+            self.request(
+                Method::GET,
+                format!("{}/api/orders/admin/stats", self.urls.orders),
+                Some(token),
+            )
+            .query(&[("days", days.to_string())]),
+        )
         .await
     }
 

@@ -7,6 +7,7 @@ pub mod account;
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod pages;
 pub mod session;
 pub mod shop;
@@ -151,7 +152,7 @@ fn routes(state: AppState) -> Router {
         .route("/account", get(account::show).post(account::update))
         .route("/notifications", get(shop::notifications))
         .route("/notifications/read", post(shop::read_all))
-        .route("/admin", get(admin::home))
+        .route("/admin", get(dashboard::show))
         .route(
             "/admin/products",
             get(admin::products).post(admin::create_product),

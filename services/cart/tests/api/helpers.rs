@@ -74,6 +74,7 @@ pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Sho
             images: ImageRules::default(),
             cache_ttl: Duration::ZERO,
             consume_events: true,
+            views_flush: Duration::from_secs(10),
         },
         authenticator().await,
     )

@@ -3,6 +3,7 @@
 //! `/internal/*` is for the other services (payments' hold) and is not routed by the Ingress.
 
 mod orders;
+mod stats;
 
 use std::sync::LazyLock;
 
@@ -19,6 +20,7 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/api/orders", get(orders::mine).post(orders::place))
         .route("/api/orders/admin/all", get(orders::all))
+        .route("/api/orders/admin/stats", get(stats::show))
         .route("/api/orders/quote", post(orders::quote))
         .route("/api/orders/{id}", get(orders::show))
         .route("/api/orders/{id}/cancel", post(orders::cancel))
@@ -105,6 +107,24 @@ pub fn openapi() -> Value {
         },
     )
     .operation(
+        "GET",
+        "/api/orders/admin/stats",
+        "orderStats",
+        "Sales per day (admin)",
+        |op| {
+            op.admin()
+                .describe(
+                    "Orders placed, completed and cancelled per day (UTC) over the last `days` \
+                     days, revenue per day and currency, and every product sold in them. An order \
+                     counts on the day it was placed; its total is revenue once it is completed.",
+                )
+                .query::<stats::StatsQuery>()
+                .ok::<crate::stats::Sales>(200, "The sales")
+                .problem(400, "A parameter other than `days` (`malformed-request`).")
+                .problem(422, "`days` is not a whole number from 1 to 90 (`validation`).");
+        },
+    )
+    .operation(
         "POST",
         "/api/orders/quote",
         "quoteOrder",
@@ -182,6 +202,6 @@ mod tests {
     #[test]
     fn the_openapi_document_is_whole() {
         let document = super::openapi();
-        storefront_kit::openapi::assert_whole(&document, 9);
+        storefront_kit::openapi::assert_whole(&document, 10);
     }
 }

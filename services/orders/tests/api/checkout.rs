@@ -335,3 +335,115 @@ async fn orders_replica_takes_snapshots_and_a_deletion_over_gaps_and_never_reads
         "the snapshot's figure stays; the deletion applied"
     );
 }
+
+/// The dashboard's sales: today's orders by state, the completed one's total as revenue, and
+/// what it sold; an open or cancelled order sells nothing.
+#[tokio::test]
+async fn the_sales_figures_count_orders_by_state_and_only_completed_ones_earn() {
+    let shop = shop().await;
+    let mug = shop.product("Mug", 1800, 10).await;
+    let tea = shop.product("Tea", 500, 10).await;
+    let ada = shop.customer();
+    let mut ids = Vec::new();
+    for lines in [
+        json!([{ "product_id": mug, "quantity": 2 }, { "product_id": tea, "quantity": 1 }]),
+        json!([{ "product_id": tea, "quantity": 3 }]),
+        json!([{ "product_id": mug, "quantity": 1 }]),
+    ] {
+        let response = shop.place(&ada, lines).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let order: serde_json::Value = response.json().await.unwrap();
+        let id = order["id"].as_str().unwrap().to_owned();
+        shop.wait_state(&ada.token, &id, "awaiting_payment").await;
+        ids.push(id);
+    }
+    let first = shop.order(&ada.token, &ids[0]).await;
+    shop.publish(&ids[0], 1, paid(&first)).await;
+    let completed = shop.wait_state(&ada.token, &ids[0], "completed").await;
+    let cancel = shop
+        .orders(
+            Method::POST,
+            &format!("/{}/cancel", ids[1]),
+            Some(&ada.token),
+            None,
+        )
+        .await;
+    assert_eq!(cancel.status(), StatusCode::OK);
+
+    let admin = shop.mint(Uuid::new_v4(), storefront_kit::auth::Role::Admin);
+    let response = shop
+        .orders(Method::GET, "/admin/stats?days=7", Some(&admin), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let stats: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(stats["days"].as_array().unwrap().len(), 7);
+    assert_eq!(stats["until"], Utc::now().date_naive().to_string());
+    assert_eq!(
+        (&stats["placed"], &stats["completed"], &stats["cancelled"]),
+        (&json!(3), &json!(1), &json!(1)),
+        "{stats}"
+    );
+    assert_eq!(stats["revenue"], json!([completed["total"]]));
+    let today = &stats["days"][6];
+    assert_eq!(today["placed"], 3);
+    assert_eq!(today["revenue"], json!([completed["total"]]));
+    let sold: Vec<(&str, i64, i64)> = stats["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["title"].as_str().unwrap(),
+                p["units"].as_i64().unwrap(),
+                p["revenue"]["amount"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sold, vec![("Mug", 2, 3600), ("Tea", 1, 500)], "{stats}");
+}
+
+/// Only an admin reads the sales, and only for a window of 1 to 90 days.
+#[tokio::test]
+async fn the_sales_figures_refuse_customers_and_bad_windows() {
+    let shop = shop_without_inventory().await;
+    let ada = shop.customer();
+    let response = shop.orders(Method::GET, "/admin/stats", None, None).await;
+    problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let response = shop
+        .orders(Method::GET, "/admin/stats", Some(&ada.token), None)
+        .await;
+    problem(response, StatusCode::FORBIDDEN, "admin-only").await;
+    let admin = shop.mint(Uuid::new_v4(), storefront_kit::auth::Role::Admin);
+    for days in ["0", "91", "-1", "seven", "1.5"] {
+        let response = shop
+            .orders(
+                Method::GET,
+                &format!("/admin/stats?days={days}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+        assert_eq!(body["errors"][0]["field"], "days", "{days}: {body}");
+    }
+    let response = shop
+        .orders(
+            Method::GET,
+            "/admin/stats?since=2026-01-01",
+            Some(&admin),
+            None,
+        )
+        .await;
+    problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    let response = shop
+        .orders(Method::GET, "/admin/stats", Some(&admin), None)
+        .await;
+    let stats: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        stats["days"].as_array().unwrap().len(),
+        30,
+        "30 days by default"
+    );
+    assert_eq!(stats["placed"], 0);
+    assert_eq!(stats["revenue"], json!([]));
+}

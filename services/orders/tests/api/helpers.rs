@@ -68,6 +68,7 @@ fn products_config(stack: &TestStack, prefix: &str) -> storefront_products::Conf
         images: ImageRules::default(),
         cache_ttl: Duration::ZERO,
         consume_events: true,
+        views_flush: Duration::from_secs(10),
     }
 }
 

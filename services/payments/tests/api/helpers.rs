@@ -77,6 +77,7 @@ pub async fn app_with(edit: impl FnOnce(&mut Config)) -> App {
             images: ImageRules::default(),
             cache_ttl: Duration::ZERO,
             consume_events: true,
+            views_flush: Duration::from_secs(10),
         },
         authenticator().await,
     )

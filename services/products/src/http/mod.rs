@@ -3,6 +3,7 @@
 
 mod images;
 mod products;
+mod stats;
 mod stock;
 mod views;
 
@@ -29,6 +30,7 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/api/products", get(products::list).post(products::create))
         .route("/api/products/categories", get(products::categories))
+        .route("/api/products/admin/stats", get(stats::show))
         .route(
             "/api/products/{id}",
             get(products::show)
@@ -135,11 +137,41 @@ pub fn openapi() -> Value {
     )
     .operation(
         "GET",
+        "/api/products/admin/stats",
+        "productStats",
+        "Views of the catalog",
+        |op| {
+            op.admin()
+                .describe(
+                    "How often customers looked at products, per day (UTC) over the last `days` \
+                     days, and the ten most viewed: counted from `product.viewed`, which \
+                     products publishes every `VIEWS_FLUSH_MS` (so the last few seconds are not \
+                     in yet).",
+                )
+                .query::<stats::StatsQuery>()
+                .ok::<stats::Stats>(200, "The views")
+                .problem(
+                    400,
+                    "A parameter other than `days` (`malformed-request`).",
+                )
+                .problem(
+                    422,
+                    "`days` is not a whole number from 1 to 90 (`validation`).",
+                );
+        },
+    )
+    .operation(
+        "GET",
         "/api/products/{id}",
         "showProduct",
         "A product",
         |op| {
             op.access(storefront_kit::openapi::Access::Public)
+                .describe(
+                    "A read that is not an admin's counts as a view of the product (the \
+                     dashboard's figures, the catalog's `popular` order); it is counted in \
+                     memory and published in batches, never on the read's path.",
+                )
                 .id("id", PRODUCT_ID)
                 .header(
                     "If-None-Match",
@@ -483,7 +515,7 @@ mod tests {
     #[test]
     fn the_openapi_document_is_whole() {
         let document = super::openapi();
-        storefront_kit::openapi::assert_whole(&document, 16);
+        storefront_kit::openapi::assert_whole(&document, 17);
         let image =
             &document["paths"]["/api/products/{id}/images/{key}"]["get"]["responses"]["200"];
         let types: Vec<&String> = image["content"].as_object().unwrap().keys().collect();

@@ -2,7 +2,7 @@
 
 use axum::{
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use storefront_events::products::Stock;
 use storefront_kit::{
     Error, Json,
-    auth::RequireAdmin,
+    auth::{RequireAdmin, access_token},
     error::{Path, Query},
     validate::{self, paging},
 };
@@ -42,8 +42,9 @@ pub struct ListParams {
     max_price: Option<i64>,
     /// `true`: only products with some available.
     in_stock: Option<bool>,
-    /// The order: `newest` (the default), `price_asc` or `price_desc`.
-    #[schemars(extend("enum" = ["newest", "price_asc", "price_desc", null]))]
+    /// The order: `newest` (the default), `price_asc`, `price_desc` or `popular` (most viewed
+    /// first).
+    #[schemars(extend("enum" = ["newest", "price_asc", "price_desc", "popular", null]))]
     sort: Option<String>,
     /// The page, from 1 (the default) to 1000.
     #[schemars(extend("type" = ["integer", "null"], "minimum" = 1, "maximum" = 1000))]
@@ -92,8 +93,9 @@ fn list_query(params: ListParams) -> Result<ListQuery, Error> {
         None | Some("newest") => Sort::Newest,
         Some("price_asc") => Sort::PriceAsc,
         Some("price_desc") => Sort::PriceDesc,
+        Some("popular") => Sort::Popular,
         Some(_) => {
-            fields.add("sort", "one of newest, price_asc, price_desc");
+            fields.add("sort", "one of newest, price_asc, price_desc, popular");
             Sort::Newest
         }
     };
@@ -158,7 +160,7 @@ pub async fn categories(State(state): State<AppState>) -> Result<Response, Error
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    parts: Parts,
 ) -> Result<Response, Error> {
     let id = product_id(&id)?;
     let rendered = match state.cache.product(id) {
@@ -174,6 +176,10 @@ pub async fn show(
             rendered
         }
     };
+    if !by_an_admin(&state, &parts).await {
+        state.analytics.counter.saw(id);
+    }
+    let headers = &parts.headers;
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -186,6 +192,19 @@ pub async fn show(
         return Ok(response);
     }
     Ok(json(StatusCode::OK, rendered.body, Some(&rendered.etag)))
+}
+
+/// Whether the read comes with an admin's valid token: an admin at work is not a customer's view.
+/// The read is public, so a token that does not verify only makes it a customer's.
+async fn by_an_admin(state: &AppState, parts: &Parts) -> bool {
+    match access_token(parts) {
+        Some(token) => state
+            .authenticator
+            .verify(&token)
+            .await
+            .is_ok_and(|claims| claims.is_admin()),
+        None => false,
+    }
 }
 
 /// A price as a write gives it.
@@ -273,6 +292,7 @@ pub async fn create(
         version: 1,
         created_at: now,
         updated_at: now,
+        views: 0,
     };
     state.store.create(&product, &admin.sub.to_string()).await?;
     written(&state, &product, StatusCode::CREATED).await

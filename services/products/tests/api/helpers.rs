@@ -1,12 +1,15 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use storefront_auth::keys::SigningKey;
+use storefront_events::{Envelope, Event, Topic};
 use storefront_kit::{
     auth::{Authenticator, Claims, ISSUER, Revocations, Role},
     config::{HttpConfig, RedisConfig},
+    kafka,
     testing::{TestStack, spawn, unique},
 };
 use storefront_products::{AppState, Config, domain::ImageRules, s3::S3Config, store::Store};
@@ -56,6 +59,7 @@ pub fn config(stack: &TestStack) -> Config {
         },
         cache_ttl: Duration::ZERO,
         consume_events: false,
+        views_flush: Duration::from_secs(10),
     }
 }
 
@@ -226,4 +230,37 @@ pub fn fields(problem: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["field"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// Products with its inventory consumer running.
+pub async fn consuming_app() -> TestApp {
+    let mut config = config(&TestStack::from_env());
+    config.consume_events = true;
+    spawn_with(config).await
+}
+
+/// Publishes `data` as the event of `key` at `version`, as another service would.
+pub async fn publish<E: Event>(app: &TestApp, key: Uuid, version: u64, data: E) -> Envelope {
+    let producer: FutureProducer = kafka::producer(&app.config.kafka).unwrap();
+    let envelope = Envelope::new("test", key.to_string(), version, data)
+        .into_raw()
+        .unwrap();
+    send(app, &producer, E::TOPIC, &envelope).await;
+    envelope
+}
+
+/// Sends `envelope` to the shop's `topic` as it is (a replay keeps its id).
+pub async fn send(app: &TestApp, producer: &FutureProducer, topic: Topic, envelope: &Envelope) {
+    let topic = topic.name(&app.config.kafka.topic_prefix);
+    let payload = serde_json::to_vec(envelope).unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&envelope.key)
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
 }

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use serde_json::Value;
 use storefront_events::{
-    Envelope, Event, Money, Topic,
+    Money, Topic,
     orders::{OrderCancelled, OrderCompleted, OrderCreated, OrderLine},
     products::LineQuantity,
 };
-use storefront_kit::{kafka, testing::TestStack};
+use storefront_kit::kafka;
 use storefront_products::store::{Reservation, ReservationState};
 use uuid::Uuid;
 
@@ -105,30 +105,6 @@ async fn an_order_is_held_whole_or_not_at_all() {
 }
 
 /// Publishes `data` as an event on its topic for this app's shop; returns the envelope's id.
-async fn publish<E: Event>(app: &TestApp, key: Uuid, version: u64, data: E) -> Envelope {
-    let producer: FutureProducer = kafka::producer(&app.config.kafka).unwrap();
-    let envelope = Envelope::new("test", key.to_string(), version, data)
-        .into_raw()
-        .unwrap();
-    send(app, &producer, E::TOPIC, &envelope).await;
-    envelope
-}
-
-async fn send(app: &TestApp, producer: &FutureProducer, topic: Topic, envelope: &Envelope) {
-    let topic = topic.name(&app.config.kafka.topic_prefix);
-    let payload = serde_json::to_vec(envelope).unwrap();
-    producer
-        .send(
-            FutureRecord::to(&topic)
-                .key(&envelope.key)
-                .payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
-}
-
 async fn wait_for(app: &TestApp, order: Uuid, state: ReservationState) {
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -188,12 +164,6 @@ fn paid(order: Uuid) -> OrderCompleted {
         },
         completed_at: Utc::now(),
     }
-}
-
-async fn consuming_app() -> TestApp {
-    let mut config = config(&TestStack::from_env());
-    config.consume_events = true;
-    spawn_with(config).await
 }
 
 #[tokio::test]

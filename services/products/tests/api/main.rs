@@ -7,4 +7,5 @@ mod helpers;
 mod catalog;
 mod images;
 mod inventory;
+mod views;
 mod writes;

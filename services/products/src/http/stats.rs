@@ -1,0 +1,91 @@
+//! `GET /api/products/admin/stats`: how often customers looked at the catalog, by day, and the
+//! most viewed products (admins; the dashboard's views and conversion figures).
+
+use axum::extract::State;
+use chrono::{NaiveDate, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use storefront_kit::{
+    Error, Json,
+    auth::RequireAdmin,
+    error::Query,
+    validate::{self, Fields},
+};
+use uuid::Uuid;
+
+use crate::AppState;
+
+/// How many products the answer ranks.
+const TOP: usize = 10;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ProductStatsQuery")]
+pub struct StatsQuery {
+    /// The days covered, up to and including today (UTC): 1 to 90, default 30.
+    #[schemars(extend("type" = ["integer", "null"], "minimum" = 1, "maximum" = 90))]
+    days: Option<String>,
+}
+
+/// The catalog's views over the window.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "ProductStats")]
+pub struct Stats {
+    /// The first day covered (`YYYY-MM-DD`, UTC).
+    from: NaiveDate,
+    /// The last day covered: today.
+    until: NaiveDate,
+    /// Views of every product in the window.
+    views: i64,
+    /// Every day of the window, oldest first.
+    days: Vec<DayViews>,
+    /// The ten most viewed products of the window, most first.
+    top: Vec<ProductViews>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DayViews {
+    day: NaiveDate,
+    views: i64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProductViews {
+    product_id: Uuid,
+    /// Its title now (a deleted product's last one).
+    title: String,
+    views: i64,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    Query(query): Query<StatsQuery>,
+) -> Result<Json<Stats>, Error> {
+    let mut fields = Fields::default();
+    let days = validate::days(query.days.as_deref(), &mut fields);
+    fields.finish()?;
+    let today = Utc::now().date_naive();
+    let stats = state.analytics.stats(today, days, TOP).await?;
+    let ids: Vec<Uuid> = stats.top.iter().map(|(id, _)| *id).collect();
+    let mut titles = state.analytics.titles(&ids).await?;
+    Ok(Json(Stats {
+        from: stats.days.first().map_or(today, |(d, _)| *d),
+        until: today,
+        views: stats.total,
+        days: stats
+            .days
+            .into_iter()
+            .map(|(day, views)| DayViews { day, views })
+            .collect(),
+        top: stats
+            .top
+            .into_iter()
+            .map(|(product_id, views)| ProductViews {
+                title: titles.remove(&product_id).unwrap_or_default(),
+                product_id,
+                views,
+            })
+            .collect(),
+    }))
+}
