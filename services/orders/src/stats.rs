@@ -268,8 +268,8 @@ mod tests {
             .collect();
         assert_eq!(
             ranked,
-            vec![("b", 4, 2), ("a", 2, 1)],
-            "cancelled and open orders sold nothing"
+            vec![("b", 3, 1), ("a", 2, 1), ("b", 1, 1)],
+            "b, sold in two currencies, once per currency; the cancelled and the open order sold nothing"
         );
     }
 
