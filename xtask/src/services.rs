@@ -224,6 +224,11 @@ impl ServiceEnv<'_> {
             // Image uploads pass through web on their way to products.
             command.env("MAX_BODY_BYTES", (10 * 1024 * 1024).to_string());
         }
+        if service.name == "products" {
+            // The dashboard of a one-machine shop follows the views within a few seconds (the
+            // default, for a real shop's traffic, is 10 s).
+            command.env("VIEWS_FLUSH_MS", "2000");
+        }
         if service.name == "auth" {
             command.env("SIGNING_KEY_FILE", self.signing_key);
             if let Some((email, password)) = self.admin {

@@ -85,7 +85,7 @@ pub async fn build_with(
         let topics = [Topic::Products, Topic::Orders].map(|t| t.name(prefix));
         kafka::ensure_topics(&config.kafka, &topics).await?;
     }
-    let store = Store::new(&mongo.db);
+    let store = Store::new(&mongo.db).with_news(authenticator.revocations().redis(), prefix);
     let consumer = if config.consume_events {
         let handler = Arc::new(Carts {
             store: store.clone(),

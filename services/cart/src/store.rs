@@ -14,7 +14,10 @@ use mongodb::{
     bson::{self, doc},
 };
 use serde::{Deserialize, Serialize};
-use storefront_kit::replica::{ProductReplica, Products};
+use storefront_kit::{
+    fanout::{self, CartCount},
+    replica::{ProductReplica, Products},
+};
 use uuid::Uuid;
 
 /// Most of one product in a cart (the same bound as an order line).
@@ -151,6 +154,8 @@ pub enum OrderEnd {
 pub struct Store {
     carts: Collection<CartDoc>,
     pub products: Products,
+    /// Where a write that changes the items says the new count (`storefront_kit::fanout`).
+    news: Option<(redis::aio::ConnectionManager, String)>,
 }
 
 impl Store {
@@ -158,6 +163,28 @@ impl Store {
         Store {
             carts: db.collection("carts"),
             products: Products::new(db),
+            news: None,
+        }
+    }
+
+    /// Announces every cart's new item count on the shop's `{prefix}:carts` channel.
+    pub fn with_news(mut self, redis: redis::aio::ConnectionManager, prefix: &str) -> Self {
+        self.news = Some((redis, CartCount::channel(prefix)));
+        self
+    }
+
+    /// Tells the customer's open pages how many items their cart holds now (not awaited).
+    fn announce(&self, cart: &CartDoc) {
+        let (Some((redis, channel)), Ok(user)) = (&self.news, cart.id.parse()) else {
+            return;
+        };
+        let news = CartCount {
+            user,
+            count: cart.items.iter().map(|i| i.quantity).sum(),
+            version: cart.version,
+        };
+        if let Ok(payload) = serde_json::to_string(&news) {
+            fanout::publish(redis, channel, payload);
         }
     }
 
@@ -191,7 +218,10 @@ impl Store {
                 .upsert(true)
                 .await;
             match written {
-                Ok(r) if r.matched_count == 1 || r.upserted_id.is_some() => return Ok((out, cart)),
+                Ok(r) if r.matched_count == 1 || r.upserted_id.is_some() => {
+                    self.announce(&cart);
+                    return Ok((out, cart));
+                }
                 Ok(_) => continue,
                 // Upserting a cart another request created first.
                 Err(e) if storefront_kit::mongo::is_duplicate_key(&e) => continue,
@@ -235,6 +265,7 @@ impl Store {
         if written.matched_count == 0 {
             return Err(WriteError::Raced);
         }
+        self.announce(&cart);
         Ok(true)
     }
 

@@ -13,6 +13,7 @@
 //!   relayed to Kafka;
 //! - [`kafka`]: client settings, topic creation, and the consumer runner (idempotent, retried,
 //!   dead-lettered);
+//! - [`fanout`]: live news over Redis pub/sub that is not stored (a cart's count);
 //! - [`replica`]: version-ordered replicas, and the product replica cart and orders keep;
 //! - [`validate`]: gathering field errors, cleaning free text;
 //! - [`openapi`]: each service's OpenAPI 3.1 document, from its types and its operations.
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod deadletters;
 pub mod error;
+pub mod fanout;
 pub mod kafka;
 pub mod metrics;
 pub mod mongo;

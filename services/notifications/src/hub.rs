@@ -13,6 +13,10 @@
 //! lost to this replica, so after resubscribing it closes every socket it holds: each client
 //! reconnects with the last id it saw and the database fills the gap.
 //!
+//! A cart's item count travels the same way on `{prefix}:carts` (cart publishes it after each
+//! write, `storefront_kit::fanout::CartCount`) to the signed-in customer's sockets, as
+//! `{"type":"cart","count":N,"version":V}`: nothing stored, a page keeps the highest version.
+//!
 //! Stock news travels the same way on `{prefix}:stock` to the public product sockets
 //! (`/ws/notifications/stock`): each watches a few products, anonymous, and gets every change of
 //! their stock ([`StockNews`]) while it is open. Nothing is stored: a client that reconnects
@@ -33,6 +37,8 @@ use redis::{AsyncCommands, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
+
+use storefront_kit::fanout::CartCount;
 
 use crate::store::{EVERYONE, Notification, NotificationDoc};
 
@@ -70,6 +76,20 @@ impl Frame {
             id: notification.id,
             text: text.into(),
         }
+    }
+}
+
+/// A cart's count for its owner's sockets. Not a notification: id 0, never skipped as a replay.
+fn cart_frame(cart: &CartCount) -> Frame {
+    let text = serde_json::json!({
+        "type": "cart",
+        "count": cart.count,
+        "version": cart.version,
+    })
+    .to_string();
+    Frame {
+        id: 0,
+        text: text.into(),
     }
 }
 
@@ -128,6 +148,7 @@ pub struct Hub {
     max_per_user: usize,
     watchers: Mutex<Watchers>,
     stock_channel: String,
+    cart_channel: String,
     max_watchers: usize,
 }
 
@@ -196,6 +217,7 @@ impl Hub {
             max_per_user,
             watchers: Mutex::default(),
             stock_channel: format!("{topic_prefix}:stock"),
+            cart_channel: storefront_kit::fanout::CartCount::channel(topic_prefix),
             max_watchers,
         })
     }
@@ -399,7 +421,11 @@ impl Hub {
         loop {
             match client.get_async_pubsub().await {
                 Ok(mut pubsub) => match pubsub
-                    .subscribe(&[self.channel.as_str(), self.stock_channel.as_str()])
+                    .subscribe(&[
+                        self.channel.as_str(),
+                        self.stock_channel.as_str(),
+                        self.cart_channel.as_str(),
+                    ])
                     .await
                 {
                     Ok(()) => {
@@ -430,6 +456,15 @@ impl Hub {
                                 match serde_json::from_str::<StockNews>(&payload) {
                                     Ok(news) => self.deliver_stock(&news),
                                     Err(e) => tracing::warn!(error = %e, "malformed stock message"),
+                                }
+                                continue;
+                            }
+                            if message.get_channel_name() == self.cart_channel {
+                                match serde_json::from_str::<CartCount>(&payload) {
+                                    Ok(cart) => {
+                                        self.deliver(&cart.user.to_string(), &cart_frame(&cart))
+                                    }
+                                    Err(e) => tracing::warn!(error = %e, "malformed cart message"),
                                 }
                                 continue;
                             }

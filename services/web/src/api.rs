@@ -295,6 +295,9 @@ pub struct Cart {
     #[serde(default)]
     pub estimate: Option<Estimate>,
     pub count: i64,
+    /// Rises with every write of the cart (the live count says which version it counts).
+    #[serde(default)]
+    pub version: i64,
     #[serde(default)]
     pub held: Vec<Held>,
 }

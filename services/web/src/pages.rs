@@ -22,6 +22,9 @@ pub struct Layout {
     pub email: String,
     pub csrf: String,
     pub cart_count: i64,
+    /// The cart's version that count is of: the live count (app.js) only replaces it with a
+    /// newer one.
+    pub cart_version: i64,
     pub unread: u64,
     /// The newest notification when the page was read: the socket asks for what came after it,
     /// so a status change between this render and the socket's hello still reaches the page.
@@ -49,7 +52,10 @@ impl Layout {
         if let Some(token) = &visitor.token {
             let (cart, notifications) =
                 tokio::join!(state.api.cart(token), state.api.notifications(token, 1));
-            layout.cart_count = cart.map(|c| c.count).unwrap_or(0);
+            if let Ok(cart) = cart {
+                layout.cart_count = cart.count;
+                layout.cart_version = cart.version;
+            }
             if let Ok(notifications) = notifications {
                 layout.unread = notifications.unread;
                 layout.after = Some(notifications.items.first().map_or(0, |n| n.id));

@@ -32,6 +32,17 @@
     if (bell) bell.setAttribute('aria-label', 'Notifications, ' + count + ' unread');
   }
   var toasts = document.getElementById('toasts');
+  // The cart badge follows the cart (a line added in another tab, an order's lines put back),
+  // keeping the newest version it saw.
+  var cartVersion = Number(document.body.dataset.cartVersion || 0);
+  function setCart(count, version) {
+    if (version <= cartVersion) return;
+    cartVersion = version;
+    var badge = document.getElementById('cart-count');
+    if (badge) badge.textContent = String(count);
+    var link = document.getElementById('cart-link');
+    if (link) link.setAttribute('aria-label', 'Cart, ' + count + ' items');
+  }
 
   function toast(text) {
     var el = document.createElement('div');
@@ -82,11 +93,15 @@
       var message = JSON.parse(event.data);
       if (message.type === 'hello') {
         delay = 1000;
+        // Live from here on (what tests and styles can wait on).
+        document.documentElement.dataset.socket = 'open';
         latestAtHello = message.latest_id;
         if (lastId === null) lastId = message.latest_id;
         setUnread(message.unread);
       } else if (message.type === 'notification') {
         show(message.notification);
+      } else if (message.type === 'cart') {
+        setCart(message.count, message.version);
       }
     };
     socket.onclose = function (event) {

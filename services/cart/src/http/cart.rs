@@ -63,6 +63,9 @@ pub struct CartView {
     estimate: Option<Estimate>,
     /// How many items in all (for a cart badge).
     count: i64,
+    /// The cart's version: rises with every write (the live count a page gets says the version
+    /// it counts, so the page keeps the newest).
+    version: i64,
     /// Checked out, in orders not paid or cancelled yet.
     held: Vec<HeldView>,
 }
@@ -106,6 +109,7 @@ async fn view(state: &AppState, cart: &CartDoc, token: &str) -> Result<CartView,
         subtotal,
         estimate,
         count: cart.items.iter().map(|i| i.quantity).sum(),
+        version: cart.version,
         held: cart
             .checkouts
             .iter()

@@ -14,7 +14,7 @@ async fn a_cart_holds_lines_shown_from_the_replica() {
     let ada = shop.customer();
     assert_eq!(
         shop.view(&ada).await,
-        json!({ "items": [], "subtotal": null, "estimate": null, "count": 0, "held": [] })
+        json!({ "items": [], "subtotal": null, "estimate": null, "count": 0, "version": 0, "held": [] })
     );
 
     let add = |product: &str, quantity: i64| json!({ "product_id": product, "quantity": quantity });
@@ -169,4 +169,65 @@ async fn bad_cart_requests_are_refused() {
     )
     .await;
     assert_eq!(shop.view(&ada).await["count"], 60);
+}
+
+/// What the cart channel said next (within 10 s).
+async fn heard(
+    news: &mut (impl futures::Stream<Item = redis::Msg> + Unpin),
+) -> storefront_kit::fanout::CartCount {
+    use futures::StreamExt;
+    let message = tokio::time::timeout(std::time::Duration::from_secs(10), news.next())
+        .await
+        .expect("news within 10 s")
+        .expect("the subscription is open");
+    serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap()
+}
+
+/// Every write of a cart's items says its new count on the shop's channel (notifications hands
+/// it to the customer's pages): a line added, the lines a checkout holds, the lines a cancelled
+/// order puts back.
+#[tokio::test]
+async fn each_change_of_the_items_announces_the_carts_count() {
+    let shop = shop().await;
+    let mug = shop.product("Mug", 1800, 5).await;
+    let ada = shop.customer();
+    let client = redis::Client::open(shop.stack.redis_url.as_str()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(storefront_kit::fanout::CartCount::channel(&shop.prefix))
+        .await
+        .unwrap();
+    let mut news = pubsub.into_on_message();
+
+    let added = shop
+        .cart(
+            Method::POST,
+            "/items",
+            &ada,
+            Some(json!({ "product_id": mug, "quantity": 2 })),
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::OK);
+    let cart: serde_json::Value = added.json().await.unwrap();
+    let first = heard(&mut news).await;
+    assert_eq!((first.user, first.count), (ada.id, 2));
+    assert_eq!(
+        first.version,
+        cart["version"].as_i64().unwrap(),
+        "the version the API shows"
+    );
+
+    let placed = shop.checkout(&ada, "key-1").await;
+    assert_eq!(placed.status(), StatusCode::CREATED);
+    let order: serde_json::Value = placed.json().await.unwrap();
+    let held = heard(&mut news).await;
+    assert_eq!(held.count, 0, "the checkout holds the lines");
+    assert!(held.version > first.version);
+
+    let order = order["id"].as_str().unwrap();
+    shop.wait_order(&ada, order, "awaiting_payment").await;
+    assert_eq!(shop.cancel(&ada, order).await.status(), StatusCode::OK);
+    let back = heard(&mut news).await;
+    assert_eq!(back.count, 2, "the cancelled order's lines are back");
+    assert!(back.version > held.version);
 }

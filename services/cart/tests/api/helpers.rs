@@ -20,6 +20,8 @@ pub struct Shop {
     pub payments: SocketAddr,
     pub http: reqwest::Client,
     pub stack: TestStack,
+    /// The shop's topic prefix (also its Redis namespace).
+    pub prefix: String,
     pub cart_store: storefront_cart::store::Store,
     pub orders_store: storefront_orders::store::Store,
     pub payments_store: storefront_payments::store::Store,
@@ -29,6 +31,7 @@ pub struct Shop {
 }
 
 pub struct Customer {
+    pub id: Uuid,
     pub token: String,
 }
 
@@ -148,6 +151,7 @@ pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Sho
         payments: payments_addr,
         http: reqwest::Client::new(),
         stack,
+        prefix,
         cart_store,
         orders_store,
         payments_store,
@@ -188,8 +192,10 @@ impl Shop {
     }
 
     pub fn customer(&self) -> Customer {
+        let id = Uuid::new_v4();
         Customer {
-            token: self.mint(Uuid::new_v4(), Role::Customer),
+            id,
+            token: self.mint(id, Role::Customer),
         }
     }
 

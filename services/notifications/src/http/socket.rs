@@ -9,7 +9,10 @@
 //! Messages to the client are JSON text:
 //! - `{"type":"hello","unread":N,"latest_id":ID}` first;
 //! - `{"type":"notification","notification":{…}}` for each notification, first the ones after
-//!   `after` (oldest first, at most `WS_BACKLOG_MAX`), then live ones.
+//!   `after` (oldest first, at most `WS_BACKLOG_MAX`), then live ones;
+//! - `{"type":"cart","count":N,"version":V}` when the user's cart changed (a line added in
+//!   another tab, an order's lines put back): the item count for the cart badge; keep the
+//!   highest `version`.
 //!
 //! The server pings every `WS_PING_SECS` and drops a socket that did not answer the last ping; at
 //! each ping the token is checked again, and a revoked or expired one closes the socket with
@@ -270,7 +273,8 @@ async fn session(
         &mut registration.frames,
         state.sockets.ping_interval,
         "fell behind; reconnect with ?after=<last id>",
-        |frame| replayed_through.is_some_and(|through| frame.id <= through),
+        // Live news that is not a notification (a cart's count, id 0) is never a replay.
+        |frame| frame.id > 0 && replayed_through.is_some_and(|through| frame.id <= through),
         || async {
             still_valid(&state, &claims)
                 .await

@@ -343,6 +343,23 @@ impl Shop {
         (socket, hello)
     }
 
+    /// Says `user`'s cart now holds `count` items at `version`, as cart does after a write.
+    pub async fn cart_changed(&self, user: &User, count: i64, version: i64) {
+        let news = storefront_kit::fanout::CartCount {
+            user: user.id,
+            count,
+            version,
+        };
+        let mut redis = self.revocations.redis();
+        let _: i64 = redis::AsyncCommands::publish(
+            &mut redis,
+            storefront_kit::fanout::CartCount::channel(&self.prefix),
+            serde_json::to_string(&news).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+
     /// An anonymous socket on `replica` watching `products`' stock, after its hello.
     pub async fn watch(&self, replica: usize, products: &[Uuid]) -> Socket {
         let ids: Vec<String> = products.iter().map(Uuid::to_string).collect();

@@ -288,3 +288,39 @@ async fn a_slow_client_is_cut_loose_without_holding_up_the_others() {
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
 }
+
+/// The cart badge's news: a cart's count reaches its owner's sockets on every replica — a socket
+/// that was sent a backlog too (the news is not a notification, so never skipped as a replay) —
+/// and nobody else's.
+#[tokio::test]
+async fn a_carts_count_reaches_its_owners_sockets_and_only_theirs() {
+    let shop = shop(2, SocketConfig::default()).await;
+    let alice = shop.user();
+    let bob = shop.user();
+    shop.signed_up(&alice).await;
+    eventually("alice's welcome is stored", || async {
+        shop.history(&alice, 1).await["items"]
+            .as_array()
+            .is_some_and(|items| items.len() == 1)
+    })
+    .await;
+    let (mut replayed, _) = shop.socket(0, &alice.token, Some(0)).await;
+    let welcome = next(&mut replayed).await.expect("the welcome, replayed");
+    assert_eq!(welcome["type"], "notification");
+    let (mut other, _) = shop.socket(1, &alice.token, None).await;
+    let (mut bobs, _) = shop.socket(1, &bob.token, None).await;
+
+    shop.cart_changed(&alice, 3, 7).await;
+    for socket in [&mut replayed, &mut other] {
+        let news = next(socket).await.expect("the cart's count");
+        assert_eq!(
+            news,
+            serde_json::json!({ "type": "cart", "count": 3, "version": 7 })
+        );
+    }
+    assert_eq!(
+        within(&mut bobs, Duration::from_millis(500)).await,
+        None,
+        "another customer hears nothing of it"
+    );
+}

@@ -17,7 +17,7 @@ use serde_json::json;
 use storefront_kit::testing::unique;
 use storefront_products::demo::png;
 
-use crate::helpers::{PASSWORD, Shop, Visitor};
+use crate::helpers::{PASSWORD, Shop, Visitor, payment_method};
 
 /// How long the page may take to show what a step waits for (events cross Kafka between
 /// services, and the test machine has two cores shared with the whole suite).
@@ -170,6 +170,16 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Signs in with the shop's admin account and waits for the shop's home page.
+    async fn sign_in_as_admin(&self, shop: &Shop) {
+        self.goto("/signin").await;
+        self.fill("#email", &shop.admin_email).await;
+        self.fill("#password", &shop.admin_password).await;
+        self.click("form[action='/signin'] button[type=submit]")
+            .await;
+        self.wait_path(|p| p == "/", "the shop after sign-in").await;
     }
 
     async fn screenshot(&self, name: &str) {
@@ -472,16 +482,12 @@ async fn an_admin_adds_a_product_with_an_image_and_finds_it_in_the_shop() {
     let shop = Shop::from_env();
     let browser = Browser::start(&shop).await;
 
-    browser.goto("/signin").await;
-    browser.fill("#email", &shop.admin_email).await;
-    browser.fill("#password", &shop.admin_password).await;
-    browser
-        .click("form[action='/signin'] button[type=submit]")
-        .await;
-    browser
-        .wait_path(|p| p == "/", "the shop after sign-in")
-        .await;
+    browser.sign_in_as_admin(&shop).await;
     browser.click("a[href='/admin']").await;
+    browser.find("#orders-chart svg").await;
+    browser
+        .click("nav.admin-nav a[href='/admin/products']")
+        .await;
     browser.find("table.lines").await;
     browser.screenshot("admin-products").await;
 
@@ -853,15 +859,7 @@ async fn the_cart_and_the_admin_fit_a_phone_screen() {
     browser
         .click("form[action='/signout'] button[type=submit]")
         .await;
-    browser.goto("/signin").await;
-    browser.fill("#email", &shop.admin_email).await;
-    browser.fill("#password", &shop.admin_password).await;
-    browser
-        .click("form[action='/signin'] button[type=submit]")
-        .await;
-    browser
-        .wait_path(|p| p == "/", "the shop after sign-in")
-        .await;
+    browser.sign_in_as_admin(&shop).await;
     for path in [
         "/admin/products",
         "/admin/orders",
@@ -902,5 +900,158 @@ async fn a_refused_form_puts_the_focus_on_the_field_it_names() {
         .await
         .unwrap();
     assert_eq!(focused, json!("email"));
+    browser.close().await;
+}
+
+/// The admin's dashboard: a product customers opened and bought is in its tables with the
+/// conversion of its views, the charts are SVG drawn by the server (no script needed), and the
+/// shop's "Popular" order puts the most viewed product first.
+#[tokio::test]
+async fn the_dashboard_shows_views_sales_and_conversion_and_popular_follows_the_views() {
+    let shop = Shop::from_env();
+    let admin = Visitor::admin(&shop).await;
+    let title = unique("Watched kettle");
+    let product = admin
+        .create_product(&json!({
+            "title": title,
+            "description": "A kettle everyone looks at.",
+            "category": "kitchen",
+            "price": { "amount": 4200, "currency": "USD" },
+            "stock": 20,
+        }))
+        .await;
+    // Opened 60 times by a shopper (more than any other test opens one product); an admin's
+    // look is not a view.
+    let shopper = Visitor::new(&shop);
+    for _ in 0..60 {
+        shopper.get(&format!("/products/{product}")).await.ok();
+    }
+    admin.get(&format!("/admin/products/{product}")).await.ok();
+    // Bought and paid by a customer: 6 of them.
+    let customer = Visitor::new(&shop);
+    customer.sign_up().await;
+    let order = customer.buy(&product, 6).await;
+    let card = payment_method("4242424242424242").await;
+    let path = format!("/orders/{order}");
+    customer
+        .post(&format!("{path}/pay"), &[("payment_method", &card)])
+        .await;
+    customer.wait_for(&path, "data-status=\"completed\"").await;
+
+    // The views reach the counters within a flush (VIEWS_FLUSH_MS) and a consumer's step.
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let popular = shopper.api("/api/products?sort=popular&per_page=1").await;
+        if popular["items"][0]["id"] == json!(product) {
+            break;
+        }
+        assert!(Instant::now() < until, "never the most viewed: {popular}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let page = shopper.get("/?sort=popular").await;
+    page.ok().contains("value=\"popular\" selected");
+    let first = page.values("data-stock-product", "");
+    assert_eq!(first.first(), Some(&product), "the catalog's Popular order");
+
+    let browser = Browser::start(&shop).await;
+    browser.sign_in_as_admin(&shop).await;
+    browser.goto("/admin").await;
+    let row = browser
+        .find(&format!("#most-viewed tr[data-product='{product}']"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    // 60 views, 1 paid order: 1.7 %.
+    assert!(
+        row.contains(&title) && row.contains("60") && row.contains("1.7 %"),
+        "{row}"
+    );
+    let sold = browser
+        .find(&format!("#best-sellers tr[data-product='{product}']"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(sold.contains("6") && sold.contains("252.00 USD"), "{sold}");
+    let charts = browser
+        .client()
+        .execute(
+            "return [...document.querySelectorAll('svg.chart')].map(s => s.querySelectorAll('rect.bar').length);",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    // Orders (placed and completed, 30 days each), revenue and views (30 days each).
+    assert_eq!(charts, json!([60, 30, 30]));
+    let placed: u64 = browser
+        .find("#orders-placed .big")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(placed >= 1);
+    browser.screenshot("admin-dashboard").await;
+    browser.click("a[href='/admin?days=7']").await;
+    browser.wait_text("#window strong", "7 days").await;
+    browser.close().await;
+}
+
+/// The cart badge follows the cart while a page is open: lines added elsewhere (the same
+/// customer's other device) show at once in the badge and its spoken label, without a reload.
+#[tokio::test]
+async fn the_cart_badge_follows_lines_added_elsewhere_without_a_reload() {
+    let shop = Shop::from_env();
+    let browser = Browser::start(&shop).await;
+    browser.sign_up(false).await;
+    browser.goto("/notifications").await;
+    browser.find("html[data-socket='open']").await;
+    browser.wait_text("#cart-count", "0").await;
+    browser
+        .client()
+        .execute("window.sameDocument = true;", Vec::new())
+        .await
+        .unwrap();
+    let token = browser
+        .client()
+        .get_named_cookie("sf_access")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let list: serde_json::Value = reqwest::get(format!(
+        "{}/api/products?in_stock=true&per_page=1",
+        shop.url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let product = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let added = reqwest::Client::new()
+        .post(format!("{}/api/cart/items", shop.url))
+        .bearer_auth(&token)
+        .json(&json!({ "product_id": product, "quantity": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(added.status().is_success(), "{}", added.status());
+    browser.wait_text("#cart-count", "2").await;
+    let label = browser
+        .find("#cart-link")
+        .await
+        .attr("aria-label")
+        .await
+        .unwrap();
+    assert_eq!(label.as_deref(), Some("Cart, 2 items"));
+    let same = browser
+        .client()
+        .execute("return window.sameDocument === true;", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(same, json!(true), "the badge changed without a reload");
     browser.close().await;
 }
