@@ -173,7 +173,8 @@ impl Store {
         self
     }
 
-    /// Tells the customer's open pages how many items their cart holds now (not awaited).
+    /// Tells the customer's open pages how many items their cart holds now (not awaited); only
+    /// after a write that changed the items (a hold learning its order changes no count).
     fn announce(&self, cart: &CartDoc) {
         let (Some((redis, channel)), Ok(user)) = (&self.news, cart.id.parse()) else {
             return;
@@ -209,6 +210,7 @@ impl Store {
         loop {
             let mut cart = self.cart(user).await?;
             let before = cart.version;
+            let items_before = cart.items.clone();
             let out = edit(&mut cart)?;
             cart.version = before + 1;
             cart.updated_at = bson::DateTime::now();
@@ -219,7 +221,9 @@ impl Store {
                 .await;
             match written {
                 Ok(r) if r.matched_count == 1 || r.upserted_id.is_some() => {
-                    self.announce(&cart);
+                    if cart.items != items_before {
+                        self.announce(&cart);
+                    }
                     return Ok((out, cart));
                 }
                 Ok(_) => continue,

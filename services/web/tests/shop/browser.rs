@@ -861,6 +861,7 @@ async fn the_cart_and_the_admin_fit_a_phone_screen() {
         .await;
     browser.sign_in_as_admin(&shop).await;
     for path in [
+        "/admin",
         "/admin/products",
         "/admin/orders",
         "/admin/users",
@@ -870,6 +871,9 @@ async fn the_cart_and_the_admin_fit_a_phone_screen() {
         browser.find("nav.admin-nav").await;
         fits(path).await;
     }
+    browser.goto("/admin").await;
+    browser.find("#orders-chart svg").await;
+    browser.screenshot("admin-dashboard-mobile").await;
     browser.goto("/admin/orders").await;
     browser.find("table.lines").await;
     browser.screenshot("admin-orders-mobile").await;
