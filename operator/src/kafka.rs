@@ -1,4 +1,4 @@
-//! A shop's Kafka topics — `{prefix}.{users,products,carts,orders,payments}` (ARCHITECTURE §5),
+//! A shop's Kafka topics — `{prefix}.{users,products,carts,orders,payments,product-views}`,
 //! the prefix being the shop's name — made with the admin API: missing topics are created, topics
 //! with fewer partitions than the spec are grown, and topics with more are left alone (Kafka
 //! cannot shrink a topic). The services' consumers make their own dead-letter topics.

@@ -18,9 +18,11 @@ async fn topics_are_created_once_grown_when_asked_and_never_shrunk() {
     let (bootstrap, prefix) = (bootstrap(), prefix());
     let names = kafka::names(&prefix);
     assert_eq!(names[0], format!("{prefix}.users"));
+    let topics = names.len();
+    assert_eq!(topics, 6, "{names:?}");
 
     let first = kafka::ensure(&bootstrap, &prefix, 2, 1).await.unwrap();
-    assert_eq!(first.created.len(), 5, "{first:?}");
+    assert_eq!(first.created.len(), topics, "{first:?}");
     assert!(first.grown.is_empty() && first.larger.is_empty());
     let again = kafka::ensure(&bootstrap, &prefix, 2, 1).await.unwrap();
     assert!(
@@ -29,7 +31,7 @@ async fn topics_are_created_once_grown_when_asked_and_never_shrunk() {
     );
 
     match kafka::ensure(&bootstrap, &prefix, 4, 1).await {
-        Ok(grown) => assert_eq!(grown.grown.len(), 5, "{grown:?}"),
+        Ok(grown) => assert_eq!(grown.grown.len(), topics, "{grown:?}"),
         // The local broker (tansu 0.6) has no CreatePartitions: the refusal is named (and becomes
         // KafkaReady=False, reason BrokerRefused), not hidden.
         Err(error) => {
@@ -38,7 +40,11 @@ async fn topics_are_created_once_grown_when_asked_and_never_shrunk() {
         }
     }
     let smaller = kafka::ensure(&bootstrap, &prefix, 1, 1).await.unwrap();
-    assert_eq!(smaller.larger.len(), 5, "kept, not shrunk: {smaller:?}");
+    assert_eq!(
+        smaller.larger.len(),
+        topics,
+        "kept, not shrunk: {smaller:?}"
+    );
     assert!(smaller.grown.is_empty());
 
     match kafka::delete(&bootstrap, &prefix).await {
@@ -46,7 +52,7 @@ async fn topics_are_created_once_grown_when_asked_and_never_shrunk() {
             // Deleting what is already gone is fine; then they can be made again.
             kafka::delete(&bootstrap, &prefix).await.unwrap();
             let remade = kafka::ensure(&bootstrap, &prefix, 1, 1).await.unwrap();
-            assert_eq!(remade.created.len(), 5);
+            assert_eq!(remade.created.len(), topics);
         }
         // The local broker (tansu 0.6) has no DeleteTopics: the refusal is named, not hidden.
         Err(error) => {

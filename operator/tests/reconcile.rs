@@ -394,7 +394,7 @@ async fn first_the_finalizer_then_every_child_owned_by_the_storefront() {
     );
     let kafka = fake.condition("KafkaReady");
     assert_eq!(kafka["status"], "True", "{kafka}");
-    assert_eq!(kafka["message"], "5 topics with at least 3 partitions");
+    assert_eq!(kafka["message"], "6 topics with at least 3 partitions");
     let databases = fake.condition("DatabasesReady");
     assert_eq!(databases["status"], "True", "{databases}");
     assert_eq!(

@@ -63,6 +63,11 @@ pub struct CartDoc {
 }
 
 impl CartDoc {
+    /// How many items the cart holds (what its badge shows).
+    pub fn count(&self) -> i64 {
+        self.items.iter().map(|i| i.quantity).sum()
+    }
+
     pub fn empty(user: Uuid) -> Self {
         CartDoc {
             id: user.to_string(),
@@ -181,7 +186,7 @@ impl Store {
         };
         let news = CartCount {
             user,
-            count: cart.items.iter().map(|i| i.quantity).sum(),
+            count: cart.count(),
             version: cart.version,
         };
         if let Ok(payload) = serde_json::to_string(&news) {

@@ -149,6 +149,30 @@ pub fn paging(page: Option<&str>, per_page: Option<&str>, fields: &mut Fields) -
 /// The longest window of days a dashboard's figures cover.
 pub const MAX_DAYS: u32 = 90;
 
+/// The query of a dashboard's figures (`?days=`); any other parameter is a 400.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DaysQuery {
+    /// The days covered, up to and including today (UTC): 1 to 90, default 30.
+    #[schemars(extend("type" = ["integer", "null"], "minimum" = 1, "maximum" = 90))]
+    pub days: Option<String>,
+}
+
+impl DaysQuery {
+    /// The days asked for (see [`days`]), or a 422 naming `days`.
+    pub fn days(&self) -> Result<u32, Error> {
+        let mut fields = Fields::default();
+        let days = days(self.days.as_deref(), &mut fields);
+        fields.finish()?;
+        Ok(days)
+    }
+}
+
+/// The first day of a window of `days` days (at least 1) that ends with `last`.
+pub fn first_day(last: chrono::NaiveDate, days: u32) -> chrono::NaiveDate {
+    last - chrono::Days::new(u64::from(days.max(1) - 1))
+}
+
 /// The `days` of a dashboard's figures: 1 to [`MAX_DAYS`], 30 when absent or empty; anything else
 /// is a field problem (422), answered with the default.
 pub fn days(raw: Option<&str>, fields: &mut Fields) -> u32 {

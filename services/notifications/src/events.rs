@@ -211,14 +211,12 @@ impl EventHandler for Notifier {
             return Ok(false);
         }
         let change: StockChanged = decode(event)?;
-        self.hub
-            .publish_stock(&crate::hub::StockNews {
-                product_id: change.product_id,
-                available: change.stock.available,
-                in_stock: change.stock.available > 0,
-                version: event.version,
-            })
-            .await;
+        self.hub.publish_stock(&crate::hub::StockNews {
+            product_id: change.product_id,
+            available: change.stock.available,
+            in_stock: change.stock.available > 0,
+            version: event.version,
+        });
         Ok(true)
     }
 

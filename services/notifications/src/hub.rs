@@ -272,19 +272,11 @@ impl Hub {
         }
     }
 
-    /// Publishes a stock change to every replica (logged, not fatal: pages show what they
-    /// rendered until the next change).
-    pub async fn publish_stock(&self, news: &StockNews) {
-        let Ok(payload) = serde_json::to_string(news) else {
-            return;
-        };
-        let mut redis = self.redis.clone();
-        let mut sent: redis::RedisResult<i64> = redis.publish(&self.stock_channel, &payload).await;
-        if sent.is_err() {
-            sent = redis.publish(&self.stock_channel, &payload).await;
-        }
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, product = %news.product_id, "cannot publish a stock change");
+    /// Publishes a stock change to every replica (not awaited; logged, not fatal: pages show
+    /// what they rendered until the next change).
+    pub fn publish_stock(&self, news: &StockNews) {
+        if let Ok(payload) = serde_json::to_string(news) {
+            storefront_kit::fanout::publish(&self.redis, &self.stock_channel, payload);
         }
     }
 

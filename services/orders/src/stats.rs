@@ -85,7 +85,7 @@ struct Day {
 
 /// The first instant of the window of `days` days that ends today.
 pub fn window_start(today: NaiveDate, days: u32) -> DateTime<Utc> {
-    let first = today - chrono::Days::new(u64::from(days.max(1) - 1));
+    let first = storefront_kit::validate::first_day(today, days);
     first.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 

@@ -281,6 +281,10 @@ pub struct Store {
     changes: Changes,
 }
 
+/// How much older than its `created_at` an order's id may be: more than any placement takes
+/// (the pricing function's timeout included).
+const ID_BEFORE_CREATED: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Order numbers are taken from one counter this many at a time: one write per this many orders,
 /// not one per order. A replica that stops leaves the rest of its block unused (numbers are
 /// unique and grow, but not every number is used); two replicas hand out numbers of two blocks.
@@ -446,13 +450,15 @@ impl Store {
     }
 
     /// Every order placed since `from`, oldest first, as the sales figures read it
-    /// (`crate::stats`). Ids are UUIDv7: the smallest id of `from`'s millisecond bounds a range
-    /// of the primary index, so no index on `created_at` is needed.
+    /// (`crate::stats`). Ids are UUIDv7: the smallest id of a moment a little before `from`
+    /// bounds a range of the primary index, so no index on `created_at` is needed. A little
+    /// before, because an order's id is made before it is priced (a call to the pricing
+    /// function), so its `created_at` — what decides its day — may be seconds later than its id.
     pub async fn placed_since(
         &self,
         from: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<crate::stats::Placed>, StoreError> {
-        let smallest = crate::stats::first_id_at(from);
+        let smallest = crate::stats::first_id_at(from - ID_BEFORE_CREATED);
         Ok(self
             .orders
             .clone_with_type::<crate::stats::Placed>()

@@ -19,16 +19,17 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use futures::TryStreamExt;
 use mongodb::{
     ClientSession, Collection, IndexModel,
     bson::{Document, doc},
+    error::UNKNOWN_TRANSACTION_COMMIT_RESULT,
 };
 use serde::{Deserialize, Serialize};
 use storefront_events::{Envelope, products::ProductViewed};
 use storefront_kit::{
-    mongo::Mongo,
+    mongo::{Mongo, is_duplicate_key},
     outbox::{AppendError, Outbox},
     retry_transient,
 };
@@ -37,10 +38,14 @@ use uuid::Uuid;
 
 use crate::store::{ProductDoc, SOURCE, StoreError};
 
+/// A product on a UTC day: views are counted per day they happened, so a batch that spans
+/// midnight (or waited through an outage) dates every view right.
+type Seen = (Uuid, NaiveDate);
+
 /// The views seen since the last flush.
 struct Batch {
     since: DateTime<Utc>,
-    counts: HashMap<Uuid, u64>,
+    counts: HashMap<Seen, u64>,
 }
 
 /// Counts reads of products in memory until the next flush.
@@ -60,14 +65,18 @@ impl ViewCounter {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One read of `product` (an existing one: the map holds at most the catalog).
+    /// One read of `product` (an existing one: the map holds at most the catalog per day).
     pub fn saw(&self, product: Uuid) {
-        *self.batch().counts.entry(product).or_default() += 1;
+        self.saw_on(product, Utc::now().date_naive());
     }
 
-    /// Takes what was counted: the window and the counts, by product id (sorted, so a batch's
-    /// events are written in a stable order).
-    fn take(&self) -> (DateTime<Utc>, DateTime<Utc>, BTreeMap<Uuid, u64>) {
+    fn saw_on(&self, product: Uuid, day: NaiveDate) {
+        *self.batch().counts.entry((product, day)).or_default() += 1;
+    }
+
+    /// Takes what was counted: the window and the counts by product and day (sorted, so a
+    /// batch's events are written in a stable order).
+    fn take(&self) -> (DateTime<Utc>, DateTime<Utc>, BTreeMap<Seen, u64>) {
         let mut batch = self.batch();
         let until = Utc::now();
         let since = std::mem::replace(&mut batch.since, until);
@@ -77,13 +86,39 @@ impl ViewCounter {
 
     /// Puts back counts that could not be written; they join the next batch (whose window then
     /// starts at the older `since`).
-    fn put_back(&self, since: DateTime<Utc>, counts: BTreeMap<Uuid, u64>) {
+    fn put_back(&self, since: DateTime<Utc>, counts: BTreeMap<Seen, u64>) {
         let mut batch = self.batch();
         batch.since = batch.since.min(since);
-        for (product, count) in counts {
-            *batch.counts.entry(product).or_default() += count;
+        for (seen, count) in counts {
+            *batch.counts.entry(seen).or_default() += count;
         }
     }
+}
+
+/// The events of one batch: one per product and day, its window cut to that day.
+fn events(
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    counts: &BTreeMap<Seen, u64>,
+) -> Vec<Envelope<ProductViewed>> {
+    counts
+        .iter()
+        .map(|(&(product_id, day), &count)| {
+            let start = day.and_time(NaiveTime::MIN).and_utc();
+            let end = start + chrono::Duration::days(1);
+            Envelope::new(
+                SOURCE,
+                product_id.to_string(),
+                0,
+                ProductViewed {
+                    product_id,
+                    count,
+                    from: since.clamp(start, end),
+                    until: until.clamp(start, end),
+                },
+            )
+        })
+        .collect()
 }
 
 /// One product's views on one day (UTC), as stored in `product_views`.
@@ -136,15 +171,24 @@ impl Analytics {
         Ok(())
     }
 
-    /// Publishes what was counted since the last flush: one `product.viewed` per product, all in
-    /// one transaction. Returns how many events; on failure the counts wait for the next flush.
+    /// Publishes what was counted since the last flush: one `product.viewed` per product and
+    /// day, all in one transaction. Returns how many events; on failure the counts wait for the
+    /// next flush — unless the commit's outcome is unknown (it may have gone through: counting
+    /// again could count twice; views are analytics, so a rare loss is the better mistake).
     pub async fn flush(&self) -> Result<usize, StoreError> {
         let (since, until, counts) = self.counter.take();
         if counts.is_empty() {
             return Ok(0);
         }
-        match retry_transient!(self.publish(since, until, &counts).await) {
-            Ok(()) => Ok(counts.len()),
+        // Made once: a transaction run again writes the same event ids, so a commit that went
+        // through before is refused by the outbox's key, never published twice.
+        let events = events(since, until, &counts);
+        match retry_transient!(self.publish(&events).await) {
+            Ok(()) => Ok(events.len()),
+            Err(StoreError::Mongo(e)) if is_duplicate_key(&e) => Ok(events.len()),
+            Err(StoreError::Mongo(e)) if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) => {
+                Err(StoreError::Mongo(e))
+            }
             Err(e) => {
                 self.counter.put_back(since, counts);
                 Err(e)
@@ -152,27 +196,11 @@ impl Analytics {
         }
     }
 
-    async fn publish(
-        &self,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-        counts: &BTreeMap<Uuid, u64>,
-    ) -> Result<(), StoreError> {
+    async fn publish(&self, events: &[Envelope<ProductViewed>]) -> Result<(), StoreError> {
         let mut session = self.mongo.begin().await?;
-        for (&product_id, &count) in counts {
-            let event = Envelope::new(
-                SOURCE,
-                product_id.to_string(),
-                0,
-                ProductViewed {
-                    product_id,
-                    count,
-                    from: since,
-                    until,
-                },
-            );
+        for event in events {
             self.outbox
-                .append(&mut session, event)
+                .append(&mut session, event.clone())
                 .await
                 .map_err(|e| match e {
                     AppendError::Mongo(e) => StoreError::Mongo(e),
@@ -234,34 +262,62 @@ impl Analytics {
     }
 
     /// The views of the `days` days up to and including `today`, and the `top` most viewed
-    /// products in them.
+    /// products in them: summed by the database (a dashboard's 90 days of a large catalog are
+    /// many documents), the days filled in here.
     pub async fn stats(
         &self,
         today: NaiveDate,
         days: u32,
         top: usize,
     ) -> Result<ViewStats, StoreError> {
-        let first = today - chrono::Days::new(u64::from(days.max(1) - 1));
+        let first = storefront_kit::validate::first_day(today, days);
+        let window = doc! { "$match": { "day": {
+            "$gte": first.format("%Y-%m-%d").to_string(),
+            "$lte": today.format("%Y-%m-%d").to_string(),
+        } } };
+        let mut by_day: BTreeMap<NaiveDate, i64> = BTreeMap::new();
         let mut cursor = self
             .daily
-            .find(doc! { "day": { "$gte": first.format("%Y-%m-%d").to_string() } })
+            .aggregate([
+                window.clone(),
+                doc! { "$group": { "_id": "$day", "views": { "$sum": "$views" } } },
+            ])
             .await?;
-        let mut by_day: BTreeMap<NaiveDate, i64> = BTreeMap::new();
-        let mut by_product: HashMap<Uuid, i64> = HashMap::new();
-        while let Some(entry) = cursor.try_next().await? {
-            let (Ok(day), Ok(product)) = (
-                NaiveDate::parse_from_str(&entry.day, "%Y-%m-%d"),
-                entry.product_id.parse::<Uuid>(),
-            ) else {
-                continue;
-            };
-            if day > today {
-                continue;
+        while let Some(sum) = cursor.try_next().await? {
+            if let Some(day) = sum
+                .get_str("_id")
+                .ok()
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            {
+                by_day.insert(day, number(&sum, "views"));
             }
-            *by_day.entry(day).or_default() += entry.views;
-            *by_product.entry(product).or_default() += entry.views;
+        }
+        let mut by_product: HashMap<Uuid, i64> = HashMap::new();
+        let mut cursor = self
+            .daily
+            .aggregate([
+                window,
+                doc! { "$group": { "_id": "$product_id", "views": { "$sum": "$views" } } },
+                doc! { "$sort": { "views": -1, "_id": 1 } },
+                doc! { "$limit": i64::try_from(top).unwrap_or(i64::MAX) },
+            ])
+            .await?;
+        while let Some(sum) = cursor.try_next().await? {
+            if let Some(product) = sum.get_str("_id").ok().and_then(|id| id.parse().ok()) {
+                by_product.insert(product, number(&sum, "views"));
+            }
         }
         Ok(summarise(first, today, &by_day, by_product, top))
+    }
+}
+
+/// A summed field, whichever integer or float type the server chose for it.
+fn number(document: &Document, field: &str) -> i64 {
+    match document.get(field) {
+        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+        Some(mongodb::bson::Bson::Int64(n)) => *n,
+        Some(mongodb::bson::Bson::Double(n)) => *n as i64,
+        _ => 0,
     }
 }
 
@@ -323,25 +379,72 @@ mod tests {
     fn a_counter_hands_over_its_batch_once_and_takes_back_what_failed() {
         let counter = ViewCounter::default();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let today = Utc::now().date_naive();
         counter.saw(a);
         counter.saw(a);
         counter.saw(b);
         let (since, until, counts) = counter.take();
         assert!(since <= until);
-        assert_eq!(counts.get(&a), Some(&2));
-        assert_eq!(counts.get(&b), Some(&1));
+        assert_eq!(counts.get(&(a, today)), Some(&2));
+        assert_eq!(counts.get(&(b, today)), Some(&1));
         assert!(counter.take().2.is_empty(), "taken once");
         counter.saw(a);
         counter.put_back(since, counts);
         let (again_since, _, counts) = counter.take();
         assert_eq!(
-            counts.get(&a),
+            counts.get(&(a, today)),
             Some(&3),
             "the failed batch joins the next one"
         );
         assert_eq!(
             again_since, since,
             "and its window starts where the failed one did"
+        );
+    }
+
+    #[test]
+    fn a_batch_across_midnight_dates_each_view_by_its_day() {
+        let counter = ViewCounter::default();
+        let product = Uuid::new_v4();
+        counter.saw_on(product, day("2026-11-30"));
+        counter.saw_on(product, day("2026-11-30"));
+        counter.saw_on(product, day("2026-12-01"));
+        let (_, _, counts) = counter.take();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let batch = events(
+            at("2026-11-30T23:59:50Z"),
+            at("2026-12-01T00:00:05Z"),
+            &counts,
+        );
+        let windows: Vec<(u64, String, String)> = batch
+            .iter()
+            .map(|e| {
+                (
+                    e.data.count,
+                    e.data.from.to_rfc3339(),
+                    e.data.until.to_rfc3339(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            windows,
+            [
+                (
+                    2,
+                    "2026-11-30T23:59:50+00:00".into(),
+                    "2026-12-01T00:00:00+00:00".into()
+                ),
+                (
+                    1,
+                    "2026-12-01T00:00:00+00:00".into(),
+                    "2026-12-01T00:00:05+00:00".into()
+                ),
+            ]
+        );
+        assert!(
+            batch
+                .iter()
+                .all(|e| e.key == product.to_string() && e.version == 0)
         );
     }
 

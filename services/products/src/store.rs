@@ -269,6 +269,17 @@ fn now() -> bson::DateTime {
     bson::DateTime::now()
 }
 
+/// What a product write sets: every field but the id and the view count, which the analytics
+/// consumer increments outside the version. Setting the count this write read would depend on
+/// the database noticing the increment in between as a write conflict; not setting it cannot
+/// put an older count back.
+fn written_fields(product: &ProductDoc) -> Result<Document, StoreError> {
+    let mut fields = bson::to_document(product)?;
+    fields.remove("_id");
+    fields.remove("views");
+    Ok(fields)
+}
+
 impl ListQuery {
     fn filter(&self) -> Document {
         let mut filter = doc! { "deleted": false };
@@ -525,16 +536,11 @@ impl Store {
         if matches!(change, Change::Deleted) {
             product.deleted = true;
         }
-        // Every field but the view count, which the analytics consumer increments outside the
-        // version: a replace would put back the count this write read.
-        let mut fields = bson::to_document(&product)?;
-        fields.remove("_id");
-        fields.remove("views");
         let written = self
             .products
             .update_one(
                 doc! { "_id": &current.id, "version": current.version },
-                doc! { "$set": fields },
+                doc! { "$set": written_fields(&product)? },
             )
             .session(&mut session)
             .await?;
@@ -978,5 +984,54 @@ impl Store {
             .find_one(doc! { "_id": order_id.to_string() })
             .await?
             .map(|r| r.state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_product_write_sets_every_field_but_the_id_and_the_view_count() {
+        let now = bson::DateTime::now();
+        let product = ProductDoc {
+            id: Uuid::now_v7().to_string(),
+            title: "Mug".into(),
+            description: String::new(),
+            category: "kitchen".into(),
+            price: Money {
+                amount: 900,
+                currency: "USD".into(),
+            },
+            images: Vec::new(),
+            stock: Stock {
+                available: 1,
+                reserved: 0,
+                sold: 0,
+            },
+            deleted: false,
+            version: 2,
+            created_at: now,
+            updated_at: now,
+            views: 41,
+        };
+        let fields = written_fields(&product).unwrap();
+        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "category",
+                "created_at",
+                "deleted",
+                "description",
+                "images",
+                "price",
+                "stock",
+                "title",
+                "updated_at",
+                "version"
+            ]
+        );
     }
 }

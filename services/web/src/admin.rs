@@ -287,7 +287,7 @@ pub async fn edit_product(
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let token = admin_token(&visitor, &format!("/admin/products/{}", encode(&id)))?;
-    let product = state.api.product_for_admin(token, &id).await?;
+    let product = state.api.product(Some(token), &id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let mut page = ProductFormPage::edit(&state, layout, token, product).await;
     page.saved = saved_message(query.saved.as_deref());
@@ -307,7 +307,7 @@ pub async fn update_product(
         Ok(body) => match state.api.update_product(token, &id, version, &body).await {
             Ok(product) => return Ok(saved(&product.id, "details")),
             Err(ApiError::Problem(p)) if p.status == 412 => {
-                conflict = Some(state.api.product_for_admin(token, &id).await?);
+                conflict = Some(state.api.product(Some(token), &id).await?);
                 FormErrors::of(p)
             }
             Err(ApiError::Problem(p)) if p.status == 404 => return Err(PageError::NotFound),
@@ -316,7 +316,7 @@ pub async fn update_product(
         },
         Err(errors) => errors,
     };
-    let product = state.api.product_for_admin(token, &id).await?;
+    let product = state.api.product(Some(token), &id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let status = if conflict.is_some() {
         StatusCode::CONFLICT
@@ -361,7 +361,7 @@ pub async fn adjust_stock(
             errors
         }
     };
-    let product = state.api.product_for_admin(token, &id).await?;
+    let product = state.api.product(Some(token), &id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let mut page = ProductFormPage::edit(&state, layout, token, product).await;
     page.stock_errors = stock_errors;
@@ -408,7 +408,7 @@ pub async fn upload_image(
             errors
         }
     };
-    let product = state.api.product_for_admin(token, &id).await?;
+    let product = state.api.product(Some(token), &id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let mut page = ProductFormPage::edit(&state, layout, token, product).await;
     page.image_errors = image_errors;
@@ -436,7 +436,7 @@ pub async fn change_image(
         }
         Err(e) => return Err(e.into()),
     };
-    let product = state.api.product_for_admin(token, &id).await?;
+    let product = state.api.product(Some(token), &id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let mut page = ProductFormPage::edit(&state, layout, token, product).await;
     page.image_errors = image_errors;
@@ -468,7 +468,7 @@ pub async fn delete_product(
         }
         Err(e) => return Err(e.into()),
     };
-    let product = state.api.product_for_admin(token, &id).await?;
+    let product = state.api.product(Some(token), &id).await?;
     let layout = Layout::of(&state, &visitor, format!("Admin · {}", product.title)).await;
     let mut page = ProductFormPage::edit(&state, layout, token, product).await;
     if stale {

@@ -867,22 +867,13 @@ impl Api {
             .collect()
     }
 
-    /// A product as a shopper sees it: products counts the read as a view.
-    pub async fn product(&self, id: &str) -> ApiResult<Product> {
+    /// A product, read with the visitor's token when there is one: products counts the read as a
+    /// view unless the token is an admin's.
+    pub async fn product(&self, token: Option<&str>, id: &str) -> ApiResult<Product> {
         self.json(self.request(
             Method::GET,
             format!("{}/api/products/{}", self.urls.products, encode(id)),
-            None,
-        ))
-        .await
-    }
-
-    /// A product read by an admin (with their token, so it is not counted as a view).
-    pub async fn product_for_admin(&self, token: &str, id: &str) -> ApiResult<Product> {
-        self.json(self.request(
-            Method::GET,
-            format!("{}/api/products/{}", self.urls.products, encode(id)),
-            Some(token),
+            token,
         ))
         .await
     }

@@ -140,6 +140,7 @@ pub async fn show(
             })
             .collect();
         let currency = revenue_currency.clone();
+        // With nothing paid there is no currency to draw in: the page says so instead.
         revenue_chart = bar_chart(
             &format!("Revenue per day, {currency}"),
             &[("revenue", &revenue)],

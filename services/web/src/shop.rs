@@ -214,7 +214,7 @@ pub async fn product(
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
 ) -> PageResult {
-    let product = state.api.product(&id).await?;
+    let product = state.api.product(visitor.token.as_deref(), &id).await?;
     let layout = Layout::of(&state, &visitor, product.title.clone()).await;
     Ok(render(&ProductPage {
         layout,
@@ -475,7 +475,10 @@ pub async fn add_to_cart(
     match added {
         Ok(_) => Ok(Redirect::to("/cart").into_response()),
         Err(ApiError::Problem(problem)) if problem.status == 422 || problem.status == 409 => {
-            let product = state.api.product(&form.product_id).await?;
+            let product = state
+                .api
+                .product(visitor.token.as_deref(), &form.product_id)
+                .await?;
             let layout = Layout::of(&state, &visitor, product.title.clone()).await;
             let page = ProductPage {
                 layout,

@@ -105,6 +105,7 @@
       }
     };
     socket.onclose = function (event) {
+      delete document.documentElement.dataset.socket;
       if (event.code === 4001) { return; }  // signed out or expired: the next page load refreshes
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 30000);

@@ -108,7 +108,7 @@ async fn view(state: &AppState, cart: &CartDoc, token: &str) -> Result<CartView,
         items,
         subtotal,
         estimate,
-        count: cart.items.iter().map(|i| i.quantity).sum(),
+        count: cart.count(),
         version: cart.version,
         held: cart
             .checkouts

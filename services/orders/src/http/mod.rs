@@ -118,7 +118,7 @@ pub fn openapi() -> Value {
                      days, revenue per day and currency, and every product sold in them. An order \
                      counts on the day it was placed; its total is revenue once it is completed.",
                 )
-                .query::<stats::StatsQuery>()
+                .query::<storefront_kit::validate::DaysQuery>()
                 .ok::<crate::stats::Sales>(200, "The sales")
                 .problem(400, "A parameter other than `days` (`malformed-request`).")
                 .problem(422, "`days` is not a whole number from 1 to 90 (`validation`).");

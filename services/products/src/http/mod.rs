@@ -148,7 +148,7 @@ pub fn openapi() -> Value {
                      products publishes every `VIEWS_FLUSH_MS` (so the last few seconds are not \
                      in yet).",
                 )
-                .query::<stats::StatsQuery>()
+                .query::<storefront_kit::validate::DaysQuery>()
                 .ok::<stats::Stats>(200, "The views")
                 .problem(
                     400,

@@ -4,28 +4,14 @@
 use axum::extract::State;
 use chrono::{NaiveDate, Utc};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use storefront_kit::{
-    Error, Json,
-    auth::RequireAdmin,
-    error::Query,
-    validate::{self, Fields},
-};
+use serde::Serialize;
+use storefront_kit::{Error, Json, auth::RequireAdmin, error::Query, validate::DaysQuery};
 use uuid::Uuid;
 
 use crate::AppState;
 
 /// How many products the answer ranks.
 const TOP: usize = 10;
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "ProductStatsQuery")]
-pub struct StatsQuery {
-    /// The days covered, up to and including today (UTC): 1 to 90, default 30.
-    #[schemars(extend("type" = ["integer", "null"], "minimum" = 1, "maximum" = 90))]
-    days: Option<String>,
-}
 
 /// The catalog's views over the window.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -60,11 +46,9 @@ pub struct ProductViews {
 pub async fn show(
     State(state): State<AppState>,
     RequireAdmin(_): RequireAdmin,
-    Query(query): Query<StatsQuery>,
+    Query(query): Query<DaysQuery>,
 ) -> Result<Json<Stats>, Error> {
-    let mut fields = Fields::default();
-    let days = validate::days(query.days.as_deref(), &mut fields);
-    fields.finish()?;
+    let days = query.days()?;
     let today = Utc::now().date_naive();
     let stats = state.analytics.stats(today, days, TOP).await?;
     let ids: Vec<Uuid> = stats.top.iter().map(|(id, _)| *id).collect();

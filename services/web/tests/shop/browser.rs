@@ -921,16 +921,36 @@ async fn the_dashboard_shows_views_sales_and_conversion_and_popular_follows_the_
             "description": "A kettle everyone looks at.",
             "category": "kitchen",
             "price": { "amount": 4200, "currency": "USD" },
-            "stock": 20,
+            "stock": 0,
         }))
         .await;
     // Opened 60 times by a shopper (more than any other test opens one product); an admin's
-    // look is not a view.
+    // look, in the admin or in the shop, is not a view.
     let shopper = Visitor::new(&shop);
     for _ in 0..60 {
         shopper.get(&format!("/products/{product}")).await.ok();
     }
     admin.get(&format!("/admin/products/{product}")).await.ok();
+    admin.get(&format!("/products/{product}")).await.ok();
+    // Other tests view and buy "the newest product in stock" (helpers.rs, `a_product`): the
+    // kettle never is one. It was sold out until a newer product in stock exists.
+    admin
+        .create_product(&json!({
+            "title": unique("Decoy kettle"),
+            "description": "Newer than the watched one.",
+            "category": "kitchen",
+            "price": { "amount": 4100, "currency": "USD" },
+            "stock": 1000,
+        }))
+        .await;
+    let restocked = reqwest::Client::new()
+        .post(format!("{}/api/products/{product}/stock", shop.url))
+        .bearer_auth(admin.access_token().unwrap())
+        .json(&json!({ "set": 20, "reason": "restocked for the dashboard test" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(restocked.status().is_success(), "{}", restocked.status());
     // Bought and paid by a customer: 6 of them.
     let customer = Visitor::new(&shop);
     customer.sign_up().await;
