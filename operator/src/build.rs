@@ -78,7 +78,8 @@ fn metadata(shop: &Shop, name: String, component: &str) -> ObjectMeta {
     }
 }
 
-/// The configuration every service shares (the kit's variables, ARCHITECTURE §9's contract).
+/// The configuration every service shares (the kit's variables, docs/architecture.md §9's
+/// contract).
 pub fn config_map(shop: &Shop) -> ConfigMap {
     let storage = &shop.object_storage;
     let mut data: BTreeMap<String, String> = [

@@ -32,7 +32,7 @@ pub struct StorefrontSpec {
     /// Where the service images come from.
     #[serde(default)]
     pub image: ImageSpec,
-    /// The shop's host name; the Ingress routes it (ARCHITECTURE §3).
+    /// The shop's host name; the Ingress routes it.
     #[schemars(length(min = 1, max = 253))]
     pub host: String,
     /// A `kubernetes.io/tls` Secret for `host`; plain HTTP without one.

@@ -1,4 +1,4 @@
-//! The Storefront operator: a `Storefront` resource in, a whole shop out (ARCHITECTURE §8).
+//! The Storefront operator: a `Storefront` resource in, a whole shop out (docs/architecture.md §8).
 //!
 //! - [`crd`]: the types the CRD is generated from;
 //! - [`shop`]: validation into the form the builders use;

@@ -1,7 +1,7 @@
-//! The services a shop is made of (ARCHITECTURE §3), and the validated form of a `Storefront`
-//! that the builders work from. Builders never see the raw resource: everything the schema cannot
-//! check is checked here once, with a message that says which field is wrong and why (Stackable's
-//! dereference → validate → build).
+//! The services a shop is made of (docs/architecture.md §3), and the validated form of a
+//! `Storefront` that the builders work from. Builders never see the raw resource: everything the
+//! schema cannot check is checked here once, with a message that says which field is wrong and why
+//! (Stackable's dereference → validate → build).
 
 use k8s_openapi::{
     api::core::v1::ResourceRequirements,
@@ -31,7 +31,7 @@ pub struct Needs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Service {
     pub name: &'static str,
-    /// Ingress path prefixes (ARCHITECTURE §3); the longest prefix wins, `/` is web.
+    /// Ingress path prefixes (docs/architecture.md §3); the longest prefix wins, `/` is web.
     pub routes: &'static [&'static str],
     pub needs: Needs,
     /// Services it calls over HTTP (besides auth's JWKS, which every verifier fetches).
@@ -370,8 +370,8 @@ impl Shop {
         format!("{}_{hash}", &full[..50])
     }
 
-    /// Kafka topics are `{prefix}.{aggregate}` (ARCHITECTURE §5). The prefix is
-    /// `{namespace}.{name}`: ARCHITECTURE's "the Storefront's name" lets two shops of the same
+    /// Kafka topics are `{prefix}.{aggregate}` (docs/architecture.md §5). The prefix is
+    /// `{namespace}.{name}`: "the Storefront's name" there lets two shops of the same
     /// name in two namespaces share one broker's topics, and Storefront names are unique only
     /// within a namespace.
     pub fn topic_prefix(&self) -> String {

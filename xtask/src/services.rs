@@ -1,7 +1,7 @@
-//! The services of ARCHITECTURE §3, their local ports and routes, the environment each is started
-//! with, and the nginx gateway that mirrors the Ingress on one port. A service joins the stack as
-//! soon as its crate exists (`services/{name}/Cargo.toml`); routes of services not built yet answer
-//! 503 problem+json from the gateway, so the route table is complete from day one.
+//! The services of docs/architecture.md §3, their local ports and routes, the environment each is
+//! started with, and the nginx gateway that mirrors the Ingress on one port. A service joins the
+//! stack as soon as its crate exists (`services/{name}/Cargo.toml`); routes of services not built
+//! yet answer 503 problem+json from the gateway, so the route table is complete from day one.
 
 use std::{
     path::{Path, PathBuf},

@@ -1,6 +1,6 @@
 //! The cart service: one cart per signed-in customer, shown from cart's own product replica, and
-//! checked out into an order by calling orders with the customer's own token (ARCHITECTURE §6 step
-//! 1). Checked-out lines are held out of the cart until their order ends: bought on
+//! checked out into an order by calling orders with the customer's own token (docs/architecture.md
+//! §6). Checked-out lines are held out of the cart until their order ends: bought on
 //! `order.completed`, back in the cart on `order.cancelled`. See `docs/api/cart.md`.
 
 pub mod config;

@@ -99,7 +99,7 @@ pub trait Event: Serialize + DeserializeOwned + JsonSchema {
     const TOPIC: Topic;
 }
 
-/// The one envelope every event travels in (ARCHITECTURE §5).
+/// The one envelope every event travels in (docs/architecture.md §5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope<D = serde_json::Value> {

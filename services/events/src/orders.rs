@@ -1,8 +1,8 @@
 //! Events of the `orders` aggregate, published by the orders service on `{prefix}.orders`.
 //!
-//! State by state (ARCHITECTURE §6): `order.created` (pending), `order.awaiting_payment` (stock
-//! held), `order.completed` (paid), `order.cancelled` (from either of the first two). orders owns
-//! the order's fate, so money that arrives for an order that ended unpaid becomes
+//! State by state (docs/architecture.md §6): `order.created` (pending), `order.awaiting_payment`
+//! (stock held), `order.completed` (paid), `order.cancelled` (from either of the first two). orders
+//! owns the order's fate, so money that arrives for an order that ended unpaid becomes
 //! `order.refund_due` (payments refunds it) and then `order.refunded`. Each event carries the
 //! order's version (docs/saga.md).
 

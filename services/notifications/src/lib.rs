@@ -1,6 +1,6 @@
 //! The notifications service: turns order, payment and product events into each user's
-//! notifications (ARCHITECTURE §7), keeps them in its database, and pushes them over WebSocket to
-//! the user's open sockets, whichever replica holds them (Redis pub/sub). See
+//! notifications (docs/architecture.md §7), keeps them in its database, and pushes them over
+//! WebSocket to the user's open sockets, whichever replica holds them (Redis pub/sub). See
 //! `docs/api/notifications.md`.
 
 pub mod config;

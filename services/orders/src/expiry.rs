@@ -1,4 +1,4 @@
-//! Cancels orders left unpaid past their `expires_at` (ARCHITECTURE §6 step 6).
+//! Cancels orders left unpaid past their `expires_at` (docs/saga.md, "States").
 //!
 //! Due times are stored on the orders, so a restart loses nothing: the next poll finds what fell
 //! due meanwhile. Every replica polls; the version-guarded transition lets exactly one of them

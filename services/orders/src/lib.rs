@@ -1,7 +1,7 @@
-//! The orders service: orders and their state machine (ARCHITECTURE §6), priced from orders' own
-//! product replica, moved by inventory's and payments' events, and expired by a task that
-//! survives restarts. It is the one owner of an order's fate: payments holds an order here before
-//! it charges, and money that arrives for an order that ended unpaid becomes a refund due
+//! The orders service: orders and their state machine (docs/architecture.md §6), priced from
+//! orders' own product replica, moved by inventory's and payments' events, and expired by a task
+//! that survives restarts. It is the one owner of an order's fate: payments holds an order here
+//! before it charges, and money that arrives for an order that ended unpaid becomes a refund due
 //! (docs/saga.md). See `docs/services/orders.md` and `docs/api/orders.md`.
 
 pub mod changes;

@@ -1,4 +1,4 @@
-//! The payments service: pays an order through Stripe exactly once (ARCHITECTURE §6 step 4),
+//! The payments service: pays an order through Stripe exactly once (docs/saga.md),
 //! once orders has held it for payment, and records each outcome once — from the confirmation or
 //! from Stripe's signed webhook, whichever comes first. Money is kept or given back as orders
 //! decides: a refund orders asks for is retried until Stripe confirms it (docs/saga.md). See

@@ -1,5 +1,5 @@
 //! The products service: the catalog, product images in object storage, and the stock the
-//! checkout saga reserves (ARCHITECTURE §3, §5, §6). See `docs/services/products.md`.
+//! checkout saga reserves (docs/architecture.md §3, §5, §6). See `docs/services/products.md`.
 //!
 //! Reads are public and served through a short read cache; writes are for admins and guarded by
 //! the product's version (`ETag` / `If-Match`). Every change is published through the outbox:

@@ -1,4 +1,4 @@
-//! The checkout saga end to end (ARCHITECTURE §6, docs/saga.md): products, cart, orders and
+//! The checkout saga end to end (docs/architecture.md §6, docs/saga.md): products, cart, orders and
 //! payments over HTTP and Kafka against the real backends and the Stripe stand-in.
 
 use std::collections::HashMap;

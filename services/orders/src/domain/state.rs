@@ -1,10 +1,10 @@
-//! ARCHITECTURE §6: `pending → awaiting_payment → completed`, and `cancelled` from either of the
-//! first two. Every transition is a method that returns the next state or why it cannot happen;
-//! nothing else changes a state.
+//! docs/architecture.md §6: `pending → awaiting_payment → completed`, and `cancelled` from either
+//! of the first two. Every transition is a method that returns the next state or why it cannot
+//! happen; nothing else changes a state.
 
 use serde::{Deserialize, Serialize};
 
-/// Where an order is in its life (ARCHITECTURE §6).
+/// Where an order is in its life (docs/architecture.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
