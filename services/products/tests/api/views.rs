@@ -116,7 +116,7 @@ async fn customers_reads_are_counted_admins_are_not_and_popular_follows_them() {
     assert_eq!(titles, ["Lamp", "Kettle"]);
 
     // An admin's edit (a write of every field at a new version) keeps the counts: it sets no
-    // count at all (the unit test in src/store.rs pins the fields it sets).
+    // count at all (the unit test in src/store/catalog.rs pins the fields it sets).
     let response = app
         .send(
             Method::PATCH,

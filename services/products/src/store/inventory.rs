@@ -1,0 +1,406 @@
+//! The stock's side of the database: the ledger of every movement, and the reservations the
+//! checkout saga asks for (docs/saga.md), one record per order.
+
+use super::*;
+
+impl Store {
+    /// Writes one stock movement to the ledger and publishes `stock.changed` for `product` (as it
+    /// is after the movement).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn record(
+        &self,
+        session: &mut ClientSession,
+        product: &ProductDoc,
+        movement: StockMovement,
+        delta: i64,
+        order_id: Option<Uuid>,
+        reason: Option<String>,
+        actor: Option<String>,
+    ) -> Result<(), StoreError> {
+        let entry = LedgerEntry::new(product, movement, delta, order_id, reason.clone(), actor);
+        self.ledger
+            .insert_one(&entry)
+            .session(&mut *session)
+            .await?;
+        let event = Envelope::new(
+            SOURCE,
+            &product.id,
+            product.version as u64,
+            StockChanged {
+                product_id: product.uuid(),
+                movement,
+                delta,
+                stock: product.stock,
+                order_id,
+                reason,
+            },
+        );
+        self.emit(session, event).await
+    }
+
+    /// The newest ledger entries of a product, newest first.
+    pub async fn ledger(&self, id: Uuid, limit: i64) -> Result<Vec<LedgerEntry>, StoreError> {
+        Ok(self
+            .ledger
+            .find(doc! { "product_id": id.to_string() })
+            .sort(doc! { "_id": -1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Reserves every line of an order in its own transaction (what the `order.created` handler
+    /// does inside the consumer's). Runs again when a product changed under it.
+    pub async fn reserve(
+        &self,
+        order_id: Uuid,
+        lines: &[LineQuantity],
+    ) -> Result<Reservation, StoreError> {
+        retry_transient!(
+            async {
+                let mut session = self.mongo.begin().await?;
+                let outcome = self.reserve_in(&mut session, order_id, lines).await?;
+                self.outbox.commit(session).await?;
+                Ok::<_, StoreError>(outcome)
+            }
+            .await
+        )
+    }
+}
+
+fn state_bson(state: ReservationState) -> Result<bson::Bson, StoreError> {
+    bson::to_bson(&state).map_err(|e| StoreError::Outbox(e.to_string()))
+}
+
+impl Store {
+    async fn reservation(
+        &self,
+        session: &mut ClientSession,
+        order_id: Uuid,
+    ) -> Result<Option<ReservationDoc>, StoreError> {
+        Ok(self
+            .reservations
+            .find_one(doc! { "_id": order_id.to_string() })
+            .session(session)
+            .await?)
+    }
+
+    async fn set_reservation(
+        &self,
+        session: &mut ClientSession,
+        order_id: Uuid,
+        state: ReservationState,
+        lines: &[LineQuantity],
+    ) -> Result<(), StoreError> {
+        let record = ReservationDoc {
+            id: order_id.to_string(),
+            state,
+            lines: lines.to_vec(),
+            updated_at: now(),
+        };
+        self.reservations
+            .replace_one(doc! { "_id": &record.id }, &record)
+            .upsert(true)
+            .session(session)
+            .await?;
+        Ok(())
+    }
+
+    /// Saga step 2: hold every line or none. Lines must be merged (one per product, sorted); no
+    /// lines at all is a rejection.
+    pub async fn reserve_in(
+        &self,
+        session: &mut ClientSession,
+        order_id: Uuid,
+        lines: &[LineQuantity],
+    ) -> Result<Reservation, StoreError> {
+        // The reservation is written first, as held, in one command that also says whether there
+        // was one: nothing (the usual case) or an order that was paid first.
+        let mut fresh = bson::to_raw_document_buf(&ReservationDoc {
+            id: order_id.to_string(),
+            state: ReservationState::Reserved,
+            lines: lines.to_vec(),
+            updated_at: now(),
+        })
+        .map_err(|e| StoreError::Outbox(e.to_string()))?
+        .to_document()
+        .map_err(|e| StoreError::Outbox(e.to_string()))?;
+        // As the driver would store it (ids as binary), less the id the filter gives.
+        fresh.remove("_id");
+        let before = self
+            .reservations
+            .find_one_and_update(
+                doc! { "_id": order_id.to_string() },
+                doc! { "$setOnInsert": fresh },
+            )
+            .upsert(true)
+            .session(&mut *session)
+            .await?;
+        let sell_at_once = match before {
+            None => false,
+            Some(r) if r.state == ReservationState::PaidFirst => true,
+            Some(_) => return Ok(Reservation::Unchanged),
+        };
+        let ids: Vec<String> = lines.iter().map(|l| l.product_id.to_string()).collect();
+        let found: Vec<ProductDoc> = self
+            .products
+            .find(doc! { "_id": { "$in": &ids } })
+            .session(&mut *session)
+            .await?
+            .stream(session)
+            .try_collect()
+            .await?;
+        let mut short = Vec::new();
+        let mut held = Vec::new();
+        for line in lines {
+            match found.iter().find(|p| p.uuid() == line.product_id) {
+                Some(p) if !p.deleted && p.stock.available >= line.quantity => {
+                    held.push((p.clone(), line.quantity))
+                }
+                Some(p) => short.push(ShortLine {
+                    product_id: line.product_id,
+                    requested: line.quantity,
+                    available: if p.deleted { 0 } else { p.stock.available },
+                }),
+                None => short.push(ShortLine {
+                    product_id: line.product_id,
+                    requested: line.quantity,
+                    available: 0,
+                }),
+            }
+        }
+        if lines.is_empty() || !short.is_empty() {
+            if sell_at_once {
+                tracing::error!(%order_id, ?short, "an order paid before it was reserved cannot be supplied; it needs a refund");
+            }
+            self.set_reservation(session, order_id, ReservationState::Rejected, lines)
+                .await?;
+            let reason = if lines.is_empty() {
+                "the order has no valid lines".to_owned()
+            } else if short.len() == 1 {
+                "not enough stock for 1 item".to_owned()
+            } else {
+                format!("not enough stock for {} items", short.len())
+            };
+            let event = Envelope::new(
+                SOURCE,
+                order_id.to_string(),
+                1,
+                InventoryRejected {
+                    order_id,
+                    reason,
+                    short: short.clone(),
+                },
+            );
+            self.emit(session, event).await?;
+            return Ok(Reservation::Rejected(short));
+        }
+        let (movement, state) = if sell_at_once {
+            (StockMovement::Sold, ReservationState::Sold)
+        } else {
+            (StockMovement::Reserved, ReservationState::Reserved)
+        };
+        for (mut product, quantity) in held {
+            let before = product.version;
+            product.stock.available -= quantity;
+            if sell_at_once {
+                product.stock.sold += quantity;
+            } else {
+                product.stock.reserved += quantity;
+            }
+            product.version += 1;
+            product.updated_at = now();
+            self.write_stock(session, &product, before).await?;
+            self.record(
+                session,
+                &product,
+                movement,
+                -quantity,
+                Some(order_id),
+                None,
+                None,
+            )
+            .await?;
+        }
+        if sell_at_once {
+            self.set_reservation(session, order_id, state, lines)
+                .await?;
+        }
+        let event = Envelope::new(
+            SOURCE,
+            order_id.to_string(),
+            1,
+            InventoryReserved {
+                order_id,
+                lines: lines.to_vec(),
+            },
+        );
+        self.emit(session, event).await?;
+        Ok(Reservation::Reserved)
+    }
+
+    /// Writes `product`'s stock and version if it is still at version `before`.
+    async fn write_stock(
+        &self,
+        session: &mut ClientSession,
+        product: &ProductDoc,
+        before: i64,
+    ) -> Result<(), StoreError> {
+        let written = self
+            .products
+            .update_one(
+                doc! { "_id": &product.id, "version": before },
+                doc! { "$set": {
+                    "stock": bson::to_bson(&product.stock).map_err(|e| StoreError::Outbox(e.to_string()))?,
+                    "version": product.version,
+                    "updated_at": product.updated_at,
+                } },
+            )
+            .session(session)
+            .await?;
+        if written.matched_count == 0 {
+            return Err(StoreError::Raced);
+        }
+        Ok(())
+    }
+
+    /// Moves every line of a held order: `release` back to available, or (not `release`) to sold.
+    async fn settle(
+        &self,
+        session: &mut ClientSession,
+        order_id: Uuid,
+        lines: &[LineQuantity],
+        release: bool,
+    ) -> Result<(), StoreError> {
+        for line in lines {
+            let quantity = line.quantity;
+            let (inc, movement, delta) = if release {
+                (
+                    doc! { "stock.reserved": -quantity, "stock.available": quantity, "version": 1_i64 },
+                    StockMovement::Released,
+                    quantity,
+                )
+            } else {
+                (
+                    doc! { "stock.reserved": -quantity, "stock.sold": quantity, "version": 1_i64 },
+                    StockMovement::Sold,
+                    0,
+                )
+            };
+            // One command: the increments, and the product as they left it for the ledger and
+            // `stock.changed` (the transaction makes a concurrent writer conflict, not interleave).
+            let product = self
+                .products
+                .find_one_and_update(
+                    doc! { "_id": line.product_id.to_string() },
+                    doc! { "$inc": inc, "$set": { "updated_at": now() } },
+                )
+                .return_document(ReturnDocument::After)
+                .session(&mut *session)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            self.record(
+                session,
+                &product,
+                movement,
+                delta,
+                Some(order_id),
+                None,
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the order's reservation from `Reserved` to `to` in one command, answering its lines;
+    /// `None` when it is not reserved (then read it to see why).
+    async fn take_reserved(
+        &self,
+        session: &mut ClientSession,
+        order_id: Uuid,
+        to: ReservationState,
+    ) -> Result<Option<ReservationDoc>, StoreError> {
+        let reserved = state_bson(ReservationState::Reserved)?;
+        Ok(self
+            .reservations
+            .find_one_and_update(
+                doc! { "_id": order_id.to_string(), "state": reserved },
+                doc! { "$set": { "state": state_bson(to)?, "updated_at": now() } },
+            )
+            .session(session)
+            .await?)
+    }
+
+    /// Saga step 6: an order ended unpaid; its held stock is available again.
+    pub async fn release_in(
+        &self,
+        session: &mut ClientSession,
+        order_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        if let Some(r) = self
+            .take_reserved(session, order_id, ReservationState::Released)
+            .await?
+        {
+            self.settle(session, order_id, &r.lines, true).await?;
+            return Ok(true);
+        }
+        match self.reservation(session, order_id).await? {
+            Some(r) if r.state == ReservationState::PaidFirst => {
+                tracing::error!(%order_id, "an order was cancelled after it was completed; orders never does that");
+                Ok(false)
+            }
+            Some(_) => Ok(false),
+            None => {
+                self.set_reservation(session, order_id, ReservationState::CancelledFirst, &[])
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Saga step 5: an order was completed (paid, and orders kept the money); its held stock is
+    /// sold.
+    pub async fn sell_in(
+        &self,
+        session: &mut ClientSession,
+        order_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        if let Some(r) = self
+            .take_reserved(session, order_id, ReservationState::Sold)
+            .await?
+        {
+            self.settle(session, order_id, &r.lines, false).await?;
+            return Ok(true);
+        }
+        match self.reservation(session, order_id).await? {
+            Some(r)
+                if matches!(
+                    r.state,
+                    ReservationState::Released | ReservationState::Rejected
+                ) =>
+            {
+                tracing::error!(%order_id, state = ?r.state, "an order completed whose stock is not held; orders never does that");
+                Ok(false)
+            }
+            Some(_) => Ok(false),
+            None => {
+                self.set_reservation(session, order_id, ReservationState::PaidFirst, &[])
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    pub async fn reservation_state(
+        &self,
+        order_id: Uuid,
+    ) -> Result<Option<ReservationState>, StoreError> {
+        Ok(self
+            .reservations
+            .find_one(doc! { "_id": order_id.to_string() })
+            .await?
+            .map(|r| r.state))
+    }
+}
