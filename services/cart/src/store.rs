@@ -15,7 +15,7 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 use storefront_kit::{
-    fanout::{self, CartCount},
+    fanout::CartCount,
     replica::{ProductReplica, Products},
 };
 use uuid::Uuid;
@@ -159,7 +159,8 @@ pub enum OrderEnd {
 pub struct Store {
     carts: Collection<CartDoc>,
     pub products: Products,
-    /// Where a write that changes the items says the new count (`storefront_kit::fanout`).
+    /// Where a write that changes the items says the new count (`storefront_kit::fanout`), and
+    /// the shop's prefix.
     news: Option<(redis::aio::ConnectionManager, String)>,
 }
 
@@ -174,24 +175,22 @@ impl Store {
 
     /// Announces every cart's new item count on the shop's `{prefix}:carts` channel.
     pub fn with_news(mut self, redis: redis::aio::ConnectionManager, prefix: &str) -> Self {
-        self.news = Some((redis, CartCount::channel(prefix)));
+        self.news = Some((redis, prefix.to_owned()));
         self
     }
 
     /// Tells the customer's open pages how many items their cart holds now (not awaited); only
     /// after a write that changed the items (a hold learning its order changes no count).
     fn announce(&self, cart: &CartDoc) {
-        let (Some((redis, channel)), Ok(user)) = (&self.news, cart.id.parse()) else {
+        let (Some((redis, prefix)), Ok(user)) = (&self.news, cart.id.parse()) else {
             return;
         };
-        let news = CartCount {
+        CartCount {
             user,
             count: cart.count(),
             version: cart.version,
-        };
-        if let Ok(payload) = serde_json::to_string(&news) {
-            fanout::publish(redis, channel, payload);
         }
+        .announce(redis, prefix);
     }
 
     pub async fn cart(&self, user: Uuid) -> Result<CartDoc, mongodb::error::Error> {

@@ -27,7 +27,51 @@ impl CartCount {
     pub fn channel(prefix: &str) -> String {
         format!("{prefix}:carts")
     }
+
+    /// Where the latest count of a user's cart is kept, for a socket that opens after it was
+    /// published (a page loaded while the count changed).
+    pub fn key(prefix: &str, user: Uuid) -> String {
+        format!("{prefix}:carts:{user}")
+    }
+
+    /// The latest count kept for `user`, if any (a Redis that does not answer is none: the page
+    /// keeps what it rendered).
+    pub async fn latest(redis: &ConnectionManager, prefix: &str, user: Uuid) -> Option<CartCount> {
+        let mut redis = redis.clone();
+        let kept: Option<String> =
+            tokio::time::timeout(PUBLISH_TIMEOUT, redis.get(Self::key(prefix, user)))
+                .await
+                .ok()?
+                .ok()?;
+        serde_json::from_str(&kept?).ok()
+    }
+
+    /// Keeps this count as the user's latest (for [`CartCount::latest`]) and publishes it,
+    /// without holding up the caller (see [`publish`]).
+    pub fn announce(&self, redis: &ConnectionManager, prefix: &str) {
+        let Ok(payload) = serde_json::to_string(self) else {
+            return;
+        };
+        let mut kept = redis.clone();
+        let key = Self::key(prefix, self.user);
+        let value = payload.clone();
+        tokio::spawn(async move {
+            // A day is longer than any page stays open unchanged; the key goes by itself.
+            let set = tokio::time::timeout(
+                PUBLISH_TIMEOUT,
+                kept.set_ex::<_, _, ()>(&key, &value, KEEP_SECS),
+            )
+            .await;
+            if !matches!(set, Ok(Ok(()))) {
+                tracing::warn!(%key, "cannot keep a cart's count");
+            }
+        });
+        publish(redis, &Self::channel(prefix), payload);
+    }
 }
+
+/// How long a cart's latest count is kept.
+const KEEP_SECS: u64 = 24 * 60 * 60;
 
 /// How long one piece of news may take to publish before it is dropped.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);

@@ -149,6 +149,7 @@ pub struct Hub {
     watchers: Mutex<Watchers>,
     stock_channel: String,
     cart_channel: String,
+    prefix: String,
     max_watchers: usize,
 }
 
@@ -218,12 +219,22 @@ impl Hub {
             watchers: Mutex::default(),
             stock_channel: format!("{topic_prefix}:stock"),
             cart_channel: storefront_kit::fanout::CartCount::channel(topic_prefix),
+            prefix: topic_prefix.to_owned(),
             max_watchers,
         })
     }
 
     fn watchers(&self) -> std::sync::MutexGuard<'_, Watchers> {
         self.watchers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The user's cart count as cart last announced it, as a frame: sent after a socket's hello,
+    /// so a page that opened its socket just after a change (the order it cancelled put its lines
+    /// back while it reloaded) still gets it.
+    pub async fn latest_cart(&self, user: Uuid) -> Option<Frame> {
+        CartCount::latest(&self.redis, &self.prefix, user)
+            .await
+            .map(|cart| cart_frame(&cart))
     }
 
     /// Public product sockets open on this replica.

@@ -50,6 +50,8 @@ impl Viewed {
 struct DashboardPage {
     layout: Layout,
     days: u32,
+    /// Why the window is not the one asked for.
+    note: Option<String>,
     windows: [u32; 3],
     sales: Result<SalesStats, String>,
     views: Result<ViewStats, String>,
@@ -87,13 +89,20 @@ pub async fn show(
     Query(query): Query<DashboardQuery>,
 ) -> Result<Response, PageError> {
     let token = admin_token(&visitor, "/admin")?;
-    let days = query
-        .days
-        .trim()
-        .parse()
-        .ok()
-        .filter(|d| WINDOWS.contains(d))
-        .unwrap_or(30);
+    // Any window the services accept; another is said, and the default shown.
+    let raw = query.days.trim();
+    let asked = (!raw.is_empty()).then(|| {
+        raw.parse::<u32>()
+            .ok()
+            .filter(|d| (1..=storefront_kit::validate::MAX_DAYS).contains(d))
+    });
+    let days = asked.flatten().unwrap_or(30);
+    let note = matches!(asked, Some(None)).then(|| {
+        format!(
+            "Days are a whole number from 1 to {}: these are the last 30.",
+            storefront_kit::validate::MAX_DAYS
+        )
+    });
     let (sales, views) = tokio::join!(
         state.api.sales_stats(token, days),
         state.api.view_stats(token, days)
@@ -186,6 +195,7 @@ pub async fn show(
     Ok(render(&DashboardPage {
         layout,
         days,
+        note,
         windows: WINDOWS,
         sales,
         views,
@@ -199,10 +209,12 @@ pub async fn show(
 }
 
 const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 200.0;
-const LEFT: f64 = 56.0;
-const BOTTOM: f64 = 24.0;
-const TOP: f64 = 12.0;
+const HEIGHT: f64 = 220.0;
+const BOTTOM: f64 = 30.0;
+const TOP: f64 = 14.0;
+/// The labels' size in the chart's units (`.chart .tick` in app.css): large enough to read when
+/// a phone shrinks the chart to half its width.
+const FONT: f64 = 16.0;
 
 /// A bar chart of one or two series over the same days, as an accessible SVG: each bar has a
 /// `<title>` (the day and its value), the axis shows the largest value and the first and last day.
@@ -220,7 +232,9 @@ pub fn bar_chart(
         .max()
         .unwrap_or(0)
         .max(1);
-    let plot_width = WIDTH - LEFT - 4.0;
+    // Room on the left for the largest value's label ("228.90 USD"), whatever its length.
+    let left = (label(max).chars().count() as f64 * FONT * 0.6 + 10.0).max(FONT * 2.0);
+    let plot_width = WIDTH - left - 4.0;
     let plot_height = HEIGHT - TOP - BOTTOM;
     let slot = plot_width / days.max(1) as f64;
     let bar = (slot * 0.8 / series.len().max(1) as f64).max(1.0);
@@ -234,22 +248,22 @@ pub fn bar_chart(
     let base = TOP + plot_height;
     let _ = write!(
         svg,
-        r#"<line class="axis" x1="{LEFT}" y1="{base}" x2="{}" y2="{base}"/><line class="grid" x1="{LEFT}" y1="{TOP}" x2="{}" y2="{TOP}"/>"#,
+        r#"<line class="axis" x1="{left}" y1="{base}" x2="{}" y2="{base}"/><line class="grid" x1="{left}" y1="{TOP}" x2="{}" y2="{TOP}"/>"#,
         WIDTH - 4.0,
         WIDTH - 4.0
     );
     let _ = write!(
         svg,
         r#"<text class="tick" x="{}" y="{}" text-anchor="end">{}</text><text class="tick" x="{}" y="{base}" text-anchor="end">0</text>"#,
-        LEFT - 6.0,
-        TOP + 4.0,
+        left - 6.0,
+        TOP + FONT / 3.0,
         escape(&label(max)),
-        LEFT - 6.0,
+        left - 6.0,
     );
     for (n, (name, points)) in series.iter().enumerate() {
         for (i, (day, value)) in points.iter().enumerate() {
             let height = (*value).max(0) as f64 / max as f64 * plot_height;
-            let x = LEFT + i as f64 * slot + slot * 0.1 + n as f64 * bar;
+            let x = left + i as f64 * slot + slot * 0.1 + n as f64 * bar;
             let _ = write!(
                 svg,
                 r#"<rect class="bar s{n}" x="{x:.1}" y="{:.1}" width="{bar:.1}" height="{height:.1}"><title>{} {}: {}</title></rect>"#,
@@ -266,7 +280,7 @@ pub fn bar_chart(
     ) {
         let _ = write!(
             svg,
-            r#"<text class="tick" x="{LEFT}" y="{}">{}</text><text class="tick" x="{}" y="{}" text-anchor="end">{}</text>"#,
+            r#"<text class="tick" x="{left}" y="{}">{}</text><text class="tick" x="{}" y="{}" text-anchor="end">{}</text>"#,
             HEIGHT - 6.0,
             first.format("%b %-d"),
             WIDTH - 4.0,
@@ -314,6 +328,38 @@ mod tests {
         assert!(svg.contains(&format!("height=\"{plot:.1}\"")));
         assert!(svg.contains(&format!("height=\"{:.1}\"", plot / 2.0)));
         assert!(svg.contains(">Nov 1</text>") && svg.contains(">Nov 3</text>"));
+    }
+
+    /// A walk found "228.90 USD" cut to "8.90 USD": the axis left too little room for it.
+    #[test]
+    fn the_largest_value_has_room_for_its_label() {
+        let revenue = [(day(1), 22_890), (day(2), 0)];
+        let label = |v: i64| {
+            storefront_events::Money {
+                amount: v,
+                currency: "USD".into(),
+            }
+            .to_string()
+        };
+        let svg = bar_chart("Revenue", &[("revenue", &revenue)], &label);
+        let text = "228.90 USD";
+        // The label ends at x = left - 6, anchored at its end: its start must be inside the chart.
+        let at = svg.find(&format!(">{text}</text>")).unwrap();
+        let x: f64 = svg[..at]
+            .rsplit("x=\"")
+            .next()
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let width = text.chars().count() as f64 * FONT * 0.55;
+        assert!(
+            x - width >= 0.0,
+            "the label starts at {} in {svg}",
+            x - width
+        );
     }
 
     #[test]

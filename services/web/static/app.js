@@ -41,7 +41,7 @@
     var badge = document.getElementById('cart-count');
     if (badge) badge.textContent = String(count);
     var link = document.getElementById('cart-link');
-    if (link) link.setAttribute('aria-label', 'Cart, ' + count + ' items');
+    if (link) link.setAttribute('aria-label', 'Cart, ' + count + (count === 1 ? ' item' : ' items'));
   }
 
   function toast(text) {

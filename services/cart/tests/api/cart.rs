@@ -230,4 +230,14 @@ async fn each_change_of_the_items_announces_the_carts_count() {
     let back = heard(&mut news).await;
     assert_eq!(back.count, 2, "the cancelled order's lines are back");
     assert!(back.version > held.version);
+    // And kept, for a page that opens its socket after it was said.
+    let redis = redis::Client::open(shop.stack.redis_url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    eventually("the latest count is kept", || async {
+        storefront_kit::fanout::CartCount::latest(&redis, &shop.prefix, ada.id).await == Some(back)
+    })
+    .await;
 }

@@ -10,7 +10,8 @@
 //! - `{"type":"hello","unread":N,"latest_id":ID}` first;
 //! - `{"type":"notification","notification":{…}}` for each notification, first the ones after
 //!   `after` (oldest first, at most `WS_BACKLOG_MAX`), then live ones;
-//! - `{"type":"cart","count":N,"version":V}` when the user's cart changed (a line added in
+//! - `{"type":"cart","count":N,"version":V}` right after the hello (the count cart announced
+//!   last, when it did within a day) and whenever the user's cart changes (a line added in
 //!   another tab, an order's lines put back): the item count for the cart badge; keep the
 //!   highest `version`.
 //!
@@ -260,6 +261,11 @@ async fn session(
     };
     let hello = json!({ "type": "hello", "unread": unread, "latest_id": latest }).to_string();
     if !send(&mut socket, Message::Text(hello.into())).await {
+        return;
+    }
+    if let Some(cart) = state.hub.latest_cart(user).await
+        && !send(&mut socket, Message::Text(cart.text)).await
+    {
         return;
     }
     let replayed_through = backlog.last().map(|f| f.id);

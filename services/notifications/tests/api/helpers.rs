@@ -343,21 +343,21 @@ impl Shop {
         (socket, hello)
     }
 
-    /// Says `user`'s cart now holds `count` items at `version`, as cart does after a write.
+    /// Says `user`'s cart now holds `count` items at `version`, as cart does after a write
+    /// (kept and published); returns once it is kept.
     pub async fn cart_changed(&self, user: &User, count: i64, version: i64) {
         let news = storefront_kit::fanout::CartCount {
             user: user.id,
             count,
             version,
         };
-        let mut redis = self.revocations.redis();
-        let _: i64 = redis::AsyncCommands::publish(
-            &mut redis,
-            storefront_kit::fanout::CartCount::channel(&self.prefix),
-            serde_json::to_string(&news).unwrap(),
-        )
-        .await
-        .unwrap();
+        let redis = self.revocations.redis();
+        news.announce(&redis, &self.prefix);
+        eventually("the cart's count is kept", || async {
+            storefront_kit::fanout::CartCount::latest(&redis, &self.prefix, user.id).await
+                == Some(news)
+        })
+        .await;
     }
 
     /// An anonymous socket on `replica` watching `products`' stock, after its hello.

@@ -326,3 +326,25 @@ async fn a_carts_count_reaches_its_owners_sockets_and_only_theirs() {
         "another customer hears nothing of it"
     );
 }
+
+/// A page that opens its socket just after its cart changed (it reloaded while the order it
+/// cancelled put its lines back) gets the latest count right after the hello.
+#[tokio::test]
+async fn a_socket_opened_after_a_cart_change_gets_the_latest_count_first() {
+    let shop = shop(1, SocketConfig::default()).await;
+    let alice = shop.user();
+    let bob = shop.user();
+    shop.cart_changed(&alice, 2, 5).await;
+    let (mut socket, _) = shop.socket(0, &alice.token, None).await;
+    let news = next(&mut socket).await.expect("the latest count");
+    assert_eq!(
+        news,
+        serde_json::json!({ "type": "cart", "count": 2, "version": 5 })
+    );
+    let (mut other, _) = shop.socket(0, &bob.token, None).await;
+    assert_eq!(
+        within(&mut other, Duration::from_millis(300)).await,
+        None,
+        "no count for a customer whose cart never changed"
+    );
+}

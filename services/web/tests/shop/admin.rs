@@ -745,3 +745,26 @@ async fn an_admin_finds_a_dead_letter_and_discards_it() {
         }
     }
 }
+
+/// The dashboard shows any window the services accept, and says so when it cannot (a walk found
+/// `?days=14` and `?days=abc` both silently showing 30 days).
+#[tokio::test]
+async fn the_dashboard_shows_the_days_asked_for_or_says_why_not() {
+    let shop = Shop::from_env();
+    let admin = Visitor::admin(&shop).await;
+    let page = admin.get("/admin?days=14").await;
+    page.ok().contains("The last 14 days");
+    assert!(!page.body.contains("id=\"days-note\""));
+    for bad in ["abc", "0", "91", "-1", "1e1"] {
+        let page = admin.get(&format!("/admin?days={bad}")).await;
+        page.ok()
+            .contains("The last 30 days")
+            .contains("id=\"days-note\"")
+            .contains("from 1 to 90");
+    }
+    // A customer is refused the page.
+    let customer = Visitor::new(&shop);
+    customer.sign_up().await;
+    let page = customer.get("/admin").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+}

@@ -1077,5 +1077,20 @@ async fn the_cart_badge_follows_lines_added_elsewhere_without_a_reload() {
         .await
         .unwrap();
     assert_eq!(same, json!(true), "the badge changed without a reload");
+
+    // A walk found the window that cancels an order still saying "Cart 0": it reloaded while
+    // the order's lines went back, so its socket opened after the news. The latest count comes
+    // right after the socket's hello.
+    browser.goto("/cart").await;
+    browser.click("#checkout").await;
+    browser
+        .wait_path(|p| p.starts_with("/orders/"), "the order")
+        .await;
+    browser.wait_text("#cart-count", "0").await;
+    browser
+        .click("form[action$='/cancel'] button[type=submit]")
+        .await;
+    browser.wait_text("#order-status", "Cancelled").await;
+    browser.wait_text("#cart-count", "2").await;
     browser.close().await;
 }
