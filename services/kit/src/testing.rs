@@ -9,6 +9,7 @@ use axum::Router;
 use rdkafka::{
     ClientConfig, Message,
     consumer::{Consumer, StreamConsumer},
+    producer::{FutureProducer, FutureRecord},
 };
 use storefront_events::Envelope;
 
@@ -88,6 +89,24 @@ pub async fn spawn(app: Router) -> SocketAddr {
         let _ = crate::server::serve(listener, app, std::future::pending()).await;
     });
     addr
+}
+
+/// Sends `envelope` to `topic` as another service's relay would: keyed by its aggregate, the
+/// envelope as it is (a replay keeps its id).
+pub async fn produce<D: serde::Serialize>(
+    producer: &FutureProducer,
+    topic: &str,
+    envelope: &Envelope<D>,
+) {
+    let payload = serde_json::to_vec(envelope).expect("an envelope is JSON");
+    producer
+        .send(
+            FutureRecord::to(topic).key(&envelope.key).payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce an event");
 }
 
 /// Every event on `topic` from its start until `expected` arrived, then 2 s more to catch

@@ -2,7 +2,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use futures::{SinkExt, StreamExt};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use storefront_auth::keys::SigningKey;
@@ -162,35 +162,15 @@ impl Shop {
     /// Produces `data` as the aggregate `key`'s event, as its owning service would.
     pub async fn publish<D: Event>(&self, key: Uuid, version: u64, data: D) -> Uuid {
         let envelope = Envelope::new("test", key.to_string(), version, data);
-        let id = envelope.id;
-        let payload = serde_json::to_vec(&envelope).unwrap();
-        let topic = D::TOPIC.name(&self.prefix);
-        let key = key.to_string();
-        self.producer
-            .send(
-                FutureRecord::to(&topic).key(&key).payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("produce an event");
-        id
+        storefront_kit::testing::produce(&self.producer, &D::TOPIC.name(&self.prefix), &envelope)
+            .await;
+        envelope.id
     }
 
     /// Produces the same envelope again (a redelivery).
     pub async fn republish(&self, envelope: &Envelope) {
         let topic = format!("{}.orders", self.prefix);
-        let payload = serde_json::to_vec(envelope).unwrap();
-        self.producer
-            .send(
-                FutureRecord::to(&topic)
-                    .key(&envelope.key)
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("produce an event");
+        storefront_kit::testing::produce(&self.producer, &topic, envelope).await;
     }
 
     pub async fn confirmed(&self, user: &User, order: Uuid) {

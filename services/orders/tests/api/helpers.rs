@@ -315,21 +315,8 @@ impl Shop {
     pub async fn publish<E: Event>(&self, key: &str, version: u64, data: E) {
         let producer: rdkafka::producer::FutureProducer =
             kafka::producer(&self.stack.kafka(&self.prefix)).unwrap();
-        let envelope = Envelope::new("test", key, version, data)
-            .into_raw()
-            .unwrap();
-        let payload = serde_json::to_vec(&envelope).unwrap();
-        let topic = E::TOPIC.name(&self.prefix);
-        producer
-            .send(
-                rdkafka::producer::FutureRecord::to(&topic)
-                    .key(key)
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        let envelope = Envelope::new("test", key, version, data);
+        storefront_kit::testing::produce(&producer, &E::TOPIC.name(&self.prefix), &envelope).await;
     }
 }
 

@@ -172,21 +172,9 @@ impl App {
     pub async fn publish<E: Event>(&self, key: Uuid, version: u64, data: E) {
         let producer: rdkafka::producer::FutureProducer =
             kafka::producer(&self.config.kafka).unwrap();
-        let envelope = Envelope::new("orders", key.to_string(), version, data)
-            .into_raw()
-            .unwrap();
-        let payload = serde_json::to_vec(&envelope).unwrap();
+        let envelope = Envelope::new("orders", key.to_string(), version, data);
         let topic = E::TOPIC.name(&self.config.kafka.topic_prefix);
-        producer
-            .send(
-                rdkafka::producer::FutureRecord::to(&topic)
-                    .key(&envelope.key)
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        storefront_kit::testing::produce(&producer, &topic, &envelope).await;
     }
 
     /// A product at `cents`, once orders' replica has it (an order for it places at once).

@@ -1,7 +1,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use storefront_auth::keys::SigningKey;
@@ -252,15 +252,5 @@ pub async fn publish<E: Event>(app: &TestApp, key: Uuid, version: u64, data: E) 
 /// Sends `envelope` to the shop's `topic` as it is (a replay keeps its id).
 pub async fn send(app: &TestApp, producer: &FutureProducer, topic: Topic, envelope: &Envelope) {
     let topic = topic.name(&app.config.kafka.topic_prefix);
-    let payload = serde_json::to_vec(envelope).unwrap();
-    producer
-        .send(
-            FutureRecord::to(&topic)
-                .key(&envelope.key)
-                .payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    storefront_kit::testing::produce(producer, &topic, envelope).await;
 }
