@@ -17,7 +17,7 @@ use serde_json::json;
 use storefront_kit::testing::unique;
 use storefront_products::demo::png;
 
-use crate::helpers::{PASSWORD, Shop, Visitor, payment_method};
+use crate::helpers::{PASSWORD, Shop, Visitor, a_product, payment_method};
 
 /// How long the page may take to show what a step waits for (events cross Kafka between
 /// services, and the test machine has two cores shared with the whole suite).
@@ -170,6 +170,34 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The signed-in visitor's access token, from the session cookie (to act "elsewhere" as the
+    /// same account, as from a phone).
+    async fn access_token(&self) -> String {
+        self.client()
+            .get_named_cookie("sf_access")
+            .await
+            .unwrap()
+            .value()
+            .to_owned()
+    }
+
+    /// Marks the page shown, so [`Browser::still_the_marked_page`] tells a change in place
+    /// from a reload.
+    async fn mark_the_page(&self) {
+        self.client()
+            .execute("window.sameDocument = true;", Vec::new())
+            .await
+            .unwrap();
+    }
+
+    async fn still_the_marked_page(&self) -> bool {
+        self.client()
+            .execute("return window.sameDocument === true;", Vec::new())
+            .await
+            .unwrap()
+            == json!(true)
     }
 
     /// Signs in with the shop's admin account and waits for the shop's home page.
@@ -417,13 +445,7 @@ async fn three_d_secure_is_confirmed_in_the_page_and_an_open_order_page_follows_
         .await
         .unwrap();
     assert!(thanks.is_displayed().await.unwrap());
-    let token = browser
-        .client()
-        .get_named_cookie("sf_access")
-        .await
-        .unwrap()
-        .value()
-        .to_owned();
+    let token = browser.access_token().await;
     let payment: serde_json::Value = reqwest::Client::new()
         .get(format!("{}/api/payments/{order}", shop.url))
         .bearer_auth(&token)
@@ -444,18 +466,8 @@ async fn three_d_secure_is_confirmed_in_the_page_and_an_open_order_page_follows_
         .await
         .trim_start_matches("/orders/")
         .to_owned();
-    browser
-        .client()
-        .execute("window.sameDocument = true;", Vec::new())
-        .await
-        .unwrap();
-    let token = browser
-        .client()
-        .get_named_cookie("sf_access")
-        .await
-        .unwrap()
-        .value()
-        .to_owned();
+    browser.mark_the_page().await;
+    let token = browser.access_token().await;
     let cancelled = reqwest::Client::new()
         .post(format!("{}/api/orders/{order}/cancel", shop.url))
         .bearer_auth(token)
@@ -467,12 +479,10 @@ async fn three_d_secure_is_confirmed_in_the_page_and_an_open_order_page_follows_
     // Why, on the page itself (a walk found it only in the toast, gone after 8 s).
     let why = browser.find("#why").await.text().await.unwrap();
     assert!(why.contains("cancel"), "the page says why: {why:?}");
-    let same = browser
-        .client()
-        .execute("return window.sameDocument === true;", Vec::new())
-        .await
-        .unwrap();
-    assert_eq!(same, json!(true), "the status changed without a reload");
+    assert!(
+        browser.still_the_marked_page().await,
+        "the status changed without a reload"
+    );
     browser.screenshot("order-cancelled-live").await;
     browser.close().await;
 }
@@ -1033,28 +1043,9 @@ async fn the_cart_badge_follows_lines_added_elsewhere_without_a_reload() {
     browser.goto("/notifications").await;
     browser.find("html[data-socket='open']").await;
     browser.wait_text("#cart-count", "0").await;
-    browser
-        .client()
-        .execute("window.sameDocument = true;", Vec::new())
-        .await
-        .unwrap();
-    let token = browser
-        .client()
-        .get_named_cookie("sf_access")
-        .await
-        .unwrap()
-        .value()
-        .to_owned();
-    let list: serde_json::Value = reqwest::get(format!(
-        "{}/api/products?in_stock=true&per_page=1",
-        shop.url
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let product = list["items"][0]["id"].as_str().unwrap().to_owned();
+    browser.mark_the_page().await;
+    let token = browser.access_token().await;
+    let product = a_product(&Visitor::new(&shop)).await;
     let added = reqwest::Client::new()
         .post(format!("{}/api/cart/items", shop.url))
         .bearer_auth(&token)
@@ -1071,12 +1062,10 @@ async fn the_cart_badge_follows_lines_added_elsewhere_without_a_reload() {
         .await
         .unwrap();
     assert_eq!(label.as_deref(), Some("Cart, 2 items"));
-    let same = browser
-        .client()
-        .execute("return window.sameDocument === true;", Vec::new())
-        .await
-        .unwrap();
-    assert_eq!(same, json!(true), "the badge changed without a reload");
+    assert!(
+        browser.still_the_marked_page().await,
+        "the badge changed without a reload"
+    );
 
     // A walk found the window that cancels an order still saying "Cart 0": it reloaded while
     // the order's lines went back, so its socket opened after the news. The latest count comes
