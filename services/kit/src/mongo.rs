@@ -92,6 +92,18 @@ fn count_command(event: CommandEvent) {
     }
 }
 
+/// A number an aggregation computed (`$sum`, `$count`), whichever of int32, int64 or double the
+/// server chose for it; 0 when the field is missing or not a number.
+pub fn summed(document: &mongodb::bson::Document, field: &str) -> i64 {
+    use mongodb::bson::Bson;
+    match document.get(field) {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Double(n)) => *n as i64,
+        _ => 0,
+    }
+}
+
 /// A unique index refused the write (E11000).
 pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     match error.kind.as_ref() {

@@ -29,7 +29,7 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 use storefront_events::{Envelope, products::ProductViewed};
 use storefront_kit::{
-    mongo::{Mongo, is_duplicate_key},
+    mongo::{Mongo, is_duplicate_key, summed},
     outbox::{AppendError, Outbox},
     retry_transient,
 };
@@ -289,7 +289,7 @@ impl Analytics {
                 .ok()
                 .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
             {
-                by_day.insert(day, number(&sum, "views"));
+                by_day.insert(day, summed(&sum, "views"));
             }
         }
         let mut by_product: HashMap<Uuid, i64> = HashMap::new();
@@ -304,20 +304,30 @@ impl Analytics {
             .await?;
         while let Some(sum) = cursor.try_next().await? {
             if let Some(product) = sum.get_str("_id").ok().and_then(|id| id.parse().ok()) {
-                by_product.insert(product, number(&sum, "views"));
+                by_product.insert(product, summed(&sum, "views"));
             }
         }
         Ok(summarise(first, today, &by_day, by_product, top))
     }
-}
 
-/// A summed field, whichever integer or float type the server chose for it.
-fn number(document: &Document, field: &str) -> i64 {
-    match document.get(field) {
-        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
-        Some(mongodb::bson::Bson::Int64(n)) => *n,
-        Some(mongodb::bson::Bson::Double(n)) => *n as i64,
-        _ => 0,
+    /// The titles of `ids`, deleted products included, by id.
+    pub async fn titles(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let mut cursor = self
+            .products
+            .clone_with_type::<Document>()
+            .find(doc! { "_id": { "$in": ids } })
+            .projection(doc! { "title": 1 })
+            .await?;
+        let mut found = HashMap::new();
+        while let Some(product) = cursor.try_next().await? {
+            if let (Ok(id), Ok(title)) = (product.get_str("_id"), product.get_str("title"))
+                && let Ok(id) = id.parse()
+            {
+                found.insert(id, title.to_owned());
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -342,28 +352,6 @@ fn summarise(
         days,
         top: ranked,
         total,
-    }
-}
-
-impl Analytics {
-    /// The titles of `ids`, deleted products included, by id.
-    pub async fn titles(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, StoreError> {
-        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        let mut cursor = self
-            .products
-            .clone_with_type::<Document>()
-            .find(doc! { "_id": { "$in": ids } })
-            .projection(doc! { "title": 1 })
-            .await?;
-        let mut found = HashMap::new();
-        while let Some(product) = cursor.try_next().await? {
-            if let (Ok(id), Ok(title)) = (product.get_str("_id"), product.get_str("title"))
-                && let Ok(id) = id.parse()
-            {
-                found.insert(id, title.to_owned());
-            }
-        }
-        Ok(found)
     }
 }
 

@@ -163,12 +163,7 @@ impl Store {
         let mut found = Vec::new();
         let mut cursor = self.products.aggregate(pipeline).await?;
         while let Some(group) = cursor.try_next().await? {
-            let count = match group.get("count") {
-                Some(bson::Bson::Int32(n)) => i64::from(*n),
-                Some(bson::Bson::Int64(n)) => *n,
-                Some(bson::Bson::Double(n)) => *n as i64,
-                _ => 0,
-            };
+            let count = storefront_kit::mongo::summed(&group, "count");
             if let Ok(category) = group.get_str("_id") {
                 found.push(CategoryCount {
                     category: category.to_owned(),
