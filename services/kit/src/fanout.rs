@@ -46,27 +46,29 @@ impl CartCount {
         serde_json::from_str(&kept?).ok()
     }
 
-    /// Keeps this count as the user's latest (for [`CartCount::latest`]) and publishes it,
-    /// without holding up the caller (see [`publish`]).
+    /// Keeps this count as the user's latest (for [`CartCount::latest`]) and publishes it, in
+    /// one task that does not hold up the caller (see [`publish`]).
     pub fn announce(&self, redis: &ConnectionManager, prefix: &str) {
         let Ok(payload) = serde_json::to_string(self) else {
             return;
         };
-        let mut kept = redis.clone();
+        let mut redis = redis.clone();
         let key = Self::key(prefix, self.user);
-        let value = payload.clone();
+        let channel = Self::channel(prefix);
         tokio::spawn(async move {
             // A day is longer than any page stays open unchanged; the key goes by itself.
-            let set = tokio::time::timeout(
+            let kept = tokio::time::timeout(
                 PUBLISH_TIMEOUT,
-                kept.set_ex::<_, _, ()>(&key, &value, KEEP_SECS),
+                redis.set_ex::<_, _, ()>(&key, &payload, KEEP_SECS),
             )
             .await;
-            if !matches!(set, Ok(Ok(()))) {
+            if !matches!(kept, Ok(Ok(()))) {
                 tracing::warn!(%key, "cannot keep a cart's count");
             }
+            if let Err(e) = send(&mut redis, &channel, &payload).await {
+                tracing::warn!(error = %e, %channel, "cannot publish live news");
+            }
         });
-        publish(redis, &Self::channel(prefix), payload);
     }
 }
 
@@ -77,24 +79,31 @@ const KEEP_SECS: u64 = 24 * 60 * 60;
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Publishes `payload` on `channel` without holding up the caller (a Redis that hangs must not
-/// hold a request or pile up tasks): spawned, given [`PUBLISH_TIMEOUT`], tried twice (the first
-/// command after a dropped connection fails once while the manager reconnects), logged when it
-/// does not go.
+/// hold a request or pile up tasks): spawned, logged when it does not go (see [`send`]).
 pub fn publish(redis: &ConnectionManager, channel: &str, payload: String) {
     let mut redis = redis.clone();
     let channel = channel.to_owned();
     tokio::spawn(async move {
-        let sent = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-            let mut sent: redis::RedisResult<i64> = redis.publish(&channel, &payload).await;
-            if sent.is_err() {
-                sent = redis.publish(&channel, &payload).await;
-            }
-            sent.map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()));
-        if let Err(e) = sent {
+        if let Err(e) = send(&mut redis, &channel, &payload).await {
             tracing::warn!(error = %e, %channel, "cannot publish live news");
         }
     });
+}
+
+/// Publishes `payload` on `channel`, within [`PUBLISH_TIMEOUT`], tried twice (the first command
+/// after a dropped connection fails once while the manager reconnects).
+pub async fn send(
+    redis: &mut ConnectionManager,
+    channel: &str,
+    payload: &str,
+) -> Result<(), String> {
+    tokio::time::timeout(PUBLISH_TIMEOUT, async {
+        let mut sent: redis::RedisResult<i64> = redis.publish(channel, payload).await;
+        if sent.is_err() {
+            sent = redis.publish(channel, payload).await;
+        }
+        sent.map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|_| Err("timed out".into()))
 }

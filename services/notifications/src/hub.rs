@@ -33,7 +33,7 @@ use std::{
 
 use axum::extract::ws::Utf8Bytes;
 use futures::StreamExt;
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -401,12 +401,8 @@ impl Hub {
             let Ok(payload) = serde_json::to_string(&message) else {
                 continue;
             };
-            let mut sent: redis::RedisResult<i64> = redis.publish(&self.channel, &payload).await;
-            if sent.is_err() {
-                // The first command after a dropped connection fails once; the manager reconnects.
-                sent = redis.publish(&self.channel, &payload).await;
-            }
-            if let Err(e) = sent {
+            if let Err(e) = storefront_kit::fanout::send(&mut redis, &self.channel, &payload).await
+            {
                 tracing::warn!(error = %e, id = doc.id, "cannot publish a notification; clients get it when they reconnect");
             }
         }
