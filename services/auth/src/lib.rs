@@ -18,7 +18,6 @@ use std::{ops::Deref, sync::Arc};
 
 use axum::{Router, extract::FromRef};
 use chrono::Duration;
-use rdkafka::producer::FutureProducer;
 use storefront_events::Topic;
 use storefront_kit::{
     auth::{Authenticator, Revocations, Role},
@@ -97,7 +96,7 @@ pub async fn build(config: &Config) -> Result<Auth, StartError> {
     let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
     let namespace = &config.kafka.topic_prefix;
     let revocations = Revocations::connect(&config.redis.url, namespace).await?;
-    let producer: FutureProducer = kafka::producer(&config.kafka)?;
+    let producer = kafka::producer(&config.kafka)?;
     if config.kafka.ensure_topics {
         kafka::ensure_topics(&config.kafka, &[Topic::Users.name(namespace)]).await?;
     }

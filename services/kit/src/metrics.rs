@@ -43,6 +43,10 @@ pub struct Backends {
     /// `storefront_kafka_consumer_idle{group}`: 1 while the group's consumer dozes (no fetches
     /// but one every `KAFKA_IDLE_FETCH_INTERVAL_MS`).
     pub kafka_consumer_idle: IntGaugeVec,
+    /// `storefront_kafka_rejoins_total{group}`: times a consumer left its group and joined again
+    /// because the group gave it no partition although it should hold some (`kafka/mod.rs`,
+    /// `watch_assignment`).
+    pub kafka_rejoins: IntCounterVec,
     /// `storefront_outbox_published_total`: events the relay published and marked sent.
     pub outbox_published: IntCounter,
     /// `storefront_outbox_batches_total`: relay steps that published at least one event.
@@ -89,6 +93,11 @@ pub fn backends() -> &'static Backends {
                 &["group"],
             )
             .expect("static metric definition"),
+            kafka_rejoins: vec(
+                "storefront_kafka_rejoins_total",
+                "Consumers that joined their group again after it left them without partitions",
+                &["group"],
+            ),
             outbox_published: counter(
                 "storefront_outbox_published_total",
                 "Outbox events published to Kafka",
@@ -108,8 +117,9 @@ pub fn backends() -> &'static Backends {
 
 impl Backends {
     fn register(&self, registry: &Registry) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
             Box::new(self.kafka_consumer_idle.clone()),
+            Box::new(self.kafka_rejoins.clone()),
             Box::new(self.mongodb_commands.clone()),
             Box::new(self.mongodb_failures.clone()),
             Box::new(self.kafka_deliveries.clone()),

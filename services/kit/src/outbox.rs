@@ -50,13 +50,16 @@ use mongodb::{
 use rdkafka::{
     error::KafkaError,
     message::{Header, OwnedHeaders},
-    producer::{DeliveryFuture, FutureProducer, FutureRecord, future_producer::Delivery},
+    producer::{FutureRecord, future_producer::Delivery},
 };
 use storefront_events::{Envelope, Event};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::mongo::{Transient, is_duplicate_key};
+use crate::{
+    kafka::{DeliveryFuture, KafkaProducer},
+    mongo::{Transient, is_duplicate_key},
+};
 
 const RECORDS: &str = "outbox";
 const LEASES: &str = "outbox_leases";
@@ -295,7 +298,7 @@ impl Outbox {
         Ok(())
     }
 
-    pub fn relay(&self, db: &Database, producer: FutureProducer) -> Relay {
+    pub fn relay(&self, db: &Database, producer: KafkaProducer) -> Relay {
         Relay {
             records: self.records.clone(),
             leases: db.collection(LEASES),
@@ -354,7 +357,7 @@ struct Sent {
 pub struct Relay {
     records: Collection<Document>,
     leases: Collection<Document>,
-    producer: FutureProducer,
+    producer: KafkaProducer,
     queue: Arc<Queue>,
     owner: String,
     poll: Duration,

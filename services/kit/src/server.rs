@@ -121,7 +121,7 @@ impl Readiness {
     }
 
     /// Kafka answers the producer's metadata request.
-    pub fn kafka(self, producer: &rdkafka::producer::FutureProducer) -> Self {
+    pub fn kafka(self, producer: &crate::kafka::KafkaProducer) -> Self {
         let producer = producer.clone();
         self.check("kafka", move || {
             let producer = producer.clone();

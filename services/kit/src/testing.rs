@@ -9,7 +9,7 @@ use axum::Router;
 use rdkafka::{
     ClientConfig, Message,
     consumer::{Consumer, StreamConsumer},
-    producer::{FutureProducer, FutureRecord},
+    producer::FutureRecord,
 };
 use storefront_events::Envelope;
 
@@ -94,7 +94,7 @@ pub async fn spawn(app: Router) -> SocketAddr {
 /// Sends `envelope` to `topic` as another service's relay would: keyed by its aggregate, the
 /// envelope as it is (a replay keeps its id).
 pub async fn produce<D: serde::Serialize>(
-    producer: &FutureProducer,
+    producer: &crate::kafka::KafkaProducer,
     topic: &str,
     envelope: &Envelope<D>,
 ) {

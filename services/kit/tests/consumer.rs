@@ -20,7 +20,6 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer, StreamConsumer},
     message::{Header, Headers, OwnedHeaders},
     producer::FutureRecord,
-    util::Timeout,
 };
 use storefront_events::{
     Envelope, Event, dlq_topic,
@@ -173,7 +172,7 @@ impl Harness {
         producer
             .send(
                 FutureRecord::to(&self.topic).key(key).payload(payload),
-                Timeout::After(Duration::from_secs(10)),
+                Duration::from_secs(10),
             )
             .await
             .map_err(|(e, _)| e)
@@ -198,7 +197,7 @@ impl Harness {
                 .key(&event.key)
                 .payload(&payload)
                 .headers(headers),
-            Timeout::After(Duration::from_secs(10)),
+            Duration::from_secs(10),
         );
         tokio::time::timeout(Duration::from_secs(30), sent)
             .await
@@ -559,7 +558,7 @@ async fn five_events_of_eight_keys(
                     FutureRecord::to(&topic)
                         .key(key)
                         .payload(&serde_json::to_vec(&e).unwrap()),
-                    Timeout::After(Duration::from_secs(10)),
+                    Duration::from_secs(10),
                 )
                 .await
                 .map_err(|(e, _)| e)

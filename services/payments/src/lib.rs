@@ -15,7 +15,6 @@ pub mod store;
 use std::{ops::Deref, sync::Arc};
 
 use axum::{Router, extract::FromRef};
-use rdkafka::producer::FutureProducer;
 use storefront_events::Topic;
 use storefront_kit::{
     auth::{Authenticator, Revocations},
@@ -99,7 +98,7 @@ pub async fn build_with(
 ) -> Result<Payments, StartError> {
     let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
     let prefix = &config.kafka.topic_prefix;
-    let producer: FutureProducer = kafka::producer(&config.kafka)?;
+    let producer = kafka::producer(&config.kafka)?;
     if config.kafka.ensure_topics {
         let topics = [Topic::Payments, Topic::Orders].map(|t| t.name(prefix));
         kafka::ensure_topics(&config.kafka, &topics).await?;

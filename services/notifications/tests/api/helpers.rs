@@ -2,7 +2,6 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use futures::{SinkExt, StreamExt};
-use rdkafka::producer::FutureProducer;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use storefront_auth::keys::SigningKey;
@@ -11,6 +10,7 @@ use storefront_events::{
     orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, PriceLine},
     products::{ProductCreated, ProductSnapshot, Stock},
 };
+use storefront_kit::kafka::KafkaProducer;
 use storefront_kit::{
     auth::{Authenticator, Claims, ISSUER, Revocations, Role},
     config::{HttpConfig, KafkaConfig, RedisConfig},
@@ -36,7 +36,7 @@ pub struct Shop {
     pub replicas: Vec<Replica>,
     pub http: reqwest::Client,
     pub revocations: Revocations,
-    producer: FutureProducer,
+    producer: KafkaProducer,
     prefix: String,
     key: SigningKey,
     _stop: watch::Sender<bool>,

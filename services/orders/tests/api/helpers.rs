@@ -313,8 +313,7 @@ impl Shop {
 
     /// Publishes `data` on its topic in this shop, as another service would.
     pub async fn publish<E: Event>(&self, key: &str, version: u64, data: E) {
-        let producer: rdkafka::producer::FutureProducer =
-            kafka::producer(&self.stack.kafka(&self.prefix)).unwrap();
+        let producer = kafka::producer(&self.stack.kafka(&self.prefix)).unwrap();
         let envelope = Envelope::new("test", key, version, data);
         storefront_kit::testing::produce(&producer, &E::TOPIC.name(&self.prefix), &envelope).await;
     }

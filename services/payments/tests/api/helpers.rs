@@ -170,8 +170,7 @@ impl App {
 
     /// Publishes `data` on its topic in this shop, as another service would.
     pub async fn publish<E: Event>(&self, key: Uuid, version: u64, data: E) {
-        let producer: rdkafka::producer::FutureProducer =
-            kafka::producer(&self.config.kafka).unwrap();
+        let producer = kafka::producer(&self.config.kafka).unwrap();
         let envelope = Envelope::new("orders", key.to_string(), version, data);
         let topic = E::TOPIC.name(&self.config.kafka.topic_prefix);
         storefront_kit::testing::produce(&producer, &topic, &envelope).await;

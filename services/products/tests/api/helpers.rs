@@ -1,11 +1,11 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
-use rdkafka::producer::FutureProducer;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use storefront_auth::keys::SigningKey;
 use storefront_events::{Envelope, Event, Topic};
+use storefront_kit::kafka::KafkaProducer;
 use storefront_kit::{
     auth::{Authenticator, Claims, ISSUER, Revocations, Role},
     config::{HttpConfig, RedisConfig},
@@ -241,7 +241,7 @@ pub async fn consuming_app() -> TestApp {
 
 /// Publishes `data` as the event of `key` at `version`, as another service would.
 pub async fn publish<E: Event>(app: &TestApp, key: Uuid, version: u64, data: E) -> Envelope {
-    let producer: FutureProducer = kafka::producer(&app.config.kafka).unwrap();
+    let producer: KafkaProducer = kafka::producer(&app.config.kafka).unwrap();
     let envelope = Envelope::new("test", key.to_string(), version, data)
         .into_raw()
         .unwrap();
@@ -250,7 +250,7 @@ pub async fn publish<E: Event>(app: &TestApp, key: Uuid, version: u64, data: E) 
 }
 
 /// Sends `envelope` to the shop's `topic` as it is (a replay keeps its id).
-pub async fn send(app: &TestApp, producer: &FutureProducer, topic: Topic, envelope: &Envelope) {
+pub async fn send(app: &TestApp, producer: &KafkaProducer, topic: Topic, envelope: &Envelope) {
     let topic = topic.name(&app.config.kafka.topic_prefix);
     storefront_kit::testing::produce(producer, &topic, envelope).await;
 }

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rdkafka::producer::FutureProducer;
 use serde_json::Value;
 use storefront_events::{
     Money, Topic,
@@ -12,6 +11,7 @@ use storefront_events::{
     products::LineQuantity,
 };
 use storefront_kit::kafka;
+use storefront_kit::kafka::KafkaProducer;
 use storefront_products::store::{Reservation, ReservationState};
 use uuid::Uuid;
 
@@ -170,7 +170,7 @@ fn paid(order: Uuid) -> OrderCompleted {
 async fn the_saga_events_reserve_release_and_sell_once_each() {
     let app = consuming_app().await;
     let product = new_product(&app, 10).await;
-    let producer: FutureProducer = kafka::producer(&app.config.kafka).unwrap();
+    let producer: KafkaProducer = kafka::producer(&app.config.kafka).unwrap();
 
     // Reserved once, though delivered twice and replayed under a new event id.
     let order = Uuid::new_v4();
