@@ -72,7 +72,7 @@ pub const TOPIC_PREFIX: &str = "storefront";
 /// The services' Kafka fetch settings against tansu, which holds every fetch for the whole wait
 /// (docs/services/adding-a-service.md, "Kafka client settings").
 pub const FETCH_WAIT_MAX_MS: &str = "3";
-pub const IDLE_FETCH_INTERVAL_MS: &str = "250";
+pub const IDLE_FETCH_INTERVAL_MS: &str = "5000";
 /// Any `pk_…` works with the local Stripe stand-in.
 pub const STRIPE_PUBLISHABLE_KEY: &str = "pk_test_storefront_local";
 

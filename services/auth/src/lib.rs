@@ -103,7 +103,9 @@ pub async fn build(config: &Config) -> Result<Auth, StartError> {
     let outbox = Outbox::new(&mongo.db, namespace);
     let store = Store::new(mongo.clone(), outbox.clone());
     store.ensure_indexes().await?;
-    let relay = outbox.relay(&mongo.db, producer.clone());
+    let relay = outbox
+        .relay(&mongo.db, producer.clone())
+        .announcing(revocations.redis());
 
     if let Some((email, password)) = &config.bootstrap_admin {
         ensure_admin(&store, email, password).await?;

@@ -97,7 +97,8 @@ pub async fn build_with(
                 mongo.clone(),
                 handler,
             )
-            .await?,
+            .await?
+            .woken_by(&config.redis.url)?,
         )
     } else {
         None

@@ -57,7 +57,7 @@ use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::{
-    kafka::{DeliveryFuture, KafkaProducer},
+    kafka::{DeliveryFuture, KafkaProducer, wake::Announcer},
     mongo::{Transient, is_duplicate_key},
 };
 
@@ -314,6 +314,7 @@ impl Outbox {
             recent_ids: HashSet::new(),
             read_first: true,
             not_holder_until: None,
+            announcer: None,
         }
     }
 }
@@ -355,6 +356,8 @@ struct Sent {
 
 /// Publishes the outbox to Kafka. Run it with [`Relay::run`] on a task of its own.
 pub struct Relay {
+    /// Tells dozing consumers which topics a batch wrote to (`kafka::wake`).
+    announcer: Option<Announcer>,
     records: Collection<Document>,
     leases: Collection<Document>,
     producer: KafkaProducer,
@@ -380,6 +383,13 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// Announces each batch's topics on this Redis, so dozing consumers wake at once
+    /// (`kafka::wake`).
+    pub fn announcing(mut self, redis: redis::aio::ConnectionManager) -> Self {
+        self.announcer = Some(Announcer::new(redis));
+        self
+    }
+
     /// How often the relay reads the database for unsent records it was not handed (default
     /// 2 s): events appended by another process (`products resync`), or left by a relay that
     /// died. Everything this process commits through [`Outbox::commit`] or [`handoff`] reaches
@@ -601,12 +611,16 @@ impl Relay {
         }
         let mut ids = Vec::with_capacity(deliveries.len());
         let mut lost = BTreeSet::new();
+        let mut written = BTreeSet::new();
         for (id, topic, delivery) in deliveries {
             match delivery.await {
                 Ok(Ok(Delivery {
                     partition, offset, ..
                 })) => {
                     ids.push(id);
+                    if !written.contains(&topic) {
+                        written.insert(topic.clone());
+                    }
                     let previous = self.acked.insert((topic.clone(), partition), offset);
                     if previous.is_some_and(|before| offset <= before) {
                         lost.insert(topic);
@@ -619,6 +633,9 @@ impl Relay {
                     error.get_or_insert(RelayError::Kafka(KafkaError::Canceled));
                 }
             }
+        }
+        if let Some(announcer) = &self.announcer {
+            announcer.announce(written.iter().map(String::as_str));
         }
         if !ids.is_empty() {
             let counters = crate::metrics::backends();

@@ -29,7 +29,7 @@ use storefront_kit::{
     Error,
     config::KafkaConfig,
     deadletters::{DeadLetters, Status},
-    kafka::{self, ConsumerRunner, ConsumerSettings, EventHandler, HandlerError},
+    kafka::{self, ConsumerRunner, ConsumerSettings, EventHandler, HandlerError, wake::Announcer},
     metrics,
     mongo::Mongo,
     testing::{TestStack, unique},
@@ -86,8 +86,17 @@ struct Harness {
 }
 
 async fn start(fail_first: u32) -> Harness {
+    start_with(fail_first, None).await
+}
+
+/// [`start`], with a dozing consumer's looks `looks_every` apart and woken by the relays'
+/// announcements on the test stack's Redis.
+async fn start_with(fail_first: u32, woken: Option<Duration>) -> Harness {
     let stack = TestStack::from_env();
-    let kafka = stack.kafka(&unique("t"));
+    let mut kafka = stack.kafka(&unique("t"));
+    if let Some(every) = woken {
+        kafka.idle_fetch_interval = Some(every);
+    }
     let topic = format!("{}.users", kafka.topic_prefix);
     // Each step has its own deadline, so a hang names its step (one run of the whole suite timed
     // out in an_idle_consumer_that_stopped_fetching_wakes_for_a_new_event without saying where).
@@ -111,9 +120,12 @@ async fn start(fail_first: u32) -> Harness {
     let mut settings = ConsumerSettings::new(&group, vec![topic.clone()]);
     settings.max_attempts = 3;
     settings.backoff = Duration::from_millis(10);
-    let runner = ConsumerRunner::new(&kafka, settings, mongo.clone(), handler.clone())
+    let mut runner = ConsumerRunner::new(&kafka, settings, mongo.clone(), handler.clone())
         .await
         .unwrap();
+    if woken.is_some() {
+        runner = runner.woken_by(&stack.redis_url).unwrap();
+    }
     let dead_letters = runner.dead_letters();
     let (stop, stopped) = watch::channel(false);
     let runner = tokio::spawn(runner.run(stopped));
@@ -593,5 +605,38 @@ async fn an_idle_consumer_that_stopped_fetching_wakes_for_a_new_event() {
     let e = event("k");
     h.send_as_relay(&e).await;
     h.wait_applied(e.id).await;
+    h.stop().await;
+}
+
+/// A dozing consumer whose own looks are a minute apart applies a new event within seconds when a
+/// relay announces its topic (`services/kit/src/kafka/wake.rs`).
+#[tokio::test]
+async fn a_dozing_consumer_wakes_at_once_when_a_relay_announces_its_topic() {
+    let h = start_with(0, Some(Duration::from_secs(60))).await;
+    let idle = metrics::backends()
+        .kafka_consumer_idle
+        .with_label_values(&[h.group.as_str()]);
+    // Assigned and reading first: a consumer that dozes before its partitions are assigned gets
+    // them unpaused, and would read the next event without any wake-up.
+    let first = event("k");
+    h.send_as_relay(&first).await;
+    h.wait_applied(first.id).await;
+    eventually("the consumer is awake", || async { idle.get() == 0 }).await;
+    eventually("the consumer dozes again", || async { idle.get() == 1 }).await;
+    let e = event("k");
+    h.send_as_relay(&e).await;
+    let redis = redis::Client::open(TestStack::from_env().redis_url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let announced = std::time::Instant::now();
+    Announcer::new(redis).announce([h.topic.as_str()]);
+    h.wait_applied(e.id).await;
+    assert!(
+        announced.elapsed() < Duration::from_secs(10),
+        "the consumer waited for its own look ({:?}), not the announcement",
+        announced.elapsed()
+    );
     h.stop().await;
 }

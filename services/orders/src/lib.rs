@@ -104,12 +104,15 @@ pub async fn build_with(
         Changes::new(config.wait_recheck),
     );
     store.ensure_indexes().await?;
-    let relay = outbox.relay(&mongo.db, producer.clone());
+    let relay = outbox
+        .relay(&mongo.db, producer.clone())
+        .announcing(authenticator.revocations().redis());
     let consumer = if config.consume_events {
         let saga = Arc::new(Saga::new(store.clone()));
         Some(
             ConsumerRunner::new(&config.kafka, events::settings(prefix), mongo.clone(), saga)
-                .await?,
+                .await?
+                .woken_by(&config.redis.url)?,
         )
     } else {
         None

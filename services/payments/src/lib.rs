@@ -107,7 +107,9 @@ pub async fn build_with(
     let outbox = Outbox::new(&mongo.db, prefix);
     let store = Store::new(mongo.clone(), outbox.clone());
     store.ensure_indexes().await?;
-    let relay = outbox.relay(&mongo.db, producer.clone());
+    let relay = outbox
+        .relay(&mongo.db, producer.clone())
+        .announcing(authenticator.revocations().redis());
     let wake = Wake::default();
     let consumer = if config.consume_events {
         let handler = Arc::new(RefundRequests {
@@ -121,7 +123,8 @@ pub async fn build_with(
                 mongo.clone(),
                 handler,
             )
-            .await?,
+            .await?
+            .woken_by(&config.redis.url)?,
         )
     } else {
         None

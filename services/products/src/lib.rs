@@ -125,7 +125,9 @@ pub async fn build_with(
     store.ensure_indexes().await?;
     let analytics = Analytics::new(mongo.clone(), outbox.clone());
     analytics.ensure_indexes().await?;
-    let relay = outbox.relay(&mongo.db, producer.clone());
+    let relay = outbox
+        .relay(&mongo.db, producer.clone())
+        .announcing(authenticator.revocations().redis());
     let consumer = if config.consume_events {
         let handler = Arc::new(Inventory {
             store: store.clone(),
@@ -138,7 +140,8 @@ pub async fn build_with(
                 mongo.clone(),
                 handler,
             )
-            .await?,
+            .await?
+            .woken_by(&config.redis.url)?,
         )
     } else {
         None

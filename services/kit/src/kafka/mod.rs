@@ -63,6 +63,7 @@ use crate::{
 };
 
 mod producer;
+pub mod wake;
 
 pub use producer::{DeliveryFuture, KafkaProducer};
 
@@ -332,6 +333,8 @@ pub struct ConsumerRunner<H> {
     shared: Arc<Shared<H>>,
     lanes: usize,
     idle_fetch: Option<Duration>,
+    /// Where the relays announce their writes ([`wake`]), for a dozing consumer to wake at once.
+    wakes: Option<redis::Client>,
     kafka: KafkaConfig,
 }
 
@@ -402,8 +405,16 @@ impl<H: EventHandler> ConsumerRunner<H> {
                 .min(settings_lanes.unwrap_or(usize::MAX))
                 .max(1),
             idle_fetch: kafka.idle_fetch_interval,
+            wakes: None,
             kafka: kafka.clone(),
         })
+    }
+
+    /// Wakes a dozing consumer when a relay announces a write to one of its topics on this Redis
+    /// ([`wake`]), rather than at its next look at the partitions' ends.
+    pub fn woken_by(mut self, redis_url: &str) -> Result<Self, redis::RedisError> {
+        self.wakes = Some(redis::Client::open(redis_url)?);
+        Ok(self)
     }
 
     /// The group's dead letters, for an admin to list, replay (through this runner's handler)
@@ -432,6 +443,7 @@ impl<H: EventHandler> ConsumerRunner<H> {
             shared,
             lanes,
             idle_fetch,
+            wakes,
             ..
         } = self;
         let group = shared.settings.group.clone();
@@ -453,6 +465,12 @@ impl<H: EventHandler> ConsumerRunner<H> {
                 tx
             })
             .collect();
+        let mut wake = match (idle_fetch, wakes) {
+            (Some(_), Some(client)) => {
+                Some(wake::listen(client, &shared.settings.topics, stop.clone()))
+            }
+            _ => None,
+        };
         let watchdog = tokio::spawn(watch_assignment(
             consumer.clone(),
             group.clone(),
@@ -473,7 +491,12 @@ impl<H: EventHandler> ConsumerRunner<H> {
                 commit_due = None;
                 // Doze: the partitions paused (no fetches), and every `every` one cheap look at
                 // their ends (a list-offsets request, never held by the broker): new events, or
-                // a new assignment, wake it.
+                // a new assignment, wake it; so does a relay's announcement of its topics.
+                // Only what is announced from now on counts: an event announced while it was
+                // awake was fetched then (the announcement follows the broker's ack).
+                if let Some(wake) = wake.as_mut() {
+                    wake.borrow_and_update();
+                }
                 idle_gauge.set(1);
                 tracing::debug!(%group, "consumer dozing");
                 let paused = consumer.assignment().unwrap_or_default();
@@ -484,6 +507,10 @@ impl<H: EventHandler> ConsumerRunner<H> {
                     let woke = tokio::select! {
                         _ = stop.changed() => break 'consume,
                         _ = tokio::time::sleep(every) => false,
+                        Ok(()) = async { wake.as_mut().expect("guarded").changed().await }, if wake.is_some() => {
+                            tracing::debug!(%group, "consumer woken by an announcement");
+                            true
+                        }
                         message = consumer.recv() => {
                             match message {
                                 Ok(message) => {
