@@ -44,7 +44,7 @@ pub struct Backends {
     /// but one every `KAFKA_IDLE_FETCH_INTERVAL_MS`).
     pub kafka_consumer_idle: IntGaugeVec,
     /// `storefront_kafka_rejoins_total{group}`: times a consumer left its group and joined again
-    /// because the group gave it no partition although it should hold some (`kafka/mod.rs`,
+    /// because the group gave it no partition although it should hold some (`kafka/assignment.rs`,
     /// `watch_assignment`).
     pub kafka_rejoins: IntCounterVec,
     /// `storefront_outbox_published_total`: events the relay published and marked sent.
