@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use mongodb::{
-    Client, Database,
-    bson::doc,
+    Client, ClientSession, Collection, Database,
+    bson::{Document, doc},
     error::{
         ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT, WriteFailure,
     },
@@ -121,6 +121,43 @@ pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
 pub fn is_transient(error: &mongodb::error::Error) -> bool {
     error.contains_label(TRANSIENT_TRANSACTION_ERROR)
         || error.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+}
+
+/// Runs `updates` — each a filter and an update document or a replacement, matching at most one
+/// document — as one `update` command in `session`'s transaction: one round trip for all, where
+/// the driver's `update_one` takes one each (its `bulk_write` needs MongoDB 8's `bulkWrite`
+/// command). Answers how many documents they matched in all; a write error fails it whole.
+pub async fn update_each(
+    collection: &Collection<impl Send + Sync>,
+    updates: Vec<(Document, Document)>,
+    session: &mut ClientSession,
+) -> Result<u64, mongodb::error::Error> {
+    if updates.is_empty() {
+        return Ok(0);
+    }
+    let statements: Vec<Document> = updates
+        .into_iter()
+        .map(|(q, u)| doc! { "q": q, "u": u, "multi": false, "upsert": false })
+        .collect();
+    let reply = collection
+        .client()
+        .database(collection.namespace().db.as_str())
+        .run_command(doc! {
+            "update": collection.name(),
+            "updates": statements,
+            "ordered": true,
+        })
+        .session(&mut *session)
+        .await?;
+    if let Ok(errors) = reply.get_array("writeErrors")
+        && !errors.is_empty()
+    {
+        return Err(mongodb::error::Error::custom(format!(
+            "update of {}: {errors:?}",
+            collection.name()
+        )));
+    }
+    Ok(summed(&reply, "n") as u64)
 }
 
 /// How long a store keeps running a transaction again while it fails transiently (write

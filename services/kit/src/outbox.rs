@@ -84,6 +84,10 @@ const KEEP_SENT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// consumer might not have read yet. One further behind misses the rest.
 pub const REPUBLISH_WINDOW: Duration = Duration::from_secs(10 * 60);
 
+/// An event encoded for [`Outbox::append_all`].
+#[derive(Debug, Clone)]
+pub struct Encoded(Record);
+
 /// One outbox record, as stored and as sent.
 #[derive(Debug, Clone)]
 struct Record {
@@ -257,37 +261,72 @@ impl Outbox {
         session: &mut ClientSession,
         event: Envelope<E>,
     ) -> Result<(), AppendError> {
+        let record = self.encode(event)?;
+        self.append_all(session, vec![record]).await
+    }
+
+    /// Encodes `event` as a record for [`Outbox::append_all`]: several events of different types
+    /// written in one command.
+    pub fn encode<E: Event>(&self, event: Envelope<E>) -> Result<Encoded, AppendError> {
         let topic = E::TOPIC.name(&self.topic_prefix);
         let raw = event
             .into_raw()
             .map_err(|e| AppendError::Encode(e.to_string()))?;
         let payload =
             serde_json::to_string(&raw).map_err(|e| AppendError::Encode(e.to_string()))?;
-        let record = Record {
+        Ok(Encoded(Record {
             // UUIDv7: the string order is the creation order, which the recovery read keeps.
             id: raw.id.to_string(),
             event_type: raw.event_type,
             topic,
             key: raw.key,
             payload,
-        };
-        self.records
-            .insert_one(doc! {
-                "_id": &record.id,
-                "type": &record.event_type,
-                "topic": &record.topic,
-                "key": &record.key,
-                "payload": &record.payload,
-                "created_at": bson::DateTime::now(),
-                "sent": false,
+        }))
+    }
+
+    /// Writes `records`, in their order, in the caller's transaction with one insert (as
+    /// [`Outbox::append`] does one).
+    pub async fn append_all(
+        &self,
+        session: &mut ClientSession,
+        records: Vec<Encoded>,
+    ) -> Result<(), AppendError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let created_at = bson::DateTime::now();
+        let mut documents: Vec<Document> = records
+            .iter()
+            .map(|Encoded(record)| {
+                doc! {
+                    "_id": &record.id,
+                    "type": &record.event_type,
+                    "topic": &record.topic,
+                    "key": &record.key,
+                    "payload": &record.payload,
+                    "created_at": created_at,
+                    "sent": false,
+                }
             })
-            .session(&mut *session)
-            .await?;
-        staged()
+            .collect();
+        if let [_] = documents.as_slice() {
+            self.records
+                .insert_one(documents.remove(0))
+                .session(&mut *session)
+                .await?;
+        } else {
+            self.records
+                .insert_many(documents)
+                .session(&mut *session)
+                .await?;
+        }
+        let mut staged = staged();
+        let entry = staged
             .entry(session_key(session))
-            .or_insert_with(|| (Instant::now(), Vec::new()))
-            .1
-            .push((self.queue.clone(), record));
+            .or_insert_with(|| (Instant::now(), Vec::new()));
+        for Encoded(record) in records {
+            entry.1.push((self.queue.clone(), record));
+        }
         Ok(())
     }
 

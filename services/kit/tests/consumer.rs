@@ -640,3 +640,186 @@ async fn a_dozing_consumer_wakes_at_once_when_a_relay_announces_its_topic() {
     );
     h.stop().await;
 }
+
+/// Applies every event it is given by recording it; events waiting in a row may come together
+/// ([`EventHandler::handle_all`]), except those named `solo-…`. The event keyed `slow` takes a
+/// second, so the events sent behind it wait in the lane; one named `poison` always fails.
+struct Batcher {
+    applied: Collection<Document>,
+    order: Mutex<Vec<(String, String)>>,
+    batches: Mutex<Vec<usize>>,
+}
+
+impl Batcher {
+    async fn record(
+        &self,
+        event: &Envelope,
+        session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        let name = event.data["name"].as_str().unwrap_or_default().to_owned();
+        if name == "poison" {
+            return Err(HandlerError::Failed(
+                "this event can never be applied".into(),
+            ));
+        }
+        self.applied
+            .insert_one(doc! { "event_id": event.id.to_string() })
+            .session(session)
+            .await?;
+        Ok(())
+    }
+}
+
+impl EventHandler for Batcher {
+    fn event_types(&self) -> &[&'static str] {
+        &[UserUpdated::TYPE]
+    }
+
+    fn records_processed(&self, _: &Envelope) -> bool {
+        false
+    }
+
+    fn batchable(&self, event: &Envelope) -> bool {
+        !event.data["name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("solo")
+    }
+
+    async fn handle(
+        &self,
+        event: &Envelope,
+        session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        if event.key == "slow" {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.record(event, session).await
+    }
+
+    async fn handle_all(
+        &self,
+        events: &[&Envelope],
+        session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        for event in events {
+            self.record(event, session).await?;
+        }
+        self.batches.lock().unwrap().push(events.len());
+        Ok(())
+    }
+
+    fn committed(&self, event: &Envelope) {
+        let name = event.data["name"].as_str().unwrap_or_default().to_owned();
+        self.order.lock().unwrap().push((event.key.clone(), name));
+    }
+}
+
+#[tokio::test]
+async fn a_lane_behind_applies_the_events_waiting_in_a_row_in_one_transaction() {
+    let stack = TestStack::from_env();
+    let kafka = stack.kafka(&unique("t"));
+    let topic = format!("{}.users", kafka.topic_prefix);
+    kafka::ensure_topics(&kafka, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let mongo = Mongo::connect(&stack.mongo(&unique("consumer")), "test")
+        .await
+        .unwrap();
+    let handler = Arc::new(Batcher {
+        applied: mongo.db.collection("applied"),
+        order: Mutex::default(),
+        batches: Mutex::default(),
+    });
+    let group = unique("group");
+    let mut settings = ConsumerSettings::new(&group, vec![topic.clone()]).max_lanes(1);
+    settings.max_attempts = 2;
+    settings.backoff = Duration::from_millis(10);
+    let runner = ConsumerRunner::new(&kafka, settings, mongo, handler.clone())
+        .await
+        .unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let runner = tokio::spawn(runner.run(stopped));
+    let producer = kafka::producer(&kafka).unwrap();
+    let send = |key: &str, name: &str| {
+        let mut e = event(key);
+        e.data["name"] = serde_json::json!(name);
+        let payload = serde_json::to_vec(&e).unwrap();
+        let (producer, topic, key) = (producer.clone(), topic.clone(), key.to_owned());
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+            e.id
+        }
+    };
+    // Twenty events behind a slow one: applied together once it is done, but for the four that
+    // must go alone (each key's events still in their order).
+    send("slow", "slow-1").await;
+    let mut expected = vec![("slow".to_owned(), "slow-1".to_owned())];
+    for n in 0..20 {
+        let key = format!("key-{}", n % 3);
+        let name = if n % 5 == 2 {
+            format!("solo-{n}")
+        } else {
+            n.to_string()
+        };
+        send(&key, &name).await;
+        expected.push((key, name));
+    }
+    eventually("the first 21 events applied", || async {
+        handler.order.lock().unwrap().len() == 21
+    })
+    .await;
+    let batches = handler.batches.lock().unwrap().clone();
+    assert!(
+        batches.iter().any(|&n| n > 1),
+        "the waiting events were applied one transaction each: {batches:?}"
+    );
+    // A poison event among the waiting ones: the batch rolls back, and its events are applied
+    // one by one, the poison dead-lettered on its own.
+    send("slow", "slow-2").await;
+    expected.push(("slow".to_owned(), "slow-2".to_owned()));
+    for n in 20..30 {
+        let key = format!("key-{}", n % 3);
+        let name = if n == 25 {
+            "poison".to_owned()
+        } else {
+            n.to_string()
+        };
+        send(&key, &name).await;
+        if n != 25 {
+            expected.push((key, name));
+        }
+    }
+    eventually("every good event applied", || async {
+        handler.order.lock().unwrap().len() == 31
+    })
+    .await;
+    // Each key's events in the order sent (the ones that go alone may come after the batch
+    // gathered around them).
+    let order = handler.order.lock().unwrap().clone();
+    for key in ["slow", "key-0", "key-1", "key-2"] {
+        let of = |list: &[(String, String)]| {
+            list.iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, name)| name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of(&order), of(&expected), "{key}'s events out of order");
+    }
+    let applied = handler.applied.count_documents(doc! {}).await.unwrap();
+    assert_eq!(applied, 31, "every good event once, the poison never");
+    let dead_lettered = metrics::backends()
+        .kafka_deliveries
+        .with_label_values(&[group.as_str(), "dead_lettered"])
+        .get();
+    assert_eq!(dead_lettered, 1);
+    stop.send(true).unwrap();
+    runner.await.unwrap();
+}

@@ -252,6 +252,33 @@ impl EventHandler for Notifier {
         false
     }
 
+    /// The one lane's notifications, when it is behind, are stored together: one counter
+    /// increment and one insert for all that wait (welcomes and stock news go one at a time).
+    fn batchable(&self, event: &Envelope) -> bool {
+        !event.is::<UserCreated>() && !event.is::<StockChanged>()
+    }
+
+    async fn handle_all(
+        &self,
+        events: &[&Envelope],
+        session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        let mut drafts = Vec::with_capacity(events.len());
+        let mut from = Vec::with_capacity(events.len());
+        for event in events {
+            self.pending.begin(event);
+            if let Some(draft) = draft(event)? {
+                drafts.push((draft, event.id));
+                from.push(*event);
+            }
+        }
+        let stored = self.store.insert_all(session, drafts).await?;
+        for (event, stored) in from.into_iter().zip(stored) {
+            self.pending.keep(event, stored);
+        }
+        Ok(())
+    }
+
     fn committed(&self, event: &Envelope) {
         let stored = self.pending.take(event);
         if let Some(stored) = stored {

@@ -129,6 +129,25 @@ pub struct Draft {
     pub product_id: Option<String>,
 }
 
+impl Draft {
+    /// The notification as stored under `id`, for the event `event_id`.
+    fn stored(self, id: i64, event_id: Uuid) -> NotificationDoc {
+        NotificationDoc {
+            id,
+            to: self.to,
+            kind: self.kind,
+            title: self.title,
+            body: self.body,
+            link: self.link,
+            order_id: self.order_id,
+            order_status: self.order_status,
+            product_id: self.product_id,
+            event_id: event_id.to_string(),
+            created_at: bson::DateTime::now(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct ReadDoc {
     #[serde(rename = "_id")]
@@ -217,19 +236,7 @@ impl Store {
             .await?
             .unwrap_or_default();
         let id = counter.get_i64("seq").unwrap_or(1);
-        let doc = NotificationDoc {
-            id,
-            to: draft.to,
-            kind: draft.kind,
-            title: draft.title,
-            body: draft.body,
-            link: draft.link,
-            order_id: draft.order_id,
-            order_status: draft.order_status,
-            product_id: draft.product_id,
-            event_id: event_id.to_string(),
-            created_at: bson::DateTime::now(),
-        };
+        let doc = draft.stored(id, event_id);
         match self
             .notifications
             .insert_one(&doc)
@@ -251,6 +258,43 @@ impl Store {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Stores every draft (with the id of the event it came from) under the next ids, in their
+    /// order, in the consumer's transaction: one counter increment and one insert for all. A
+    /// redelivered event among them fails the insert (`event_id` is unique), and the consumer
+    /// applies the events one by one ([`Store::insert`]).
+    pub async fn insert_all(
+        &self,
+        session: &mut ClientSession,
+        drafts: Vec<(Draft, Uuid)>,
+    ) -> Result<Vec<NotificationDoc>, mongodb::error::Error> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = drafts.len() as i64;
+        let counter = self
+            .counters
+            .find_one_and_update(
+                doc! { "_id": "notifications" },
+                doc! { "$inc": { "seq": n } },
+            )
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .session(&mut *session)
+            .await?
+            .unwrap_or_default();
+        let last = counter.get_i64("seq").unwrap_or(n);
+        let docs: Vec<NotificationDoc> = drafts
+            .into_iter()
+            .zip(last - n + 1..)
+            .map(|((draft, event_id), id)| draft.stored(id, event_id))
+            .collect();
+        self.notifications
+            .insert_many(&docs)
+            .session(&mut *session)
+            .await?;
+        Ok(docs)
     }
 
     /// The user's notifications, newest first, with ids below `before`.

@@ -25,7 +25,7 @@ use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
 use crate::{
     analytics::Analytics,
     domain::merge_lines,
-    store::{Reservation, Store, StoreError},
+    store::{InventoryOp, Store, StoreError},
 };
 
 pub struct Inventory {
@@ -59,6 +59,35 @@ fn malformed(e: impl std::fmt::Display) -> HandlerError {
     HandlerError::Failed(format!("undecodable event: {e}"))
 }
 
+/// The saga event as an inventory operation; `None` for any other event.
+fn op_of(event: &Envelope) -> Option<Result<InventoryOp, HandlerError>> {
+    let op = if event.is::<OrderCreated>() {
+        event.decode::<OrderCreated>().map(|e| {
+            let order = e.data;
+            // An order without valid lines (none, or a quantity below one) is rejected as such.
+            let lines = merge_lines(order.lines.iter().map(|l| (l.product_id, l.quantity)))
+                .unwrap_or_default();
+            InventoryOp::Reserve {
+                order_id: order.order_id,
+                lines,
+            }
+        })
+    } else if event.is::<OrderCancelled>() {
+        event
+            .decode::<OrderCancelled>()
+            .map(|e| InventoryOp::Release {
+                order_id: e.data.order_id,
+            })
+    } else if event.is::<OrderCompleted>() {
+        event.decode::<OrderCompleted>().map(|e| InventoryOp::Sell {
+            order_id: e.data.order_id,
+        })
+    } else {
+        return None;
+    };
+    Some(op.map_err(malformed))
+}
+
 impl EventHandler for Inventory {
     fn event_types(&self) -> &[&'static str] {
         &[
@@ -76,56 +105,39 @@ impl EventHandler for Inventory {
         event.is::<ProductViewed>()
     }
 
+    /// The saga's events wait in one lane (see [`settings`]): when it is behind, those in a
+    /// row are applied together, each reservation and product read and written once.
+    fn batchable(&self, event: &Envelope) -> bool {
+        !event.is::<ProductViewed>()
+    }
+
+    async fn handle_all(
+        &self,
+        events: &[&Envelope],
+        session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        let ops = events
+            .iter()
+            .filter_map(|event| op_of(event))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store.apply_all_in(session, &ops).await.map_err(failed)
+    }
+
     async fn handle(
         &self,
         event: &Envelope,
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
-        if event.is::<OrderCreated>() {
-            let order = event.decode::<OrderCreated>().map_err(malformed)?.data;
-            // An order without valid lines (none, or a quantity below one) is rejected as such.
-            let lines = merge_lines(order.lines.iter().map(|l| (l.product_id, l.quantity)))
-                .unwrap_or_default();
-            let outcome = self
-                .store
-                .reserve_in(session, order.order_id, &lines)
-                .await
-                .map_err(failed)?;
-            match outcome {
-                Reservation::Reserved => {
-                    tracing::info!(order_id = %order.order_id, "stock reserved")
-                }
-                Reservation::Rejected(short) => {
-                    tracing::info!(order_id = %order.order_id, ?short, "stock short; order rejected")
-                }
-                Reservation::Unchanged => {}
+        match op_of(event).transpose()? {
+            Some(op) => self.store.apply_in(session, &op).await.map_err(failed)?,
+            None if event.is::<ProductViewed>() => {
+                let viewed = event.decode::<ProductViewed>().map_err(malformed)?.data;
+                self.analytics
+                    .count_in(session, &viewed)
+                    .await
+                    .map_err(failed)?;
             }
-        } else if event.is::<OrderCancelled>() {
-            let order = event.decode::<OrderCancelled>().map_err(malformed)?.data;
-            if self
-                .store
-                .release_in(session, order.order_id)
-                .await
-                .map_err(failed)?
-            {
-                tracing::info!(order_id = %order.order_id, "reservation released");
-            }
-        } else if event.is::<ProductViewed>() {
-            let viewed = event.decode::<ProductViewed>().map_err(malformed)?.data;
-            self.analytics
-                .count_in(session, &viewed)
-                .await
-                .map_err(failed)?;
-        } else if event.is::<OrderCompleted>() {
-            let order = event.decode::<OrderCompleted>().map_err(malformed)?.data;
-            if self
-                .store
-                .sell_in(session, order.order_id)
-                .await
-                .map_err(failed)?
-            {
-                tracing::info!(order_id = %order.order_id, "reservation sold");
-            }
+            None => {}
         }
         Ok(())
     }

@@ -30,7 +30,7 @@
 //!   again drops what the fetch brought, and the consumer never catches up.)
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, VecDeque},
     future::Future,
     hash::{DefaultHasher, Hash, Hasher},
     pin::Pin,
@@ -214,6 +214,33 @@ pub trait EventHandler: Send + Sync + 'static {
         event: &Envelope,
         session: &mut ClientSession,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Whether `event` may be applied in one transaction with the events queued behind it
+    /// ([`EventHandler::handle_all`]); false by default. Only for events the handler guards by
+    /// their state (no processed-event record, no [`EventHandler::apply_idempotent`]): a lane
+    /// that is behind then spends one transaction, and one read of each document, on many events
+    /// instead of a transaction each.
+    fn batchable(&self, event: &Envelope) -> bool {
+        let _ = event;
+        false
+    }
+
+    /// Applies `events` — two or more, each [`EventHandler::batchable`], in the order they came —
+    /// inside one transaction, with the same effect as [`EventHandler::handle`] of each in turn
+    /// (the default does just that). Any error rolls the whole batch back, and the runner applies
+    /// the events one by one instead, so a bad event is retried or dead-lettered on its own.
+    fn handle_all(
+        &self,
+        events: &[&Envelope],
+        session: &mut ClientSession,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async move {
+            for event in events {
+                self.handle(event, session).await?;
+            }
+            Ok(())
+        }
+    }
 
     /// Called after the transaction of a successful [`EventHandler::handle`] of `event`
     /// committed (what it appended to an outbox is already handed to the relay). Events of
@@ -701,42 +728,88 @@ fn commit(consumer: &StreamConsumer, progress: &mut Progress) {
     }
 }
 
-/// One lane: its messages one at a time, in the order they came.
+/// Most events a lane applies in one transaction ([`EventHandler::batchable`]).
+const MAX_BATCH: usize = 32;
+
+/// One lane: its messages in the order they came, one at a time — or, for a handler that applies
+/// [`EventHandler::batchable`] events together, the batchable ones of those waiting (up to
+/// [`MAX_BATCH`] looked at) in one transaction, then the others in order.
 async fn lane<H: EventHandler>(
     shared: Arc<Shared<H>>,
     mut deliveries: mpsc::UnboundedReceiver<Delivery>,
     done: mpsc::UnboundedSender<Done>,
     stop: watch::Receiver<bool>,
 ) {
-    while let Some(delivery) = deliveries.recv().await {
+    let batchable = |delivery: &Delivery| {
+        delivery
+            .event
+            .as_ref()
+            .is_ok_and(|event| shared.handler.batchable(event))
+    };
+    let key = |delivery: &Delivery| delivery.message.key().map(<[u8]>::to_vec);
+    // Messages taken from the queue but not batched: applied after the batch, in order.
+    let mut deferred: VecDeque<Delivery> = VecDeque::new();
+    loop {
+        let delivery = match deferred.pop_front() {
+            Some(delivery) => delivery,
+            None => match deliveries.recv().await {
+                Some(delivery) => delivery,
+                None => break,
+            },
+        };
         if *stop.borrow() {
             // Left for redelivery: its offset is not committed.
             continue;
         }
-        let outcome = shared.process(&delivery).await;
-        count(&shared, outcome);
-        let message = &delivery.message;
-        // How long after it was produced the event was done: a consumer's whole delay.
-        let lag_ms = message
-            .timestamp()
-            .to_millis()
-            .map(|at| chrono::Utc::now().timestamp_millis() - at);
-        tracing::debug!(
-            group = %shared.settings.group,
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            key = ?message.key().map(String::from_utf8_lossy),
-            ?lag_ms,
-            ?outcome,
-            "message done"
-        );
-        let _ = done.send(Done {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            generation: delivery.generation,
-        });
+        let mut batch = vec![delivery];
+        if batchable(&batch[0]) && deferred.is_empty() {
+            // Gathers the batchable messages waiting behind, skipping past others: a key's
+            // messages keep their order, since once one of a key is deferred, all later ones of
+            // that key are, and the batch is applied before the deferred ones.
+            let mut held_keys = Vec::new();
+            while batch.len() + deferred.len() < MAX_BATCH {
+                let Ok(more) = deliveries.try_recv() else {
+                    break;
+                };
+                let k = key(&more);
+                if batchable(&more) && !held_keys.contains(&k) {
+                    batch.push(more);
+                } else {
+                    held_keys.push(k);
+                    deferred.push_back(more);
+                }
+            }
+        }
+        let outcomes = if let [single] = batch.as_slice() {
+            vec![shared.process(single).await]
+        } else {
+            shared.process_all(&batch).await
+        };
+        for (delivery, outcome) in batch.iter().zip(outcomes) {
+            count(&shared, outcome);
+            let message = &delivery.message;
+            // How long after it was produced the event was done: a consumer's whole delay.
+            let lag_ms = message
+                .timestamp()
+                .to_millis()
+                .map(|at| chrono::Utc::now().timestamp_millis() - at);
+            tracing::debug!(
+                group = %shared.settings.group,
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                key = ?message.key().map(String::from_utf8_lossy),
+                ?lag_ms,
+                ?outcome,
+                "message done"
+            );
+            let _ = done.send(Done {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                generation: delivery.generation,
+            });
+        }
     }
 }
 
@@ -829,6 +902,40 @@ impl<H: EventHandler> Shared<H> {
         crate::outbox::handoff(&session);
         self.handler.committed(event);
         Ok(Outcome::Applied)
+    }
+
+    /// Applies a run of batchable messages in one transaction; when that fails for any reason
+    /// (a conflict, a bad event, a lost connection), each on its own with [`Shared::process`].
+    async fn process_all(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let events: Vec<&Envelope> = batch.iter().filter_map(|d| d.event.as_ref().ok()).collect();
+        if events.len() == batch.len() {
+            match self.apply_all(&events).await {
+                Ok(()) => return vec![Outcome::Applied; batch.len()],
+                Err(e) => {
+                    self.count_retry("batch");
+                    tracing::debug!(events = events.len(), error = %e, "batch failed; applying its events one by one");
+                }
+            }
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            outcomes.push(self.process(delivery).await);
+        }
+        outcomes
+    }
+
+    async fn apply_all(&self, events: &[&Envelope]) -> Result<(), HandlerError> {
+        let mut session = self.mongo.begin().await?;
+        if let Err(e) = self.handler.handle_all(events, &mut session).await {
+            let _ = session.abort_transaction().await;
+            return Err(e);
+        }
+        session.commit_transaction().await?;
+        crate::outbox::handoff(&session);
+        for event in events {
+            self.handler.committed(event);
+        }
+        Ok(())
     }
 
     async fn dead_letter(&self, message: &OwnedMessage, error: &str, attempts: u32) -> Outcome {

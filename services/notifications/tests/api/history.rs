@@ -345,3 +345,93 @@ async fn bad_requests_are_problems() {
     )
     .await;
 }
+
+/// What the consumer's lane does when it is behind: the waiting notifications stored together
+/// take the next ids in their events' order (after those stored one by one), and a redelivered
+/// event among them fails the whole insert — the consumer then applies them one by one, where the
+/// redelivery stores nothing.
+#[tokio::test]
+async fn notifications_stored_together_take_the_next_ids_in_order_and_refuse_a_redelivery() {
+    use storefront_kit::{
+        mongo::Mongo,
+        testing::{TestStack, unique},
+    };
+    use storefront_notifications::store::{Draft, Kind, Store};
+
+    let stack = TestStack::from_env();
+    let mongo = Mongo::connect(&stack.mongo(&unique("notifications")), "test")
+        .await
+        .unwrap();
+    let store = Store::new(&mongo.db);
+    store.ensure_indexes().await.unwrap();
+    let user = Uuid::new_v4();
+    let draft = |title: &str| Draft {
+        to: user.to_string(),
+        kind: Kind::OrderConfirmed,
+        title: title.to_owned(),
+        body: String::new(),
+        link: None,
+        order_id: None,
+        order_status: None,
+        product_id: None,
+    };
+    let first = Uuid::now_v7();
+    let mut session = mongo.begin().await.unwrap();
+    let alone = store
+        .insert(&mut session, draft("alone"), first)
+        .await
+        .unwrap()
+        .unwrap();
+    session.commit_transaction().await.unwrap();
+
+    let events: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let mut session = mongo.begin().await.unwrap();
+    let stored = store
+        .insert_all(
+            &mut session,
+            events
+                .iter()
+                .zip(["a", "b", "c"])
+                .map(|(id, title)| (draft(title), *id))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    session.commit_transaction().await.unwrap();
+    let ids: Vec<(i64, String)> = stored.iter().map(|n| (n.id, n.title.clone())).collect();
+    assert_eq!(
+        ids,
+        [
+            (alone.id + 1, "a".to_owned()),
+            (alone.id + 2, "b".to_owned()),
+            (alone.id + 3, "c".to_owned())
+        ]
+    );
+    let page = store.page(user, None, 10).await.unwrap();
+    assert_eq!(page.len(), 4);
+
+    // A batch holding an event already stored: nothing of it is stored.
+    let fresh = Uuid::now_v7();
+    let mut session = mongo.begin().await.unwrap();
+    let again = store
+        .insert_all(
+            &mut session,
+            vec![(draft("fresh"), fresh), (draft("again"), events[1])],
+        )
+        .await;
+    assert!(again.is_err(), "a redelivery in a batch must fail it");
+    let _ = session.abort_transaction().await;
+    assert_eq!(store.page(user, None, 10).await.unwrap().len(), 4);
+    // One by one, the redelivery stores nothing and the fresh one its notification.
+    for (title, id, expect_new) in [("fresh", fresh, true), ("again", events[1], false)] {
+        let mut session = mongo.begin().await.unwrap();
+        let one = store.insert(&mut session, draft(title), id).await.unwrap();
+        assert_eq!(one.is_some(), expect_new, "{title}");
+        if one.is_some() {
+            session.commit_transaction().await.unwrap();
+        } else {
+            let _ = session.abort_transaction().await;
+        }
+    }
+    assert_eq!(store.page(user, None, 10).await.unwrap().len(), 5);
+}

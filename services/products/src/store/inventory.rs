@@ -17,24 +17,11 @@ impl Store {
         reason: Option<String>,
         actor: Option<String>,
     ) -> Result<(), StoreError> {
-        let entry = LedgerEntry::new(product, movement, delta, order_id, reason.clone(), actor);
+        let (entry, event) = movement_of(product, movement, delta, order_id, reason, actor);
         self.ledger
             .insert_one(&entry)
             .session(&mut *session)
             .await?;
-        let event = Envelope::new(
-            SOURCE,
-            &product.id,
-            product.version as u64,
-            StockChanged {
-                product_id: product.uuid(),
-                movement,
-                delta,
-                stock: product.stock,
-                order_id,
-                reason,
-            },
-        );
         self.emit(session, event).await
     }
 
@@ -69,7 +56,45 @@ impl Store {
     }
 }
 
-fn state_bson(state: ReservationState) -> Result<bson::Bson, StoreError> {
+/// A ledger entry for one stock movement of `product` (as it is after the movement), and the
+/// `stock.changed` event that publishes it.
+pub(super) fn movement_of(
+    product: &ProductDoc,
+    movement: StockMovement,
+    delta: i64,
+    order_id: Option<Uuid>,
+    reason: Option<String>,
+    actor: Option<String>,
+) -> (LedgerEntry, Envelope<StockChanged>) {
+    let entry = LedgerEntry::new(product, movement, delta, order_id, reason.clone(), actor);
+    let event = Envelope::new(
+        SOURCE,
+        &product.id,
+        product.version as u64,
+        StockChanged {
+            product_id: product.uuid(),
+            movement,
+            delta,
+            stock: product.stock,
+            order_id,
+            reason,
+        },
+    );
+    (entry, event)
+}
+
+/// Why an order's lines cannot be held, as `inventory.rejected` says it.
+pub(super) fn rejection(lines: &[LineQuantity], short: &[ShortLine]) -> String {
+    if lines.is_empty() {
+        "the order has no valid lines".to_owned()
+    } else if short.len() == 1 {
+        "not enough stock for 1 item".to_owned()
+    } else {
+        format!("not enough stock for {} items", short.len())
+    }
+}
+
+pub(super) fn state_bson(state: ReservationState) -> Result<bson::Bson, StoreError> {
     bson::to_bson(&state).map_err(|e| StoreError::Outbox(e.to_string()))
 }
 
@@ -176,13 +201,7 @@ impl Store {
             }
             self.set_reservation(session, order_id, ReservationState::Rejected, lines)
                 .await?;
-            let reason = if lines.is_empty() {
-                "the order has no valid lines".to_owned()
-            } else if short.len() == 1 {
-                "not enough stock for 1 item".to_owned()
-            } else {
-                format!("not enough stock for {} items", short.len())
-            };
+            let reason = rejection(lines, &short);
             let event = Envelope::new(
                 SOURCE,
                 order_id.to_string(),

@@ -8,8 +8,12 @@
 //! The types and the shared plumbing are here; the catalog's operations in `catalog.rs`, the
 //! stock ledger and the saga's reservations in `inventory.rs`.
 
+mod batch;
 mod catalog;
 mod inventory;
+
+pub use batch::InventoryOp;
+use inventory::{movement_of, rejection, state_bson};
 
 use futures::TryStreamExt;
 
@@ -315,10 +319,14 @@ impl Store {
         self.outbox
             .append(session, event)
             .await
-            .map_err(|e| match e {
-                // Whole, so that a transient failure runs the transaction again.
-                AppendError::Mongo(e) => StoreError::Mongo(e),
-                other => StoreError::Outbox(other.to_string()),
-            })
+            .map_err(append_failed)
+    }
+}
+
+fn append_failed(e: AppendError) -> StoreError {
+    match e {
+        // Whole, so that a transient failure runs the transaction again.
+        AppendError::Mongo(e) => StoreError::Mongo(e),
+        other => StoreError::Outbox(other.to_string()),
     }
 }

@@ -12,7 +12,7 @@ use storefront_events::{
 };
 use storefront_kit::kafka;
 use storefront_kit::kafka::KafkaProducer;
-use storefront_products::store::{Reservation, ReservationState};
+use storefront_products::store::{InventoryOp, Reservation, ReservationState};
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -285,4 +285,114 @@ async fn events_out_of_order_still_end_right() {
     );
     assert_eq!(stock(&app, product).await, (4, 0, 1));
     let _ = app.stop.send(true);
+}
+
+/// The saga's events of one scenario, over three products and eleven orders: applied one by one
+/// to one set of products, and in one batch (what the consumer does when it is behind) to
+/// another, they end in the same stock, reservations and ledger.
+#[tokio::test]
+async fn a_batch_of_saga_events_ends_as_the_same_events_one_by_one() {
+    let app = spawn_app().await;
+    let stocks = [5, 3, 5];
+    let mut sets = Vec::new();
+    for _ in 0..2 {
+        let mut products = Vec::new();
+        for stock in stocks {
+            products.push(new_product(&app, stock).await);
+        }
+        let orders: Vec<Uuid> = (0..11).map(|_| Uuid::new_v4()).collect();
+        sets.push((products, orders));
+    }
+    let reserve = |order: Uuid, lines: &[(Uuid, i64)]| InventoryOp::Reserve {
+        order_id: order,
+        lines: lines.iter().map(|&(p, q)| line(p, q)).collect(),
+    };
+    let release = |order_id| InventoryOp::Release { order_id };
+    let sell = |order_id| InventoryOp::Sell { order_id };
+    // Applied one by one to both sets first: reservations the batch finds stored.
+    let before = |p: &[Uuid], o: &[Uuid]| vec![reserve(o[9], &[(p[1], 1)]), sell(o[10])];
+    let scenario = |p: &[Uuid], o: &[Uuid]| {
+        vec![
+            reserve(o[0], &[(p[0], 2), (p[1], 1)]),
+            reserve(o[1], &[(p[1], 3)]), // short: 1 left
+            sell(o[0]),
+            reserve(o[2], &[(p[2], 1)]),
+            release(o[2]),
+            release(o[3]), // cancelled first: never held
+            reserve(o[3], &[(p[0], 1)]),
+            sell(o[4]), // paid first: sold at once
+            reserve(o[4], &[(p[0], 1)]),
+            reserve(o[5], &[(p[0], 1)]),
+            reserve(o[5], &[(p[0], 1)]), // redelivered
+            sell(o[5]),
+            sell(o[5]),
+            release(o[5]), // after the sale: nothing
+            reserve(o[6], &[]),
+            sell(o[9]),                   // reserved before the batch
+            reserve(o[10], &[(p[2], 1)]), // paid before the batch
+            reserve(o[7], &[(p[2], 4)]),
+            reserve(o[8], &[(p[2], 1)]), // short: none left
+        ]
+    };
+    for (products, orders) in &sets {
+        for op in before(products, orders) {
+            app.store().apply(&op).await.unwrap();
+        }
+    }
+    let (one_by_one, batched) = (&sets[0], &sets[1]);
+    for op in scenario(&one_by_one.0, &one_by_one.1) {
+        app.store().apply(&op).await.unwrap();
+    }
+    app.store()
+        .apply_all(&scenario(&batched.0, &batched.1))
+        .await
+        .unwrap();
+
+    let expected_stock = [(1, 0, 4), (1, 0, 2), (0, 4, 1)];
+    for (i, expected) in expected_stock.into_iter().enumerate() {
+        assert_eq!(
+            stock(&app, one_by_one.0[i]).await,
+            expected,
+            "product {i} one by one"
+        );
+        assert_eq!(
+            stock(&app, batched.0[i]).await,
+            expected,
+            "product {i} batched"
+        );
+        let movements = |entries: Vec<storefront_products::store::LedgerEntry>| {
+            entries
+                .into_iter()
+                .map(|e| (e.movement, e.delta, e.stock, e.version))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            movements(app.store().ledger(one_by_one.0[i], 100).await.unwrap()),
+            movements(app.store().ledger(batched.0[i], 100).await.unwrap()),
+            "product {i}'s ledger"
+        );
+    }
+    use ReservationState::*;
+    let expected_states = [
+        Sold,
+        Rejected,
+        Released,
+        CancelledFirst,
+        Sold,
+        Sold,
+        Rejected,
+        Reserved,
+        Rejected,
+        Sold,
+        Sold,
+    ];
+    for (j, expected) in expected_states.into_iter().enumerate() {
+        for (name, (_, orders)) in [("one by one", one_by_one), ("batched", batched)] {
+            assert_eq!(
+                app.store().reservation_state(orders[j]).await.unwrap(),
+                Some(expected),
+                "order {j} {name}"
+            );
+        }
+    }
 }
