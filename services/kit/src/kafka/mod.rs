@@ -21,6 +21,10 @@
 //!   the events of one order or product are applied one at a time in Kafka's order while other
 //!   keys proceed beside them. An offset is committed once every message before it in its
 //!   partition is done, so a crash redelivers (harmlessly) rather than skips;
+//! - **a lane that is behind batches**: a handler whose events are guarded by their state may take
+//!   the events waiting in its lane together ([`EventHandler::batchable`],
+//!   [`EventHandler::handle_all`]): one transaction, and one read and write of each document, for
+//!   many events;
 //! - **an idle consumer stops fetching**: against a broker that holds every fetch for the whole
 //!   `fetch.wait.max.ms` (the local tansu), a short wait keeps latency low but costs a fetch every
 //!   few milliseconds. With `KAFKA_IDLE_FETCH_INTERVAL_MS` set, a consumer that saw nothing for
@@ -560,7 +564,7 @@ impl<H: EventHandler> ConsumerRunner<H> {
                     let (probe, partitions) = (consumer.clone(), paused.clone());
                     let unread = tokio::select! {
                         _ = stop.changed() => break 'consume,
-                        unread = tokio::task::spawn_blocking(move || has_unread(&probe, &partitions)) => {
+                        unread = off_runtime("kafka-probe", move || has_unread(&probe, &partitions)) => {
                             unread.unwrap_or(true)
                         }
                     };
@@ -574,7 +578,9 @@ impl<H: EventHandler> ConsumerRunner<H> {
                 // Not awaited: the request in flight is what wakes the fetcher.
                 let (probe, partitions) =
                     (consumer.clone(), consumer.assignment().unwrap_or_default());
-                tokio::task::spawn_blocking(move || wake_fetcher(&probe, &partitions));
+                drop(off_runtime("kafka-wake", move || {
+                    wake_fetcher(&probe, &partitions)
+                }));
                 idle_gauge.set(0);
                 // Awake again for at least IDLE_AFTER.
                 last_message = Instant::now();
@@ -627,10 +633,29 @@ impl<H: EventHandler> ConsumerRunner<H> {
         // The watchdog holds a handle on the consumer: it ends at the stop, after the broker
         // request it may be waiting on, so the drop below is the last one.
         let _ = watchdog.await;
-        let close = tokio::task::spawn_blocking(move || drop(consumer));
+        let close = off_runtime("kafka-close", move || drop(consumer));
         let _ = tokio::time::timeout(Duration::from_secs(10), close).await;
         tracing::info!(%group, "consumer stopped");
     }
+}
+
+/// Runs `f` on a thread of its own, outside tokio's blocking pool; the receiver has its answer
+/// (an error if the thread could not start or `f` panicked). A blocking librdkafka call that
+/// holds a handle on the consumer may make the last drop of it, and destroying a consumer waits
+/// for the requests still in flight at its broker threads — well over a minute when tansu does
+/// not answer one. In tokio's pool that held up the runtime's shutdown (a test that had finished
+/// hung at its end, once in three runs); a thread of its own holds up nothing.
+fn off_runtime<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    rx
 }
 
 /// Routes one message: acknowledged at once when its type is not handled, otherwise to the lane of
