@@ -1,5 +1,5 @@
 //! Dead letters: the events a consumer group could not apply after its last attempt, which the
-//! runner wrote to `{topic}.dlq.{group}` with the error in the headers (`kafka/mod.rs`). An admin
+//! runner wrote to `{topic}.dlq.{group}` with the error in the headers (`kafka/lane.rs`). An admin
 //! lists them, replays one — the group's own handler applies it again, exactly as the consumer
 //! would, so a replay after a fix changes state once — or discards it. Each decision is recorded
 //! in the service's `dead_letters` collection (who, when, the outcome) and logged under the
