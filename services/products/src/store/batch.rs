@@ -318,17 +318,8 @@ impl Store {
             }
             tracked.set(order_id, ReservationState::Rejected, lines.to_vec());
             tracing::info!(%order_id, ?short, "stock short; order rejected");
-            let event = Envelope::new(
-                SOURCE,
-                order_id.to_string(),
-                1,
-                InventoryRejected {
-                    order_id,
-                    reason: rejection(lines, &short),
-                    short,
-                },
-            );
-            plan.events.push(self.encode(event)?);
+            plan.events
+                .push(self.encode(rejected(order_id, lines, short))?);
             return Ok(());
         }
         let state = if sell_at_once {
@@ -354,16 +345,7 @@ impl Store {
             })?;
         }
         tracing::info!(%order_id, "stock reserved");
-        let event = Envelope::new(
-            SOURCE,
-            order_id.to_string(),
-            1,
-            InventoryReserved {
-                order_id,
-                lines: lines.to_vec(),
-            },
-        );
-        plan.events.push(self.encode(event)?);
+        plan.events.push(self.encode(reserved(order_id, lines))?);
         Ok(())
     }
 
@@ -442,11 +424,7 @@ impl Store {
             if product.version != *before {
                 stock.push((
                     doc! { "_id": &product.id, "version": before },
-                    doc! { "$set": {
-                        "stock": bson::to_bson(&product.stock).map_err(|e| StoreError::Outbox(e.to_string()))?,
-                        "version": product.version,
-                        "updated_at": product.updated_at,
-                    } },
+                    stock_set(product)?,
                 ));
             }
         }

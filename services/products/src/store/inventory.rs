@@ -83,15 +83,51 @@ pub(super) fn movement_of(
     (entry, event)
 }
 
-/// Why an order's lines cannot be held, as `inventory.rejected` says it.
-pub(super) fn rejection(lines: &[LineQuantity], short: &[ShortLine]) -> String {
-    if lines.is_empty() {
+/// `inventory.rejected` for an order whose lines cannot be held.
+pub(super) fn rejected(
+    order_id: Uuid,
+    lines: &[LineQuantity],
+    short: Vec<ShortLine>,
+) -> Envelope<InventoryRejected> {
+    let reason = if lines.is_empty() {
         "the order has no valid lines".to_owned()
     } else if short.len() == 1 {
         "not enough stock for 1 item".to_owned()
     } else {
         format!("not enough stock for {} items", short.len())
-    }
+    };
+    Envelope::new(
+        SOURCE,
+        order_id.to_string(),
+        1,
+        InventoryRejected {
+            order_id,
+            reason,
+            short,
+        },
+    )
+}
+
+/// `inventory.reserved` for an order whose every line is held.
+pub(super) fn reserved(order_id: Uuid, lines: &[LineQuantity]) -> Envelope<InventoryReserved> {
+    Envelope::new(
+        SOURCE,
+        order_id.to_string(),
+        1,
+        InventoryReserved {
+            order_id,
+            lines: lines.to_vec(),
+        },
+    )
+}
+
+/// The update that writes `product`'s stock, version and time (guarded by the caller's filter).
+pub(super) fn stock_set(product: &ProductDoc) -> Result<Document, StoreError> {
+    Ok(doc! { "$set": {
+        "stock": bson::to_bson(&product.stock).map_err(|e| StoreError::Outbox(e.to_string()))?,
+        "version": product.version,
+        "updated_at": product.updated_at,
+    } })
 }
 
 pub(super) fn state_bson(state: ReservationState) -> Result<bson::Bson, StoreError> {
@@ -201,18 +237,8 @@ impl Store {
             }
             self.set_reservation(session, order_id, ReservationState::Rejected, lines)
                 .await?;
-            let reason = rejection(lines, &short);
-            let event = Envelope::new(
-                SOURCE,
-                order_id.to_string(),
-                1,
-                InventoryRejected {
-                    order_id,
-                    reason,
-                    short: short.clone(),
-                },
-            );
-            self.emit(session, event).await?;
+            self.emit(session, rejected(order_id, lines, short.clone()))
+                .await?;
             return Ok(Reservation::Rejected(short));
         }
         let (movement, state) = if sell_at_once {
@@ -246,16 +272,7 @@ impl Store {
             self.set_reservation(session, order_id, state, lines)
                 .await?;
         }
-        let event = Envelope::new(
-            SOURCE,
-            order_id.to_string(),
-            1,
-            InventoryReserved {
-                order_id,
-                lines: lines.to_vec(),
-            },
-        );
-        self.emit(session, event).await?;
+        self.emit(session, reserved(order_id, lines)).await?;
         Ok(Reservation::Reserved)
     }
 
@@ -270,11 +287,7 @@ impl Store {
             .products
             .update_one(
                 doc! { "_id": &product.id, "version": before },
-                doc! { "$set": {
-                    "stock": bson::to_bson(&product.stock).map_err(|e| StoreError::Outbox(e.to_string()))?,
-                    "version": product.version,
-                    "updated_at": product.updated_at,
-                } },
+                stock_set(product)?,
             )
             .session(session)
             .await?;

@@ -13,7 +13,7 @@ mod catalog;
 mod inventory;
 
 pub use batch::InventoryOp;
-use inventory::{movement_of, rejection, state_bson};
+use inventory::{movement_of, rejected, reserved, state_bson, stock_set};
 
 use futures::TryStreamExt;
 
