@@ -1,67 +1,33 @@
-//! The transactional outbox: an event is written in the same MongoDB transaction as the state
-//! change it describes, so there is never a change without its event or an event without its change.
-//! The [`Relay`] publishes what is unsent to Kafka, in order, and marks it sent once Kafka
-//! acknowledged it.
-//!
-//! The records a transaction appended are handed to the relay in-process when it commits
-//! ([`Outbox::commit`], or [`handoff`] after a commit made elsewhere): the relay sends them
-//! without reading them back — once one small query found no older record unsent (another
-//! replica's, one whose commit was never handed off), since Kafka keeps a key's order only as
-//! sent — and marks what Kafka acknowledged sent with one `update_many` for everything sent within
-//! [`MARK_EVERY`] (or 100 records), not one per transaction. Reading
-//! the database remains only as recovery: at start, every 2 s, and after anything went wrong
-//! (a failed send, a hand-off queue that overflowed, a broker that lost its log), the relay reads
-//! up to 100 unsent records in `_id` order, sends them and marks them sent. That finds records
-//! appended by another process (`products resync`), left by a relay that died, or committed with an
-//! unknown outcome.
-//!
-//! Delivery is at-least-once: a relay that dies between Kafka's ack and marking the records sent
-//! publishes those records again after restart, which is why consumers are idempotent by event id.
-//! A relay that is *stopped* marks what it sent before it stops, so a restart publishes every
-//! event exactly once.
-//!
-//! With several replicas, one relay at a time holds a lease document (`outbox_leases`) and the
-//! others wait, so events are not published twice and keep their order (a replica that does not
-//! hold it leaves what it was handed to the holder's recovery reads). The holder renews it only
-//! when less than 12 of its 15 s are left, not at every batch; another relay takes over at most
-//! 15 s after the holder died (one that stops releases it at once).
-//!
-//! A broker that loses its log — the local tansu in memory, which starts empty after a restart; a
-//! real Kafka after an unclean leader election — loses events that were sent but not yet read. The
-//! relay notices on its next delivery to a partition: the offset Kafka acknowledges is not past the
-//! last one it acknowledged there. It then marks every event of that topic sent within
-//! [`REPUBLISH_WINDOW`] unsent again, and publishes them anew; consumers drop the ones they had.
-//! (Not by asking the broker where partitions end: tansu's answer is the first offset of the last
-//! batch plus one, below the end when that batch held more than one event.)
+//! The relay: sends what the outbox's transactions handed it, marks it sent, reads the
+//! database for what it was not handed, holds the lease, and republishes what a broker lost.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet, VecDeque},
-    sync::{Arc, LazyLock, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use chrono::Utc;
 use futures::TryStreamExt;
 use mongodb::{
-    ClientSession, Collection, Database, IndexModel,
+    Collection, Database,
     bson::{self, Document, doc},
-    options::{FindOptions, IndexOptions, ReturnDocument},
+    options::{FindOptions, ReturnDocument},
 };
 use rdkafka::{
     error::KafkaError,
     message::{Header, OwnedHeaders},
     producer::{FutureRecord, future_producer::Delivery},
 };
-use storefront_events::{Envelope, Event};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::{Outbox, Queue, Record};
 use crate::{
     kafka::{DeliveryFuture, KafkaProducer, wake::Announcer},
-    mongo::{Transient, is_duplicate_key},
+    mongo::is_duplicate_key,
 };
 
-const RECORDS: &str = "outbox";
 const LEASES: &str = "outbox_leases";
 const LEASE_ID: &str = "outbox-relay";
 const LEASE_TTL: Duration = Duration::from_secs(15);
@@ -70,273 +36,16 @@ const LEASE_TTL: Duration = Duration::from_secs(15);
 const LEASE_RENEW_BELOW: Duration = Duration::from_secs(12);
 const BATCH: usize = 100;
 /// Records sent from the hand-off are marked sent together, at most this long after the first of
-/// them was acknowledged (or once there are [`BATCH`] of them). A relay that dies meanwhile leaves
+/// them was acknowledged (or once there are `BATCH` of them). A relay that dies meanwhile leaves
 /// them unsent, and its successor publishes them again: consumers drop what they had.
 pub const MARK_EVERY: Duration = Duration::from_secs(1);
-/// Records handed to a relay that does not keep up (or to an outbox no relay runs for) beyond
-/// this many are left to its recovery reads, so memory stays bounded.
-const QUEUE_LIMIT: usize = 10_000;
 /// Ids the recovery reads sent lately, so the same records handed off too are not sent twice.
 const RECENT: usize = 1_000;
-/// Sent records are kept this long for inspection, then MongoDB's TTL monitor removes them.
-const KEEP_SENT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// When the broker lost its log, the events sent within this long before are sent again: what a
 /// consumer might not have read yet. One further behind misses the rest.
 pub const REPUBLISH_WINDOW: Duration = Duration::from_secs(10 * 60);
 
-/// An event encoded for [`Outbox::append_all`].
-#[derive(Debug, Clone)]
-pub struct Encoded(Record);
-
-/// One outbox record, as stored and as sent.
-#[derive(Debug, Clone)]
-struct Record {
-    id: String,
-    event_type: String,
-    topic: String,
-    key: String,
-    payload: String,
-}
-
-impl Record {
-    fn read(record: &Document) -> Result<Record, RelayError> {
-        let field = |name: &str| {
-            record
-                .get_str(name)
-                .map(str::to_owned)
-                .map_err(|_| RelayError::Malformed(format!("{:?}", record.get("_id"))))
-        };
-        Ok(Record {
-            id: field("_id")?,
-            event_type: record.get_str("type").unwrap_or_default().to_owned(),
-            topic: field("topic")?,
-            key: field("key")?,
-            payload: field("payload")?,
-        })
-    }
-}
-
-/// What committed transactions handed to one outbox's relay.
-#[derive(Default)]
-struct Queue {
-    state: Mutex<QueueState>,
-    wake: Notify,
-}
-
-#[derive(Default)]
-struct QueueState {
-    records: VecDeque<Record>,
-    /// Records were left out (the queue was full): the relay must read the database, in order,
-    /// before it sends anything handed to it again.
-    overflowed: bool,
-}
-
-impl Queue {
-    fn push(&self, records: Vec<Record>) {
-        {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if state.overflowed || state.records.len() + records.len() > QUEUE_LIMIT {
-                state.overflowed = true;
-            } else {
-                state.records.extend(records);
-            }
-        }
-        self.wake.notify_one();
-    }
-
-    /// Up to `limit` records in commit order; `None` when some were left out and the database
-    /// must be read instead (the queue is emptied then).
-    fn take(&self, limit: usize) -> Option<Vec<Record>> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.overflowed {
-            state.overflowed = false;
-            state.records.clear();
-            return None;
-        }
-        let n = limit.min(state.records.len());
-        Some(state.records.drain(..n).collect())
-    }
-
-    /// Drops everything handed off so far: a recovery read is about to find it.
-    fn clear(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.overflowed = false;
-        state.records.clear();
-    }
-
-    fn is_empty(&self) -> bool {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.records.is_empty() && !state.overflowed
-    }
-}
-
-/// Records appended in transactions that have not committed yet, by session (its `lsid`), each
-/// with the queue it goes to once the transaction commits. Process-wide because a transaction
-/// can append to any outbox and is committed by whoever began it (a service's store, the
-/// consumer runner); [`crate::mongo::Mongo::begin`] forgets what an earlier transaction of the
-/// same server session left (one that aborted, or whose commit failed).
-static STAGED: LazyLock<Mutex<Staged>> = LazyLock::new(Default::default);
-
-/// Session → when its open transaction first appended, what it appended, and where each goes.
-type Staged = HashMap<String, (Instant, Vec<(Arc<Queue>, Record)>)>;
-/// What a transaction staged is forgotten after this long uncommitted: the driver may drop a
-/// session (a network error) rather than reuse it, and its records must not stay forever.
-const STAGED_FOR: Duration = Duration::from_secs(300);
-
-fn staged() -> std::sync::MutexGuard<'static, Staged> {
-    STAGED.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn session_key(session: &ClientSession) -> String {
-    session.id().to_string()
-}
-
-/// A transaction begins on `session`: whatever an earlier one on it appended and did not commit
-/// is not to be sent.
-pub(crate) fn forget(session: &ClientSession) {
-    let mut staged = staged();
-    staged.remove(&session_key(session));
-    staged.retain(|_, (since, _)| since.elapsed() < STAGED_FOR);
-}
-
-/// Hands what the transaction just committed on `session` appended to the relays of its outboxes.
-/// [`Outbox::commit`] calls it; call it after committing a transaction in any other way. A
-/// record never handed off (a commit whose outcome was unknown) waits for the recovery read.
-pub fn handoff(session: &ClientSession) {
-    let Some((_, records)) = staged().remove(&session_key(session)) else {
-        return;
-    };
-    let mut by_queue: Vec<(Arc<Queue>, Vec<Record>)> = Vec::new();
-    for (queue, record) in records {
-        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &queue)) {
-            Some((_, records)) => records.push(record),
-            None => by_queue.push((queue, vec![record])),
-        }
-    }
-    for (queue, records) in by_queue {
-        queue.push(records);
-    }
-}
-
-/// Appends events inside a service's transactions.
-#[derive(Clone)]
-pub struct Outbox {
-    records: Collection<Document>,
-    topic_prefix: String,
-    queue: Arc<Queue>,
-}
-
 impl Outbox {
-    pub fn new(db: &Database, topic_prefix: &str) -> Self {
-        Outbox {
-            records: db.collection(RECORDS),
-            topic_prefix: topic_prefix.to_owned(),
-            queue: Arc::default(),
-        }
-    }
-
-    pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
-        self.records
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "sent": 1, "_id": 1 })
-                    .build(),
-            )
-            .await?;
-        self.records
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "sent_at": 1 })
-                    .options(IndexOptions::builder().expire_after(KEEP_SENT).build())
-                    .build(),
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Writes `event` in the caller's transaction. Commit it with [`Outbox::commit`] (or call
-    /// [`handoff`] after the commit), so the relay sends it at once.
-    pub async fn append<E: Event>(
-        &self,
-        session: &mut ClientSession,
-        event: Envelope<E>,
-    ) -> Result<(), AppendError> {
-        let record = self.encode(event)?;
-        self.append_all(session, vec![record]).await
-    }
-
-    /// Encodes `event` as a record for [`Outbox::append_all`]: several events of different types
-    /// written in one command.
-    pub fn encode<E: Event>(&self, event: Envelope<E>) -> Result<Encoded, AppendError> {
-        let topic = E::TOPIC.name(&self.topic_prefix);
-        let raw = event
-            .into_raw()
-            .map_err(|e| AppendError::Encode(e.to_string()))?;
-        let payload =
-            serde_json::to_string(&raw).map_err(|e| AppendError::Encode(e.to_string()))?;
-        Ok(Encoded(Record {
-            // UUIDv7: the string order is the creation order, which the recovery read keeps.
-            id: raw.id.to_string(),
-            event_type: raw.event_type,
-            topic,
-            key: raw.key,
-            payload,
-        }))
-    }
-
-    /// Writes `records`, in their order, in the caller's transaction with one insert (as
-    /// [`Outbox::append`] does one).
-    pub async fn append_all(
-        &self,
-        session: &mut ClientSession,
-        records: Vec<Encoded>,
-    ) -> Result<(), AppendError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let created_at = bson::DateTime::now();
-        let mut documents: Vec<Document> = records
-            .iter()
-            .map(|Encoded(record)| {
-                doc! {
-                    "_id": &record.id,
-                    "type": &record.event_type,
-                    "topic": &record.topic,
-                    "key": &record.key,
-                    "payload": &record.payload,
-                    "created_at": created_at,
-                    "sent": false,
-                }
-            })
-            .collect();
-        if let [_] = documents.as_slice() {
-            self.records
-                .insert_one(documents.remove(0))
-                .session(&mut *session)
-                .await?;
-        } else {
-            self.records
-                .insert_many(documents)
-                .session(&mut *session)
-                .await?;
-        }
-        let mut staged = staged();
-        let entry = staged
-            .entry(session_key(session))
-            .or_insert_with(|| (Instant::now(), Vec::new()));
-        for Encoded(record) in records {
-            entry.1.push((self.queue.clone(), record));
-        }
-        Ok(())
-    }
-
-    /// Commits a transaction that appended events, and hands them to the relay.
-    pub async fn commit(&self, mut session: ClientSession) -> Result<(), mongodb::error::Error> {
-        session.commit_transaction().await?;
-        handoff(&session);
-        Ok(())
-    }
-
     pub fn relay(&self, db: &Database, producer: KafkaProducer) -> Relay {
         Relay {
             records: self.records.clone(),
@@ -355,23 +64,6 @@ impl Outbox {
             not_holder_until: None,
             announcer: None,
         }
-    }
-}
-
-/// Why an event could not be appended.
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    /// The insert failed. Keeps MongoDB's error whole: a transient one (a write conflict, a
-    /// server that went away) makes the caller's transaction worth running again.
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("the event cannot be encoded: {0}")]
-    Encode(String),
-}
-
-impl Transient for AppendError {
-    fn is_transient(&self) -> bool {
-        matches!(self, AppendError::Mongo(e) if e.is_transient())
     }
 }
 
@@ -431,7 +123,7 @@ impl Relay {
 
     /// How often the relay reads the database for unsent records it was not handed (default
     /// 2 s): events appended by another process (`products resync`), or left by a relay that
-    /// died. Everything this process commits through [`Outbox::commit`] or [`handoff`] reaches
+    /// died. Everything this process commits through [`Outbox::commit`] or [`handoff`](super::handoff()) reaches
     /// it at once.
     pub fn recovery_poll(mut self, every: Duration) -> Self {
         self.poll = every;
