@@ -1,24 +1,31 @@
 //! A MongoDB the operator runs for a service (when the Storefront asks for one): its admin
 //! Secret, Service, StatefulSet and NetworkPolicy.
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret,
-    Service as KubeService, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
-    VolumeResourceRequirements,
+use k8s_openapi::{
+    api::{
+        apps::v1::{StatefulSet, StatefulSetSpec},
+        core::v1::{
+            Container, ContainerPort, EmptyDirVolumeSource, PersistentVolumeClaim,
+            PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+            Secret, Service as KubeService, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+            VolumeResourceRequirements,
+        },
+        networking::v1::{
+            NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
+        },
+    },
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
 };
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::network::{pods_of, port};
-use super::secrets::opaque_secret;
 use super::{
-    DATABASE_ADMIN, MONGODB_PORT, labels, locked_down, metadata, plain_env, pod_security,
-    secret_env, selector, service_port,
+    DATABASE_ADMIN, MONGODB_PORT, labels, locked_down, metadata,
+    network::{pods_of, port},
+    plain_env, pod_security, secret_env,
+    secrets::opaque_secret,
+    selector, service_port,
 };
 use crate::shop::{Databases, Shop};
 
@@ -26,10 +33,12 @@ use crate::shop::{Databases, Shop};
 pub fn database_object_name(shop: &Shop, service: &str) -> String {
     shop.object_name(&format!("{service}-db"))
 }
+
 /// The Secret with a managed database's administrator password (key `password`), generated once.
 pub fn database_admin_secret_name(shop: &Shop, service: &str) -> String {
     shop.object_name(&format!("{service}-db-admin"))
 }
+
 pub fn database_admin_secret(shop: &Shop, service: &str, password: &str) -> Secret {
     opaque_secret(
         metadata(
@@ -40,6 +49,7 @@ pub fn database_admin_secret(shop: &Shop, service: &str, password: &str) -> Secr
         &[("username", DATABASE_ADMIN), ("password", password)],
     )
 }
+
 /// The administrator's connection string to a managed database (its pod's stable name).
 pub fn database_admin_uri(shop: &Shop, service: &str, password: &str) -> String {
     let name = database_object_name(shop, service);
@@ -48,6 +58,7 @@ pub fn database_admin_uri(shop: &Shop, service: &str, password: &str) -> String 
         shop.namespace
     )
 }
+
 /// The headless Service that gives a managed database's pod its stable name.
 pub fn database_service(shop: &Shop, service: &str) -> KubeService {
     let component = format!("{service}-db");
@@ -62,6 +73,7 @@ pub fn database_service(shop: &Shop, service: &str) -> KubeService {
         ..KubeService::default()
     }
 }
+
 /// A managed database: one MongoDB pod with its own volume, initialised with the administrator
 /// from `{shop}-{service}-db-admin` (the operator then makes the service's user with it). The pod
 /// is locked down like the services' (non-root as the image's `mongodb` user, read-only root).
@@ -178,6 +190,7 @@ pub fn database_stateful_set(shop: &Shop, service: &str) -> Option<StatefulSet> 
         ..StatefulSet::default()
     })
 }
+
 /// A managed database takes connections only from its service's pods and from the operator
 /// (which makes the service's user); it opens none.
 pub fn database_network_policy(shop: &Shop, service: &str) -> NetworkPolicy {

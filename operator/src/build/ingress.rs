@@ -36,6 +36,7 @@ fn ingress_path(shop: &Shop, path: &str, path_type: &str, service: &str) -> HTTP
         },
     }
 }
+
 fn ingress_of(
     shop: &Shop,
     name: &str,
@@ -67,6 +68,7 @@ fn ingress_of(
         ..Ingress::default()
     }
 }
+
 /// The routes of docs/architecture.md on the shop's host: `{shop}-ingress` with every service's
 /// prefix and the JSON body limit, and `{shop}-uploads` with the image upload routes and theirs
 /// (ingress-nginx sets a body limit per Ingress, not per path).

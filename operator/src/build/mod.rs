@@ -10,15 +10,19 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, Probe,
-    SeccompProfile, SecretKeySelector, SecurityContext, Service as KubeService, ServicePort,
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        core::v1::{
+            Capabilities, ConfigMap, EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext,
+            Probe, SeccompProfile, SecretKeySelector, SecurityContext, Service as KubeService,
+            ServicePort,
+        },
+        networking::v1::{Ingress, NetworkPolicy},
+        policy::v1::PodDisruptionBudget,
+    },
+    apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::shop::{Databases, Planned, Shop};
 
@@ -61,12 +65,14 @@ pub fn selector(shop: &Shop, component: &str) -> BTreeMap<String, String> {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
 }
+
 fn labels(shop: &Shop, component: &str) -> BTreeMap<String, String> {
     let mut labels = selector(shop, component);
     labels.insert("app.kubernetes.io/part-of".into(), "storefront".into());
     labels.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
     labels
 }
+
 fn metadata(shop: &Shop, name: String, component: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
@@ -76,6 +82,7 @@ fn metadata(shop: &Shop, name: String, component: &str) -> ObjectMeta {
         ..ObjectMeta::default()
     }
 }
+
 fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -90,6 +97,7 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
         ..EnvVar::default()
     }
 }
+
 /// Every container: no privilege escalation, a read-only root, non-root, no capabilities.
 fn locked_down() -> SecurityContext {
     SecurityContext {
@@ -103,6 +111,7 @@ fn locked_down() -> SecurityContext {
         ..SecurityContext::default()
     }
 }
+
 /// Every pod: as `user` (never root), the runtime's default seccomp profile.
 fn pod_security(user: i64) -> PodSecurityContext {
     PodSecurityContext {
@@ -117,6 +126,7 @@ fn pod_security(user: i64) -> PodSecurityContext {
         ..PodSecurityContext::default()
     }
 }
+
 /// A TCP Service port named like the container port it targets.
 fn service_port(name: &str, port: i32) -> ServicePort {
     ServicePort {
@@ -127,6 +137,7 @@ fn service_port(name: &str, port: i32) -> ServicePort {
         ..ServicePort::default()
     }
 }
+
 fn plain_env(name: &str, value: String) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -134,6 +145,7 @@ fn plain_env(name: &str, value: String) -> EnvVar {
         ..EnvVar::default()
     }
 }
+
 fn probe(path: &str, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -147,6 +159,7 @@ fn probe(path: &str, period: i32) -> Probe {
         ..Probe::default()
     }
 }
+
 /// Everything the shop's services need in the cluster, in apply order.
 pub struct Objects {
     pub config_map: ConfigMap,
@@ -159,6 +172,7 @@ pub struct Objects {
     pub network_policies: Vec<NetworkPolicy>,
     pub ingresses: Vec<Ingress>,
 }
+
 impl Objects {
     /// Every object, in apply order, as the API server receives it (for the golden tests and
     /// the schema check).
@@ -177,6 +191,7 @@ impl Objects {
         all
     }
 }
+
 pub fn objects(shop: &Shop) -> Objects {
     let managed: Vec<&Planned> = match shop.databases {
         Databases::Managed { .. } => shop.database_services().collect(),

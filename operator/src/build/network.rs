@@ -1,11 +1,12 @@
 //! The NetworkPolicy of each service: who may reach it, what it may reach.
 
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
-    NetworkPolicyPort, NetworkPolicySpec,
+use k8s_openapi::{
+    api::networking::v1::{
+        NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+        NetworkPolicyPort, NetworkPolicySpec,
+    },
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{MONGODB_PORT, metadata, selector};
 use crate::shop::{HTTP_PORT, Planned, SERVICES, Shop};
@@ -19,6 +20,7 @@ pub(super) fn pods_of(shop: &Shop, component: &str) -> NetworkPolicyPeer {
         ..NetworkPolicyPeer::default()
     }
 }
+
 pub(super) fn port(port: i32, protocol: &str) -> NetworkPolicyPort {
     NetworkPolicyPort {
         port: Some(IntOrString::Int(port)),
@@ -26,9 +28,11 @@ pub(super) fn port(port: i32, protocol: &str) -> NetworkPolicyPort {
         ..NetworkPolicyPort::default()
     }
 }
+
 fn http_port() -> NetworkPolicyPort {
     port(HTTP_PORT, "TCP")
 }
+
 /// One policy per service from the service graph: ingress only from the ingress controller's
 /// namespace and from the services that call it; egress only to the services it
 /// calls, auth (JWKS), DNS, and — since Kafka, MongoDB, Redis and S3 may run anywhere — any

@@ -1,8 +1,7 @@
 //! The Secrets the operator writes: the token signing key, the admin's password, each
 //! service's database credentials.
 
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 
 use super::{ADMIN_SECRET, SIGNING_KEY_SECRET, metadata};
 use crate::shop::Shop;
@@ -14,6 +13,7 @@ pub fn signing_key_secret(shop: &Shop, pem: &str) -> Secret {
         &[("signing-key.pem", pem)],
     )
 }
+
 /// The shop's first administrator: `admin@{host}` (`admin@{host}.local` for a one-label host
 /// such as `localhost`: an e-mail domain needs a dot) and a generated password.
 pub fn admin_secret(shop: &Shop, password: &str) -> Secret {
@@ -30,6 +30,7 @@ pub fn admin_secret(shop: &Shop, password: &str) -> Secret {
         ],
     )
 }
+
 pub(super) fn opaque_secret(metadata: ObjectMeta, data: &[(&str, &str)]) -> Secret {
     Secret {
         metadata,
@@ -45,11 +46,13 @@ pub(super) fn opaque_secret(metadata: ObjectMeta, data: &[(&str, &str)]) -> Secr
         ..Secret::default()
     }
 }
+
 /// The Secret with a service's MongoDB connection string (key `uri`), written by the operator
 /// when it creates the service's database user.
 pub fn database_secret_name(shop: &Shop, service: &str) -> String {
     shop.object_name(&format!("{service}-mongodb"))
 }
+
 /// A service's database credentials: `uri` (what the service reads), and the parts of it.
 pub fn database_secret(shop: &Shop, service: &str, password: &str, uri: &str) -> Secret {
     opaque_secret(

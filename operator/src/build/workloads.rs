@@ -1,20 +1,25 @@
 //! A service's Deployment, Service and PodDisruptionBudget.
 
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
+        core::v1::{
+            ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
+            PodSpec, PodTemplateSpec, SecretVolumeSource, Service as KubeService, ServiceSpec,
+            Volume, VolumeMount,
+        },
+        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
+    },
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
 };
-use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, PodSpec,
-    PodTemplateSpec, SecretVolumeSource, Service as KubeService, ServiceSpec, Volume, VolumeMount,
-};
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::secrets::database_secret_name;
 use super::{
     ADMIN_SECRET, SHUTDOWN_DRAIN_SECS, SIGNING_KEY_SECRET, labels, locked_down, metadata,
-    plain_env, pod_security, probe, secret_env, selector, service_port,
+    plain_env, pod_security, probe, secret_env, secrets::database_secret_name, selector,
+    service_port,
 };
 use crate::shop::{HTTP_PORT, Planned, Shop};
 
@@ -165,6 +170,7 @@ pub fn deployment(shop: &Shop, planned: &Planned) -> Deployment {
         ..Deployment::default()
     }
 }
+
 /// The ClusterIP Service in front of one service's pods.
 pub fn service(shop: &Shop, planned: &Planned) -> KubeService {
     let name = planned.service.name;
@@ -178,6 +184,7 @@ pub fn service(shop: &Shop, planned: &Planned) -> KubeService {
         ..KubeService::default()
     }
 }
+
 /// Keeps one pod of a replicated service up through voluntary disruptions (node drains);
 /// `None` for a single replica, where a budget would block drains for ever.
 pub fn disruption_budget(shop: &Shop, planned: &Planned) -> Option<PodDisruptionBudget> {

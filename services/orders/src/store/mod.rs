@@ -100,6 +100,7 @@ impl From<StoreError> for storefront_kit::Error {
         }
     }
 }
+
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: u64,
@@ -117,6 +118,7 @@ pub struct Store {
     outbox: Outbox,
     changes: Changes,
 }
+
 /// How much older than its `created_at` an order's id may be: more than any placement takes
 /// (the pricing function's timeout included).
 const ID_BEFORE_CREATED: chrono::Duration = chrono::Duration::minutes(5);
@@ -128,6 +130,7 @@ fn now() -> bson::DateTime {
 pub fn at(t: DateTime<Utc>) -> bson::DateTime {
     bson::DateTime::from_millis(t.timestamp_millis())
 }
+
 impl Store {
     pub fn new(mongo: Mongo, outbox: Outbox, changes: Changes) -> Self {
         Store {

@@ -14,6 +14,7 @@ pub enum NotPayable {
     Paid,
     Ended(String),
 }
+
 impl Store {
     /// Holds an order for payment for `ttl`: payments calls Stripe only with this hold, and a
     /// cancel or the expiry waits until it ends. Holding again extends it (payments' own claim

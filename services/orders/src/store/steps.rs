@@ -41,6 +41,7 @@ enum Change {
     RefundDue,
     Refunded,
 }
+
 impl Store {
     /// Moves an order one step in its own transaction (run again if the order changed under it).
     pub async fn advance(&self, id: Uuid, step: Step) -> Result<OrderDoc, StoreError> {

@@ -17,6 +17,7 @@ pub struct User {
     #[serde(default)]
     pub created_at: String,
 }
+
 /// The signed-in customer's own details (`GET /api/users/profile`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Profile {
@@ -29,6 +30,7 @@ pub struct Profile {
     #[serde(default)]
     pub address: Option<Address>,
 }
+
 /// A postal address, as auth keeps it.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 pub struct Address {
@@ -39,6 +41,7 @@ pub struct Address {
     pub postal_code: String,
     pub country: String,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Session {
     pub user: User,

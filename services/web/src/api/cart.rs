@@ -4,8 +4,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use storefront_events::Money;
 
-use super::orders::Order;
-use super::{Api, ApiResult, encode};
+use super::{Api, ApiResult, encode, orders::Order};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CartLine {
@@ -17,6 +16,7 @@ pub struct CartLine {
     pub available: i64,
     pub orderable: bool,
 }
+
 /// Lines checked out into an order that is not paid or cancelled yet.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Held {
@@ -24,18 +24,21 @@ pub struct Held {
     pub order_id: Option<String>,
     pub count: i64,
 }
+
 /// A line of a price beyond the items: shipping, a fee, tax, a discount.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Charge {
     pub label: String,
     pub amount: Money,
 }
+
 /// What the cart would cost as an order now.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Estimate {
     pub charges: Vec<Charge>,
     pub total: Money,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Cart {
     pub items: Vec<CartLine>,
@@ -49,6 +52,7 @@ pub struct Cart {
     #[serde(default)]
     pub held: Vec<Held>,
 }
+
 impl Cart {
     /// Whether a line cannot be ordered as it is (its product is gone, or less is available):
     /// the subtotal and the estimate leave it out.

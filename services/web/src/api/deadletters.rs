@@ -4,8 +4,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::orders::plural;
-use super::{Api, ApiResult, encode};
+use super::{Api, ApiResult, encode, orders::plural};
 
 /// The services whose consumer groups can dead-letter events, in the order the page shows them.
 pub const CONSUMERS: [&str; 5] = ["products", "cart", "orders", "payments", "notifications"];
@@ -16,6 +15,7 @@ pub struct DeadLetterList {
     pub items: Vec<DeadLetter>,
     pub open: usize,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct DeadLetter {
     pub id: String,
@@ -40,6 +40,7 @@ pub struct DeadLetter {
     #[serde(default)]
     pub message: Option<Value>,
 }
+
 impl DeadLetter {
     /// `(1 attempt)`, `(5 attempts)`: how often the service tried.
     pub fn attempts_text(&self) -> String {

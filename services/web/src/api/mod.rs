@@ -5,8 +5,7 @@
 //! file holds the client, its errors and what every service shares (a page of results).
 
 use reqwest::{Method, RequestBuilder, StatusCode};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use storefront_kit::error::PROBLEM_BASE;
 
@@ -46,11 +45,13 @@ pub struct Problem {
     #[serde(default)]
     pub errors: Vec<FieldProblem>,
 }
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct FieldProblem {
     pub field: String,
     pub message: String,
 }
+
 impl Problem {
     /// The stable slug, e.g. `version-mismatch`.
     pub fn slug(&self) -> &str {
@@ -65,6 +66,7 @@ impl Problem {
             .map(|e| e.message.as_str())
     }
 }
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{}", .0.detail)]
@@ -72,6 +74,7 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
 }
+
 impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
@@ -87,6 +90,7 @@ impl ApiError {
         }
     }
 }
+
 pub type ApiResult<T> = Result<T, ApiError>;
 #[derive(Debug, Clone, Deserialize)]
 pub struct Page<T> {
@@ -95,16 +99,19 @@ pub struct Page<T> {
     pub per_page: i64,
     pub total: i64,
 }
+
 impl<T> Page<T> {
     pub fn pages(&self) -> i64 {
         ((self.total + self.per_page - 1) / self.per_page.max(1)).max(1)
     }
 }
+
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     urls: Urls,
 }
+
 async fn problem_of(response: reqwest::Response) -> ApiError {
     let status = response.status();
     let mut problem: Problem = response.json().await.unwrap_or_default();
@@ -117,6 +124,7 @@ async fn problem_of(response: reqwest::Response) -> ApiError {
     }
     ApiError::Problem(problem)
 }
+
 impl Api {
     pub fn new(urls: Urls) -> Self {
         Api {
@@ -172,6 +180,7 @@ impl Api {
         })
     }
 }
+
 /// A path segment from user input, percent-encoded so it can never add a path or query.
 pub fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
@@ -184,10 +193,12 @@ pub fn encode(segment: &str) -> String {
     }
     out
 }
+
 /// Serialises a form struct back as JSON fields (for re-rendering).
 pub fn to_value<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or_default()
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ pub struct Notification {
     pub read: bool,
     pub created_at: String,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Notifications {
     pub items: Vec<Notification>,

@@ -4,8 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use storefront_events::Money;
 
-use super::cart::Charge;
-use super::{Api, ApiError, ApiResult, Page, encode};
+use super::{Api, ApiError, ApiResult, Page, cart::Charge, encode};
 
 /// Sales over some days (`GET /api/orders/admin/stats`).
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +18,7 @@ pub struct SalesStats {
     pub days: Vec<DaySales>,
     pub products: Vec<ProductSales>,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct DaySales {
     pub day: chrono::NaiveDate,
@@ -27,6 +27,7 @@ pub struct DaySales {
     pub cancelled: u64,
     pub revenue: Vec<Money>,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProductSales {
     pub product_id: String,
@@ -35,6 +36,7 @@ pub struct ProductSales {
     pub orders: u64,
     pub revenue: Money,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrderLine {
     pub product_id: String,
@@ -43,6 +45,7 @@ pub struct OrderLine {
     pub quantity: i64,
     pub line_total: Money,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Order {
     pub id: String,
@@ -76,12 +79,14 @@ pub struct Order {
     #[serde(default)]
     pub payment: Option<OrderPayment>,
 }
+
 /// The payment an order received.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrderPayment {
     pub amount: Money,
     pub paid_at: String,
 }
+
 /// One step of an order's life, for the admin's order page.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -89,6 +94,7 @@ pub struct Step {
     pub what: &'static str,
     pub detail: String,
 }
+
 /// `1 line`, `2 lines`.
 pub fn plural(count: usize, word: &str) -> String {
     if count == 1 {
@@ -97,6 +103,7 @@ pub fn plural(count: usize, word: &str) -> String {
         format!("{count} {word}s")
     }
 }
+
 /// An RFC 3339 time as `2026-12-01 14:32:05 UTC` (the text itself when it is not one).
 pub fn when(rfc3339: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
@@ -107,6 +114,7 @@ pub fn when(rfc3339: &str) -> String {
         })
         .unwrap_or_else(|_| rfc3339.to_owned())
 }
+
 /// An order's state as a customer reads it (`static/app.js` has the same words for live updates).
 pub fn state_words(state: &str) -> &'static str {
     match state {
@@ -117,6 +125,7 @@ pub fn state_words(state: &str) -> &'static str {
         _ => "Unknown",
     }
 }
+
 impl Order {
     /// What the order is called on a page: its number, or (placed before numbers) the start of
     /// its id.
@@ -198,6 +207,7 @@ impl Order {
         )
     }
 }
+
 /// Money that arrived after the order ended, on its way back.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrderRefund {

@@ -17,6 +17,7 @@ pub struct Payment {
     #[serde(default)]
     pub reason: Option<String>,
 }
+
 /// What paying answered.
 #[derive(Debug, Clone)]
 pub enum Paid {

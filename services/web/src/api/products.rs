@@ -12,10 +12,12 @@ pub struct Category {
     pub category: String,
     pub count: i64,
 }
+
 #[derive(Debug, Deserialize)]
 struct Categories {
     items: Vec<Category>,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Image {
     pub key: String,
@@ -29,11 +31,13 @@ pub struct Image {
     #[serde(default)]
     pub thumbnail: Option<Thumbnail>,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Thumbnail {
     pub url: String,
     pub width: u32,
 }
+
 impl Image {
     /// What a page loads when it cannot choose: the thumbnail when there is one.
     pub fn small_url(&self) -> &str {
@@ -52,6 +56,7 @@ impl Image {
         ))
     }
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Product {
     pub id: String,
@@ -66,6 +71,7 @@ pub struct Product {
     pub in_stock: bool,
     pub version: i64,
 }
+
 impl Product {
     pub fn primary_image(&self) -> Option<&Image> {
         self.images
@@ -74,6 +80,7 @@ impl Product {
             .or(self.images.first())
     }
 }
+
 /// Views of the catalog over some days (`GET /api/products/admin/stats`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ViewStats {
@@ -81,17 +88,20 @@ pub struct ViewStats {
     pub days: Vec<DayViews>,
     pub top: Vec<ProductViews>,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct DayViews {
     pub day: chrono::NaiveDate,
     pub views: i64,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProductViews {
     pub product_id: String,
     pub title: String,
     pub views: i64,
 }
+
 /// One movement of a product's stock ledger.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LedgerEntry {
@@ -104,16 +114,19 @@ pub struct LedgerEntry {
     #[serde(default)]
     pub actor: Option<String>,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct LedgerStock {
     pub available: i64,
     pub reserved: i64,
     pub sold: i64,
 }
+
 #[derive(Debug, Clone, Deserialize)]
 struct StockHistory {
     ledger: Vec<LedgerEntry>,
 }
+
 /// One uploaded file, passed on as it came.
 pub struct Upload {
     pub file_name: String,
