@@ -1,7 +1,4 @@
-//! `/admin`: products (search, create, edit with version conflicts shown, delete, images —
-//! upload, delete, primary —, stock and its history), orders (by status, each with its lines,
-//! payment and timeline, customers by name), users (search, block/unblock). Admins only; every
-//! call goes out with the admin's token, so the services check the role again.
+//! The catalog as the admin keeps it: the list, a product's form, stock, images, deletion.
 
 use askama::Template;
 use axum::{
@@ -13,20 +10,16 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
+use super::{PageQuery, PageResult, search_text};
 use crate::{
     AppState,
-    api::{
-        ApiError, CONSUMERS, DeadLetterList, LedgerEntry, Order, Page, Payment, Product, Upload,
-        User, encode,
-    },
+    api::{ApiError, LedgerEntry, Page, Product, Upload, encode},
     pages::{
         FormErrors, Layout, PageError, Pager, admin_token, parse_price, price_text, render,
         status_of, with_status,
     },
     session::Visitor,
 };
-
-type PageResult = Result<Response, PageError>;
 
 #[derive(Template)]
 #[template(path = "admin/products.html")]
@@ -38,40 +31,6 @@ struct ProductsPage {
     pager: Pager,
     /// A product was just deleted.
     deleted: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct PageQuery {
-    page: Option<i64>,
-    status: Option<String>,
-    #[serde(default)]
-    q: String,
-    /// What was just done, for the message that says so.
-    saved: Option<String>,
-}
-
-impl PageQuery {
-    fn page(&self) -> i64 {
-        self.page.unwrap_or(1).clamp(1, 1000)
-    }
-}
-
-/// A search as the admin typed it, or a note that it cannot be one: the services' own rule
-/// (`storefront_kit::validate::search`), said as a sentence; the list then shows everything,
-/// with the note.
-fn search_text(q: &str) -> (String, Option<String>) {
-    let mut fields = storefront_kit::validate::Fields::default();
-    let text = storefront_kit::validate::search(Some(q), &mut fields);
-    match fields.finish() {
-        Ok(()) => (text.unwrap_or_default(), None),
-        Err(storefront_kit::Error::Validation(errors)) => (
-            String::new(),
-            errors
-                .first()
-                .map(|e| format!("{}.", crate::pages::capitalised(&e.message))),
-        ),
-        Err(other) => (String::new(), Some(other.to_string())),
-    }
 }
 
 pub async fn products(
@@ -201,7 +160,7 @@ fn saved_message(kind: Option<&str>) -> Option<&'static str> {
 }
 
 /// Back to the product's page, saying what was done.
-fn saved(id: &str, kind: &str) -> Response {
+pub(super) fn saved(id: &str, kind: &str) -> Response {
     Redirect::to(&format!("/admin/products/{}?saved={kind}", encode(id))).into_response()
 }
 
@@ -479,252 +438,4 @@ pub async fn delete_product(
         page.errors = errors;
     }
     Ok(with_status(render(&page), StatusCode::CONFLICT))
-}
-
-#[derive(Template)]
-#[template(path = "admin/orders.html")]
-struct OrdersPage {
-    layout: Layout,
-    orders: Page<Order>,
-    status: String,
-    statuses: Vec<&'static str>,
-    customers: std::collections::HashMap<String, User>,
-    pager: Pager,
-}
-
-impl OrdersPage {
-    /// `Name <email>` of an order's customer, or their id if auth did not say.
-    fn customer(&self, order: &Order) -> String {
-        customer_text(self.customers.get(&order.user_id), &order.user_id)
-    }
-}
-
-fn customer_text(user: Option<&User>, id: &str) -> String {
-    match user {
-        Some(user) if user.name.is_empty() => user.email.clone(),
-        Some(user) => format!("{} <{}>", user.name, user.email),
-        None => id.to_owned(),
-    }
-}
-
-pub async fn orders(
-    State(state): State<AppState>,
-    Extension(visitor): Extension<Visitor>,
-    Query(query): Query<PageQuery>,
-) -> PageResult {
-    let token = admin_token(&visitor, "/admin/orders")?;
-    let page = query.page();
-    let status = query.status.unwrap_or_default();
-    let orders = state
-        .api
-        .all_orders(token, Some(status.as_str()).filter(|s| !s.is_empty()), page)
-        .await?;
-    let ids: Vec<&str> = orders.items.iter().map(|o| o.user_id.as_str()).collect();
-    // Names are a help: without auth the list still shows each customer's id.
-    let customers = state.api.users_by_id(token, &ids).await.unwrap_or_default();
-    let layout = Layout::of(&state, &visitor, "Admin · Orders").await;
-    let pager = Pager::of("/admin/orders", &[("status", &status)], &orders);
-    Ok(render(&OrdersPage {
-        layout,
-        orders,
-        status,
-        statuses: vec!["pending", "awaiting_payment", "completed", "cancelled"],
-        customers,
-        pager,
-    }))
-}
-
-#[derive(Template)]
-#[template(path = "admin/order.html")]
-struct OrderPage {
-    layout: Layout,
-    order: Order,
-    customer: String,
-    /// The order's payment (`None`: none was made), or why payments could not say.
-    payment: Result<Option<Payment>, String>,
-}
-
-/// `GET /admin/orders/{id}`: one order with its lines, charges, payment and timeline.
-pub async fn order(
-    State(state): State<AppState>,
-    Extension(visitor): Extension<Visitor>,
-    Path(id): Path<String>,
-) -> PageResult {
-    let token = admin_token(&visitor, &format!("/admin/orders/{}", encode(&id)))?;
-    let order = match state.api.order(token, &id).await {
-        Ok(order) => order,
-        Err(ApiError::Problem(p)) if p.status == 404 => return Err(PageError::NotFound),
-        Err(e) => return Err(e.into()),
-    };
-    let users = state
-        .api
-        .users_by_id(token, &[order.user_id.as_str()])
-        .await
-        .unwrap_or_default();
-    let customer = customer_text(users.get(&order.user_id), &order.user_id);
-    // Payments down leaves its part of the page blank, not the page.
-    let payment = state
-        .api
-        .payment(token, &order.id)
-        .await
-        .map_err(|e| e.to_string());
-    let layout = Layout::of(&state, &visitor, format!("Admin · Order {}", order.label())).await;
-    Ok(render(&OrderPage {
-        layout,
-        order,
-        customer,
-        payment,
-    }))
-}
-
-#[derive(Template)]
-#[template(path = "admin/users.html")]
-struct UsersPage {
-    layout: Layout,
-    users: Page<User>,
-    me: String,
-    q: String,
-    note: Option<String>,
-    pager: Pager,
-}
-
-pub async fn users(
-    State(state): State<AppState>,
-    Extension(visitor): Extension<Visitor>,
-    Query(query): Query<PageQuery>,
-) -> PageResult {
-    let token = admin_token(&visitor, "/admin/users")?;
-    let (q, note) = search_text(&query.q);
-    let q = q.as_str();
-    let users = state.api.users(token, query.page(), q).await?;
-    let layout = Layout::of(&state, &visitor, "Admin · Users").await;
-    let me = visitor
-        .claims
-        .as_ref()
-        .map(|c| c.sub.to_string())
-        .unwrap_or_default();
-    let pager = Pager::of("/admin/users", &[("q", q)], &users);
-    Ok(render(&UsersPage {
-        layout,
-        users,
-        me,
-        q: q.to_owned(),
-        note,
-        pager,
-    }))
-}
-
-pub async fn block(
-    State(state): State<AppState>,
-    Extension(visitor): Extension<Visitor>,
-    Path((id, action)): Path<(String, String)>,
-) -> PageResult {
-    let token = admin_token(&visitor, "/admin/users")?;
-    let blocked = match action.as_str() {
-        "block" => true,
-        "unblock" => false,
-        _ => return Err(PageError::NotFound),
-    };
-    state.api.set_blocked(token, &id, blocked).await?;
-    Ok(Redirect::to("/admin/users").into_response())
-}
-
-/// One consuming service's part of the dead-letter page.
-struct Group {
-    service: &'static str,
-    /// Its dead letters, or why they could not be read.
-    letters: Result<DeadLetterList, String>,
-}
-
-impl Group {
-    /// `Products`, `Cart`, …
-    fn title(&self) -> String {
-        crate::pages::capitalised(self.service)
-    }
-}
-
-#[derive(Template)]
-#[template(path = "admin/dead_letters.html")]
-struct DeadLettersPage {
-    layout: Layout,
-    groups: Vec<Group>,
-    /// What was just done, or why it could not be.
-    done: Option<String>,
-    problem: Option<String>,
-}
-
-async fn dead_letters_page(
-    state: &AppState,
-    visitor: &Visitor,
-    token: &str,
-    done: Option<String>,
-    problem: Option<String>,
-) -> Response {
-    let groups = futures::future::join_all(CONSUMERS.into_iter().map(|service| async move {
-        Group {
-            service,
-            letters: state
-                .api
-                .dead_letters(token, service)
-                .await
-                .map_err(|e| e.to_string()),
-        }
-    }))
-    .await;
-    let layout = Layout::of(state, visitor, "Admin · Dead letters").await;
-    render(&DeadLettersPage {
-        layout,
-        groups,
-        done,
-        problem,
-    })
-}
-
-/// `GET /admin/dead-letters`: every consumer group's dead letters, with replay and discard.
-pub async fn dead_letters(
-    State(state): State<AppState>,
-    Extension(visitor): Extension<Visitor>,
-    Query(query): Query<PageQuery>,
-) -> PageResult {
-    let token = admin_token(&visitor, "/admin/dead-letters")?;
-    let done = match query.saved.as_deref() {
-        Some("replay") => Some("Replayed: the event was applied.".to_owned()),
-        Some("replay-duplicate") => {
-            Some("Replayed: it had been applied already, so nothing changed.".to_owned())
-        }
-        Some("discard") => Some("Discarded.".to_owned()),
-        _ => None,
-    };
-    Ok(dead_letters_page(&state, &visitor, token, done, None).await)
-}
-
-/// `POST /admin/dead-letters/{service}/{id}/{replay|discard}`.
-pub async fn handle_dead_letter(
-    State(state): State<AppState>,
-    Extension(visitor): Extension<Visitor>,
-    Path((service, id, action)): Path<(String, String, String)>,
-) -> PageResult {
-    let token = admin_token(&visitor, "/admin/dead-letters")?;
-    if !CONSUMERS.contains(&service.as_str()) || !["replay", "discard"].contains(&action.as_str()) {
-        return Err(PageError::NotFound);
-    }
-    match state
-        .api
-        .handle_dead_letter(token, &service, &id, &action)
-        .await
-    {
-        Ok(letter) => {
-            let said = match letter.outcome.as_deref() {
-                Some("duplicate") => "replay-duplicate",
-                _ => action.as_str(),
-            };
-            Ok(Redirect::to(&format!("/admin/dead-letters?saved={said}")).into_response())
-        }
-        Err(ApiError::Problem(p)) if p.status == 404 => Err(PageError::NotFound),
-        Err(ApiError::Problem(p)) if p.status == 409 => {
-            let page = dead_letters_page(&state, &visitor, token, None, Some(p.detail)).await;
-            Ok(with_status(page, StatusCode::CONFLICT))
-        }
-        Err(e) => Err(e.into()),
-    }
 }
