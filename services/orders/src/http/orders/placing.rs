@@ -1,0 +1,277 @@
+//! Placing an order and quoting one: the lines read from orders' product replica, priced by
+//! the pricing function, the order placed once per `Idempotency-Key`.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::Utc;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use storefront_events::{Money, orders::PriceLine};
+use storefront_kit::{Error, Json, auth::CurrentUser};
+use uuid::Uuid;
+
+use super::views::{LineView, OrderView, PricingView};
+use crate::{
+    AppState,
+    domain::{Fields, MAX_LINES, MAX_ORDER_TOTAL, MAX_QUANTITY, OrderState},
+    pricing::{Priced, PricingLine, PricingRequest},
+    store::{LineDoc, OrderDoc, at},
+};
+
+pub const MAX_KEY_CHARS: usize = 100;
+
+/// A product and how many of it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "OrderLineBody")]
+pub struct LineBody {
+    /// A product sold here.
+    #[schemars(with = "Uuid")]
+    product_id: String,
+    /// 1 to 100 (lines naming one product twice are merged, and the sum counts).
+    #[schemars(range(min = 1, max = MAX_QUANTITY))]
+    quantity: i64,
+}
+
+/// The lines to order (or to quote); prices come from the shop, never from the client.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "OrderLinesBody")]
+pub struct PlaceBody {
+    /// 1 to 50 lines, in one currency.
+    #[schemars(length(min = 1, max = MAX_LINES))]
+    lines: Vec<LineBody>,
+}
+
+/// The `Idempotency-Key` header: 1 to 100 visible ASCII characters, or absent.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Error> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default().trim();
+    if key.is_empty() || key.len() > MAX_KEY_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::BadRequest(format!(
+            "Idempotency-Key is 1 to {MAX_KEY_CHARS} visible ASCII characters"
+        )));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Checks the lines and merges repeats: product id → quantity, in a stable order.
+fn requested(body: &PlaceBody) -> Result<BTreeMap<Uuid, i64>, Error> {
+    let mut fields = Fields::default();
+    if body.lines.is_empty() {
+        fields.add("lines", "an order has at least one line");
+    }
+    if body.lines.len() > MAX_LINES {
+        fields.add("lines", format!("an order has at most {MAX_LINES} lines"));
+    }
+    let mut merged = BTreeMap::new();
+    for (i, line) in body.lines.iter().enumerate() {
+        let id = fields.check(
+            &format!("lines[{i}].product_id"),
+            line.product_id
+                .parse::<Uuid>()
+                .map_err(|_| "not a product id".to_owned()),
+        );
+        if !(1..=MAX_QUANTITY).contains(&line.quantity) {
+            fields.add(
+                format!("lines[{i}].quantity"),
+                format!("between 1 and {MAX_QUANTITY}"),
+            );
+        }
+        if let Some(id) = id {
+            *merged.entry(id).or_insert(0) += line.quantity;
+        }
+    }
+    fields.finish()?;
+    if let Some((id, _)) = merged.iter().find(|(_, q)| **q > MAX_QUANTITY) {
+        return Err(Error::field(
+            "lines",
+            format!("at most {MAX_QUANTITY} of product {id} in one order"),
+        ));
+    }
+    Ok(merged)
+}
+
+fn created(order: &OrderDoc) -> Response {
+    let mut response = (StatusCode::CREATED, Json(OrderView::from(order))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", order.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// The lines of `merged`, priced from orders' product replica (never from the client), and
+/// their one currency.
+async fn lines_of(
+    state: &AppState,
+    merged: &BTreeMap<Uuid, i64>,
+) -> Result<(Vec<LineDoc>, String), Error> {
+    let ids: Vec<String> = merged.keys().map(Uuid::to_string).collect();
+    let known = state.store.products(&ids).await?;
+    let mut fields = Fields::default();
+    let mut lines = Vec::with_capacity(merged.len());
+    for (id, quantity) in merged {
+        match known.iter().find(|p| p.id == id.to_string()) {
+            Some(p) if !p.deleted => lines.push(LineDoc {
+                product_id: p.id.clone(),
+                title: p.title.clone(),
+                unit_price: p.price.clone(),
+                quantity: *quantity,
+                line_total: p.price.amount * quantity,
+            }),
+            _ => fields.add("lines", format!("product {id} is not sold here")),
+        }
+    }
+    fields.finish()?;
+    let currency = lines[0].unit_price.currency.clone();
+    if lines.iter().any(|l| l.unit_price.currency != currency) {
+        return Err(Error::field(
+            "lines",
+            "an order is in one currency; these products are priced in several",
+        ));
+    }
+    Ok((lines, currency))
+}
+
+/// 422 for an amount above what one payment can take (Stripe's ceiling), before anyone pays.
+fn within_one_payment(amount: &Money) -> Result<(), Error> {
+    if amount.amount <= MAX_ORDER_TOTAL {
+        return Ok(());
+    }
+    Err(Error::field(
+        "total",
+        format!(
+            "{amount} is more than one payment can take (at most {}); order fewer items",
+            Money {
+                amount: MAX_ORDER_TOTAL,
+                currency: amount.currency.clone()
+            },
+        ),
+    ))
+}
+
+/// Prices `lines` through the pricing function (the fallback when it does not answer usefully).
+pub(super) async fn priced(
+    state: &AppState,
+    order_id: Option<Uuid>,
+    user: Uuid,
+    lines: &[LineDoc],
+    currency: &str,
+) -> Result<Priced, Error> {
+    let money = |amount| Money {
+        amount,
+        currency: currency.to_owned(),
+    };
+    let subtotal = money(lines.iter().map(|l| l.line_total).sum());
+    within_one_payment(&subtotal)?;
+    let request = PricingRequest {
+        order_id,
+        user_id: user,
+        currency: currency.to_owned(),
+        lines: lines
+            .iter()
+            .map(|l| PricingLine {
+                product_id: l.product_id.clone(),
+                title: l.title.clone(),
+                unit_price: l.unit_price.clone(),
+                quantity: l.quantity,
+                line_total: money(l.line_total),
+            })
+            .collect(),
+        subtotal,
+    };
+    let priced = state.pricing.price(&request).await;
+    within_one_payment(&priced.total)?;
+    Ok(priced)
+}
+
+/// `POST /api/orders`: priced from orders' product replica, never from the client, and through
+/// the pricing function (shipping, fees, tax), whose answer is recorded on the order. With an
+/// `Idempotency-Key`, the same key again returns the same order.
+pub async fn place(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    Json(body): Json<PlaceBody>,
+) -> Result<Response, Error> {
+    let key = idempotency_key(&headers)?;
+    let merged = requested(&body)?;
+    let (lines, currency) = lines_of(&state, &merged).await?;
+    let id = Uuid::now_v7();
+    let pricing = priced(&state, Some(id), user.sub, &lines, &currency).await?;
+    // Taken before the idempotency check: a retry with the same key leaves one number unused.
+    let number = state.store.next_number().await?;
+    let now = Utc::now();
+    let window = chrono::Duration::from_std(state.payment_window).map_err(Error::internal)?;
+    let order = OrderDoc {
+        id: id.to_string(),
+        user_id: user.sub.to_string(),
+        lines,
+        total: pricing.total.clone(),
+        state: OrderState::Pending,
+        reason: None,
+        number: Some(number),
+        version: 1,
+        created_at: at(now),
+        updated_at: at(now),
+        expires_at: at(now + window),
+        idempotency_key: key.clone(),
+        paying_until: None,
+        payment: None,
+        refund: None,
+        pricing: Some(pricing),
+    };
+    let fingerprint = {
+        let mut hash = Sha256::new();
+        for (id, quantity) in &merged {
+            hash.update(format!("{id}:{quantity};"));
+        }
+        format!("{:x}", hash.finalize())
+    };
+    let (order, _new) = state
+        .store
+        .place(&order, key.as_deref().map(|k| (k, fingerprint.as_str())))
+        .await?;
+    Ok(created(&order))
+}
+
+/// What lines would cost as an order now; nothing is placed.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "OrderQuoteView")]
+pub struct QuoteView {
+    lines: Vec<LineView>,
+    /// The lines' sum.
+    subtotal: Money,
+    /// Shipping, fees, tax, discounts on top of the lines.
+    charges: Vec<PriceLine>,
+    /// `subtotal` + every charge.
+    total: Money,
+    pricing: PricingView,
+}
+
+/// `POST /api/orders/quote`: what these lines would cost as an order now — the same pricing as
+/// `POST /api/orders`, nothing placed (the cart shows it).
+pub async fn quote(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Json(body): Json<PlaceBody>,
+) -> Result<Json<QuoteView>, Error> {
+    let merged = requested(&body)?;
+    let (lines, currency) = lines_of(&state, &merged).await?;
+    let pricing = priced(&state, None, user.sub, &lines, &currency).await?;
+    Ok(Json(QuoteView {
+        lines: lines.iter().map(LineView::of).collect(),
+        subtotal: pricing.subtotal.clone(),
+        charges: pricing.charges.clone(),
+        total: pricing.total.clone(),
+        pricing: PricingView::of(&pricing),
+    }))
+}
