@@ -90,7 +90,7 @@ pub fn publish(redis: &ConnectionManager, channel: &str, payload: String) {
     });
 }
 
-/// Publishes `payload` on `channel`, within [`PUBLISH_TIMEOUT`], tried twice (the first command
+/// Publishes `payload` on `channel`, within `PUBLISH_TIMEOUT`, tried twice (the first command
 /// after a dropped connection fails once while the manager reconnects).
 pub async fn send(
     redis: &mut ConnectionManager,

@@ -4,7 +4,7 @@
 //! The schemas come from `schemars`, the generator the event schemas in `docs/events/` already
 //! use: JSON Schema 2020-12 is OpenAPI 3.1's own schema dialect, so a type's schema goes into
 //! `components/schemas` as it is, and one derive serves events and HTTP alike. A service builds
-//! its document once ([`Api::document`]), serves it at `/api/{prefix}/openapi.json` ([`serve`]),
+//! its document once ([`Api::document`]), serves it at `/api/{prefix}/openapi.json` ([`response`]),
 //! and `xtask/tests/openapi.rs` merges all of them into `docs/api/openapi.json` and fails when
 //! that file is stale. `cargo xtask test` fuzzes the merged document through the gateway.
 //!

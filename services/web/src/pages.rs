@@ -334,7 +334,7 @@ pub fn admin_token<'a>(visitor: &'a Visitor, path: &str) -> Result<&'a str, Page
 const NEXT_MAX: usize = 512;
 
 /// Only local paths are followed after sign-in (no open redirect): a `/`, then only the path and
-/// query characters of RFC 3986, at most [`NEXT_MAX`] bytes. So no `//` or `/\` (another host), and
+/// query characters of RFC 3986, at most `NEXT_MAX` bytes. So no `//` or `/\` (another host), and
 /// no control character or space: browsers drop tabs and newlines from a URL, so `/\t/evil.example`
 /// would be `//evil.example`, and a control character cannot be put in a `Location` header at all.
 /// Anything else goes to `/`.
