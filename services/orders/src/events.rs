@@ -16,7 +16,7 @@ use storefront_kit::{
 };
 use uuid::Uuid;
 
-use crate::store::{Step, Store, StoreError};
+use crate::store::{OrderDoc, Step, Store, StoreError};
 
 pub struct Saga {
     store: Store,
@@ -64,7 +64,18 @@ impl Saga {
         order_id: Uuid,
         step: Step,
     ) -> Result<(), HandlerError> {
-        match self.store.advance_in(session, order_id, step).await {
+        let moved = self.store.advance_in(session, order_id, step).await;
+        self.answered(event, order_id, moved)
+    }
+
+    /// What `event`'s step came to, as the consumer takes it.
+    fn answered(
+        &self,
+        event: &Envelope,
+        order_id: Uuid,
+        moved: Result<OrderDoc, StoreError>,
+    ) -> Result<(), HandlerError> {
+        match moved {
             Ok(order) => {
                 tracing::info!(%order_id, state = %order.state, "order moved");
                 self.moved.keep(event, (order_id, order.version));
@@ -86,6 +97,30 @@ impl Saga {
             Err(other) => Err(failed(other)),
         }
     }
+}
+
+/// The order an event moves and the step, for the events that move one (not a failed attempt,
+/// which only ends a hold).
+fn step_of(event: &Envelope) -> Result<Option<(Uuid, Step)>, HandlerError> {
+    Ok(Some(if event.is::<InventoryReserved>() {
+        let e = event.decode::<InventoryReserved>().map_err(malformed)?;
+        (e.data.order_id, Step::Reserved)
+    } else if event.is::<InventoryRejected>() {
+        let e = event.decode::<InventoryRejected>().map_err(malformed)?.data;
+        (e.order_id, Step::Cancelled { reason: e.reason })
+    } else if event.is::<PaymentSucceeded>() {
+        let e = event.decode::<PaymentSucceeded>().map_err(malformed)?.data;
+        let step = Step::Paid {
+            payment_intent_id: e.payment_intent_id,
+            amount: e.amount,
+        };
+        (e.order_id, step)
+    } else if event.is::<PaymentRefunded>() {
+        let e = event.decode::<PaymentRefunded>().map_err(malformed)?.data;
+        (e.order_id, Step::Refunded)
+    } else {
+        return Ok(None);
+    }))
 }
 
 /// What the saga consumer acts on; the rest of its topics is acknowledged unread.
@@ -119,28 +154,24 @@ impl EventHandler for Saga {
         event.is::<PaymentFailed>()
     }
 
+    /// Steps of orders (not a failed attempt, which keeps its processed-event record): a lane
+    /// that is behind moves the orders of the steps waiting in it together
+    /// ([`Store::advance_all_in`]).
+    fn batchable(&self, event: &Envelope) -> bool {
+        event.is::<InventoryReserved>()
+            || event.is::<InventoryRejected>()
+            || event.is::<PaymentSucceeded>()
+            || event.is::<PaymentRefunded>()
+    }
+
     async fn handle(
         &self,
         event: &Envelope,
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
         self.moved.begin(event);
-        if event.is::<InventoryReserved>() {
-            let e = event.decode::<InventoryReserved>().map_err(malformed)?;
-            self.step(session, event, e.data.order_id, Step::Reserved)
-                .await
-        } else if event.is::<InventoryRejected>() {
-            let e = event.decode::<InventoryRejected>().map_err(malformed)?;
-            let reason = e.data.reason.clone();
-            self.step(session, event, e.data.order_id, Step::Cancelled { reason })
-                .await
-        } else if event.is::<PaymentSucceeded>() {
-            let e = event.decode::<PaymentSucceeded>().map_err(malformed)?.data;
-            let step = Step::Paid {
-                payment_intent_id: e.payment_intent_id,
-                amount: e.amount,
-            };
-            self.step(session, event, e.order_id, step).await
+        if let Some((order_id, step)) = step_of(event)? {
+            self.step(session, event, order_id, step).await
         } else if event.is::<PaymentFailed>() {
             let e = event.decode::<PaymentFailed>().map_err(malformed)?.data;
             if self
@@ -152,12 +183,33 @@ impl EventHandler for Saga {
                 tracing::info!(order_id = %e.order_id, "payment attempt failed; hold released");
             }
             Ok(())
-        } else if event.is::<PaymentRefunded>() {
-            let e = event.decode::<PaymentRefunded>().map_err(malformed)?.data;
-            self.step(session, event, e.order_id, Step::Refunded).await
         } else {
             Ok(())
         }
+    }
+
+    async fn handle_all(
+        &self,
+        events: &[&Envelope],
+        session: &mut ClientSession,
+    ) -> Result<(), HandlerError> {
+        let mut steps = Vec::with_capacity(events.len());
+        for event in events {
+            self.moved.begin(event);
+            let step = step_of(event)?
+                .ok_or_else(|| HandlerError::Failed("not a step of an order".into()))?;
+            steps.push(step);
+        }
+        let orders: Vec<Uuid> = steps.iter().map(|(id, _)| *id).collect();
+        let answers = self
+            .store
+            .advance_all_in(session, steps)
+            .await
+            .map_err(failed)?;
+        for ((event, order_id), moved) in events.iter().zip(orders).zip(answers) {
+            self.answered(event, order_id, moved)?;
+        }
+        Ok(())
     }
 
     fn committed(&self, event: &Envelope) {

@@ -67,6 +67,16 @@ pub enum StoreError {
     Counter(String),
 }
 
+impl From<AppendError> for StoreError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            // Whole, so that a transient failure runs the transaction again.
+            AppendError::Mongo(e) => StoreError::Mongo(e),
+            other => StoreError::Outbox(other.to_string()),
+        }
+    }
+}
+
 impl Transient for StoreError {
     fn is_transient(&self) -> bool {
         match self {
@@ -167,14 +177,7 @@ impl Store {
         session: &mut ClientSession,
         event: Envelope<E>,
     ) -> Result<(), StoreError> {
-        self.outbox
-            .append(session, event)
-            .await
-            .map_err(|e| match e {
-                // Whole, so that a transient failure runs the transaction again.
-                AppendError::Mongo(e) => StoreError::Mongo(e),
-                other => StoreError::Outbox(other.to_string()),
-            })
+        Ok(self.outbox.append(session, event).await?)
     }
 
     /// The replicas of these products (missing ones are left out).

@@ -1,12 +1,18 @@
 //! The saga's steps on an order: each a version-guarded write with the events it publishes, in
 //! one transaction.
 
-use mongodb::{ClientSession, bson::doc};
+use std::collections::HashMap;
+
+use futures::TryStreamExt;
+use mongodb::{
+    ClientSession,
+    bson::{self, Document, doc},
+};
 use storefront_events::{
     Envelope, Money,
     orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderRefundDue, OrderRefunded},
 };
-use storefront_kit::retry_transient;
+use storefront_kit::{mongo, outbox::Encoded, retry_transient};
 use uuid::Uuid;
 
 use super::{OrderDoc, PaymentRecord, RefundRecord, RefundStatus, SOURCE, Store, StoreError, now};
@@ -20,7 +26,7 @@ pub enum Step {
         reason: String,
     },
     /// payments reports money received: completed, or a refund due (see
-    /// [`OrderState::settle_payment`]).
+    /// [`crate::domain::OrderState::settle_payment`]).
     Paid {
         payment_intent_id: String,
         amount: Money,
@@ -72,113 +78,105 @@ impl Store {
             .session(&mut *session)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let now = now();
-        let mut order = current.clone();
-        order.updated_at = now;
-        // What to publish, one event per version.
-        let mut events: Vec<Change> = Vec::new();
-        match step {
-            Step::Reserved => {
-                order.state = current.state.reserve()?;
-                events.push(Change::AwaitingPayment);
-            }
-            Step::Cancelled { reason } => {
-                order.state = current.state.cancel()?;
-                if current.is_held(now) {
-                    return Err(StoreError::PaymentInProgress);
-                }
-                order.reason = Some(reason);
-                events.push(Change::Cancelled);
-            }
-            Step::Paid {
-                payment_intent_id,
-                amount,
-            } => {
-                let settlement = current.state.settle_payment(current.payment.is_some());
-                if settlement == Settlement::Replay {
-                    return Ok(current);
-                }
-                order.payment = Some(PaymentRecord {
-                    payment_intent_id: payment_intent_id.clone(),
-                    amount: amount.clone(),
-                    paid_at: now,
-                });
-                order.paying_until = None;
-                let refund = |reason: &str| RefundRecord {
-                    status: RefundStatus::Due,
-                    amount: amount.clone(),
-                    payment_intent_id: payment_intent_id.clone(),
-                    reason: reason.to_owned(),
-                    due_at: now,
-                    refunded_at: None,
-                };
-                match settlement {
-                    Settlement::Complete => {
-                        order.state = current.state.complete()?;
-                        events.push(Change::Completed);
-                    }
-                    Settlement::Refund => {
-                        order.refund = Some(refund(PAID_AFTER_CANCEL));
-                        events.push(Change::RefundDue);
-                    }
-                    Settlement::CancelAndRefund => {
-                        order.state = current.state.cancel()?;
-                        order.reason = Some(PAID_WHILE_PENDING.to_owned());
-                        order.refund = Some(refund(PAID_WHILE_PENDING));
-                        events.push(Change::Cancelled);
-                        events.push(Change::RefundDue);
-                    }
-                    Settlement::Replay => unreachable!("returned above"),
-                }
-            }
-            Step::Refunded => match &mut order.refund {
-                Some(refund) if refund.status == RefundStatus::Due => {
-                    refund.status = RefundStatus::Refunded;
-                    refund.refunded_at = Some(now);
-                    events.push(Change::Refunded);
-                }
-                Some(_) => return Ok(current),
-                None => {
-                    return Err(Transition {
-                        from: current.state.as_str(),
-                        to: "refunded",
-                    }
-                    .into());
-                }
-            },
-        }
-        order.version = current.version + events.len() as i64;
+        let Some((order, changes)) = moved(&current, step, now())? else {
+            return Ok(current);
+        };
         let written = self
             .orders
-            .replace_one(
-                doc! {
-                    "_id": &current.id,
-                    "version": current.version,
-                    "paying_until": current.paying_until,
-                },
-                &order,
-            )
+            .replace_one(guard(&current), &order)
             .session(&mut *session)
             .await?;
         if written.matched_count == 0 {
             return Err(StoreError::Raced);
         }
-        for (i, change) in events.into_iter().enumerate() {
-            let version = (current.version + 1 + i as i64) as u64;
-            self.publish(session, &order, change, version).await?;
-        }
+        let records = self.encode_all(&order, current.version, &changes)?;
+        self.outbox.append_all(session, records).await?;
         // Waiters are told once the caller committed ([`Store::advance`], the saga's
         // `committed`): a hint before the commit only makes them read the old order again.
         Ok(order)
     }
 
-    async fn publish(
+    /// Moves several orders inside `session`, each step in turn, with the effect of
+    /// [`Store::advance_in`] for each: one read of the orders, one `update` command of their new
+    /// documents (each guarded as `advance_in` guards it) and one insert of their events, however
+    /// many steps. Answers for each step what `advance_in` would have: the order after it, or why
+    /// it did not move (a step its state machine does not have, no such order, a payment hold);
+    /// the caller decides what each means. Another writer in between fails the whole of it with
+    /// [`StoreError::Raced`].
+    pub async fn advance_all_in(
         &self,
         session: &mut ClientSession,
+        steps: Vec<(Uuid, Step)>,
+    ) -> Result<Vec<Result<OrderDoc, StoreError>>, StoreError> {
+        let ids: Vec<String> = steps.iter().map(|(id, _)| id.to_string()).collect();
+        let read: Vec<OrderDoc> = self
+            .orders
+            .find(doc! { "_id": { "$in": &ids } })
+            .session(&mut *session)
+            .await?
+            .stream(&mut *session)
+            .try_collect()
+            .await?;
+        let before: HashMap<String, OrderDoc> =
+            read.into_iter().map(|o| (o.id.clone(), o)).collect();
+        let mut now_at = before.clone();
+        let mut records = Vec::new();
+        let mut answers = Vec::with_capacity(steps.len());
+        let now = now();
+        for (id, step) in steps {
+            let Some(current) = now_at.get_mut(&id.to_string()) else {
+                answers.push(Err(StoreError::NotFound));
+                continue;
+            };
+            match moved(current, step, now) {
+                Err(e) => answers.push(Err(e)),
+                Ok(None) => answers.push(Ok(current.clone())),
+                Ok(Some((order, changes))) => {
+                    records.extend(self.encode_all(&order, current.version, &changes)?);
+                    *current = order;
+                    answers.push(Ok(current.clone()));
+                }
+            }
+        }
+        let mut writes = Vec::new();
+        for (id, order) in &now_at {
+            let first = &before[id];
+            if order.version != first.version {
+                let replacement = bson::to_document(order)
+                    .map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
+                writes.push((guard(first), replacement));
+            }
+        }
+        let expected = writes.len() as u64;
+        if mongo::update_each(&self.orders, writes, session).await? < expected {
+            return Err(StoreError::Raced);
+        }
+        self.outbox.append_all(session, records).await?;
+        Ok(answers)
+    }
+
+    /// The events of `changes`, the versions after `from` in turn.
+    fn encode_all(
+        &self,
+        order: &OrderDoc,
+        from: i64,
+        changes: &[Change],
+    ) -> Result<Vec<Encoded>, StoreError> {
+        let mut records = Vec::with_capacity(changes.len());
+        for (i, change) in changes.iter().enumerate() {
+            let version = (from + 1 + i as i64) as u64;
+            records.extend(self.encode(order, *change, version)?);
+        }
+        Ok(records)
+    }
+
+    /// What one version of `order` publishes (nothing for a refund it does not have).
+    fn encode(
+        &self,
         order: &OrderDoc,
         change: Change,
         version: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Encoded>, StoreError> {
         let key = order.id.clone();
         let (order_id, user_id, total) = (order.uuid(), order.user(), order.total.clone());
         let at = order.updated_at.to_chrono();
@@ -191,8 +189,10 @@ impl Store {
                     total,
                     expires_at: order.expires_at.to_chrono(),
                 };
-                self.emit(session, Envelope::new(SOURCE, key, version, data))
-                    .await
+                Ok(Some(
+                    self.outbox
+                        .encode(Envelope::new(SOURCE, key, version, data))?,
+                ))
             }
             Change::Completed => {
                 let data = OrderCompleted {
@@ -202,8 +202,10 @@ impl Store {
                     total,
                     completed_at: at,
                 };
-                self.emit(session, Envelope::new(SOURCE, key, version, data))
-                    .await
+                Ok(Some(
+                    self.outbox
+                        .encode(Envelope::new(SOURCE, key, version, data))?,
+                ))
             }
             Change::Cancelled => {
                 let data = OrderCancelled {
@@ -212,12 +214,14 @@ impl Store {
                     reason: order.reason.clone().unwrap_or_default(),
                     cancelled_at: at,
                 };
-                self.emit(session, Envelope::new(SOURCE, key, version, data))
-                    .await
+                Ok(Some(
+                    self.outbox
+                        .encode(Envelope::new(SOURCE, key, version, data))?,
+                ))
             }
             Change::RefundDue | Change::Refunded => {
                 let Some(refund) = &order.refund else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 if let Change::RefundDue = change {
                     let data = OrderRefundDue {
@@ -228,8 +232,10 @@ impl Store {
                         reason: refund.reason.clone(),
                         due_at: at,
                     };
-                    self.emit(session, Envelope::new(SOURCE, key, version, data))
-                        .await
+                    Ok(Some(
+                        self.outbox
+                            .encode(Envelope::new(SOURCE, key, version, data))?,
+                    ))
                 } else {
                     let data = OrderRefunded {
                         order_id,
@@ -237,10 +243,106 @@ impl Store {
                         amount: refund.amount.clone(),
                         refunded_at: at,
                     };
-                    self.emit(session, Envelope::new(SOURCE, key, version, data))
-                        .await
+                    Ok(Some(
+                        self.outbox
+                            .encode(Envelope::new(SOURCE, key, version, data))?,
+                    ))
                 }
             }
         }
     }
+}
+
+/// The guard of a write that replaces `current`: it is still that version, held or not as it was.
+fn guard(current: &OrderDoc) -> Document {
+    doc! {
+        "_id": &current.id,
+        "version": current.version,
+        "paying_until": current.paying_until,
+    }
+}
+
+/// `current` after `step` at `now`, and what each new version publishes; `None` when the step
+/// changes nothing (a replayed payment or refund).
+fn moved(
+    current: &OrderDoc,
+    step: Step,
+    now: bson::DateTime,
+) -> Result<Option<(OrderDoc, Vec<Change>)>, StoreError> {
+    let mut order = current.clone();
+    order.updated_at = now;
+    // What to publish, one event per version.
+    let mut events: Vec<Change> = Vec::new();
+    match step {
+        Step::Reserved => {
+            order.state = current.state.reserve()?;
+            events.push(Change::AwaitingPayment);
+        }
+        Step::Cancelled { reason } => {
+            order.state = current.state.cancel()?;
+            if current.is_held(now) {
+                return Err(StoreError::PaymentInProgress);
+            }
+            order.reason = Some(reason);
+            events.push(Change::Cancelled);
+        }
+        Step::Paid {
+            payment_intent_id,
+            amount,
+        } => {
+            let settlement = current.state.settle_payment(current.payment.is_some());
+            if settlement == Settlement::Replay {
+                return Ok(None);
+            }
+            order.payment = Some(PaymentRecord {
+                payment_intent_id: payment_intent_id.clone(),
+                amount: amount.clone(),
+                paid_at: now,
+            });
+            order.paying_until = None;
+            let refund = |reason: &str| RefundRecord {
+                status: RefundStatus::Due,
+                amount: amount.clone(),
+                payment_intent_id: payment_intent_id.clone(),
+                reason: reason.to_owned(),
+                due_at: now,
+                refunded_at: None,
+            };
+            match settlement {
+                Settlement::Complete => {
+                    order.state = current.state.complete()?;
+                    events.push(Change::Completed);
+                }
+                Settlement::Refund => {
+                    order.refund = Some(refund(PAID_AFTER_CANCEL));
+                    events.push(Change::RefundDue);
+                }
+                Settlement::CancelAndRefund => {
+                    order.state = current.state.cancel()?;
+                    order.reason = Some(PAID_WHILE_PENDING.to_owned());
+                    order.refund = Some(refund(PAID_WHILE_PENDING));
+                    events.push(Change::Cancelled);
+                    events.push(Change::RefundDue);
+                }
+                Settlement::Replay => unreachable!("returned above"),
+            }
+        }
+        Step::Refunded => match &mut order.refund {
+            Some(refund) if refund.status == RefundStatus::Due => {
+                refund.status = RefundStatus::Refunded;
+                refund.refunded_at = Some(now);
+                events.push(Change::Refunded);
+            }
+            Some(_) => return Ok(None),
+            None => {
+                return Err(Transition {
+                    from: current.state.as_str(),
+                    to: "refunded",
+                }
+                .into());
+            }
+        },
+    }
+    order.version = current.version + events.len() as i64;
+    Ok(Some((order, events)))
 }

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod batches;
 mod checkout;
 mod paying;
 mod placing;
