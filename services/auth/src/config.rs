@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use storefront_kit::config::{
-    self as env, ConfigError, HttpConfig, KafkaConfig, MongoConfig, RedisConfig,
+use storefront_kit::{
+    SecretString,
+    config::{self as env, ConfigError, HttpConfig, KafkaConfig, MongoConfig, RedisConfig},
 };
 
 #[derive(Debug, Clone)]
@@ -27,13 +28,13 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The PKCS#8 PEM of the Ed25519 signing key (`SIGNING_KEY_PEM`, or the file at
     /// `SIGNING_KEY_FILE`).
-    pub signing_key_pem: String,
+    pub signing_key_pem: SecretString,
     /// `ACCESS_TOKEN_TTL_SECS`, default 900 (15 min).
     pub access_ttl: Duration,
     /// `REFRESH_TOKEN_TTL_SECS`, default 604800 (7 days).
     pub refresh_ttl: Duration,
     /// `ADMIN_EMAIL` + `ADMIN_PASSWORD`: an admin created at start if no account has that email.
-    pub bootstrap_admin: Option<(String, String)>,
+    pub bootstrap_admin: Option<(String, SecretString)>,
     pub rate_limits: RateLimits,
 }
 
@@ -56,7 +57,7 @@ impl Config {
             env::optional("ADMIN_EMAIL"),
             env::optional("ADMIN_PASSWORD"),
         ) {
-            (Some(email), Some(password)) => Some((email, password)),
+            (Some(email), Some(password)) => Some((email, password.into())),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(ConfigError::Missing {
@@ -74,7 +75,7 @@ impl Config {
             mongo: MongoConfig::from_env()?,
             kafka: KafkaConfig::from_env()?,
             redis: RedisConfig::from_env()?,
-            signing_key_pem,
+            signing_key_pem: signing_key_pem.into(),
             access_ttl: Duration::from_secs(env::parse_or("ACCESS_TOKEN_TTL_SECS", 900)?),
             refresh_ttl: Duration::from_secs(env::parse_or(
                 "REFRESH_TOKEN_TTL_SECS",

@@ -20,6 +20,7 @@ use axum::{Router, extract::FromRef};
 use chrono::Duration;
 use storefront_events::Topic;
 use storefront_kit::{
+    ExposeSecret,
     auth::{Authenticator, Revocations, Role},
     kafka,
     mongo::Mongo,
@@ -92,10 +93,10 @@ pub struct Auth {
 
 /// Connects everything, creates indexes (and topics when configured) and the bootstrap admin.
 pub async fn build(config: &Config) -> Result<Auth, StartError> {
-    let keys = SigningKey::from_pem(&config.signing_key_pem)?;
+    let keys = SigningKey::from_pem(config.signing_key_pem.expose_secret())?;
     let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
     let namespace = &config.kafka.topic_prefix;
-    let revocations = Revocations::connect(&config.redis.url, namespace).await?;
+    let revocations = Revocations::connect(config.redis.url.expose_secret(), namespace).await?;
     let producer = kafka::producer(&config.kafka)?;
     if config.kafka.ensure_topics {
         kafka::ensure_topics(&config.kafka, &[Topic::Users.name(namespace)]).await?;
@@ -108,7 +109,7 @@ pub async fn build(config: &Config) -> Result<Auth, StartError> {
         .announcing(revocations.redis());
 
     if let Some((email, password)) = &config.bootstrap_admin {
-        ensure_admin(&store, email, password).await?;
+        ensure_admin(&store, email, password.expose_secret()).await?;
     }
 
     let authenticator = Arc::new(Authenticator::from_keys(

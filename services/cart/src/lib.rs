@@ -14,6 +14,7 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use axum::{Router, extract::FromRef};
 use storefront_events::Topic;
 use storefront_kit::{
+    ExposeSecret,
     auth::{Authenticator, Revocations},
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
@@ -69,7 +70,8 @@ pub struct Cart {
 }
 
 pub async fn build(config: &Config) -> Result<Cart, StartError> {
-    let revocations = Revocations::connect(&config.redis.url, &config.kafka.topic_prefix).await?;
+    let revocations =
+        Revocations::connect(config.redis.url.expose_secret(), &config.kafka.topic_prefix).await?;
     let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
     build_with(config, authenticator).await
 }
@@ -98,7 +100,7 @@ pub async fn build_with(
                 handler,
             )
             .await?
-            .woken_by(&config.redis.url)?,
+            .woken_by(config.redis.url.expose_secret())?,
         )
     } else {
         None

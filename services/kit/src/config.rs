@@ -5,6 +5,8 @@
 
 use std::{fmt::Display, str::FromStr, time::Duration};
 
+use secrecy::SecretString;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {var} is required but not set")]
@@ -162,14 +164,15 @@ impl Default for HttpConfig {
 /// `MONGODB_URI` and `MONGODB_DATABASE` (this service's own database).
 #[derive(Debug, Clone)]
 pub struct MongoConfig {
-    pub uri: String,
+    /// A secret: a real deployment's URI carries the user's password.
+    pub uri: SecretString,
     pub database: String,
 }
 
 impl MongoConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(MongoConfig {
-            uri: required("MONGODB_URI")?,
+            uri: required("MONGODB_URI")?.into(),
             database: required("MONGODB_DATABASE")?,
         })
     }
@@ -218,13 +221,38 @@ impl KafkaConfig {
 /// `REDIS_URL`.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    pub url: String,
+    /// A secret: it may carry the password (`redis://:password@host`).
+    pub url: SecretString,
 }
 
 impl RedisConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(RedisConfig {
-            url: required("REDIS_URL")?,
+            url: required("REDIS_URL")?.into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn credentials_in_addresses_never_show_in_debug_output() {
+        let mongo = MongoConfig {
+            uri: "mongodb://shop:hunter2@mongo:27017/?replicaSet=rs0".into(),
+            database: "orders".into(),
+        };
+        let redis = RedisConfig {
+            url: "redis://:hunter3@redis:6379".into(),
+        };
+        let printed = format!("{mongo:?} {redis:?}");
+        assert!(!printed.contains("hunter"), "{printed}");
+        assert!(printed.contains("orders"), "{printed}");
+        // What the clients are given is the whole address.
+        assert!(mongo.uri.expose_secret().contains("shop:hunter2@"));
+        assert_eq!(redis.url.expose_secret(), "redis://:hunter3@redis:6379");
     }
 }

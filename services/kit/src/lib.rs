@@ -36,6 +36,9 @@ pub mod testing;
 pub mod validate;
 
 pub use error::{Error, FieldError, Json};
+/// Secrets in config (keys, passwords, URLs that may carry credentials): `Debug` prints
+/// `[REDACTED]`, and reading one is a visible `expose_secret()`.
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// The whole `main` of a service binary: tracing, configuration (a bad variable stops it with a
 /// line naming it), then `run` until it returns, and the process exits (code 1 on either

@@ -12,6 +12,7 @@ use mongodb::{
     event::{EventHandler, command::CommandEvent},
     options::ClientOptions,
 };
+use secrecy::ExposeSecret;
 
 use crate::{config::MongoConfig, metrics};
 
@@ -29,7 +30,7 @@ impl Mongo {
         config: &MongoConfig,
         app_name: &str,
     ) -> Result<Self, mongodb::error::Error> {
-        let mut options = ClientOptions::parse(&config.uri).await?;
+        let mut options = ClientOptions::parse(config.uri.expose_secret()).await?;
         options.app_name = Some(app_name.to_owned());
         options.command_event_handler = Some(EventHandler::callback(count_command));
         // Retryable writes off unless the URI asks for them (`retryWrites=true`): every write here

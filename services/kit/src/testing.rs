@@ -13,7 +13,7 @@ use rdkafka::{
 };
 use storefront_events::Envelope;
 
-use crate::config::{KafkaConfig, MongoConfig};
+use crate::config::{KafkaConfig, MongoConfig, RedisConfig};
 
 /// Where the stack's backends listen, from the environment `cargo xtask test` sets.
 #[derive(Debug, Clone)]
@@ -52,8 +52,14 @@ impl TestStack {
 
     pub fn mongo(&self, database: &str) -> MongoConfig {
         MongoConfig {
-            uri: self.mongodb_uri.clone(),
+            uri: self.mongodb_uri.clone().into(),
             database: database.to_owned(),
+        }
+    }
+
+    pub fn redis(&self) -> RedisConfig {
+        RedisConfig {
+            url: self.redis_url.clone().into(),
         }
     }
 

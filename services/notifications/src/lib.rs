@@ -14,6 +14,7 @@ use std::{ops::Deref, sync::Arc};
 
 use axum::{Router, extract::FromRef};
 use storefront_kit::{
+    ExposeSecret,
     auth::{Authenticator, Revocations},
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
@@ -89,7 +90,8 @@ pub struct Notifications {
 }
 
 pub async fn build(config: &Config) -> Result<Notifications, StartError> {
-    let revocations = Revocations::connect(&config.redis.url, &config.kafka.topic_prefix).await?;
+    let revocations =
+        Revocations::connect(config.redis.url.expose_secret(), &config.kafka.topic_prefix).await?;
     let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
     build_with(config, authenticator).await
 }
@@ -129,7 +131,7 @@ pub async fn build_with(
                 handler,
             )
             .await?
-            .woken_by(&config.redis.url)?,
+            .woken_by(config.redis.url.expose_secret())?,
         )
     } else {
         None
@@ -172,7 +174,7 @@ pub async fn build_with(
         consumer,
         fanout: Fanout {
             hub,
-            client: redis::Client::open(config.redis.url.as_str())?,
+            client: redis::Client::open(config.redis.url.expose_secret())?,
             committed,
         },
     })

@@ -19,6 +19,7 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use axum::{Router, extract::FromRef};
 use storefront_events::Topic;
 use storefront_kit::{
+    ExposeSecret,
     auth::{Authenticator, Revocations},
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
@@ -80,7 +81,8 @@ pub struct Orders {
 }
 
 pub async fn build(config: &Config) -> Result<Orders, StartError> {
-    let revocations = Revocations::connect(&config.redis.url, &config.kafka.topic_prefix).await?;
+    let revocations =
+        Revocations::connect(config.redis.url.expose_secret(), &config.kafka.topic_prefix).await?;
     let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
     build_with(config, authenticator).await
 }
@@ -112,7 +114,7 @@ pub async fn build_with(
         Some(
             ConsumerRunner::new(&config.kafka, events::settings(prefix), mongo.clone(), saga)
                 .await?
-                .woken_by(&config.redis.url)?,
+                .woken_by(config.redis.url.expose_secret())?,
         )
     } else {
         None

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use storefront_kit::config::{
-    self as env, ConfigError, HttpConfig, KafkaConfig, MongoConfig, RedisConfig,
+use storefront_kit::{
+    SecretString,
+    config::{self as env, ConfigError, HttpConfig, KafkaConfig, MongoConfig, RedisConfig},
 };
 
 #[derive(Debug, Clone)]
@@ -15,12 +16,12 @@ pub struct Config {
     /// `JWKS_URL`: auth's public keys.
     pub jwks_url: String,
     /// `STRIPE_SECRET_KEY`.
-    pub stripe_secret_key: String,
+    pub stripe_secret_key: SecretString,
     /// `STRIPE_API_BASE`: Stripe's address; unset for the real one (the local stack points it at
     /// its stand-in).
     pub stripe_api_base: Option<String>,
     /// `STRIPE_WEBHOOK_SECRET`: the signing secret of the webhook endpoint (`whsec_…`).
-    pub stripe_webhook_secret: String,
+    pub stripe_webhook_secret: SecretString,
     /// `ORDERS_URL`: the orders service, e.g. `http://orders:8080`; payments holds an order there
     /// before it charges.
     pub orders_url: String,
@@ -54,9 +55,9 @@ impl Config {
             kafka,
             redis,
             jwks_url,
-            stripe_secret_key,
+            stripe_secret_key: stripe_secret_key.into(),
             stripe_api_base,
-            stripe_webhook_secret,
+            stripe_webhook_secret: stripe_webhook_secret.into(),
             orders_url,
             order_wait: Duration::from_secs(10),
             refund_poll: Duration::from_millis(5000),
@@ -71,9 +72,9 @@ impl Config {
             kafka: KafkaConfig::from_env()?,
             redis: RedisConfig::from_env()?,
             jwks_url: env::required("JWKS_URL")?,
-            stripe_secret_key: env::required("STRIPE_SECRET_KEY")?,
+            stripe_secret_key: env::required("STRIPE_SECRET_KEY")?.into(),
             stripe_api_base: env::optional("STRIPE_API_BASE"),
-            stripe_webhook_secret: env::required("STRIPE_WEBHOOK_SECRET")?,
+            stripe_webhook_secret: env::required("STRIPE_WEBHOOK_SECRET")?.into(),
             orders_url: env::required("ORDERS_URL")?,
             order_wait: Duration::from_secs(
                 env::parse_or::<u64>("PAYMENT_ORDER_WAIT_SECS", 10)?.clamp(1, 10),
@@ -81,5 +82,51 @@ impl Config {
             refund_poll: Duration::from_millis(env::parse_or("REFUND_POLL_MS", 5000)?),
             consume_events: env::flag("CONSUME_EVENTS", true)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use storefront_kit::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn stripe_keys_never_show_in_debug_output() {
+        let config = Config::new(
+            HttpConfig::default(),
+            MongoConfig {
+                uri: "mongodb://mongo:27017".into(),
+                database: "payments".into(),
+            },
+            KafkaConfig {
+                bootstrap_servers: "kafka:9092".into(),
+                topic_prefix: "storefront".into(),
+                ensure_topics: false,
+                partitions: 3,
+                fetch_wait_max_ms: None,
+                idle_fetch_interval: None,
+                consumer_lanes: 8,
+            },
+            RedisConfig {
+                url: "redis://redis:6379".into(),
+            },
+            "http://auth:8080/.well-known/jwks.json".into(),
+            "sk_live_do_not_print".into(),
+            None,
+            "whsec_do_not_print".into(),
+            "http://orders:8080".into(),
+        );
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("do_not_print"), "{printed}");
+        assert!(printed.contains("http://orders:8080"), "{printed}");
+        assert_eq!(
+            config.stripe_secret_key.expose_secret(),
+            "sk_live_do_not_print"
+        );
+        assert_eq!(
+            config.stripe_webhook_secret.expose_secret(),
+            "whsec_do_not_print"
+        );
     }
 }

@@ -17,6 +17,7 @@ use std::{ops::Deref, sync::Arc};
 use axum::{Router, extract::FromRef};
 use storefront_events::Topic;
 use storefront_kit::{
+    ExposeSecret, SecretString,
     auth::{Authenticator, Revocations},
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
@@ -46,7 +47,7 @@ pub struct Inner {
     pub gateway: Gateway,
     pub orders: Orders,
     pub authenticator: Arc<Authenticator>,
-    pub webhook_secret: String,
+    pub webhook_secret: SecretString,
 }
 
 impl Deref for AppState {
@@ -86,7 +87,8 @@ pub struct Payments {
 }
 
 pub async fn build(config: &Config) -> Result<Payments, StartError> {
-    let revocations = Revocations::connect(&config.redis.url, &config.kafka.topic_prefix).await?;
+    let revocations =
+        Revocations::connect(config.redis.url.expose_secret(), &config.kafka.topic_prefix).await?;
     let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
     build_with(config, authenticator).await
 }
@@ -103,7 +105,10 @@ pub async fn build_with(
         let topics = [Topic::Payments, Topic::Orders].map(|t| t.name(prefix));
         kafka::ensure_topics(&config.kafka, &topics).await?;
     }
-    let gateway = Gateway::new(&config.stripe_secret_key, config.stripe_api_base.as_deref())?;
+    let gateway = Gateway::new(
+        config.stripe_secret_key.expose_secret(),
+        config.stripe_api_base.as_deref(),
+    )?;
     let outbox = Outbox::new(&mongo.db, prefix);
     let store = Store::new(mongo.clone(), outbox.clone());
     store.ensure_indexes().await?;
@@ -124,7 +129,7 @@ pub async fn build_with(
                 handler,
             )
             .await?
-            .woken_by(&config.redis.url)?,
+            .woken_by(config.redis.url.expose_secret())?,
         )
     } else {
         None

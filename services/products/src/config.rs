@@ -56,7 +56,7 @@ impl Config {
             s3: S3Config {
                 endpoint: env::required("S3_ENDPOINT")?,
                 access_key: env::required("S3_ACCESS_KEY")?,
-                secret_key: env::required("S3_SECRET_KEY")?,
+                secret_key: env::required("S3_SECRET_KEY")?.into(),
                 bucket: env::required("S3_BUCKET")?,
                 region: env::optional("S3_REGION").unwrap_or_else(|| "us-east-1".into()),
                 ensure_bucket: env::flag("S3_ENSURE_BUCKET", false)?,

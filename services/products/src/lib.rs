@@ -23,6 +23,7 @@ use std::{ops::Deref, sync::Arc};
 use axum::{Router, extract::FromRef};
 use storefront_events::Topic;
 use storefront_kit::{
+    ExposeSecret,
     auth::{Authenticator, Revocations},
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
@@ -91,7 +92,8 @@ pub struct Products {
 
 /// Connects everything, trusting auth's JWKS at `config.jwks_url`.
 pub async fn build(config: &Config) -> Result<Products, StartError> {
-    let revocations = Revocations::connect(&config.redis.url, &config.kafka.topic_prefix).await?;
+    let revocations =
+        Revocations::connect(config.redis.url.expose_secret(), &config.kafka.topic_prefix).await?;
     let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
     build_with(config, authenticator).await
 }
@@ -141,7 +143,7 @@ pub async fn build_with(
                 handler,
             )
             .await?
-            .woken_by(&config.redis.url)?,
+            .woken_by(config.redis.url.expose_secret())?,
         )
     } else {
         None

@@ -12,6 +12,7 @@ use minio::s3::{
     types::S3Api,
     types::{minio_error_response::MinioErrorCode, typed_parameters::Region},
 };
+use storefront_kit::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -20,7 +21,7 @@ pub struct S3Config {
     pub endpoint: String,
     /// `S3_ACCESS_KEY`, `S3_SECRET_KEY`.
     pub access_key: String,
-    pub secret_key: String,
+    pub secret_key: SecretString,
     /// `S3_BUCKET`.
     pub bucket: String,
     /// `S3_REGION`, default `us-east-1` (MinIO ignores it; AWS needs the bucket's).
@@ -52,7 +53,7 @@ fn client(endpoint: &str, config: &S3Config) -> Result<MinioClient, S3Error> {
     MinioClientBuilder::new(base)
         .provider(Some(StaticProvider::new(
             &config.access_key,
-            &config.secret_key,
+            config.secret_key.expose_secret(),
             None,
         )))
         .build()

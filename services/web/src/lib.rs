@@ -26,6 +26,7 @@ use axum::{
     routing::{get, post},
 };
 use storefront_kit::{
+    ExposeSecret,
     auth::{Authenticator, Revocations},
     server::{self, Readiness},
 };
@@ -239,7 +240,8 @@ async fn not_found() -> Response {
 }
 
 pub async fn build(config: Config) -> Result<Router, StartError> {
-    let revocations = Revocations::connect(&config.redis.url, &config.namespace).await?;
+    let revocations =
+        Revocations::connect(config.redis.url.expose_secret(), &config.namespace).await?;
     let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
     Ok(build_with(config, authenticator))
 }

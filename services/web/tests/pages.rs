@@ -8,7 +8,7 @@ use chrono::Utc;
 use reqwest::{StatusCode, redirect::Policy};
 use storefront_kit::{
     auth::{Authenticator, Claims, ISSUER, Revocations, Role},
-    config::{HttpConfig, RedisConfig},
+    config::HttpConfig,
     testing::{TestStack, spawn, unique},
 };
 use storefront_web::config::{Config, Urls};
@@ -39,9 +39,7 @@ async fn web() -> Web {
             cookie_secure: false,
             ..HttpConfig::default()
         },
-        redis: RedisConfig {
-            url: stack.redis_url.clone(),
-        },
+        redis: stack.redis(),
         namespace,
         jwks_url: nowhere.clone(),
         urls: Urls {

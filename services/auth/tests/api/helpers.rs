@@ -5,8 +5,9 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use storefront_auth::{Config, config::RateLimits, keys::SigningKey};
 use storefront_kit::{
+    ExposeSecret,
     auth::{Claims, ISSUER},
-    config::{HttpConfig, RedisConfig},
+    config::HttpConfig,
     testing::{TestStack, spawn, unique},
 };
 use tokio::sync::watch;
@@ -29,10 +30,8 @@ pub fn config(stack: &TestStack) -> Config {
         http: HttpConfig::default(),
         mongo: stack.mongo(&unique("auth")),
         kafka: stack.kafka(&prefix),
-        redis: RedisConfig {
-            url: stack.redis_url.clone(),
-        },
-        signing_key_pem: SigningKey::generate_pem().unwrap(),
+        redis: stack.redis(),
+        signing_key_pem: SigningKey::generate_pem().unwrap().into(),
         access_ttl: Duration::from_secs(900),
         refresh_ttl: Duration::from_secs(7 * 24 * 3600),
         bootstrap_admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
@@ -127,7 +126,7 @@ impl TestApp {
 
     /// A token signed with this app's key, with claims of our choosing.
     pub fn mint(&self, edit: impl FnOnce(&mut Claims)) -> String {
-        let key = SigningKey::from_pem(&self.config.signing_key_pem).unwrap();
+        let key = SigningKey::from_pem(self.config.signing_key_pem.expose_secret()).unwrap();
         let now = Utc::now().timestamp();
         let mut claims = Claims {
             iss: ISSUER.into(),

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use storefront_auth::keys::SigningKey;
 use storefront_kit::{
     auth::{Authenticator, Claims, ISSUER, Revocations, Role},
-    config::{HttpConfig, RedisConfig},
+    config::HttpConfig,
     testing::{TestStack, spawn, unique},
 };
 use storefront_products::{domain::ImageRules, s3::S3Config};
@@ -53,9 +53,7 @@ pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Sho
             .unwrap();
         Arc::new(Authenticator::from_keys(key.decoding_keys(), revocations))
     };
-    let redis = RedisConfig {
-        url: stack.redis_url.clone(),
-    };
+    let redis = stack.redis();
     let jwks_url = "http://127.0.0.1:9/unused".to_owned();
     let (stop, stopped) = watch::channel(false);
 
@@ -69,7 +67,7 @@ pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Sho
             s3: S3Config {
                 endpoint: stack.s3_endpoint.clone(),
                 access_key: stack.s3_access_key.clone(),
-                secret_key: stack.s3_secret_key.clone(),
+                secret_key: stack.s3_secret_key.clone().into(),
                 bucket: format!("img-{}", &Uuid::new_v4().simple().to_string()[..12]),
                 region: "us-east-1".into(),
                 ensure_bucket: true,

@@ -13,7 +13,7 @@ use storefront_events::{
 use storefront_kit::kafka::KafkaProducer;
 use storefront_kit::{
     auth::{Authenticator, Claims, ISSUER, Revocations, Role},
-    config::{HttpConfig, KafkaConfig, RedisConfig},
+    config::{HttpConfig, KafkaConfig},
     kafka,
     testing::{TestStack, spawn, unique},
 };
@@ -57,9 +57,7 @@ pub async fn shop(replicas: usize, sockets: SocketConfig) -> Shop {
         http: HttpConfig::default(),
         mongo: stack.mongo(&unique("notifications")),
         kafka: stack.kafka(&prefix),
-        redis: RedisConfig {
-            url: stack.redis_url.clone(),
-        },
+        redis: stack.redis(),
         jwks_url: "http://127.0.0.1:9/unused".into(),
         consume_events: true,
         sockets,

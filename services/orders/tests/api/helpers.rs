@@ -7,7 +7,7 @@ use storefront_auth::keys::SigningKey;
 use storefront_events::{Envelope, Event};
 use storefront_kit::{
     auth::{Authenticator, Claims, ISSUER, Revocations, Role},
-    config::{HttpConfig, RedisConfig},
+    config::HttpConfig,
     kafka,
     testing::{TestStack, spawn, unique},
 };
@@ -39,9 +39,7 @@ pub fn orders_config(stack: &TestStack, prefix: &str) -> storefront_orders::Conf
         HttpConfig::default(),
         stack.mongo(&unique("orders")),
         stack.kafka(prefix),
-        RedisConfig {
-            url: stack.redis_url.clone(),
-        },
+        stack.redis(),
         "http://127.0.0.1:9/unused".into(),
     );
     config.expiry_poll = Duration::from_millis(200);
@@ -53,14 +51,12 @@ fn products_config(stack: &TestStack, prefix: &str) -> storefront_products::Conf
         http: HttpConfig::default(),
         mongo: stack.mongo(&unique("products")),
         kafka: stack.kafka(prefix),
-        redis: RedisConfig {
-            url: stack.redis_url.clone(),
-        },
+        redis: stack.redis(),
         jwks_url: "http://127.0.0.1:9/unused".into(),
         s3: S3Config {
             endpoint: stack.s3_endpoint.clone(),
             access_key: stack.s3_access_key.clone(),
-            secret_key: stack.s3_secret_key.clone(),
+            secret_key: stack.s3_secret_key.clone().into(),
             bucket: format!("img-{}", &Uuid::new_v4().simple().to_string()[..12]),
             region: "us-east-1".into(),
             ensure_bucket: true,

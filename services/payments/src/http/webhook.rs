@@ -3,7 +3,7 @@
 //! anything is read; the outcome is recorded unless the confirmation already did.
 
 use axum::{body::Bytes, extract::State, http::HeaderMap, http::StatusCode};
-use storefront_kit::Error;
+use storefront_kit::{Error, ExposeSecret};
 use stripe_webhook::{EventObject, Webhook};
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ pub async fn receive(
         .ok_or_else(|| Error::BadRequest("missing Stripe-Signature".into()))?;
     let payload = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("the payload is not UTF-8".into()))?;
-    let event = Webhook::construct_event(payload, signature, &state.webhook_secret)
+    let event = Webhook::construct_event(payload, signature, state.webhook_secret.expose_secret())
         .map_err(|e| Error::BadRequest(format!("webhook refused: {e}")))?;
     let intent = match event.data.object {
         EventObject::PaymentIntentSucceeded(intent)

@@ -7,7 +7,7 @@ use storefront_auth::keys::SigningKey;
 use storefront_events::{Envelope, Event};
 use storefront_kit::{
     auth::{Authenticator, Claims, ISSUER, Revocations, Role},
-    config::{HttpConfig, RedisConfig},
+    config::HttpConfig,
     kafka,
     testing::{TestStack, spawn, unique},
 };
@@ -53,9 +53,7 @@ pub async fn app_with(edit: impl FnOnce(&mut Config)) -> App {
             .unwrap();
         Arc::new(Authenticator::from_keys(key.decoding_keys(), revocations))
     };
-    let redis = RedisConfig {
-        url: stack.redis_url.clone(),
-    };
+    let redis = stack.redis();
     let jwks_url = "http://127.0.0.1:9/unused".to_owned();
     let (stop, stopped) = watch::channel(false);
 
@@ -69,7 +67,7 @@ pub async fn app_with(edit: impl FnOnce(&mut Config)) -> App {
             s3: S3Config {
                 endpoint: stack.s3_endpoint.clone(),
                 access_key: stack.s3_access_key.clone(),
-                secret_key: stack.s3_secret_key.clone(),
+                secret_key: stack.s3_secret_key.clone().into(),
                 bucket: format!("img-{}", &Uuid::new_v4().simple().to_string()[..12]),
                 region: "us-east-1".into(),
                 ensure_bucket: true,

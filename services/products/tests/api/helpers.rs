@@ -8,7 +8,7 @@ use storefront_events::{Envelope, Event, Topic};
 use storefront_kit::kafka::KafkaProducer;
 use storefront_kit::{
     auth::{Authenticator, Claims, ISSUER, Revocations, Role},
-    config::{HttpConfig, RedisConfig},
+    config::HttpConfig,
     kafka,
     testing::{TestStack, spawn, unique},
 };
@@ -39,14 +39,12 @@ pub fn config(stack: &TestStack) -> Config {
         },
         mongo: stack.mongo(&unique("products")),
         kafka: stack.kafka(&unique("t")),
-        redis: RedisConfig {
-            url: stack.redis_url.clone(),
-        },
+        redis: stack.redis(),
         jwks_url: "http://127.0.0.1:9/unused".into(),
         s3: S3Config {
             endpoint: stack.s3_endpoint.clone(),
             access_key: stack.s3_access_key.clone(),
-            secret_key: stack.s3_secret_key.clone(),
+            secret_key: stack.s3_secret_key.clone().into(),
             bucket: format!("img-{}", &Uuid::new_v4().simple().to_string()[..12]),
             region: "us-east-1".into(),
             ensure_bucket: true,
