@@ -112,7 +112,15 @@ pub fn database_stateful_set(shop: &Shop, service: &str) -> Option<StatefulSet> 
     let container = Container {
         name: "mongodb".into(),
         image: Some(image.clone()),
-        args: Some(vec!["--bind_ip_all".into()]),
+        // A service killed inside a transaction leaves it open, its writes holding the documents
+        // they touched, until the server's transaction lifetime passes (60 s by default); every
+        // Storefront transaction lasts milliseconds, so 10 s bounds that stall (docs/saga.md,
+        // "Faults").
+        args: Some(vec![
+            "--bind_ip_all".into(),
+            "--setParameter".into(),
+            "transactionLifetimeLimitSeconds=10".into(),
+        ]),
         ports: Some(vec![ContainerPort {
             name: Some("mongodb".into()),
             container_port: MONGODB_PORT,
