@@ -101,10 +101,6 @@ pub struct Products {
     products: Collection<ProductReplica>,
 }
 
-fn malformed(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Failed(format!("undecodable event: {e}"))
-}
-
 impl Products {
     pub fn new(db: &Database) -> Self {
         Products {
@@ -133,13 +129,13 @@ impl Products {
             let product = if event.is::<ProductCreated>() {
                 event
                     .decode::<ProductCreated>()
-                    .map_err(malformed)?
+                    .map_err(HandlerError::malformed)?
                     .data
                     .product
             } else {
                 event
                     .decode::<ProductUpdated>()
-                    .map_err(malformed)?
+                    .map_err(HandlerError::malformed)?
                     .data
                     .product
             };
@@ -160,7 +156,10 @@ impl Products {
                 Err(e) => Err(e.into()),
             };
         } else if event.is::<StockChanged>() {
-            let data = event.decode::<StockChanged>().map_err(malformed)?.data;
+            let data = event
+                .decode::<StockChanged>()
+                .map_err(HandlerError::malformed)?
+                .data;
             (
                 data.product_id.to_string(),
                 doc! { "available": data.stock.available },
@@ -170,7 +169,7 @@ impl Products {
             // no longer matters), so a replica that does not follow stock (orders') takes it too.
             let id = event
                 .decode::<ProductDeleted>()
-                .map_err(malformed)?
+                .map_err(HandlerError::malformed)?
                 .data
                 .product_id
                 .to_string();

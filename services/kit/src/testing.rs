@@ -13,7 +13,28 @@ use rdkafka::{
 };
 use storefront_events::Envelope;
 
-use crate::config::{KafkaConfig, MongoConfig, RedisConfig};
+use uuid::Uuid;
+
+use crate::{
+    auth::{Claims, ISSUER, Role},
+    config::{KafkaConfig, MongoConfig, RedisConfig},
+};
+
+/// The claims of an access token auth would issue to `sub` as `role`, valid for `ttl_secs` from
+/// now (negative: already expired); sign them with a test key.
+pub fn claims(sub: Uuid, role: Role, ttl_secs: i64) -> Claims {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        iss: ISSUER.into(),
+        sub,
+        email: "someone@example.com".into(),
+        role,
+        jti: Uuid::new_v4(),
+        sid: Uuid::new_v4(),
+        iat: now,
+        exp: now + ttl_secs,
+    }
+}
 
 /// Where the stack's backends listen, from the environment `cargo xtask test` sets.
 #[derive(Debug, Clone)]

@@ -43,10 +43,6 @@ fn failed(e: StoreError) -> HandlerError {
     }
 }
 
-fn malformed(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Failed(format!("undecodable event: {e}"))
-}
-
 impl Saga {
     pub fn new(store: Store) -> Self {
         Saga {
@@ -103,20 +99,31 @@ impl Saga {
 /// which only ends a hold).
 fn step_of(event: &Envelope) -> Result<Option<(Uuid, Step)>, HandlerError> {
     Ok(Some(if event.is::<InventoryReserved>() {
-        let e = event.decode::<InventoryReserved>().map_err(malformed)?;
+        let e = event
+            .decode::<InventoryReserved>()
+            .map_err(HandlerError::malformed)?;
         (e.data.order_id, Step::Reserved)
     } else if event.is::<InventoryRejected>() {
-        let e = event.decode::<InventoryRejected>().map_err(malformed)?.data;
+        let e = event
+            .decode::<InventoryRejected>()
+            .map_err(HandlerError::malformed)?
+            .data;
         (e.order_id, Step::Cancelled { reason: e.reason })
     } else if event.is::<PaymentSucceeded>() {
-        let e = event.decode::<PaymentSucceeded>().map_err(malformed)?.data;
+        let e = event
+            .decode::<PaymentSucceeded>()
+            .map_err(HandlerError::malformed)?
+            .data;
         let step = Step::Paid {
             payment_intent_id: e.payment_intent_id,
             amount: e.amount,
         };
         (e.order_id, step)
     } else if event.is::<PaymentRefunded>() {
-        let e = event.decode::<PaymentRefunded>().map_err(malformed)?.data;
+        let e = event
+            .decode::<PaymentRefunded>()
+            .map_err(HandlerError::malformed)?
+            .data;
         (e.order_id, Step::Refunded)
     } else {
         return Ok(None);
@@ -173,7 +180,10 @@ impl EventHandler for Saga {
         if let Some((order_id, step)) = step_of(event)? {
             self.step(session, event, order_id, step).await
         } else if event.is::<PaymentFailed>() {
-            let e = event.decode::<PaymentFailed>().map_err(malformed)?.data;
+            let e = event
+                .decode::<PaymentFailed>()
+                .map_err(HandlerError::malformed)?
+                .data;
             if self
                 .store
                 .release_hold(session, e.order_id)

@@ -55,10 +55,6 @@ fn failed(e: StoreError) -> HandlerError {
     }
 }
 
-fn malformed(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Failed(format!("undecodable event: {e}"))
-}
-
 /// The saga event as an inventory operation; `None` for any other event.
 fn op_of(event: &Envelope) -> Option<Result<InventoryOp, HandlerError>> {
     let op = if event.is::<OrderCreated>() {
@@ -85,7 +81,7 @@ fn op_of(event: &Envelope) -> Option<Result<InventoryOp, HandlerError>> {
     } else {
         return None;
     };
-    Some(op.map_err(malformed))
+    Some(op.map_err(HandlerError::malformed))
 }
 
 impl EventHandler for Inventory {
@@ -131,7 +127,10 @@ impl EventHandler for Inventory {
         match op_of(event).transpose()? {
             Some(op) => self.store.apply_in(session, &op).await.map_err(failed)?,
             None if event.is::<ProductViewed>() => {
-                let viewed = event.decode::<ProductViewed>().map_err(malformed)?.data;
+                let viewed = event
+                    .decode::<ProductViewed>()
+                    .map_err(HandlerError::malformed)?
+                    .data;
                 self.analytics
                     .count_in(session, &viewed)
                     .await

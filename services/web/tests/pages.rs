@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use reqwest::{StatusCode, redirect::Policy};
 use storefront_kit::{
-    auth::{Authenticator, Claims, ISSUER, Revocations, Role},
+    auth::{Authenticator, Revocations, Role},
     config::HttpConfig,
     testing::{TestStack, spawn, unique},
 };
@@ -66,17 +65,8 @@ async fn web() -> Web {
 
 impl Web {
     fn token(&self, role: Role) -> String {
-        let now = Utc::now().timestamp();
-        self.key.sign(&Claims {
-            iss: ISSUER.into(),
-            sub: Uuid::new_v4(),
-            email: "someone@example.com".into(),
-            role,
-            jti: Uuid::new_v4(),
-            sid: Uuid::new_v4(),
-            iat: now,
-            exp: now + 900,
-        })
+        self.key
+            .sign(&storefront_kit::testing::claims(Uuid::new_v4(), role, 900))
     }
 
     /// The CSRF cookie a first visit sets.

@@ -1,13 +1,12 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use chrono::Utc;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use storefront_auth::keys::SigningKey;
 use storefront_kit::{
-    auth::{Authenticator, Claims, ISSUER, Revocations, Role},
+    auth::{Authenticator, Revocations, Role},
     config::HttpConfig,
-    testing::{TestStack, spawn, unique},
+    testing::{self, TestStack, spawn, unique},
 };
 use storefront_products::{domain::ImageRules, s3::S3Config};
 use tokio::sync::watch;
@@ -176,17 +175,7 @@ where
 
 impl Shop {
     pub fn mint(&self, sub: Uuid, role: Role) -> String {
-        let now = Utc::now().timestamp();
-        self.key.sign(&Claims {
-            iss: ISSUER.into(),
-            sub,
-            email: "someone@example.com".into(),
-            role,
-            jti: Uuid::new_v4(),
-            sid: Uuid::new_v4(),
-            iat: now,
-            exp: now + 900,
-        })
+        self.key.sign(&testing::claims(sub, role, 900))
     }
 
     pub fn customer(&self) -> Customer {

@@ -21,6 +21,12 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
+    /// An event that does not decode as its type says: retrying will not fix it, so it goes to
+    /// the dead-letter topic.
+    pub fn malformed(e: impl std::fmt::Display) -> Self {
+        HandlerError::Failed(format!("undecodable event: {e}"))
+    }
+
     /// Whether running the handler again is the whole fix (a write conflict, a failover), so the
     /// attempt does not count towards the dead-letter limit.
     pub fn is_transient(&self) -> bool {

@@ -12,10 +12,10 @@ use storefront_events::{
 };
 use storefront_kit::kafka::KafkaProducer;
 use storefront_kit::{
-    auth::{Authenticator, Claims, ISSUER, Revocations, Role},
+    auth::{Authenticator, Claims, Revocations, Role},
     config::{HttpConfig, KafkaConfig},
     kafka,
-    testing::{TestStack, spawn, unique},
+    testing::{self, TestStack, spawn, unique},
 };
 use storefront_notifications::{Config, SocketConfig, hub::Hub};
 use tokio::{net::TcpStream, sync::watch};
@@ -120,17 +120,7 @@ pub fn usd(amount: i64) -> Money {
 
 impl Shop {
     pub fn mint(&self, sub: Uuid, expires_in: i64) -> (String, Claims) {
-        let now = Utc::now().timestamp();
-        let claims = Claims {
-            iss: ISSUER.into(),
-            sub,
-            email: "someone@example.com".into(),
-            role: Role::Customer,
-            jti: Uuid::new_v4(),
-            sid: Uuid::new_v4(),
-            iat: now,
-            exp: now + expires_in,
-        };
+        let claims = testing::claims(sub, Role::Customer, expires_in);
         (self.key.sign(&claims), claims)
     }
 

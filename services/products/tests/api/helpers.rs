@@ -1,16 +1,15 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use chrono::Utc;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use storefront_auth::keys::SigningKey;
 use storefront_events::{Envelope, Event, Topic};
 use storefront_kit::kafka::KafkaProducer;
 use storefront_kit::{
-    auth::{Authenticator, Claims, ISSUER, Revocations, Role},
+    auth::{Authenticator, Revocations, Role},
     config::HttpConfig,
     kafka,
-    testing::{TestStack, spawn, unique},
+    testing::{self, TestStack, spawn, unique},
 };
 use storefront_products::{AppState, Config, domain::ImageRules, s3::S3Config, store::Store};
 use tokio::sync::watch;
@@ -109,17 +108,7 @@ impl TestApp {
 
     /// A valid access token for a new user with `role`.
     pub fn mint(&self, role: Role) -> String {
-        let now = Utc::now().timestamp();
-        self.key.sign(&Claims {
-            iss: ISSUER.into(),
-            sub: Uuid::new_v4(),
-            email: "someone@example.com".into(),
-            role,
-            jti: Uuid::new_v4(),
-            sid: Uuid::new_v4(),
-            iat: now,
-            exp: now + 900,
-        })
+        self.key.sign(&testing::claims(Uuid::new_v4(), role, 900))
     }
 
     pub async fn get(&self, path: &str) -> Response {
