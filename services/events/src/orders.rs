@@ -13,6 +13,56 @@ use uuid::Uuid;
 
 use crate::{Event, Money, Topic};
 
+// As orders' API shows it and its events imply (`order.created`: pending, then
+// `order.awaiting_payment`, `order.completed` or `order.cancelled`). The transitions are orders'
+// own (`services/orders/src/domain/state.rs`); cart, notifications and web read it.
+/// Where an order is in its life (docs/architecture.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Placed; waiting for inventory to hold its lines.
+    Pending,
+    /// Every line is held; the customer can pay until the order expires.
+    AwaitingPayment,
+    /// Paid. Final.
+    Completed,
+    /// Rejected by inventory, expired, or cancelled by its owner. Final.
+    Cancelled,
+}
+
+impl OrderState {
+    pub const ALL: [OrderState; 4] = [
+        OrderState::Pending,
+        OrderState::AwaitingPayment,
+        OrderState::Completed,
+        OrderState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Pending => "pending",
+            OrderState::AwaitingPayment => "awaiting_payment",
+            OrderState::Completed => "completed",
+            OrderState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// Whether the order is still open (it may yet expire).
+    pub fn is_open(self) -> bool {
+        matches!(self, OrderState::Pending | OrderState::AwaitingPayment)
+    }
+}
+
+impl std::fmt::Display for OrderState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One line of an order, with the price and title snapshot taken when it was placed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -143,4 +193,27 @@ pub struct OrderRefunded {
 impl Event for OrderRefunded {
     const TYPE: &'static str = "order.refunded";
     const TOPIC: Topic = Topic::Orders;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderState;
+
+    #[test]
+    fn a_state_reads_the_same_in_json_in_pages_and_in_parse() {
+        for state in OrderState::ALL {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+            assert_eq!(state.to_string(), state.as_str());
+            assert_eq!(serde_json::from_str::<OrderState>(&json).unwrap(), state);
+            assert_eq!(OrderState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(OrderState::parse("shipped"), None);
+        assert!(serde_json::from_str::<OrderState>("\"shipped\"").is_err());
+        let open: Vec<_> = OrderState::ALL
+            .into_iter()
+            .filter(|s| s.is_open())
+            .collect();
+        assert_eq!(open, [OrderState::Pending, OrderState::AwaitingPayment]);
+    }
 }

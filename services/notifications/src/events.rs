@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mongodb::ClientSession;
 use storefront_events::{
     Envelope, Event, Money, Topic,
-    orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, PriceLine},
+    orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderState, PriceLine},
     payments::{PaymentFailed, PaymentRefunded},
     products::{ProductCreated, StockChanged},
     users::UserCreated,
@@ -84,7 +84,7 @@ fn for_order(
     user: uuid::Uuid,
     order: uuid::Uuid,
     kind: Kind,
-    status: &str,
+    status: OrderState,
     title: String,
     body: String,
 ) -> Draft {
@@ -95,7 +95,7 @@ fn for_order(
         body,
         link: Some(format!("/orders/{order}")),
         order_id: Some(order.to_string()),
-        order_status: Some(status.to_owned()),
+        order_status: Some(status.as_str().to_owned()),
         product_id: None,
     }
 }
@@ -109,7 +109,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 e.user_id,
                 e.order_id,
                 Kind::OrderConfirmed,
-                "awaiting_payment",
+                OrderState::AwaitingPayment,
                 "Your order is confirmed".to_owned(),
                 format!(
                     "Your items are reserved. Pay {} by {} to complete the order.",
@@ -124,7 +124,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 e.user_id,
                 e.order_id,
                 Kind::OrderCompleted,
-                "completed",
+                OrderState::Completed,
                 "Your order is complete".to_owned(),
                 format!(
                     "We received your payment of {}. Thank you!",
@@ -138,7 +138,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 e.user_id,
                 e.order_id,
                 Kind::OrderCancelled,
-                "cancelled",
+                OrderState::Cancelled,
                 "Your order was cancelled".to_owned(),
                 format!("Why: {}.", e.reason.trim_end_matches('.')),
             )
@@ -149,7 +149,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 e.user_id,
                 e.order_id,
                 Kind::PaymentFailed,
-                "awaiting_payment",
+                OrderState::AwaitingPayment,
                 "A payment for your order failed".to_owned(),
                 format!(
                     "{}. You can try another card until the order expires.",
@@ -163,7 +163,7 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 e.user_id,
                 e.order_id,
                 Kind::PaymentRefunded,
-                "cancelled",
+                OrderState::Cancelled,
                 "Your order was refunded".to_owned(),
                 format!("{} is on its way back to your card.", e.amount),
             )

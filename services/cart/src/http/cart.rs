@@ -8,7 +8,10 @@ use axum::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use storefront_events::{Money, orders::PriceLine};
+use storefront_events::{
+    Money,
+    orders::{OrderState, PriceLine},
+};
 use storefront_kit::{
     Error, Json,
     auth::{ActingUser, CurrentUser},
@@ -377,6 +380,14 @@ async fn give_back_unplaced(
     Ok(())
 }
 
+/// What cart reads of the order orders answered a checkout with; the customer gets orders' body
+/// as it came.
+#[derive(Deserialize)]
+struct Placed {
+    id: String,
+    state: OrderState,
+}
+
 /// What becomes of the held lines: a refusal of orders (4xx) puts them back at once; an order
 /// that completes keeps them out; an order that is cancelled puts them back (cart consumes
 /// `order.cancelled`). When orders does not answer they stay held for this key (retry with it);
@@ -449,9 +460,10 @@ pub async fn checkout(
         ))
     })?;
     if status.is_success() {
-        let order: Value = serde_json::from_slice(&body).map_err(Error::internal)?;
-        let order_id = order["id"].as_str().unwrap_or_default().to_owned();
-        let order_state = order["state"].as_str().unwrap_or_default().to_owned();
+        let Placed {
+            id: order_id,
+            state: order_state,
+        } = serde_json::from_slice(&body).map_err(Error::internal)?;
         state
             .store
             .update(customer, |cart| {
@@ -460,14 +472,14 @@ pub async fn checkout(
                     return Ok::<_, Error>(());
                 };
                 let in_this_order = hold.order_id.as_deref() == Some(order_id.as_str());
-                match order_state.as_str() {
-                    "pending" | "awaiting_payment" => {
+                match order_state {
+                    OrderState::Pending | OrderState::AwaitingPayment => {
                         if hold.order_id.is_none() {
                             hold.order_id = Some(order_id.clone());
                         }
                     }
                     // Bought (a retry after the payment): the lines stay out.
-                    "completed" if in_this_order => {
+                    OrderState::Completed if in_this_order => {
                         cart.checkouts.retain(|c| c.key != key);
                     }
                     // Cancelled, or a key reused after its order ended, which gives back that

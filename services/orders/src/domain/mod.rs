@@ -2,7 +2,7 @@
 
 mod state;
 
-pub use state::{OrderState, Settlement, Transition};
+pub use state::{Lifecycle, OrderState, Settlement, Transition};
 pub use storefront_kit::validate::Fields;
 
 /// Most items of one product in one order.

@@ -2,21 +2,7 @@
 //! of the first two. Every transition is a method that returns the next state or why it cannot
 //! happen; nothing else changes a state.
 
-use serde::{Deserialize, Serialize};
-
-/// Where an order is in its life (docs/architecture.md §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderState {
-    /// Placed; waiting for inventory to hold its lines.
-    Pending,
-    /// Every line is held; the customer can pay until the order expires.
-    AwaitingPayment,
-    /// Paid. Final.
-    Completed,
-    /// Rejected by inventory, expired, or cancelled by its owner. Final.
-    Cancelled,
-}
+pub use storefront_events::orders::OrderState;
 
 /// A transition the state machine does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,68 +12,52 @@ pub struct Transition {
     pub to: &'static str,
 }
 
-impl OrderState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderState::Pending => "pending",
-            OrderState::AwaitingPayment => "awaiting_payment",
-            OrderState::Completed => "completed",
-            OrderState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            OrderState::Pending,
-            OrderState::AwaitingPayment,
-            OrderState::Completed,
-            OrderState::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
-    }
-
-    fn refuse(self, to: &'static str) -> Transition {
-        Transition {
-            from: self.as_str(),
-            to,
-        }
-    }
-
+/// The state machine: every transition returns the next state or why it cannot happen.
+pub trait Lifecycle: Sized {
     /// Inventory held every line.
-    pub fn reserve(self) -> Result<Self, Transition> {
+    fn reserve(self) -> Result<Self, Transition>;
+    /// The payment went through.
+    fn complete(self) -> Result<Self, Transition>;
+    /// Rejected, expired or cancelled by its owner: only before payment.
+    fn cancel(self) -> Result<Self, Transition>;
+    /// What a payment that went through does to an order in this state.
+    fn settle_payment(self, recorded: bool) -> Settlement;
+}
+
+fn refuse(from: OrderState, to: &'static str) -> Transition {
+    Transition {
+        from: from.as_str(),
+        to,
+    }
+}
+
+impl Lifecycle for OrderState {
+    fn reserve(self) -> Result<Self, Transition> {
         match self {
             OrderState::Pending => Ok(OrderState::AwaitingPayment),
-            other => Err(other.refuse("reserved")),
+            other => Err(refuse(other, "reserved")),
         }
     }
 
-    /// The payment went through.
-    pub fn complete(self) -> Result<Self, Transition> {
+    fn complete(self) -> Result<Self, Transition> {
         match self {
             OrderState::AwaitingPayment => Ok(OrderState::Completed),
-            other => Err(other.refuse("completed")),
+            other => Err(refuse(other, "completed")),
         }
     }
 
-    /// Rejected, expired or cancelled by its owner: only before payment.
-    pub fn cancel(self) -> Result<Self, Transition> {
+    fn cancel(self) -> Result<Self, Transition> {
         match self {
             OrderState::Pending | OrderState::AwaitingPayment => Ok(OrderState::Cancelled),
-            other => Err(other.refuse("cancelled")),
+            other => Err(refuse(other, "cancelled")),
         }
-    }
-
-    /// Whether the order is still open (it may yet expire).
-    pub fn is_open(self) -> bool {
-        matches!(self, OrderState::Pending | OrderState::AwaitingPayment)
     }
 
     /// What a payment that went through does to an order in this state. orders is the one owner
     /// of an order's fate (docs/saga.md, "One owner"): the money is kept only for an order whose
     /// stock is held and that nobody ended first; anything else becomes a refund. `recorded` is
     /// whether the order already has this payment (a replayed event).
-    pub fn settle_payment(self, recorded: bool) -> Settlement {
+    fn settle_payment(self, recorded: bool) -> Settlement {
         match (self, recorded) {
             (_, true) => Settlement::Replay,
             (OrderState::AwaitingPayment, false) => Settlement::Complete,
@@ -102,7 +72,7 @@ impl OrderState {
     }
 }
 
-/// The verdict on a payment that went through, from [`OrderState::settle_payment`].
+/// The verdict on a payment that went through, from [`Lifecycle::settle_payment`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settlement {
     /// Keep the money: the order is completed.
@@ -113,12 +83,6 @@ pub enum Settlement {
     CancelAndRefund,
     /// Seen before: nothing changes.
     Replay,
-}
-
-impl std::fmt::Display for OrderState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 #[cfg(test)]
@@ -163,13 +127,5 @@ mod tests {
         for state in [Pending, AwaitingPayment, Completed, Cancelled] {
             assert_eq!(state.settle_payment(true), Settlement::Replay);
         }
-    }
-
-    #[test]
-    fn states_round_trip_their_names() {
-        for state in [Pending, AwaitingPayment, Completed, Cancelled] {
-            assert_eq!(OrderState::parse(state.as_str()), Some(state));
-        }
-        assert_eq!(OrderState::parse("shipped"), None);
     }
 }

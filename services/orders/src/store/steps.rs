@@ -16,7 +16,7 @@ use storefront_kit::{mongo, outbox::Encoded, retry_transient};
 use uuid::Uuid;
 
 use super::{OrderDoc, PaymentRecord, RefundRecord, RefundStatus, SOURCE, Store, StoreError, now};
-use crate::domain::{Settlement, Transition};
+use crate::domain::{Lifecycle, Settlement, Transition};
 
 /// What moved an order, and so what it publishes.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub enum Step {
         reason: String,
     },
     /// payments reports money received: completed, or a refund due (see
-    /// [`crate::domain::OrderState::settle_payment`]).
+    /// [`crate::domain::Lifecycle::settle_payment`]).
     Paid {
         payment_intent_id: String,
         amount: Money,

@@ -5,6 +5,7 @@ use axum::{
     Extension,
     extract::{Path, Query, State},
 };
+use storefront_events::orders::OrderState;
 
 use super::{PageQuery, PageResult};
 use crate::{
@@ -20,7 +21,7 @@ struct OrdersPage {
     layout: Layout,
     orders: Page<Order>,
     status: String,
-    statuses: Vec<&'static str>,
+    statuses: [OrderState; 4],
     customers: std::collections::HashMap<String, User>,
     pager: Pager,
 }
@@ -61,7 +62,7 @@ pub async fn orders(
         layout,
         orders,
         status,
-        statuses: vec!["pending", "awaiting_payment", "completed", "cancelled"],
+        statuses: OrderState::ALL,
         customers,
         pager,
     }))

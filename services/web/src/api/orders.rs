@@ -2,7 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
-use storefront_events::Money;
+use storefront_events::{Money, orders::OrderState};
 
 use super::{Api, ApiError, ApiResult, Page, cart::Charge, encode};
 
@@ -54,7 +54,7 @@ pub struct Order {
     pub number: Option<i64>,
     #[serde(default)]
     pub user_id: String,
-    pub state: String,
+    pub state: OrderState,
     pub lines: Vec<OrderLine>,
     #[serde(default)]
     pub subtotal: Option<Money>,
@@ -116,13 +116,12 @@ pub fn when(rfc3339: &str) -> String {
 }
 
 /// An order's state as a customer reads it (`static/app.js` has the same words for live updates).
-pub fn state_words(state: &str) -> &'static str {
+pub fn state_words(state: &OrderState) -> &'static str {
     match state {
-        "pending" => "Reserving items",
-        "awaiting_payment" => "Awaiting payment",
-        "completed" => "Completed",
-        "cancelled" => "Cancelled",
-        _ => "Unknown",
+        OrderState::Pending => "Reserving items",
+        OrderState::AwaitingPayment => "Awaiting payment",
+        OrderState::Completed => "Completed",
+        OrderState::Cancelled => "Cancelled",
     }
 }
 
@@ -156,7 +155,7 @@ impl Order {
             format!("{} for {}", plural(self.lines.len(), "line"), self.total),
         )];
         let updated = self.updated_at.as_deref();
-        if self.state == "cancelled" {
+        if self.state == OrderState::Cancelled {
             // Later than the cancel, something else moved `updated_at`: a late payment.
             let at = if self.payment.is_none() && self.refund.is_none() {
                 updated
@@ -176,7 +175,7 @@ impl Order {
                 payment.amount.to_string(),
             ));
         }
-        if self.state == "completed" {
+        if self.state == OrderState::Completed {
             steps.push(step(updated, "Completed", String::new()));
         }
         if let Some(refund) = &self.refund {
@@ -196,7 +195,7 @@ impl Order {
 
     /// When an order awaiting payment stops waiting, as `14:32 UTC on 1 December`.
     pub fn pay_by(&self) -> Option<String> {
-        if self.state != "awaiting_payment" {
+        if self.state != OrderState::AwaitingPayment {
             return None;
         }
         let at = chrono::DateTime::parse_from_rfc3339(self.expires_at.as_deref()?).ok()?;

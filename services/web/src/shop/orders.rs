@@ -8,6 +8,7 @@ use axum::{
     response::{IntoResponse, Redirect},
 };
 use serde::Deserialize;
+use storefront_events::orders::OrderState;
 
 use super::PageResult;
 use crate::{
@@ -71,7 +72,7 @@ const RESERVE_WAIT_SECS: u64 = 3;
 /// How long paying waits for orders to complete the order it paid.
 const PAID_WAIT_SECS: u64 = 5;
 fn payable(order: &Order) -> bool {
-    order.state == "awaiting_payment" || order.state == "pending"
+    order.state.is_open()
 }
 
 /// The order page; `problem` is the status and message of an action that failed.
@@ -85,7 +86,7 @@ async fn order_page(
     // The layout first: its notification cursor must not be newer than the status shown.
     let mut layout = Layout::of(state, visitor, "Your order").await;
     let mut order = state.api.order(token, id).await?;
-    if order.state == "pending" {
+    if order.state == OrderState::Pending {
         // Reserving takes a moment: wait for it (orders' long-poll) rather than show "pending"
         // and reload.
         if let Some(moved) = state
@@ -160,7 +161,9 @@ pub async fn pay(
             let mut order = state.api.order(token, &id).await?;
             let deadline =
                 tokio::time::Instant::now() + std::time::Duration::from_secs(PAID_WAIT_SECS);
-            while order.state == "awaiting_payment" && tokio::time::Instant::now() < deadline {
+            while order.state == OrderState::AwaitingPayment
+                && tokio::time::Instant::now() < deadline
+            {
                 match state
                     .api
                     .order_changed(token, &id, order.version, PAID_WAIT_SECS)
