@@ -357,6 +357,8 @@ async fn admin_orders_filter_by_status_and_users_can_be_blocked_and_unblocked() 
         statuses.iter().all(|s| s == "awaiting_payment"),
         "{statuses:?}"
     );
+    // The filter says which status it shows, in words.
+    page.contains("<option value=\"awaiting_payment\" selected>Awaiting payment</option>");
     // Shown in words.
     let shown = page.texts("data-status=\"awaiting_payment\">");
     assert!(shown.iter().all(|s| s == "Awaiting payment"), "{shown:?}");
