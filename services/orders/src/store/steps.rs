@@ -117,9 +117,13 @@ impl Store {
             .stream(&mut *session)
             .try_collect()
             .await?;
-        let before: HashMap<String, OrderDoc> =
+        // Each order's version as read, and the guard its write must match.
+        let as_read: HashMap<String, (i64, Document)> = read
+            .iter()
+            .map(|o| (o.id.clone(), (o.version, guard(o))))
+            .collect();
+        let mut now_at: HashMap<String, OrderDoc> =
             read.into_iter().map(|o| (o.id.clone(), o)).collect();
-        let mut now_at = before.clone();
         let mut records = Vec::new();
         let mut answers = Vec::with_capacity(steps.len());
         let now = now();
@@ -139,12 +143,12 @@ impl Store {
             }
         }
         let mut writes = Vec::new();
-        for (id, order) in &now_at {
-            let first = &before[id];
-            if order.version != first.version {
+        for (id, (version, guard)) in as_read {
+            let order = &now_at[&id];
+            if order.version != version {
                 let replacement = bson::to_document(order)
                     .map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
-                writes.push((guard(first), replacement));
+                writes.push((guard, replacement));
             }
         }
         let expected = writes.len() as u64;
