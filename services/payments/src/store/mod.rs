@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use storefront_events::{
     Envelope, Event, Money,
     orders::PriceLine,
-    payments::{PaymentFailed, PaymentRefunded, PaymentSucceeded},
+    payments::{PaymentFailed, PaymentSucceeded},
 };
 use storefront_kit::{
     mongo::{Mongo, Transient, is_duplicate_key},
@@ -34,13 +34,13 @@ use uuid::Uuid;
 
 use crate::orders::HeldOrder;
 
+mod refunds;
+
+pub use refunds::refund_backoff;
+
 pub const SOURCE: &str = "payments";
 /// A claim older than this is taken to belong to a request that died.
 const CLAIM_TTL_MS: i64 = 60_000;
-/// How long one refund attempt may take before another replica may try it.
-const REFUND_LEASE: Duration = Duration::from_secs(60);
-/// The longest pause between two refund attempts.
-const REFUND_BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 /// Where the payment of an order is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -182,11 +182,6 @@ fn now() -> bson::DateTime {
 
 fn later(by: Duration) -> bson::DateTime {
     bson::DateTime::from_millis(now().timestamp_millis() + by.as_millis() as i64)
-}
-
-/// The pause before refund attempt `attempts + 1`: 1 s doubling, at most five minutes.
-pub fn refund_backoff(attempts: u32) -> Duration {
-    Duration::from_secs(1u64 << attempts.min(16)).min(REFUND_BACKOFF_CAP)
 }
 
 impl Store {
@@ -399,167 +394,6 @@ impl Store {
             reason: reason.to_owned(),
             attempt: payment.attempts,
             failed_at: payment.updated_at.to_chrono(),
-        };
-        self.emit(&mut session, &payment, event).await?;
-        self.outbox.commit(session).await?;
-        Ok(true)
-    }
-
-    /// Stores orders' request for a refund (inside the consumer's transaction), due at once.
-    /// A request seen before changes nothing. Returns whether it was new.
-    pub async fn refund_due_in(
-        &self,
-        session: &mut ClientSession,
-        request: &RefundRequest,
-    ) -> Result<bool, StoreError> {
-        let id = request.order_id.to_string();
-        let refund = RefundDoc {
-            reason: request.reason.clone(),
-            due_at: now(),
-            attempts: 0,
-            next_attempt_at: now(),
-            last_error: None,
-            refund_id: None,
-            refunded_at: None,
-        };
-        let refund = bson::to_bson(&refund).map_err(|e| StoreError::Outbox(e.to_string()))?;
-        let current = self
-            .payments
-            .find_one(doc! { "_id": &id })
-            .session(&mut *session)
-            .await?;
-        match current {
-            Some(p) if p.refund.is_some() => Ok(false),
-            Some(_) => {
-                self.payments
-                    .update_one(
-                        doc! { "_id": &id },
-                        doc! { "$set": {
-                            "status": "refund_due",
-                            "refund": refund,
-                            "payment_intent_id": &request.payment_intent_id,
-                            "updated_at": now(),
-                        } },
-                    )
-                    .session(&mut *session)
-                    .await?;
-                Ok(true)
-            }
-            // A payment this database never recorded (restored from a backup, say): the
-            // request carries all a refund needs.
-            None => {
-                let mut doc = PaymentDoc {
-                    id,
-                    user_id: request.user_id.to_string(),
-                    amount: request.amount.clone(),
-                    charges: Vec::new(),
-                    status: PaymentStatus::RefundDue,
-                    payment_intent_id: Some(request.payment_intent_id.clone()),
-                    reason: None,
-                    attempts: 0,
-                    version: 0,
-                    claimed_at: now(),
-                    updated_at: now(),
-                    refund: None,
-                };
-                doc.refund = bson::from_bson(refund).ok();
-                self.payments
-                    .insert_one(&doc)
-                    .session(&mut *session)
-                    .await?;
-                Ok(true)
-            }
-        }
-    }
-
-    /// Refunds whose next attempt is due, oldest first.
-    pub async fn due_refunds(&self, limit: i64) -> Result<Vec<PaymentDoc>, StoreError> {
-        Ok(self
-            .payments
-            .find(doc! { "status": "refund_due", "refund.next_attempt_at": { "$lte": now() } })
-            .sort(doc! { "refund.next_attempt_at": 1 })
-            .limit(limit)
-            .await?
-            .try_collect()
-            .await?)
-    }
-
-    /// Takes one due refund for an attempt: no other replica tries it for [`REFUND_LEASE`].
-    /// `None` when someone else took it or it is done.
-    pub async fn take_refund(&self, order: Uuid) -> Result<Option<PaymentDoc>, StoreError> {
-        Ok(self
-            .payments
-            .find_one_and_update(
-                doc! {
-                    "_id": order.to_string(),
-                    "status": "refund_due",
-                    "refund.next_attempt_at": { "$lte": now() },
-                },
-                doc! {
-                    "$set": { "refund.next_attempt_at": later(REFUND_LEASE) },
-                    "$inc": { "refund.attempts": 1 },
-                },
-            )
-            .return_document(ReturnDocument::After)
-            .await?)
-    }
-
-    /// An attempt did not get Stripe's confirmation: try again after [`refund_backoff`].
-    pub async fn refund_not_yet(
-        &self,
-        order: Uuid,
-        attempts: u32,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        self.payments
-            .update_one(
-                doc! { "_id": order.to_string(), "status": "refund_due" },
-                doc! { "$set": {
-                    "refund.next_attempt_at": later(refund_backoff(attempts)),
-                    "refund.last_error": error,
-                    "updated_at": now(),
-                } },
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Stripe confirmed the refund: recorded once, with `payment.refunded`.
-    pub async fn refunded(&self, order: Uuid, refund_id: &str) -> Result<bool, StoreError> {
-        retry_transient!(self.refunded_once(order, refund_id).await)
-    }
-
-    async fn refunded_once(&self, order: Uuid, refund_id: &str) -> Result<bool, StoreError> {
-        let mut session = self.mongo.begin().await?;
-        let Some(payment) = self
-            .payments
-            .find_one_and_update(
-                doc! { "_id": order.to_string(), "status": "refund_due" },
-                doc! {
-                    "$set": {
-                        "status": "refunded",
-                        "refund.refund_id": refund_id,
-                        "refund.refunded_at": now(),
-                        "refund.last_error": null,
-                        "updated_at": now(),
-                    },
-                    "$inc": { "version": 1 },
-                },
-            )
-            .return_document(ReturnDocument::After)
-            .session(&mut session)
-            .await?
-        else {
-            let _ = session.abort_transaction().await;
-            return Ok(false);
-        };
-        let event = PaymentRefunded {
-            order_id: payment.order(),
-            user_id: payment.user(),
-            payment_intent_id: payment.payment_intent_id.clone().unwrap_or_default(),
-            amount: payment.amount.clone(),
-            refund_id: Some(refund_id.to_owned()),
-            refunded_at: payment.updated_at.to_chrono(),
         };
         self.emit(&mut session, &payment, event).await?;
         self.outbox.commit(session).await?;
