@@ -5,6 +5,7 @@
 //! is derived from the public key, so it is stable across restarts and changes only with the key.
 
 use std::collections::HashMap;
+use storefront_events::UserId;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, Utc};
@@ -123,7 +124,7 @@ impl SigningKey {
 
 /// Who a token is for.
 pub struct TokenSubject {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub role: Role,
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 mod http;
 pub use http::openapi;
+use storefront_events::UserId;
 pub mod keys;
 mod limits;
 mod passwords;
@@ -28,7 +29,6 @@ use storefront_kit::{
     server::{self, Readiness},
 };
 use tokio::sync::watch;
-use uuid::Uuid;
 
 pub use config::Config;
 
@@ -168,7 +168,7 @@ pub(crate) async fn new_user(
     let password_hash = passwords::hash(password.expose().to_owned()).await?;
     let now = mongodb::bson::DateTime::now();
     Ok(UserDoc {
-        id: Uuid::new_v4().to_string(),
+        id: UserId::new(),
         email: email.as_str().to_owned(),
         password_hash,
         name: name.into_inner(),

@@ -11,7 +11,7 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 use storefront_events::{
-    Envelope, Event,
+    Envelope, Event, UserId,
     users::{Role, UserBlocked, UserCreated, UserUnblocked, UserUpdated},
 };
 use storefront_kit::{
@@ -29,7 +29,7 @@ pub const SOURCE: &str = "auth";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserDoc {
     #[serde(rename = "_id")]
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub password_hash: String,
     pub name: String,
@@ -45,17 +45,13 @@ pub struct UserDoc {
 }
 
 impl UserDoc {
-    pub fn uuid(&self) -> Uuid {
-        self.id.parse().unwrap_or_default()
-    }
-
     fn updated_event(&self) -> Envelope<UserUpdated> {
         Envelope::new(
             SOURCE,
-            &self.id,
+            self.id,
             self.version as u64,
             UserUpdated {
-                user_id: self.uuid(),
+                user_id: self.id,
                 email: self.email.clone(),
                 name: self.name.clone(),
                 role: self.role,
@@ -269,10 +265,10 @@ impl Store {
         }
         let event = Envelope::new(
             SOURCE,
-            &user.id,
+            user.id,
             user.version as u64,
             UserCreated {
-                user_id: user.uuid(),
+                user_id: user.id,
                 email: user.email.clone(),
                 name: user.name.clone(),
                 role: user.role,
@@ -287,7 +283,7 @@ impl Store {
         Ok(self.users.find_one(doc! { "email": email }).await?)
     }
 
-    pub async fn user_by_id(&self, id: Uuid) -> Result<Option<UserDoc>, StoreError> {
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserDoc>, StoreError> {
         Ok(self.users.find_one(doc! { "_id": id.to_string() }).await?)
     }
 
@@ -295,7 +291,7 @@ impl Store {
     /// `user.updated`. `None` when the user does not exist.
     pub async fn update_profile(
         &self,
-        id: Uuid,
+        id: UserId,
         set: Document,
         unset: Document,
     ) -> Result<Option<UserDoc>, StoreError> {
@@ -307,7 +303,7 @@ impl Store {
 
     async fn update_profile_once(
         &self,
-        id: Uuid,
+        id: UserId,
         mut set: Document,
         unset: Document,
     ) -> Result<Option<UserDoc>, StoreError> {
@@ -335,18 +331,18 @@ impl Store {
     /// user after the change and whether anything changed (blocking a blocked user is a no-op).
     pub async fn set_blocked(
         &self,
-        id: Uuid,
+        id: UserId,
         blocked: bool,
-        by: Uuid,
+        by: UserId,
     ) -> Result<Option<(UserDoc, bool)>, StoreError> {
         retry_transient!(self.set_blocked_once(id, blocked, by).await)
     }
 
     async fn set_blocked_once(
         &self,
-        id: Uuid,
+        id: UserId,
         blocked: bool,
-        by: Uuid,
+        by: UserId,
     ) -> Result<Option<(UserDoc, bool)>, StoreError> {
         let mut session = self.mongo.begin().await?;
         let changed = self
@@ -370,22 +366,16 @@ impl Store {
                 blocked_by: by,
                 blocked_at: at,
             };
-            self.emit(
-                &mut session,
-                Envelope::new(SOURCE, &user.id, version, event),
-            )
-            .await?;
+            self.emit(&mut session, Envelope::new(SOURCE, user.id, version, event))
+                .await?;
         } else {
             let event = UserUnblocked {
                 user_id: id,
                 unblocked_by: by,
                 unblocked_at: at,
             };
-            self.emit(
-                &mut session,
-                Envelope::new(SOURCE, &user.id, version, event),
-            )
-            .await?;
+            self.emit(&mut session, Envelope::new(SOURCE, user.id, version, event))
+                .await?;
         }
         self.outbox.commit(session).await?;
         Ok(Some((user, true)))
@@ -509,7 +499,10 @@ impl Store {
     }
 
     /// Ends every live session of a user; returns them (for their access tokens).
-    pub async fn revoke_user_sessions(&self, user_id: Uuid) -> Result<Vec<SessionDoc>, StoreError> {
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: UserId,
+    ) -> Result<Vec<SessionDoc>, StoreError> {
         let filter = doc! { "user_id": user_id.to_string(), "revoked": false };
         let live: Vec<SessionDoc> = self
             .sessions

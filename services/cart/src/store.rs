@@ -14,11 +14,11 @@ use mongodb::{
     bson::{self, doc},
 };
 use serde::{Deserialize, Serialize};
+use storefront_events::{OrderId, UserId};
 use storefront_kit::{
     fanout::CartCount,
     replica::{ProductReplica, Products},
 };
-use uuid::Uuid;
 
 /// Most of one product in a cart (the same bound as an order line).
 pub const MAX_QUANTITY: i64 = 100;
@@ -68,7 +68,7 @@ impl CartDoc {
         self.items.iter().map(|i| i.quantity).sum()
     }
 
-    pub fn empty(user: Uuid) -> Self {
+    pub fn empty(user: UserId) -> Self {
         CartDoc {
             id: user.to_string(),
             items: Vec::new(),
@@ -193,7 +193,7 @@ impl Store {
         .announce(redis, prefix);
     }
 
-    pub async fn cart(&self, user: Uuid) -> Result<CartDoc, mongodb::error::Error> {
+    pub async fn cart(&self, user: UserId) -> Result<CartDoc, mongodb::error::Error> {
         Ok(self
             .carts
             .find_one(doc! { "_id": user.to_string() })
@@ -205,7 +205,7 @@ impl Store {
     /// (then all again). `edit`'s error leaves the cart as it was.
     pub async fn update<T, E>(
         &self,
-        user: Uuid,
+        user: UserId,
         edit: impl Fn(&mut CartDoc) -> Result<T, E>,
     ) -> Result<(T, CartDoc), E>
     where
@@ -250,7 +250,7 @@ impl Store {
     /// makes this [`WriteError::Raced`] (the consumer runs it again) rather than a lost write.
     async fn edit(
         &self,
-        user: Uuid,
+        user: UserId,
         edit: impl FnOnce(&mut CartDoc) -> bool,
     ) -> Result<bool, WriteError> {
         let Some(mut cart) = self
@@ -282,7 +282,12 @@ impl Store {
     /// and no order yet: a redelivery matches nothing, so it needs neither a transaction nor a
     /// processed-event record. The version still rises, so a checkout that read the cart before
     /// retries its write.
-    pub async fn placed(&self, user: Uuid, key: &str, order: Uuid) -> Result<bool, WriteError> {
+    pub async fn placed(
+        &self,
+        user: UserId,
+        key: &str,
+        order: OrderId,
+    ) -> Result<bool, WriteError> {
         let written = self
             .carts
             .update_one(
@@ -301,7 +306,12 @@ impl Store {
 
     /// The order ended: its held lines are bought, or go back into the cart. Either write
     /// removes the hold, so a redelivery finds none and changes nothing.
-    pub async fn ended(&self, user: Uuid, order: Uuid, end: OrderEnd) -> Result<bool, WriteError> {
+    pub async fn ended(
+        &self,
+        user: UserId,
+        order: OrderId,
+        end: OrderEnd,
+    ) -> Result<bool, WriteError> {
         let order = order.to_string();
         if end == OrderEnd::Completed {
             // Bought: the hold only goes, in one targeted update.
@@ -350,13 +360,13 @@ mod tests {
 
     #[test]
     fn lines_put_back_add_up_within_the_limits() {
-        let mut cart = CartDoc::empty(Uuid::new_v4());
+        let mut cart = CartDoc::empty(UserId::new());
         cart.items = vec![item("mug", 99)];
         let left = cart.put_back(vec![item("mug", 3), item("lamp", 2)]);
         assert_eq!(cart.items, vec![item("mug", 100), item("lamp", 2)]);
         assert_eq!(left, vec![item("mug", 2)]);
 
-        let mut full = CartDoc::empty(Uuid::new_v4());
+        let mut full = CartDoc::empty(UserId::new());
         full.items = (0..MAX_ITEMS).map(|i| item(&i.to_string(), 1)).collect();
         assert_eq!(full.put_back(vec![item("new", 1)]), vec![item("new", 1)]);
         assert_eq!(full.items.len(), MAX_ITEMS);
@@ -364,7 +374,7 @@ mod tests {
 
     #[test]
     fn only_holds_that_never_learned_their_order_expire() {
-        let mut cart = CartDoc::empty(Uuid::new_v4());
+        let mut cart = CartDoc::empty(UserId::new());
         let long_ago = bson::DateTime::from_millis(
             bson::DateTime::now().timestamp_millis() - (UNPLACED_HOLD_MINUTES + 1) * 60_000,
         );

@@ -15,10 +15,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
+pub mod ids;
 pub mod orders;
 pub mod payments;
 pub mod products;
 pub mod users;
+
+pub use ids::{InvalidId, OrderId, ProductId, UserId};
 
 /// An amount of money in integer minor units (cents) of an ISO 4217 currency; never a float.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

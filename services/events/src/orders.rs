@@ -9,9 +9,8 @@
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::{Event, Money, Topic};
+use crate::{Event, Money, OrderId, ProductId, Topic, UserId};
 
 // As orders' API shows it and its events imply (`order.created`: pending, then
 // `order.awaiting_payment`, `order.completed` or `order.cancelled`). The transitions are orders'
@@ -67,7 +66,7 @@ impl std::fmt::Display for OrderState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub title: String,
     pub unit_price: Money,
     pub quantity: i64,
@@ -89,8 +88,8 @@ pub struct PriceLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderCreated {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub lines: Vec<OrderLine>,
     /// Shipping, fees, tax, discounts on top of the lines (included in `total`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -112,8 +111,8 @@ impl Event for OrderCreated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderCancelled {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub reason: String,
     pub cancelled_at: DateTime<Utc>,
 }
@@ -127,8 +126,8 @@ impl Event for OrderCancelled {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderAwaitingPayment {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     /// Shipping, fees, tax, discounts on top of the lines (included in `total`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub charges: Vec<PriceLine>,
@@ -145,8 +144,8 @@ impl Event for OrderAwaitingPayment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderCompleted {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     /// Shipping, fees, tax, discounts on top of the lines (included in `total`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub charges: Vec<PriceLine>,
@@ -164,8 +163,8 @@ impl Event for OrderCompleted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRefundDue {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     /// The payment provider's id of the payment to refund (a Stripe PaymentIntent id).
     pub payment_intent_id: String,
     pub amount: Money,
@@ -184,8 +183,8 @@ impl Event for OrderRefundDue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRefunded {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub amount: Money,
     pub refunded_at: DateTime<Utc>,
 }

@@ -8,16 +8,15 @@
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::{Event, Money, Topic};
+use crate::{Event, Money, OrderId, Topic, UserId};
 
 /// An order was paid in full.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentSucceeded {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     /// The payment provider's id (a Stripe PaymentIntent id).
     pub payment_intent_id: String,
     pub amount: Money,
@@ -33,8 +32,8 @@ impl Event for PaymentSucceeded {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentFailed {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub payment_intent_id: String,
     /// The provider's reason, for the customer, e.g. "Your card was declined."
     pub reason: String,
@@ -52,8 +51,8 @@ impl Event for PaymentFailed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentRefunded {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub payment_intent_id: String,
     pub amount: Money,
     /// The provider's id of the refund (a Stripe refund id).

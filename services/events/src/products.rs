@@ -12,9 +12,8 @@
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::{Event, Money, Topic};
+use crate::{Event, Money, OrderId, ProductId, Topic};
 
 /// One stored image of a product. `key` names it within the product; the object lives in the
 /// shop's bucket under `products/{product_id}/{key}`.
@@ -56,7 +55,7 @@ pub struct Stock {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductSnapshot {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub title: String,
     pub description: String,
     pub category: String,
@@ -99,7 +98,7 @@ impl Event for ProductUpdated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductDeleted {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub deleted_at: DateTime<Utc>,
 }
 
@@ -126,13 +125,13 @@ pub enum StockMovement {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockChanged {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub movement: StockMovement,
     pub delta: i64,
     pub stock: Stock,
     /// The order behind a reservation, release or sale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
     /// The admin's reason for an adjustment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -147,7 +146,7 @@ impl Event for StockChanged {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineQuantity {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: i64,
 }
 
@@ -155,7 +154,7 @@ pub struct LineQuantity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryReserved {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub lines: Vec<LineQuantity>,
 }
 
@@ -168,7 +167,7 @@ impl Event for InventoryReserved {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShortLine {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub requested: i64,
     pub available: i64,
 }
@@ -177,7 +176,7 @@ pub struct ShortLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryRejected {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     /// A sentence for the customer, e.g. "not enough stock for 1 item".
     pub reason: String,
     pub short: Vec<ShortLine>,
@@ -196,7 +195,7 @@ impl Event for InventoryRejected {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductViewed {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     /// At least 1.
     pub count: u64,
     pub from: DateTime<Utc>,

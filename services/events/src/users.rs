@@ -6,9 +6,8 @@
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::{Event, Topic};
+use crate::{Event, Topic, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -21,7 +20,7 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserCreated {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub email: String,
     pub name: String,
     pub role: Role,
@@ -37,7 +36,7 @@ impl Event for UserCreated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserUpdated {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub email: String,
     pub name: String,
     pub role: Role,
@@ -54,9 +53,9 @@ impl Event for UserUpdated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBlocked {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// The admin who blocked them.
-    pub blocked_by: Uuid,
+    pub blocked_by: UserId,
     pub blocked_at: DateTime<Utc>,
 }
 
@@ -69,8 +68,8 @@ impl Event for UserBlocked {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserUnblocked {
-    pub user_id: Uuid,
-    pub unblocked_by: Uuid,
+    pub user_id: UserId,
+    pub unblocked_by: UserId,
     pub unblocked_at: DateTime<Utc>,
 }
 

@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 
 use chrono::Utc;
-use storefront_events::{Envelope, EnvelopeError, Topic, dlq_topic, schemas, users::*};
-use uuid::Uuid;
+use storefront_events::{
+    Envelope, EnvelopeError, OrderId, ProductId, Topic, UserId, dlq_topic, schemas, users::*,
+};
 
 fn created() -> UserCreated {
     UserCreated {
-        user_id: Uuid::new_v4(),
+        user_id: UserId::new(),
         email: "ada@example.com".into(),
         name: "Ada".into(),
         role: Role::Customer,
@@ -27,7 +28,7 @@ fn envelope_round_trips_through_json_bytes() {
 
 #[test]
 fn every_user_event_round_trips() {
-    let id = Uuid::new_v4();
+    let id = UserId::new();
     let updated = UserUpdated {
         user_id: id,
         email: "a@b.co".into(),
@@ -38,12 +39,12 @@ fn every_user_event_round_trips() {
     };
     let blocked = UserBlocked {
         user_id: id,
-        blocked_by: Uuid::new_v4(),
+        blocked_by: UserId::new(),
         blocked_at: Utc::now(),
     };
     let unblocked = UserUnblocked {
         user_id: id,
-        unblocked_by: Uuid::new_v4(),
+        unblocked_by: UserId::new(),
         unblocked_at: Utc::now(),
     };
     let e = Envelope::new("auth", id.to_string(), 2, updated)
@@ -124,12 +125,12 @@ fn saga_events_round_trip_and_refuse_unknown_fields() {
         amount,
         currency: "USD".into(),
     };
-    let order = Uuid::new_v4();
+    let order = OrderId::new();
     let created = OrderCreated {
         order_id: order,
-        user_id: Uuid::new_v4(),
+        user_id: UserId::new(),
         lines: vec![OrderLine {
-            product_id: Uuid::new_v4(),
+            product_id: ProductId::new(),
             title: "Mug".into(),
             unit_price: usd(1800),
             quantity: 2,
@@ -149,7 +150,7 @@ fn saga_events_round_trip_and_refuse_unknown_fields() {
         order_id: order,
         reason: "not enough stock for 1 item".into(),
         short: vec![ShortLine {
-            product_id: Uuid::new_v4(),
+            product_id: ProductId::new(),
             requested: 2,
             available: 1,
         }],

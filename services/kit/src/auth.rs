@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
 use uuid::Uuid;
 
-pub use storefront_events::users::Role;
+pub use storefront_events::{UserId, users::Role};
 
 use crate::Error;
 
@@ -49,7 +49,7 @@ const LEEWAY_SECS: u64 = 5;
 pub struct Claims {
     pub iss: String,
     /// The user id.
-    pub sub: Uuid,
+    pub sub: UserId,
     pub email: String,
     pub role: Role,
     /// This token's id: what revocation lists.

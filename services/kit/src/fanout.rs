@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use redis::{AsyncCommands, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use storefront_events::UserId;
 
 /// A cart's item count after a write. `version` is the cart's: a page keeps the highest it saw,
 /// since two writes' news may arrive in either order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartCount {
-    pub user: Uuid,
+    pub user: UserId,
     pub count: i64,
     pub version: i64,
 }
@@ -30,13 +30,17 @@ impl CartCount {
 
     /// Where the latest count of a user's cart is kept, for a socket that opens after it was
     /// published (a page loaded while the count changed).
-    pub fn key(prefix: &str, user: Uuid) -> String {
+    pub fn key(prefix: &str, user: UserId) -> String {
         format!("{prefix}:carts:{user}")
     }
 
     /// The latest count kept for `user`, if any (a Redis that does not answer is none: the page
     /// keeps what it rendered).
-    pub async fn latest(redis: &ConnectionManager, prefix: &str, user: Uuid) -> Option<CartCount> {
+    pub async fn latest(
+        redis: &ConnectionManager,
+        prefix: &str,
+        user: UserId,
+    ) -> Option<CartCount> {
         let mut redis = redis.clone();
         let kept: Option<String> =
             tokio::time::timeout(PUBLISH_TIMEOUT, redis.get(Self::key(prefix, user)))

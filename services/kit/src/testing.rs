@@ -16,17 +16,17 @@ use storefront_events::Envelope;
 use uuid::Uuid;
 
 use crate::{
-    auth::{Claims, ISSUER, Role},
+    auth::{Claims, ISSUER, Role, UserId},
     config::{KafkaConfig, MongoConfig, RedisConfig},
 };
 
 /// The claims of an access token auth would issue to `sub` as `role`, valid for `ttl_secs` from
 /// now (negative: already expired); sign them with a test key.
-pub fn claims(sub: Uuid, role: Role, ttl_secs: i64) -> Claims {
+pub fn claims(sub: impl Into<UserId>, role: Role, ttl_secs: i64) -> Claims {
     let now = chrono::Utc::now().timestamp();
     Claims {
         iss: ISSUER.into(),
-        sub,
+        sub: sub.into(),
         email: "someone@example.com".into(),
         role,
         jti: Uuid::new_v4(),

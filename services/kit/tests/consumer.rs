@@ -143,7 +143,7 @@ async fn start_with(fail_first: u32, woken: Option<Duration>) -> Harness {
 
 fn event(key: &str) -> Envelope {
     let data = UserUpdated {
-        user_id: Uuid::new_v4(),
+        user_id: Uuid::new_v4().into(),
         email: "a@b.co".into(),
         name: "A".into(),
         role: storefront_events::users::Role::Customer,
@@ -156,7 +156,7 @@ fn event(key: &str) -> Envelope {
 /// An event of a type [`Recorder`] does not act on.
 fn unwanted(key: &str) -> Envelope {
     let data = UserCreated {
-        user_id: Uuid::new_v4(),
+        user_id: Uuid::new_v4().into(),
         email: "a@b.co".into(),
         name: "A".into(),
         role: storefront_events::users::Role::Customer,

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 fn updated(version: u64) -> Envelope<UserUpdated> {
     let data = UserUpdated {
-        user_id: Uuid::new_v4(),
+        user_id: Uuid::new_v4().into(),
         email: "a@b.co".into(),
         name: "A".into(),
         role: storefront_events::users::Role::Customer,

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 fn snapshot(id: Uuid, title: &str, available: i64) -> ProductSnapshot {
     ProductSnapshot {
-        product_id: id,
+        product_id: id.into(),
         title: title.into(),
         description: String::new(),
         category: "kitchen".into(),
@@ -39,7 +39,7 @@ fn snapshot(id: Uuid, title: &str, available: i64) -> ProductSnapshot {
 
 fn stock(id: Uuid, version: u64, available: i64) -> Envelope {
     let data = StockChanged {
-        product_id: id,
+        product_id: id.into(),
         movement: StockMovement::Reserved,
         delta: -1,
         stock: Stock {
@@ -118,7 +118,7 @@ async fn replica_events_apply_once_in_version_order_without_a_transaction() {
             id.to_string(),
             version,
             ProductDeleted {
-                product_id: id,
+                product_id: id.into(),
                 deleted_at: chrono::Utc::now(),
             },
         )
@@ -142,7 +142,7 @@ async fn replica_events_apply_once_in_version_order_without_a_transaction() {
         "x",
         3,
         ProductDeleted {
-            product_id: Uuid::new_v4(),
+            product_id: Uuid::new_v4().into(),
             deleted_at: chrono::Utc::now(),
         },
     )

@@ -122,7 +122,7 @@ async fn main() {
     for user in &users {
         let claims = Claims {
             iss: ISSUER.into(),
-            sub: *user,
+            sub: (*user).into(),
             email: format!("{user}@bench.example"),
             role: Role::Customer,
             jti: Uuid::new_v4(),
@@ -189,7 +189,7 @@ async fn main() {
         1,
         ProductCreated {
             product: ProductSnapshot {
-                product_id: product,
+                product_id: product.into(),
                 title: "Bench kettle".into(),
                 description: String::new(),
                 category: "kitchen".into(),
@@ -246,8 +246,8 @@ async fn main() {
                     order,
                     3,
                     OrderCompleted {
-                        order_id: order,
-                        user_id: user,
+                        order_id: order.into(),
+                        user_id: user.into(),
                         charges: Vec::new(),
                         total: Money {
                             amount: 2500,

@@ -3,6 +3,7 @@
 //! published to the replicas once that transaction committed.
 
 use std::sync::Arc;
+use storefront_events::{OrderId, UserId};
 
 use mongodb::ClientSession;
 use storefront_events::{
@@ -81,8 +82,8 @@ fn with_charges(total: &Money, charges: &[PriceLine]) -> String {
 }
 
 fn for_order(
-    user: uuid::Uuid,
-    order: uuid::Uuid,
+    user: UserId,
+    order: OrderId,
     kind: Kind,
     status: OrderState,
     title: String,

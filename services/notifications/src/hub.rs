@@ -30,13 +30,13 @@ use std::{
     },
     time::Duration,
 };
+use storefront_events::{ProductId, UserId};
 
 use axum::extract::ws::Utf8Bytes;
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
-use uuid::Uuid;
 
 use storefront_kit::fanout::CartCount;
 
@@ -103,7 +103,7 @@ struct Slot {
 /// product's: a client keeps the highest it saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StockNews {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub available: i64,
     pub in_stock: bool,
     pub version: u64,
@@ -129,7 +129,7 @@ impl StockNews {
 /// The public sockets watching products, by product.
 #[derive(Default)]
 struct Watchers {
-    by_product: HashMap<Uuid, Vec<Slot>>,
+    by_product: HashMap<ProductId, Vec<Slot>>,
     open: usize,
 }
 
@@ -156,7 +156,7 @@ pub struct Hub {
 /// A public socket's place in the hub: the products it watches; dropping it leaves the hub.
 pub struct Watch {
     hub: Arc<Hub>,
-    products: Vec<Uuid>,
+    products: Vec<ProductId>,
     id: u64,
     pub frames: mpsc::Receiver<Frame>,
 }
@@ -231,7 +231,7 @@ impl Hub {
     /// The user's cart count as cart last announced it, as a frame: sent after a socket's hello,
     /// so a page that opened its socket just after a change (the order it cancelled put its lines
     /// back while it reloaded) still gets it.
-    pub async fn latest_cart(&self, user: Uuid) -> Option<Frame> {
+    pub async fn latest_cart(&self, user: UserId) -> Option<Frame> {
         CartCount::latest(&self.redis, &self.prefix, user)
             .await
             .map(|cart| cart_frame(&cart))
@@ -243,7 +243,7 @@ impl Hub {
     }
 
     /// A public socket watching `products` (distinct, a handful).
-    pub fn watch(self: &Arc<Self>, products: Vec<Uuid>) -> Result<Watch, TooManyWatchers> {
+    pub fn watch(self: &Arc<Self>, products: Vec<ProductId>) -> Result<Watch, TooManyWatchers> {
         // Stock news is small and rare per product: a short queue, and a client that cannot
         // keep it is dropped like a slow notifications client.
         let (tx, frames) = mpsc::channel(self.send_buffer.min(64));
@@ -306,7 +306,7 @@ impl Hub {
         self.sockets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register(self: &Arc<Self>, user: Uuid) -> Result<Registration, TooManySockets> {
+    pub fn register(self: &Arc<Self>, user: UserId) -> Result<Registration, TooManySockets> {
         let user = user.to_string();
         let (tx, frames) = mpsc::channel(self.send_buffer);
         let id = self.next.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@
 //!   cannot live on the notification itself.
 
 use std::collections::HashSet;
+use storefront_events::UserId;
 
 use chrono::{DateTime, Utc};
 use mongodb::{
@@ -68,7 +69,7 @@ impl NotificationDoc {
     }
 
     /// The user it is for; `None` for a broadcast.
-    pub fn user(&self) -> Option<Uuid> {
+    pub fn user(&self) -> Option<UserId> {
         self.to.parse().ok()
     }
 }
@@ -172,7 +173,7 @@ pub struct Store {
     cursors: Collection<CursorDoc>,
 }
 
-fn visible_to(user: Uuid) -> Document {
+fn visible_to(user: UserId) -> Document {
     doc! { "to": { "$in": [user.to_string(), EVERYONE] } }
 }
 
@@ -300,7 +301,7 @@ impl Store {
     /// The user's notifications, newest first, with ids below `before`.
     pub async fn page(
         &self,
-        user: Uuid,
+        user: UserId,
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<NotificationDoc>, mongodb::error::Error> {
@@ -321,7 +322,7 @@ impl Store {
     /// The user's notifications after `after`, oldest first (what a reconnecting socket missed).
     pub async fn since(
         &self,
-        user: Uuid,
+        user: UserId,
         after: i64,
         limit: i64,
     ) -> Result<Vec<NotificationDoc>, mongodb::error::Error> {
@@ -338,7 +339,7 @@ impl Store {
     }
 
     /// The newest id the user can see (0 when none).
-    pub async fn latest(&self, user: Uuid) -> Result<i64, mongodb::error::Error> {
+    pub async fn latest(&self, user: UserId) -> Result<i64, mongodb::error::Error> {
         Ok(self
             .notifications
             .find_one(visible_to(user))
@@ -349,7 +350,7 @@ impl Store {
 
     /// How far the user marked everything read; `None` until the account's cursor exists
     /// ([`Store::welcome`] makes it when `user.created` arrives, a moment after sign-up).
-    async fn read_through(&self, user: Uuid) -> Result<Option<i64>, mongodb::error::Error> {
+    async fn read_through(&self, user: UserId) -> Result<Option<i64>, mongodb::error::Error> {
         Ok(self
             .cursors
             .find_one(doc! { "_id": user.to_string() })
@@ -361,7 +362,7 @@ impl Store {
     /// exists the shop's announcements count as read, as [`Store::unread`] counts them.
     pub async fn read_among(
         &self,
-        user: Uuid,
+        user: UserId,
         docs: &[NotificationDoc],
     ) -> Result<HashSet<i64>, mongodb::error::Error> {
         let cursor = self.read_through(user).await?;
@@ -392,7 +393,7 @@ impl Store {
     /// ([`Store::welcome`] makes it when `user.created` arrives, a moment after sign-up) only the
     /// user's own count: the shop's earlier announcements are not news to a new customer, and the
     /// bell on the first page after sign-up showed every one of them.
-    pub async fn unread(&self, user: Uuid) -> Result<u64, mongodb::error::Error> {
+    pub async fn unread(&self, user: UserId) -> Result<u64, mongodb::error::Error> {
         let cursor = self.read_through(user).await?;
         let through = cursor.unwrap_or(0);
         let mut filter = match cursor {
@@ -411,7 +412,7 @@ impl Store {
     }
 
     /// Marks one notification read. `false` when the user cannot see it.
-    pub async fn mark_read(&self, user: Uuid, id: i64) -> Result<bool, mongodb::error::Error> {
+    pub async fn mark_read(&self, user: UserId, id: i64) -> Result<bool, mongodb::error::Error> {
         let mut filter = visible_to(user);
         filter.insert("_id", id);
         if self.notifications.find_one(filter).await?.is_none() {
@@ -437,7 +438,7 @@ impl Store {
     pub async fn welcome(
         &self,
         session: &mut ClientSession,
-        user: Uuid,
+        user: UserId,
         created_at: DateTime<Utc>,
     ) -> Result<(), mongodb::error::Error> {
         let before = self
@@ -463,7 +464,7 @@ impl Store {
     }
 
     /// Marks everything the user can see now as read; returns that newest id.
-    pub async fn mark_all_read(&self, user: Uuid) -> Result<i64, mongodb::error::Error> {
+    pub async fn mark_all_read(&self, user: UserId) -> Result<i64, mongodb::error::Error> {
         let latest = self.latest(user).await?;
         self.cursors
             .update_one(

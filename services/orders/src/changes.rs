@@ -9,12 +9,12 @@
 //! show then).
 
 use std::time::Duration;
+use storefront_events::OrderId;
 
 use tokio::{
     sync::broadcast::{self, error::RecvError},
     time::Instant,
 };
-use uuid::Uuid;
 
 /// How many hints can queue for a slow waiter before it reads again anyway.
 const BACKLOG: usize = 4096;
@@ -23,7 +23,7 @@ const COMMIT_LAG: [u64; 5] = [2, 5, 10, 20, 50];
 
 #[derive(Clone)]
 pub struct Changes {
-    sender: broadcast::Sender<(Uuid, i64)>,
+    sender: broadcast::Sender<(OrderId, i64)>,
     recheck: Duration,
 }
 
@@ -36,7 +36,7 @@ impl Changes {
     }
 
     /// Order `id` was written at `version` (maybe not committed yet).
-    pub fn changed(&self, id: Uuid, version: i64) {
+    pub fn changed(&self, id: OrderId, version: i64) {
         let _ = self.sender.send((id, version));
     }
 
@@ -45,7 +45,7 @@ impl Changes {
     /// `recheck`).
     pub async fn wait<T, E, R, Fut>(
         &self,
-        id: Uuid,
+        id: OrderId,
         deadline: Instant,
         read: R,
         version: impl Fn(&T) -> i64,
@@ -103,7 +103,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_wakes_on_its_own_order_only() {
         let changes = Changes::new(Duration::from_secs(60));
-        let (mine, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let (mine, other) = (OrderId::new(), OrderId::new());
         let stored = Arc::new(AtomicI64::new(1));
         let reads = Arc::new(AtomicI64::new(0));
         let waiter = {
@@ -147,7 +147,7 @@ mod tests {
         let started = Instant::now();
         let got = changes
             .wait(
-                Uuid::new_v4(),
+                OrderId::new(),
                 started + Duration::from_millis(100),
                 || async { Ok::<_, ()>(1) },
                 |v| *v,

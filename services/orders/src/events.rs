@@ -5,6 +5,7 @@
 //! makes a replayed answer a no-op, so only a failed attempt keeps a processed-event record.
 
 use mongodb::ClientSession;
+use storefront_events::OrderId;
 use storefront_events::{
     Envelope, Event, Topic,
     payments::{PaymentFailed, PaymentRefunded, PaymentSucceeded},
@@ -14,7 +15,6 @@ use storefront_kit::{
     kafka::{ConsumerSettings, EventHandler, HandlerError, UntilCommitted},
     replica::CATALOG_EVENTS,
 };
-use uuid::Uuid;
 
 use crate::store::{OrderDoc, Step, Store, StoreError};
 
@@ -22,7 +22,7 @@ pub struct Saga {
     store: Store,
     /// The order each event in flight moved, and its new version: waiters are told after the
     /// consumer's transaction committed.
-    moved: UntilCommitted<(Uuid, i64)>,
+    moved: UntilCommitted<(OrderId, i64)>,
 }
 
 pub fn settings(topic_prefix: &str) -> ConsumerSettings {
@@ -57,7 +57,7 @@ impl Saga {
         &self,
         session: &mut ClientSession,
         event: &Envelope,
-        order_id: Uuid,
+        order_id: OrderId,
         step: Step,
     ) -> Result<(), HandlerError> {
         let moved = self.store.advance_in(session, order_id, step).await;
@@ -68,7 +68,7 @@ impl Saga {
     fn answered(
         &self,
         event: &Envelope,
-        order_id: Uuid,
+        order_id: OrderId,
         moved: Result<OrderDoc, StoreError>,
     ) -> Result<(), HandlerError> {
         match moved {
@@ -97,7 +97,7 @@ impl Saga {
 
 /// The order an event moves and the step, for the events that move one (not a failed attempt,
 /// which only ends a hold).
-fn step_of(event: &Envelope) -> Result<Option<(Uuid, Step)>, HandlerError> {
+fn step_of(event: &Envelope) -> Result<Option<(OrderId, Step)>, HandlerError> {
     Ok(Some(if event.is::<InventoryReserved>() {
         let e = event
             .decode::<InventoryReserved>()
@@ -210,7 +210,7 @@ impl EventHandler for Saga {
                 .ok_or_else(|| HandlerError::Failed("not a step of an order".into()))?;
             steps.push(step);
         }
-        let orders: Vec<Uuid> = steps.iter().map(|(id, _)| *id).collect();
+        let orders: Vec<OrderId> = steps.iter().map(|(id, _)| *id).collect();
         let answers = self
             .store
             .advance_all_in(session, steps)

@@ -13,11 +13,11 @@
 //! calls it like any other (`PRICING_URL` unset), so the path is the same HTTP call either way.
 
 use std::{net::SocketAddr, time::Duration};
+use storefront_events::{OrderId, UserId};
 
 use axum::{Json, Router, routing::post};
 use serde::{Deserialize, Serialize};
 use storefront_events::{Money, orders::PriceLine};
-use uuid::Uuid;
 
 /// Most charge lines a function may answer.
 pub const MAX_CHARGES: usize = 10;
@@ -29,8 +29,8 @@ pub const MAX_LABEL_CHARS: usize = 60;
 pub struct PricingRequest {
     /// Absent when the cart asks for a quote (nothing is placed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<Uuid>,
-    pub user_id: Uuid,
+    pub order_id: Option<OrderId>,
+    pub user_id: UserId,
     pub currency: String,
     pub lines: Vec<PricingLine>,
     /// The sum of the lines.
@@ -298,8 +298,8 @@ mod tests {
 
     fn request(subtotal: i64) -> PricingRequest {
         PricingRequest {
-            order_id: Some(Uuid::new_v4()),
-            user_id: Uuid::new_v4(),
+            order_id: Some(OrderId::new()),
+            user_id: UserId::new(),
             currency: "USD".into(),
             lines: Vec::new(),
             subtotal: usd(subtotal),

@@ -9,6 +9,7 @@
 //! keeps idempotency keys (or on a stand-in that keeps none).
 
 use std::{collections::HashMap, str::FromStr, time::Duration};
+use storefront_events::OrderId;
 
 use storefront_events::Money;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
@@ -17,7 +18,6 @@ use stripe_core::{
     refund::{CreateRefund, ListRefund},
 };
 use stripe_shared::{PaymentIntent, PaymentIntentStatus};
-use uuid::Uuid;
 
 /// What a confirmation came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl Gateway {
     /// The order's intent: created on first use, the same one after (Stripe's idempotency).
     pub async fn intent(
         &self,
-        order_id: Uuid,
+        order_id: OrderId,
         amount: &Money,
     ) -> Result<PaymentIntent, GatewayError> {
         let currency = stripe_types::Currency::from_str(&amount.currency.to_ascii_lowercase())
@@ -149,7 +149,7 @@ impl Gateway {
     /// refund. `attempt` numbers the tries (a failed refund is tried again under a new key).
     pub async fn refund(
         &self,
-        order_id: Uuid,
+        order_id: OrderId,
         intent_id: &str,
         attempt: u32,
     ) -> Result<Refunded, GatewayError> {

@@ -5,17 +5,17 @@
 //! customer can pay right after checkout.
 
 use std::time::Duration;
+use storefront_events::{OrderId, UserId};
 
 use serde::Deserialize;
 use storefront_events::{Money, orders::PriceLine};
 use storefront_kit::Error;
-use uuid::Uuid;
 
 /// What payments needs of an order it may charge.
 #[derive(Debug, Clone, Deserialize)]
 pub struct HeldOrder {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: OrderId,
+    pub user_id: UserId,
     /// What to charge: the total recorded on the order.
     pub total: Money,
     /// What the total is made of beyond the items (shipping, fees, tax), for the customer.
@@ -52,7 +52,7 @@ impl Orders {
     /// Holds `order` for payment as the customer whose `token` this is. orders' refusals come
     /// back as the same problems (404, 409 `already-paid` / `order-not-payable`); orders not
     /// answering is a 503 (nothing was charged).
-    pub async fn hold(&self, token: &str, order: Uuid) -> Result<HeldOrder, Error> {
+    pub async fn hold(&self, token: &str, order: OrderId) -> Result<HeldOrder, Error> {
         let answer = self
             .http
             .post(format!(

@@ -59,7 +59,7 @@ impl Refunds {
     pub async fn sweep(&self) -> Result<usize, StoreError> {
         let mut done = 0;
         for due in self.store.due_refunds(BATCH).await? {
-            let order = due.order();
+            let order = due.id;
             let Some(payment) = self.store.take_refund(order).await? else {
                 continue;
             };
@@ -110,7 +110,7 @@ impl Refunds {
             let Some(payment) = self.store.take_abandoned(&found).await? else {
                 continue;
             };
-            let order = payment.order();
+            let order = payment.id;
             let Some(intent_id) = payment.payment_intent_id.clone() else {
                 self.store.release(order, PaymentStatus::Failed).await?;
                 tracing::warn!(order_id = %order, "an attempt that never reached Stripe was abandoned");

@@ -18,6 +18,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
+use storefront_events::ProductId;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use futures::TryStreamExt;
@@ -34,13 +35,12 @@ use storefront_kit::{
     retry_transient,
 };
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use crate::store::{ProductDoc, SOURCE, StoreError};
 
 /// A product on a UTC day: views are counted per day they happened, so a batch that spans
 /// midnight (or waited through an outage) dates every view right.
-type Seen = (Uuid, NaiveDate);
+type Seen = (ProductId, NaiveDate);
 
 /// The views seen since the last flush.
 struct Batch {
@@ -66,11 +66,11 @@ impl ViewCounter {
     }
 
     /// One read of `product` (an existing one: the map holds at most the catalog per day).
-    pub fn saw(&self, product: Uuid) {
+    pub fn saw(&self, product: ProductId) {
         self.saw_on(product, Utc::now().date_naive());
     }
 
-    fn saw_on(&self, product: Uuid, day: NaiveDate) {
+    fn saw_on(&self, product: ProductId, day: NaiveDate) {
         *self.batch().counts.entry((product, day)).or_default() += 1;
     }
 
@@ -139,7 +139,7 @@ pub struct ViewStats {
     /// Every day of the window, oldest first, with its views (0 included).
     pub days: Vec<(NaiveDate, i64)>,
     /// The most viewed products of the window: id, views.
-    pub top: Vec<(Uuid, i64)>,
+    pub top: Vec<(ProductId, i64)>,
     /// Views of the whole catalog in the window.
     pub total: i64,
 }
@@ -292,7 +292,7 @@ impl Analytics {
                 by_day.insert(day, summed(&sum, "views"));
             }
         }
-        let mut by_product: HashMap<Uuid, i64> = HashMap::new();
+        let mut by_product: HashMap<ProductId, i64> = HashMap::new();
         let mut cursor = self
             .daily
             .aggregate([
@@ -311,8 +311,11 @@ impl Analytics {
     }
 
     /// The titles of `ids`, deleted products included, by id.
-    pub async fn titles(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, StoreError> {
-        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    pub async fn titles(
+        &self,
+        ids: &[ProductId],
+    ) -> Result<HashMap<ProductId, String>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(ProductId::to_string).collect();
         let mut cursor = self
             .products
             .clone_with_type::<Document>()
@@ -336,7 +339,7 @@ fn summarise(
     first: NaiveDate,
     last: NaiveDate,
     by_day: &BTreeMap<NaiveDate, i64>,
-    by_product: HashMap<Uuid, i64>,
+    by_product: HashMap<ProductId, i64>,
     top: usize,
 ) -> ViewStats {
     let days: Vec<(NaiveDate, i64)> = first
@@ -345,7 +348,8 @@ fn summarise(
         .map(|d| (d, by_day.get(&d).copied().unwrap_or(0)))
         .collect();
     let total = days.iter().map(|(_, v)| v).sum();
-    let mut ranked: Vec<(Uuid, i64)> = by_product.into_iter().filter(|(_, v)| *v > 0).collect();
+    let mut ranked: Vec<(ProductId, i64)> =
+        by_product.into_iter().filter(|(_, v)| *v > 0).collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked.truncate(top);
     ViewStats {
@@ -366,7 +370,7 @@ mod tests {
     #[test]
     fn a_counter_hands_over_its_batch_once_and_takes_back_what_failed() {
         let counter = ViewCounter::default();
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = (ProductId::new(), ProductId::new());
         let today = Utc::now().date_naive();
         counter.saw(a);
         counter.saw(a);
@@ -393,7 +397,7 @@ mod tests {
     #[test]
     fn a_batch_across_midnight_dates_each_view_by_its_day() {
         let counter = ViewCounter::default();
-        let product = Uuid::new_v4();
+        let product = ProductId::new();
         counter.saw_on(product, day("2026-11-30"));
         counter.saw_on(product, day("2026-11-30"));
         counter.saw_on(product, day("2026-12-01"));
@@ -438,7 +442,7 @@ mod tests {
 
     #[test]
     fn every_day_of_the_window_is_there_and_the_top_is_by_views() {
-        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (a, b, c) = (ProductId::new(), ProductId::new(), ProductId::new());
         let by_day = BTreeMap::from([(day("2026-11-29"), 5), (day("2026-12-01"), 2)]);
         let by_product = HashMap::from([(a, 1), (b, 4), (c, 2)]);
         let stats = summarise(day("2026-11-28"), day("2026-12-01"), &by_day, by_product, 2);

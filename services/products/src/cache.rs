@@ -10,9 +10,9 @@ use std::{
     sync::RwLock,
     time::{Duration, Instant},
 };
+use storefront_events::ProductId;
 
 use bytes::Bytes;
-use uuid::Uuid;
 
 /// A rendered product: its JSON body and its `ETag`.
 #[derive(Clone)]
@@ -26,7 +26,7 @@ const MAX_ENTRIES: usize = 10_000;
 
 pub struct Cache {
     ttl: Duration,
-    products: RwLock<HashMap<Uuid, (Instant, Rendered)>>,
+    products: RwLock<HashMap<ProductId, (Instant, Rendered)>>,
     lists: RwLock<HashMap<String, (Instant, Bytes)>>,
 }
 
@@ -67,11 +67,11 @@ impl Cache {
         !self.ttl.is_zero()
     }
 
-    pub fn product(&self, id: Uuid) -> Option<Rendered> {
+    pub fn product(&self, id: ProductId) -> Option<Rendered> {
         self.enabled().then(|| fresh(&self.products, &id)).flatten()
     }
 
-    pub fn keep_product(&self, id: Uuid, rendered: Rendered) {
+    pub fn keep_product(&self, id: ProductId, rendered: Rendered) {
         if self.enabled() {
             keep(&self.products, self.ttl, id, rendered);
         }
@@ -90,7 +90,7 @@ impl Cache {
     }
 
     /// After a write to `id`: its entry and every list page go.
-    pub fn invalidate(&self, id: Uuid) {
+    pub fn invalidate(&self, id: ProductId) {
         self.products
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn entries_expire_and_writes_clear_them() {
         let cache = Cache::new(Duration::from_millis(50));
-        let id = Uuid::new_v4();
+        let id = ProductId::new();
         cache.keep_product(id, rendered("a"));
         cache.keep_list("page=1".into(), Bytes::from_static(b"[]"));
         assert!(cache.product(id).is_some());
@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn a_zero_ttl_caches_nothing() {
         let cache = Cache::new(Duration::ZERO);
-        let id = Uuid::new_v4();
+        let id = ProductId::new();
         cache.keep_product(id, rendered("a"));
         assert!(cache.product(id).is_none());
     }

@@ -2,8 +2,8 @@
 //! generated picture per product. Written through the store, so every product gets its events.
 
 use bytes::Bytes;
+use storefront_events::ProductId;
 use storefront_events::{Money, products::Stock};
-use uuid::Uuid;
 
 use crate::{
     domain::ImageRules,
@@ -287,7 +287,7 @@ pub async fn seed(store: &Store, images: &Images) -> Result<usize, SeedError> {
         return Ok(0);
     }
     for (i, (title, category, cents, description)) in CATALOG.iter().enumerate() {
-        let id = Uuid::now_v7();
+        let id = ProductId::new();
         let hue = (i as u32 * 47) % 255;
         let from = [hue as u8, (255 - hue) as u8, 140];
         let to = [40, (hue / 2) as u8, (200 - hue.min(200)) as u8];
@@ -310,7 +310,7 @@ pub async fn seed(store: &Store, images: &Images) -> Result<usize, SeedError> {
         }
         let now = mongodb::bson::DateTime::now();
         let product = ProductDoc {
-            id: id.to_string(),
+            id,
             title: (*title).to_owned(),
             description: (*description).to_owned(),
             category: (*category).to_owned(),

@@ -12,8 +12,8 @@ use minio::s3::{
     types::S3Api,
     types::{minio_error_response::MinioErrorCode, typed_parameters::Region},
 };
+use storefront_events::ProductId;
 use storefront_kit::{ExposeSecret, SecretString};
-use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct S3Config {
@@ -68,7 +68,7 @@ impl Images {
         })
     }
 
-    pub fn object_key(product_id: Uuid, key: &str) -> String {
+    pub fn object_key(product_id: ProductId, key: &str) -> String {
         format!("products/{product_id}/{key}")
     }
 

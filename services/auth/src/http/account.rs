@@ -88,7 +88,7 @@ pub(crate) async fn issue_session(
         .start_session(
             &SessionDoc {
                 id: sid.to_string(),
-                user_id: user.id.clone(),
+                user_id: user.id.to_string(),
                 revoked: false,
                 access_jti: claims.jti.to_string(),
                 access_exp: claims.exp,
@@ -139,7 +139,7 @@ fn session_response(
 
 fn subject(user: &UserDoc) -> TokenSubject {
     TokenSubject {
-        id: user.uuid(),
+        id: user.id,
         email: user.email.clone(),
         role: user.role,
     }
@@ -263,7 +263,7 @@ pub async fn refresh(
                 .rotate(
                     &session.id,
                     &refresh_token_hash(&refresh),
-                    &user.id,
+                    &user.id.to_string(),
                     claims.jti,
                     claims.exp,
                     now + state.refresh_ttl,

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use storefront_events::UserId;
 use storefront_kit::{
     Error, Json,
     auth::RequireAdmin,
@@ -102,7 +103,7 @@ pub async fn list(
     }))
 }
 
-fn user_id(raw: &str) -> Result<Uuid, Error> {
+fn user_id(raw: &str) -> Result<UserId, Error> {
     raw.parse()
         .map_err(|_| Error::NotFound(format!("no user {raw:?}")))
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use schemars::{JsonSchema, Schema};
 use serde::Serialize;
+use storefront_events::UserId;
 use storefront_events::users::Role;
 use uuid::Uuid;
 
@@ -11,7 +12,7 @@ use crate::{domain::Address, store::UserDoc};
 /// An account as its owner and admins see it (never a password or a token).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct UserView {
-    pub id: Uuid,
+    pub id: UserId,
     /// Lower-cased; unique.
     pub email: String,
     /// The display name.
@@ -30,7 +31,7 @@ pub struct UserView {
 impl From<UserDoc> for UserView {
     fn from(user: UserDoc) -> Self {
         UserView {
-            id: user.uuid(),
+            id: user.id,
             email: user.email,
             name: user.name,
             phone: user.phone,
@@ -73,7 +74,7 @@ pub struct CurrentUserView {
 /// The user an access token names.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct TokenUserView {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub role: Role,
 }

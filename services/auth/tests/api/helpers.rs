@@ -130,7 +130,7 @@ impl TestApp {
         let now = Utc::now().timestamp();
         let mut claims = Claims {
             iss: ISSUER.into(),
-            sub: uuid::Uuid::new_v4(),
+            sub: uuid::Uuid::new_v4().into(),
             email: "someone@example.com".into(),
             role: storefront_kit::auth::Role::Customer,
             jti: uuid::Uuid::new_v4(),

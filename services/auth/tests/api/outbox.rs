@@ -48,7 +48,7 @@ async fn events_reach_kafka_exactly_once_across_a_relay_restart() {
     session.start_transaction().await.unwrap();
     for version in 1..=EVENTS as u64 {
         let data = UserUpdated {
-            user_id: uuid::Uuid::new_v4(),
+            user_id: uuid::Uuid::new_v4().into(),
             email: "a@b.co".into(),
             name: format!("n{version}"),
             role: storefront_events::users::Role::Customer,

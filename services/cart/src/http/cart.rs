@@ -8,6 +8,7 @@ use axum::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use storefront_events::UserId;
 use storefront_events::{
     Money,
     orders::{OrderState, PriceLine},
@@ -326,7 +327,7 @@ pub async fn remove(
 /// (this is the cart's copy of the stock, a moment old).
 async fn refuse_what_cannot_be_ordered(
     state: &AppState,
-    customer: uuid::Uuid,
+    customer: UserId,
     key: &str,
     items: &[crate::store::Item],
 ) -> Result<(), Error> {
@@ -359,11 +360,7 @@ async fn refuse_what_cannot_be_ordered(
 
 /// Puts a hold's lines back into the cart while no order holds them (refused before or by
 /// orders).
-async fn give_back_unplaced(
-    state: &AppState,
-    customer: uuid::Uuid,
-    key: &str,
-) -> Result<(), Error> {
+async fn give_back_unplaced(state: &AppState, customer: UserId, key: &str) -> Result<(), Error> {
     state
         .store
         .update(customer, |cart| {

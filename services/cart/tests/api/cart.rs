@@ -210,7 +210,7 @@ async fn each_change_of_the_items_announces_the_carts_count() {
     assert_eq!(added.status(), StatusCode::OK);
     let cart: serde_json::Value = added.json().await.unwrap();
     let first = heard(&mut news).await;
-    assert_eq!((first.user, first.count), (ada.id, 2));
+    assert_eq!((first.user, first.count), (ada.id.into(), 2));
     assert_eq!(
         first.version,
         cart["version"].as_i64().unwrap(),
@@ -237,7 +237,8 @@ async fn each_change_of_the_items_announces_the_carts_count() {
         .await
         .unwrap();
     eventually("the latest count is kept", || async {
-        storefront_kit::fanout::CartCount::latest(&redis, &shop.prefix, ada.id).await == Some(back)
+        storefront_kit::fanout::CartCount::latest(&redis, &shop.prefix, ada.id.into()).await
+            == Some(back)
     })
     .await;
 }

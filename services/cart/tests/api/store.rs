@@ -1,11 +1,11 @@
 //! The writes cart's consumer makes to a cart, against the real MongoDB.
 
 use storefront_cart::store::{Checkout, Item, OrderEnd, Store};
+use storefront_events::{OrderId, UserId};
 use storefront_kit::{
     mongo::Mongo,
     testing::{TestStack, unique},
 };
-use uuid::Uuid;
 
 async fn store() -> Store {
     let stack = TestStack::from_env();
@@ -23,7 +23,7 @@ fn mug(quantity: i64) -> Item {
 }
 
 /// A cart holding `items` and a checkout (key `key-1`) of two mugs for `order`, if it knows it.
-async fn hold(store: &Store, user: Uuid, items: &[Item], order: Option<Uuid>) {
+async fn hold(store: &Store, user: UserId, items: &[Item], order: Option<OrderId>) {
     store
         .update(user, |cart| {
             cart.items.extend_from_slice(items);
@@ -42,10 +42,10 @@ async fn hold(store: &Store, user: Uuid, items: &[Item], order: Option<Uuid>) {
 #[tokio::test]
 async fn a_hold_learns_its_order_from_the_event_and_goes_when_the_order_is_bought() {
     let store = store().await;
-    let user = Uuid::new_v4();
+    let user = UserId::new();
     // A checkout whose answer from orders was lost: its hold never learned the order.
     hold(&store, user, &[], None).await;
-    let order = Uuid::new_v4();
+    let order = OrderId::new();
 
     assert!(
         !store.placed(user, "another-key", order).await.unwrap(),
@@ -75,8 +75,8 @@ async fn a_hold_learns_its_order_from_the_event_and_goes_when_the_order_is_bough
 #[tokio::test]
 async fn a_cancelled_order_puts_its_held_lines_back_once() {
     let store = store().await;
-    let user = Uuid::new_v4();
-    let order = Uuid::new_v4();
+    let user = UserId::new();
+    let order = OrderId::new();
     hold(&store, user, &[mug(1)], Some(order)).await;
 
     assert!(store.ended(user, order, OrderEnd::Cancelled).await.unwrap());
@@ -97,7 +97,7 @@ async fn a_cancelled_order_puts_its_held_lines_back_once() {
     // Nor does a cancellation for a customer without a cart make one.
     assert!(
         !store
-            .ended(Uuid::new_v4(), order, OrderEnd::Cancelled)
+            .ended(UserId::new(), order, OrderEnd::Cancelled)
             .await
             .unwrap()
     );

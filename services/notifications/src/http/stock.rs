@@ -19,8 +19,8 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::json;
+use storefront_events::ProductId;
 use storefront_kit::{Error, error::Query};
-use uuid::Uuid;
 
 use super::socket::{keep, send};
 use crate::{AppState, hub::Watch};
@@ -36,16 +36,16 @@ pub struct WatchQuery {
 }
 
 /// The distinct product ids of `?products=`, or what is wrong with them (by field).
-fn products(raw: Option<&str>) -> Result<Vec<Uuid>, Error> {
+fn products(raw: Option<&str>) -> Result<Vec<ProductId>, Error> {
     let wrong = |message: String| Error::field("products", message);
     let raw = raw
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .ok_or_else(|| wrong("name the products to watch: ids separated by commas".into()))?;
-    let mut ids: Vec<Uuid> = Vec::new();
+    let mut ids: Vec<ProductId> = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let id =
-            Uuid::try_parse(part).map_err(|_| wrong(format!("{part:?} is not a product id")))?;
+            ProductId::parse(part).map_err(|_| wrong(format!("{part:?} is not a product id")))?;
         if !ids.contains(&id) {
             ids.push(id);
         }
@@ -107,8 +107,8 @@ mod tests {
 
     #[test]
     fn products_are_a_short_list_of_ids() {
-        let a = Uuid::now_v7();
-        let b = Uuid::now_v7();
+        let a = ProductId::new();
+        let b = ProductId::new();
         assert_eq!(
             products(Some(&format!(" {a}, {b},{a} ,"))).unwrap(),
             vec![a, b]
@@ -126,7 +126,7 @@ mod tests {
             );
         }
         let many: Vec<String> = (0..=MAX_PRODUCTS)
-            .map(|_| Uuid::now_v7().to_string())
+            .map(|_| ProductId::new().to_string())
             .collect();
         assert!(products(Some(&many.join(","))).is_err());
         let enough: Vec<String> = many[..MAX_PRODUCTS].to_vec();

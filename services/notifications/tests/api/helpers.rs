@@ -137,7 +137,7 @@ impl Shop {
             user.id,
             1,
             storefront_events::users::UserCreated {
-                user_id: user.id,
+                user_id: user.id.into(),
                 email: format!("{}@example.com", user.id.simple()),
                 name: "Someone".into(),
                 role: storefront_events::users::Role::Customer,
@@ -166,8 +166,8 @@ impl Shop {
             order,
             2,
             OrderAwaitingPayment {
-                order_id: order,
-                user_id: user.id,
+                order_id: order.into(),
+                user_id: user.id.into(),
                 charges: vec![
                     PriceLine {
                         kind: "shipping".into(),
@@ -192,8 +192,8 @@ impl Shop {
             order,
             3,
             OrderCompleted {
-                order_id: order,
-                user_id: user.id,
+                order_id: order.into(),
+                user_id: user.id.into(),
                 charges: Vec::new(),
                 total: usd(2500),
                 completed_at: Utc::now(),
@@ -207,8 +207,8 @@ impl Shop {
             order,
             3,
             OrderCancelled {
-                order_id: order,
-                user_id: user.id,
+                order_id: order.into(),
+                user_id: user.id.into(),
                 reason: reason.into(),
                 cancelled_at: Utc::now(),
             },
@@ -224,7 +224,7 @@ impl Shop {
             1,
             ProductCreated {
                 product: ProductSnapshot {
-                    product_id: id,
+                    product_id: id.into(),
                     title: title.into(),
                     description: String::new(),
                     category: "kitchen".into(),
@@ -315,14 +315,14 @@ impl Shop {
     /// (kept and published); returns once it is kept.
     pub async fn cart_changed(&self, user: &User, count: i64, version: i64) {
         let news = storefront_kit::fanout::CartCount {
-            user: user.id,
+            user: user.id.into(),
             count,
             version,
         };
         let redis = self.revocations.redis();
         news.announce(&redis, &self.prefix);
         eventually("the cart's count is kept", || async {
-            storefront_kit::fanout::CartCount::latest(&redis, &self.prefix, user.id).await
+            storefront_kit::fanout::CartCount::latest(&redis, &self.prefix, user.id.into()).await
                 == Some(news)
         })
         .await;
@@ -351,7 +351,7 @@ impl Shop {
             product,
             version,
             storefront_events::products::StockChanged {
-                product_id: product,
+                product_id: product.into(),
                 movement: storefront_events::products::StockMovement::Adjusted,
                 delta: 0,
                 stock: Stock {

@@ -252,8 +252,8 @@ async fn a_redelivered_event_makes_one_notification() {
         order.to_string(),
         2,
         OrderAwaitingPayment {
-            order_id: order,
-            user_id: alice.id,
+            order_id: order.into(),
+            user_id: alice.id.into(),
             charges: Vec::new(),
             total: usd(100),
             expires_at: Utc::now(),
@@ -407,7 +407,7 @@ async fn notifications_stored_together_take_the_next_ids_in_order_and_refuse_a_r
             (alone.id + 3, "c".to_owned())
         ]
     );
-    let page = store.page(user, None, 10).await.unwrap();
+    let page = store.page(user.into(), None, 10).await.unwrap();
     assert_eq!(page.len(), 4);
 
     // A batch holding an event already stored: nothing of it is stored.
@@ -421,7 +421,7 @@ async fn notifications_stored_together_take_the_next_ids_in_order_and_refuse_a_r
         .await;
     assert!(again.is_err(), "a redelivery in a batch must fail it");
     let _ = session.abort_transaction().await;
-    assert_eq!(store.page(user, None, 10).await.unwrap().len(), 4);
+    assert_eq!(store.page(user.into(), None, 10).await.unwrap().len(), 4);
     // One by one, the redelivery stores nothing and the fresh one its notification.
     for (title, id, expect_new) in [("fresh", fresh, true), ("again", events[1], false)] {
         let mut session = mongo.begin().await.unwrap();
@@ -433,5 +433,5 @@ async fn notifications_stored_together_take_the_next_ids_in_order_and_refuse_a_r
             let _ = session.abort_transaction().await;
         }
     }
-    assert_eq!(store.page(user, None, 10).await.unwrap().len(), 5);
+    assert_eq!(store.page(user.into(), None, 10).await.unwrap().len(), 5);
 }

@@ -247,8 +247,8 @@ async fn a_slow_client_is_cut_loose_without_holding_up_the_others() {
     .await;
     let hub = shop.replicas[0].hub.clone();
     let (slow, fast) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut slow = hub.register(slow).unwrap();
-    let mut fast = hub.register(fast).unwrap();
+    let mut slow = hub.register(slow.into()).unwrap();
+    let mut fast = hub.register(fast.into()).unwrap();
     let started = std::time::Instant::now();
     for id in 1..=100 {
         let frame = Frame {

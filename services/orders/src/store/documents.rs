@@ -6,14 +6,14 @@ use storefront_events::{
     Envelope, Money,
     orders::{OrderCreated, OrderLine, PriceLine},
 };
-use uuid::Uuid;
+use storefront_events::{OrderId, ProductId, UserId};
 
 use super::SOURCE;
 use crate::{domain::OrderState, pricing::Priced};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineDoc {
-    pub product_id: String,
+    pub product_id: ProductId,
     pub title: String,
     pub unit_price: Money,
     pub quantity: i64,
@@ -23,8 +23,8 @@ pub struct LineDoc {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderDoc {
     #[serde(rename = "_id")]
-    pub id: String,
-    pub user_id: String,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub lines: Vec<LineDoc>,
     pub total: Money,
     pub state: OrderState,
@@ -90,27 +90,19 @@ pub struct RefundRecord {
 }
 
 impl OrderDoc {
-    pub fn uuid(&self) -> Uuid {
-        self.id.parse().unwrap_or_default()
-    }
-
-    pub fn user(&self) -> Uuid {
-        self.user_id.parse().unwrap_or_default()
-    }
-
     pub(super) fn created_event(&self) -> Envelope<OrderCreated> {
         Envelope::new(
             SOURCE,
-            &self.id,
+            self.id,
             self.version as u64,
             OrderCreated {
-                order_id: self.uuid(),
-                user_id: self.user(),
+                order_id: self.id,
+                user_id: self.user_id,
                 lines: self
                     .lines
                     .iter()
                     .map(|l| OrderLine {
-                        product_id: l.product_id.parse().unwrap_or_default(),
+                        product_id: l.product_id,
                         title: l.title.clone(),
                         unit_price: l.unit_price.clone(),
                         quantity: l.quantity,

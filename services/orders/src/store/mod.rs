@@ -22,12 +22,12 @@ use mongodb::{
     options::FindOptions,
 };
 use storefront_events::{Envelope, Event};
+use storefront_events::{OrderId, UserId};
 use storefront_kit::{
     mongo::{Mongo, Transient},
     outbox::{AppendError, Outbox},
     replica::{ProductReplica, Products},
 };
-use uuid::Uuid;
 
 use crate::{
     changes::Changes,
@@ -190,7 +190,7 @@ impl Store {
         &self.products
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Option<OrderDoc>, StoreError> {
+    pub async fn get(&self, id: OrderId) -> Result<Option<OrderDoc>, StoreError> {
         Ok(self.orders.find_one(doc! { "_id": id.to_string() }).await?)
     }
 
@@ -221,7 +221,7 @@ impl Store {
     /// Newest first; `user` limits to one customer's orders, `state` to one state.
     pub async fn list(
         &self,
-        user: Option<Uuid>,
+        user: Option<UserId>,
         state: Option<OrderState>,
         page: u64,
         per_page: u64,
@@ -251,7 +251,7 @@ impl Store {
     }
 
     /// Open orders whose payment window has passed, oldest due first.
-    pub async fn due(&self, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+    pub async fn due(&self, limit: i64) -> Result<Vec<OrderId>, StoreError> {
         let due: Vec<OrderDoc> = self
             .orders
             .find(doc! {
@@ -265,6 +265,6 @@ impl Store {
             .await?
             .try_collect()
             .await?;
-        Ok(due.iter().map(OrderDoc::uuid).collect())
+        Ok(due.iter().map(|o| o.id).collect())
     }
 }

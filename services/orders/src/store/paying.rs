@@ -1,7 +1,7 @@
 //! payments' hold on an order, and waiting for an order to change.
 
 use mongodb::{ClientSession, bson, bson::doc, options::ReturnDocument};
-use uuid::Uuid;
+use storefront_events::{OrderId, UserId};
 
 use super::{OrderDoc, Store, StoreError, now};
 use crate::domain::OrderState;
@@ -21,8 +21,8 @@ impl Store {
     /// keeps two payers of one order apart). Only the owner's open, unexpired order can be held.
     pub async fn hold_for_payment(
         &self,
-        id: Uuid,
-        user: Uuid,
+        id: OrderId,
+        user: UserId,
         ttl: std::time::Duration,
     ) -> Result<Result<OrderDoc, NotPayable>, StoreError> {
         // The order may leave `pending` between the conditional update and the read that says
@@ -39,8 +39,8 @@ impl Store {
     /// asked for (ask again).
     async fn try_hold(
         &self,
-        id: Uuid,
-        user: Uuid,
+        id: OrderId,
+        user: UserId,
         ttl: std::time::Duration,
     ) -> Result<Option<Result<OrderDoc, NotPayable>>, StoreError> {
         let now = now();
@@ -64,7 +64,7 @@ impl Store {
         let order = self
             .get(id)
             .await?
-            .filter(|order| order.user_id == user.to_string())
+            .filter(|order| order.user_id == user)
             .ok_or(StoreError::NotFound)?;
         Ok(Some(Err(match order.state {
             OrderState::Pending => NotPayable::Pending,
@@ -84,7 +84,7 @@ impl Store {
     pub async fn release_hold(
         &self,
         session: &mut ClientSession,
-        id: Uuid,
+        id: OrderId,
     ) -> Result<bool, StoreError> {
         let released = self
             .orders
@@ -105,7 +105,7 @@ impl Store {
     /// (see [`Changes`]). `None` when there is no such order.
     pub async fn wait_for(
         &self,
-        id: Uuid,
+        id: OrderId,
         deadline: tokio::time::Instant,
         done: impl Fn(&OrderDoc) -> bool,
     ) -> Result<Option<OrderDoc>, StoreError> {

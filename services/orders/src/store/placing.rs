@@ -2,6 +2,7 @@
 //! transaction.
 
 use mongodb::bson::doc;
+use storefront_events::UserId;
 use storefront_kit::{mongo::is_duplicate_key, retry_transient};
 
 use super::{OrderDoc, Store, StoreError, now};
@@ -61,7 +62,7 @@ impl Store {
         if let Some((key, fingerprint)) = key {
             let record = doc! {
                 "_id": format!("{}:{key}", order.user_id),
-                "order_id": &order.id,
+                "order_id": order.id.to_string(),
                 "fingerprint": fingerprint,
                 "created_at": now(),
             };
@@ -69,7 +70,7 @@ impl Store {
                 Ok(_) => {}
                 Err(e) if is_duplicate_key(&e) => {
                     let _ = session.abort_transaction().await;
-                    return self.replay(&order.user_id, key, fingerprint).await;
+                    return self.replay(order.user_id, key, fingerprint).await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -82,7 +83,7 @@ impl Store {
 
     async fn replay(
         &self,
-        user_id: &str,
+        user_id: UserId,
         key: &str,
         fingerprint: &str,
     ) -> Result<(OrderDoc, bool), StoreError> {

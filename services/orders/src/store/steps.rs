@@ -2,6 +2,7 @@
 //! one transaction.
 
 use std::collections::HashMap;
+use storefront_events::OrderId;
 
 use futures::TryStreamExt;
 use mongodb::{
@@ -13,7 +14,6 @@ use storefront_events::{
     orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderRefundDue, OrderRefunded},
 };
 use storefront_kit::{mongo, outbox::Encoded, retry_transient};
-use uuid::Uuid;
 
 use super::{OrderDoc, PaymentRecord, RefundRecord, RefundStatus, SOURCE, Store, StoreError, now};
 use crate::domain::{Lifecycle, Settlement, Transition};
@@ -50,7 +50,7 @@ enum Change {
 
 impl Store {
     /// Moves an order one step in its own transaction (run again if the order changed under it).
-    pub async fn advance(&self, id: Uuid, step: Step) -> Result<OrderDoc, StoreError> {
+    pub async fn advance(&self, id: OrderId, step: Step) -> Result<OrderDoc, StoreError> {
         retry_transient!(
             async {
                 let mut session = self.mongo.begin().await?;
@@ -69,7 +69,7 @@ impl Store {
     pub async fn advance_in(
         &self,
         session: &mut ClientSession,
-        id: Uuid,
+        id: OrderId,
         step: Step,
     ) -> Result<OrderDoc, StoreError> {
         let current = self
@@ -106,7 +106,7 @@ impl Store {
     pub async fn advance_all_in(
         &self,
         session: &mut ClientSession,
-        steps: Vec<(Uuid, Step)>,
+        steps: Vec<(OrderId, Step)>,
     ) -> Result<Vec<Result<OrderDoc, StoreError>>, StoreError> {
         let ids: Vec<String> = steps.iter().map(|(id, _)| id.to_string()).collect();
         let read: Vec<OrderDoc> = self
@@ -118,17 +118,14 @@ impl Store {
             .try_collect()
             .await?;
         // Each order's version as read, and the guard its write must match.
-        let as_read: HashMap<String, (i64, Document)> = read
-            .iter()
-            .map(|o| (o.id.clone(), (o.version, guard(o))))
-            .collect();
-        let mut now_at: HashMap<String, OrderDoc> =
-            read.into_iter().map(|o| (o.id.clone(), o)).collect();
+        let as_read: HashMap<OrderId, (i64, Document)> =
+            read.iter().map(|o| (o.id, (o.version, guard(o)))).collect();
+        let mut now_at: HashMap<OrderId, OrderDoc> = read.into_iter().map(|o| (o.id, o)).collect();
         let mut records = Vec::new();
         let mut answers = Vec::with_capacity(steps.len());
         let now = now();
         for (id, step) in steps {
-            let Some(current) = now_at.get_mut(&id.to_string()) else {
+            let Some(current) = now_at.get_mut(&id) else {
                 answers.push(Err(StoreError::NotFound));
                 continue;
             };
@@ -181,8 +178,8 @@ impl Store {
         change: Change,
         version: u64,
     ) -> Result<Option<Encoded>, StoreError> {
-        let key = order.id.clone();
-        let (order_id, user_id, total) = (order.uuid(), order.user(), order.total.clone());
+        let key = order.id;
+        let (order_id, user_id, total) = (order.id, order.user_id, order.total.clone());
         let at = order.updated_at.to_chrono();
         match change {
             Change::AwaitingPayment => {
@@ -260,7 +257,7 @@ impl Store {
 /// The guard of a write that replaces `current`: it is still that version, held or not as it was.
 fn guard(current: &OrderDoc) -> Document {
     doc! {
-        "_id": &current.id,
+        "_id": current.id.to_string(),
         "version": current.version,
         "paying_until": current.paying_until,
     }

@@ -10,7 +10,7 @@ use mongodb::{
     Database,
     bson::{Document, doc},
 };
-use storefront_events::Money;
+use storefront_events::{Money, OrderId, UserId};
 use storefront_kit::{
     mongo::Mongo,
     outbox::Outbox,
@@ -21,7 +21,6 @@ use storefront_orders::{
     domain::OrderState,
     store::{OrderDoc, Step, Store, StoreError, at},
 };
-use uuid::Uuid;
 
 struct Shop {
     store: Store,
@@ -46,11 +45,11 @@ async fn shop(stack: &TestStack) -> Shop {
     }
 }
 
-fn pending(id: Uuid, user: Uuid) -> OrderDoc {
+fn pending(id: OrderId, user: UserId) -> OrderDoc {
     let now = Utc::now();
     OrderDoc {
-        id: id.to_string(),
-        user_id: user.to_string(),
+        id,
+        user_id: user,
         lines: Vec::new(),
         total: usd(1500),
         state: OrderState::Pending,
@@ -133,9 +132,9 @@ async fn events(db: &Database) -> Vec<String> {
 async fn steps_moved_together_end_as_the_same_steps_one_by_one() {
     let stack = TestStack::from_env();
     let (one_by_one, together) = (shop(&stack).await, shop(&stack).await);
-    let user = Uuid::now_v7();
-    let o: Vec<Uuid> = (0..7).map(|_| Uuid::now_v7()).collect();
-    let unknown = Uuid::now_v7();
+    let user = UserId::new();
+    let o: Vec<OrderId> = (0..7).map(|_| OrderId::new()).collect();
+    let unknown = OrderId::new();
     for shop in [&one_by_one, &together] {
         for &id in &o {
             shop.store.place(&pending(id, user), None).await.unwrap();

@@ -210,7 +210,7 @@ async fn the_product_replica_never_moves_backwards() {
     let now = Utc::now();
     let stale = ProductUpdated {
         product: ProductSnapshot {
-            product_id: mug.parse::<Uuid>().unwrap(),
+            product_id: mug.parse::<Uuid>().unwrap().into(),
             title: "Mug".into(),
             description: String::new(),
             category: "kitchen".into(),
@@ -275,7 +275,7 @@ async fn orders_replica_takes_snapshots_and_a_deletion_over_gaps_and_never_reads
     let now = Utc::now();
     let snapshot = |version_title: &str, available| ProductUpdated {
         product: ProductSnapshot {
-            product_id: id,
+            product_id: id.into(),
             title: version_title.into(),
             description: String::new(),
             category: "kitchen".into(),
@@ -300,7 +300,7 @@ async fn orders_replica_takes_snapshots_and_a_deletion_over_gaps_and_never_reads
     shop.wait_replica(&id.to_string(), 5).await;
     // Stock changes (v6, v7) are not for orders; the deletion behind them (v8) applies over them.
     let stock = |available| storefront_events::products::StockChanged {
-        product_id: id,
+        product_id: id.into(),
         movement: storefront_events::products::StockMovement::Adjusted,
         delta: 1,
         stock: Stock {
@@ -317,7 +317,7 @@ async fn orders_replica_takes_snapshots_and_a_deletion_over_gaps_and_never_reads
         &id.to_string(),
         8,
         storefront_events::products::ProductDeleted {
-            product_id: id,
+            product_id: id.into(),
             deleted_at: now,
         },
     )

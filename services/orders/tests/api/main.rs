@@ -9,3 +9,4 @@ mod checkout;
 mod paying;
 mod placing;
 mod pricing;
+mod stored;

@@ -83,7 +83,7 @@ async fn payments_hold_waits_for_the_stock_and_a_cancel_waits_for_the_hold() {
     // The card was declined: the hold ends, and now the cancel goes through.
     let failed = PaymentFailed {
         order_id: id.parse().unwrap(),
-        user_id: ada.id,
+        user_id: ada.id.into(),
         payment_intent_id: "pi_declined".into(),
         reason: "Your card was declined.".into(),
         attempt: 1,
@@ -324,7 +324,7 @@ async fn money_for_a_cancelled_order_becomes_one_refund_due_and_then_refunded() 
     // payments reports the refund done (twice).
     let refunded = PaymentRefunded {
         order_id: id.parse().unwrap(),
-        user_id: ada.id,
+        user_id: ada.id.into(),
         payment_intent_id: "pi_late".into(),
         amount: usd(1800),
         refund_id: Some("re_1".into()),

@@ -55,7 +55,7 @@ async fn place(shop: &Shop, who: &Customer, product: &str, quantity: i64) -> Val
 fn builtin_amounts(subtotal: i64) -> Vec<i64> {
     let request = PricingRequest {
         order_id: None,
-        user_id: uuid::Uuid::new_v4(),
+        user_id: uuid::Uuid::new_v4().into(),
         currency: "USD".into(),
         lines: Vec::new(),
         subtotal: storefront_events::Money {

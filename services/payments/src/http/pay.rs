@@ -13,6 +13,7 @@ use axum::{
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use storefront_events::OrderId;
 use storefront_events::{Money, orders::PriceLine};
 use storefront_kit::{
     Error, Json,
@@ -105,7 +106,7 @@ pub struct PaymentView {
 impl PaymentView {
     fn of(payment: &PaymentDoc, status: PaymentStatus, client_secret: Option<String>) -> Self {
         PaymentView {
-            order_id: payment.id.clone(),
+            order_id: payment.id.to_string(),
             status,
             amount: payment.amount.clone(),
             charges: payment.charges.clone(),
@@ -133,13 +134,13 @@ pub async fn pay(
             "a PaymentMethod id from Stripe.js (pm_…)",
         ));
     }
-    let order_id: Uuid = body.order_id.parse().map_err(|_| not_found())?;
+    let order_id: OrderId = body.order_id.parse().map_err(|_| not_found())?;
     let order = state.orders.hold(&user.token, order_id).await?;
     if order.user_id != user.claims.sub {
         return Err(not_found());
     }
     let payment = state.store.claim(&order).await?;
-    let order_id = payment.order();
+    let order_id = payment.id;
     let (status, client_secret, reason) = match charge(&state, &payment, method).await {
         Ok(result) => result,
         Err(e) => {
@@ -168,7 +169,7 @@ async fn charge(
     payment: &PaymentDoc,
     method: &str,
 ) -> Result<(PaymentStatus, Option<String>, Option<String>), crate::gateway::GatewayError> {
-    let order_id = payment.order();
+    let order_id = payment.id;
     let store_error =
         |e: crate::store::StoreError| crate::gateway::GatewayError::Unavailable(e.to_string());
     // The order's one intent: the one an earlier attempt recorded, whatever the provider's
@@ -242,9 +243,9 @@ pub async fn show(
     Path(order_id): Path<String>,
 ) -> Result<Json<PaymentView>, Error> {
     let missing = || Error::NotFound("no payment for this order".into());
-    let id: Uuid = order_id.parse().map_err(|_| missing())?;
+    let id: OrderId = order_id.parse().map_err(|_| missing())?;
     match state.store.payment(id).await? {
-        Some(payment) if payment.user_id == user.sub.to_string() || user.is_admin() => {
+        Some(payment) if payment.user_id == user.sub || user.is_admin() => {
             Ok(Json(PaymentView::of(&payment, payment.status, None)))
         }
         _ => Err(missing()),

@@ -3,9 +3,9 @@
 //! anything is read; the outcome is recorded unless the confirmation already did.
 
 use axum::{body::Bytes, extract::State, http::HeaderMap, http::StatusCode};
+use storefront_events::OrderId;
 use storefront_kit::{Error, ExposeSecret};
 use stripe_webhook::{EventObject, Webhook};
-use uuid::Uuid;
 
 use crate::{AppState, gateway::Outcome, gateway::outcome};
 
@@ -30,7 +30,7 @@ pub async fn receive(
     let Some(order_id) = intent
         .metadata
         .get("order_id")
-        .and_then(|id| id.parse::<Uuid>().ok())
+        .and_then(|id| id.parse::<OrderId>().ok())
     else {
         tracing::warn!(intent = %intent.id.as_str(), "a PaymentIntent without our order id");
         return Ok(StatusCode::NO_CONTENT);

@@ -12,6 +12,7 @@
 //! until Stripe confirms it.
 
 use std::time::Duration;
+use storefront_events::{OrderId, UserId};
 
 use futures::TryStreamExt;
 use mongodb::{
@@ -30,7 +31,6 @@ use storefront_kit::{
     outbox::{AppendError, Outbox},
     retry_transient,
 };
-use uuid::Uuid;
 
 use crate::orders::HeldOrder;
 
@@ -93,8 +93,8 @@ pub struct RefundDoc {
 pub struct PaymentDoc {
     /// The order id.
     #[serde(rename = "_id")]
-    pub id: String,
-    pub user_id: String,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub amount: Money,
     /// What the amount is made of beyond the items, as orders priced it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -112,21 +112,11 @@ pub struct PaymentDoc {
     pub refund: Option<RefundDoc>,
 }
 
-impl PaymentDoc {
-    pub fn order(&self) -> Uuid {
-        self.id.parse().unwrap_or_default()
-    }
-
-    fn user(&self) -> Uuid {
-        self.user_id.parse().unwrap_or_default()
-    }
-}
-
 /// What orders' `order.refund_due` says.
 #[derive(Debug, Clone)]
 pub struct RefundRequest {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub payment_intent_id: String,
     pub amount: Money,
     pub reason: String,
@@ -204,7 +194,7 @@ impl Store {
         self.outbox.ensure_indexes().await
     }
 
-    pub async fn payment(&self, order: Uuid) -> Result<Option<PaymentDoc>, StoreError> {
+    pub async fn payment(&self, order: OrderId) -> Result<Option<PaymentDoc>, StoreError> {
         Ok(self
             .payments
             .find_one(doc! { "_id": order.to_string() })
@@ -216,8 +206,8 @@ impl Store {
     pub async fn claim(&self, order: &HeldOrder) -> Result<PaymentDoc, StoreError> {
         let id = order.id.to_string();
         let fresh = PaymentDoc {
-            id: id.clone(),
-            user_id: order.user_id.to_string(),
+            id: order.id,
+            user_id: order.user_id,
             amount: order.total.clone(),
             charges: order.charges.clone(),
             status: PaymentStatus::Processing,
@@ -287,7 +277,7 @@ impl Store {
         Ok(self
             .payments
             .find_one_and_update(
-                doc! { "_id": &found.id, "status": status, "updated_at": found.updated_at },
+                doc! { "_id": found.id.to_string(), "status": status, "updated_at": found.updated_at },
                 doc! { "$set": { "status": "processing", "claimed_at": now(), "updated_at": now() } },
             )
             .return_document(ReturnDocument::After)
@@ -295,7 +285,7 @@ impl Store {
     }
 
     /// Notes the order's PaymentIntent on its record.
-    pub async fn set_intent(&self, order: Uuid, intent_id: &str) -> Result<(), StoreError> {
+    pub async fn set_intent(&self, order: OrderId, intent_id: &str) -> Result<(), StoreError> {
         self.payments
             .update_one(
                 doc! { "_id": order.to_string() },
@@ -306,7 +296,7 @@ impl Store {
     }
 
     /// Leaves the claim for the customer's action or the webhook.
-    pub async fn release(&self, order: Uuid, status: PaymentStatus) -> Result<(), StoreError> {
+    pub async fn release(&self, order: OrderId, status: PaymentStatus) -> Result<(), StoreError> {
         let status = bson::to_bson(&status).map_err(|e| StoreError::Outbox(e.to_string()))?;
         self.payments
             .update_one(
@@ -319,11 +309,11 @@ impl Store {
 
     /// Records a success once and publishes `payment.succeeded` (orders decides whether the
     /// money is kept). Returns whether this call recorded it (false: it was recorded before).
-    pub async fn succeeded(&self, order: Uuid, intent_id: &str) -> Result<bool, StoreError> {
+    pub async fn succeeded(&self, order: OrderId, intent_id: &str) -> Result<bool, StoreError> {
         retry_transient!(self.succeeded_once(order, intent_id).await)
     }
 
-    async fn succeeded_once(&self, order: Uuid, intent_id: &str) -> Result<bool, StoreError> {
+    async fn succeeded_once(&self, order: OrderId, intent_id: &str) -> Result<bool, StoreError> {
         let mut session = self.mongo.begin().await?;
         let Some(payment) = self
             .payments
@@ -342,8 +332,8 @@ impl Store {
             return Ok(false);
         };
         let event = PaymentSucceeded {
-            order_id: payment.order(),
-            user_id: payment.user(),
+            order_id: payment.id,
+            user_id: payment.user_id,
             payment_intent_id: intent_id.to_owned(),
             amount: payment.amount.clone(),
             succeeded_at: payment.updated_at.to_chrono(),
@@ -357,7 +347,7 @@ impl Store {
     /// happens when the payment already succeeded (a late webhook of an earlier attempt).
     pub async fn failed(
         &self,
-        order: Uuid,
+        order: OrderId,
         intent_id: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
@@ -366,7 +356,7 @@ impl Store {
 
     async fn failed_once(
         &self,
-        order: Uuid,
+        order: OrderId,
         intent_id: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
@@ -388,8 +378,8 @@ impl Store {
             return Ok(false);
         };
         let event = PaymentFailed {
-            order_id: payment.order(),
-            user_id: payment.user(),
+            order_id: payment.id,
+            user_id: payment.user_id,
             payment_intent_id: intent_id.to_owned(),
             reason: reason.to_owned(),
             attempt: payment.attempts,
@@ -406,7 +396,7 @@ impl Store {
         payment: &PaymentDoc,
         data: E,
     ) -> Result<(), StoreError> {
-        let event = Envelope::new(SOURCE, &payment.id, payment.version as u64, data);
+        let event = Envelope::new(SOURCE, payment.id, payment.version as u64, data);
         self.outbox
             .append(session, event)
             .await

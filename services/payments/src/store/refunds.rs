@@ -2,6 +2,7 @@
 //! until Stripe confirms them (`crate::refunds` runs the attempts).
 
 use std::time::Duration;
+use storefront_events::OrderId;
 
 use futures::TryStreamExt;
 use mongodb::{
@@ -11,7 +12,6 @@ use mongodb::{
 };
 use storefront_events::payments::PaymentRefunded;
 use storefront_kit::retry_transient;
-use uuid::Uuid;
 
 use super::{PaymentDoc, PaymentStatus, RefundDoc, RefundRequest, Store, StoreError, later, now};
 
@@ -70,8 +70,8 @@ impl Store {
             // request carries all a refund needs.
             None => {
                 let mut doc = PaymentDoc {
-                    id,
-                    user_id: request.user_id.to_string(),
+                    id: request.order_id,
+                    user_id: request.user_id,
                     amount: request.amount.clone(),
                     charges: Vec::new(),
                     status: PaymentStatus::RefundDue,
@@ -107,7 +107,7 @@ impl Store {
 
     /// Takes one due refund for an attempt: no other replica tries it for [`REFUND_LEASE`].
     /// `None` when someone else took it or it is done.
-    pub async fn take_refund(&self, order: Uuid) -> Result<Option<PaymentDoc>, StoreError> {
+    pub async fn take_refund(&self, order: OrderId) -> Result<Option<PaymentDoc>, StoreError> {
         Ok(self
             .payments
             .find_one_and_update(
@@ -128,7 +128,7 @@ impl Store {
     /// An attempt did not get Stripe's confirmation: try again after [`refund_backoff`].
     pub async fn refund_not_yet(
         &self,
-        order: Uuid,
+        order: OrderId,
         attempts: u32,
         error: &str,
     ) -> Result<(), StoreError> {
@@ -146,11 +146,11 @@ impl Store {
     }
 
     /// Stripe confirmed the refund: recorded once, with `payment.refunded`.
-    pub async fn refunded(&self, order: Uuid, refund_id: &str) -> Result<bool, StoreError> {
+    pub async fn refunded(&self, order: OrderId, refund_id: &str) -> Result<bool, StoreError> {
         retry_transient!(self.refunded_once(order, refund_id).await)
     }
 
-    async fn refunded_once(&self, order: Uuid, refund_id: &str) -> Result<bool, StoreError> {
+    async fn refunded_once(&self, order: OrderId, refund_id: &str) -> Result<bool, StoreError> {
         let mut session = self.mongo.begin().await?;
         let Some(payment) = self
             .payments
@@ -175,8 +175,8 @@ impl Store {
             return Ok(false);
         };
         let event = PaymentRefunded {
-            order_id: payment.order(),
-            user_id: payment.user(),
+            order_id: payment.id,
+            user_id: payment.user_id,
             payment_intent_id: payment.payment_intent_id.clone().unwrap_or_default(),
             amount: payment.amount.clone(),
             refund_id: Some(refund_id.to_owned()),

@@ -37,7 +37,7 @@ async fn a_card_pays_the_order_once() {
         .collect();
     assert_eq!(kinds, ["shipping", "fee", "tax"]);
 
-    let record = app.store.payment(order).await.unwrap().unwrap();
+    let record = app.store.payment(order.into()).await.unwrap().unwrap();
     let intent = app
         .intent(record.payment_intent_id.as_deref().unwrap())
         .await;
@@ -97,7 +97,7 @@ async fn a_declined_card_leaves_the_order_payable_and_cancellable() {
     )
     .await;
     assert!(!body["detail"].as_str().unwrap().is_empty());
-    let record = app.store.payment(order).await.unwrap().unwrap();
+    let record = app.store.payment(order.into()).await.unwrap().unwrap();
     assert_eq!(record.attempts, 1);
 
     let response = app.pay(&ada, order, "pm_card_visa").await;
@@ -143,7 +143,7 @@ async fn paying_twice_at_once_charges_once() {
     assert!(statuses[1..].iter().all(|s| *s == 409), "{statuses:?}");
     let events = app.events(order, 1).await;
     assert_eq!(events.len(), 1);
-    let record = app.store.payment(order).await.unwrap().unwrap();
+    let record = app.store.payment(order.into()).await.unwrap().unwrap();
     let intent = app
         .intent(record.payment_intent_id.as_deref().unwrap())
         .await;
@@ -226,7 +226,7 @@ async fn only_my_payable_orders_can_be_paid_and_the_amount_is_never_mine_to_set(
         "{body}"
     );
     assert!(
-        app.store.payment(order).await.unwrap().is_none(),
+        app.store.payment(order.into()).await.unwrap().is_none(),
         "nothing reached Stripe"
     );
 }
@@ -243,7 +243,7 @@ async fn orders_not_answering_is_a_503_and_nothing_is_charged() {
         "unavailable",
     )
     .await;
-    assert!(app.store.payment(order).await.unwrap().is_none());
+    assert!(app.store.payment(order.into()).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -260,7 +260,7 @@ async fn a_refund_stripe_refuses_is_kept_and_retried_until_stripe_confirms_it() 
     );
     let intent = app
         .store
-        .payment(order)
+        .payment(order.into())
         .await
         .unwrap()
         .unwrap()
@@ -271,8 +271,8 @@ async fn a_refund_stripe_refuses_is_kept_and_retried_until_stripe_confirms_it() 
         .as_i64()
         .unwrap();
     let due = OrderRefundDue {
-        order_id: order,
-        user_id: ada.id,
+        order_id: order.into(),
+        user_id: ada.id.into(),
         payment_intent_id: intent.clone(),
         amount: Money {
             amount: total,

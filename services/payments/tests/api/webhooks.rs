@@ -48,7 +48,7 @@ async fn the_webhook_records_an_outcome_once() {
             .status(),
         StatusCode::PAYMENT_REQUIRED
     );
-    let record = app.store.payment(order).await.unwrap().unwrap();
+    let record = app.store.payment(order.into()).await.unwrap().unwrap();
     let mut intent = app
         .intent(record.payment_intent_id.as_deref().unwrap())
         .await;
@@ -175,7 +175,7 @@ async fn a_three_d_secure_card_is_finished_by_the_customer_and_reported_by_strip
     assert_eq!(shown["status"], "requires_action");
 
     // Stripe.js finishes 3-D Secure in the browser; Stripe reports the success by webhook only.
-    let record = app.store.payment(order).await.unwrap().unwrap();
+    let record = app.store.payment(order.into()).await.unwrap().unwrap();
     let intent = record.payment_intent_id.unwrap();
     let response = app
         .http
@@ -192,7 +192,7 @@ async fn a_three_d_secure_card_is_finished_by_the_customer_and_reported_by_strip
     let events = app.events(order, 1).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(kinds, ["payment.succeeded"]);
-    let record = app.store.payment(order).await.unwrap().unwrap();
+    let record = app.store.payment(order.into()).await.unwrap().unwrap();
     assert_eq!(
         record.status,
         storefront_payments::store::PaymentStatus::Succeeded

@@ -1,10 +1,10 @@
 //! Stock rules: quantities, admin changes with a reason, and order lines.
 
 use std::collections::BTreeMap;
+use storefront_events::ProductId;
 
 use storefront_events::products::LineQuantity;
 use storefront_kit::validate::text;
-use uuid::Uuid;
 
 /// A stock quantity or an order line's quantity: 0 to 1,000,000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -82,8 +82,8 @@ impl StockChange {
 /// An order's lines as one quantity per product (an order may name a product twice), in a stable
 /// order so concurrent reservations touch products in the same sequence. `None` when a quantity
 /// is not positive or the total is out of range.
-pub fn merge_lines(lines: impl IntoIterator<Item = (Uuid, i64)>) -> Option<Vec<LineQuantity>> {
-    let mut merged: BTreeMap<Uuid, i64> = BTreeMap::new();
+pub fn merge_lines(lines: impl IntoIterator<Item = (ProductId, i64)>) -> Option<Vec<LineQuantity>> {
+    let mut merged: BTreeMap<ProductId, i64> = BTreeMap::new();
     for (product_id, quantity) in lines {
         if quantity <= 0 {
             return None;
@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn lines_merge_per_product_in_a_stable_order() {
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = (ProductId::new(), ProductId::new());
         let merged = merge_lines([(a, 1), (b, 2), (a, 3)]).unwrap();
         assert_eq!(merged.len(), 2);
         let qa = merged.iter().find(|l| l.product_id == a).unwrap().quantity;

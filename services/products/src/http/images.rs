@@ -15,6 +15,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
+use storefront_events::ProductId;
 use storefront_kit::{Error, auth::RequireAdmin, error::Path};
 use uuid::Uuid;
 
@@ -128,7 +129,7 @@ pub async fn upload(
 /// the upload is removed again (a failed put may have stored its object anyway).
 async fn store_and_record(
     state: AppState,
-    id: Uuid,
+    id: ProductId,
     expect: crate::store::Expect,
     prepared: crate::domain::Prepared,
     primary: bool,
@@ -172,7 +173,7 @@ async fn store_and_record(
 }
 
 /// The bucket's names for an image and its thumbnail.
-fn object_keys(id: Uuid, image: &ImageRef) -> Vec<String> {
+fn object_keys(id: ProductId, image: &ImageRef) -> Vec<String> {
     let mut objects = vec![Images::object_key(id, &image.key)];
     if let Some(small) = &image.thumbnail {
         objects.push(Images::object_key(id, &small.key));

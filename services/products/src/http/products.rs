@@ -8,6 +8,7 @@ use axum::{
 use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use storefront_events::ProductId;
 use storefront_events::products::Stock;
 use storefront_kit::{
     Error, Json,
@@ -15,7 +16,6 @@ use storefront_kit::{
     error::{Path, Query},
     validate::{self, paging},
 };
-use uuid::Uuid;
 
 use super::views::{ProductView, if_match, json, product_id, render, view};
 use crate::{
@@ -251,7 +251,7 @@ async fn written(
     product: &ProductDoc,
     status: StatusCode,
 ) -> Result<Response, Error> {
-    state.cache.invalidate(product.uuid());
+    state.cache.invalidate(product.id);
     let rendered = render(product)?;
     let mut response = json(status, rendered.body, Some(&rendered.etag));
     if status == StatusCode::CREATED
@@ -281,7 +281,7 @@ pub async fn create(
     };
     let now = mongodb::bson::DateTime::now();
     let product = ProductDoc {
-        id: Uuid::now_v7().to_string(),
+        id: ProductId::new(),
         title: title.into_inner(),
         description: description.into_inner(),
         category: category.into_inner(),

@@ -5,8 +5,8 @@ use axum::extract::State;
 use chrono::{NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
+use storefront_events::ProductId;
 use storefront_kit::{Error, Json, auth::RequireAdmin, error::Query, validate::DaysQuery};
-use uuid::Uuid;
 
 use crate::AppState;
 
@@ -37,7 +37,7 @@ pub struct DayViews {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ProductViews {
-    product_id: Uuid,
+    product_id: ProductId,
     /// Its title now (a deleted product's last one).
     title: String,
     views: i64,
@@ -51,7 +51,7 @@ pub async fn show(
     let days = query.days()?;
     let today = Utc::now().date_naive();
     let stats = state.analytics.stats(today, days, TOP).await?;
-    let ids: Vec<Uuid> = stats.top.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<ProductId> = stats.top.iter().map(|(id, _)| *id).collect();
     let mut titles = state.analytics.titles(&ids).await?;
     Ok(Json(Stats {
         from: stats.days.first().map_or(today, |(d, _)| *d),

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 use storefront_events::Money;
+use storefront_events::ProductId;
 use storefront_kit::Error;
-use uuid::Uuid;
 
 use crate::{cache::Rendered, store::Expect, store::ProductDoc};
 
@@ -56,7 +56,7 @@ pub struct ThumbnailView {
 /// A product of the catalog. Its `ETag` is `"v{version}"`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ProductView {
-    pub id: Uuid,
+    pub id: ProductId,
     pub title: String,
     pub description: String,
     /// A slug: `a-z`, `0-9` and inner `-`.
@@ -75,7 +75,7 @@ pub struct ProductView {
 }
 
 /// The URL an image is served at.
-pub fn image_url(product: Uuid, key: &str) -> String {
+pub fn image_url(product: ProductId, key: &str) -> String {
     format!("/api/products/{product}/images/{key}")
 }
 
@@ -88,14 +88,14 @@ pub fn view(product: &ProductDoc) -> ProductView {
     for image in &product.images {
         images.push(ImageView {
             key: image.key.clone(),
-            url: image_url(product.uuid(), &image.key),
+            url: image_url(product.id, &image.key),
             content_type: image.content_type.clone(),
             width: image.width,
             height: image.height,
             bytes: image.bytes,
             primary: image.primary,
             thumbnail: image.thumbnail.as_ref().map(|small| ThumbnailView {
-                url: image_url(product.uuid(), &small.key),
+                url: image_url(product.id, &small.key),
                 width: small.width,
                 height: small.height,
                 bytes: small.bytes,
@@ -103,7 +103,7 @@ pub fn view(product: &ProductDoc) -> ProductView {
         });
     }
     ProductView {
-        id: product.uuid(),
+        id: product.id,
         title: product.title.clone(),
         description: product.description.clone(),
         category: product.category.clone(),
@@ -140,7 +140,7 @@ pub fn json(status: StatusCode, body: Bytes, etag: Option<&str>) -> Response {
 }
 
 /// A product id from the path; anything that is not one names no product.
-pub fn product_id(raw: &str) -> Result<Uuid, Error> {
+pub fn product_id(raw: &str) -> Result<ProductId, Error> {
     raw.parse()
         .map_err(|_| Error::NotFound("no such product".into()))
 }

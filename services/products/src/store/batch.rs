@@ -10,6 +10,7 @@
 //! applies its events one by one.
 
 use std::collections::{BTreeSet, HashMap};
+use storefront_events::{OrderId, ProductId};
 
 use storefront_kit::mongo::update_each;
 
@@ -20,17 +21,17 @@ use super::*;
 pub enum InventoryOp {
     /// `order.created`: hold every line or none (lines merged, one per product).
     Reserve {
-        order_id: Uuid,
+        order_id: OrderId,
         lines: Vec<LineQuantity>,
     },
     /// `order.cancelled`: the held stock is available again.
-    Release { order_id: Uuid },
+    Release { order_id: OrderId },
     /// `order.completed`: the held stock is sold.
-    Sell { order_id: Uuid },
+    Sell { order_id: OrderId },
 }
 
 impl InventoryOp {
-    fn order_id(&self) -> Uuid {
+    fn order_id(&self) -> OrderId {
         match self {
             InventoryOp::Reserve { order_id, .. }
             | InventoryOp::Release { order_id }
@@ -51,7 +52,7 @@ impl Tracked {
         self.now.as_ref().map(|r| r.state)
     }
 
-    fn set(&mut self, order_id: Uuid, state: ReservationState, lines: Vec<LineQuantity>) {
+    fn set(&mut self, order_id: OrderId, state: ReservationState, lines: Vec<LineQuantity>) {
         self.now = Some(ReservationDoc {
             id: order_id.to_string(),
             state,
@@ -64,9 +65,9 @@ impl Tracked {
 
 /// What the batch decided, to be written.
 struct Plan {
-    reservations: HashMap<Uuid, Tracked>,
+    reservations: HashMap<OrderId, Tracked>,
     /// Each product as found (its version then) and as the batch leaves it.
-    products: HashMap<Uuid, (i64, ProductDoc)>,
+    products: HashMap<ProductId, (i64, ProductDoc)>,
     ledger: Vec<LedgerEntry>,
     events: Vec<storefront_kit::outbox::Encoded>,
 }
@@ -185,7 +186,7 @@ impl Store {
                 .collect(),
             products: products
                 .into_iter()
-                .map(|p| (p.uuid(), (p.version, p)))
+                .map(|p| (p.id, (p.version, p)))
                 .collect(),
             ledger: Vec::new(),
             events: Vec::new(),
@@ -195,7 +196,7 @@ impl Store {
                 .id
                 .parse()
                 .ok()
-                .and_then(|id: Uuid| plan.reservations.get_mut(&id))
+                .and_then(|id: OrderId| plan.reservations.get_mut(&id))
             {
                 tracked.found = Some(reservation.state);
                 tracked.now = Some(reservation);
@@ -293,7 +294,7 @@ impl Store {
     fn decide_reserve(
         &self,
         plan: &mut Plan,
-        order_id: Uuid,
+        order_id: OrderId,
         lines: &[LineQuantity],
         sell_at_once: bool,
     ) -> Result<(), StoreError> {
@@ -353,8 +354,8 @@ impl Store {
     fn move_stock(
         &self,
         plan: &mut Plan,
-        product_id: Uuid,
-        order_id: Uuid,
+        product_id: ProductId,
+        order_id: OrderId,
         movement: StockMovement,
         delta: i64,
         change: impl FnOnce(&mut Stock),
@@ -423,7 +424,7 @@ impl Store {
         for (before, product) in plan.products.values() {
             if product.version != *before {
                 stock.push((
-                    doc! { "_id": &product.id, "version": before },
+                    doc! { "_id": product.id.to_string(), "version": before },
                     stock_set(product)?,
                 ));
             }

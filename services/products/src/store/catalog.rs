@@ -2,6 +2,7 @@
 //! every write guarded by the product's version.
 
 use super::*;
+use storefront_events::ProductId;
 
 /// What a product write sets: every field but the id and the view count, which the analytics
 /// consumer increments outside the version. Setting the count this write read would depend on
@@ -84,7 +85,7 @@ impl Store {
         }
         let event = Envelope::new(
             SOURCE,
-            &product.id,
+            product.id,
             1,
             ProductCreated {
                 product: product.snapshot(),
@@ -106,7 +107,7 @@ impl Store {
                     let mut session = self.mongo.begin().await?;
                     let event = Envelope::new(
                         SOURCE,
-                        &product.id,
+                        product.id,
                         product.version as u64,
                         ProductUpdated {
                             product: product.snapshot(),
@@ -128,7 +129,7 @@ impl Store {
     }
 
     /// A product that is not deleted.
-    pub async fn get(&self, id: Uuid) -> Result<Option<ProductDoc>, StoreError> {
+    pub async fn get(&self, id: ProductId) -> Result<Option<ProductDoc>, StoreError> {
         Ok(self
             .products
             .find_one(doc! { "_id": id.to_string(), "deleted": false })
@@ -178,7 +179,7 @@ impl Store {
     /// event `change` names, unless someone else wrote it in between (then it all runs again).
     pub async fn modify<F>(
         &self,
-        id: Uuid,
+        id: ProductId,
         expect: Expect,
         edit: F,
     ) -> Result<ProductDoc, StoreError>
@@ -190,7 +191,7 @@ impl Store {
 
     async fn modify_once<F>(
         &self,
-        id: Uuid,
+        id: ProductId,
         expect: Expect,
         edit: &F,
     ) -> Result<ProductDoc, StoreError>
@@ -222,7 +223,7 @@ impl Store {
         let written = self
             .products
             .update_one(
-                doc! { "_id": &current.id, "version": current.version },
+                doc! { "_id": current.id.to_string(), "version": current.version },
                 doc! { "$set": written_fields(&product)? },
             )
             .session(&mut session)
@@ -235,7 +236,7 @@ impl Store {
             Change::Updated => {
                 let event = Envelope::new(
                     SOURCE,
-                    &product.id,
+                    product.id,
                     version,
                     ProductUpdated {
                         product: product.snapshot(),
@@ -246,10 +247,10 @@ impl Store {
             Change::Deleted => {
                 let event = Envelope::new(
                     SOURCE,
-                    &product.id,
+                    product.id,
                     version,
                     ProductDeleted {
-                        product_id: product.uuid(),
+                        product_id: product.id,
                         deleted_at: product.updated_at.to_chrono(),
                     },
                 );
@@ -278,7 +279,7 @@ mod tests {
     fn a_product_write_sets_every_field_but_the_id_and_the_view_count() {
         let now = bson::DateTime::now();
         let product = ProductDoc {
-            id: Uuid::now_v7().to_string(),
+            id: ProductId::new(),
             title: "Mug".into(),
             description: String::new(),
             category: "kitchen".into(),

@@ -2,6 +2,7 @@
 //! checkout saga asks for (docs/saga.md), one record per order.
 
 use super::*;
+use storefront_events::{OrderId, ProductId};
 
 impl Store {
     /// Writes one stock movement to the ledger and publishes `stock.changed` for `product` (as it
@@ -13,7 +14,7 @@ impl Store {
         product: &ProductDoc,
         movement: StockMovement,
         delta: i64,
-        order_id: Option<Uuid>,
+        order_id: Option<OrderId>,
         reason: Option<String>,
         actor: Option<String>,
     ) -> Result<(), StoreError> {
@@ -26,7 +27,7 @@ impl Store {
     }
 
     /// The newest ledger entries of a product, newest first.
-    pub async fn ledger(&self, id: Uuid, limit: i64) -> Result<Vec<LedgerEntry>, StoreError> {
+    pub async fn ledger(&self, id: ProductId, limit: i64) -> Result<Vec<LedgerEntry>, StoreError> {
         Ok(self
             .ledger
             .find(doc! { "product_id": id.to_string() })
@@ -41,7 +42,7 @@ impl Store {
     /// does inside the consumer's). Runs again when a product changed under it.
     pub async fn reserve(
         &self,
-        order_id: Uuid,
+        order_id: OrderId,
         lines: &[LineQuantity],
     ) -> Result<Reservation, StoreError> {
         retry_transient!(
@@ -62,17 +63,17 @@ pub(super) fn movement_of(
     product: &ProductDoc,
     movement: StockMovement,
     delta: i64,
-    order_id: Option<Uuid>,
+    order_id: Option<OrderId>,
     reason: Option<String>,
     actor: Option<String>,
 ) -> (LedgerEntry, Envelope<StockChanged>) {
     let entry = LedgerEntry::new(product, movement, delta, order_id, reason.clone(), actor);
     let event = Envelope::new(
         SOURCE,
-        &product.id,
+        product.id,
         product.version as u64,
         StockChanged {
-            product_id: product.uuid(),
+            product_id: product.id,
             movement,
             delta,
             stock: product.stock,
@@ -85,7 +86,7 @@ pub(super) fn movement_of(
 
 /// `inventory.rejected` for an order whose lines cannot be held.
 pub(super) fn rejected(
-    order_id: Uuid,
+    order_id: OrderId,
     lines: &[LineQuantity],
     short: Vec<ShortLine>,
 ) -> Envelope<InventoryRejected> {
@@ -109,7 +110,7 @@ pub(super) fn rejected(
 }
 
 /// `inventory.reserved` for an order whose every line is held.
-pub(super) fn reserved(order_id: Uuid, lines: &[LineQuantity]) -> Envelope<InventoryReserved> {
+pub(super) fn reserved(order_id: OrderId, lines: &[LineQuantity]) -> Envelope<InventoryReserved> {
     Envelope::new(
         SOURCE,
         order_id.to_string(),
@@ -138,7 +139,7 @@ impl Store {
     async fn reservation(
         &self,
         session: &mut ClientSession,
-        order_id: Uuid,
+        order_id: OrderId,
     ) -> Result<Option<ReservationDoc>, StoreError> {
         Ok(self
             .reservations
@@ -150,7 +151,7 @@ impl Store {
     async fn set_reservation(
         &self,
         session: &mut ClientSession,
-        order_id: Uuid,
+        order_id: OrderId,
         state: ReservationState,
         lines: &[LineQuantity],
     ) -> Result<(), StoreError> {
@@ -173,7 +174,7 @@ impl Store {
     pub async fn reserve_in(
         &self,
         session: &mut ClientSession,
-        order_id: Uuid,
+        order_id: OrderId,
         lines: &[LineQuantity],
     ) -> Result<Reservation, StoreError> {
         // The reservation is written first, as held, in one command that also says whether there
@@ -215,7 +216,7 @@ impl Store {
         let mut short = Vec::new();
         let mut held = Vec::new();
         for line in lines {
-            match found.iter().find(|p| p.uuid() == line.product_id) {
+            match found.iter().find(|p| p.id == line.product_id) {
                 Some(p) if !p.deleted && p.stock.available >= line.quantity => {
                     held.push((p.clone(), line.quantity))
                 }
@@ -286,7 +287,7 @@ impl Store {
         let written = self
             .products
             .update_one(
-                doc! { "_id": &product.id, "version": before },
+                doc! { "_id": product.id.to_string(), "version": before },
                 stock_set(product)?,
             )
             .session(session)
@@ -301,7 +302,7 @@ impl Store {
     async fn settle(
         &self,
         session: &mut ClientSession,
-        order_id: Uuid,
+        order_id: OrderId,
         lines: &[LineQuantity],
         release: bool,
     ) -> Result<(), StoreError> {
@@ -351,7 +352,7 @@ impl Store {
     async fn take_reserved(
         &self,
         session: &mut ClientSession,
-        order_id: Uuid,
+        order_id: OrderId,
         to: ReservationState,
     ) -> Result<Option<ReservationDoc>, StoreError> {
         let reserved = state_bson(ReservationState::Reserved)?;
@@ -369,7 +370,7 @@ impl Store {
     pub async fn release_in(
         &self,
         session: &mut ClientSession,
-        order_id: Uuid,
+        order_id: OrderId,
     ) -> Result<bool, StoreError> {
         if let Some(r) = self
             .take_reserved(session, order_id, ReservationState::Released)
@@ -397,7 +398,7 @@ impl Store {
     pub async fn sell_in(
         &self,
         session: &mut ClientSession,
-        order_id: Uuid,
+        order_id: OrderId,
     ) -> Result<bool, StoreError> {
         if let Some(r) = self
             .take_reserved(session, order_id, ReservationState::Sold)
@@ -427,7 +428,7 @@ impl Store {
 
     pub async fn reservation_state(
         &self,
-        order_id: Uuid,
+        order_id: OrderId,
     ) -> Result<Option<ReservationState>, StoreError> {
         Ok(self
             .reservations

@@ -14,6 +14,7 @@ mod inventory;
 
 pub use batch::InventoryOp;
 use inventory::{movement_of, rejected, reserved, state_bson, stock_set};
+use storefront_events::{OrderId, ProductId};
 
 use futures::TryStreamExt;
 
@@ -51,7 +52,7 @@ pub const SOURCE: &str = "products";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductDoc {
     #[serde(rename = "_id")]
-    pub id: String,
+    pub id: ProductId,
     pub title: String,
     pub description: String,
     pub category: String,
@@ -69,13 +70,9 @@ pub struct ProductDoc {
 }
 
 impl ProductDoc {
-    pub fn uuid(&self) -> Uuid {
-        self.id.parse().unwrap_or_default()
-    }
-
     pub fn snapshot(&self) -> ProductSnapshot {
         ProductSnapshot {
-            product_id: self.uuid(),
+            product_id: self.id,
             title: self.title.clone(),
             description: self.description.clone(),
             category: self.category.clone(),
@@ -119,13 +116,13 @@ impl LedgerEntry {
         product: &ProductDoc,
         movement: StockMovement,
         delta: i64,
-        order_id: Option<Uuid>,
+        order_id: Option<OrderId>,
         reason: Option<String>,
         actor: Option<String>,
     ) -> Self {
         LedgerEntry {
             id: Uuid::now_v7().to_string(),
-            product_id: product.id.clone(),
+            product_id: product.id.to_string(),
             movement,
             delta,
             stock: product.stock,

@@ -43,7 +43,7 @@ async fn new_product(app: &TestApp, stock: i64) -> Uuid {
 
 fn line(product_id: Uuid, quantity: i64) -> LineQuantity {
     LineQuantity {
-        product_id,
+        product_id: product_id.into(),
         quantity,
     }
 }
@@ -55,7 +55,11 @@ async fn fifty_buyers_race_for_ten_items_and_ten_win() {
     let buyers: Vec<_> = (0..50)
         .map(|_| {
             let store = app.store().clone();
-            tokio::spawn(async move { store.reserve(Uuid::new_v4(), &[line(product, 1)]).await })
+            tokio::spawn(async move {
+                store
+                    .reserve(Uuid::new_v4().into(), &[line(product, 1)])
+                    .await
+            })
         })
         .collect();
     let mut reserved = 0;
@@ -81,12 +85,12 @@ async fn an_order_is_held_whole_or_not_at_all() {
     let mut lines = vec![line(plenty, 2), line(scarce, 2)];
     lines.sort_by_key(|l| l.product_id);
     let order = Uuid::new_v4();
-    match app.store().reserve(order, &lines).await.unwrap() {
+    match app.store().reserve(order.into(), &lines).await.unwrap() {
         Reservation::Rejected(short) => {
             assert_eq!(short.len(), 1);
             assert_eq!(
                 (short[0].product_id, short[0].requested, short[0].available),
-                (scarce, 2, 1)
+                (storefront_events::ProductId::from(scarce), 2, 1)
             );
         }
         other => panic!("expected a rejection, got {other:?}"),
@@ -96,7 +100,7 @@ async fn an_order_is_held_whole_or_not_at_all() {
     // Asking again about the same order changes nothing.
     assert_eq!(
         app.store()
-            .reserve(order, &[line(plenty, 1)])
+            .reserve(order.into(), &[line(plenty, 1)])
             .await
             .unwrap(),
         Reservation::Unchanged
@@ -108,7 +112,7 @@ async fn an_order_is_held_whole_or_not_at_all() {
 async fn wait_for(app: &TestApp, order: Uuid, state: ReservationState) {
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if app.store().reservation_state(order).await.unwrap() == Some(state) {
+        if app.store().reservation_state(order.into()).await.unwrap() == Some(state) {
             return;
         }
         assert!(
@@ -125,12 +129,12 @@ fn created(order: Uuid, lines: &[(Uuid, i64)]) -> OrderCreated {
         currency: "USD".into(),
     };
     OrderCreated {
-        order_id: order,
-        user_id: Uuid::new_v4(),
+        order_id: order.into(),
+        user_id: Uuid::new_v4().into(),
         lines: lines
             .iter()
             .map(|(product_id, quantity)| OrderLine {
-                product_id: *product_id,
+                product_id: (*product_id).into(),
                 title: "Mug".into(),
                 unit_price: usd(1800),
                 quantity: *quantity,
@@ -145,8 +149,8 @@ fn created(order: Uuid, lines: &[(Uuid, i64)]) -> OrderCreated {
 
 fn cancelled(order: Uuid) -> OrderCancelled {
     OrderCancelled {
-        order_id: order,
-        user_id: Uuid::new_v4(),
+        order_id: order.into(),
+        user_id: Uuid::new_v4().into(),
         reason: "expired".into(),
         cancelled_at: Utc::now(),
     }
@@ -155,8 +159,8 @@ fn cancelled(order: Uuid) -> OrderCancelled {
 /// orders completed the order (it was paid and orders kept the money).
 fn paid(order: Uuid) -> OrderCompleted {
     OrderCompleted {
-        order_id: order,
-        user_id: Uuid::new_v4(),
+        order_id: order.into(),
+        user_id: Uuid::new_v4().into(),
         charges: Vec::new(),
         total: Money {
             amount: 1800,
@@ -278,7 +282,7 @@ async fn events_out_of_order_still_end_right() {
 
     assert_eq!(
         app.store()
-            .reservation_state(cancelled_first)
+            .reservation_state(cancelled_first.into())
             .await
             .unwrap(),
         Some(ReservationState::CancelledFirst)
@@ -304,31 +308,31 @@ async fn a_batch_of_saga_events_ends_as_the_same_events_one_by_one() {
         sets.push((products, orders));
     }
     let reserve = |order: Uuid, lines: &[(Uuid, i64)]| InventoryOp::Reserve {
-        order_id: order,
+        order_id: order.into(),
         lines: lines.iter().map(|&(p, q)| line(p, q)).collect(),
     };
     let release = |order_id| InventoryOp::Release { order_id };
     let sell = |order_id| InventoryOp::Sell { order_id };
     // Applied one by one to both sets first: reservations the batch finds stored.
-    let before = |p: &[Uuid], o: &[Uuid]| vec![reserve(o[9], &[(p[1], 1)]), sell(o[10])];
+    let before = |p: &[Uuid], o: &[Uuid]| vec![reserve(o[9], &[(p[1], 1)]), sell(o[10].into())];
     let scenario = |p: &[Uuid], o: &[Uuid]| {
         vec![
             reserve(o[0], &[(p[0], 2), (p[1], 1)]),
             reserve(o[1], &[(p[1], 3)]), // short: 1 left
-            sell(o[0]),
+            sell(o[0].into()),
             reserve(o[2], &[(p[2], 1)]),
-            release(o[2]),
-            release(o[3]), // cancelled first: never held
+            release(o[2].into()),
+            release(o[3].into()), // cancelled first: never held
             reserve(o[3], &[(p[0], 1)]),
-            sell(o[4]), // paid first: sold at once
+            sell(o[4].into()), // paid first: sold at once
             reserve(o[4], &[(p[0], 1)]),
             reserve(o[5], &[(p[0], 1)]),
             reserve(o[5], &[(p[0], 1)]), // redelivered
-            sell(o[5]),
-            sell(o[5]),
-            release(o[5]), // after the sale: nothing
+            sell(o[5].into()),
+            sell(o[5].into()),
+            release(o[5].into()), // after the sale: nothing
             reserve(o[6], &[]),
-            sell(o[9]),                   // reserved before the batch
+            sell(o[9].into()),            // reserved before the batch
             reserve(o[10], &[(p[2], 1)]), // paid before the batch
             reserve(o[7], &[(p[2], 4)]),
             reserve(o[8], &[(p[2], 1)]), // short: none left
@@ -367,8 +371,13 @@ async fn a_batch_of_saga_events_ends_as_the_same_events_one_by_one() {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            movements(app.store().ledger(one_by_one.0[i], 100).await.unwrap()),
-            movements(app.store().ledger(batched.0[i], 100).await.unwrap()),
+            movements(
+                app.store()
+                    .ledger(one_by_one.0[i].into(), 100)
+                    .await
+                    .unwrap()
+            ),
+            movements(app.store().ledger(batched.0[i].into(), 100).await.unwrap()),
             "product {i}'s ledger"
         );
     }
@@ -389,7 +398,10 @@ async fn a_batch_of_saga_events_ends_as_the_same_events_one_by_one() {
     for (j, expected) in expected_states.into_iter().enumerate() {
         for (name, (_, orders)) in [("one by one", one_by_one), ("batched", batched)] {
             assert_eq!(
-                app.store().reservation_state(orders[j]).await.unwrap(),
+                app.store()
+                    .reservation_state(orders[j].into())
+                    .await
+                    .unwrap(),
                 Some(expected),
                 "order {j} {name}"
             );

@@ -10,13 +10,14 @@ use axum::{
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
+use storefront_events::OrderId;
+use storefront_events::UserId;
 use storefront_kit::{
     Error, Json,
     auth::{CurrentUser, RequireAdmin},
     error::{Path, Query},
     validate::paging,
 };
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -56,7 +57,7 @@ pub struct ListQuery {
 
 async fn list(
     state: &AppState,
-    user: Option<Uuid>,
+    user: Option<UserId>,
     query: ListQuery,
 ) -> Result<Json<OrderList>, Error> {
     let mut fields = Fields::default();
@@ -111,9 +112,9 @@ async fn visible(
     id: &str,
 ) -> Result<OrderDoc, Error> {
     let missing = || Error::NotFound("no such order".into());
-    let id: Uuid = id.parse().map_err(|_| missing())?;
+    let id: OrderId = id.parse().map_err(|_| missing())?;
     match state.store.get(id).await? {
-        Some(order) if order.user_id == user.sub.to_string() || user.is_admin() => Ok(order),
+        Some(order) if order.user_id == user.sub || user.is_admin() => Ok(order),
         _ => Err(missing()),
     }
 }
@@ -170,7 +171,7 @@ pub async fn show(
         let seen = order.version;
         order = state
             .store
-            .wait_for(order.uuid(), deadline, |o| o.version != seen)
+            .wait_for(order.id, deadline, |o| o.version != seen)
             .await?
             .ok_or_else(|| Error::NotFound("no such order".into()))?;
     }
@@ -197,9 +198,9 @@ pub async fn hold_for_payment(
 ) -> Result<Json<OrderView>, Error> {
     let wait = wait_secs(&query)?;
     let missing = || Error::NotFound("no such order".into());
-    let id: Uuid = id.parse().map_err(|_| missing())?;
+    let id: OrderId = id.parse().map_err(|_| missing())?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-    let owner = user.sub.to_string();
+    let owner = user.sub;
     match state.store.get(id).await? {
         Some(order) if order.user_id == owner => {}
         _ => return Err(missing()),
@@ -250,7 +251,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, Error> {
     let order = visible(&state, &user, &id).await?;
-    let reason = if order.user_id == user.sub.to_string() {
+    let reason = if order.user_id == user.sub {
         "cancelled by the customer"
     } else {
         "cancelled by an admin"
@@ -258,7 +259,7 @@ pub async fn cancel(
     let order = state
         .store
         .advance(
-            order.uuid(),
+            order.id,
             Step::Cancelled {
                 reason: reason.into(),
             },

@@ -2,6 +2,7 @@
 //! the pricing function, the order placed once per `Idempotency-Key`.
 
 use std::collections::BTreeMap;
+use storefront_events::{OrderId, ProductId, UserId};
 
 use axum::{
     extract::State,
@@ -64,7 +65,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Error> {
 }
 
 /// Checks the lines and merges repeats: product id → quantity, in a stable order.
-fn requested(body: &PlaceBody) -> Result<BTreeMap<Uuid, i64>, Error> {
+fn requested(body: &PlaceBody) -> Result<BTreeMap<ProductId, i64>, Error> {
     let mut fields = Fields::default();
     if body.lines.is_empty() {
         fields.add("lines", "an order has at least one line");
@@ -77,7 +78,7 @@ fn requested(body: &PlaceBody) -> Result<BTreeMap<Uuid, i64>, Error> {
         let id = fields.check(
             &format!("lines[{i}].product_id"),
             line.product_id
-                .parse::<Uuid>()
+                .parse::<ProductId>()
                 .map_err(|_| "not a product id".to_owned()),
         );
         if !(1..=MAX_QUANTITY).contains(&line.quantity) {
@@ -112,16 +113,16 @@ fn created(order: &OrderDoc) -> Response {
 /// their one currency.
 async fn lines_of(
     state: &AppState,
-    merged: &BTreeMap<Uuid, i64>,
+    merged: &BTreeMap<ProductId, i64>,
 ) -> Result<(Vec<LineDoc>, String), Error> {
-    let ids: Vec<String> = merged.keys().map(Uuid::to_string).collect();
+    let ids: Vec<String> = merged.keys().map(ProductId::to_string).collect();
     let known = state.store.products(&ids).await?;
     let mut fields = Fields::default();
     let mut lines = Vec::with_capacity(merged.len());
     for (id, quantity) in merged {
         match known.iter().find(|p| p.id == id.to_string()) {
             Some(p) if !p.deleted => lines.push(LineDoc {
-                product_id: p.id.clone(),
+                product_id: *id,
                 title: p.title.clone(),
                 unit_price: p.price.clone(),
                 quantity: *quantity,
@@ -161,8 +162,8 @@ fn within_one_payment(amount: &Money) -> Result<(), Error> {
 /// Prices `lines` through the pricing function (the fallback when it does not answer usefully).
 pub(super) async fn priced(
     state: &AppState,
-    order_id: Option<Uuid>,
-    user: Uuid,
+    order_id: Option<OrderId>,
+    user: UserId,
     lines: &[LineDoc],
     currency: &str,
 ) -> Result<Priced, Error> {
@@ -179,7 +180,7 @@ pub(super) async fn priced(
         lines: lines
             .iter()
             .map(|l| PricingLine {
-                product_id: l.product_id.clone(),
+                product_id: l.product_id.to_string(),
                 title: l.title.clone(),
                 unit_price: l.unit_price.clone(),
                 quantity: l.quantity,
@@ -205,15 +206,15 @@ pub async fn place(
     let key = idempotency_key(&headers)?;
     let merged = requested(&body)?;
     let (lines, currency) = lines_of(&state, &merged).await?;
-    let id = Uuid::now_v7();
+    let id = OrderId::new();
     let pricing = priced(&state, Some(id), user.sub, &lines, &currency).await?;
     // Taken before the idempotency check: a retry with the same key leaves one number unused.
     let number = state.store.next_number().await?;
     let now = Utc::now();
     let window = chrono::Duration::from_std(state.payment_window).map_err(Error::internal)?;
     let order = OrderDoc {
-        id: id.to_string(),
-        user_id: user.sub.to_string(),
+        id,
+        user_id: user.sub,
         lines,
         total: pricing.total.clone(),
         state: OrderState::Pending,

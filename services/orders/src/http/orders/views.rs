@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 use storefront_events::{Money, orders::PriceLine};
-use uuid::Uuid;
+use storefront_events::{OrderId, UserId};
 
 use crate::{
     domain::OrderState,
@@ -48,7 +48,7 @@ impl PricingView {
 impl LineView {
     pub(super) fn of(l: &LineDoc) -> Self {
         LineView {
-            product_id: l.product_id.clone(),
+            product_id: l.product_id.to_string(),
             title: l.title.clone(),
             unit_price: l.unit_price.clone(),
             quantity: l.quantity,
@@ -84,13 +84,13 @@ pub struct RefundView {
 /// An order.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct OrderView {
-    id: Uuid,
+    id: OrderId,
     /// The number a customer reads ("Order 1042"): unique in the shop, growing. Absent on orders
     /// placed before orders had numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
     number: Option<i64>,
     /// Its customer.
-    user_id: Uuid,
+    user_id: UserId,
     state: OrderState,
     /// Why it was cancelled (on cancelled orders).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,8 +142,8 @@ impl From<&OrderDoc> for OrderView {
                 due_at: r.due_at.to_chrono(),
                 refunded_at: r.refunded_at.map(|t| t.to_chrono()),
             }),
-            id: order.uuid(),
-            user_id: order.user(),
+            id: order.id,
+            user_id: order.user_id,
             state: order.state,
             reason: order.reason.clone(),
             lines: order.lines.iter().map(LineView::of).collect(),
