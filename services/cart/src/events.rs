@@ -5,7 +5,7 @@
 
 use mongodb::ClientSession;
 use storefront_events::{
-    Envelope, Event, Topic,
+    Envelope, Event, OrderEvent, Topic, TopicEvent,
     orders::{OrderCancelled, OrderCompleted, OrderCreated},
 };
 use storefront_kit::{
@@ -40,13 +40,6 @@ const EVENT_TYPES: [&str; 7] = [
     OrderCancelled::TYPE,
 ];
 
-fn decode<E: Event>(event: &Envelope) -> Result<E, HandlerError> {
-    event
-        .decode::<E>()
-        .map(|e| e.data)
-        .map_err(|e| HandlerError::Failed(format!("undecodable event: {e}")))
-}
-
 fn failed(e: WriteError) -> HandlerError {
     match e {
         WriteError::Mongo(e) => HandlerError::Mongo(e),
@@ -66,39 +59,45 @@ impl EventHandler for Carts {
         if self.store.products.apply_idempotent(event).await? {
             return Ok(true);
         }
-        if event.is::<OrderCreated>() {
-            let created: OrderCreated = decode(event)?;
-            if let Some(key) = &created.idempotency_key
-                && self
+        let Some(order) = OrderEvent::decode(event).map_err(HandlerError::malformed)? else {
+            return Ok(false);
+        };
+        match order {
+            OrderEvent::Created(created) => {
+                if let Some(key) = &created.idempotency_key
+                    && self
+                        .store
+                        .placed(created.user_id, key, created.order_id)
+                        .await
+                        .map_err(failed)?
+                {
+                    tracing::info!(order_id = %created.order_id, "a checkout's hold learned its order");
+                }
+            }
+            OrderEvent::Completed(done) => {
+                if self
                     .store
-                    .placed(created.user_id, key, created.order_id)
+                    .ended(done.user_id, done.order_id, OrderEnd::Completed)
                     .await
                     .map_err(failed)?
-            {
-                tracing::info!(order_id = %created.order_id, "a checkout's hold learned its order");
+                {
+                    tracing::info!(order_id = %done.order_id, "held lines bought");
+                }
             }
-        } else if event.is::<OrderCompleted>() {
-            let done: OrderCompleted = decode(event)?;
-            if self
-                .store
-                .ended(done.user_id, done.order_id, OrderEnd::Completed)
-                .await
-                .map_err(failed)?
-            {
-                tracing::info!(order_id = %done.order_id, "held lines bought");
+            OrderEvent::Cancelled(cancelled) => {
+                if self
+                    .store
+                    .ended(cancelled.user_id, cancelled.order_id, OrderEnd::Cancelled)
+                    .await
+                    .map_err(failed)?
+                {
+                    tracing::info!(order_id = %cancelled.order_id, "held lines went back into the cart");
+                }
             }
-        } else if event.is::<OrderCancelled>() {
-            let cancelled: OrderCancelled = decode(event)?;
-            if self
-                .store
-                .ended(cancelled.user_id, cancelled.order_id, OrderEnd::Cancelled)
-                .await
-                .map_err(failed)?
-            {
-                tracing::info!(order_id = %cancelled.order_id, "held lines went back into the cart");
+            // The hold lasts while the order is open; a refund is the order's, after it ended.
+            OrderEvent::AwaitingPayment(_) | OrderEvent::RefundDue(_) | OrderEvent::Refunded(_) => {
+                return Ok(false);
             }
-        } else {
-            return Ok(false);
         }
         Ok(true)
     }

@@ -6,9 +6,10 @@
 //! of one aggregate stay ordered in one partition) and the type's data.
 //!
 //! The event types themselves live in one module per aggregate (`users`, `products`, `orders`,
-//! `payments`). Each implements
-//! [`Event`], which ties a Rust type to its wire name and its topic. JSON Schemas for every event are
-//! generated from these types into `docs/events/` (see [`schemas`]); a test fails when they are stale.
+//! `payments`). Each implements [`Event`], which ties a Rust type to its wire name and its topic;
+//! every topic's events are also one enum ([`topics`]) for consumers to `match`. The ids they
+//! carry are typed ([`ids`]). JSON Schemas for every event are generated from these types into
+//! `docs/events/` (see [`schemas`]); a test fails when they are stale.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -19,9 +20,11 @@ pub mod ids;
 pub mod orders;
 pub mod payments;
 pub mod products;
+pub mod topics;
 pub mod users;
 
 pub use ids::{InvalidId, OrderId, ProductId, UserId};
+pub use topics::{OrderEvent, PaymentEvent, ProductEvent, ProductViewEvent, TopicEvent, UserEvent};
 
 /// An amount of money in integer minor units (cents) of an ISO 4217 currency; never a float.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -19,7 +19,7 @@
 use mongodb::{Collection, Database, bson::doc};
 use serde::{Deserialize, Serialize};
 use storefront_events::{
-    Envelope, Money,
+    Envelope, Money, ProductEvent, TopicEvent,
     products::{ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated, StockChanged},
 };
 
@@ -125,72 +125,58 @@ impl Products {
     /// nothing and changes nothing; a gap is an error (the runner retries it, then dead-letters it).
     pub async fn apply_idempotent(&self, event: &Envelope) -> Result<bool, HandlerError> {
         let version = event.version as i64;
-        let (id, set) = if event.is::<ProductCreated>() || event.is::<ProductUpdated>() {
-            let product = if event.is::<ProductCreated>() {
-                event
-                    .decode::<ProductCreated>()
-                    .map_err(HandlerError::malformed)?
-                    .data
-                    .product
-            } else {
-                event
-                    .decode::<ProductUpdated>()
-                    .map_err(HandlerError::malformed)?
-                    .data
-                    .product
-            };
-            let next = ProductReplica::of(&product, event.version);
-            let written = self
-                .products
-                .replace_one(
-                    doc! { "_id": &next.id, "version": { "$lt": version } },
-                    &next,
-                )
-                .upsert(true)
-                .await;
-            return match written {
-                // A copy at this version or a newer one is there already: the filter missed and
-                // the upsert ran into its id.
-                Ok(_) => Ok(true),
-                Err(e) if is_duplicate_key(&e) => Ok(true),
-                Err(e) => Err(e.into()),
-            };
-        } else if event.is::<StockChanged>() {
-            let data = event
-                .decode::<StockChanged>()
-                .map_err(HandlerError::malformed)?
-                .data;
-            (
+        let Some(change) = ProductEvent::decode(event).map_err(HandlerError::malformed)? else {
+            return Ok(false);
+        };
+        let (id, set) = match change {
+            ProductEvent::Created(ProductCreated { product })
+            | ProductEvent::Updated(ProductUpdated { product }) => {
+                let next = ProductReplica::of(&product, event.version);
+                let written = self
+                    .products
+                    .replace_one(
+                        doc! { "_id": &next.id, "version": { "$lt": version } },
+                        &next,
+                    )
+                    .upsert(true)
+                    .await;
+                return match written {
+                    // A copy at this version or a newer one is there already: the filter missed and
+                    // the upsert ran into its id.
+                    Ok(_) => Ok(true),
+                    Err(e) if is_duplicate_key(&e) => Ok(true),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            ProductEvent::StockChanged(data) => (
                 data.product_id.to_string(),
                 doc! { "available": data.stock.available },
-            )
-        } else if event.is::<ProductDeleted>() {
+            ),
             // The end of the product: it applies over a gap like a snapshot (what came between
             // no longer matters), so a replica that does not follow stock (orders') takes it too.
-            let id = event
-                .decode::<ProductDeleted>()
-                .map_err(HandlerError::malformed)?
-                .data
-                .product_id
-                .to_string();
-            let written = self
-                .products
-                .update_one(
-                    doc! { "_id": &id, "version": { "$lt": version } },
-                    doc! { "$set": { "deleted": true, "version": version } },
-                )
-                .await?;
-            if written.matched_count == 1 {
-                return Ok(true);
+            ProductEvent::Deleted(deleted) => {
+                let id = deleted.product_id.to_string();
+                let written = self
+                    .products
+                    .update_one(
+                        doc! { "_id": &id, "version": { "$lt": version } },
+                        doc! { "$set": { "deleted": true, "version": version } },
+                    )
+                    .await?;
+                if written.matched_count == 1 {
+                    return Ok(true);
+                }
+                return match self.products.find_one(doc! { "_id": &id }).await? {
+                    Some(_) => Ok(true),
+                    None => Err(HandlerError::Failed(format!(
+                        "{id}: a deletion of something never created"
+                    ))),
+                };
             }
-            return match self.products.find_one(doc! { "_id": &id }).await? {
-                Some(_) => Ok(true),
-                None => Err(HandlerError::Failed(format!(
-                    "{id}: a deletion of something never created"
-                ))),
-            };
-        } else {
-            return Ok(false);
+            // Inventory's answers to orders are not the catalog's.
+            ProductEvent::InventoryReserved(_) | ProductEvent::InventoryRejected(_) => {
+                return Ok(false);
+            }
         };
         let mut set = set;
         set.insert("version", version);

@@ -3,11 +3,11 @@
 //! published to the replicas once that transaction committed.
 
 use std::sync::Arc;
-use storefront_events::{OrderId, UserId};
 
 use mongodb::ClientSession;
 use storefront_events::{
-    Envelope, Event, Money, Topic,
+    Envelope, Event, Money, OrderEvent, OrderId, PaymentEvent, ProductEvent, Topic, TopicEvent,
+    UserEvent, UserId,
     orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderState, PriceLine},
     payments::{PaymentFailed, PaymentRefunded},
     products::{ProductCreated, StockChanged},
@@ -58,13 +58,6 @@ impl Notifier {
     }
 }
 
-fn decode<D: Event>(event: &Envelope) -> Result<D, HandlerError> {
-    event
-        .decode::<D>()
-        .map(|e| e.data)
-        .map_err(|e| HandlerError::Failed(format!("undecodable event: {e}")))
-}
-
 /// `43.63 USD (items 36.00 USD, Shipping 4.99 USD, Tax (8%) 2.88 USD)`: a total with what makes
 /// it up, when there is more to it than the items.
 fn with_charges(total: &Money, charges: &[PriceLine]) -> String {
@@ -101,12 +94,13 @@ fn for_order(
     }
 }
 
-/// The notification an event becomes, if any.
+/// The notification an event becomes, if any. Every event of the three topics is named: one
+/// added to any of them is a decision to make here.
 pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
-    let draft = match event.event_type.as_str() {
-        OrderAwaitingPayment::TYPE => {
-            let e: OrderAwaitingPayment = decode(event)?;
-            for_order(
+    let malformed = HandlerError::malformed;
+    if let Some(order) = OrderEvent::decode(event).map_err(malformed)? {
+        return Ok(match order {
+            OrderEvent::AwaitingPayment(e) => Some(for_order(
                 e.user_id,
                 e.order_id,
                 Kind::OrderConfirmed,
@@ -117,11 +111,8 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                     with_charges(&e.total, &e.charges),
                     e.expires_at.format("%H:%M UTC")
                 ),
-            )
-        }
-        OrderCompleted::TYPE => {
-            let e: OrderCompleted = decode(event)?;
-            for_order(
+            )),
+            OrderEvent::Completed(e) => Some(for_order(
                 e.user_id,
                 e.order_id,
                 Kind::OrderCompleted,
@@ -131,22 +122,22 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                     "We received your payment of {}. Thank you!",
                     with_charges(&e.total, &e.charges)
                 ),
-            )
-        }
-        OrderCancelled::TYPE => {
-            let e: OrderCancelled = decode(event)?;
-            for_order(
+            )),
+            OrderEvent::Cancelled(e) => Some(for_order(
                 e.user_id,
                 e.order_id,
                 Kind::OrderCancelled,
                 OrderState::Cancelled,
                 "Your order was cancelled".to_owned(),
                 format!("Why: {}.", e.reason.trim_end_matches('.')),
-            )
-        }
-        PaymentFailed::TYPE => {
-            let e: PaymentFailed = decode(event)?;
-            for_order(
+            )),
+            // A placed order is news once its stock is held; a refund once the money is back.
+            OrderEvent::Created(_) | OrderEvent::RefundDue(_) | OrderEvent::Refunded(_) => None,
+        });
+    }
+    if let Some(payment) = PaymentEvent::decode(event).map_err(malformed)? {
+        return Ok(match payment {
+            PaymentEvent::Failed(e) => Some(for_order(
                 e.user_id,
                 e.order_id,
                 Kind::PaymentFailed,
@@ -156,25 +147,23 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                     "{}. You can try another card until the order expires.",
                     e.reason.trim_end_matches('.')
                 ),
-            )
-        }
-        PaymentRefunded::TYPE => {
-            let e: PaymentRefunded = decode(event)?;
-            for_order(
+            )),
+            PaymentEvent::Refunded(e) => Some(for_order(
                 e.user_id,
                 e.order_id,
                 Kind::PaymentRefunded,
                 OrderState::Cancelled,
                 "Your order was refunded".to_owned(),
                 format!("{} is on its way back to your card.", e.amount),
-            )
-        }
-        ProductCreated::TYPE => {
-            let product = decode::<ProductCreated>(event)?.product;
-            if product.deleted {
-                return Ok(None);
-            }
-            Draft {
+            )),
+            // The order's `order.completed` says it, with the order's total.
+            PaymentEvent::Succeeded(_) => None,
+        });
+    }
+    Ok(match ProductEvent::decode(event).map_err(malformed)? {
+        Some(ProductEvent::Created(created)) if !created.product.deleted => {
+            let product = created.product;
+            Some(Draft {
                 to: EVERYONE.to_owned(),
                 kind: Kind::NewProduct,
                 title: format!("New in the shop: {}", product.title),
@@ -183,11 +172,19 @@ pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
                 order_id: None,
                 order_status: None,
                 product_id: Some(product.product_id.to_string()),
-            }
+            })
         }
-        _ => return Ok(None),
-    };
-    Ok(Some(draft))
+        // Stock news goes to the product sockets, not into notifications.
+        Some(
+            ProductEvent::Created(_)
+            | ProductEvent::Updated(_)
+            | ProductEvent::Deleted(_)
+            | ProductEvent::StockChanged(_)
+            | ProductEvent::InventoryReserved(_)
+            | ProductEvent::InventoryRejected(_),
+        )
+        | None => None,
+    })
 }
 
 impl EventHandler for Notifier {
@@ -208,10 +205,11 @@ impl EventHandler for Notifier {
     /// on the stock channel with no transaction and nothing stored. A redelivery publishes it
     /// again, which a client ignores (it keeps the highest version).
     async fn apply_idempotent(&self, event: &Envelope) -> Result<bool, HandlerError> {
-        if !event.is::<StockChanged>() {
+        let Some(ProductEvent::StockChanged(change)) =
+            ProductEvent::decode(event).map_err(HandlerError::malformed)?
+        else {
             return Ok(false);
-        }
-        let change: StockChanged = decode(event)?;
+        };
         self.hub.publish_stock(&crate::hub::StockNews {
             product_id: change.product_id,
             available: change.stock.available,
@@ -227,8 +225,9 @@ impl EventHandler for Notifier {
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
         self.pending.begin(event);
-        if event.is::<UserCreated>() {
-            let user: UserCreated = decode(event)?;
+        if let Some(UserEvent::Created(user)) =
+            UserEvent::decode(event).map_err(HandlerError::malformed)?
+        {
             self.store
                 .welcome(session, user.user_id, user.created_at)
                 .await?;

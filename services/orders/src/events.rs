@@ -5,9 +5,8 @@
 //! makes a replayed answer a no-op, so only a failed attempt keeps a processed-event record.
 
 use mongodb::ClientSession;
-use storefront_events::OrderId;
 use storefront_events::{
-    Envelope, Event, Topic,
+    Envelope, Event, OrderId, PaymentEvent, ProductEvent, Topic, TopicEvent,
     payments::{PaymentFailed, PaymentRefunded, PaymentSucceeded},
     products::{InventoryRejected, InventoryReserved},
 };
@@ -96,38 +95,35 @@ impl Saga {
 }
 
 /// The order an event moves and the step, for the events that move one (not a failed attempt,
-/// which only ends a hold).
+/// which only ends a hold). Every event of both topics is named: one added to either is a
+/// decision to make here.
 fn step_of(event: &Envelope) -> Result<Option<(OrderId, Step)>, HandlerError> {
-    Ok(Some(if event.is::<InventoryReserved>() {
-        let e = event
-            .decode::<InventoryReserved>()
-            .map_err(HandlerError::malformed)?;
-        (e.data.order_id, Step::Reserved)
-    } else if event.is::<InventoryRejected>() {
-        let e = event
-            .decode::<InventoryRejected>()
-            .map_err(HandlerError::malformed)?
-            .data;
-        (e.order_id, Step::Cancelled { reason: e.reason })
-    } else if event.is::<PaymentSucceeded>() {
-        let e = event
-            .decode::<PaymentSucceeded>()
-            .map_err(HandlerError::malformed)?
-            .data;
-        let step = Step::Paid {
-            payment_intent_id: e.payment_intent_id,
-            amount: e.amount,
-        };
-        (e.order_id, step)
-    } else if event.is::<PaymentRefunded>() {
-        let e = event
-            .decode::<PaymentRefunded>()
-            .map_err(HandlerError::malformed)?
-            .data;
-        (e.order_id, Step::Refunded)
-    } else {
-        return Ok(None);
-    }))
+    if let Some(product) = ProductEvent::decode(event).map_err(HandlerError::malformed)? {
+        return Ok(match product {
+            ProductEvent::InventoryReserved(e) => Some((e.order_id, Step::Reserved)),
+            ProductEvent::InventoryRejected(e) => {
+                Some((e.order_id, Step::Cancelled { reason: e.reason }))
+            }
+            // The catalog is the replica's; orders never reads stock.
+            ProductEvent::Created(_)
+            | ProductEvent::Updated(_)
+            | ProductEvent::Deleted(_)
+            | ProductEvent::StockChanged(_) => None,
+        });
+    }
+    Ok(
+        match PaymentEvent::decode(event).map_err(HandlerError::malformed)? {
+            Some(PaymentEvent::Succeeded(e)) => Some((
+                e.order_id,
+                Step::Paid {
+                    payment_intent_id: e.payment_intent_id,
+                    amount: e.amount,
+                },
+            )),
+            Some(PaymentEvent::Refunded(e)) => Some((e.order_id, Step::Refunded)),
+            Some(PaymentEvent::Failed(_)) | None => None,
+        },
+    )
 }
 
 /// What the saga consumer acts on; the rest of its topics is acknowledged unread.
@@ -179,11 +175,9 @@ impl EventHandler for Saga {
         self.moved.begin(event);
         if let Some((order_id, step)) = step_of(event)? {
             self.step(session, event, order_id, step).await
-        } else if event.is::<PaymentFailed>() {
-            let e = event
-                .decode::<PaymentFailed>()
-                .map_err(HandlerError::malformed)?
-                .data;
+        } else if let Some(PaymentEvent::Failed(e)) =
+            PaymentEvent::decode(event).map_err(HandlerError::malformed)?
+        {
             if self
                 .store
                 .release_hold(session, e.order_id)

@@ -4,7 +4,7 @@
 //! refund by itself: every other order event is none of its business.
 
 use mongodb::ClientSession;
-use storefront_events::{Envelope, Event, Topic, orders::OrderRefundDue};
+use storefront_events::{Envelope, Event, OrderEvent, Topic, TopicEvent, orders::OrderRefundDue};
 use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
 
 use crate::{
@@ -34,13 +34,18 @@ impl EventHandler for RefundRequests {
         event: &Envelope,
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
-        if !event.is::<OrderRefundDue>() {
-            return Ok(());
-        }
-        let due = event
-            .decode::<OrderRefundDue>()
-            .map_err(|e| HandlerError::Failed(format!("undecodable event: {e}")))?
-            .data;
+        let due = match OrderEvent::decode(event).map_err(HandlerError::malformed)? {
+            Some(OrderEvent::RefundDue(due)) => due,
+            // orders decides the order's fate; payments only gives back what it is told to.
+            Some(
+                OrderEvent::Created(_)
+                | OrderEvent::AwaitingPayment(_)
+                | OrderEvent::Completed(_)
+                | OrderEvent::Cancelled(_)
+                | OrderEvent::Refunded(_),
+            )
+            | None => return Ok(()),
+        };
         let request = RefundRequest {
             order_id: due.order_id,
             user_id: due.user_id,

@@ -16,7 +16,7 @@
 
 use mongodb::ClientSession;
 use storefront_events::{
-    Envelope, Event, Topic,
+    Envelope, Event, OrderEvent, ProductViewEvent, Topic, TopicEvent,
     orders::{OrderCancelled, OrderCompleted, OrderCreated},
     products::ProductViewed,
 };
@@ -56,32 +56,29 @@ fn failed(e: StoreError) -> HandlerError {
 }
 
 /// The saga event as an inventory operation; `None` for any other event.
-fn op_of(event: &Envelope) -> Option<Result<InventoryOp, HandlerError>> {
-    let op = if event.is::<OrderCreated>() {
-        event.decode::<OrderCreated>().map(|e| {
-            let order = e.data;
+fn op_of(event: &Envelope) -> Result<Option<InventoryOp>, HandlerError> {
+    let Some(order) = OrderEvent::decode(event).map_err(HandlerError::malformed)? else {
+        return Ok(None);
+    };
+    Ok(match order {
+        OrderEvent::Created(order) => {
             // An order without valid lines (none, or a quantity below one) is rejected as such.
             let lines = merge_lines(order.lines.iter().map(|l| (l.product_id, l.quantity)))
                 .unwrap_or_default();
-            InventoryOp::Reserve {
+            Some(InventoryOp::Reserve {
                 order_id: order.order_id,
                 lines,
-            }
-        })
-    } else if event.is::<OrderCancelled>() {
-        event
-            .decode::<OrderCancelled>()
-            .map(|e| InventoryOp::Release {
-                order_id: e.data.order_id,
             })
-    } else if event.is::<OrderCompleted>() {
-        event.decode::<OrderCompleted>().map(|e| InventoryOp::Sell {
-            order_id: e.data.order_id,
-        })
-    } else {
-        return None;
-    };
-    Some(op.map_err(HandlerError::malformed))
+        }
+        OrderEvent::Cancelled(e) => Some(InventoryOp::Release {
+            order_id: e.order_id,
+        }),
+        OrderEvent::Completed(e) => Some(InventoryOp::Sell {
+            order_id: e.order_id,
+        }),
+        // Stock is held from `order.created`; the money's fate is orders' and payments'.
+        OrderEvent::AwaitingPayment(_) | OrderEvent::RefundDue(_) | OrderEvent::Refunded(_) => None,
+    })
 }
 
 impl EventHandler for Inventory {
@@ -114,7 +111,8 @@ impl EventHandler for Inventory {
     ) -> Result<(), HandlerError> {
         let ops = events
             .iter()
-            .filter_map(|event| op_of(event))
+            .map(|event| op_of(event))
+            .filter_map(Result::transpose)
             .collect::<Result<Vec<_>, _>>()?;
         self.store.apply_all_in(session, &ops).await.map_err(failed)
     }
@@ -124,20 +122,16 @@ impl EventHandler for Inventory {
         event: &Envelope,
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
-        match op_of(event).transpose()? {
-            Some(op) => self.store.apply_in(session, &op).await.map_err(failed)?,
-            None if event.is::<ProductViewed>() => {
-                let viewed = event
-                    .decode::<ProductViewed>()
-                    .map_err(HandlerError::malformed)?
-                    .data;
-                self.analytics
-                    .count_in(session, &viewed)
-                    .await
-                    .map_err(failed)?;
-            }
-            None => {}
+        if let Some(op) = op_of(event)? {
+            return self.store.apply_in(session, &op).await.map_err(failed);
         }
-        Ok(())
+        match ProductViewEvent::decode(event).map_err(HandlerError::malformed)? {
+            Some(ProductViewEvent::Viewed(viewed)) => self
+                .analytics
+                .count_in(session, &viewed)
+                .await
+                .map_err(failed),
+            None => Ok(()),
+        }
     }
 }
