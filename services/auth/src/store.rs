@@ -16,7 +16,7 @@ use storefront_events::{
 };
 use storefront_kit::{
     mongo::{Mongo, Transient, is_duplicate_key},
-    outbox::{AppendError, Outbox},
+    outbox::Outbox,
     retry_transient,
 };
 use uuid::Uuid;
@@ -244,11 +244,7 @@ impl Store {
         self.outbox
             .append(session, event)
             .await
-            .map_err(|e| match e {
-                // Whole, so that a transient failure runs the transaction again.
-                AppendError::Mongo(e) => StoreError::Mongo(e),
-                other => StoreError::Outbox(other.to_string()),
-            })
+            .map_err(|e| e.into_store(StoreError::Outbox))
     }
 
     /// Creates a user and publishes `user.created`.

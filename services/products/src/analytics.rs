@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use storefront_events::{Envelope, products::ProductViewed};
 use storefront_kit::{
     mongo::{Mongo, is_duplicate_key, summed},
-    outbox::{AppendError, Outbox},
+    outbox::Outbox,
     retry_transient,
 };
 use tokio::sync::watch;
@@ -202,10 +202,7 @@ impl Analytics {
             self.outbox
                 .append(&mut session, event.clone())
                 .await
-                .map_err(|e| match e {
-                    AppendError::Mongo(e) => StoreError::Mongo(e),
-                    other => StoreError::Outbox(other.to_string()),
-                })?;
+                .map_err(|e| e.into_store(StoreError::Outbox))?;
         }
         self.outbox.commit(session).await?;
         Ok(())

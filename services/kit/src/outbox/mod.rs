@@ -222,6 +222,17 @@ pub enum AppendError {
     Encode(String),
 }
 
+impl AppendError {
+    /// Into a service's store error: MongoDB's error whole (so a transient one runs the caller's
+    /// transaction again), an event that cannot be encoded as `encode` makes it.
+    pub fn into_store<E: From<mongodb::error::Error>>(self, encode: impl FnOnce(String) -> E) -> E {
+        match self {
+            AppendError::Mongo(e) => e.into(),
+            other => encode(other.to_string()),
+        }
+    }
+}
+
 impl Transient for AppendError {
     fn is_transient(&self) -> bool {
         matches!(self, AppendError::Mongo(e) if e.is_transient())

@@ -69,11 +69,7 @@ pub enum StoreError {
 
 impl From<AppendError> for StoreError {
     fn from(e: AppendError) -> Self {
-        match e {
-            // Whole, so that a transient failure runs the transaction again.
-            AppendError::Mongo(e) => StoreError::Mongo(e),
-            other => StoreError::Outbox(other.to_string()),
-        }
+        e.into_store(StoreError::Outbox)
     }
 }
 

@@ -321,9 +321,5 @@ impl Store {
 }
 
 fn append_failed(e: AppendError) -> StoreError {
-    match e {
-        // Whole, so that a transient failure runs the transaction again.
-        AppendError::Mongo(e) => StoreError::Mongo(e),
-        other => StoreError::Outbox(other.to_string()),
-    }
+    e.into_store(StoreError::Outbox)
 }
