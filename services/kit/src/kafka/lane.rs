@@ -2,6 +2,8 @@
 //! waiting together — each at most once in effect, retried, and dead-lettered after its last
 //! attempt.
 
+use tracing::Instrument;
+
 use super::*;
 
 pub(super) fn count<H>(shared: &Shared<H>, outcome: Outcome) {
@@ -106,8 +108,25 @@ impl<H: EventHandler> Replay for Shared<H> {
 }
 
 impl<H: EventHandler> Shared<H> {
-    /// Applies one message: at most once in effect, dead-lettered after the last attempt.
+    /// Applies one message: at most once in effect, dead-lettered after the last attempt. In a
+    /// span naming the event (its id, type and key: the order or product it is about), so what
+    /// the handler logs can be followed back to the event, and the event to its aggregate.
     pub(super) async fn process(&self, delivery: &Delivery) -> Outcome {
+        let group = &self.settings.group;
+        let span = match &delivery.event {
+            Ok(event) => tracing::info_span!(
+                "event",
+                %group,
+                event_id = %event.id,
+                r#type = %event.event_type,
+                key = %event.key,
+            ),
+            Err(_) => tracing::info_span!("event", %group, offset = delivery.message.offset()),
+        };
+        self.process_in_span(delivery).instrument(span).await
+    }
+
+    async fn process_in_span(&self, delivery: &Delivery) -> Outcome {
         let event = match &delivery.event {
             Ok(event) => event,
             Err(e) => return self.dead_letter(&delivery.message, e, 1).await,
@@ -191,8 +210,14 @@ impl<H: EventHandler> Shared<H> {
     /// (a conflict, a bad event, a lost connection), each on its own with [`Shared::process`].
     pub(super) async fn process_all(&self, batch: &[Delivery]) -> Vec<Outcome> {
         let events: Vec<&Envelope> = batch.iter().filter_map(|d| d.event.as_ref().ok()).collect();
-        if events.len() == batch.len() {
-            match self.apply_all(&events).await {
+        if !events.is_empty() && events.len() == batch.len() {
+            let span = tracing::info_span!(
+                "events",
+                group = %self.settings.group,
+                count = events.len(),
+                first_id = %events[0].id,
+            );
+            match self.apply_all(&events).instrument(span).await {
                 Ok(()) => return vec![Outcome::Applied; batch.len()],
                 Err(e) => {
                     self.count_retry("batch");
