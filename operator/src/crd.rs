@@ -58,6 +58,10 @@ pub struct StorefrontSpec {
     /// one orders serves itself (docs/api/pricing.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<PricingSpec>,
+    /// Traces: every service exports its spans by OTLP to a collector (docs/traces.md); unset:
+    /// no traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetrySpec>,
     /// What happens to topics, databases and the bucket when the Storefront is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -286,6 +290,16 @@ pub struct PricingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 50, max = 10000))]
     pub timeout_ms: Option<u32>,
+}
+
+/// Where the shop's traces go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetrySpec {
+    /// An OpenTelemetry collector's OTLP/HTTP endpoint, e.g. `http://otel-collector.observability:4318`
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`; spans go to `{otlpEndpoint}/v1/traces`).
+    #[schemars(length(min = 1, max = 2048))]
+    pub otlp_endpoint: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -20,18 +20,15 @@ const LEASE: &str = "storefront-operator";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json");
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,kube=warn".into());
-    if json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    // Logs (JSON with `LOG_FORMAT=json`), and traces of every reconcile when
+    // `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the chart's `otlpEndpoint`; docs/traces.md).
+    storefront_kit::telemetry::init_with_filter("operator", "info,kube=warn");
+    let result = operate().await;
+    storefront_kit::telemetry::shutdown();
+    result
+}
 
+async fn operate() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::try_default().await?;
     // Every namespace, or only `WATCH_NAMESPACE` (a namespaced install).
     let namespace = std::env::var("WATCH_NAMESPACE")

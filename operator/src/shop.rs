@@ -147,6 +147,15 @@ pub struct Shop {
     pub redis_url: String,
     pub payments: PaymentsSpec,
     pub pricing: Option<Pricing>,
+    /// Where every service sends its traces, if anywhere.
+    pub telemetry: Option<Endpoint>,
+}
+
+/// An http(s) URL outside the shop a service calls, validated: its NetworkPolicy allows the port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub port: u16,
 }
 
 /// The shop's own pricing function, validated.
@@ -175,6 +184,25 @@ fn field(field: &'static str, message: impl Into<String>) -> Invalid {
         field,
         message: message.into(),
     }
+}
+
+/// `url` as an http(s) URL with a host, and the port it names (or its scheme's).
+fn endpoint(name: &'static str, url: &str) -> Result<Endpoint, Invalid> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| field(name, format!("{url:?}: {e}")))?;
+    let default_port = match uri.scheme_str() {
+        Some("http") => 80,
+        Some("https") => 443,
+        _ => return Err(field(name, "must be an http:// or https:// URL")),
+    };
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(field(name, "has no host"));
+    }
+    Ok(Endpoint {
+        url: url.to_owned(),
+        port: uri.port_u16().unwrap_or(default_port),
+    })
 }
 
 impl Shop {
@@ -240,25 +268,19 @@ impl Shop {
         let pricing = match &spec.pricing {
             None => None,
             Some(pricing) => {
-                let uri: http::Uri = pricing
-                    .url
-                    .parse()
-                    .map_err(|e| field("pricing.url", format!("{:?}: {e}", pricing.url)))?;
-                let default_port = match uri.scheme_str() {
-                    Some("http") => 80,
-                    Some("https") => 443,
-                    _ => return Err(field("pricing.url", "must be an http:// or https:// URL")),
-                };
-                if uri.host().is_none_or(str::is_empty) {
-                    return Err(field("pricing.url", "has no host"));
-                }
+                let Endpoint { url, port } = endpoint("pricing.url", &pricing.url)?;
                 Some(Pricing {
-                    url: pricing.url.clone(),
-                    port: uri.port_u16().unwrap_or(default_port),
+                    url,
+                    port,
                     timeout_ms: pricing.timeout_ms,
                 })
             }
         };
+        let telemetry = spec
+            .telemetry
+            .as_ref()
+            .map(|t| endpoint("telemetry.otlpEndpoint", &t.otlp_endpoint))
+            .transpose()?;
         if !is_bucket_name(&spec.object_storage.bucket) {
             return Err(field(
                 "objectStorage.bucket",
@@ -322,6 +344,7 @@ impl Shop {
             redis_url: spec.redis.url.clone(),
             payments: spec.payments.clone(),
             pricing,
+            telemetry,
         })
     }
 

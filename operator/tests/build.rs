@@ -57,6 +57,7 @@ fn full() -> Value {
             "fetchWaitMaxMs": 10, "idleFetchIntervalMs": 250,
         },
         "pricing": { "url": "https://prices.example.com:8443/quote", "timeoutMs": 500 },
+        "telemetry": { "otlpEndpoint": "http://otel-collector.observability:4318" },
         "mongodb": { "mode": "external", "uriSecret": { "name": "mongo-admin", "key": "uri" } },
         "objectStorage": {
             "endpoint": "http://minio.data:9000",
@@ -162,7 +163,7 @@ fn sizes_and_overrides_decide_replicas_and_budgets() {
 
 #[test]
 fn what_the_schema_cannot_check_is_refused_with_the_field() {
-    let cases: [(&str, Value, &str); 11] = [
+    let cases: [(&str, Value, &str); 13] = [
         (
             "host",
             json!("Shop Example"),
@@ -206,6 +207,16 @@ fn what_the_schema_cannot_check_is_refused_with_the_field() {
             "spec.pricing.url: must be an http:// or https:// URL",
         ),
         ("pricing", json!({ "url": "not a url" }), "spec.pricing.url"),
+        (
+            "telemetry",
+            json!({ "otlpEndpoint": "otel-collector:4318" }),
+            "spec.telemetry.otlpEndpoint",
+        ),
+        (
+            "telemetry",
+            json!({ "otlpEndpoint": "grpc://otel-collector:4317" }),
+            "spec.telemetry.otlpEndpoint: must be an http:// or https:// URL",
+        ),
     ];
     for (key, value, message) in cases {
         let mut spec = small();

@@ -20,7 +20,7 @@ use crate::{
     cluster::{self, Cluster},
     faults, images,
     install::{self, ApiServerTools, Browser, ClusterTools, ManifestTools, Tools, run},
-    root,
+    procs, root,
     services::{self, Ports, ServiceEnv, target_dir},
     stack::{Persistence, S3_ACCESS_KEY, S3_SECRET_KEY, STRIPE_SECRET_KEY, Stack},
     step,
@@ -204,73 +204,76 @@ fn suite(
         start_shop(&mut stack, tools, bin, &dir).map(|shop| ((admin, kubeconfig), shop))
     });
     let screenshots = target_dir().join("screenshots");
-    let status = shop.and_then(|((mongodb_admin, kubeconfig), (ports, admin_password))| {
-        let e = &stack.endpoints;
-        step(format!(
-            "running the tests (the shop: {}; screenshots: {})",
-            ports.gateway_url(),
-            screenshots.display()
-        ));
-        let nextest = |profile: &str| {
-            let mut command = Command::new(env!("CARGO"));
-            command
-                .current_dir(root())
-                .args([
-                    "nextest",
-                    "run",
-                    "--workspace",
-                    "--all-features",
-                    "--no-fail-fast",
-                ])
-                .args(["--profile", profile])
-                .args(args)
-                .env("STOREFRONT_TEST_MONGODB_URI", &e.mongodb_uri)
-                .env("STOREFRONT_TEST_MONGODB_ADMIN_URI", &mongodb_admin)
-                .env("STOREFRONT_TEST_KAFKA_BOOTSTRAP", &e.kafka_bootstrap)
-                .env("STOREFRONT_TEST_REDIS_URL", &e.redis_url)
-                .env("STOREFRONT_TEST_S3_ENDPOINT", &e.s3_endpoint)
-                .env("STOREFRONT_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY)
-                .env("STOREFRONT_TEST_S3_SECRET_KEY", S3_SECRET_KEY)
-                .env("STOREFRONT_TEST_STRIPE_URL", &e.stripe_url)
-                .env("STOREFRONT_TEST_STRIPE_SECRET_KEY", STRIPE_SECRET_KEY)
-                .env("STOREFRONT_TEST_SHOP_URL", ports.gateway_url())
-                .env("STOREFRONT_TEST_SHOP_ADMIN_EMAIL", SHOP_ADMIN_EMAIL)
-                .env("STOREFRONT_TEST_SHOP_ADMIN_PASSWORD", &admin_password)
-                .env("STOREFRONT_TEST_CHROMIUM", &browser.chromium)
-                .env("STOREFRONT_TEST_CHROMEDRIVER", &browser.chromedriver)
-                .env("STOREFRONT_TEST_SCREENSHOTS", &screenshots)
-                .env("STOREFRONT_TEST_HELM", &manifests.helm)
-                .env("STOREFRONT_TEST_KUBECTL", &manifests.kubectl)
-                .env("STOREFRONT_TEST_KUBECONFIG", &kubeconfig)
-                .env(
-                    "STOREFRONT_TEST_KUBERNETES_VALIDATE",
-                    &manifests.kubernetes_validate,
-                );
-            command
-        };
-        let suite = if selects_tests(args, "default")? {
-            nextest("default")
-                .status()
-                .context("run cargo nextest")?
-                .success()
-        } else {
-            true
-        };
-        // Then, on the same shop with nothing else running, the OpenAPI fuzz run (tests/fuzz.rs):
-        // it writes junk products and carts a test could trip on.
-        let fuzz = if selects_tests(args, FUZZ_PROFILE)? {
-            step("fuzzing every documented operation through the gateway");
-            let schemathesis = install::schemathesis()?;
-            nextest(FUZZ_PROFILE)
-                .env("STOREFRONT_TEST_SCHEMATHESIS", schemathesis)
-                .status()
-                .context("run cargo nextest")?
-                .success()
-        } else {
-            true
-        };
-        anyhow::Ok(suite && fuzz)
-    });
+    let status = shop.and_then(
+        |((mongodb_admin, kubeconfig), (ports, admin_password, otlp))| {
+            let e = &stack.endpoints;
+            step(format!(
+                "running the tests (the shop: {}; screenshots: {})",
+                ports.gateway_url(),
+                screenshots.display()
+            ));
+            let nextest = |profile: &str| {
+                let mut command = Command::new(env!("CARGO"));
+                command
+                    .current_dir(root())
+                    .args([
+                        "nextest",
+                        "run",
+                        "--workspace",
+                        "--all-features",
+                        "--no-fail-fast",
+                    ])
+                    .args(["--profile", profile])
+                    .args(args)
+                    .env("STOREFRONT_TEST_MONGODB_URI", &e.mongodb_uri)
+                    .env("STOREFRONT_TEST_MONGODB_ADMIN_URI", &mongodb_admin)
+                    .env("STOREFRONT_TEST_KAFKA_BOOTSTRAP", &e.kafka_bootstrap)
+                    .env("STOREFRONT_TEST_REDIS_URL", &e.redis_url)
+                    .env("STOREFRONT_TEST_S3_ENDPOINT", &e.s3_endpoint)
+                    .env("STOREFRONT_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY)
+                    .env("STOREFRONT_TEST_S3_SECRET_KEY", S3_SECRET_KEY)
+                    .env("STOREFRONT_TEST_STRIPE_URL", &e.stripe_url)
+                    .env("STOREFRONT_TEST_STRIPE_SECRET_KEY", STRIPE_SECRET_KEY)
+                    .env("STOREFRONT_TEST_SHOP_URL", ports.gateway_url())
+                    .env("STOREFRONT_TEST_SHOP_ADMIN_EMAIL", SHOP_ADMIN_EMAIL)
+                    .env("STOREFRONT_TEST_SHOP_ADMIN_PASSWORD", &admin_password)
+                    .env("STOREFRONT_TEST_OTLP_ADDR", &otlp)
+                    .env("STOREFRONT_TEST_CHROMIUM", &browser.chromium)
+                    .env("STOREFRONT_TEST_CHROMEDRIVER", &browser.chromedriver)
+                    .env("STOREFRONT_TEST_SCREENSHOTS", &screenshots)
+                    .env("STOREFRONT_TEST_HELM", &manifests.helm)
+                    .env("STOREFRONT_TEST_KUBECTL", &manifests.kubectl)
+                    .env("STOREFRONT_TEST_KUBECONFIG", &kubeconfig)
+                    .env(
+                        "STOREFRONT_TEST_KUBERNETES_VALIDATE",
+                        &manifests.kubernetes_validate,
+                    );
+                command
+            };
+            let suite = if selects_tests(args, "default")? {
+                nextest("default")
+                    .status()
+                    .context("run cargo nextest")?
+                    .success()
+            } else {
+                true
+            };
+            // Then, on the same shop with nothing else running, the OpenAPI fuzz run (tests/fuzz.rs):
+            // it writes junk products and carts a test could trip on.
+            let fuzz = if selects_tests(args, FUZZ_PROFILE)? {
+                step("fuzzing every documented operation through the gateway");
+                let schemathesis = install::schemathesis()?;
+                nextest(FUZZ_PROFILE)
+                    .env("STOREFRONT_TEST_SCHEMATHESIS", schemathesis)
+                    .status()
+                    .context("run cargo nextest")?
+                    .success()
+            } else {
+                true
+            };
+            anyhow::Ok(suite && fuzz)
+        },
+    );
     step("stopping the test stack");
     stack.stop();
     if !status? {
@@ -432,8 +435,16 @@ pub fn bench_cluster() -> Result<()> {
     Ok(())
 }
 
-/// The whole shop on the test backends, on free ports; answers the ports and the admin's password.
-fn start_shop(stack: &mut Stack, tools: &Tools, bin: &Path, dir: &Path) -> Result<(Ports, String)> {
+/// The whole shop on the test backends, on free ports; answers the ports, the admin's password
+/// and where the shop sends its traces: an OTLP receiver that is the trace test
+/// (`xtask/tests/traces.rs`) while it runs, and nothing otherwise (an export then fails at once,
+/// quietly).
+fn start_shop(
+    stack: &mut Stack,
+    tools: &Tools,
+    bin: &Path,
+    dir: &Path,
+) -> Result<(Ports, String, String)> {
     let key = dir.join("signing-key.pem");
     run(
         Command::new(bin.join("auth")).arg("generate-key").arg(&key),
@@ -441,15 +452,24 @@ fn start_shop(stack: &mut Stack, tools: &Tools, bin: &Path, dir: &Path) -> Resul
     )?;
     let password = format!("sf-{}", uuid::Uuid::new_v4().simple());
     let ports = Ports::free()?;
+    let [otlp] = procs::free_ports::<1>()?;
+    let otlp = format!("127.0.0.1:{otlp}");
     let env = ServiceEnv {
         endpoints: &stack.endpoints.clone(),
         ports: &ports,
         signing_key: &key,
         admin: Some((SHOP_ADMIN_EMAIL, &password)),
-        overrides: Vec::new(),
+        overrides: vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                format!("http://{otlp}"),
+            ),
+            // Spans reach the receiver within a fifth of a second, not the default five.
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
+        ],
     };
     services::start_shop(stack, tools, bin, &env)?;
-    Ok((ports, password))
+    Ok((ports, password, otlp))
 }
 
 /// `cargo xtask schemas`: rewrite `docs/events/` from the event types.

@@ -106,6 +106,9 @@ pub fn network_policy(shop: &Shop, planned: &Planned) -> NetworkPolicy {
     {
         backend_ports.push(i32::from(pricing.port));
     }
+    if let Some(telemetry) = &shop.telemetry {
+        backend_ports.push(i32::from(telemetry.port));
+    }
     backend_ports.sort_unstable();
     backend_ports.dedup();
     egress.push(NetworkPolicyEgressRule {

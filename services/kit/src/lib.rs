@@ -2,7 +2,8 @@
 //!
 //! One way to do each cross-cutting thing, so services only write their domain:
 //! - [`config`]: typed configuration read once from the environment, errors naming the variable;
-//! - [`telemetry`]: `tracing` (JSON when `LOG_FORMAT=json`);
+//! - [`telemetry`]: `tracing` logs (JSON when `LOG_FORMAT=json`) and OpenTelemetry traces across
+//!   HTTP and Kafka (exported by OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set);
 //! - [`error`]: one [`Error`] type rendered as RFC 9457 problem+json, and the [`Json`] extractor
 //!   that turns malformed bodies into problems instead of axum's plain-text rejections;
 //! - [`server`]: the router around a service's routes (`/healthz`, `/readyz`, `/metrics`, request
@@ -74,5 +75,6 @@ where
     // runtime waits for its blocking threads, and a Kafka client's destroy can block on one for
     // long (BACKENDS: librdkafka), which kept stopping pods alive until their grace period ran out.
     tracing::info!(service, code, "stopped");
+    telemetry::shutdown();
     std::process::exit(code)
 }

@@ -35,7 +35,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{Error, config::HttpConfig, metrics::Metrics};
+use crate::{Error, config::HttpConfig, metrics::Metrics, telemetry};
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
@@ -266,7 +266,12 @@ pub fn build(service: &str, routes: Router, readiness: Readiness, http: &HttpCon
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
-        tracing::info_span!("request", method = %request.method(), uri = %request.uri().path(), request_id = %id)
+        let span = tracing::info_span!("request", method = %request.method(), uri = %request.uri().path(), request_id = %id);
+        // The caller's trace, if it sent one (a browser, the gateway, another service).
+        telemetry::continue_from(&span, |name| {
+            request.headers().get(name).and_then(|v| v.to_str().ok())
+        });
+        span
     }))
     .layer(PropagateRequestIdLayer::new(request_id.clone()))
     .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

@@ -1,17 +1,275 @@
-//! Logging with `tracing`: pretty for people locally, JSON (`LOG_FORMAT=json`) in clusters.
-//! The filter comes from `RUST_LOG` (default `info`).
+//! Logs and traces with `tracing`.
+//!
+//! **Logs**: pretty for people locally, JSON (`LOG_FORMAT=json`) in clusters; the filter comes
+//! from `RUST_LOG` (default `info`).
+//!
+//! **Traces** (OpenTelemetry), off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set (e.g.
+//! `http://otel-collector:4318`): then every span — an HTTP request, a consumed event, what a
+//! handler opens — is exported by OTLP over HTTP (protobuf) to `{endpoint}/v1/traces`, batched
+//! (the standard `OTEL_BSP_*` and `OTEL_RESOURCE_ATTRIBUTES` variables apply; `service.name` is
+//! the service). One order is one trace across the shop, carried in the W3C trace context:
+//!
+//! - **HTTP in**: a request's span continues the caller's `traceparent` (a browser's, the
+//!   gateway passes it on) — `crate::server`;
+//! - **HTTP out**: [`propagate`] adds the current span's `traceparent` to a call (cart → orders,
+//!   payments → orders, web → every service);
+//! - **Kafka**: an event appended to the outbox keeps the `traceparent` of the span that appended
+//!   it ([`traceparent`]), the relay sends it as a Kafka header, and the consumer's span for the
+//!   event continues it ([`continue_from`]) — so the checkout request, inventory's reservation in
+//!   products and orders' step are one trace, however long the event waited.
 
-use tracing_subscriber::{EnvFilter, fmt};
+use std::{collections::HashMap, sync::OnceLock};
 
+use opentelemetry::{
+    global,
+    propagation::{Extractor, Injector},
+    trace::{TraceContextExt as _, TracerProvider as _},
+};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+
+/// The W3C header (and Kafka header) a trace context travels in.
+pub const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// Where traces go when set (`http://host:4318`); traces are off without it.
+pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Sets up logging, and tracing when [`OTLP_ENDPOINT`] is set. Call [`shutdown`] before the
+/// process exits, so the last spans are sent.
 pub fn init(service: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_filter(service, "info");
+}
+
+/// [`init`] with another filter than `info` when `RUST_LOG` is not set.
+pub fn init_with_filter(service: &str, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = fmt().with_env_filter(filter).with_target(false);
-    // `try_init`: a second call (tests spawning several apps) keeps the first subscriber.
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    let logs = if json {
+        fmt::layer()
+            .with_target(false)
+            .json()
+            .flatten_event(true)
+            .boxed()
     } else {
-        builder.compact().try_init()
+        fmt::layer().with_target(false).compact().boxed()
     };
-    tracing::info!(service, "starting");
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let (traces, failed) = match exporting(service) {
+        Ok(Some(provider)) => {
+            let tracer = provider.tracer(service.to_owned());
+            let _ = PROVIDER.set(provider);
+            (
+                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+                None,
+            )
+        }
+        Ok(None) => (None, None),
+        Err(e) => (None, Some(e)),
+    };
+    // `try_init`: a second call (tests spawning several apps) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(traces)
+        .try_init();
+    let traces = PROVIDER.get().is_some();
+    tracing::info!(service, traces, "starting");
+    if let Some(e) = failed {
+        tracing::error!(error = %e, "traces are off: the OTLP exporter cannot be made");
+    }
+}
+
+/// The tracer provider exporting to [`OTLP_ENDPOINT`], if it is set.
+fn exporting(service: &str) -> Result<Option<SdkTracerProvider>, String> {
+    if std::env::var(OTLP_ENDPOINT).map_or(true, |v| v.trim().is_empty()) {
+        return Ok(None);
+    }
+    // The exporter's blocking HTTP client starts a runtime of its own: made off the service's.
+    let exporter = std::thread::spawn(|| {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+    })
+    .join()
+    .map_err(|_| "the exporter's thread panicked".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .build();
+    global::set_tracer_provider(provider.clone());
+    Ok(Some(provider))
+}
+
+/// Sends the spans not yet exported; blocks (up to the exporter's timeout) while it does.
+pub fn shutdown() {
+    if let Some(provider) = PROVIDER.get()
+        && let Err(e) = provider.shutdown()
+    {
+        eprintln!("traces: the last spans were not all sent: {e}");
+    }
+}
+
+struct Headers<'a>(&'a mut HashMap<String, String>);
+
+impl Injector for Headers<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+/// The current span's trace context as headers (`traceparent`, and `tracestate` when there is
+/// one); empty when traces are off.
+fn current_context() -> HashMap<String, String> {
+    let mut headers = HashMap::new();
+    let context = tracing::Span::current().context();
+    global::get_text_map_propagator(|p| p.inject_context(&context, &mut Headers(&mut headers)));
+    headers
+}
+
+/// The current span's `traceparent`, for an event about to be appended to the outbox; `None`
+/// when traces are off.
+pub fn traceparent() -> Option<String> {
+    current_context().remove(TRACEPARENT)
+}
+
+/// `request` with the current span's trace context, so the service it calls continues it.
+pub fn propagate(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    current_context()
+        .into_iter()
+        .fold(request, |request, (name, value)| {
+            request.header(name, value)
+        })
+}
+
+/// Reads a trace context out of any headers: `F` finds a header's text by name.
+struct Lookup<'h, 'a, F>(&'h F, std::marker::PhantomData<&'a str>);
+
+impl<'a, F: Fn(&str) -> Option<&'a str>> Extractor for Lookup<'_, 'a, F> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (self.0)(key)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        [TRACEPARENT, TRACESTATE]
+            .into_iter()
+            .filter(|k| (self.0)(k).is_some())
+            .collect()
+    }
+}
+
+fn extract<'a>(header: &impl Fn(&str) -> Option<&'a str>) -> opentelemetry::Context {
+    global::get_text_map_propagator(|p| p.extract(&Lookup(header, std::marker::PhantomData)))
+}
+
+/// Makes `span` continue the trace whose context `header` finds (`traceparent`, `tracestate`):
+/// an HTTP request's headers, a Kafka message's. Nothing when there is none, or traces are off.
+pub fn continue_from<'a>(span: &tracing::Span, header: impl Fn(&str) -> Option<&'a str>) {
+    if header(TRACEPARENT).is_none() {
+        return;
+    }
+    let _ = span.set_parent(extract(&header));
+}
+
+/// Links `span` to the trace whose context `header` finds: a batch of events applied together
+/// continues its first event's trace and links the others'.
+pub fn link_from<'a>(span: &tracing::Span, header: impl Fn(&str) -> Option<&'a str>) {
+    if header(TRACEPARENT).is_none() {
+        return;
+    }
+    let linked = extract(&header).span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALLER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    /// Runs `f` with spans recorded by OpenTelemetry (no exporter), as a service with traces on.
+    fn traced<T>(f: impl FnOnce() -> T) -> T {
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        let provider = SdkTracerProvider::builder().build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f)
+    }
+
+    fn only_traceparent<'a>(value: Option<&'a str>) -> impl Fn(&str) -> Option<&'a str> {
+        move |name| if name == TRACEPARENT { value } else { None }
+    }
+
+    #[test]
+    fn a_span_continues_the_callers_trace_and_passes_it_on_with_its_own_span_id() {
+        traced(|| {
+            let span = tracing::info_span!("request");
+            continue_from(&span, only_traceparent(Some(CALLER)));
+            let _entered = span.enter();
+            let out = traceparent().expect("a trace context to pass on");
+            assert!(
+                out.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+                "{out}"
+            );
+            assert!(
+                !out.contains("b7ad6b7169203331"),
+                "{out}: the caller's span id"
+            );
+        });
+    }
+
+    #[test]
+    fn a_missing_or_malformed_traceparent_starts_a_trace_of_its_own() {
+        traced(|| {
+            for incoming in [
+                None,
+                Some("00-nonsense-01"),
+                Some("00-00000000000000000000000000000000-b7ad6b7169203331-01"),
+            ] {
+                let span = tracing::info_span!("request");
+                continue_from(&span, only_traceparent(incoming));
+                let _entered = span.enter();
+                let out = traceparent().expect("a trace of its own");
+                assert!(!out.contains("0af7651916cd43dd8448eb211c80319c"), "{out}");
+                assert!(!out.contains("-00000000000000000000000000000000-"), "{out}");
+            }
+        });
+    }
+
+    #[test]
+    fn a_batch_continues_its_first_events_trace() {
+        traced(|| {
+            let span = tracing::info_span!("events");
+            continue_from(&span, only_traceparent(Some(CALLER)));
+            link_from(
+                &span,
+                only_traceparent(Some(
+                    "00-11111111111111111111111111111111-2222222222222222-01",
+                )),
+            );
+            let _entered = span.enter();
+            let out = traceparent().unwrap();
+            assert!(out.contains("0af7651916cd43dd8448eb211c80319c"), "{out}");
+        });
+    }
+
+    #[test]
+    fn with_traces_off_nothing_is_passed_on() {
+        tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            let span = tracing::info_span!("request");
+            continue_from(&span, only_traceparent(Some(CALLER)));
+            let _entered = span.enter();
+            assert_eq!(traceparent(), None);
+        });
+    }
 }

@@ -235,9 +235,7 @@ impl Pricing {
     }
 
     async fn ask(&self, request: &PricingRequest) -> Result<Priced, Unusable> {
-        let answer = self
-            .http
-            .post(&self.url)
+        let answer = storefront_kit::telemetry::propagate(self.http.post(&self.url))
             .json(request)
             .send()
             .await

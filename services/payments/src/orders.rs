@@ -53,19 +53,17 @@ impl Orders {
     /// back as the same problems (404, 409 `already-paid` / `order-not-payable`); orders not
     /// answering is a 503 (nothing was charged).
     pub async fn hold(&self, token: &str, order: OrderId) -> Result<HeldOrder, Error> {
-        let answer = self
-            .http
-            .post(format!(
-                "{}/internal/orders/{order}/payment-hold?wait={}",
-                self.base,
-                self.wait.as_secs().max(1)
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| {
-                Error::Unavailable(format!("orders did not answer ({e}); nothing was charged"))
-            })?;
+        let answer = storefront_kit::telemetry::propagate(self.http.post(format!(
+            "{}/internal/orders/{order}/payment-hold?wait={}",
+            self.base,
+            self.wait.as_secs().max(1)
+        )))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| {
+            Error::Unavailable(format!("orders did not answer ({e}); nothing was charged"))
+        })?;
         let status = answer.status().as_u16();
         if status == 200 {
             return answer.json::<HeldOrder>().await.map_err(|e| {

@@ -13,6 +13,7 @@ use storefront_events::{
     Money,
     orders::{OrderState, PriceLine},
 };
+use storefront_kit::telemetry::propagate;
 use storefront_kit::{
     Error, Json,
     auth::{ActingUser, CurrentUser},
@@ -148,14 +149,16 @@ async fn estimate(
     if orderable.is_empty() {
         return None;
     }
-    let answer = state
-        .http
-        .post(format!("{}/api/orders/quote", state.orders_url))
-        .bearer_auth(token)
-        .timeout(QUOTE_TIMEOUT)
-        .json(&serde_json::json!({ "lines": orderable }))
-        .send()
-        .await;
+    let answer = propagate(
+        state
+            .http
+            .post(format!("{}/api/orders/quote", state.orders_url)),
+    )
+    .bearer_auth(token)
+    .timeout(QUOTE_TIMEOUT)
+    .json(&serde_json::json!({ "lines": orderable }))
+    .send()
+    .await;
     match answer {
         Ok(answer) if answer.status().is_success() => answer.json().await.ok(),
         Ok(answer) => {
@@ -432,9 +435,7 @@ pub async fn checkout(
         .iter()
         .map(|i| serde_json::json!({ "product_id": i.product_id, "quantity": i.quantity }))
         .collect();
-    let answer = state
-        .http
-        .post(format!("{}/api/orders", state.orders_url))
+    let answer = propagate(state.http.post(format!("{}/api/orders", state.orders_url)))
         .bearer_auth(&user.token)
         .header("idempotency-key", &key)
         .json(&serde_json::json!({ "lines": lines }))

@@ -2,9 +2,21 @@
 //! waiting together — each at most once in effect, retried, and dead-lettered after its last
 //! attempt.
 
+use rdkafka::message::Headers as _;
 use tracing::Instrument;
 
 use super::*;
+use crate::telemetry;
+
+/// A message header's text, if it has one.
+fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
 
 pub(super) fn count<H>(shared: &Shared<H>, outcome: Outcome) {
     metrics::backends()
@@ -123,6 +135,8 @@ impl<H: EventHandler> Shared<H> {
             ),
             Err(_) => tracing::info_span!("event", %group, offset = delivery.message.offset()),
         };
+        // The trace of whatever appended the event (the relay sent it as a header).
+        telemetry::continue_from(&span, |name| header(&delivery.message, name));
         self.process_in_span(delivery).instrument(span).await
     }
 
@@ -217,6 +231,10 @@ impl<H: EventHandler> Shared<H> {
                 count = events.len(),
                 first_id = %events[0].id,
             );
+            telemetry::continue_from(&span, |name| header(&batch[0].message, name));
+            for delivery in &batch[1..] {
+                telemetry::link_from(&span, |name| header(&delivery.message, name));
+            }
             match self.apply_all(&events).instrument(span).await {
                 Ok(()) => return vec![Outcome::Applied; batch.len()],
                 Err(e) => {

@@ -73,6 +73,9 @@ struct Record {
     topic: String,
     key: String,
     payload: String,
+    /// The trace context of the span that appended it (`crate::telemetry`), sent on as the
+    /// message's `traceparent` header; `None` when traces are off.
+    traceparent: Option<String>,
 }
 
 impl Record {
@@ -89,6 +92,7 @@ impl Record {
             topic: field("topic")?,
             key: field("key")?,
             payload: field("payload")?,
+            traceparent: record.get_str("traceparent").ok().map(str::to_owned),
         })
     }
 }
@@ -156,6 +160,7 @@ impl Outbox {
             topic,
             key: raw.key,
             payload,
+            traceparent: crate::telemetry::traceparent(),
         }))
     }
 
@@ -173,7 +178,7 @@ impl Outbox {
         let mut documents: Vec<Document> = records
             .iter()
             .map(|Encoded(record)| {
-                doc! {
+                let mut document = doc! {
                     "_id": &record.id,
                     "type": &record.event_type,
                     "topic": &record.topic,
@@ -181,7 +186,11 @@ impl Outbox {
                     "payload": &record.payload,
                     "created_at": created_at,
                     "sent": false,
+                };
+                if let Some(traceparent) = &record.traceparent {
+                    document.insert("traceparent", traceparent);
                 }
+                document
             })
             .collect();
         if let [_] = documents.as_slice() {

@@ -444,7 +444,7 @@ impl Relay {
 
     /// Hands one record to the producer; its delivery is awaited with the rest of the batch.
     fn enqueue(&self, record: &Record) -> Result<DeliveryFuture, RelayError> {
-        let headers = OwnedHeaders::new()
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "event-id",
                 value: Some(&record.id),
@@ -453,6 +453,12 @@ impl Relay {
                 key: "event-type",
                 value: Some(&record.event_type),
             });
+        if let Some(traceparent) = &record.traceparent {
+            headers = headers.insert(Header {
+                key: crate::telemetry::TRACEPARENT,
+                value: Some(traceparent),
+            });
+        }
         self.producer
             .send_result(
                 FutureRecord::to(&record.topic)

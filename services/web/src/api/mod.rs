@@ -134,7 +134,7 @@ impl Api {
     }
 
     fn request(&self, method: Method, url: String, token: Option<&str>) -> RequestBuilder {
-        let request = self.http.request(method, url);
+        let request = storefront_kit::telemetry::propagate(self.http.request(method, url));
         match token {
             Some(token) => request.bearer_auth(token),
             None => request,
