@@ -1,14 +1,18 @@
 //! The ids the saga passes between services: [`UserId`], [`ProductId`], [`OrderId`].
 //!
-//! Each is a UUID (v7 when the shop makes one) that cannot be mistaken for another kind of id. On
-//! every wire and in every document it is the hyphenated text of the UUID, as it always was: JSON
-//! events and APIs, BSON documents (`_id: "0190…"`), Kafka keys and URLs. Reading one checks it —
-//! a stored or received id that is not a UUID is an error, never the nil UUID.
+//! Each is a UUID that cannot be mistaken for another kind of id. It is written as the hyphenated
+//! text of the UUID everywhere: JSON events and APIs, BSON documents (`_id: "0190…"`), Kafka keys
+//! and URLs — as the services always wrote them, except inside products' reservations, whose lines
+//! held a bare `Uuid` that the driver stored as 16 bytes of BSON binary; those still read. Reading
+//! one checks it: a stored or received id that is not a UUID is an error, never the nil UUID.
 
-use std::{borrow::Cow, fmt, str::FromStr};
+use std::{borrow::Cow, fmt, marker::PhantomData, str::FromStr};
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use serde::{
+    Deserialize, Deserializer, Serialize, Serializer,
+    de::{self, Visitor},
+};
 use uuid::Uuid;
 
 macro_rules! id {
@@ -93,10 +97,19 @@ macro_rules! id {
         }
 
         impl<'de> Deserialize<'de> for $name {
+            /// UUID text; in a binary format (BSON) also the 16 bytes a bare `Uuid` was stored as.
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let raw = Cow::<'de, str>::deserialize(deserializer)?;
-                raw.parse().map_err(de::Error::custom)
+                let visitor = IdVisitor::<$name>(PhantomData);
+                if deserializer.is_human_readable() {
+                    deserializer.deserialize_str(visitor)
+                } else {
+                    deserializer.deserialize_any(visitor)
+                }
             }
+        }
+
+        impl Id for $name {
+            const WHAT: &'static str = $what;
         }
 
         impl JsonSchema for $name {
@@ -129,6 +142,31 @@ id!(
     OrderId,
     "order id"
 );
+
+/// What the id visitor needs to know of each id type.
+trait Id: FromStr<Err = InvalidId> + From<Uuid> {
+    const WHAT: &'static str;
+}
+
+struct IdVisitor<T>(PhantomData<T>);
+
+impl<T: Id> Visitor<'_> for IdVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} (a UUID)", T::WHAT)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
+        text.parse().map_err(E::custom)
+    }
+
+    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<T, E> {
+        Uuid::from_slice(bytes)
+            .map(T::from)
+            .map_err(|_| E::invalid_length(bytes.len(), &self))
+    }
+}
 
 /// Text that should have been an id and is not.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,6 +202,56 @@ mod tests {
         assert!(serde_json::from_str::<UserId>("\"\"").is_err());
         assert!(serde_json::from_str::<UserId>("42").is_err());
         assert_ne!(UserId::new().as_uuid(), &Uuid::nil());
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Stored<T> {
+        product_id: T,
+    }
+
+    /// As the MongoDB driver writes and reads documents: bson's raw (not human-readable) format.
+    fn through_bson<T: Serialize, U: serde::de::DeserializeOwned>(value: &T) -> Result<U, String> {
+        let raw = bson::to_raw_document_buf(value).map_err(|e| e.to_string())?;
+        bson::from_slice(raw.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn in_bson_an_id_is_text_and_a_uuid_stored_as_binary_still_reads() {
+        let id = ProductId::new();
+        let raw = bson::to_raw_document_buf(&Stored { product_id: id }).unwrap();
+        assert_eq!(
+            raw.get_str("product_id").unwrap(),
+            id.to_string(),
+            "written as text, as every document's `_id`"
+        );
+        assert_eq!(
+            through_bson::<_, Stored<ProductId>>(&Stored { product_id: id }).unwrap(),
+            Stored { product_id: id }
+        );
+        // products' reservations held a bare `Uuid`, which the driver stored as binary.
+        let uuid = Uuid::now_v7();
+        let old = bson::to_raw_document_buf(&Stored { product_id: uuid }).unwrap();
+        assert!(
+            old.get_binary("product_id").is_ok(),
+            "the old format is binary"
+        );
+        assert_eq!(
+            through_bson::<_, Stored<ProductId>>(&Stored { product_id: uuid }).unwrap(),
+            Stored {
+                product_id: ProductId::from(uuid)
+            }
+        );
+        // Neither text that is not a UUID nor bytes of another length.
+        assert!(through_bson::<_, Stored<ProductId>>(&Stored { product_id: "nope" }).is_err());
+        let short = Stored {
+            product_id: bson::Binary {
+                subtype: bson::spec::BinarySubtype::Generic,
+                bytes: vec![1, 2, 3],
+            },
+        };
+        assert!(through_bson::<_, Stored<ProductId>>(&short).is_err());
+        // JSON takes text only.
+        assert!(serde_json::from_str::<ProductId>("[1,2,3]").is_err());
     }
 
     #[test]

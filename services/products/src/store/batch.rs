@@ -388,7 +388,7 @@ impl Store {
     /// each in one insert — a handful of commands whatever the batch's size.
     async fn write(&self, session: &mut ClientSession, plan: Plan) -> Result<(), StoreError> {
         let encode = |value: &ReservationDoc| {
-            // As the driver stores it (ids as binary), like `replace_one` would.
+            // As the driver stores it, like `replace_one` would.
             bson::to_raw_document_buf(value)
                 .map_err(|e| e.to_string())
                 .and_then(|raw| raw.to_document().map_err(|e| e.to_string()))

@@ -188,7 +188,7 @@ impl Store {
         .map_err(|e| StoreError::Outbox(e.to_string()))?
         .to_document()
         .map_err(|e| StoreError::Outbox(e.to_string()))?;
-        // As the driver would store it (ids as binary), less the id the filter gives.
+        // As the driver would store it, less the id the filter gives.
         fresh.remove("_id");
         let before = self
             .reservations
