@@ -168,7 +168,9 @@ pub(crate) async fn new_user(
     let password_hash = passwords::hash(password.expose().to_owned()).await?;
     let now = mongodb::bson::DateTime::now();
     Ok(UserDoc {
-        id: UserId::new(),
+        // Random (v4), as user ids always were: a v7 id would tell anyone who sees it (a token's
+        // `sub`, an order view) when the account was made.
+        id: UserId::from(uuid::Uuid::new_v4()),
         email: email.as_str().to_owned(),
         password_hash,
         name: name.into_inner(),
