@@ -125,6 +125,10 @@ impl Products {
     /// nothing and changes nothing; a gap is an error (the runner retries it, then dead-letters it).
     pub async fn apply_idempotent(&self, event: &Envelope) -> Result<bool, HandlerError> {
         let version = event.version as i64;
+        // Inventory's answers share the topic: left undecoded (the saga's handler reads them).
+        if !PRODUCT_EVENTS.contains(&event.event_type.as_str()) {
+            return Ok(false);
+        }
         let Some(change) = ProductEvent::decode(event).map_err(HandlerError::malformed)? else {
             return Ok(false);
         };

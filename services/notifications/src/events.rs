@@ -205,6 +205,9 @@ impl EventHandler for Notifier {
     /// on the stock channel with no transaction and nothing stored. A redelivery publishes it
     /// again, which a client ignores (it keeps the highest version).
     async fn apply_idempotent(&self, event: &Envelope) -> Result<bool, HandlerError> {
+        if !event.is::<StockChanged>() {
+            return Ok(false);
+        }
         let Some(ProductEvent::StockChanged(change)) =
             ProductEvent::decode(event).map_err(HandlerError::malformed)?
         else {

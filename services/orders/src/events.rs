@@ -94,34 +94,42 @@ impl Saga {
     }
 }
 
-/// The order an event moves and the step, for the events that move one (not a failed attempt,
-/// which only ends a hold). Every event of both topics is named: one added to either is a
+/// What an event does to an order. Every event of both topics is named: one added to either is a
 /// decision to make here.
-fn step_of(event: &Envelope) -> Result<Option<(OrderId, Step)>, HandlerError> {
+enum Action {
+    /// Moves the order a step.
+    Step(OrderId, Step),
+    /// A failed payment attempt: the order's payment hold ends; the order stays as it is.
+    EndHold(OrderId),
+    Nothing,
+}
+
+fn action_of(event: &Envelope) -> Result<Action, HandlerError> {
     if let Some(product) = ProductEvent::decode(event).map_err(HandlerError::malformed)? {
         return Ok(match product {
-            ProductEvent::InventoryReserved(e) => Some((e.order_id, Step::Reserved)),
+            ProductEvent::InventoryReserved(e) => Action::Step(e.order_id, Step::Reserved),
             ProductEvent::InventoryRejected(e) => {
-                Some((e.order_id, Step::Cancelled { reason: e.reason }))
+                Action::Step(e.order_id, Step::Cancelled { reason: e.reason })
             }
             // The catalog is the replica's; orders never reads stock.
             ProductEvent::Created(_)
             | ProductEvent::Updated(_)
             | ProductEvent::Deleted(_)
-            | ProductEvent::StockChanged(_) => None,
+            | ProductEvent::StockChanged(_) => Action::Nothing,
         });
     }
     Ok(
         match PaymentEvent::decode(event).map_err(HandlerError::malformed)? {
-            Some(PaymentEvent::Succeeded(e)) => Some((
+            Some(PaymentEvent::Succeeded(e)) => Action::Step(
                 e.order_id,
                 Step::Paid {
                     payment_intent_id: e.payment_intent_id,
                     amount: e.amount,
                 },
-            )),
-            Some(PaymentEvent::Refunded(e)) => Some((e.order_id, Step::Refunded)),
-            Some(PaymentEvent::Failed(_)) | None => None,
+            ),
+            Some(PaymentEvent::Refunded(e)) => Action::Step(e.order_id, Step::Refunded),
+            Some(PaymentEvent::Failed(e)) => Action::EndHold(e.order_id),
+            None => Action::Nothing,
         },
     )
 }
@@ -173,22 +181,20 @@ impl EventHandler for Saga {
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
         self.moved.begin(event);
-        if let Some((order_id, step)) = step_of(event)? {
-            self.step(session, event, order_id, step).await
-        } else if let Some(PaymentEvent::Failed(e)) =
-            PaymentEvent::decode(event).map_err(HandlerError::malformed)?
-        {
-            if self
-                .store
-                .release_hold(session, e.order_id)
-                .await
-                .map_err(failed)?
-            {
-                tracing::info!(order_id = %e.order_id, "payment attempt failed; hold released");
+        match action_of(event)? {
+            Action::Step(order_id, step) => self.step(session, event, order_id, step).await,
+            Action::EndHold(order_id) => {
+                if self
+                    .store
+                    .release_hold(session, order_id)
+                    .await
+                    .map_err(failed)?
+                {
+                    tracing::info!(%order_id, "payment attempt failed; hold released");
+                }
+                Ok(())
             }
-            Ok(())
-        } else {
-            Ok(())
+            Action::Nothing => Ok(()),
         }
     }
 
@@ -200,9 +206,10 @@ impl EventHandler for Saga {
         let mut steps = Vec::with_capacity(events.len());
         for event in events {
             self.moved.begin(event);
-            let step = step_of(event)?
-                .ok_or_else(|| HandlerError::Failed("not a step of an order".into()))?;
-            steps.push(step);
+            let Action::Step(order_id, step) = action_of(event)? else {
+                return Err(HandlerError::Failed("not a step of an order".into()));
+            };
+            steps.push((order_id, step));
         }
         let orders: Vec<OrderId> = steps.iter().map(|(id, _)| *id).collect();
         let answers = self
