@@ -221,8 +221,13 @@ impl ServiceEnv<'_> {
             .env("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET)
             .envs(self.endpoints.env())
             // Traces, when asked for (`OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 cargo
-            // xtask up`): every `OTEL_*` variable of this shell (docs/traces.md).
-            .envs(std::env::vars().filter(|(name, _)| name.starts_with("OTEL_")));
+            // xtask up`): every `OTEL_*` variable of this shell (docs/traces.md) — unless the
+            // caller sets its own (the test stack's receiver).
+            .envs(
+                std::env::vars()
+                    .filter(|(name, _)| name.starts_with("OTEL_"))
+                    .filter(|_| !self.overrides.iter().any(|(k, _)| k.starts_with("OTEL_"))),
+            );
         if service.name == "web" {
             // Image uploads pass through web on their way to products.
             command.env("MAX_BODY_BYTES", (10 * 1024 * 1024).to_string());

@@ -20,7 +20,7 @@ use crate::{
     cluster::{self, Cluster},
     faults, images,
     install::{self, ApiServerTools, Browser, ClusterTools, ManifestTools, Tools, run},
-    procs, root,
+    root,
     services::{self, Ports, ServiceEnv, target_dir},
     stack::{Persistence, S3_ACCESS_KEY, S3_SECRET_KEY, STRIPE_SECRET_KEY, Stack},
     step,
@@ -452,8 +452,7 @@ fn start_shop(
     )?;
     let password = format!("sf-{}", uuid::Uuid::new_v4().simple());
     let ports = Ports::free()?;
-    let [otlp] = procs::free_ports::<1>()?;
-    let otlp = format!("127.0.0.1:{otlp}");
+    let otlp = format!("127.0.0.1:{}", unassigned_port()?);
     let env = ServiceEnv {
         endpoints: &stack.endpoints.clone(),
         ports: &ports,
@@ -470,6 +469,20 @@ fn start_shop(
     };
     services::start_shop(stack, tools, bin, &env)?;
     Ok((ports, password, otlp))
+}
+
+/// A free port below the kernel's ephemeral range (32768 and up): nothing is handed it by a bind
+/// to port 0 or as the source of a connection while it waits for the trace test to listen on it
+/// (a connection to a closed port in that range can even connect to itself).
+fn unassigned_port() -> Result<u16> {
+    for attempt in 0..200u16 {
+        let seed = uuid::Uuid::new_v4().as_u128() as u16;
+        let port = 20_000 + (seed.wrapping_add(attempt)) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port between 20000 and 32000")
 }
 
 /// `cargo xtask schemas`: rewrite `docs/events/` from the event types.

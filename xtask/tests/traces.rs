@@ -3,7 +3,7 @@
 //! it crossed under that one trace id — over HTTP (gateway → cart → orders, gateway → payments →
 //! orders) and over Kafka (orders' `order.created` handled in products, products'
 //! `inventory.reserved` in orders, payments' `payment.succeeded` in orders, orders'
-//! `order.completed` in products).
+//! `order.completed` in products and notifications).
 //!
 //! The suite's shop exports its spans by OTLP (HTTP, protobuf) to `STOREFRONT_TEST_OTLP_ADDR`
 //! (`cargo xtask test` sets it, xtask/src/test.rs); this test is the receiver on that address.
@@ -187,6 +187,7 @@ async fn a_checkout_and_its_payment_are_one_trace_across_http_and_kafka() {
         ("payments", "/api/payments"),
         ("orders", "payment.succeeded"),
         ("products", "order.completed"),
+        ("notifications", "order.completed"),
     ]
     .into();
     let deadline = Instant::now() + Duration::from_secs(60);

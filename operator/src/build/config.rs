@@ -57,9 +57,6 @@ pub fn config_map(shop: &Shop) -> ConfigMap {
             data.insert(variable.into(), value.to_string());
         }
     }
-    if let Some(telemetry) = &shop.telemetry {
-        data.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), telemetry.url.clone());
-    }
     if let Some(base) = &shop.payments.api_base {
         data.insert("STRIPE_API_BASE".into(), base.clone());
         data.insert("STRIPE_JS_URL".into(), format!("{base}/js.stripe.com/v3/"));

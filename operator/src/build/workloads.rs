@@ -105,6 +105,14 @@ pub fn deployment(shop: &Shop, planned: &Planned) -> Deployment {
             env.push(plain_env("PRICING_TIMEOUT_MS", timeout.to_string()));
         }
     }
+    if let Some(telemetry) = &shop.telemetry {
+        // In the pod's own env, not the shared ConfigMap: setting or changing it rolls the pods,
+        // which read their environment only when they start.
+        env.push(plain_env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            telemetry.url.clone(),
+        ));
+    }
     if service.name == "web" {
         // Image uploads pass through web on their way to products.
         env.push(plain_env("MAX_BODY_BYTES", (10 * 1024 * 1024).to_string()));

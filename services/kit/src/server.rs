@@ -266,7 +266,13 @@ pub fn build(service: &str, routes: Router, readiness: Readiness, http: &HttpCon
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
-        let span = tracing::info_span!("request", method = %request.method(), uri = %request.uri().path(), request_id = %id);
+        let path = request.uri().path();
+        // Probes and scrapes come every few seconds from every kubelet and Prometheus: not
+        // traced (traces take `info` spans and above), nor logged at `info`.
+        if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+            return tracing::debug_span!("request", method = %request.method(), uri = %path, request_id = %id);
+        }
+        let span = tracing::info_span!("request", method = %request.method(), uri = %path, request_id = %id);
         // The caller's trace, if it sent one (a browser, the gateway, another service).
         telemetry::continue_from(&span, |name| {
             request.headers().get(name).and_then(|v| v.to_str().ok())

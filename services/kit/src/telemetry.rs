@@ -18,7 +18,7 @@
 //!   event continues it ([`continue_from`]) — so the checkout request, inventory's reservation in
 //!   products and orders' step are one trace, however long the event waited.
 
-use std::{collections::HashMap, sync::OnceLock};
+use std::{collections::HashMap, future::Future, sync::OnceLock};
 
 use opentelemetry::{
     global,
@@ -27,7 +27,9 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::LevelFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 /// The W3C header (and Kafka header) a trace context travels in.
 pub const TRACEPARENT: &str = "traceparent";
@@ -71,11 +73,12 @@ pub fn init_with_filter(service: &str, default_filter: &str) {
         Ok(None) => (None, None),
         Err(e) => (None, Some(e)),
     };
-    // `try_init`: a second call (tests spawning several apps) keeps the first subscriber.
+    // `RUST_LOG` filters the logs only: spans at `info` and above are traced whatever it says
+    // (`RUST_LOG=warn` must not cut a trace in two). `try_init`: a second call (tests spawning
+    // several apps) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
-        .with(traces)
+        .with(logs.with_filter(filter))
+        .with(traces.map(|t| t.with_filter(LevelFilter::INFO)))
         .try_init();
     let traces = PROVIDER.get().is_some();
     tracing::info!(service, traces, "starting");
@@ -136,10 +139,39 @@ fn current_context() -> HashMap<String, String> {
     headers
 }
 
-/// The current span's `traceparent`, for an event about to be appended to the outbox; `None`
-/// when traces are off.
+/// The current span's `traceparent`; `None` when traces are off.
 pub fn traceparent() -> Option<String> {
     current_context().remove(TRACEPARENT)
+}
+
+/// `span`'s own `traceparent`, to hand to what it causes.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let mut headers = HashMap::new();
+    let context = span.context();
+    global::get_text_map_propagator(|p| p.inject_context(&context, &mut Headers(&mut headers)));
+    headers.remove(TRACEPARENT)
+}
+
+tokio::task_local! {
+    /// While a batch of consumed events is applied: each event's `traceparent` by its key.
+    static BATCH: HashMap<String, String>;
+}
+
+/// Runs `work` (a batch of consumed events applied together) knowing each event's trace by its
+/// key (the order or product it is about): an event appended for that key continues that
+/// event's trace, not the batch's ([`traceparent_for`]).
+pub async fn with_traces_by_key<F: Future>(traces: HashMap<String, String>, work: F) -> F::Output {
+    BATCH.scope(traces, work).await
+}
+
+/// The `traceparent` an event about to be appended to the outbox for `key` carries: in a batch,
+/// that of the consumed event about the same order or product; else the current span's.
+pub fn traceparent_for(key: &str) -> Option<String> {
+    BATCH
+        .try_with(|traces| traces.get(key).cloned())
+        .ok()
+        .flatten()
+        .or_else(traceparent)
 }
 
 /// `request` with the current span's trace context, so the service it calls continues it.
@@ -180,13 +212,9 @@ pub fn continue_from<'a>(span: &tracing::Span, header: impl Fn(&str) -> Option<&
     let _ = span.set_parent(extract(&header));
 }
 
-/// Links `span` to the trace whose context `header` finds: a batch of events applied together
-/// continues its first event's trace and links the others'.
-pub fn link_from<'a>(span: &tracing::Span, header: impl Fn(&str) -> Option<&'a str>) {
-    if header(TRACEPARENT).is_none() {
-        return;
-    }
-    let linked = extract(&header).span().span_context().clone();
+/// Links `span` to `other` (a batch to each of its events' spans).
+pub fn link_to(span: &tracing::Span, other: &tracing::Span) {
+    let linked = other.context().span().span_context().clone();
     if linked.is_valid() {
         span.add_link(linked);
     }
@@ -246,21 +274,46 @@ mod tests {
         });
     }
 
-    #[test]
-    fn a_batch_continues_its_first_events_trace() {
-        traced(|| {
-            let span = tracing::info_span!("events");
-            continue_from(&span, only_traceparent(Some(CALLER)));
-            link_from(
-                &span,
-                only_traceparent(Some(
-                    "00-11111111111111111111111111111111-2222222222222222-01",
-                )),
-            );
-            let _entered = span.enter();
-            let out = traceparent().unwrap();
-            assert!(out.contains("0af7651916cd43dd8448eb211c80319c"), "{out}");
+    #[tokio::test]
+    async fn in_a_batch_what_is_appended_for_a_key_continues_that_keys_event() {
+        let _guard = tracing::subscriber::set_default({
+            global::set_text_map_propagator(TraceContextPropagator::new());
+            let provider = SdkTracerProvider::builder().build();
+            tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
         });
+        let other = "00-11111111111111111111111111111111-2222222222222222-01";
+        let (first, second) = (tracing::info_span!("event"), tracing::info_span!("event"));
+        continue_from(&first, only_traceparent(Some(CALLER)));
+        continue_from(&second, only_traceparent(Some(other)));
+        let by_key = [("order-1", &first), ("order-2", &second)]
+            .into_iter()
+            .map(|(key, span)| (key.to_owned(), traceparent_of(span).unwrap()))
+            .collect();
+        let batch = tracing::info_span!("events");
+        link_to(&batch, &first);
+        let _entered = batch.enter();
+        let (one, two, product) = with_traces_by_key(by_key, async {
+            (
+                traceparent_for("order-1").unwrap(),
+                traceparent_for("order-2").unwrap(),
+                traceparent_for("a-product").unwrap(),
+            )
+        })
+        .await;
+        assert!(one.contains("0af7651916cd43dd8448eb211c80319c"), "{one}");
+        assert!(two.contains("11111111111111111111111111111111"), "{two}");
+        // A key no event of the batch had: the batch's own trace.
+        assert!(
+            !product.contains("0af7651916cd43dd8448eb211c80319c"),
+            "{product}"
+        );
+        assert!(
+            !product.contains("11111111111111111111111111111111"),
+            "{product}"
+        );
+        // Outside a batch: the current span's.
+        assert_eq!(traceparent_for("order-1"), traceparent());
     }
 
     #[test]

@@ -225,17 +225,42 @@ impl<H: EventHandler> Shared<H> {
     pub(super) async fn process_all(&self, batch: &[Delivery]) -> Vec<Outcome> {
         let events: Vec<&Envelope> = batch.iter().filter_map(|d| d.event.as_ref().ok()).collect();
         if !events.is_empty() && events.len() == batch.len() {
-            let span = tracing::info_span!(
-                "events",
-                group = %self.settings.group,
-                count = events.len(),
-                first_id = %events[0].id,
-            );
-            telemetry::continue_from(&span, |name| header(&batch[0].message, name));
-            for delivery in &batch[1..] {
-                telemetry::link_from(&span, |name| header(&delivery.message, name));
+            // A span per event too, each continuing its own trace, and what the batch appends
+            // for an order or a product continues the trace of the event about it: one order
+            // stays one trace when its events are applied in another order's batch.
+            let group = &self.settings.group;
+            let count = events.len();
+            let each: Vec<(&Envelope, tracing::Span)> = batch
+                .iter()
+                .zip(&events)
+                .map(|(delivery, event)| {
+                    let span = tracing::info_span!(
+                        "event",
+                        %group,
+                        event_id = %event.id,
+                        r#type = %event.event_type,
+                        key = %event.key,
+                        batch = count,
+                    );
+                    telemetry::continue_from(&span, |name| header(&delivery.message, name));
+                    (*event, span)
+                })
+                .collect();
+            let by_key = each
+                .iter()
+                .filter_map(|(event, span)| {
+                    telemetry::traceparent_of(span).map(|t| (event.key.clone(), t))
+                })
+                .collect();
+            let span = tracing::info_span!("events", %group, count, first_id = %events[0].id);
+            for (_, event_span) in &each {
+                telemetry::link_to(&span, event_span);
             }
-            match self.apply_all(&events).instrument(span).await {
+            let applied =
+                telemetry::with_traces_by_key(by_key, self.apply_all(&events).instrument(span))
+                    .await;
+            drop(each);
+            match applied {
                 Ok(()) => return vec![Outcome::Applied; batch.len()],
                 Err(e) => {
                     self.count_retry("batch");

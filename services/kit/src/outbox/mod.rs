@@ -153,6 +153,7 @@ impl Outbox {
             .map_err(|e| AppendError::Encode(e.to_string()))?;
         let payload =
             serde_json::to_string(&raw).map_err(|e| AppendError::Encode(e.to_string()))?;
+        let traceparent = crate::telemetry::traceparent_for(&raw.key);
         Ok(Encoded(Record {
             // UUIDv7: the string order is the creation order, which the recovery read keeps.
             id: raw.id.to_string(),
@@ -160,7 +161,7 @@ impl Outbox {
             topic,
             key: raw.key,
             payload,
-            traceparent: crate::telemetry::traceparent(),
+            traceparent,
         }))
     }
 
