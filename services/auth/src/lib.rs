@@ -28,7 +28,6 @@ use storefront_kit::{
     outbox::{Outbox, Relay},
     server::{self, Readiness},
 };
-use tokio::sync::watch;
 
 pub use config::Config;
 
@@ -144,18 +143,8 @@ pub async fn build(config: &Config) -> Result<Auth, StartError> {
 /// Runs auth until SIGTERM/Ctrl-C: serves HTTP and relays the outbox, then drains both.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let Auth { app, relay, .. } = build(&config).await?;
-    let listener = server::bind(&config.http.bind_addr).await?;
-    let (stop, stopped) = watch::channel(false);
-    let relay = tokio::spawn(relay.run(stopped));
-    server::serve(
-        listener,
-        app,
-        server::shutdown_signal(config.http.shutdown_drain),
-    )
-    .await?;
-    let _ = stop.send(true);
-    let _ = relay.await;
-    Ok(())
+    let background = server::Background::new().with(|stop| relay.run(stop));
+    Ok(server::run(&config.http, app, background).await?)
 }
 
 /// A new user document with a freshly hashed password.

@@ -20,7 +20,6 @@ use storefront_kit::{
     mongo::Mongo,
     server::{self, Readiness},
 };
-use tokio::sync::watch;
 
 pub use config::Config;
 
@@ -134,18 +133,6 @@ pub async fn build_with(
 /// Runs cart until SIGTERM/Ctrl-C, then drains.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let Cart { app, consumer, .. } = build(&config).await?;
-    let listener = server::bind(&config.http.bind_addr).await?;
-    let (stop, stopped) = watch::channel(false);
-    let consumer = consumer.map(|c| tokio::spawn(c.run(stopped)));
-    server::serve(
-        listener,
-        app,
-        server::shutdown_signal(config.http.shutdown_drain),
-    )
-    .await?;
-    let _ = stop.send(true);
-    if let Some(consumer) = consumer {
-        let _ = consumer.await;
-    }
-    Ok(())
+    let background = server::Background::new().with_some(consumer, |c, stop| c.run(stop));
+    Ok(server::run(&config.http, app, background).await?)
 }

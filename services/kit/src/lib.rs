@@ -7,7 +7,8 @@
 //! - [`error`]: one [`Error`] type rendered as RFC 9457 problem+json, and the [`Json`] extractor
 //!   that turns malformed bodies into problems instead of axum's plain-text rejections;
 //! - [`server`]: the router around a service's routes (`/healthz`, `/readyz`, `/metrics`, request
-//!   ids, body limit, timeout, security headers, CORS) and serving with graceful shutdown;
+//!   ids, body limit, timeout, security headers, CORS), and [`server::run`]: a service's life —
+//!   serving with graceful shutdown, its background tasks (relay, consumer…) stopped in stages;
 //! - [`auth`]: verifying access tokens against auth's JWKS, the Redis revocation list, and the
 //!   [`auth::CurrentUser`] / [`auth::RequireAdmin`] extractors;
 //! - [`mongo`], [`outbox`]: a per-service database, and state change + event in one transaction,

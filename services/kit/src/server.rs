@@ -37,6 +37,9 @@ use tower_http::{
 
 use crate::{Error, config::HttpConfig, metrics::Metrics, telemetry};
 
+mod background;
+pub use background::{Background, run};
+
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
 

@@ -188,20 +188,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         fanout,
         ..
     } = build(&config).await?;
-    let listener = server::bind(&config.http.bind_addr).await?;
-    let (stop, stopped) = watch::channel(false);
-    let consumer = consumer.map(|c| tokio::spawn(c.run(stopped.clone())));
-    let fanout = tokio::spawn(fanout.run(stopped));
-    server::serve(
-        listener,
-        app,
-        server::shutdown_signal(config.http.shutdown_drain),
-    )
-    .await?;
-    let _ = stop.send(true);
-    if let Some(consumer) = consumer {
-        let _ = consumer.await;
-    }
-    let _ = fanout.await;
-    Ok(())
+    let background = server::Background::new()
+        .with_some(consumer, |c, stop| c.run(stop))
+        .with(|stop| fanout.run(stop));
+    Ok(server::run(&config.http, app, background).await?)
 }

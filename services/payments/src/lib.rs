@@ -24,7 +24,6 @@ use storefront_kit::{
     outbox::{Outbox, Relay},
     server::{self, Readiness},
 };
-use tokio::sync::watch;
 
 pub use config::Config;
 pub use http::openapi;
@@ -182,24 +181,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         refunds,
         ..
     } = build(&config).await?;
-    let listener = server::bind(&config.http.bind_addr).await?;
-    let (stop, stopped) = watch::channel(false);
-    let mut tasks = vec![
-        tokio::spawn(relay.run(stopped.clone())),
-        tokio::spawn(refunds.run(stopped.clone())),
-    ];
-    if let Some(consumer) = consumer {
-        tasks.push(tokio::spawn(consumer.run(stopped)));
-    }
-    server::serve(
-        listener,
-        app,
-        server::shutdown_signal(config.http.shutdown_drain),
-    )
-    .await?;
-    let _ = stop.send(true);
-    for task in tasks {
-        let _ = task.await;
-    }
-    Ok(())
+    let background = server::Background::new()
+        .with(|stop| relay.run(stop))
+        .with(|stop| refunds.run(stop))
+        .with_some(consumer, |c, stop| c.run(stop));
+    Ok(server::run(&config.http, app, background).await?)
 }

@@ -30,7 +30,6 @@ use storefront_kit::{
     outbox::{Outbox, Relay},
     server::{self, Readiness},
 };
-use tokio::sync::watch;
 
 pub use config::Config;
 
@@ -228,29 +227,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         relay,
         consumer,
     } = build(&config).await?;
-    let listener = server::bind(&config.http.bind_addr).await?;
-    let (stop, stopped) = watch::channel(false);
-    let (stop_views, views_stopped) = watch::channel(false);
-    let views = tokio::spawn(
-        state
-            .analytics
-            .clone()
-            .run(config.views_flush, views_stopped),
-    );
-    let relay = tokio::spawn(relay.run(stopped.clone()));
-    let consumer = consumer.map(|c| tokio::spawn(c.run(stopped)));
-    server::serve(
-        listener,
-        app,
-        server::shutdown_signal(config.http.shutdown_drain),
-    )
-    .await?;
-    let _ = stop_views.send(true);
-    let _ = views.await;
-    let _ = stop.send(true);
-    let _ = relay.await;
-    if let Some(consumer) = consumer {
-        let _ = consumer.await;
-    }
-    Ok(())
+    // The view counter flushes `product.viewed` events when it stops: the relay, stopped after
+    // it, still sends them.
+    let views = state.analytics.clone();
+    let background = server::Background::new()
+        .with(move |stop| views.run(config.views_flush, stop))
+        .then()
+        .with(|stop| relay.run(stop))
+        .with_some(consumer, |c, stop| c.run(stop));
+    Ok(server::run(&config.http, app, background).await?)
 }

@@ -260,10 +260,7 @@ pub fn build_with(config: Config, authenticator: Arc<Authenticator>) -> Router {
 
 /// Runs web until SIGTERM/Ctrl-C.
 pub async fn run(config: Config) -> Result<(), StartError> {
-    let bind = config.http.bind_addr.clone();
-    let drain = config.http.shutdown_drain;
+    let http = config.http.clone();
     let app = build(config).await?;
-    let listener = server::bind(&bind).await?;
-    server::serve(listener, app, server::shutdown_signal(drain)).await?;
-    Ok(())
+    Ok(server::run(&http, app, server::Background::new()).await?)
 }
