@@ -126,7 +126,12 @@ pub async fn app_with(edit: impl FnOnce(&mut Config)) -> App {
         addr,
         orders: orders_addr,
         products: products_addr,
-        http: reqwest::Client::new(),
+        // A request that hangs fails the test with its URL, not silently at nextest's limit (a
+        // run of the whole suite once lost a test here to a request that never answered).
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(40))
+            .build()
+            .unwrap(),
         stack,
         config,
         store,
