@@ -326,9 +326,67 @@ pub struct StorefrontStatus {
     pub ready_services: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, ServiceStatus>,
+    // Their types are `ConditionType`s.
     /// `Ready`, `ServicesAvailable`, `KafkaReady`, `DatabasesReady`, `StorageReady`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The condition types a Storefront's status has, one each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConditionType {
+    /// The whole shop: every other condition true.
+    Ready,
+    /// Every service has its replicas ready.
+    ServicesAvailable,
+    /// The shop's topics exist with their partitions.
+    KafkaReady,
+    /// Each service's database and user exist.
+    DatabasesReady,
+    /// The image bucket exists.
+    StorageReady,
+}
+
+impl ConditionType {
+    pub const ALL: [ConditionType; 5] = [
+        ConditionType::Ready,
+        ConditionType::ServicesAvailable,
+        ConditionType::KafkaReady,
+        ConditionType::DatabasesReady,
+        ConditionType::StorageReady,
+    ];
+
+    /// The `type` as the status shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Ready => "Ready",
+            ConditionType::ServicesAvailable => "ServicesAvailable",
+            ConditionType::KafkaReady => "KafkaReady",
+            ConditionType::DatabasesReady => "DatabasesReady",
+            ConditionType::StorageReady => "StorageReady",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<ConditionType> {
+        Self::ALL.into_iter().find(|c| c.as_str() == raw)
+    }
+
+    /// The backend a condition is about, named as its Warning Event's action (`Kafka`,
+    /// `Databases`, `Storage`); `None` for the shop's own conditions.
+    pub fn backend(self) -> Option<&'static str> {
+        match self {
+            ConditionType::KafkaReady => Some("Kafka"),
+            ConditionType::DatabasesReady => Some("Databases"),
+            ConditionType::StorageReady => Some("Storage"),
+            ConditionType::Ready | ConditionType::ServicesAvailable => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -346,4 +404,23 @@ pub enum Phase {
 pub struct ServiceStatus {
     pub desired_replicas: i32,
     pub ready_replicas: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConditionType;
+
+    #[test]
+    fn a_condition_type_reads_as_it_is_written_and_names_its_backend() {
+        for kind in ConditionType::ALL {
+            assert_eq!(ConditionType::parse(kind.as_str()), Some(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        assert_eq!(ConditionType::parse("Healthy"), None);
+        let backends: Vec<_> = ConditionType::ALL
+            .into_iter()
+            .filter_map(ConditionType::backend)
+            .collect();
+        assert_eq!(backends, ["Kafka", "Databases", "Storage"]);
+    }
 }

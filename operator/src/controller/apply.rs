@@ -22,7 +22,7 @@ pub(super) async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Acti
             set_condition(
                 &mut status.conditions,
                 storefront,
-                "Ready",
+                ConditionType::Ready,
                 false,
                 "InvalidSpec",
                 &invalid.to_string(),
@@ -196,10 +196,7 @@ impl Target<'_> {
     async fn conditions_turned_false(&self, status: &StorefrontStatus) {
         let before = self.storefront.status.as_ref();
         for condition in &status.conditions {
-            let backend = matches!(
-                condition.type_.as_str(),
-                "KafkaReady" | "DatabasesReady" | "StorageReady"
-            );
+            let backend = ConditionType::parse(&condition.type_).and_then(ConditionType::backend);
             let already = before.is_some_and(|b| {
                 b.conditions.iter().any(|c| {
                     c.type_ == condition.type_
@@ -207,12 +204,14 @@ impl Target<'_> {
                         && c.reason == condition.reason
                 })
             });
-            if backend && condition.status == "False" && !already {
-                let action = condition.type_.trim_end_matches("Ready").to_owned();
+            if let Some(action) = backend
+                && condition.status == "False"
+                && !already
+            {
                 self.event(
                     Warning,
                     &condition.reason,
-                    &action,
+                    action,
                     condition.message.clone(),
                 )
                 .await;

@@ -50,7 +50,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     build::{self, MANAGER},
-    crd::{DeletionPolicy, Phase, SecretKeyRef, ServiceStatus, Storefront, StorefrontStatus},
+    crd::{
+        ConditionType, DeletionPolicy, Phase, SecretKeyRef, ServiceStatus, Storefront,
+        StorefrontStatus,
+    },
     databases::{self, DatabaseError},
     kafka::{self, TopicError, Topics},
     metrics::Metrics,

@@ -59,7 +59,7 @@ pub(super) fn status_of(
     set_condition(
         conditions,
         storefront,
-        "ServicesAvailable",
+        ConditionType::ServicesAvailable,
         available,
         reason,
         &message,
@@ -87,7 +87,7 @@ pub(super) fn status_of(
             e.to_string(),
         )),
     };
-    let kafka_ready = set_backend(conditions, storefront, "KafkaReady", kafka);
+    let kafka_ready = set_backend(conditions, storefront, ConditionType::KafkaReady, kafka);
     let storage = match &external.bucket {
         Ok(()) => Ok((
             "BucketReady",
@@ -101,7 +101,7 @@ pub(super) fn status_of(
             e.to_string(),
         )),
     };
-    let storage_ready = set_backend(conditions, storefront, "StorageReady", storage);
+    let storage_ready = set_backend(conditions, storefront, ConditionType::StorageReady, storage);
     let databases = match &external.databases {
         Ok(names) => Ok((
             "DatabasesReady",
@@ -117,7 +117,12 @@ pub(super) fn status_of(
             e.to_string(),
         )),
     };
-    let databases_ready = set_backend(conditions, storefront, "DatabasesReady", databases);
+    let databases_ready = set_backend(
+        conditions,
+        storefront,
+        ConditionType::DatabasesReady,
+        databases,
+    );
     let ready = available && kafka_ready && databases_ready && storage_ready;
     let (reason, message) = if !kafka_ready {
         (
@@ -137,7 +142,14 @@ pub(super) fn status_of(
     } else {
         (reason, message)
     };
-    set_condition(conditions, storefront, "Ready", ready, reason, &message);
+    set_condition(
+        conditions,
+        storefront,
+        ConditionType::Ready,
+        ready,
+        reason,
+        &message,
+    );
     status.phase = Some(if ready {
         Phase::Ready
     } else {
@@ -151,7 +163,7 @@ pub(super) fn status_of(
 pub(super) fn set_backend(
     conditions: &mut Vec<Condition>,
     storefront: &Storefront,
-    kind: &str,
+    kind: ConditionType,
     outcome: Result<(&str, String), (&str, String)>,
 ) -> bool {
     let ready = outcome.is_ok();
@@ -160,12 +172,12 @@ pub(super) fn set_backend(
     ready
 }
 
-pub(super) fn condition_time(storefront: &Storefront, kind: &str, status: &str) -> Time {
+pub(super) fn condition_time(storefront: &Storefront, kind: ConditionType, status: &str) -> Time {
     // Keep the transition time while the status stays the same (so a steady shop writes nothing).
     storefront
         .status
         .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == kind.as_str()))
         .filter(|c| c.status == status)
         .map(|c| c.last_transition_time.clone())
         .unwrap_or_else(|| Time(Timestamp::now()))
@@ -180,7 +192,7 @@ pub(super) fn put(conditions: &mut Vec<Condition>, condition: Condition) {
 pub(super) fn set_condition(
     conditions: &mut Vec<Condition>,
     storefront: &Storefront,
-    kind: &str,
+    kind: ConditionType,
     ok: bool,
     reason: &str,
     message: &str,
@@ -189,7 +201,7 @@ pub(super) fn set_condition(
     put(
         conditions,
         Condition {
-            type_: kind.to_owned(),
+            type_: kind.as_str().to_owned(),
             status: status.to_owned(),
             reason: reason.to_owned(),
             message: message.to_owned(),
