@@ -17,7 +17,7 @@ use storefront_events::{OrderId, UserId};
 use futures::TryStreamExt;
 use mongodb::{
     ClientSession, Collection, IndexModel,
-    bson::{self, doc},
+    bson::{self, Document, doc},
     options::ReturnDocument,
 };
 use serde::{Deserialize, Serialize};
@@ -314,33 +314,18 @@ impl Store {
     }
 
     async fn succeeded_once(&self, order: OrderId, intent_id: &str) -> Result<bool, StoreError> {
-        let mut session = self.mongo.begin().await?;
-        let Some(payment) = self
-            .payments
-            .find_one_and_update(
-                doc! { "_id": order.to_string(), "status": { "$nin": ["succeeded", "refund_due", "refunded"] } },
-                doc! {
-                    "$set": { "status": "succeeded", "payment_intent_id": intent_id, "updated_at": now() },
-                    "$inc": { "version": 1 },
-                },
-            )
-            .return_document(ReturnDocument::After)
-            .session(&mut session)
-            .await?
-        else {
-            let _ = session.abort_transaction().await;
-            return Ok(false);
-        };
-        let event = PaymentSucceeded {
-            order_id: payment.id,
-            user_id: payment.user_id,
-            payment_intent_id: intent_id.to_owned(),
-            amount: payment.amount.clone(),
-            succeeded_at: payment.updated_at.to_chrono(),
-        };
-        self.emit(&mut session, &payment, event).await?;
-        self.outbox.commit(session).await?;
-        Ok(true)
+        self.transition_once(
+            doc! { "_id": order.to_string(), "status": { "$nin": ["succeeded", "refund_due", "refunded"] } },
+            doc! { "status": "succeeded", "payment_intent_id": intent_id, "updated_at": now() },
+            |payment| PaymentSucceeded {
+                order_id: payment.id,
+                user_id: payment.user_id,
+                payment_intent_id: intent_id.to_owned(),
+                amount: payment.amount.clone(),
+                succeeded_at: payment.updated_at.to_chrono(),
+            },
+        )
+        .await
     }
 
     /// Records a failed attempt and publishes `payment.failed`; the order stays payable. Nothing
@@ -360,16 +345,34 @@ impl Store {
         intent_id: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
+        self.transition_once(
+            doc! { "_id": order.to_string(), "status": { "$in": ["processing", "requires_action"] } },
+            doc! { "status": "failed", "reason": reason, "payment_intent_id": intent_id, "updated_at": now() },
+            |payment| PaymentFailed {
+                order_id: payment.id,
+                user_id: payment.user_id,
+                payment_intent_id: intent_id.to_owned(),
+                reason: reason.to_owned(),
+                attempt: payment.attempts,
+                failed_at: payment.updated_at.to_chrono(),
+            },
+        )
+        .await
+    }
+
+    /// One recorded transition: in one transaction, the payment `filter` finds gets `set` and a
+    /// new version, and the event `event` makes of it is published. False when `filter` finds
+    /// none (the transition was recorded before, or is not one from where the payment is).
+    pub(super) async fn transition_once<E: Event>(
+        &self,
+        filter: Document,
+        set: Document,
+        event: impl FnOnce(&PaymentDoc) -> E,
+    ) -> Result<bool, StoreError> {
         let mut session = self.mongo.begin().await?;
         let Some(payment) = self
             .payments
-            .find_one_and_update(
-                doc! { "_id": order.to_string(), "status": { "$in": ["processing", "requires_action"] } },
-                doc! {
-                    "$set": { "status": "failed", "reason": reason, "payment_intent_id": intent_id, "updated_at": now() },
-                    "$inc": { "version": 1 },
-                },
-            )
+            .find_one_and_update(filter, doc! { "$set": set, "$inc": { "version": 1 } })
             .return_document(ReturnDocument::After)
             .session(&mut session)
             .await?
@@ -377,15 +380,8 @@ impl Store {
             let _ = session.abort_transaction().await;
             return Ok(false);
         };
-        let event = PaymentFailed {
-            order_id: payment.id,
-            user_id: payment.user_id,
-            payment_intent_id: intent_id.to_owned(),
-            reason: reason.to_owned(),
-            attempt: payment.attempts,
-            failed_at: payment.updated_at.to_chrono(),
-        };
-        self.emit(&mut session, &payment, event).await?;
+        let data = event(&payment);
+        self.emit(&mut session, &payment, data).await?;
         self.outbox.commit(session).await?;
         Ok(true)
     }

@@ -151,39 +151,24 @@ impl Store {
     }
 
     async fn refunded_once(&self, order: OrderId, refund_id: &str) -> Result<bool, StoreError> {
-        let mut session = self.mongo.begin().await?;
-        let Some(payment) = self
-            .payments
-            .find_one_and_update(
-                doc! { "_id": order.to_string(), "status": "refund_due" },
-                doc! {
-                    "$set": {
-                        "status": "refunded",
-                        "refund.refund_id": refund_id,
-                        "refund.refunded_at": now(),
-                        "refund.last_error": null,
-                        "updated_at": now(),
-                    },
-                    "$inc": { "version": 1 },
-                },
-            )
-            .return_document(ReturnDocument::After)
-            .session(&mut session)
-            .await?
-        else {
-            let _ = session.abort_transaction().await;
-            return Ok(false);
-        };
-        let event = PaymentRefunded {
-            order_id: payment.id,
-            user_id: payment.user_id,
-            payment_intent_id: payment.payment_intent_id.clone().unwrap_or_default(),
-            amount: payment.amount.clone(),
-            refund_id: Some(refund_id.to_owned()),
-            refunded_at: payment.updated_at.to_chrono(),
-        };
-        self.emit(&mut session, &payment, event).await?;
-        self.outbox.commit(session).await?;
-        Ok(true)
+        self.transition_once(
+            doc! { "_id": order.to_string(), "status": "refund_due" },
+            doc! {
+                "status": "refunded",
+                "refund.refund_id": refund_id,
+                "refund.refunded_at": now(),
+                "refund.last_error": null,
+                "updated_at": now(),
+            },
+            |payment| PaymentRefunded {
+                order_id: payment.id,
+                user_id: payment.user_id,
+                payment_intent_id: payment.payment_intent_id.clone().unwrap_or_default(),
+                amount: payment.amount.clone(),
+                refund_id: Some(refund_id.to_owned()),
+                refunded_at: payment.updated_at.to_chrono(),
+            },
+        )
+        .await
     }
 }
