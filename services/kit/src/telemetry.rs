@@ -130,26 +130,23 @@ impl Injector for Headers<'_> {
     }
 }
 
-/// The current span's trace context as headers (`traceparent`, and `tracestate` when there is
-/// one); empty when traces are off.
-fn current_context() -> HashMap<String, String> {
+/// `span`'s trace context as headers (`traceparent`, and `tracestate` when there is one); empty
+/// when traces are off.
+fn context_of(span: &tracing::Span) -> HashMap<String, String> {
     let mut headers = HashMap::new();
-    let context = tracing::Span::current().context();
+    let context = span.context();
     global::get_text_map_propagator(|p| p.inject_context(&context, &mut Headers(&mut headers)));
     headers
 }
 
 /// The current span's `traceparent`; `None` when traces are off.
 pub fn traceparent() -> Option<String> {
-    current_context().remove(TRACEPARENT)
+    traceparent_of(&tracing::Span::current())
 }
 
 /// `span`'s own `traceparent`, to hand to what it causes.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
-    let mut headers = HashMap::new();
-    let context = span.context();
-    global::get_text_map_propagator(|p| p.inject_context(&context, &mut Headers(&mut headers)));
-    headers.remove(TRACEPARENT)
+    context_of(span).remove(TRACEPARENT)
 }
 
 tokio::task_local! {
@@ -176,7 +173,7 @@ pub fn traceparent_for(key: &str) -> Option<String> {
 
 /// `request` with the current span's trace context, so the service it calls continues it.
 pub fn propagate(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    current_context()
+    context_of(&tracing::Span::current())
         .into_iter()
         .fold(request, |request, (name, value)| {
             request.header(name, value)

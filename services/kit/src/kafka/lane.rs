@@ -124,6 +124,13 @@ impl<H: EventHandler> Shared<H> {
     /// span naming the event (its id, type and key: the order or product it is about), so what
     /// the handler logs can be followed back to the event, and the event to its aggregate.
     pub(super) async fn process(&self, delivery: &Delivery) -> Outcome {
+        let span = self.event_span(delivery);
+        self.process_in_span(delivery).instrument(span).await
+    }
+
+    /// The span of one event: its group, id, type and key (or offset, when it cannot be read),
+    /// continuing the trace of whatever appended it (the relay sent it as a header).
+    fn event_span(&self, delivery: &Delivery) -> tracing::Span {
         let group = &self.settings.group;
         let span = match &delivery.event {
             Ok(event) => tracing::info_span!(
@@ -132,12 +139,12 @@ impl<H: EventHandler> Shared<H> {
                 event_id = %event.id,
                 r#type = %event.event_type,
                 key = %event.key,
+                batch = tracing::field::Empty,
             ),
             Err(_) => tracing::info_span!("event", %group, offset = delivery.message.offset()),
         };
-        // The trace of whatever appended the event (the relay sent it as a header).
         telemetry::continue_from(&span, |name| header(&delivery.message, name));
-        self.process_in_span(delivery).instrument(span).await
+        span
     }
 
     async fn process_in_span(&self, delivery: &Delivery) -> Outcome {
@@ -234,15 +241,8 @@ impl<H: EventHandler> Shared<H> {
                 .iter()
                 .zip(&events)
                 .map(|(delivery, event)| {
-                    let span = tracing::info_span!(
-                        "event",
-                        %group,
-                        event_id = %event.id,
-                        r#type = %event.event_type,
-                        key = %event.key,
-                        batch = count,
-                    );
-                    telemetry::continue_from(&span, |name| header(&delivery.message, name));
+                    let span = self.event_span(delivery);
+                    span.record("batch", count);
                     (*event, span)
                 })
                 .collect();
