@@ -161,9 +161,8 @@ pub struct Endpoint {
 /// The shop's own pricing function, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pricing {
-    pub url: String,
-    /// The port orders reaches it on (its NetworkPolicy allows it).
-    pub port: u16,
+    /// Its URL, and the port orders reaches it on (its NetworkPolicy allows it).
+    pub endpoint: Endpoint,
     pub timeout_ms: Option<u32>,
 }
 
@@ -267,14 +266,10 @@ impl Shop {
         }
         let pricing = match &spec.pricing {
             None => None,
-            Some(pricing) => {
-                let Endpoint { url, port } = endpoint("pricing.url", &pricing.url)?;
-                Some(Pricing {
-                    url,
-                    port,
-                    timeout_ms: pricing.timeout_ms,
-                })
-            }
+            Some(pricing) => Some(Pricing {
+                endpoint: endpoint("pricing.url", &pricing.url)?,
+                timeout_ms: pricing.timeout_ms,
+            }),
         };
         let telemetry = spec
             .telemetry

@@ -104,7 +104,7 @@ pub fn network_policy(shop: &Shop, planned: &Planned) -> NetworkPolicy {
     if service.name == "orders"
         && let Some(pricing) = &shop.pricing
     {
-        backend_ports.push(i32::from(pricing.port));
+        backend_ports.push(i32::from(pricing.endpoint.port));
     }
     if let Some(telemetry) = &shop.telemetry {
         backend_ports.push(i32::from(telemetry.port));

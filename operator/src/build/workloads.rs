@@ -100,7 +100,7 @@ pub fn deployment(shop: &Shop, planned: &Planned) -> Deployment {
     if service.name == "orders"
         && let Some(pricing) = &shop.pricing
     {
-        env.push(plain_env("PRICING_URL", pricing.url.clone()));
+        env.push(plain_env("PRICING_URL", pricing.endpoint.url.clone()));
         if let Some(timeout) = pricing.timeout_ms {
             env.push(plain_env("PRICING_TIMEOUT_MS", timeout.to_string()));
         }
