@@ -56,6 +56,19 @@ const SERVICES: [&str; 7] = [
     "web",
 ];
 
+/// An error with its causes: reqwest's own text ("error sending request") leaves out whether
+/// the connection was refused, reset or timed out.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn step(what: &str, since: Instant) {
     eprintln!("[{:>6.1} s] {what}", since.elapsed().as_secs_f64());
 }
@@ -360,7 +373,7 @@ impl Shop {
                 }
             }
             Err(e) => {
-                eprintln!("a request failed: {e}");
+                eprintln!("a request failed: {}", chain(&e));
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -675,6 +688,36 @@ async fn a_shop_from_helm_and_one_storefront_sells_and_survives_day_two() {
     );
     cluster.operator_was_allowed_everything();
 
+    // A Ready pod is not yet reachable through its Service: the endpoint reaches kube-proxy's
+    // rules a moment later, and until then a connection to the ClusterIP is refused (a CI run
+    // failed its first cart request that way). Wait for each Service to answer, and report it.
+    let shop = Shop::new(&cluster).await;
+    eventually(
+        60,
+        "every Service answers through its ClusterIP",
+        || async {
+            let mut unreachable = Vec::new();
+            for service in SERVICES {
+                let answer = shop.http.get(shop.url(service, "/readyz")).send().await;
+                if !answer.is_ok_and(|r| r.status().is_success()) {
+                    unreachable.push(service);
+                }
+            }
+            unreachable
+                .is_empty()
+                .then_some(())
+                .ok_or(format!("not yet: {unreachable:?}"))
+        },
+    )
+    .await;
+    step(
+        &format!(
+            "every Service routes to its pods {:.1} s after kubectl apply",
+            applied.elapsed().as_secs_f64()
+        ),
+        start,
+    );
+
     // The Ingress routes (no controller here to serve them).
     let ingress = cluster
         .api::<Ingress>(SHOP)
@@ -714,7 +757,6 @@ async fn a_shop_from_helm_and_one_storefront_sells_and_survives_day_two() {
     }
 
     // 4. A customer buys, through the cluster network.
-    let shop = Shop::new(&cluster).await;
     let (email, password) = admin(&cluster).await;
     let administrator = shop.sign_in(&email, &password).await;
     let mug = product(&shop, &administrator).await;
