@@ -15,9 +15,9 @@ mod limits;
 mod passwords;
 pub mod store;
 
-use std::{ops::Deref, sync::Arc};
+use std::sync::Arc;
 
-use axum::{Router, extract::FromRef};
+use axum::Router;
 use chrono::Duration;
 use storefront_events::Topic;
 use storefront_kit::{
@@ -26,10 +26,11 @@ use storefront_kit::{
     kafka,
     mongo::Mongo,
     outbox::{Outbox, Relay},
-    server::{self, Readiness},
+    server::{self, Readiness, Shared},
 };
 
 pub use config::Config;
+pub use storefront_kit::server::StartError;
 
 use crate::{
     domain::{DisplayName, Email, Password},
@@ -40,47 +41,17 @@ use crate::{
 
 pub const SERVICE: &str = "auth";
 
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+/// What handlers are given: the token verifier and [`Inner`].
+pub type AppState = Shared<Inner>;
 
 pub struct Inner {
     pub store: Store,
     pub keys: SigningKey,
-    pub authenticator: Arc<Authenticator>,
     limiter: SigninLimiter,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub cookie_secure: bool,
     pub trust_proxy_headers: bool,
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl FromRef<AppState> for Arc<Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        state.authenticator.clone()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("signing key: {0}")]
-    Key(#[from] keys::KeyError),
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("bootstrap admin: {0}")]
-    Admin(String),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 /// A ready-to-serve auth: the app, and the outbox relay to run beside it.
@@ -92,7 +63,8 @@ pub struct Auth {
 
 /// Connects everything, creates indexes (and topics when configured) and the bootstrap admin.
 pub async fn build(config: &Config) -> Result<Auth, StartError> {
-    let keys = SigningKey::from_pem(config.signing_key_pem.expose_secret())?;
+    let keys = SigningKey::from_pem(config.signing_key_pem.expose_secret())
+        .map_err(|e| StartError::other("signing key", e))?;
     let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
     let namespace = &config.kafka.topic_prefix;
     let revocations = Revocations::connect(config.redis.url.expose_secret(), namespace).await?;
@@ -116,16 +88,18 @@ pub async fn build(config: &Config) -> Result<Auth, StartError> {
         revocations.clone(),
     ));
     let limiter = SigninLimiter::new(revocations.redis(), namespace, config.rate_limits.clone());
-    let state = AppState(Arc::new(Inner {
-        store,
-        keys,
+    let state = Shared::new(
         authenticator,
-        limiter,
-        access_ttl: Duration::from_std(config.access_ttl).unwrap_or(Duration::minutes(15)),
-        refresh_ttl: Duration::from_std(config.refresh_ttl).unwrap_or(Duration::days(7)),
-        cookie_secure: config.http.cookie_secure,
-        trust_proxy_headers: config.http.trust_proxy_headers,
-    }));
+        Inner {
+            store,
+            keys,
+            limiter,
+            access_ttl: Duration::from_std(config.access_ttl).unwrap_or(Duration::minutes(15)),
+            refresh_ttl: Duration::from_std(config.refresh_ttl).unwrap_or(Duration::days(7)),
+            cookie_secure: config.http.cookie_secure,
+            trust_proxy_headers: config.http.trust_proxy_headers,
+        },
+    );
 
     let readiness = Readiness::new()
         .mongo(&mongo)
@@ -175,24 +149,26 @@ pub(crate) async fn new_user(
 
 /// Creates the admin named by `ADMIN_EMAIL` unless an account with that email exists.
 async fn ensure_admin(store: &Store, email: &str, password: &str) -> Result<(), StartError> {
-    let email = Email::parse(email).map_err(StartError::Admin)?;
-    let password = Password::parse(password, Some(&email)).map_err(StartError::Admin)?;
+    let email = Email::parse(email).map_err(|e| StartError::other("bootstrap admin", e))?;
+    let password = Password::parse(password, Some(&email))
+        .map_err(|e| StartError::other("bootstrap admin", e))?;
     if let Some(existing) = store
         .user_by_email(email.as_str())
         .await
-        .map_err(|e| StartError::Admin(e.to_string()))?
+        .map_err(|e| StartError::other("bootstrap admin", e))?
     {
         if existing.role != Role::Admin {
             tracing::warn!(email = %email, "ADMIN_EMAIL belongs to a customer account; not promoting it");
         }
         return Ok(());
     }
-    let name = DisplayName::parse("Administrator").map_err(StartError::Admin)?;
+    let name =
+        DisplayName::parse("Administrator").map_err(|e| StartError::other("bootstrap admin", e))?;
     let user = new_user(email, name, Role::Admin, password)
         .await
-        .map_err(|e| StartError::Admin(e.to_string()))?;
+        .map_err(|e| StartError::other("bootstrap admin", e))?;
     match store.create_user(&user).await {
         Ok(()) | Err(store::StoreError::DuplicateEmail) => Ok(()),
-        Err(e) => Err(StartError::Admin(e.to_string())),
+        Err(e) => Err(StartError::other("bootstrap admin", e)),
     }
 }

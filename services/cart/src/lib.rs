@@ -9,57 +9,32 @@ mod http;
 pub use http::openapi;
 pub mod store;
 
-use std::{ops::Deref, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use axum::{Router, extract::FromRef};
+use axum::Router;
 use storefront_events::Topic;
 use storefront_kit::{
     ExposeSecret,
-    auth::{Authenticator, Revocations},
+    auth::Authenticator,
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
-    server::{self, Readiness},
+    server::{self, Readiness, Shared},
 };
 
 pub use config::Config;
+pub use storefront_kit::server::StartError;
 
 use crate::{events::Carts, store::Store};
 
 pub const SERVICE: &str = "cart";
 
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+/// What handlers are given: the token verifier and [`Inner`].
+pub type AppState = Shared<Inner>;
 
 pub struct Inner {
     pub store: Store,
-    pub authenticator: Arc<Authenticator>,
     pub http: reqwest::Client,
     pub orders_url: String,
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl FromRef<AppState> for Arc<Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        state.authenticator.clone()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 pub struct Cart {
@@ -69,10 +44,7 @@ pub struct Cart {
 }
 
 pub async fn build(config: &Config) -> Result<Cart, StartError> {
-    let revocations =
-        Revocations::connect(config.redis.url.expose_secret(), &config.kafka.topic_prefix).await?;
-    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
-    build_with(config, authenticator).await
+    build_with(config, config.common.authenticator().await?).await
 }
 
 /// [`build`] with the token verifier given (tests pass one holding their own keys).
@@ -80,11 +52,11 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Cart, StartError> {
-    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
-    let prefix = &config.kafka.topic_prefix;
-    if config.kafka.ensure_topics {
+    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
+    let prefix = &config.common.kafka.topic_prefix;
+    if config.common.kafka.ensure_topics {
         let topics = [Topic::Products, Topic::Orders].map(|t| t.name(prefix));
-        kafka::ensure_topics(&config.kafka, &topics).await?;
+        kafka::ensure_topics(&config.common.kafka, &topics).await?;
     }
     let store = Store::new(&mongo.db).with_news(authenticator.revocations().redis(), prefix);
     let consumer = if config.consume_events {
@@ -93,23 +65,25 @@ pub async fn build_with(
         });
         Some(
             ConsumerRunner::new(
-                &config.kafka,
+                &config.common.kafka,
                 events::settings(prefix),
                 mongo.clone(),
                 handler,
             )
             .await?
-            .woken_by(config.redis.url.expose_secret())?,
+            .woken_by(config.common.redis.url.expose_secret())?,
         )
     } else {
         None
     };
-    let state = AppState(Arc::new(Inner {
-        store,
-        authenticator: authenticator.clone(),
-        http: server::http_client(Duration::from_secs(10)),
-        orders_url: config.orders_url.trim_end_matches('/').to_owned(),
-    }));
+    let state = Shared::new(
+        authenticator.clone(),
+        Inner {
+            store,
+            http: server::http_client(Duration::from_secs(10)),
+            orders_url: config.orders_url.trim_end_matches('/').to_owned(),
+        },
+    );
     let revocations = authenticator.revocations().clone();
     let readiness = Readiness::new().mongo(&mongo).redis(&revocations);
     let app = server::build(
@@ -121,7 +95,7 @@ pub async fn build_with(
             &state.authenticator,
         ),
         readiness,
-        &config.http,
+        &config.common.http,
     );
     Ok(Cart {
         app,
@@ -134,5 +108,5 @@ pub async fn build_with(
 pub async fn run(config: Config) -> Result<(), StartError> {
     let Cart { app, consumer, .. } = build(&config).await?;
     let background = server::Background::new().with_some(consumer, |c, stop| c.run(stop));
-    Ok(server::run(&config.http, app, background).await?)
+    Ok(server::run(&config.common.http, app, background).await?)
 }

@@ -159,6 +159,17 @@ impl Authenticator {
         validation
     }
 
+    /// The verifier of every service but auth: auth's public keys from `jwks_url`, the
+    /// revocation list in the Redis at `redis_url` under the shop's `namespace`.
+    pub async fn connect(
+        jwks_url: &str,
+        redis_url: &str,
+        namespace: &str,
+    ) -> Result<Arc<Self>, redis::RedisError> {
+        let revocations = Revocations::connect(redis_url, namespace).await?;
+        Ok(Arc::new(Authenticator::from_jwks(jwks_url, revocations)))
+    }
+
     /// For every service but auth: keys from auth's JWKS at `jwks_url`.
     pub fn from_jwks(jwks_url: &str, revocations: Revocations) -> Self {
         Authenticator {

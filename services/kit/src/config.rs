@@ -233,6 +233,43 @@ impl RedisConfig {
     }
 }
 
+/// What every service that keeps its own data and trusts auth's tokens reads, besides its own
+/// settings: all services but auth (which signs the tokens) and web (which keeps no data).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub http: HttpConfig,
+    pub mongo: MongoConfig,
+    pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+    /// `JWKS_URL`: auth's public keys, e.g. `http://auth:8080/.well-known/jwks.json`.
+    pub jwks_url: String,
+}
+
+impl ServiceConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(ServiceConfig {
+            http: HttpConfig::from_env()?,
+            mongo: MongoConfig::from_env()?,
+            kafka: KafkaConfig::from_env()?,
+            redis: RedisConfig::from_env()?,
+            jwks_url: required("JWKS_URL")?,
+        })
+    }
+
+    /// The token verifier these settings name: auth's keys, the shop's revocation list.
+    pub async fn authenticator(
+        &self,
+    ) -> Result<std::sync::Arc<crate::auth::Authenticator>, redis::RedisError> {
+        use secrecy::ExposeSecret;
+        crate::auth::Authenticator::connect(
+            &self.jwks_url,
+            self.redis.url.expose_secret(),
+            &self.kafka.topic_prefix,
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use secrecy::ExposeSecret;

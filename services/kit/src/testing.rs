@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Claims, ISSUER, Role, UserId},
-    config::{KafkaConfig, MongoConfig, RedisConfig},
+    config::{HttpConfig, KafkaConfig, MongoConfig, RedisConfig, ServiceConfig},
 };
 
 /// The claims of an access token auth would issue to `sub` as `role`, valid for `ttl_secs` from
@@ -94,6 +94,18 @@ impl TestStack {
             fetch_wait_max_ms: Some(10),
             idle_fetch_interval: Some(Duration::from_millis(250)),
             consumer_lanes: 8,
+        }
+    }
+
+    /// A service's common settings on these backends: its own `database`, the shop's
+    /// `topic_prefix`, auth's keys at `jwks_url`, HTTP defaults.
+    pub fn service(&self, database: &str, topic_prefix: &str, jwks_url: &str) -> ServiceConfig {
+        ServiceConfig {
+            http: HttpConfig::default(),
+            mongo: self.mongo(database),
+            kafka: self.kafka(topic_prefix),
+            redis: self.redis(),
+            jwks_url: jwks_url.to_owned(),
         }
     }
 }

@@ -3,18 +3,12 @@
 
 use std::time::Duration;
 
-use storefront_kit::config::{
-    self as env, ConfigError, HttpConfig, KafkaConfig, MongoConfig, RedisConfig,
-};
+use storefront_kit::config::{self as env, ConfigError, ServiceConfig};
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub http: HttpConfig,
-    pub mongo: MongoConfig,
-    pub kafka: KafkaConfig,
-    pub redis: RedisConfig,
-    /// `JWKS_URL`: auth's public keys.
-    pub jwks_url: String,
+    /// HTTP, MongoDB, Kafka, Redis and auth's keys, as every service reads them.
+    pub common: ServiceConfig,
     /// `CONSUME_EVENTS`, default true: turn events into notifications. Every replica may consume;
     /// the group shares the partitions.
     pub consume_events: bool,
@@ -56,11 +50,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = SocketConfig::default();
         Ok(Config {
-            http: HttpConfig::from_env()?,
-            mongo: MongoConfig::from_env()?,
-            kafka: KafkaConfig::from_env()?,
-            redis: RedisConfig::from_env()?,
-            jwks_url: env::required("JWKS_URL")?,
+            common: ServiceConfig::from_env()?,
             consume_events: env::flag("CONSUME_EVENTS", true)?,
             sockets: SocketConfig {
                 ping_interval: Duration::from_secs(

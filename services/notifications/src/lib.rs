@@ -10,59 +10,34 @@ pub use http::openapi;
 pub mod hub;
 pub mod store;
 
-use std::{ops::Deref, sync::Arc};
+use std::sync::Arc;
 
-use axum::{Router, extract::FromRef};
+use axum::Router;
 use storefront_kit::{
     ExposeSecret,
-    auth::{Authenticator, Revocations},
+    auth::Authenticator,
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
-    server::{self, Readiness},
+    server::{self, Readiness, Shared},
 };
 use tokio::sync::{mpsc, watch};
 
 pub use config::{Config, SocketConfig};
+pub use storefront_kit::server::StartError;
 
 use crate::{events::Notifier, hub::Hub, store::Store};
 
 pub const SERVICE: &str = "notifications";
 
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+/// What handlers are given: the token verifier and [`Inner`].
+pub type AppState = Shared<Inner>;
 
 pub struct Inner {
     pub store: Store,
-    pub authenticator: Arc<Authenticator>,
     pub hub: Arc<Hub>,
     pub sockets: SocketConfig,
     /// Origins allowed to open a socket with the cookie (besides the service's own host).
     pub allowed_origins: Vec<String>,
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl FromRef<AppState> for Arc<Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        state.authenticator.clone()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 /// The Redis side of fan-out: the subscriber that delivers to this replica's sockets, and the
@@ -90,10 +65,7 @@ pub struct Notifications {
 }
 
 pub async fn build(config: &Config) -> Result<Notifications, StartError> {
-    let revocations =
-        Revocations::connect(config.redis.url.expose_secret(), &config.kafka.topic_prefix).await?;
-    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
-    build_with(config, authenticator).await
+    build_with(config, config.common.authenticator().await?).await
 }
 
 /// [`build`] with the token verifier given (tests pass one holding their own keys).
@@ -101,12 +73,12 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Notifications, StartError> {
-    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
-    let prefix = &config.kafka.topic_prefix;
-    if config.kafka.ensure_topics {
+    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
+    let prefix = &config.common.kafka.topic_prefix;
+    if config.common.kafka.ensure_topics {
         // The topics it consumes (the owners create them too; whoever starts first does).
         let topics = events::settings(prefix).topics;
-        kafka::ensure_topics(&config.kafka, &topics).await?;
+        kafka::ensure_topics(&config.common.kafka, &topics).await?;
     }
     let store = Store::new(&mongo.db);
     if let Err(e) = store.ensure_indexes().await {
@@ -125,24 +97,26 @@ pub async fn build_with(
         let handler = Arc::new(Notifier::new(store.clone(), published, hub.clone()));
         Some(
             ConsumerRunner::new(
-                &config.kafka,
+                &config.common.kafka,
                 events::settings(prefix),
                 mongo.clone(),
                 handler,
             )
             .await?
-            .woken_by(config.redis.url.expose_secret())?,
+            .woken_by(config.common.redis.url.expose_secret())?,
         )
     } else {
         None
     };
-    let state = AppState(Arc::new(Inner {
-        store,
+    let state = Shared::new(
         authenticator,
-        hub: hub.clone(),
-        sockets: config.sockets.clone(),
-        allowed_origins: config.http.cors_allowed_origins.clone(),
-    }));
+        Inner {
+            store,
+            hub: hub.clone(),
+            sockets: config.sockets.clone(),
+            allowed_origins: config.common.http.cors_allowed_origins.clone(),
+        },
+    );
     let fanout_hub = hub.clone();
     let readiness = Readiness::new()
         .mongo(&mongo)
@@ -166,7 +140,7 @@ pub async fn build_with(
             &state.authenticator,
         ),
         readiness,
-        &config.http,
+        &config.common.http,
     );
     Ok(Notifications {
         app,
@@ -174,7 +148,7 @@ pub async fn build_with(
         consumer,
         fanout: Fanout {
             hub,
-            client: redis::Client::open(config.redis.url.expose_secret())?,
+            client: redis::Client::open(config.common.redis.url.expose_secret())?,
             committed,
         },
     })
@@ -191,5 +165,5 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let background = server::Background::new()
         .with_some(consumer, |c, stop| c.run(stop))
         .with(|stop| fanout.run(stop));
-    Ok(server::run(&config.http, app, background).await?)
+    Ok(server::run(&config.common.http, app, background).await?)
 }

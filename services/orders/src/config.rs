@@ -2,18 +2,12 @@
 
 use std::time::Duration;
 
-use storefront_kit::config::{
-    self as env, ConfigError, HttpConfig, KafkaConfig, MongoConfig, RedisConfig,
-};
+use storefront_kit::config::{self as env, ConfigError, ServiceConfig};
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub http: HttpConfig,
-    pub mongo: MongoConfig,
-    pub kafka: KafkaConfig,
-    pub redis: RedisConfig,
-    /// `JWKS_URL`: auth's public keys.
-    pub jwks_url: String,
+    /// HTTP, MongoDB, Kafka, Redis and auth's keys, as every service reads them.
+    pub common: ServiceConfig,
     /// `ORDER_PAYMENT_WINDOW_SECS`, default 900: an order unpaid this long after it was placed
     /// is cancelled and its stock released.
     pub payment_window: Duration,
@@ -38,19 +32,9 @@ pub struct Config {
 
 impl Config {
     /// The defaults, on these backends (tests set what they need on top).
-    pub fn new(
-        http: HttpConfig,
-        mongo: MongoConfig,
-        kafka: KafkaConfig,
-        redis: RedisConfig,
-        jwks_url: String,
-    ) -> Self {
+    pub fn new(common: ServiceConfig) -> Self {
         Config {
-            http,
-            mongo,
-            kafka,
-            redis,
-            jwks_url,
+            common,
             payment_window: Duration::from_secs(900),
             expiry_poll: Duration::from_millis(1000),
             payment_hold: Duration::from_secs(60),
@@ -63,11 +47,7 @@ impl Config {
 
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Config {
-            http: HttpConfig::from_env()?,
-            mongo: MongoConfig::from_env()?,
-            kafka: KafkaConfig::from_env()?,
-            redis: RedisConfig::from_env()?,
-            jwks_url: env::required("JWKS_URL")?,
+            common: ServiceConfig::from_env()?,
             payment_window: Duration::from_secs(env::parse_or("ORDER_PAYMENT_WINDOW_SECS", 900)?),
             expiry_poll: Duration::from_millis(env::parse_or("ORDER_EXPIRY_POLL_MS", 1000)?),
             payment_hold: Duration::from_secs(env::parse_or("ORDER_PAYMENT_HOLD_SECS", 60)?),

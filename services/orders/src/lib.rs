@@ -14,60 +14,35 @@ pub mod pricing;
 pub mod stats;
 pub mod store;
 
-use std::{ops::Deref, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use axum::{Router, extract::FromRef};
+use axum::Router;
 use storefront_events::Topic;
 use storefront_kit::{
     ExposeSecret,
-    auth::{Authenticator, Revocations},
+    auth::Authenticator,
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
     outbox::{Outbox, Relay},
-    server::{self, Readiness},
+    server::{self, Readiness, Shared},
 };
 
 pub use config::Config;
 pub use http::openapi;
+pub use storefront_kit::server::StartError;
 
 use crate::{changes::Changes, events::Saga, expiry::Expiry, pricing::Pricing, store::Store};
 
 pub const SERVICE: &str = "orders";
 
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+/// What handlers are given: the token verifier and [`Inner`].
+pub type AppState = Shared<Inner>;
 
 pub struct Inner {
     pub store: Store,
-    pub authenticator: Arc<Authenticator>,
     pub payment_window: Duration,
     pub payment_hold: Duration,
     pub pricing: Pricing,
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl FromRef<AppState> for Arc<Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        state.authenticator.clone()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 /// A ready-to-serve orders service and the tasks to run beside it.
@@ -80,10 +55,7 @@ pub struct Orders {
 }
 
 pub async fn build(config: &Config) -> Result<Orders, StartError> {
-    let revocations =
-        Revocations::connect(config.redis.url.expose_secret(), &config.kafka.topic_prefix).await?;
-    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
-    build_with(config, authenticator).await
+    build_with(config, config.common.authenticator().await?).await
 }
 
 /// [`build`] with the token verifier given (tests pass one holding their own keys).
@@ -91,12 +63,12 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Orders, StartError> {
-    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
-    let prefix = &config.kafka.topic_prefix;
-    let producer = kafka::producer(&config.kafka)?;
-    if config.kafka.ensure_topics {
+    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
+    let prefix = &config.common.kafka.topic_prefix;
+    let producer = kafka::producer(&config.common.kafka)?;
+    if config.common.kafka.ensure_topics {
         let topics = [Topic::Orders, Topic::Products, Topic::Payments].map(|t| t.name(prefix));
-        kafka::ensure_topics(&config.kafka, &topics).await?;
+        kafka::ensure_topics(&config.common.kafka, &topics).await?;
     }
     let outbox = Outbox::new(&mongo.db, prefix);
     let store = Store::new(
@@ -111,9 +83,14 @@ pub async fn build_with(
     let consumer = if config.consume_events {
         let saga = Arc::new(Saga::new(store.clone()));
         Some(
-            ConsumerRunner::new(&config.kafka, events::settings(prefix), mongo.clone(), saga)
-                .await?
-                .woken_by(config.redis.url.expose_secret())?,
+            ConsumerRunner::new(
+                &config.common.kafka,
+                events::settings(prefix),
+                mongo.clone(),
+                saga,
+            )
+            .await?
+            .woken_by(config.common.redis.url.expose_secret())?,
         )
     } else {
         None
@@ -126,13 +103,15 @@ pub async fn build_with(
         Some(url) => url.clone(),
         None => pricing::serve_builtin().await?,
     };
-    let state = AppState(Arc::new(Inner {
-        pricing: Pricing::new(pricing_url, config.pricing_timeout),
-        store,
-        authenticator: authenticator.clone(),
-        payment_window: config.payment_window,
-        payment_hold: config.payment_hold,
-    }));
+    let state = Shared::new(
+        authenticator.clone(),
+        Inner {
+            pricing: Pricing::new(pricing_url, config.pricing_timeout),
+            store,
+            payment_window: config.payment_window,
+            payment_hold: config.payment_hold,
+        },
+    );
     let revocations = authenticator.revocations().clone();
     let readiness = Readiness::new()
         .mongo(&mongo)
@@ -147,7 +126,7 @@ pub async fn build_with(
             &state.authenticator,
         ),
         readiness,
-        &config.http,
+        &config.common.http,
     );
     Ok(Orders {
         app,
@@ -172,5 +151,5 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .with(|stop| relay.run(stop))
         .with(|stop| expiry.run(stop))
         .with_some(consumer, |c, stop| c.run(stop));
-    Ok(server::run(&config.http, app, background).await?)
+    Ok(server::run(&config.common.http, app, background).await?)
 }

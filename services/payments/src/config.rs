@@ -4,17 +4,13 @@ use std::time::Duration;
 
 use storefront_kit::{
     SecretString,
-    config::{self as env, ConfigError, HttpConfig, KafkaConfig, MongoConfig, RedisConfig},
+    config::{self as env, ConfigError, ServiceConfig},
 };
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub http: HttpConfig,
-    pub mongo: MongoConfig,
-    pub kafka: KafkaConfig,
-    pub redis: RedisConfig,
-    /// `JWKS_URL`: auth's public keys.
-    pub jwks_url: String,
+    /// HTTP, MongoDB, Kafka, Redis and auth's keys, as every service reads them.
+    pub common: ServiceConfig,
     /// `STRIPE_SECRET_KEY`.
     pub stripe_secret_key: SecretString,
     /// `STRIPE_API_BASE`: Stripe's address; unset for the real one (the local stack points it at
@@ -37,24 +33,15 @@ pub struct Config {
 
 impl Config {
     /// The defaults, on these backends (tests set what they need on top).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        http: HttpConfig,
-        mongo: MongoConfig,
-        kafka: KafkaConfig,
-        redis: RedisConfig,
-        jwks_url: String,
+        common: ServiceConfig,
         stripe_secret_key: String,
         stripe_api_base: Option<String>,
         stripe_webhook_secret: String,
         orders_url: String,
     ) -> Self {
         Config {
-            http,
-            mongo,
-            kafka,
-            redis,
-            jwks_url,
+            common,
             stripe_secret_key: stripe_secret_key.into(),
             stripe_api_base,
             stripe_webhook_secret: stripe_webhook_secret.into(),
@@ -67,11 +54,7 @@ impl Config {
 
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Config {
-            http: HttpConfig::from_env()?,
-            mongo: MongoConfig::from_env()?,
-            kafka: KafkaConfig::from_env()?,
-            redis: RedisConfig::from_env()?,
-            jwks_url: env::required("JWKS_URL")?,
+            common: ServiceConfig::from_env()?,
             stripe_secret_key: env::required("STRIPE_SECRET_KEY")?.into(),
             stripe_api_base: env::optional("STRIPE_API_BASE"),
             stripe_webhook_secret: env::required("STRIPE_WEBHOOK_SECRET")?.into(),
@@ -89,17 +72,19 @@ impl Config {
 mod tests {
     use storefront_kit::ExposeSecret;
 
+    use storefront_kit::config::{HttpConfig, KafkaConfig, MongoConfig, RedisConfig};
+
     use super::*;
 
     #[test]
     fn stripe_keys_never_show_in_debug_output() {
-        let config = Config::new(
-            HttpConfig::default(),
-            MongoConfig {
+        let common = ServiceConfig {
+            http: HttpConfig::default(),
+            mongo: MongoConfig {
                 uri: "mongodb://mongo:27017".into(),
                 database: "payments".into(),
             },
-            KafkaConfig {
+            kafka: KafkaConfig {
                 bootstrap_servers: "kafka:9092".into(),
                 topic_prefix: "storefront".into(),
                 ensure_topics: false,
@@ -108,10 +93,13 @@ mod tests {
                 idle_fetch_interval: None,
                 consumer_lanes: 8,
             },
-            RedisConfig {
+            redis: RedisConfig {
                 url: "redis://redis:6379".into(),
             },
-            "http://auth:8080/.well-known/jwks.json".into(),
+            jwks_url: "http://auth:8080/.well-known/jwks.json".into(),
+        };
+        let config = Config::new(
+            common,
             "sk_live_do_not_print".into(),
             None,
             "whsec_do_not_print".into(),

@@ -12,21 +12,22 @@ pub mod orders;
 pub mod refunds;
 pub mod store;
 
-use std::{ops::Deref, sync::Arc};
+use std::sync::Arc;
 
-use axum::{Router, extract::FromRef};
+use axum::Router;
 use storefront_events::Topic;
 use storefront_kit::{
     ExposeSecret, SecretString,
-    auth::{Authenticator, Revocations},
+    auth::Authenticator,
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
     outbox::{Outbox, Relay},
-    server::{self, Readiness},
+    server::{self, Readiness, Shared},
 };
 
 pub use config::Config;
 pub use http::openapi;
+pub use storefront_kit::server::StartError;
 
 use crate::{
     events::RefundRequests,
@@ -38,42 +39,14 @@ use crate::{
 
 pub const SERVICE: &str = "payments";
 
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+/// What handlers are given: the token verifier and [`Inner`].
+pub type AppState = Shared<Inner>;
 
 pub struct Inner {
     pub store: Store,
     pub gateway: Gateway,
     pub orders: Orders,
-    pub authenticator: Arc<Authenticator>,
     pub webhook_secret: SecretString,
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl FromRef<AppState> for Arc<Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        state.authenticator.clone()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    Gateway(#[from] gateway::GatewayError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 pub struct Payments {
@@ -86,10 +59,7 @@ pub struct Payments {
 }
 
 pub async fn build(config: &Config) -> Result<Payments, StartError> {
-    let revocations =
-        Revocations::connect(config.redis.url.expose_secret(), &config.kafka.topic_prefix).await?;
-    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
-    build_with(config, authenticator).await
+    build_with(config, config.common.authenticator().await?).await
 }
 
 /// [`build`] with the token verifier given (tests pass one holding their own keys).
@@ -97,17 +67,18 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Payments, StartError> {
-    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
-    let prefix = &config.kafka.topic_prefix;
-    let producer = kafka::producer(&config.kafka)?;
-    if config.kafka.ensure_topics {
+    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
+    let prefix = &config.common.kafka.topic_prefix;
+    let producer = kafka::producer(&config.common.kafka)?;
+    if config.common.kafka.ensure_topics {
         let topics = [Topic::Payments, Topic::Orders].map(|t| t.name(prefix));
-        kafka::ensure_topics(&config.kafka, &topics).await?;
+        kafka::ensure_topics(&config.common.kafka, &topics).await?;
     }
     let gateway = Gateway::new(
         config.stripe_secret_key.expose_secret(),
         config.stripe_api_base.as_deref(),
-    )?;
+    )
+    .map_err(|e| StartError::other("stripe", e))?;
     let outbox = Outbox::new(&mongo.db, prefix);
     let store = Store::new(mongo.clone(), outbox.clone());
     store.ensure_indexes().await?;
@@ -122,13 +93,13 @@ pub async fn build_with(
         });
         Some(
             ConsumerRunner::new(
-                &config.kafka,
+                &config.common.kafka,
                 events::settings(prefix),
                 mongo.clone(),
                 handler,
             )
             .await?
-            .woken_by(config.redis.url.expose_secret())?,
+            .woken_by(config.common.redis.url.expose_secret())?,
         )
     } else {
         None
@@ -139,13 +110,15 @@ pub async fn build_with(
         poll: config.refund_poll,
         wake,
     };
-    let state = AppState(Arc::new(Inner {
-        store,
-        gateway,
-        orders: Orders::new(&config.orders_url, config.order_wait),
-        authenticator: authenticator.clone(),
-        webhook_secret: config.stripe_webhook_secret.clone(),
-    }));
+    let state = Shared::new(
+        authenticator.clone(),
+        Inner {
+            store,
+            gateway,
+            orders: Orders::new(&config.orders_url, config.order_wait),
+            webhook_secret: config.stripe_webhook_secret.clone(),
+        },
+    );
     let revocations = authenticator.revocations().clone();
     let readiness = Readiness::new()
         .mongo(&mongo)
@@ -160,7 +133,7 @@ pub async fn build_with(
             &state.authenticator,
         ),
         readiness,
-        &config.http,
+        &config.common.http,
     );
     Ok(Payments {
         app,
@@ -185,5 +158,5 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .with(|stop| relay.run(stop))
         .with(|stop| refunds.run(stop))
         .with_some(consumer, |c, stop| c.run(stop));
-    Ok(server::run(&config.http, app, background).await?)
+    Ok(server::run(&config.common.http, app, background).await?)
 }

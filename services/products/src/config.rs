@@ -3,20 +3,14 @@
 
 use std::time::Duration;
 
-use storefront_kit::config::{
-    self as env, ConfigError, HttpConfig, KafkaConfig, MongoConfig, RedisConfig,
-};
+use storefront_kit::config::{self as env, ConfigError, ServiceConfig};
 
 use crate::{domain::ImageRules, s3::S3Config};
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub http: HttpConfig,
-    pub mongo: MongoConfig,
-    pub kafka: KafkaConfig,
-    pub redis: RedisConfig,
-    /// `JWKS_URL`: auth's public keys.
-    pub jwks_url: String,
+    /// HTTP, MongoDB, Kafka, Redis and auth's keys, as every service reads them.
+    pub common: ServiceConfig,
     pub s3: S3Config,
     /// `IMAGE_MAX_BYTES` (default 5 MiB), `IMAGE_MIN_SIDE` (32), `IMAGE_MAX_SIDE` (8000).
     pub images: ImageRules,
@@ -48,11 +42,7 @@ impl Config {
             });
         }
         Ok(Config {
-            http: HttpConfig::from_env()?,
-            mongo: MongoConfig::from_env()?,
-            kafka: KafkaConfig::from_env()?,
-            redis: RedisConfig::from_env()?,
-            jwks_url: env::required("JWKS_URL")?,
+            common: ServiceConfig::from_env()?,
             s3: S3Config {
                 endpoint: env::required("S3_ENDPOINT")?,
                 access_key: env::required("S3_ACCESS_KEY")?,

@@ -18,20 +18,21 @@ pub use http::openapi;
 pub mod s3;
 pub mod store;
 
-use std::{ops::Deref, sync::Arc};
+use std::sync::Arc;
 
-use axum::{Router, extract::FromRef};
+use axum::Router;
 use storefront_events::Topic;
 use storefront_kit::{
     ExposeSecret,
-    auth::{Authenticator, Revocations},
+    auth::Authenticator,
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
     outbox::{Outbox, Relay},
-    server::{self, Readiness},
+    server::{self, Readiness, Shared},
 };
 
 pub use config::Config;
+pub use storefront_kit::server::StartError;
 
 use crate::{
     analytics::Analytics, cache::Cache, domain::ImageRules, events::Inventory, s3::Images,
@@ -40,45 +41,15 @@ use crate::{
 
 pub const SERVICE: &str = "products";
 
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+/// What handlers are given: the token verifier and [`Inner`].
+pub type AppState = Shared<Inner>;
 
 pub struct Inner {
     pub store: Store,
     pub analytics: Analytics,
     pub images: Images,
-    pub authenticator: Arc<Authenticator>,
     pub cache: Cache,
     pub rules: ImageRules,
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl FromRef<AppState> for Arc<Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        state.authenticator.clone()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    S3(#[from] s3::S3Error),
-    #[error("writing products: {0}")]
-    Seed(String),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 /// A ready-to-serve products service: the app, the outbox relay and the inventory consumer.
@@ -89,12 +60,15 @@ pub struct Products {
     pub consumer: Option<ConsumerRunner<Inventory>>,
 }
 
-/// Connects everything, trusting auth's JWKS at `config.jwks_url`.
+impl From<s3::S3Error> for StartError {
+    fn from(e: s3::S3Error) -> Self {
+        StartError::other("object store", e)
+    }
+}
+
+/// Connects everything, trusting auth's JWKS at `config.common.jwks_url`.
 pub async fn build(config: &Config) -> Result<Products, StartError> {
-    let revocations =
-        Revocations::connect(config.redis.url.expose_secret(), &config.kafka.topic_prefix).await?;
-    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
-    build_with(config, authenticator).await
+    build_with(config, config.common.authenticator().await?).await
 }
 
 /// [`build`] with the token verifier given (tests pass one holding their own keys).
@@ -102,12 +76,12 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Products, StartError> {
-    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
-    let prefix = &config.kafka.topic_prefix;
-    let producer = kafka::producer(&config.kafka)?;
-    if config.kafka.ensure_topics {
+    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
+    let prefix = &config.common.kafka.topic_prefix;
+    let producer = kafka::producer(&config.common.kafka)?;
+    if config.common.kafka.ensure_topics {
         kafka::ensure_topics(
-            &config.kafka,
+            &config.common.kafka,
             &[
                 Topic::Products.name(prefix),
                 Topic::Orders.name(prefix),
@@ -136,26 +110,28 @@ pub async fn build_with(
         });
         Some(
             ConsumerRunner::new(
-                &config.kafka,
+                &config.common.kafka,
                 events::settings(prefix),
                 mongo.clone(),
                 handler,
             )
             .await?
-            .woken_by(config.redis.url.expose_secret())?,
+            .woken_by(config.common.redis.url.expose_secret())?,
         )
     } else {
         None
     };
 
-    let state = AppState(Arc::new(Inner {
-        store,
-        analytics,
-        images: images.clone(),
-        authenticator: authenticator.clone(),
-        cache: Cache::new(config.cache_ttl),
-        rules: config.images,
-    }));
+    let state = Shared::new(
+        authenticator.clone(),
+        Inner {
+            store,
+            analytics,
+            images: images.clone(),
+            cache: Cache::new(config.cache_ttl),
+            rules: config.images,
+        },
+    );
     let revocations = authenticator.revocations().clone();
     let readiness = Readiness::new()
         .mongo(&mongo)
@@ -174,7 +150,7 @@ pub async fn build_with(
             &state.authenticator,
         ),
         readiness,
-        &config.http,
+        &config.common.http,
     );
     Ok(Products {
         app,
@@ -187,35 +163,33 @@ pub async fn build_with(
 /// Seeds the demo catalog into an empty database (`products seed-demo`); the running service's
 /// outbox relay publishes its events. Returns how many products it created (0 if any existed).
 pub async fn seed_demo(config: &Config) -> Result<usize, StartError> {
-    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
+    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
     let images = Images::new(&config.s3)?;
     if config.s3.ensure_bucket {
         images.ensure_bucket().await?;
     }
     let store = Store::new(
         mongo.clone(),
-        Outbox::new(&mongo.db, &config.kafka.topic_prefix),
+        Outbox::new(&mongo.db, &config.common.kafka.topic_prefix),
     );
     store.ensure_indexes().await?;
-    demo::seed(&store, &images).await.map_err(|e| match e {
-        demo::SeedError::Store(e) => StartError::Seed(e.to_string()),
-        demo::SeedError::Image(e) => StartError::Seed(e),
-        demo::SeedError::S3(e) => StartError::S3(e),
-    })
+    demo::seed(&store, &images)
+        .await
+        .map_err(|e| StartError::other("writing products", e))
 }
 
 /// Publishes every product's current snapshot (`products resync`): the running service's relay
 /// sends them. Returns how many.
 pub async fn resync(config: &Config) -> Result<usize, StartError> {
-    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
+    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
     let store = Store::new(
         mongo.clone(),
-        Outbox::new(&mongo.db, &config.kafka.topic_prefix),
+        Outbox::new(&mongo.db, &config.common.kafka.topic_prefix),
     );
     store
         .resync()
         .await
-        .map_err(|e| StartError::Seed(e.to_string()))
+        .map_err(|e| StartError::other("writing products", e))
 }
 
 /// Runs products until SIGTERM/Ctrl-C: HTTP, the outbox relay, the inventory consumer and the
@@ -235,5 +209,5 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .then()
         .with(|stop| relay.run(stop))
         .with_some(consumer, |c, stop| c.run(stop));
-    Ok(server::run(&config.http, app, background).await?)
+    Ok(server::run(&config.common.http, app, background).await?)
 }

@@ -12,14 +12,11 @@ pub mod pages;
 pub mod session;
 pub mod shop;
 
-use std::{
-    ops::Deref,
-    sync::{Arc, LazyLock},
-};
+use std::sync::{Arc, LazyLock};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, FromRef},
+    extract::DefaultBodyLimit,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
@@ -27,12 +24,13 @@ use axum::{
 };
 use storefront_kit::{
     ExposeSecret,
-    auth::{Authenticator, Revocations},
-    server::{self, Readiness},
+    auth::Authenticator,
+    server::{self, Readiness, Shared},
 };
 use tower_http::{compression::CompressionLayer, set_header::SetResponseHeaderLayer};
 
 pub use config::Config;
+pub use storefront_kit::server::StartError;
 
 use crate::api::Api;
 
@@ -40,34 +38,12 @@ pub const SERVICE: &str = "web";
 // The largest upload body web reads (products has its own, lower limit for the image itself).
 use storefront_kit::config::MAX_UPLOAD_BYTES;
 
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+/// What handlers are given: the token verifier and [`Inner`].
+pub type AppState = Shared<Inner>;
 
 pub struct Inner {
     pub api: Api,
-    pub authenticator: Arc<Authenticator>,
     pub config: Config,
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl FromRef<AppState> for Arc<Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        state.authenticator.clone()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 const CSS: &str = include_str!("../static/app.css");
@@ -240,20 +216,25 @@ async fn not_found() -> Response {
 }
 
 pub async fn build(config: Config) -> Result<Router, StartError> {
-    let revocations =
-        Revocations::connect(config.redis.url.expose_secret(), &config.namespace).await?;
-    let authenticator = Arc::new(Authenticator::from_jwks(&config.jwks_url, revocations));
+    let authenticator = Authenticator::connect(
+        &config.jwks_url,
+        config.redis.url.expose_secret(),
+        &config.namespace,
+    )
+    .await?;
     Ok(build_with(config, authenticator))
 }
 
 pub fn build_with(config: Config, authenticator: Arc<Authenticator>) -> Router {
     let revocations = authenticator.revocations().clone();
     let http = config.http.clone();
-    let state = AppState(Arc::new(Inner {
-        api: Api::new(config.urls.clone()),
+    let state = Shared::new(
         authenticator,
-        config,
-    }));
+        Inner {
+            api: Api::new(config.urls.clone()),
+            config,
+        },
+    );
     let readiness = Readiness::new().redis(&revocations);
     server::build(SERVICE, routes(state), readiness, &http)
 }

@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 use storefront_auth::keys::SigningKey;
 use storefront_kit::{
     auth::{Authenticator, Revocations, Role},
-    config::HttpConfig,
     testing::{self, TestStack, spawn, unique},
 };
 use storefront_products::{domain::ImageRules, s3::S3Config};
@@ -52,17 +51,12 @@ pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Sho
             .unwrap();
         Arc::new(Authenticator::from_keys(key.decoding_keys(), revocations))
     };
-    let redis = stack.redis();
     let jwks_url = "http://127.0.0.1:9/unused".to_owned();
     let (stop, stopped) = watch::channel(false);
 
     let products = storefront_products::build_with(
         &storefront_products::Config {
-            http: HttpConfig::default(),
-            mongo: stack.mongo(&unique("products")),
-            kafka: stack.kafka(&prefix),
-            redis: redis.clone(),
-            jwks_url: jwks_url.clone(),
+            common: stack.service(&unique("products"), &prefix, &jwks_url),
             s3: S3Config {
                 endpoint: stack.s3_endpoint.clone(),
                 access_key: stack.s3_access_key.clone(),
@@ -84,13 +78,8 @@ pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Sho
     tokio::spawn(products.consumer.expect("consumer").run(stopped.clone()));
     let products_addr = spawn(products.app).await;
 
-    let mut orders_config = storefront_orders::Config::new(
-        HttpConfig::default(),
-        stack.mongo(&unique("orders")),
-        stack.kafka(&prefix),
-        redis.clone(),
-        jwks_url.clone(),
-    );
+    let mut orders_config =
+        storefront_orders::Config::new(stack.service(&unique("orders"), &prefix, &jwks_url));
     orders_config.expiry_poll = Duration::from_millis(500);
     edit(&mut orders_config);
     let orders = storefront_orders::build_with(&orders_config, authenticator().await)
@@ -103,11 +92,7 @@ pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Sho
     let orders_addr = spawn(orders.app).await;
 
     let mut payments_config = storefront_payments::Config::new(
-        HttpConfig::default(),
-        stack.mongo(&unique("payments")),
-        stack.kafka(&prefix),
-        redis.clone(),
-        jwks_url.clone(),
+        stack.service(&unique("payments"), &prefix, &jwks_url),
         stack.stripe_secret_key.clone(),
         Some(stack.stripe_url.clone()),
         WEBHOOK_SECRET.into(),
@@ -125,11 +110,7 @@ pub async fn shop_with(edit: impl FnOnce(&mut storefront_orders::Config)) -> Sho
 
     let cart = storefront_cart::build_with(
         &storefront_cart::Config {
-            http: HttpConfig::default(),
-            mongo: stack.mongo(&unique("cart")),
-            kafka: stack.kafka(&prefix),
-            redis,
-            jwks_url,
+            common: stack.service(&unique("cart"), &prefix, &jwks_url),
             orders_url: format!("http://{orders_addr}"),
             consume_events: true,
         },

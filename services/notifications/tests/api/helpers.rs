@@ -13,7 +13,7 @@ use storefront_events::{
 use storefront_kit::kafka::KafkaProducer;
 use storefront_kit::{
     auth::{Authenticator, Claims, Revocations, Role},
-    config::{HttpConfig, KafkaConfig},
+    config::KafkaConfig,
     kafka,
     testing::{self, TestStack, spawn, unique},
 };
@@ -54,11 +54,11 @@ pub async fn shop(replicas: usize, sockets: SocketConfig) -> Shop {
     let prefix = unique("t");
     let key = SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap();
     let config = Config {
-        http: HttpConfig::default(),
-        mongo: stack.mongo(&unique("notifications")),
-        kafka: stack.kafka(&prefix),
-        redis: stack.redis(),
-        jwks_url: "http://127.0.0.1:9/unused".into(),
+        common: stack.service(
+            &unique("notifications"),
+            &prefix,
+            "http://127.0.0.1:9/unused",
+        ),
         consume_events: true,
         sockets,
     };

@@ -6,7 +6,6 @@ use storefront_auth::keys::SigningKey;
 use storefront_events::{Envelope, Event};
 use storefront_kit::{
     auth::{Authenticator, Revocations, Role},
-    config::HttpConfig,
     kafka,
     testing::{self, TestStack, spawn, unique},
 };
@@ -34,24 +33,18 @@ pub struct Customer {
 }
 
 pub fn orders_config(stack: &TestStack, prefix: &str) -> storefront_orders::Config {
-    let mut config = storefront_orders::Config::new(
-        HttpConfig::default(),
-        stack.mongo(&unique("orders")),
-        stack.kafka(prefix),
-        stack.redis(),
-        "http://127.0.0.1:9/unused".into(),
-    );
+    let mut config = storefront_orders::Config::new(stack.service(
+        &unique("orders"),
+        prefix,
+        "http://127.0.0.1:9/unused",
+    ));
     config.expiry_poll = Duration::from_millis(200);
     config
 }
 
 fn products_config(stack: &TestStack, prefix: &str) -> storefront_products::Config {
     storefront_products::Config {
-        http: HttpConfig::default(),
-        mongo: stack.mongo(&unique("products")),
-        kafka: stack.kafka(prefix),
-        redis: stack.redis(),
-        jwks_url: "http://127.0.0.1:9/unused".into(),
+        common: stack.service(&unique("products"), prefix, "http://127.0.0.1:9/unused"),
         s3: S3Config {
             endpoint: stack.s3_endpoint.clone(),
             access_key: stack.s3_access_key.clone(),

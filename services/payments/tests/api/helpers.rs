@@ -6,7 +6,6 @@ use storefront_auth::keys::SigningKey;
 use storefront_events::{Envelope, Event};
 use storefront_kit::{
     auth::{Authenticator, Revocations, Role},
-    config::HttpConfig,
     kafka,
     testing::{self, TestStack, spawn, unique},
 };
@@ -52,17 +51,12 @@ pub async fn app_with(edit: impl FnOnce(&mut Config)) -> App {
             .unwrap();
         Arc::new(Authenticator::from_keys(key.decoding_keys(), revocations))
     };
-    let redis = stack.redis();
     let jwks_url = "http://127.0.0.1:9/unused".to_owned();
     let (stop, stopped) = watch::channel(false);
 
     let products = storefront_products::build_with(
         &storefront_products::Config {
-            http: HttpConfig::default(),
-            mongo: stack.mongo(&unique("products")),
-            kafka: stack.kafka(&prefix),
-            redis: redis.clone(),
-            jwks_url: jwks_url.clone(),
+            common: stack.service(&unique("products"), &prefix, &jwks_url),
             s3: S3Config {
                 endpoint: stack.s3_endpoint.clone(),
                 access_key: stack.s3_access_key.clone(),
@@ -85,13 +79,7 @@ pub async fn app_with(edit: impl FnOnce(&mut Config)) -> App {
     let products_addr = spawn(products.app).await;
 
     let orders = storefront_orders::build_with(
-        &storefront_orders::Config::new(
-            HttpConfig::default(),
-            stack.mongo(&unique("orders")),
-            stack.kafka(&prefix),
-            redis.clone(),
-            jwks_url.clone(),
-        ),
+        &storefront_orders::Config::new(stack.service(&unique("orders"), &prefix, &jwks_url)),
         authenticator().await,
     )
     .await
@@ -102,11 +90,7 @@ pub async fn app_with(edit: impl FnOnce(&mut Config)) -> App {
     let orders_addr = spawn(orders.app).await;
 
     let mut config = Config::new(
-        HttpConfig::default(),
-        stack.mongo(&unique("payments")),
-        stack.kafka(&prefix),
-        redis,
-        jwks_url,
+        stack.service(&unique("payments"), &prefix, &jwks_url),
         stack.stripe_secret_key.clone(),
         Some(stack.stripe_url.clone()),
         WEBHOOK_SECRET.into(),
@@ -162,9 +146,9 @@ impl App {
 
     /// Publishes `data` on its topic in this shop, as another service would.
     pub async fn publish<E: Event>(&self, key: Uuid, version: u64, data: E) {
-        let producer = kafka::producer(&self.config.kafka).unwrap();
+        let producer = kafka::producer(&self.config.common.kafka).unwrap();
         let envelope = Envelope::new("orders", key.to_string(), version, data);
-        let topic = E::TOPIC.name(&self.config.kafka.topic_prefix);
+        let topic = E::TOPIC.name(&self.config.common.kafka.topic_prefix);
         storefront_kit::testing::produce(&producer, &topic, &envelope).await;
     }
 
@@ -290,7 +274,7 @@ impl App {
 
     /// The payment events of this shop's topic for `order`, once `expected` arrived.
     pub async fn events(&self, order: Uuid, expected: usize) -> Vec<Envelope> {
-        let topic = storefront_events::Topic::Payments.name(&self.config.kafka.topic_prefix);
+        let topic = storefront_events::Topic::Payments.name(&self.config.common.kafka.topic_prefix);
         storefront_kit::testing::consume(&self.stack.kafka_bootstrap, &topic, expected)
             .await
             .into_iter()

@@ -7,7 +7,7 @@ use storefront_events::{Envelope, Event, Topic};
 use storefront_kit::kafka::KafkaProducer;
 use storefront_kit::{
     auth::{Authenticator, Revocations, Role},
-    config::HttpConfig,
+    config::{HttpConfig, ServiceConfig},
     kafka,
     testing::{self, TestStack, spawn, unique},
 };
@@ -32,14 +32,17 @@ pub struct TestApp {
 
 pub fn config(stack: &TestStack) -> Config {
     Config {
-        http: HttpConfig {
-            max_body_bytes: 64 * 1024,
-            ..HttpConfig::default()
+        common: ServiceConfig {
+            http: HttpConfig {
+                max_body_bytes: 64 * 1024,
+                ..HttpConfig::default()
+            },
+            ..stack.service(
+                &unique("products"),
+                &unique("t"),
+                "http://127.0.0.1:9/unused",
+            )
         },
-        mongo: stack.mongo(&unique("products")),
-        kafka: stack.kafka(&unique("t")),
-        redis: stack.redis(),
-        jwks_url: "http://127.0.0.1:9/unused".into(),
         s3: S3Config {
             endpoint: stack.s3_endpoint.clone(),
             access_key: stack.s3_access_key.clone(),
@@ -68,7 +71,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_with(config: Config) -> TestApp {
     let stack = TestStack::from_env();
     let key = SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap();
-    let revocations = Revocations::connect(&stack.redis_url, &config.kafka.topic_prefix)
+    let revocations = Revocations::connect(&stack.redis_url, &config.common.kafka.topic_prefix)
         .await
         .unwrap();
     let authenticator = Arc::new(Authenticator::from_keys(key.decoding_keys(), revocations));
@@ -228,7 +231,7 @@ pub async fn consuming_app() -> TestApp {
 
 /// Publishes `data` as the event of `key` at `version`, as another service would.
 pub async fn publish<E: Event>(app: &TestApp, key: Uuid, version: u64, data: E) -> Envelope {
-    let producer: KafkaProducer = kafka::producer(&app.config.kafka).unwrap();
+    let producer: KafkaProducer = kafka::producer(&app.config.common.kafka).unwrap();
     let envelope = Envelope::new("test", key.to_string(), version, data)
         .into_raw()
         .unwrap();
@@ -238,6 +241,6 @@ pub async fn publish<E: Event>(app: &TestApp, key: Uuid, version: u64, data: E) 
 
 /// Sends `envelope` to the shop's `topic` as it is (a replay keeps its id).
 pub async fn send(app: &TestApp, producer: &KafkaProducer, topic: Topic, envelope: &Envelope) {
-    let topic = topic.name(&app.config.kafka.topic_prefix);
+    let topic = topic.name(&app.config.common.kafka.topic_prefix);
     storefront_kit::testing::produce(producer, &topic, envelope).await;
 }

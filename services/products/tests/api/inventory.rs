@@ -174,7 +174,7 @@ fn paid(order: Uuid) -> OrderCompleted {
 async fn the_saga_events_reserve_release_and_sell_once_each() {
     let app = consuming_app().await;
     let product = new_product(&app, 10).await;
-    let producer: KafkaProducer = kafka::producer(&app.config.kafka).unwrap();
+    let producer: KafkaProducer = kafka::producer(&app.config.common.kafka).unwrap();
 
     // Reserved once, though delivered twice and replayed under a new event id.
     let order = Uuid::new_v4();
@@ -214,7 +214,7 @@ async fn the_saga_events_reserve_release_and_sell_once_each() {
     assert_eq!(stock(&app, product).await, (7, 1, 2));
 
     // The saga's answers went out on the products topic, one per order.
-    let topic = Topic::Products.name(&app.config.kafka.topic_prefix);
+    let topic = Topic::Products.name(&app.config.common.kafka.topic_prefix);
     let events = storefront_kit::testing::consume(&app.stack.kafka_bootstrap, &topic, 10).await;
     let answers: Vec<(&str, &str)> = events
         .iter()

@@ -149,11 +149,11 @@ async fn a_view_event_applied_twice_counts_once() {
     wait_for_views(&app, 1).await;
     // The same event again, as the relay sends it after a crash between its send and its mark;
     // then a new view behind it on the product's partition.
-    let topic = Topic::ProductViews.name(&app.config.kafka.topic_prefix);
+    let topic = Topic::ProductViews.name(&app.config.common.kafka.topic_prefix);
     let sent = storefront_kit::testing::consume(&app.stack.kafka_bootstrap, &topic, 1).await;
     assert_eq!(sent[0].event_type, "product.viewed");
     assert_eq!(sent[0].data["count"], 1);
-    let producer = storefront_kit::kafka::producer(&app.config.kafka).unwrap();
+    let producer = storefront_kit::kafka::producer(&app.config.common.kafka).unwrap();
     send(&app, &producer, Topic::ProductViews, &sent[0]).await;
     // Five more behind it on the product's partition: 6 in all only if the replay counted
     // nothing (else 2, then 7, never 6).

@@ -388,7 +388,7 @@ async fn every_write_publishes_one_event_with_its_version() {
         )
         .await);
 
-    let topic = Topic::Products.name(&app.config.kafka.topic_prefix);
+    let topic = Topic::Products.name(&app.config.common.kafka.topic_prefix);
     let events = storefront_kit::testing::consume(&app.stack.kafka_bootstrap, &topic, 5).await;
     let seen: Vec<(&str, u64)> = events
         .iter()
