@@ -1,7 +1,7 @@
 //! Many saga events applied in one transaction: what the inventory consumer does with the events
 //! waiting in its lane when it is behind (`storefront_kit::kafka::EventHandler::handle_all`).
 //!
-//! The effect is that of `reserve_in`, `release_in` and `sell_in` (`inventory.rs`) applied one
+//! The effect is that of `reserve_in` and `end_in` (`inventory.rs`) applied one
 //! after another — the same reservation states, stock, ledger entries and events in the same order
 //! — but every reservation and product is read once (two finds), decided in memory in event order,
 //! and written once: a batch of ten orders costs about a dozen commands instead of sixty, and one
@@ -15,6 +15,7 @@ use storefront_events::{OrderId, ProductId};
 use storefront_kit::mongo::update_each;
 
 use super::*;
+use crate::domain::{Ending, Hold, Unheld, check_lines};
 
 /// One saga event for the inventory.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,12 +105,12 @@ impl Store {
                 }
             }
             InventoryOp::Release { order_id } => {
-                if self.release_in(session, *order_id).await? {
+                if self.end_in(session, *order_id, Ending::Cancelled).await? {
                     tracing::info!(%order_id, "reservation released");
                 }
             }
             InventoryOp::Sell { order_id } => {
-                if self.sell_in(session, *order_id).await? {
+                if self.end_in(session, *order_id, Ending::Completed).await? {
                     tracing::info!(%order_id, "reservation sold");
                 }
             }
@@ -208,87 +209,43 @@ impl Store {
         self.write(session, plan).await
     }
 
-    /// One event's effect on the plan, as `reserve_in`, `release_in` or `sell_in` would have it.
+    /// One event's effect on the plan, as `reserve_in` or `end_in` would have it.
     fn decide(&self, plan: &mut Plan, op: &InventoryOp) -> Result<(), StoreError> {
         let order_id = op.order_id();
         let state = plan.reservations.get(&order_id).and_then(Tracked::state);
-        match op {
+        let ending = match op {
             InventoryOp::Reserve { lines, .. } => {
-                let sell_at_once = match state {
-                    None => false,
-                    Some(ReservationState::PaidFirst) => true,
-                    Some(_) => return Ok(()),
-                };
-                self.decide_reserve(plan, order_id, lines, sell_at_once)
+                return self.decide_reserve(plan, order_id, lines, Hold::of(state));
             }
-            InventoryOp::Release { .. } | InventoryOp::Sell { .. } => {
-                let release = matches!(op, InventoryOp::Release { .. });
-                match state {
-                    Some(ReservationState::Reserved) => {
-                        let tracked = plan.reservations.get_mut(&order_id).expect("tracked");
-                        let lines = tracked
-                            .now
-                            .as_ref()
-                            .map(|r| r.lines.clone())
-                            .unwrap_or_default();
-                        let to = if release {
-                            ReservationState::Released
-                        } else {
-                            ReservationState::Sold
-                        };
-                        tracked.set(order_id, to, lines.clone());
-                        for line in &lines {
-                            let q = line.quantity;
-                            let (movement, delta) = if release {
-                                (StockMovement::Released, q)
-                            } else {
-                                (StockMovement::Sold, 0)
-                            };
-                            self.move_stock(
-                                plan,
-                                line.product_id,
-                                order_id,
-                                movement,
-                                delta,
-                                |s| {
-                                    s.reserved -= q;
-                                    if release {
-                                        s.available += q;
-                                    } else {
-                                        s.sold += q;
-                                    }
-                                },
-                            )?;
-                        }
-                        if release {
-                            tracing::info!(%order_id, "reservation released");
-                        } else {
-                            tracing::info!(%order_id, "reservation sold");
-                        }
-                    }
-                    Some(ReservationState::PaidFirst) if release => {
-                        tracing::error!(%order_id, "an order was cancelled after it was completed; orders never does that");
-                    }
-                    Some(state @ (ReservationState::Released | ReservationState::Rejected))
-                        if !release =>
-                    {
-                        tracing::error!(%order_id, ?state, "an order completed whose stock is not held; orders never does that");
-                    }
-                    Some(_) => {}
-                    None => {
-                        let first = if release {
-                            ReservationState::CancelledFirst
-                        } else {
-                            ReservationState::PaidFirst
-                        };
-                        if let Some(tracked) = plan.reservations.get_mut(&order_id) {
-                            tracked.set(order_id, first, Vec::new());
-                        }
-                    }
-                }
-                Ok(())
+            InventoryOp::Release { .. } => Ending::Cancelled,
+            InventoryOp::Sell { .. } => Ending::Completed,
+        };
+        let tracked = plan.reservations.get_mut(&order_id).expect("tracked");
+        if state != Some(ReservationState::Reserved) {
+            match ending.unheld(state) {
+                Unheld::Nothing => {}
+                Unheld::Remember(first) => tracked.set(order_id, first, Vec::new()),
+                Unheld::Impossible(what) => tracing::error!(%order_id, ?state, "{what}"),
             }
+            return Ok(());
         }
+        let lines = tracked
+            .now
+            .as_ref()
+            .map(|r| r.lines.clone())
+            .unwrap_or_default();
+        let (settled, movement) = ending.outcome();
+        tracked.set(order_id, settled, lines.clone());
+        for line in &lines {
+            self.move_stock(plan, line.product_id, order_id, movement, |stock| {
+                ending.settle(stock, line.quantity)
+            })?;
+        }
+        match ending {
+            Ending::Cancelled => tracing::info!(%order_id, "reservation released"),
+            Ending::Completed => tracing::info!(%order_id, "reservation sold"),
+        }
+        Ok(())
     }
 
     fn decide_reserve(
@@ -296,25 +253,19 @@ impl Store {
         plan: &mut Plan,
         order_id: OrderId,
         lines: &[LineQuantity],
-        sell_at_once: bool,
+        hold: Hold,
     ) -> Result<(), StoreError> {
-        let mut short = Vec::new();
-        for line in lines {
-            let available = match plan.products.get(&line.product_id) {
-                Some((_, p)) if !p.deleted => p.stock.available,
-                _ => 0,
-            };
-            if available < line.quantity {
-                short.push(ShortLine {
-                    product_id: line.product_id,
-                    requested: line.quantity,
-                    available,
-                });
-            }
+        if hold == Hold::Nothing {
+            return Ok(());
         }
+        let available = |id: ProductId| match plan.products.get(&id) {
+            Some((_, p)) if !p.deleted => p.stock.available,
+            _ => 0,
+        };
+        let checked = check_lines(lines, available);
         let tracked = plan.reservations.get_mut(&order_id).expect("tracked");
-        if lines.is_empty() || !short.is_empty() {
-            if sell_at_once {
+        if let Err(short) = checked {
+            if hold == Hold::SellAtOnce {
                 tracing::error!(%order_id, ?short, "an order paid before it was reserved cannot be supplied; it needs a refund");
             }
             tracked.set(order_id, ReservationState::Rejected, lines.to_vec());
@@ -323,26 +274,12 @@ impl Store {
                 .push(self.encode(rejected(order_id, lines, short))?);
             return Ok(());
         }
-        let state = if sell_at_once {
-            ReservationState::Sold
-        } else {
-            ReservationState::Reserved
-        };
+        let (state, movement) = hold.outcome();
         tracked.set(order_id, state, lines.to_vec());
-        let movement = if sell_at_once {
-            StockMovement::Sold
-        } else {
-            StockMovement::Reserved
-        };
         for line in lines {
-            let q = line.quantity;
-            self.move_stock(plan, line.product_id, order_id, movement, -q, |s| {
-                s.available -= q;
-                if sell_at_once {
-                    s.sold += q;
-                } else {
-                    s.reserved += q;
-                }
+            self.move_stock(plan, line.product_id, order_id, movement, |stock| {
+                hold.take(stock, line.quantity);
+                -line.quantity
             })?;
         }
         tracing::info!(%order_id, "stock reserved");
@@ -351,20 +288,20 @@ impl Store {
     }
 
     /// Moves one product's stock in the plan: a new version, a ledger entry and `stock.changed`.
+    /// `change` moves the stock and answers the change of available stock the ledger records.
     fn move_stock(
         &self,
         plan: &mut Plan,
         product_id: ProductId,
         order_id: OrderId,
         movement: StockMovement,
-        delta: i64,
-        change: impl FnOnce(&mut Stock),
+        change: impl FnOnce(&mut Stock) -> i64,
     ) -> Result<(), StoreError> {
         let (_, product) = plan
             .products
             .get_mut(&product_id)
             .ok_or(StoreError::NotFound)?;
-        change(&mut product.stock);
+        let delta = change(&mut product.stock);
         product.version += 1;
         product.updated_at = now();
         let (entry, event) = movement_of(product, movement, delta, Some(order_id), None, None);

@@ -2,6 +2,7 @@
 //! checkout saga asks for (docs/saga.md), one record per order.
 
 use super::*;
+use crate::domain::{Ending, Hold, Unheld, check_lines, rejection_reason};
 use storefront_events::{OrderId, ProductId};
 
 impl Store {
@@ -90,13 +91,7 @@ pub(super) fn rejected(
     lines: &[LineQuantity],
     short: Vec<ShortLine>,
 ) -> Envelope<InventoryRejected> {
-    let reason = if lines.is_empty() {
-        "the order has no valid lines".to_owned()
-    } else if short.len() == 1 {
-        "not enough stock for 1 item".to_owned()
-    } else {
-        format!("not enough stock for {} items", short.len())
-    };
+    let reason = rejection_reason(lines, &short);
     Envelope::new(
         SOURCE,
         order_id.to_string(),
@@ -199,11 +194,10 @@ impl Store {
             .upsert(true)
             .session(&mut *session)
             .await?;
-        let sell_at_once = match before {
-            None => false,
-            Some(r) if r.state == ReservationState::PaidFirst => true,
-            Some(_) => return Ok(Reservation::Unchanged),
-        };
+        let hold = Hold::of(before.map(|r| r.state));
+        if hold == Hold::Nothing {
+            return Ok(Reservation::Unchanged);
+        }
         let ids: Vec<String> = lines.iter().map(|l| l.product_id.to_string()).collect();
         let found: Vec<ProductDoc> = self
             .products
@@ -213,27 +207,9 @@ impl Store {
             .stream(session)
             .try_collect()
             .await?;
-        let mut short = Vec::new();
-        let mut held = Vec::new();
-        for line in lines {
-            match found.iter().find(|p| p.id == line.product_id) {
-                Some(p) if !p.deleted && p.stock.available >= line.quantity => {
-                    held.push((p.clone(), line.quantity))
-                }
-                Some(p) => short.push(ShortLine {
-                    product_id: line.product_id,
-                    requested: line.quantity,
-                    available: if p.deleted { 0 } else { p.stock.available },
-                }),
-                None => short.push(ShortLine {
-                    product_id: line.product_id,
-                    requested: line.quantity,
-                    available: 0,
-                }),
-            }
-        }
-        if lines.is_empty() || !short.is_empty() {
-            if sell_at_once {
+        let product = |id: ProductId| found.iter().find(|p| p.id == id && !p.deleted);
+        if let Err(short) = check_lines(lines, |id| product(id).map_or(0, |p| p.stock.available)) {
+            if hold == Hold::SellAtOnce {
                 tracing::error!(%order_id, ?short, "an order paid before it was reserved cannot be supplied; it needs a refund");
             }
             self.set_reservation(session, order_id, ReservationState::Rejected, lines)
@@ -242,19 +218,14 @@ impl Store {
                 .await?;
             return Ok(Reservation::Rejected(short));
         }
-        let (movement, state) = if sell_at_once {
-            (StockMovement::Sold, ReservationState::Sold)
-        } else {
-            (StockMovement::Reserved, ReservationState::Reserved)
-        };
-        for (mut product, quantity) in held {
+        let (state, movement) = hold.outcome();
+        for line in lines {
+            let quantity = line.quantity;
+            let mut product = product(line.product_id)
+                .cloned()
+                .ok_or(StoreError::NotFound)?;
             let before = product.version;
-            product.stock.available -= quantity;
-            if sell_at_once {
-                product.stock.sold += quantity;
-            } else {
-                product.stock.reserved += quantity;
-            }
+            hold.take(&mut product.stock, quantity);
             product.version += 1;
             product.updated_at = now();
             self.write_stock(session, &product, before).await?;
@@ -269,7 +240,7 @@ impl Store {
             )
             .await?;
         }
-        if sell_at_once {
+        if hold == Hold::SellAtOnce {
             self.set_reservation(session, order_id, state, lines)
                 .await?;
         }
@@ -298,28 +269,28 @@ impl Store {
         Ok(())
     }
 
-    /// Moves every line of a held order: `release` back to available, or (not `release`) to sold.
+    /// Settles every line of a held order as `ending` has it: back to available, or sold.
     async fn settle(
         &self,
         session: &mut ClientSession,
         order_id: OrderId,
         lines: &[LineQuantity],
-        release: bool,
+        ending: Ending,
     ) -> Result<(), StoreError> {
+        let (_, movement) = ending.outcome();
         for line in lines {
-            let quantity = line.quantity;
-            let (inc, movement, delta) = if release {
-                (
-                    doc! { "stock.reserved": -quantity, "stock.available": quantity, "version": 1_i64 },
-                    StockMovement::Released,
-                    quantity,
-                )
-            } else {
-                (
-                    doc! { "stock.reserved": -quantity, "stock.sold": quantity, "version": 1_i64 },
-                    StockMovement::Sold,
-                    0,
-                )
+            // The rule applied to nothing gives the increments.
+            let mut change = Stock {
+                available: 0,
+                reserved: 0,
+                sold: 0,
+            };
+            let delta = ending.settle(&mut change, line.quantity);
+            let inc = doc! {
+                "stock.available": change.available,
+                "stock.reserved": change.reserved,
+                "stock.sold": change.sold,
+                "version": 1_i64,
             };
             // One command: the increments, and the product as they left it for the ledger and
             // `stock.changed` (the transaction makes a concurrent writer conflict, not interleave).
@@ -366,64 +337,28 @@ impl Store {
             .await?)
     }
 
-    /// Saga step 6: an order ended unpaid; its held stock is available again.
-    pub async fn release_in(
+    /// Saga steps 5 and 6: an order ended — completed (paid, and orders kept the money), its held
+    /// stock is sold; cancelled, it is available again. `true` when held stock was settled.
+    pub async fn end_in(
         &self,
         session: &mut ClientSession,
         order_id: OrderId,
+        ending: Ending,
     ) -> Result<bool, StoreError> {
-        if let Some(r) = self
-            .take_reserved(session, order_id, ReservationState::Released)
-            .await?
-        {
-            self.settle(session, order_id, &r.lines, true).await?;
+        let (settled, _) = ending.outcome();
+        if let Some(r) = self.take_reserved(session, order_id, settled).await? {
+            self.settle(session, order_id, &r.lines, ending).await?;
             return Ok(true);
         }
-        match self.reservation(session, order_id).await? {
-            Some(r) if r.state == ReservationState::PaidFirst => {
-                tracing::error!(%order_id, "an order was cancelled after it was completed; orders never does that");
-                Ok(false)
+        let found = self.reservation(session, order_id).await?.map(|r| r.state);
+        match ending.unheld(found) {
+            Unheld::Nothing => {}
+            Unheld::Remember(first) => {
+                self.set_reservation(session, order_id, first, &[]).await?;
             }
-            Some(_) => Ok(false),
-            None => {
-                self.set_reservation(session, order_id, ReservationState::CancelledFirst, &[])
-                    .await?;
-                Ok(false)
-            }
+            Unheld::Impossible(what) => tracing::error!(%order_id, state = ?found, "{what}"),
         }
-    }
-
-    /// Saga step 5: an order was completed (paid, and orders kept the money); its held stock is
-    /// sold.
-    pub async fn sell_in(
-        &self,
-        session: &mut ClientSession,
-        order_id: OrderId,
-    ) -> Result<bool, StoreError> {
-        if let Some(r) = self
-            .take_reserved(session, order_id, ReservationState::Sold)
-            .await?
-        {
-            self.settle(session, order_id, &r.lines, false).await?;
-            return Ok(true);
-        }
-        match self.reservation(session, order_id).await? {
-            Some(r)
-                if matches!(
-                    r.state,
-                    ReservationState::Released | ReservationState::Rejected
-                ) =>
-            {
-                tracing::error!(%order_id, state = ?r.state, "an order completed whose stock is not held; orders never does that");
-                Ok(false)
-            }
-            Some(_) => Ok(false),
-            None => {
-                self.set_reservation(session, order_id, ReservationState::PaidFirst, &[])
-                    .await?;
-                Ok(false)
-            }
-        }
+        Ok(false)
     }
 
     pub async fn reservation_state(

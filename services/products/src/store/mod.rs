@@ -12,6 +12,7 @@ mod batch;
 mod catalog;
 mod inventory;
 
+pub use crate::domain::ReservationState;
 pub use batch::InventoryOp;
 use inventory::{movement_of, rejected, reserved, state_bson, stock_set};
 use storefront_events::{OrderId, ProductId};
@@ -133,20 +134,6 @@ impl LedgerEntry {
             at: now(),
         }
     }
-}
-
-/// Where an order's reservation is. `CancelledFirst` and `PaidFirst` record an `order.cancelled`
-/// or `order.completed` that arrived before `order.created`, so the late `order.created` does
-/// the right thing instead of holding stock for an order that is already over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReservationState {
-    Reserved,
-    Rejected,
-    Released,
-    Sold,
-    CancelledFirst,
-    PaidFirst,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
