@@ -5,6 +5,7 @@
 //! `docs/services/orders.md`.
 
 pub mod config;
+pub mod domain;
 pub mod events;
 pub mod gateway;
 mod http;

@@ -19,8 +19,9 @@ use std::{
 use tokio::sync::{Notify, watch};
 
 use crate::{
+    domain::Transition,
     gateway::{Gateway, Outcome, Refunded, outcome},
-    store::{PaymentStatus, Store, StoreError},
+    store::{Store, StoreError},
 };
 
 const BATCH: i64 = 20;
@@ -112,7 +113,7 @@ impl Refunds {
             };
             let order = payment.id;
             let Some(intent_id) = payment.payment_intent_id.clone() else {
-                self.store.release(order, PaymentStatus::Failed).await?;
+                self.store.release(order, Transition::GiveUp).await?;
                 tracing::warn!(order_id = %order, "an attempt that never reached Stripe was abandoned");
                 settled += 1;
                 continue;
@@ -121,9 +122,7 @@ impl Refunds {
                 Ok(intent) => intent,
                 Err(e) => {
                     tracing::warn!(order_id = %order, error = %e, "cannot ask Stripe how an abandoned attempt ended; asking again later");
-                    self.store
-                        .release(order, PaymentStatus::RequiresAction)
-                        .await?;
+                    self.store.release(order, Transition::AwaitAction).await?;
                     continue;
                 }
             };
@@ -139,9 +138,7 @@ impl Refunds {
                     settled += 1;
                 }
                 Outcome::RequiresAction { .. } | Outcome::Processing => {
-                    self.store
-                        .release(order, PaymentStatus::RequiresAction)
-                        .await?;
+                    self.store.release(order, Transition::AwaitAction).await?;
                 }
             }
         }

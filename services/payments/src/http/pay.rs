@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    domain::Transition,
     gateway::{Outcome, outcome},
     store::{PaymentDoc, PaymentStatus, RefundDoc},
 };
@@ -145,10 +146,7 @@ pub async fn pay(
         Ok(result) => result,
         Err(e) => {
             // The outcome is unknown: free the claim; the next attempt asks Stripe first.
-            let _ = state
-                .store
-                .release(order_id, PaymentStatus::RequiresAction)
-                .await;
+            let _ = state.store.release(order_id, Transition::AwaitAction).await;
             return Err(Error::Unavailable(e.to_string()));
         }
     };
@@ -211,7 +209,7 @@ async fn charge(
         Outcome::RequiresAction { client_secret } => {
             state
                 .store
-                .release(order_id, PaymentStatus::RequiresAction)
+                .release(order_id, Transition::AwaitAction)
                 .await
                 .map_err(store_error)?;
             (PaymentStatus::RequiresAction, Some(client_secret), None)
@@ -219,7 +217,7 @@ async fn charge(
         Outcome::Processing => {
             state
                 .store
-                .release(order_id, PaymentStatus::RequiresAction)
+                .release(order_id, Transition::AwaitAction)
                 .await
                 .map_err(store_error)?;
             (PaymentStatus::RequiresAction, None, None)

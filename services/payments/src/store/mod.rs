@@ -42,32 +42,22 @@ pub const SOURCE: &str = "payments";
 /// A claim older than this is taken to belong to a request that died.
 const CLAIM_TTL_MS: i64 = 60_000;
 
-/// Where the payment of an order is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    /// A request holds the claim and is talking to Stripe.
-    Processing,
-    /// Waiting for the customer (3-D Secure) or for Stripe's webhook.
-    RequiresAction,
-    /// The last attempt was declined (`reason`); the order stays payable.
-    Failed,
-    /// Paid; `payment.succeeded` was published.
-    Succeeded,
-    /// The money was received for an order that had ended; it is on its way back.
-    RefundDue,
-    /// The money received went back (Stripe confirmed the refund).
-    Refunded,
+pub use crate::domain::PaymentStatus;
+use crate::domain::Transition;
+
+/// A status as stored.
+fn stored(status: PaymentStatus) -> Result<bson::Bson, StoreError> {
+    bson::to_bson(&status).map_err(|e| StoreError::Outbox(e.to_string()))
 }
 
-impl PaymentStatus {
-    /// Money was received (whether it is kept or goes back).
-    pub fn is_paid(self) -> bool {
-        matches!(
-            self,
-            PaymentStatus::Succeeded | PaymentStatus::RefundDue | PaymentStatus::Refunded
-        )
-    }
+/// The filter on `status` of a payment `transition` may move: one of the statuses it starts from.
+fn movable(transition: Transition) -> Result<Document, StoreError> {
+    let from = transition
+        .from()
+        .iter()
+        .map(|&s| stored(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(doc! { "$in": from })
 }
 
 /// A refund orders asked for, until Stripe confirms it.
@@ -229,11 +219,15 @@ impl Store {
             .payments
             .find_one_and_update(
                 doc! { "_id": &id, "$or": [
-                    { "status": { "$in": ["failed", "requires_action"] } },
-                    { "status": "processing", "claimed_at": { "$lt": stale } },
+                    { "status": movable(Transition::Claim)? },
+                    { "status": movable(Transition::Reclaim)?, "claimed_at": { "$lt": stale } },
                 ] },
                 doc! {
-                    "$set": { "status": "processing", "claimed_at": now(), "updated_at": now() },
+                    "$set": {
+                        "status": stored(Transition::Claim.to())?,
+                        "claimed_at": now(),
+                        "updated_at": now(),
+                    },
                     "$inc": { "attempts": 1 },
                 },
             )
@@ -256,7 +250,7 @@ impl Store {
         Ok(self
             .payments
             .find(doc! {
-                "status": { "$in": ["processing", "requires_action"] },
+                "status": movable(Transition::TakeAbandoned)?,
                 "updated_at": { "$lt": stale },
             })
             .sort(doc! { "updated_at": 1 })
@@ -273,12 +267,15 @@ impl Store {
         &self,
         found: &PaymentDoc,
     ) -> Result<Option<PaymentDoc>, StoreError> {
-        let status = bson::to_bson(&found.status).map_err(|e| StoreError::Outbox(e.to_string()))?;
+        let take = Transition::TakeAbandoned;
+        if !take.allows(found.status) {
+            return Ok(None);
+        }
         Ok(self
             .payments
             .find_one_and_update(
-                doc! { "_id": found.id.to_string(), "status": status, "updated_at": found.updated_at },
-                doc! { "$set": { "status": "processing", "claimed_at": now(), "updated_at": now() } },
+                doc! { "_id": found.id.to_string(), "status": stored(found.status)?, "updated_at": found.updated_at },
+                doc! { "$set": { "status": stored(take.to())?, "claimed_at": now(), "updated_at": now() } },
             )
             .return_document(ReturnDocument::After)
             .await?)
@@ -295,13 +292,13 @@ impl Store {
         Ok(())
     }
 
-    /// Leaves the claim for the customer's action or the webhook.
-    pub async fn release(&self, order: OrderId, status: PaymentStatus) -> Result<(), StoreError> {
-        let status = bson::to_bson(&status).map_err(|e| StoreError::Outbox(e.to_string()))?;
+    /// Lets go of a claim: [`Transition::AwaitAction`] (the customer's action or the webhook
+    /// will tell) or [`Transition::GiveUp`] (the attempt never reached Stripe).
+    pub async fn release(&self, order: OrderId, release: Transition) -> Result<(), StoreError> {
         self.payments
             .update_one(
-                doc! { "_id": order.to_string(), "status": "processing" },
-                doc! { "$set": { "status": status, "updated_at": now() } },
+                doc! { "_id": order.to_string(), "status": movable(release)? },
+                doc! { "$set": { "status": stored(release.to())?, "updated_at": now() } },
             )
             .await?;
         Ok(())
@@ -315,8 +312,8 @@ impl Store {
 
     async fn succeeded_once(&self, order: OrderId, intent_id: &str) -> Result<bool, StoreError> {
         self.transition_once(
-            doc! { "_id": order.to_string(), "status": { "$nin": ["succeeded", "refund_due", "refunded"] } },
-            doc! { "status": "succeeded", "payment_intent_id": intent_id, "updated_at": now() },
+            doc! { "_id": order.to_string(), "status": movable(Transition::Succeed)? },
+            doc! { "status": stored(Transition::Succeed.to())?, "payment_intent_id": intent_id, "updated_at": now() },
             |payment| PaymentSucceeded {
                 order_id: payment.id,
                 user_id: payment.user_id,
@@ -346,8 +343,8 @@ impl Store {
         reason: &str,
     ) -> Result<bool, StoreError> {
         self.transition_once(
-            doc! { "_id": order.to_string(), "status": { "$in": ["processing", "requires_action"] } },
-            doc! { "status": "failed", "reason": reason, "payment_intent_id": intent_id, "updated_at": now() },
+            doc! { "_id": order.to_string(), "status": movable(Transition::Fail)? },
+            doc! { "status": stored(Transition::Fail.to())?, "reason": reason, "payment_intent_id": intent_id, "updated_at": now() },
             |payment| PaymentFailed {
                 order_id: payment.id,
                 user_id: payment.user_id,

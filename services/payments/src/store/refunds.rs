@@ -13,7 +13,11 @@ use mongodb::{
 use storefront_events::payments::PaymentRefunded;
 use storefront_kit::retry_transient;
 
-use super::{PaymentDoc, PaymentStatus, RefundDoc, RefundRequest, Store, StoreError, later, now};
+use super::{
+    PaymentDoc, PaymentStatus, RefundDoc, RefundRequest, Store, StoreError, later, movable, now,
+    stored,
+};
+use crate::domain::Transition;
 
 /// How long one refund attempt may take before another replica may try it.
 const REFUND_LEASE: Duration = Duration::from_secs(60);
@@ -50,13 +54,13 @@ impl Store {
             .session(&mut *session)
             .await?;
         match current {
-            Some(p) if p.refund.is_some() => Ok(false),
+            Some(p) if p.refund.is_some() || !Transition::OweRefund.allows(p.status) => Ok(false),
             Some(_) => {
                 self.payments
                     .update_one(
                         doc! { "_id": &id },
                         doc! { "$set": {
-                            "status": "refund_due",
+                            "status": stored(Transition::OweRefund.to())?,
                             "refund": refund,
                             "payment_intent_id": &request.payment_intent_id,
                             "updated_at": now(),
@@ -74,7 +78,7 @@ impl Store {
                     user_id: request.user_id,
                     amount: request.amount.clone(),
                     charges: Vec::new(),
-                    status: PaymentStatus::RefundDue,
+                    status: Transition::OweRefund.to(),
                     payment_intent_id: Some(request.payment_intent_id.clone()),
                     reason: None,
                     attempts: 0,
@@ -97,7 +101,10 @@ impl Store {
     pub async fn due_refunds(&self, limit: i64) -> Result<Vec<PaymentDoc>, StoreError> {
         Ok(self
             .payments
-            .find(doc! { "status": "refund_due", "refund.next_attempt_at": { "$lte": now() } })
+            .find(doc! {
+                "status": stored(PaymentStatus::RefundDue)?,
+                "refund.next_attempt_at": { "$lte": now() },
+            })
             .sort(doc! { "refund.next_attempt_at": 1 })
             .limit(limit)
             .await?
@@ -113,7 +120,7 @@ impl Store {
             .find_one_and_update(
                 doc! {
                     "_id": order.to_string(),
-                    "status": "refund_due",
+                    "status": stored(PaymentStatus::RefundDue)?,
                     "refund.next_attempt_at": { "$lte": now() },
                 },
                 doc! {
@@ -134,7 +141,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.payments
             .update_one(
-                doc! { "_id": order.to_string(), "status": "refund_due" },
+                doc! { "_id": order.to_string(), "status": stored(PaymentStatus::RefundDue)? },
                 doc! { "$set": {
                     "refund.next_attempt_at": later(refund_backoff(attempts)),
                     "refund.last_error": error,
@@ -152,9 +159,9 @@ impl Store {
 
     async fn refunded_once(&self, order: OrderId, refund_id: &str) -> Result<bool, StoreError> {
         self.transition_once(
-            doc! { "_id": order.to_string(), "status": "refund_due" },
+            doc! { "_id": order.to_string(), "status": movable(Transition::Refund)? },
             doc! {
-                "status": "refunded",
+                "status": stored(Transition::Refund.to())?,
                 "refund.refund_id": refund_id,
                 "refund.refunded_at": now(),
                 "refund.last_error": null,
