@@ -14,10 +14,8 @@ use std::{sync::Arc, time::Duration};
 use axum::Router;
 use storefront_events::Topic;
 use storefront_kit::{
-    ExposeSecret,
     auth::Authenticator,
-    kafka::{self, ConsumerRunner},
-    mongo::Mongo,
+    kafka::ConsumerRunner,
     server::{self, Readiness, Shared},
 };
 
@@ -52,30 +50,22 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Cart, StartError> {
-    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
-    let prefix = &config.common.kafka.topic_prefix;
-    if config.common.kafka.ensure_topics {
-        let topics = [Topic::Products, Topic::Orders].map(|t| t.name(prefix));
-        kafka::ensure_topics(&config.common.kafka, &topics).await?;
-    }
+    let common = &config.common;
+    let mongo = common
+        .connect(SERVICE, &[Topic::Products, Topic::Orders])
+        .await?;
+    let prefix = &common.kafka.topic_prefix;
     let store = Store::new(&mongo.db).with_news(authenticator.revocations().redis(), prefix);
-    let consumer = if config.consume_events {
-        let handler = Arc::new(Carts {
-            store: store.clone(),
-        });
-        Some(
-            ConsumerRunner::new(
-                &config.common.kafka,
-                events::settings(prefix),
-                mongo.clone(),
-                handler,
-            )
-            .await?
-            .woken_by(config.common.redis.url.expose_secret())?,
+    let consumer = common
+        .consumer(
+            config.consume_events,
+            events::settings(prefix),
+            &mongo,
+            || Carts {
+                store: store.clone(),
+            },
         )
-    } else {
-        None
-    };
+        .await?;
     let state = Shared::new(
         authenticator.clone(),
         Inner {

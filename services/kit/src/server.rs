@@ -38,9 +38,9 @@ use tower_http::{
 use crate::{Error, config::HttpConfig, metrics::Metrics, telemetry};
 
 mod background;
-mod state;
+mod start;
 pub use background::{Background, run};
-pub use state::{Shared, StartError};
+pub use start::{Shared, StartError};
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;

@@ -18,15 +18,18 @@ use tokio::sync::mpsc;
 
 use crate::store::{Draft, EVERYONE, Kind, NotificationDoc, Store};
 
+/// The topics notifications reads.
+pub const TOPICS: [Topic; 4] = [
+    Topic::Orders,
+    Topic::Payments,
+    Topic::Products,
+    Topic::Users,
+];
+
 pub fn settings(topic_prefix: &str) -> ConsumerSettings {
     ConsumerSettings::new(
         &format!("{topic_prefix}.notifications"),
-        vec![
-            Topic::Orders.name(topic_prefix),
-            Topic::Payments.name(topic_prefix),
-            Topic::Products.name(topic_prefix),
-            Topic::Users.name(topic_prefix),
-        ],
+        TOPICS.iter().map(|t| t.name(topic_prefix)).collect(),
     )
     // Every notification takes the next id from one counter in its transaction (ids in commit
     // order, `store.rs`): concurrent lanes only abort each other there.

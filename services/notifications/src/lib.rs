@@ -16,8 +16,7 @@ use axum::Router;
 use storefront_kit::{
     ExposeSecret,
     auth::Authenticator,
-    kafka::{self, ConsumerRunner},
-    mongo::Mongo,
+    kafka::ConsumerRunner,
     server::{self, Readiness, Shared},
 };
 use tokio::sync::{mpsc, watch};
@@ -73,13 +72,10 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Notifications, StartError> {
-    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
-    let prefix = &config.common.kafka.topic_prefix;
-    if config.common.kafka.ensure_topics {
-        // The topics it consumes (the owners create them too; whoever starts first does).
-        let topics = events::settings(prefix).topics;
-        kafka::ensure_topics(&config.common.kafka, &topics).await?;
-    }
+    let common = &config.common;
+    // The topics it consumes (the owners create them too; whoever starts first does).
+    let mongo = common.connect(SERVICE, &events::TOPICS).await?;
+    let prefix = &common.kafka.topic_prefix;
     let store = Store::new(&mongo.db);
     if let Err(e) = store.ensure_indexes().await {
         tracing::warn!(error = %e, "cannot create indexes yet; lists are slower until a restart");
@@ -93,21 +89,14 @@ pub async fn build_with(
         config.sockets.max_product_sockets,
     );
     let (published, committed) = mpsc::unbounded_channel();
-    let consumer = if config.consume_events {
-        let handler = Arc::new(Notifier::new(store.clone(), published, hub.clone()));
-        Some(
-            ConsumerRunner::new(
-                &config.common.kafka,
-                events::settings(prefix),
-                mongo.clone(),
-                handler,
-            )
-            .await?
-            .woken_by(config.common.redis.url.expose_secret())?,
+    let consumer = common
+        .consumer(
+            config.consume_events,
+            events::settings(prefix),
+            &mongo,
+            || Notifier::new(store.clone(), published, hub.clone()),
         )
-    } else {
-        None
-    };
+        .await?;
     let state = Shared::new(
         authenticator,
         Inner {

@@ -19,10 +19,8 @@ use std::{sync::Arc, time::Duration};
 use axum::Router;
 use storefront_events::Topic;
 use storefront_kit::{
-    ExposeSecret,
     auth::Authenticator,
     kafka::{self, ConsumerRunner},
-    mongo::Mongo,
     outbox::{Outbox, Relay},
     server::{self, Readiness, Shared},
 };
@@ -63,13 +61,12 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Orders, StartError> {
-    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
-    let prefix = &config.common.kafka.topic_prefix;
-    let producer = kafka::producer(&config.common.kafka)?;
-    if config.common.kafka.ensure_topics {
-        let topics = [Topic::Orders, Topic::Products, Topic::Payments].map(|t| t.name(prefix));
-        kafka::ensure_topics(&config.common.kafka, &topics).await?;
-    }
+    let common = &config.common;
+    let mongo = common
+        .connect(SERVICE, &[Topic::Orders, Topic::Products, Topic::Payments])
+        .await?;
+    let prefix = &common.kafka.topic_prefix;
+    let producer = kafka::producer(&common.kafka)?;
     let outbox = Outbox::new(&mongo.db, prefix);
     let store = Store::new(
         mongo.clone(),
@@ -80,21 +77,14 @@ pub async fn build_with(
     let relay = outbox
         .relay(&mongo.db, producer.clone())
         .announcing(authenticator.revocations().redis());
-    let consumer = if config.consume_events {
-        let saga = Arc::new(Saga::new(store.clone()));
-        Some(
-            ConsumerRunner::new(
-                &config.common.kafka,
-                events::settings(prefix),
-                mongo.clone(),
-                saga,
-            )
-            .await?
-            .woken_by(config.common.redis.url.expose_secret())?,
+    let consumer = common
+        .consumer(
+            config.consume_events,
+            events::settings(prefix),
+            &mongo,
+            || Saga::new(store.clone()),
         )
-    } else {
-        None
-    };
+        .await?;
     let expiry = Expiry {
         store: store.clone(),
         poll: config.expiry_poll,

@@ -21,7 +21,6 @@ use storefront_kit::{
     ExposeSecret, SecretString,
     auth::Authenticator,
     kafka::{self, ConsumerRunner},
-    mongo::Mongo,
     outbox::{Outbox, Relay},
     server::{self, Readiness, Shared},
 };
@@ -68,13 +67,12 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Payments, StartError> {
-    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
-    let prefix = &config.common.kafka.topic_prefix;
-    let producer = kafka::producer(&config.common.kafka)?;
-    if config.common.kafka.ensure_topics {
-        let topics = [Topic::Payments, Topic::Orders].map(|t| t.name(prefix));
-        kafka::ensure_topics(&config.common.kafka, &topics).await?;
-    }
+    let common = &config.common;
+    let mongo = common
+        .connect(SERVICE, &[Topic::Payments, Topic::Orders])
+        .await?;
+    let prefix = &common.kafka.topic_prefix;
+    let producer = kafka::producer(&common.kafka)?;
     let gateway = Gateway::new(
         config.stripe_secret_key.expose_secret(),
         config.stripe_api_base.as_deref(),
@@ -87,24 +85,17 @@ pub async fn build_with(
         .relay(&mongo.db, producer.clone())
         .announcing(authenticator.revocations().redis());
     let wake = Wake::default();
-    let consumer = if config.consume_events {
-        let handler = Arc::new(RefundRequests {
-            store: store.clone(),
-            wake: wake.clone(),
-        });
-        Some(
-            ConsumerRunner::new(
-                &config.common.kafka,
-                events::settings(prefix),
-                mongo.clone(),
-                handler,
-            )
-            .await?
-            .woken_by(config.common.redis.url.expose_secret())?,
+    let consumer = common
+        .consumer(
+            config.consume_events,
+            events::settings(prefix),
+            &mongo,
+            || RefundRequests {
+                store: store.clone(),
+                wake: wake.clone(),
+            },
         )
-    } else {
-        None
-    };
+        .await?;
     let refunds = Refunds {
         store: store.clone(),
         gateway: gateway.clone(),

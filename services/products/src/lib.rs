@@ -23,7 +23,6 @@ use std::sync::Arc;
 use axum::Router;
 use storefront_events::Topic;
 use storefront_kit::{
-    ExposeSecret,
     auth::Authenticator,
     kafka::{self, ConsumerRunner},
     mongo::Mongo,
@@ -76,21 +75,16 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Products, StartError> {
-    let mongo = Mongo::connect(&config.common.mongo, SERVICE).await?;
-    let prefix = &config.common.kafka.topic_prefix;
-    let producer = kafka::producer(&config.common.kafka)?;
-    if config.common.kafka.ensure_topics {
-        kafka::ensure_topics(
-            &config.common.kafka,
-            &[
-                Topic::Products.name(prefix),
-                Topic::Orders.name(prefix),
-                Topic::Payments.name(prefix),
-                Topic::ProductViews.name(prefix),
-            ],
-        )
-        .await?;
-    }
+    let common = &config.common;
+    let topics = [
+        Topic::Products,
+        Topic::Orders,
+        Topic::Payments,
+        Topic::ProductViews,
+    ];
+    let mongo = common.connect(SERVICE, &topics).await?;
+    let prefix = &common.kafka.topic_prefix;
+    let producer = kafka::producer(&common.kafka)?;
     let images = Images::new(&config.s3)?;
     if config.s3.ensure_bucket {
         images.ensure_bucket().await?;
@@ -103,24 +97,17 @@ pub async fn build_with(
     let relay = outbox
         .relay(&mongo.db, producer.clone())
         .announcing(authenticator.revocations().redis());
-    let consumer = if config.consume_events {
-        let handler = Arc::new(Inventory {
-            store: store.clone(),
-            analytics: analytics.clone(),
-        });
-        Some(
-            ConsumerRunner::new(
-                &config.common.kafka,
-                events::settings(prefix),
-                mongo.clone(),
-                handler,
-            )
-            .await?
-            .woken_by(config.common.redis.url.expose_secret())?,
+    let consumer = common
+        .consumer(
+            config.consume_events,
+            events::settings(prefix),
+            &mongo,
+            || Inventory {
+                store: store.clone(),
+                analytics: analytics.clone(),
+            },
         )
-    } else {
-        None
-    };
+        .await?;
 
     let state = Shared::new(
         authenticator.clone(),

@@ -1,11 +1,20 @@
 //! What every service's `lib.rs` shares besides its own parts: the state its handlers are given
-//! ([`Shared`]) and the error its start can end in ([`StartError`]).
+//! ([`Shared`]), connecting its database and topics and making its consumer
+//! ([`ServiceConfig::connect`], [`ServiceConfig::consumer`]), and the error its start can end in
+//! ([`StartError`]).
 
 use std::{ops::Deref, sync::Arc};
 
 use axum::extract::FromRef;
+use secrecy::ExposeSecret;
+use storefront_events::Topic;
 
-use crate::auth::Authenticator;
+use crate::{
+    auth::Authenticator,
+    config::ServiceConfig,
+    kafka::{self, ConsumerRunner, ConsumerSettings, EventHandler},
+    mongo::Mongo,
+};
 
 /// A service's state as its handlers see it: the token verifier (which the kit's
 /// [`CurrentUser`](crate::auth::CurrentUser) and [`RequireAdmin`](crate::auth::RequireAdmin)
@@ -47,6 +56,40 @@ impl<T> Deref for Shared<T> {
 impl<T> FromRef<Shared<T>> for Arc<Authenticator> {
     fn from_ref(state: &Shared<T>) -> Self {
         state.authenticator.clone()
+    }
+}
+
+impl ServiceConfig {
+    /// The service's own database, and — when `KAFKA_ENSURE_TOPICS` asks (the one-machine stack
+    /// and tests; in a cluster the operator creates them) — the `topics` it writes or reads.
+    pub async fn connect(&self, service: &str, topics: &[Topic]) -> Result<Mongo, StartError> {
+        let mongo = Mongo::connect(&self.mongo, service).await?;
+        if self.kafka.ensure_topics {
+            let names: Vec<String> = topics
+                .iter()
+                .map(|t| t.name(&self.kafka.topic_prefix))
+                .collect();
+            kafka::ensure_topics(&self.kafka, &names).await?;
+        }
+        Ok(mongo)
+    }
+
+    /// The service's consumer: the events of `settings` handed to `handler`, fetched as soon as
+    /// a relay announces new ones in Redis. `None` when `on` is false (`CONSUME_EVENTS=false`).
+    pub async fn consumer<H: EventHandler>(
+        &self,
+        on: bool,
+        settings: ConsumerSettings,
+        mongo: &Mongo,
+        handler: impl FnOnce() -> H,
+    ) -> Result<Option<ConsumerRunner<H>>, StartError> {
+        if !on {
+            return Ok(None);
+        }
+        let runner = ConsumerRunner::new(&self.kafka, settings, mongo.clone(), Arc::new(handler()))
+            .await?
+            .woken_by(self.redis.url.expose_secret())?;
+        Ok(Some(runner))
     }
 }
 
