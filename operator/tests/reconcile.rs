@@ -43,6 +43,8 @@ struct State {
     writes: Vec<(String, String)>,
     /// Answer 500 to every read (an API server in trouble).
     failing: bool,
+    /// Answer 500 to the reads of paths that contain this (one kind of object refused).
+    failing_on: Option<&'static str>,
     version: u64,
 }
 
@@ -63,7 +65,7 @@ impl State {
         body: &[u8],
     ) -> (StatusCode, Value) {
         if *method == Method::GET {
-            if self.failing {
+            if self.failing || self.failing_on.is_some_and(|part| path.contains(part)) {
                 return (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
@@ -739,7 +741,9 @@ async fn api_errors_are_labelled_and_retried_later_each_time() {
     let fake = Fake::created(spec()).await;
     fake.state.lock().unwrap().failing = true;
     let error = fake.reconcile().await.unwrap_err();
-    assert_eq!(error.variant(), "kube", "{error}");
+    // Labelled by the step that failed: the first read is of auth's signing key.
+    assert_eq!(error.variant(), "secret", "{error}");
+    assert!(error.to_string().contains("Secret shop-jwt"), "{error}");
     let storefront = Arc::new(fake.storefront());
     let pauses: Vec<Action> = (0..3)
         .map(|_| error_policy(storefront.clone(), &error, fake.ctx.clone()))
@@ -749,12 +753,12 @@ async fn api_errors_are_labelled_and_retried_later_each_time() {
         [5, 10, 20].map(|s| Action::requeue(Duration::from_secs(s)))
     );
     // Counted by variant for /metrics.
-    assert_eq!(fake.ctx.metrics.failures_of("kube"), 3);
+    assert_eq!(fake.ctx.metrics.failures_of("secret"), 3);
     assert!(
         fake.ctx
             .metrics
             .render()
-            .contains("storefront_operator_reconcile_failures_total{error=\"kube\"} 3"),
+            .contains("storefront_operator_reconcile_failures_total{error=\"secret\"} 3"),
         "{}",
         fake.ctx.metrics.render()
     );
@@ -767,4 +771,20 @@ async fn api_errors_are_labelled_and_retried_later_each_time() {
         Action::requeue(Duration::from_secs(5))
     );
     assert_eq!(storefront.meta().name.as_deref(), Some("shop"));
+}
+
+#[tokio::test]
+async fn a_failure_names_its_step_and_the_object() {
+    let fake = Fake::created(spec()).await;
+    // Deployments cannot be read: applying them fails, after the Secrets and the ConfigMap.
+    fake.state.lock().unwrap().failing_on = Some("/deployments/");
+    let error = fake.reconcile().await.unwrap_err();
+    assert_eq!(error.variant(), "apply", "{error}");
+    assert!(
+        error.to_string().contains("applying Deployment shop-auth"),
+        "{error}"
+    );
+    error_policy(Arc::new(fake.storefront()), &error, fake.ctx.clone());
+    assert_eq!(fake.ctx.metrics.failures_of("apply"), 1);
+    assert_eq!(fake.ctx.metrics.failures_of("secret"), 0);
 }

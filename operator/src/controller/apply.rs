@@ -268,20 +268,28 @@ where
         .annotations_mut()
         .insert(HASH_ANNOTATION.into(), hash.clone());
     let name = desired.name_any();
+    let kind = K::kind(&Default::default()).into_owned();
+    let failed = |source| Error::Apply {
+        kind: kind.clone(),
+        name: name.clone(),
+        source,
+    };
     let api: Api<K> = to.api();
-    let live = api.get_opt(&name).await?;
+    let live = api.get_opt(&name).await.map_err(failed)?;
     if let Some(live) = &live
         && live.annotations().get(HASH_ANNOTATION) == Some(&hash)
     {
         return Ok(live.clone());
     }
-    let kind = K::kind(&Default::default()).into_owned();
     let mut body = serde_json::to_value(&desired).expect("Kubernetes objects serialize");
     // Server-side apply needs the type in the body.
     body["apiVersion"] = json!(K::api_version(&Default::default()));
     body["kind"] = json!(kind);
     let params = PatchParams::apply(MANAGER).force();
-    let applied = api.patch(&name, &params, &Patch::Apply(&body)).await?;
+    let applied = api
+        .patch(&name, &params, &Patch::Apply(&body))
+        .await
+        .map_err(failed)?;
     let (reason, action) = if live.is_some() {
         ("Updated", "Update")
     } else {
@@ -305,10 +313,20 @@ where
         "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={MANAGER}",
         shop.name
     );
-    for object in api.list(&ListParams::default().labels(&selector)).await? {
+    let failed = |source| Error::Prune {
+        kind: K::kind(&Default::default()).into_owned(),
+        source,
+    };
+    let objects = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(failed)?;
+    for object in objects {
         let name = object.name_any();
         if !keep.contains(&name) {
-            api.delete(&name, &DeleteParams::default()).await?;
+            api.delete(&name, &DeleteParams::default())
+                .await
+                .map_err(failed)?;
             to.child_event::<K>("Deleted", "Delete", &name).await;
         }
     }

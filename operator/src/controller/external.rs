@@ -55,7 +55,11 @@ pub(super) async fn secret_value(
     api: &Api<Secret>,
     reference: &SecretKeyRef,
 ) -> Result<Result<String, String>, Error> {
-    let Some(secret) = api.get_opt(&reference.name).await? else {
+    let Some(secret) = api
+        .get_opt(&reference.name)
+        .await
+        .map_err(Error::secret(&reference.name))?
+    else {
         return Ok(Err("not found".into()));
     };
     Ok(secret
@@ -126,13 +130,17 @@ pub(super) async fn ensure_databases(
         };
         let database = shop.database_name(service);
         let name = build::database_secret_name(shop, service);
-        let known = secrets.get_opt(&name).await?.and_then(|secret| {
-            secret
-                .data?
-                .get("password")
-                .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
-                .filter(|password| !password.is_empty())
-        });
+        let known = secrets
+            .get_opt(&name)
+            .await
+            .map_err(Error::secret(&name))?
+            .and_then(|secret| {
+                secret
+                    .data?
+                    .get("password")
+                    .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
+                    .filter(|password| !password.is_empty())
+            });
         let (password, reset) = match known {
             Some(password) => (password, false),
             None => (
@@ -225,7 +233,12 @@ pub(super) async fn create_once(
     make: impl FnOnce() -> Result<Secret, Error>,
 ) -> Result<(), Error> {
     let api: Api<Secret> = to.api();
-    if api.get_metadata_opt(name).await?.is_some() {
+    if api
+        .get_metadata_opt(name)
+        .await
+        .map_err(Error::secret(name))?
+        .is_some()
+    {
         return Ok(());
     }
     let params = PostParams {
@@ -238,7 +251,7 @@ pub(super) async fn create_once(
             Ok(())
         }
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(Error::secret(name)(e)),
     }
 }
 

@@ -142,10 +142,37 @@ fn key(storefront: &Storefront) -> String {
     )
 }
 
+/// Why a reconcile failed, named by its step: [`Error::variant`] labels the failures metric, the
+/// log line and the Warning Event, so a dashboard tells an RBAC gap on Secrets from a rejected
+/// object or a status that could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    /// Reading or creating a Secret of the shop: its signing key, its first admin, a database's
+    /// password, or the credentials the Storefront refers to.
+    #[error("Secret {name}: {source}")]
+    Secret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Applying an object the operator owns (or reading it to see whether it must).
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Listing or deleting owned objects the spec no longer wants.
+    #[error("pruning {kind}: {source}")]
+    Prune {
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing the Storefront's status.
+    #[error("writing the status: {0}")]
+    Status(#[source] kube::Error),
     #[error("{0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("the Storefront has no namespace")]
@@ -155,10 +182,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// The label of the failures metric (and of the log line).
+    /// The label of the failures metric (and of the log line and the Event): the failed step.
     pub fn variant(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube",
+            Error::Secret { .. } => "secret",
+            Error::Apply { .. } => "apply",
+            Error::Prune { .. } => "prune",
+            Error::Status(_) => "status",
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
                     e.variant()
@@ -168,6 +198,11 @@ impl Error {
             Error::NoNamespace => "no-namespace",
             Error::KeyGeneration => "key-generation",
         }
+    }
+
+    fn secret(name: &str) -> impl FnOnce(kube::Error) -> Error {
+        let name = name.to_owned();
+        move |source| Error::Secret { name, source }
     }
 }
 

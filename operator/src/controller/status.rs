@@ -232,6 +232,7 @@ pub(super) async fn write_status(
         &PatchParams::apply(MANAGER).force(),
         &Patch::Apply(&body),
     )
-    .await?;
+    .await
+    .map_err(Error::Status)?;
     Ok(())
 }
