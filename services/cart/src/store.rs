@@ -14,7 +14,7 @@ use mongodb::{
     bson::{self, doc},
 };
 use serde::{Deserialize, Serialize};
-use storefront_events::{OrderId, UserId};
+use storefront_events::{OrderId, ProductId, UserId, products::LineQuantity};
 use storefront_kit::{
     fanout::CartCount,
     replica::{ProductReplica, Products},
@@ -30,8 +30,18 @@ pub const UNPLACED_HOLD_MINUTES: i64 = 10;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
-    pub product_id: String,
+    pub product_id: ProductId,
     pub quantity: i64,
+}
+
+impl Item {
+    /// The line an order of this item has.
+    pub fn line(&self) -> LineQuantity {
+        LineQuantity {
+            product_id: self.product_id,
+            quantity: self.quantity,
+        }
+    }
 }
 
 /// Lines taken out of the cart by a checkout, until its order ends.
@@ -42,7 +52,7 @@ pub struct Checkout {
     pub key: String,
     /// The order, once known.
     #[serde(default)]
-    pub order_id: Option<String>,
+    pub order_id: Option<OrderId>,
     pub items: Vec<Item>,
     #[serde(default = "bson::DateTime::now")]
     pub held_at: bson::DateTime,
@@ -240,7 +250,7 @@ impl Store {
 
     pub async fn products(
         &self,
-        ids: &[String],
+        ids: &[ProductId],
     ) -> Result<Vec<ProductReplica>, mongodb::error::Error> {
         self.products.get(ids).await
     }
@@ -312,8 +322,8 @@ impl Store {
         order: OrderId,
         end: OrderEnd,
     ) -> Result<bool, WriteError> {
-        let order = order.to_string();
         if end == OrderEnd::Completed {
+            let order = order.to_string();
             // Bought: the hold only goes, in one targeted update.
             let written = self
                 .carts
@@ -332,7 +342,7 @@ impl Store {
             let Some(at) = cart
                 .checkouts
                 .iter()
-                .position(|c| c.order_id.as_deref() == Some(order.as_str()))
+                .position(|c| c.order_id == Some(order))
             else {
                 return false;
             };
@@ -351,9 +361,18 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// The same id for the same name.
+    fn id(name: &str) -> ProductId {
+        let mut bytes = [0u8; 16];
+        for (i, b) in name.bytes().take(16).enumerate() {
+            bytes[i] = b;
+        }
+        ProductId::from(uuid::Uuid::from_bytes(bytes))
+    }
+
     fn item(product: &str, quantity: i64) -> Item {
         Item {
-            product_id: product.into(),
+            product_id: id(product),
             quantity,
         }
     }
@@ -387,7 +406,7 @@ mod tests {
             },
             Checkout {
                 key: "placed".into(),
-                order_id: Some("o-1".into()),
+                order_id: Some(OrderId::new()),
                 items: vec![item("lamp", 1)],
                 held_at: long_ago,
             },

@@ -12,6 +12,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Event, Money, OrderId, ProductId, Topic, UserId};
 
+/// `POST /api/orders` and `POST /api/orders/quote` as another service sends them (cart's checkout
+/// and its quote). orders reads a body leniently, to name each bad field of a client's in its 422
+/// (`services/orders/src/http/orders/placing.rs`); a test there reads this type's JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaceOrder {
+    pub lines: Vec<crate::products::LineQuantity>,
+}
+
+/// What another service reads of the order orders answered a placing with (the whole answer is
+/// orders' order view, `docs/api/orders.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PlacedOrder {
+    pub id: OrderId,
+    pub state: OrderState,
+}
+
 // As orders' API shows it and its events imply (`order.created`: pending, then
 // `order.awaiting_payment`, `order.completed` or `order.cancelled`). The transitions are orders'
 // own (`services/orders/src/domain/state.rs`); cart, notifications and web read it.

@@ -19,7 +19,7 @@
 use mongodb::{Collection, Database, bson::doc};
 use serde::{Deserialize, Serialize};
 use storefront_events::{
-    Envelope, Money, ProductEvent, TopicEvent,
+    Envelope, Money, ProductEvent, ProductId, TopicEvent,
     products::{ProductCreated, ProductDeleted, ProductSnapshot, ProductUpdated, StockChanged},
 };
 
@@ -65,7 +65,7 @@ pub fn sequence(current: Option<i64>, incoming: i64) -> Sequence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductReplica {
     #[serde(rename = "_id")]
-    pub id: String,
+    pub id: ProductId,
     pub title: String,
     pub price: Money,
     /// The primary image's key (`GET /api/products/{id}` has its URL).
@@ -80,7 +80,7 @@ pub struct ProductReplica {
 impl ProductReplica {
     fn of(product: &ProductSnapshot, version: u64) -> Self {
         ProductReplica {
-            id: product.product_id.to_string(),
+            id: product.product_id,
             title: product.title.clone(),
             price: product.price.clone(),
             image: product
@@ -108,8 +108,12 @@ impl Products {
         }
     }
 
-    pub async fn get(&self, ids: &[String]) -> Result<Vec<ProductReplica>, mongodb::error::Error> {
+    pub async fn get(
+        &self,
+        ids: &[ProductId],
+    ) -> Result<Vec<ProductReplica>, mongodb::error::Error> {
         use futures::TryStreamExt;
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         self.products
             .find(doc! { "_id": { "$in": ids } })
             .await?
@@ -139,7 +143,7 @@ impl Products {
                 let written = self
                     .products
                     .replace_one(
-                        doc! { "_id": &next.id, "version": { "$lt": version } },
+                        doc! { "_id": next.id.to_string(), "version": { "$lt": version } },
                         &next,
                     )
                     .upsert(true)

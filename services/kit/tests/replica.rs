@@ -63,7 +63,7 @@ async fn replica_events_apply_once_in_version_order_without_a_transaction() {
         .unwrap();
     let products = Products::new(&mongo.db);
     let id = Uuid::new_v4();
-    let get = || async { products.get(&[id.to_string()]).await.unwrap().pop() };
+    let get = || async { products.get(&[id.into()]).await.unwrap().pop() };
 
     let created = Envelope::new(
         "products",

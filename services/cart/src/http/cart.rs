@@ -7,11 +7,10 @@ use axum::{
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use storefront_events::UserId;
 use storefront_events::{
-    Money,
-    orders::{OrderState, PriceLine},
+    Money, ProductId, UserId,
+    orders::{OrderState, PlaceOrder, PlacedOrder, PriceLine},
+    products::LineQuantity,
 };
 use storefront_kit::telemetry::propagate;
 use storefront_kit::{
@@ -19,7 +18,6 @@ use storefront_kit::{
     auth::{ActingUser, CurrentUser},
     error::Path,
 };
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -76,7 +74,7 @@ pub struct CartView {
 }
 
 async fn view(state: &AppState, cart: &CartDoc, token: &str) -> Result<CartView, Error> {
-    let ids: Vec<String> = cart.items.iter().map(|i| i.product_id.clone()).collect();
+    let ids: Vec<ProductId> = cart.items.iter().map(|i| i.product_id).collect();
     let known = state.store.products(&ids).await?;
     let mut subtotal: Option<Money> = None;
     let items: Vec<LineView> = cart
@@ -97,7 +95,7 @@ async fn view(state: &AppState, cart: &CartDoc, token: &str) -> Result<CartView,
                 }
             }
             LineView {
-                product_id: item.product_id.clone(),
+                product_id: item.product_id.to_string(),
                 title: product.map(|p| p.title.clone()).unwrap_or_default(),
                 unit_price: product.map(|p| p.price.clone()),
                 quantity: item.quantity,
@@ -119,7 +117,7 @@ async fn view(state: &AppState, cart: &CartDoc, token: &str) -> Result<CartView,
             .checkouts
             .iter()
             .map(|c| HeldView {
-                order_id: c.order_id.clone(),
+                order_id: c.order_id.map(|id| id.to_string()),
                 count: c.items.iter().map(|i| i.quantity).sum(),
             })
             .collect(),
@@ -136,15 +134,13 @@ async fn estimate(
     lines: &[LineView],
     token: &str,
 ) -> Option<Estimate> {
-    let orderable: Vec<Value> = cart
+    // The view's lines are the cart's items, in order.
+    let orderable: Vec<LineQuantity> = cart
         .items
         .iter()
-        .filter(|i| {
-            lines
-                .iter()
-                .any(|l| l.product_id == i.product_id && l.orderable)
-        })
-        .map(|i| serde_json::json!({ "product_id": i.product_id, "quantity": i.quantity }))
+        .zip(lines)
+        .filter(|(_, line)| line.orderable)
+        .map(|(item, _)| item.line())
         .collect();
     if orderable.is_empty() {
         return None;
@@ -156,7 +152,7 @@ async fn estimate(
     )
     .bearer_auth(token)
     .timeout(QUOTE_TIMEOUT)
-    .json(&serde_json::json!({ "lines": orderable }))
+    .json(&PlaceOrder { lines: orderable })
     .send()
     .await;
     match answer {
@@ -224,14 +220,13 @@ pub async fn add(
 ) -> Result<Json<CartView>, Error> {
     let user = &acting.claims;
     let quantity = quantity(body.quantity)?;
-    let product_id: Uuid = body
+    let id: ProductId = body
         .product_id
         .parse()
         .map_err(|_| Error::field("product_id", "not a product id"))?;
-    let id = product_id.to_string();
     let sold = state
         .store
-        .products(std::slice::from_ref(&id))
+        .products(&[id])
         .await?
         .into_iter()
         .any(|p| !p.deleted);
@@ -257,7 +252,7 @@ pub async fn add(
                     ));
                 }
                 None => cart.items.push(Item {
-                    product_id: id.clone(),
+                    product_id: id,
                     quantity,
                 }),
             }
@@ -285,13 +280,15 @@ pub async fn set_quantity(
 ) -> Result<Json<CartView>, Error> {
     let user = &acting.claims;
     let quantity = quantity(body.quantity)?;
+    // A path that is not a product id names no line: 404 like any other.
+    let product_id = product_id.parse::<ProductId>().ok();
     let (_, cart) = state
         .store
         .update(user.sub, |cart| {
             let item = cart
                 .items
                 .iter_mut()
-                .find(|i| i.product_id == product_id)
+                .find(|i| Some(i.product_id) == product_id)
                 .ok_or_else(not_in_cart)?;
             item.quantity = quantity;
             Ok::<_, Error>(())
@@ -305,11 +302,12 @@ pub async fn remove(
     CurrentUser(user): CurrentUser,
     Path(product_id): Path<String>,
 ) -> Result<StatusCode, Error> {
+    let product_id = product_id.parse::<ProductId>().ok();
     state
         .store
         .update(user.sub, |cart| {
             let before = cart.items.len();
-            cart.items.retain(|i| i.product_id != product_id);
+            cart.items.retain(|i| Some(i.product_id) != product_id);
             if cart.items.len() == before {
                 return Err(not_in_cart());
             }
@@ -334,7 +332,7 @@ async fn refuse_what_cannot_be_ordered(
     key: &str,
     items: &[crate::store::Item],
 ) -> Result<(), Error> {
-    let ids: Vec<String> = items.iter().map(|i| i.product_id.clone()).collect();
+    let ids: Vec<ProductId> = items.iter().map(|i| i.product_id).collect();
     let known = state.store.products(&ids).await?;
     let mut fields = storefront_kit::validate::Fields::default();
     for (index, item) in items.iter().enumerate() {
@@ -380,14 +378,6 @@ async fn give_back_unplaced(state: &AppState, customer: UserId, key: &str) -> Re
     Ok(())
 }
 
-/// What cart reads of the order orders answered a checkout with; the customer gets orders' body
-/// as it came.
-#[derive(Deserialize)]
-struct Placed {
-    id: String,
-    state: OrderState,
-}
-
 /// What becomes of the held lines: a refusal of orders (4xx) puts them back at once; an order
 /// that completes keeps them out; an order that is cancelled puts them back (cart consumes
 /// `order.cancelled`). When orders does not answer they stay held for this key (retry with it);
@@ -430,15 +420,13 @@ pub async fn checkout(
     if hold.order_id.is_none() {
         refuse_what_cannot_be_ordered(&state, customer, &key, &hold.items).await?;
     }
-    let lines: Vec<Value> = hold
-        .items
-        .iter()
-        .map(|i| serde_json::json!({ "product_id": i.product_id, "quantity": i.quantity }))
-        .collect();
+    let placing = PlaceOrder {
+        lines: hold.items.iter().map(Item::line).collect(),
+    };
     let answer = propagate(state.http.post(format!("{}/api/orders", state.orders_url)))
         .bearer_auth(&user.token)
         .header("idempotency-key", &key)
-        .json(&serde_json::json!({ "lines": lines }))
+        .json(&placing)
         .send()
         .await
         .map_err(|e| {
@@ -458,7 +446,7 @@ pub async fn checkout(
         ))
     })?;
     if status.is_success() {
-        let Placed {
+        let PlacedOrder {
             id: order_id,
             state: order_state,
         } = serde_json::from_slice(&body).map_err(Error::internal)?;
@@ -469,11 +457,11 @@ pub async fn checkout(
                     // Its order ended meanwhile and the consumer settled the hold.
                     return Ok::<_, Error>(());
                 };
-                let in_this_order = hold.order_id.as_deref() == Some(order_id.as_str());
+                let in_this_order = hold.order_id == Some(order_id);
                 match order_state {
                     OrderState::Pending | OrderState::AwaitingPayment => {
                         if hold.order_id.is_none() {
-                            hold.order_id = Some(order_id.clone());
+                            hold.order_id = Some(order_id);
                         }
                     }
                     // Bought (a retry after the payment): the lines stay out.

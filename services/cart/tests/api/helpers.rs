@@ -3,6 +3,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use storefront_auth::keys::SigningKey;
+use storefront_events::ProductId;
 use storefront_kit::{
     auth::{Authenticator, Revocations, Role},
     testing::{self, TestStack, spawn, unique},
@@ -328,11 +329,21 @@ impl Shop {
             .as_str()
             .unwrap()
             .to_owned();
+        let product: ProductId = id.parse().unwrap();
         // A customer can check out once both replicas that price and sell it know it.
         eventually("cart's and orders' replicas have the product", || async {
-            let ids = std::slice::from_ref(&id);
-            !self.cart_store.products(ids).await.unwrap().is_empty()
-                && !self.orders_store.products(ids).await.unwrap().is_empty()
+            !self
+                .cart_store
+                .products(&[product])
+                .await
+                .unwrap()
+                .is_empty()
+                && !self
+                    .orders_store
+                    .products(&[product])
+                    .await
+                    .unwrap()
+                    .is_empty()
         })
         .await;
         id

@@ -1,7 +1,7 @@
 //! The writes cart's consumer makes to a cart, against the real MongoDB.
 
 use storefront_cart::store::{Checkout, Item, OrderEnd, Store};
-use storefront_events::{OrderId, UserId};
+use storefront_events::{OrderId, ProductId, UserId};
 use storefront_kit::{
     mongo::Mongo,
     testing::{TestStack, unique},
@@ -15,9 +15,12 @@ async fn store() -> Store {
     Store::new(&mongo.db)
 }
 
+/// The one product these tests hold.
+const MUG: ProductId = ProductId::from_uuid(uuid::Uuid::from_u128(0x6d_7567));
+
 fn mug(quantity: i64) -> Item {
     Item {
-        product_id: "mug".into(),
+        product_id: MUG,
         quantity,
     }
 }
@@ -29,7 +32,7 @@ async fn hold(store: &Store, user: UserId, items: &[Item], order: Option<OrderId
             cart.items.extend_from_slice(items);
             cart.checkouts.push(Checkout {
                 key: "key-1".into(),
-                order_id: order.map(|o| o.to_string()),
+                order_id: order,
                 items: vec![mug(2)],
                 held_at: mongodb::bson::DateTime::now(),
             });
@@ -53,7 +56,7 @@ async fn a_hold_learns_its_order_from_the_event_and_goes_when_the_order_is_bough
     );
     assert!(store.placed(user, "key-1", order).await.unwrap());
     let cart = store.cart(user).await.unwrap();
-    assert_eq!(cart.checkouts[0].order_id, Some(order.to_string()));
+    assert_eq!(cart.checkouts[0].order_id, Some(order));
     assert_eq!(cart.checkouts[0].items.len(), 1, "the lines stay held");
     assert_eq!(cart.version, 2, "the version rises with the write");
 
@@ -84,10 +87,7 @@ async fn a_cancelled_order_puts_its_held_lines_back_once() {
     assert!(cart.checkouts.is_empty());
     assert_eq!(
         cart.items,
-        vec![Item {
-            product_id: "mug".into(),
-            quantity: 3
-        }],
+        vec![mug(3)],
         "the held lines are back, added to what the cart had"
     );
 

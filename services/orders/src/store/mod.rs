@@ -22,7 +22,7 @@ use mongodb::{
     options::FindOptions,
 };
 use storefront_events::{Envelope, Event};
-use storefront_events::{OrderId, UserId};
+use storefront_events::{OrderId, ProductId, UserId};
 use storefront_kit::{
     mongo::{Mongo, Transient},
     outbox::{AppendError, Outbox},
@@ -177,7 +177,7 @@ impl Store {
     }
 
     /// The replicas of these products (missing ones are left out).
-    pub async fn products(&self, ids: &[String]) -> Result<Vec<ProductReplica>, StoreError> {
+    pub async fn products(&self, ids: &[ProductId]) -> Result<Vec<ProductReplica>, StoreError> {
         Ok(self.products.get(ids).await?)
     }
 

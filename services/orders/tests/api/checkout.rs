@@ -243,11 +243,7 @@ async fn the_product_replica_never_moves_backwards() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     shop.wait_replica(&mug, 3).await;
-    let replica = &shop
-        .store
-        .products(std::slice::from_ref(&mug))
-        .await
-        .unwrap()[0];
+    let replica = &shop.store.products(&[mug.parse().unwrap()]).await.unwrap()[0];
     assert_eq!(
         (
             replica.price.amount,
@@ -323,7 +319,7 @@ async fn orders_replica_takes_snapshots_and_a_deletion_over_gaps_and_never_reads
     )
     .await;
     shop.wait_replica(&id.to_string(), 8).await;
-    let replica = &shop.store.products(&[id.to_string()]).await.unwrap()[0];
+    let replica = &shop.store.products(&[id.into()]).await.unwrap()[0];
     assert_eq!(
         (
             replica.title.as_str(),

@@ -257,7 +257,7 @@ impl Shop {
     pub async fn wait_replica(&self, id: &str, version: i64) {
         let until = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let found = self.store.products(&[id.to_owned()]).await.unwrap();
+            let found = self.store.products(&[id.parse().unwrap()]).await.unwrap();
             if found.first().is_some_and(|p| p.version >= version) {
                 return;
             }

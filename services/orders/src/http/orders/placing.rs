@@ -115,12 +115,12 @@ async fn lines_of(
     state: &AppState,
     merged: &BTreeMap<ProductId, i64>,
 ) -> Result<(Vec<LineDoc>, String), Error> {
-    let ids: Vec<String> = merged.keys().map(ProductId::to_string).collect();
+    let ids: Vec<ProductId> = merged.keys().copied().collect();
     let known = state.store.products(&ids).await?;
     let mut fields = Fields::default();
     let mut lines = Vec::with_capacity(merged.len());
     for (id, quantity) in merged {
-        match known.iter().find(|p| p.id == id.to_string()) {
+        match known.iter().find(|p| p.id == *id) {
             Some(p) if !p.deleted => lines.push(LineDoc {
                 product_id: *id,
                 title: p.title.clone(),
@@ -275,4 +275,37 @@ pub async fn quote(
         total: pricing.total.clone(),
         pricing: PricingView::of(&pricing),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use storefront_events::{orders::PlaceOrder, products::LineQuantity};
+
+    use super::*;
+
+    /// What another service sends (`storefront_events::orders::PlaceOrder`, cart's checkout) is
+    /// a body orders reads, line for line.
+    #[test]
+    fn the_shared_placing_contract_is_what_orders_reads() {
+        let (mug, lamp) = (ProductId::new(), ProductId::new());
+        let sent = PlaceOrder {
+            lines: vec![
+                LineQuantity {
+                    product_id: mug,
+                    quantity: 2,
+                },
+                LineQuantity {
+                    product_id: lamp,
+                    quantity: 1,
+                },
+                LineQuantity {
+                    product_id: mug,
+                    quantity: 1,
+                },
+            ],
+        };
+        let body: PlaceBody = serde_json::from_slice(&serde_json::to_vec(&sent).unwrap()).unwrap();
+        let merged = requested(&body).unwrap();
+        assert_eq!(merged, BTreeMap::from([(mug, 3), (lamp, 1)]));
+    }
 }
