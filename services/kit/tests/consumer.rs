@@ -198,12 +198,25 @@ impl Harness {
 
     /// As the outbox relay sends it: with the `event-type` header.
     async fn send_as_relay(&self, event: &Envelope) {
-        let producer = kafka::producer(&self.kafka).unwrap();
-        let payload = serde_json::to_vec(event).unwrap();
         let headers = OwnedHeaders::new().insert(Header {
             key: "event-type",
             value: Some(event.event_type.as_str()),
         });
+        self.send_with(event, headers).await;
+    }
+
+    /// With the trace context of whatever appended it (the relay's `traceparent` header).
+    async fn send_traced(&self, event: &Envelope, traceparent: &str) {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "traceparent",
+            value: Some(traceparent),
+        });
+        self.send_with(event, headers).await;
+    }
+
+    async fn send_with(&self, event: &Envelope, headers: OwnedHeaders) {
+        let producer = kafka::producer(&self.kafka).unwrap();
+        let payload = serde_json::to_vec(event).unwrap();
         let sent = producer.send(
             FutureRecord::to(&self.topic)
                 .key(&event.key)
@@ -308,11 +321,14 @@ async fn a_failing_handler_is_retried_until_it_succeeds() {
     h.stop().await;
 }
 
+/// The trace the poison event was appended in.
+const POISON_TRACE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
 /// Sends an event the handler can never apply and a message that is not JSON, then one it
 /// applies, and waits for that one; answers the poison event.
 async fn poison_then_more(h: &Harness) -> Envelope {
     let poison = event("poison");
-    h.send(&poison).await;
+    h.send_traced(&poison, POISON_TRACE).await;
     h.send_raw("k", b"{not json").await;
     let after = event("k");
     h.send(&after).await;
@@ -354,6 +370,7 @@ async fn poison_events_are_dead_lettered_and_do_not_stall_the_partition() {
             header("error").unwrap(),
             header("attempts").unwrap(),
             message.payload().map(<[u8]>::to_vec),
+            header("traceparent"),
         ));
     }
     tokio::task::spawn_blocking(move || drop(dlq))
@@ -363,6 +380,11 @@ async fn poison_events_are_dead_lettered_and_do_not_stall_the_partition() {
     dead.sort_by_key(|(error, ..)| !error.contains("can never be applied"));
     assert!(dead[0].0.contains("can never be applied"));
     assert_eq!(dead[0].1, "3");
+    assert_eq!(
+        dead[0].3.as_deref(),
+        Some(POISON_TRACE),
+        "a dead letter keeps the trace of the event it holds"
+    );
     assert_eq!(
         Envelope::from_slice(dead[0].2.as_deref().unwrap())
             .unwrap()

@@ -24,6 +24,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use storefront_events::Envelope;
+use tracing::Instrument;
 
 pub use http::{document, mount, routes};
 use read::{Letter, kafka_error, parse_id, read_all, read_one};
@@ -302,7 +303,10 @@ impl DeadLetters {
                 tracing::warn!(group = %self.group, id, error = %e, "could not give back a replay's claim; it expires");
             }
         };
-        let outcome = match self.replay.replay(&event).await {
+        // In the trace of what appended the event (the dead letter keeps its `traceparent`).
+        let span = tracing::info_span!("replay", group = %self.group, event_id = %event.id, r#type = %event.event_type);
+        crate::telemetry::continue_from(&span, |name| letter.headers.get(name).map(String::as_str));
+        let outcome = match self.replay.replay(&event).instrument(span).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 give_back().await;

@@ -300,7 +300,15 @@ impl<H: EventHandler> Shared<H> {
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
         let attempts = attempts.to_string();
-        let headers = OwnedHeaders::new()
+        // The message's own headers first (its `traceparent`, `event-type`): a dead letter stays
+        // in the trace of what appended its event, and a replay continues it.
+        let mut headers = OwnedHeaders::new();
+        if let Some(own) = message.headers() {
+            for header in own.iter() {
+                headers = headers.insert(header);
+            }
+        }
+        let headers = headers
             .insert(Header {
                 key: "error",
                 value: Some(error),
