@@ -277,7 +277,7 @@ pub fn build(service: &str, routes: Router, readiness: Readiness, http: &HttpCon
         if matches!(path, "/healthz" | "/readyz" | "/metrics") {
             return tracing::debug_span!("request", method = %request.method(), uri = %path, request_id = %id);
         }
-        let span = tracing::info_span!("request", method = %request.method(), uri = %path, request_id = %id);
+        let span = tracing::info_span!("request", method = %request.method(), uri = %path, request_id = %id, trace_id = tracing::field::Empty);
         // The caller's trace, if it sent one (a browser, the gateway, another service).
         telemetry::continue_from(&span, |name| {
             request.headers().get(name).and_then(|v| v.to_str().ok())

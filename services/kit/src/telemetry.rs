@@ -201,12 +201,18 @@ fn extract<'a>(header: &impl Fn(&str) -> Option<&'a str>) -> opentelemetry::Cont
 }
 
 /// Makes `span` continue the trace whose context `header` finds (`traceparent`, `tracestate`):
-/// an HTTP request's headers, a Kafka message's. Nothing when there is none, or traces are off.
+/// an HTTP request's headers, a Kafka message's; with none, it starts a trace of its own. Then
+/// writes the trace id into the span's `trace_id` field (when it declares one, as
+/// `tracing::field::Empty`), so every log line inside it names its trace. Nothing when traces
+/// are off.
 pub fn continue_from<'a>(span: &tracing::Span, header: impl Fn(&str) -> Option<&'a str>) {
-    if header(TRACEPARENT).is_none() {
-        return;
+    if header(TRACEPARENT).is_some() {
+        let _ = span.set_parent(extract(&header));
     }
-    let _ = span.set_parent(extract(&header));
+    let trace = span.context().span().span_context().trace_id();
+    if trace != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace));
+    }
 }
 
 /// Links `span` to `other` (a batch to each of its events' spans).
@@ -219,6 +225,8 @@ pub fn link_to(span: &tracing::Span, other: &tracing::Span) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
 
     const CALLER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -311,6 +319,46 @@ mod tests {
         );
         // Outside a batch: the current span's.
         assert_eq!(traceparent_for("order-1"), traceparent());
+    }
+
+    #[test]
+    fn log_lines_in_a_span_name_its_trace() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let logs = fmt::layer()
+            .json()
+            .with_writer({
+                let written = written.clone();
+                move || Buffer(written.clone())
+            })
+            .with_filter(LevelFilter::INFO);
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(logs)
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", trace_id = tracing::field::Empty);
+            continue_from(&span, only_traceparent(Some(CALLER)));
+            span.in_scope(|| tracing::info!("handled"));
+        });
+        let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains(r#""trace_id":"0af7651916cd43dd8448eb211c80319c""#),
+            "{text}"
+        );
+    }
+
+    /// A log writer into memory.
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]

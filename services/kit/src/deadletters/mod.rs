@@ -304,7 +304,7 @@ impl DeadLetters {
             }
         };
         // In the trace of what appended the event (the dead letter keeps its `traceparent`).
-        let span = tracing::info_span!("replay", group = %self.group, event_id = %event.id, r#type = %event.event_type);
+        let span = tracing::info_span!("replay", group = %self.group, event_id = %event.id, r#type = %event.event_type, trace_id = tracing::field::Empty);
         crate::telemetry::continue_from(&span, |name| letter.headers.get(name).map(String::as_str));
         let outcome = match self.replay.replay(&event).instrument(span).await {
             Ok(outcome) => outcome,

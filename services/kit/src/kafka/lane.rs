@@ -140,8 +140,14 @@ impl<H: EventHandler> Shared<H> {
                 r#type = %event.event_type,
                 key = %event.key,
                 batch = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
             ),
-            Err(_) => tracing::info_span!("event", %group, offset = delivery.message.offset()),
+            Err(_) => tracing::info_span!(
+                "event",
+                %group,
+                offset = delivery.message.offset(),
+                trace_id = tracing::field::Empty,
+            ),
         };
         telemetry::continue_from(&span, |name| header(&delivery.message, name));
         span
