@@ -32,7 +32,10 @@ impl Mongo {
     ) -> Result<Self, mongodb::error::Error> {
         let mut options = ClientOptions::parse(config.uri.expose_secret()).await?;
         options.app_name = Some(app_name.to_owned());
-        options.command_event_handler = Some(EventHandler::callback(count_command));
+        options.command_event_handler = Some(EventHandler::callback(|event: CommandEvent| {
+            crate::telemetry::command_span(&event);
+            count_command(event);
+        }));
         // Retryable writes off unless the URI asks for them (`retryWrites=true`): every write here
         // is safe to lose an answer for — inside a transaction that is run again whole, guarded
         // by a version or state in its filter, or keyed by a unique id — so the driver's retry

@@ -215,6 +215,56 @@ pub fn continue_from<'a>(span: &tracing::Span, header: impl Fn(&str) -> Option<&
     }
 }
 
+/// MongoDB commands in flight as spans, by the driver's request id.
+static COMMANDS: std::sync::LazyLock<std::sync::Mutex<HashMap<i32, tracing::Span>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Turns the driver's command events into spans (traces on only): a command started inside a
+/// traced span — a request, a consumed event — becomes its child (`find orders`, with
+/// `db.system`, `db.operation.name`, `db.collection.name`, `db.namespace`), ended when the
+/// command succeeds or fails. Commands sent outside any span (the driver's own monitoring, a
+/// relay's poll) are not traced.
+pub fn command_span(event: &mongodb::event::command::CommandEvent) {
+    use mongodb::event::command::CommandEvent;
+    if PROVIDER.get().is_none() {
+        return;
+    }
+    let mut open = COMMANDS.lock().unwrap_or_else(|e| e.into_inner());
+    match event {
+        CommandEvent::Started(e) => {
+            if tracing::Span::current().is_none() {
+                return;
+            }
+            let collection = e.command.get_str(&e.command_name).unwrap_or_default();
+            let span = tracing::info_span!(
+                "mongodb",
+                otel.name = %format!("{} {collection}", e.command_name).trim_end(),
+                otel.kind = "client",
+                db.system = "mongodb",
+                db.operation.name = %e.command_name,
+                db.collection.name = collection,
+                db.namespace = %e.db,
+                otel.status_code = tracing::field::Empty,
+            );
+            // A command whose end never came (a dropped client) must not pile up.
+            if open.len() >= 10_000 {
+                open.clear();
+            }
+            open.insert(e.request_id, span);
+        }
+        CommandEvent::Succeeded(e) => {
+            open.remove(&e.request_id);
+        }
+        CommandEvent::Failed(e) => {
+            // Refusals the stores expect (a duplicate key, a write conflict) fail it too.
+            if let Some(span) = open.remove(&e.request_id) {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Links `span` to `other` (a batch to each of its events' spans).
 pub fn link_to(span: &tracing::Span, other: &tracing::Span) {
     let linked = other.context().span().span_context().clone();
