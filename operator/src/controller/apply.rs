@@ -39,16 +39,22 @@ pub(super) async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Acti
         storefront,
         namespace: namespace.clone(),
     };
+    // The Secrets the operator generates once, then every Secret the shop refers to.
     ensure_signing_key(&to, &shop).await?;
     ensure_shop_admin(&to, &shop).await?;
-    ensure(&to, objects.config_map).await?;
-    for service in objects.database_services {
-        ensure(&to, service).await?;
-    }
     if matches!(shop.databases, Databases::Managed { .. }) {
         for planned in shop.database_services() {
             ensure_admin_password(&to, &shop, planned.service.name).await?;
         }
+    }
+    let Dereferenced {
+        storage,
+        database_admins,
+    } = dereference(&to.api(), &shop).await?;
+
+    ensure(&to, objects.config_map).await?;
+    for service in objects.database_services {
+        ensure(&to, service).await?;
     }
     for database in objects.databases {
         ensure(&to, database).await?;
@@ -108,7 +114,10 @@ pub(super) async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Acti
             }
         }
     }
-    let bucket = ensure_bucket(&to, &shop).await;
+    let bucket = match storage {
+        Ok(credentials) => ensure_bucket(&shop, &credentials).await,
+        Err(e) => Err(e),
+    };
     match &bucket {
         Ok(true) => {
             let note = format!("bucket {} created", shop.object_storage.bucket);
@@ -120,7 +129,7 @@ pub(super) async fn apply(storefront: &Storefront, ctx: &Context) -> Result<Acti
     }
     let bucket = bucket.map(|_| ());
 
-    let databases = ensure_databases(&to, &shop).await?;
+    let databases = ensure_databases(&to, &shop, database_admins).await?;
     if let Err(e) = &databases {
         tracing::warn!(storefront = %key(storefront), error = %e, "databases not ready");
     }

@@ -11,12 +11,14 @@ pub(super) struct External {
     pub(super) bucket: Result<(), StorageError>,
 }
 
-/// Reads the object store's credentials from the shop's Secret (dereference) and makes the bucket.
-pub(super) async fn ensure_bucket(to: &Target<'_>, shop: &Shop) -> Result<bool, StorageError> {
-    let credentials = storage_credentials(&to.api(), shop).await?;
+/// Makes the bucket with the object store's keys (read in the dereference step).
+pub(super) async fn ensure_bucket(
+    shop: &Shop,
+    credentials: &Credentials,
+) -> Result<bool, StorageError> {
     storage::ensure_bucket(
         &shop.object_storage.endpoint,
-        &credentials,
+        credentials,
         &shop.object_storage.bucket,
     )
     .await
@@ -111,13 +113,20 @@ pub(super) fn admin_reference(shop: &Shop, service: &str) -> SecretKeyRef {
 pub(super) async fn ensure_databases(
     to: &Target<'_>,
     shop: &Shop,
+    mut admins: BTreeMap<&'static str, Result<String, DatabaseError>>,
 ) -> Result<Result<Vec<String>, DatabaseError>, Error> {
     let secrets: Api<Secret> = to.api();
     let mut connected: Option<(String, mongodb::Client)> = None;
     let mut ready = Vec::new();
     for planned in shop.database_services() {
         let service = planned.service.name;
-        let admin = match admin_uri(&secrets, shop, service).await? {
+        // Read in the dereference step, for every service `database_services` names.
+        let admin = match admins.remove(service).unwrap_or_else(|| {
+            Err(DatabaseError::Credentials {
+                secret: admin_reference(shop, service).name,
+                reason: "not read".into(),
+            })
+        }) {
             Ok(uri) => uri,
             Err(e) => return Ok(Err(e)),
         };

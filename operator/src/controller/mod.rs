@@ -1,4 +1,5 @@
-//! Reconciling one `Storefront`: validate → build → apply → prune → status (Stackable's order),
+//! Reconciling one `Storefront`: validate → build → the generated Secrets → dereference → apply →
+//! prune → external resources → status (Stackable's order),
 //! inside kube's `finalizer()` so deletion runs the cleanup first.
 //!
 //! No self-loops: every object the operator applies carries the hash of what it wanted
@@ -7,6 +8,7 @@
 
 mod apply;
 mod cleanup;
+mod dereference;
 mod external;
 mod status;
 
@@ -61,7 +63,7 @@ use crate::{
     storage::{self, Credentials, StorageError},
 };
 
-use self::{apply::*, cleanup::*, external::*, status::*};
+use self::{apply::*, cleanup::*, dereference::*, external::*, status::*};
 
 pub const FINALIZER: &str = "storefront.dev/cleanup";
 pub const HASH_ANNOTATION: &str = "storefront.dev/desired-hash";

@@ -1,0 +1,31 @@
+//! The dereference step: the Secrets a Storefront refers to — the object store's keys, and each
+//! database's administrator (the connection string an external database is given by, or the
+//! password generated for a managed one) — read once, before the workloads and the external
+//! resources are touched, so the steps after it work from values rather than from the API. A
+//! reference that cannot be followed (no such Secret, no such key) is kept as the reason, for the
+//! condition it turns false; the Kubernetes API failing fails the reconcile.
+
+use super::*;
+
+/// What the Storefront's references hold.
+pub(super) struct Dereferenced {
+    /// The object store's keys (`objectStorage.credentialsSecret`).
+    pub(super) storage: Result<Credentials, StorageError>,
+    /// Each database service's administrator connection string, by service.
+    pub(super) database_admins: BTreeMap<&'static str, Result<String, DatabaseError>>,
+}
+
+/// Reads what `shop` refers to. A managed database's administrator password is the operator's
+/// own Secret, generated before this step (`ensure_admin_password`).
+pub(super) async fn dereference(secrets: &Api<Secret>, shop: &Shop) -> Result<Dereferenced, Error> {
+    let storage = storage_credentials(secrets, shop).await;
+    let mut database_admins = BTreeMap::new();
+    for planned in shop.database_services() {
+        let service = planned.service.name;
+        database_admins.insert(service, admin_uri(secrets, shop, service).await?);
+    }
+    Ok(Dereferenced {
+        storage,
+        database_admins,
+    })
+}
