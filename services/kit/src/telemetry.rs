@@ -201,64 +201,94 @@ fn extract<'a>(header: &impl Fn(&str) -> Option<&'a str>) -> opentelemetry::Cont
 }
 
 /// Makes `span` continue the trace whose context `header` finds (`traceparent`, `tracestate`):
-/// an HTTP request's headers, a Kafka message's; with none, it starts a trace of its own. Then
-/// writes the trace id into the span's `trace_id` field (when it declares one, as
-/// `tracing::field::Empty`), so every log line inside it names its trace. Nothing when traces
-/// are off.
+/// an HTTP request's headers, a Kafka message's; with none, it stays in its parent span's trace,
+/// or starts one of its own. Then names the trace in the span's `trace_id` field
+/// ([`record_trace_id`]). Nothing when traces are off.
 pub fn continue_from<'a>(span: &tracing::Span, header: impl Fn(&str) -> Option<&'a str>) {
     if header(TRACEPARENT).is_some() {
         let _ = span.set_parent(extract(&header));
     }
+    record_trace_id(span);
+}
+
+/// Writes `span`'s trace id into its `trace_id` field (when it declares one, as
+/// `tracing::field::Empty`), so every log line inside it names its trace. Nothing when traces
+/// are off.
+pub fn record_trace_id(span: &tracing::Span) {
     let trace = span.context().span().span_context().trace_id();
     if trace != opentelemetry::trace::TraceId::INVALID {
         span.record("trace_id", tracing::field::display(trace));
     }
 }
 
-/// MongoDB commands in flight as spans, by the driver's request id.
-static COMMANDS: std::sync::LazyLock<std::sync::Mutex<HashMap<i32, tracing::Span>>> =
+/// A command whose answer never came this long after it started was cancelled with its caller
+/// (a request that timed out, a client that went away): its span is ended as such.
+const COMMAND_ANSWER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// MongoDB commands in flight as spans, by the driver's request id, with when they started.
+type OpenCommands = HashMap<i32, (std::time::Instant, opentelemetry_sdk::trace::Span)>;
+static COMMANDS: std::sync::LazyLock<std::sync::Mutex<OpenCommands>> =
     std::sync::LazyLock::new(Default::default);
 
 /// Turns the driver's command events into spans (traces on only): a command started inside a
 /// traced span — a request, a consumed event — becomes its child (`find orders`, with
 /// `db.system`, `db.operation.name`, `db.collection.name`, `db.namespace`), ended when the
-/// command succeeds or fails. Commands sent outside any span (the driver's own monitoring, a
-/// relay's poll) are not traced.
+/// command succeeds or fails. Commands sent outside any traced span (the driver's own
+/// monitoring, a relay's poll) are not traced. The spans are OpenTelemetry's own, not `tracing`
+/// spans: a command cancelled with its caller (no answer ever comes) must not keep the caller's
+/// span open; it is ended, as an error, [`COMMAND_ANSWER`] after it started.
 pub fn command_span(event: &mongodb::event::command::CommandEvent) {
     use mongodb::event::command::CommandEvent;
-    if PROVIDER.get().is_none() {
+    use opentelemetry::{
+        KeyValue,
+        trace::{Span as _, SpanKind, Status, Tracer as _},
+    };
+    let Some(provider) = PROVIDER.get() else {
         return;
-    }
+    };
     let mut open = COMMANDS.lock().unwrap_or_else(|e| e.into_inner());
     match event {
         CommandEvent::Started(e) => {
-            if tracing::Span::current().is_none() {
+            let parent = tracing::Span::current().context();
+            if !parent.span().span_context().is_valid() {
                 return;
             }
+            open.retain(|_, (started, span)| {
+                let answered = started.elapsed() < COMMAND_ANSWER;
+                if !answered {
+                    span.set_status(Status::error("no answer: cancelled with its caller"));
+                    span.end();
+                }
+                answered
+            });
             let collection = e.command.get_str(&e.command_name).unwrap_or_default();
-            let span = tracing::info_span!(
-                "mongodb",
-                otel.name = %format!("{} {collection}", e.command_name).trim_end(),
-                otel.kind = "client",
-                db.system = "mongodb",
-                db.operation.name = %e.command_name,
-                db.collection.name = collection,
-                db.namespace = %e.db,
-                otel.status_code = tracing::field::Empty,
-            );
-            // A command whose end never came (a dropped client) must not pile up.
-            if open.len() >= 10_000 {
-                open.clear();
-            }
-            open.insert(e.request_id, span);
+            let name = format!("{} {collection}", e.command_name)
+                .trim_end()
+                .to_owned();
+            static TRACER: OnceLock<opentelemetry_sdk::trace::SdkTracer> = OnceLock::new();
+            let tracer = TRACER.get_or_init(|| provider.tracer("storefront-kit"));
+            let span = tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Client)
+                .with_attributes([
+                    KeyValue::new("db.system", "mongodb"),
+                    KeyValue::new("db.operation.name", e.command_name.clone()),
+                    KeyValue::new("db.collection.name", collection.to_owned()),
+                    KeyValue::new("db.namespace", e.db.clone()),
+                ])
+                .start_with_context(tracer, &parent);
+            open.insert(e.request_id, (std::time::Instant::now(), span));
         }
         CommandEvent::Succeeded(e) => {
-            open.remove(&e.request_id);
+            if let Some((_, mut span)) = open.remove(&e.request_id) {
+                span.end();
+            }
         }
         CommandEvent::Failed(e) => {
             // Refusals the stores expect (a duplicate key, a write conflict) fail it too.
-            if let Some(span) = open.remove(&e.request_id) {
-                span.record("otel.status_code", "ERROR");
+            if let Some((_, mut span)) = open.remove(&e.request_id) {
+                span.set_status(Status::error(e.failure.to_string()));
+                span.end();
             }
         }
         _ => {}

@@ -258,10 +258,18 @@ impl<H: EventHandler> Shared<H> {
                     telemetry::traceparent_of(span).map(|t| (event.key.clone(), t))
                 })
                 .collect();
-            let span = tracing::info_span!("events", %group, count, first_id = %events[0].id);
+            // The batch's own trace, linked to each event's; its log lines name it.
+            let span = tracing::info_span!(
+                "events",
+                %group,
+                count,
+                first_id = %events[0].id,
+                trace_id = tracing::field::Empty,
+            );
             for (_, event_span) in &each {
                 telemetry::link_to(&span, event_span);
             }
+            telemetry::record_trace_id(&span);
             let applied =
                 telemetry::with_traces_by_key(by_key, self.apply_all(&events).instrument(span))
                     .await;
