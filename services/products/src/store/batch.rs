@@ -225,7 +225,10 @@ impl Store {
             match ending.unheld(state) {
                 Unheld::Nothing => {}
                 Unheld::Remember(first) => tracked.set(order_id, first, Vec::new()),
-                Unheld::Impossible(what) => tracing::error!(%order_id, ?state, "{what}"),
+                Unheld::Impossible(what) => match state {
+                    Some(state) => tracing::error!(%order_id, ?state, "{what}"),
+                    None => tracing::error!(%order_id, "{what}"),
+                },
             }
             return Ok(());
         }

@@ -356,7 +356,10 @@ impl Store {
             Unheld::Remember(first) => {
                 self.set_reservation(session, order_id, first, &[]).await?;
             }
-            Unheld::Impossible(what) => tracing::error!(%order_id, state = ?found, "{what}"),
+            Unheld::Impossible(what) => match found {
+                Some(state) => tracing::error!(%order_id, ?state, "{what}"),
+                None => tracing::error!(%order_id, "{what}"),
+            },
         }
         Ok(false)
     }
