@@ -3,7 +3,9 @@
 //! password generated for a managed one) — read once, before the workloads and the external
 //! resources are touched, so the steps after it work from values rather than from the API. A
 //! reference that cannot be followed (no such Secret, no such key) is kept as the reason, for the
-//! condition it turns false; the Kubernetes API failing fails the reconcile.
+//! condition it turns false. The API failing on a database's administrator Secret fails the
+//! reconcile; on the object store's, it is that condition's reason too (`StorageReady`), as a
+//! bucket that cannot be made must not hold up the rest of the shop.
 
 use super::*;
 

@@ -42,7 +42,11 @@ pub(super) async fn storage_credentials(
         async move {
             secret_value(secrets, &reference)
                 .await
-                .map_err(|e| problem(e.to_string()))?
+                .map_err(|e| match e {
+                    // The condition names the Secret already.
+                    Error::Secret { source, .. } => problem(source.to_string()),
+                    other => problem(other.to_string()),
+                })?
                 .map_err(problem)
         }
     };
