@@ -18,11 +18,20 @@ pub enum StorageError {
     Bucket { bucket: String, reason: String },
 }
 
-/// The keys to the object store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The keys to the object store. `Debug` leaves the secret key out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub access_key: String,
     pub secret_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"[REDACTED]")
+            .finish()
+    }
 }
 
 fn client(endpoint: &str, credentials: &Credentials) -> Result<MinioClient, String> {
@@ -148,4 +157,20 @@ pub async fn delete_bucket(
         .await
         .map_err(|e| failed(format!("{e}")))?;
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_key_never_shows_in_debug_output() {
+        let credentials = Credentials {
+            access_key: "storefront".into(),
+            secret_key: "hunter2-do-not-print".into(),
+        };
+        let printed = format!("{credentials:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("storefront"), "{printed}");
+    }
 }

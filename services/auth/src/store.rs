@@ -25,8 +25,9 @@ use crate::domain::Address;
 
 pub const SOURCE: &str = "auth";
 
-/// A user as stored. `email` is unique (lower-cased before it gets here).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A user as stored. `email` is unique (lower-cased before it gets here). `Debug` leaves the
+/// password hash out.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct UserDoc {
     #[serde(rename = "_id")]
     pub id: UserId,
@@ -42,6 +43,20 @@ pub struct UserDoc {
     pub version: i64,
     pub created_at: bson::DateTime,
     pub updated_at: bson::DateTime,
+}
+
+impl std::fmt::Debug for UserDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDoc")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("password_hash", &"[REDACTED]")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("blocked", &self.blocked)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UserDoc {
@@ -514,5 +529,31 @@ impl Store {
             )
             .await?;
         Ok(live)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_hash_never_shows_in_debug_output() {
+        let now = bson::DateTime::now();
+        let user = UserDoc {
+            id: UserId::new(),
+            email: "ada@example.com".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$do-not-print".into(),
+            name: "Ada".into(),
+            phone: None,
+            address: None,
+            role: Role::Customer,
+            blocked: false,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let printed = format!("{user:?}");
+        assert!(!printed.contains("do-not-print"), "{printed}");
+        assert!(printed.contains("ada@example.com"), "{printed}");
     }
 }
