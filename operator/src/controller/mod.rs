@@ -9,6 +9,7 @@
 mod apply;
 mod cleanup;
 mod dereference;
+mod events;
 mod external;
 mod status;
 
@@ -63,7 +64,7 @@ use crate::{
     storage::{self, Credentials, StorageError},
 };
 
-use self::{apply::*, cleanup::*, dereference::*, external::*, status::*};
+use self::{apply::*, cleanup::*, dereference::*, events::*, external::*, status::*};
 
 pub const FINALIZER: &str = "storefront.dev/cleanup";
 pub const HASH_ANNOTATION: &str = "storefront.dev/desired-hash";
