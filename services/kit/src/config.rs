@@ -255,19 +255,6 @@ impl ServiceConfig {
             jwks_url: required("JWKS_URL")?,
         })
     }
-
-    /// The token verifier these settings name: auth's keys, the shop's revocation list.
-    pub async fn authenticator(
-        &self,
-    ) -> Result<std::sync::Arc<crate::auth::Authenticator>, redis::RedisError> {
-        use secrecy::ExposeSecret;
-        crate::auth::Authenticator::connect(
-            &self.jwks_url,
-            self.redis.url.expose_secret(),
-            &self.kafka.topic_prefix,
-        )
-        .await
-    }
 }
 
 #[cfg(test)]

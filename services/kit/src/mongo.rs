@@ -66,14 +66,18 @@ impl Mongo {
     }
 }
 
+/// The collection a command names: its first field's value (`{find: "outbox"}`); "" for
+/// commands on no collection (`commitTransaction: 1`).
+pub(crate) fn collection(e: &mongodb::event::command::CommandStartedEvent) -> &str {
+    e.command.get_str(&e.command_name).unwrap_or_default()
+}
+
 /// Counts every command the driver sends, and the ones MongoDB refused by code, on `/metrics`.
 fn count_command(event: CommandEvent) {
     let counters = metrics::backends();
     match event {
         CommandEvent::Started(e) => {
-            // The collection a command names is its first field's value (`{find: "outbox"}`);
-            // commands on no collection (`commitTransaction: 1`) get "".
-            let collection = e.command.get_str(&e.command_name).unwrap_or_default();
+            let collection = collection(&e);
             counters
                 .mongodb_commands
                 .with_label_values(&[e.command_name.as_str(), collection])

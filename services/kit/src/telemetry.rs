@@ -246,13 +246,14 @@ pub fn command_span(event: &mongodb::event::command::CommandEvent) {
     let Some(provider) = PROVIDER.get() else {
         return;
     };
-    let mut open = COMMANDS.lock().unwrap_or_else(|e| e.into_inner());
+    let open = || COMMANDS.lock().unwrap_or_else(|e| e.into_inner());
     match event {
         CommandEvent::Started(e) => {
             let parent = tracing::Span::current().context();
             if !parent.span().span_context().is_valid() {
                 return;
             }
+            let mut open = open();
             open.retain(|_, (started, span)| {
                 let answered = started.elapsed() < COMMAND_ANSWER;
                 if !answered {
@@ -261,7 +262,7 @@ pub fn command_span(event: &mongodb::event::command::CommandEvent) {
                 }
                 answered
             });
-            let collection = e.command.get_str(&e.command_name).unwrap_or_default();
+            let collection = crate::mongo::collection(e);
             let name = format!("{} {collection}", e.command_name)
                 .trim_end()
                 .to_owned();
@@ -280,13 +281,13 @@ pub fn command_span(event: &mongodb::event::command::CommandEvent) {
             open.insert(e.request_id, (std::time::Instant::now(), span));
         }
         CommandEvent::Succeeded(e) => {
-            if let Some((_, mut span)) = open.remove(&e.request_id) {
+            if let Some((_, mut span)) = open().remove(&e.request_id) {
                 span.end();
             }
         }
         CommandEvent::Failed(e) => {
             // Refusals the stores expect (a duplicate key, a write conflict) fail it too.
-            if let Some((_, mut span)) = open.remove(&e.request_id) {
+            if let Some((_, mut span)) = open().remove(&e.request_id) {
                 span.set_status(Status::error(e.failure.to_string()));
                 span.end();
             }

@@ -1,7 +1,7 @@
 //! What every service's `lib.rs` shares besides its own parts: the state its handlers are given
-//! ([`Shared`]), connecting its database and topics and making its consumer
-//! ([`ServiceConfig::connect`], [`ServiceConfig::consumer`]), and the error its start can end in
-//! ([`StartError`]).
+//! ([`Shared`]), its token verifier, database, topics and consumer made from its common settings
+//! ([`ServiceConfig::authenticator`], [`ServiceConfig::connect`], [`ServiceConfig::consumer`]),
+//! and the error its start can end in ([`StartError`]).
 
 use std::{ops::Deref, sync::Arc};
 
@@ -60,6 +60,16 @@ impl<T> FromRef<Shared<T>> for Arc<Authenticator> {
 }
 
 impl ServiceConfig {
+    /// The token verifier these settings name: auth's keys, the shop's revocation list.
+    pub async fn authenticator(&self) -> Result<Arc<Authenticator>, redis::RedisError> {
+        Authenticator::connect(
+            &self.jwks_url,
+            self.redis.url.expose_secret(),
+            &self.kafka.topic_prefix,
+        )
+        .await
+    }
+
     /// The service's own database, and — when `KAFKA_ENSURE_TOPICS` asks (the one-machine stack
     /// and tests; in a cluster the operator creates them) — the `topics` it writes or reads.
     pub async fn connect(&self, service: &str, topics: &[Topic]) -> Result<Mongo, StartError> {
