@@ -23,7 +23,7 @@ fn code(e: &mongodb::error::Error) -> Option<i32> {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, Clone)]
 pub enum DatabaseError {
     #[error("secret {secret}: {reason}")]
     Credentials { secret: String, reason: String },

@@ -22,9 +22,17 @@ pub(super) struct Dereferenced {
 pub(super) async fn dereference(secrets: &Api<Secret>, shop: &Shop) -> Result<Dereferenced, Error> {
     let storage = storage_credentials(secrets, shop).await;
     let mut database_admins = BTreeMap::new();
+    // An external database's one connection string serves every service: read it once.
+    let external = matches!(shop.databases, Databases::External { .. });
+    let mut first: Option<Result<String, DatabaseError>> = None;
     for planned in shop.database_services() {
         let service = planned.service.name;
-        database_admins.insert(service, admin_uri(secrets, shop, service).await?);
+        let admin = match &first {
+            Some(read) if external => read.clone(),
+            _ => admin_uri(secrets, shop, service).await?,
+        };
+        first.get_or_insert_with(|| admin.clone());
+        database_admins.insert(service, admin);
     }
     Ok(Dereferenced {
         storage,
