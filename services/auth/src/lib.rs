@@ -23,10 +23,8 @@ use storefront_events::Topic;
 use storefront_kit::{
     ExposeSecret,
     auth::{Authenticator, Revocations, Role},
-    kafka,
-    mongo::Mongo,
-    outbox::{Outbox, Relay},
-    server::{self, Readiness, Shared},
+    outbox::Relay,
+    server::{self, Backends, Service, Shared},
 };
 
 pub use config::Config;
@@ -65,52 +63,38 @@ pub struct Auth {
 pub async fn build(config: &Config) -> Result<Auth, StartError> {
     let keys = SigningKey::from_pem(config.signing_key_pem.expose_secret())
         .map_err(|e| StartError::other("signing key", e))?;
-    let mongo = Mongo::connect(&config.mongo, SERVICE).await?;
     let namespace = &config.kafka.topic_prefix;
     let revocations = Revocations::connect(config.redis.url.expose_secret(), namespace).await?;
-    let producer = kafka::producer(&config.kafka)?;
-    if config.kafka.ensure_topics {
-        kafka::ensure_topics(&config.kafka, &[Topic::Users.name(namespace)]).await?;
-    }
-    let outbox = Outbox::new(&mongo.db, namespace);
-    let store = Store::new(mongo.clone(), outbox.clone());
+    let authenticator = Arc::new(Authenticator::from_keys(
+        keys.decoding_keys(),
+        revocations.clone(),
+    ));
+    let backends = Backends {
+        http: &config.http,
+        mongo: &config.mongo,
+        kafka: &config.kafka,
+        redis: &config.redis,
+    };
+    let mut service = Service::start(SERVICE, backends, &[Topic::Users], authenticator).await?;
+    let (outbox, relay) = service.outbox()?;
+    let store = Store::new(service.mongo.clone(), outbox);
     store.ensure_indexes().await?;
-    let relay = outbox
-        .relay(&mongo.db, producer.clone())
-        .announcing(revocations.redis());
 
     if let Some((email, password)) = &config.bootstrap_admin {
         ensure_admin(&store, email, password.expose_secret()).await?;
     }
 
-    let authenticator = Arc::new(Authenticator::from_keys(
-        keys.decoding_keys(),
-        revocations.clone(),
-    ));
     let limiter = SigninLimiter::new(revocations.redis(), namespace, config.rate_limits.clone());
-    let state = Shared::new(
-        authenticator,
-        Inner {
-            store,
-            keys,
-            limiter,
-            access_ttl: Duration::from_std(config.access_ttl).unwrap_or(Duration::minutes(15)),
-            refresh_ttl: Duration::from_std(config.refresh_ttl).unwrap_or(Duration::days(7)),
-            cookie_secure: config.http.cookie_secure,
-            trust_proxy_headers: config.http.trust_proxy_headers,
-        },
-    );
-
-    let readiness = Readiness::new()
-        .mongo(&mongo)
-        .redis(&revocations)
-        .kafka(&producer);
-    let app = server::build(
-        SERVICE,
-        http::routes(state.clone()),
-        readiness,
-        &config.http,
-    );
+    let state = service.state(Inner {
+        store,
+        keys,
+        limiter,
+        access_ttl: Duration::from_std(config.access_ttl).unwrap_or(Duration::minutes(15)),
+        refresh_ttl: Duration::from_std(config.refresh_ttl).unwrap_or(Duration::days(7)),
+        cookie_secure: config.http.cookie_secure,
+        trust_proxy_headers: config.http.trust_proxy_headers,
+    });
+    let app = service.app(http::routes(state.clone()));
     Ok(Auth { app, state, relay })
 }
 

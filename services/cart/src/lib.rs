@@ -16,7 +16,7 @@ use storefront_events::Topic;
 use storefront_kit::{
     auth::Authenticator,
     kafka::ConsumerRunner,
-    server::{self, Readiness, Shared},
+    server::{self, Shared},
 };
 
 pub use config::Config;
@@ -50,43 +50,29 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Cart, StartError> {
-    let common = &config.common;
-    let mongo = common
-        .connect(SERVICE, &[Topic::Products, Topic::Orders])
+    let service = config
+        .common
+        .start(SERVICE, &[Topic::Products, Topic::Orders], authenticator)
         .await?;
-    let prefix = &common.kafka.topic_prefix;
-    let store = Store::new(&mongo.db).with_news(authenticator.revocations().redis(), prefix);
-    let consumer = common
+    let store = Store::new(&service.mongo.db).with_news(
+        service.authenticator.revocations().redis(),
+        service.prefix(),
+    );
+    let consumer = service
         .consumer(
             config.consume_events,
-            events::settings(prefix),
-            &mongo,
+            events::settings(service.prefix()),
             || Carts {
                 store: store.clone(),
             },
         )
         .await?;
-    let state = Shared::new(
-        authenticator.clone(),
-        Inner {
-            store,
-            http: server::http_client(Duration::from_secs(10)),
-            orders_url: config.orders_url.trim_end_matches('/').to_owned(),
-        },
-    );
-    let revocations = authenticator.revocations().clone();
-    let readiness = Readiness::new().mongo(&mongo).redis(&revocations);
-    let app = server::build(
-        SERVICE,
-        storefront_kit::deadletters::mount(
-            http::routes(state.clone()),
-            SERVICE,
-            consumer.as_ref(),
-            &state.authenticator,
-        ),
-        readiness,
-        &config.common.http,
-    );
+    let state = service.state(Inner {
+        store,
+        http: server::http_client(Duration::from_secs(10)),
+        orders_url: config.orders_url.trim_end_matches('/').to_owned(),
+    });
+    let app = service.app_consuming(http::routes(state.clone()), consumer.as_ref());
     Ok(Cart {
         app,
         state,

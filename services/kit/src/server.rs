@@ -40,7 +40,7 @@ use crate::{Error, config::HttpConfig, metrics::Metrics, telemetry};
 mod background;
 mod start;
 pub use background::{Background, run};
-pub use start::{Shared, StartError};
+pub use start::{Backends, Service, Shared, StartError};
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;

@@ -17,7 +17,7 @@ use storefront_kit::{
     ExposeSecret,
     auth::Authenticator,
     kafka::ConsumerRunner,
-    server::{self, Readiness, Shared},
+    server::{self, Shared},
 };
 use tokio::sync::{mpsc, watch};
 
@@ -72,65 +72,48 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Notifications, StartError> {
-    let common = &config.common;
     // The topics it consumes (the owners create them too; whoever starts first does).
-    let mongo = common.connect(SERVICE, &events::TOPICS).await?;
-    let prefix = &common.kafka.topic_prefix;
-    let store = Store::new(&mongo.db);
+    let mut service = config
+        .common
+        .start(SERVICE, &events::TOPICS, authenticator)
+        .await?;
+    let store = Store::new(&service.mongo.db);
     if let Err(e) = store.ensure_indexes().await {
         tracing::warn!(error = %e, "cannot create indexes yet; lists are slower until a restart");
     }
-    let revocations = authenticator.revocations().clone();
     let hub = Hub::new(
-        revocations.redis(),
-        prefix,
+        service.authenticator.revocations().redis(),
+        service.prefix(),
         config.sockets.send_buffer,
         config.sockets.max_per_user,
         config.sockets.max_product_sockets,
     );
     let (published, committed) = mpsc::unbounded_channel();
-    let consumer = common
+    let consumer = service
         .consumer(
             config.consume_events,
-            events::settings(prefix),
-            &mongo,
+            events::settings(service.prefix()),
             || Notifier::new(store.clone(), published, hub.clone()),
         )
         .await?;
-    let state = Shared::new(
-        authenticator,
-        Inner {
-            store,
-            hub: hub.clone(),
-            sockets: config.sockets.clone(),
-            allowed_origins: config.common.http.cors_allowed_origins.clone(),
-        },
-    );
+    let state = service.state(Inner {
+        store,
+        hub: hub.clone(),
+        sockets: config.sockets.clone(),
+        allowed_origins: config.common.http.cors_allowed_origins.clone(),
+    });
     let fanout_hub = hub.clone();
-    let readiness = Readiness::new()
-        .mongo(&mongo)
-        .redis(&revocations)
-        .check("fanout", move || {
-            let subscribed = fanout_hub.subscribed();
-            async move {
-                if subscribed {
-                    Ok(())
-                } else {
-                    Err("not subscribed to the Redis fan-out channel".to_owned())
-                }
+    service.ready_when("fanout", move || {
+        let subscribed = fanout_hub.subscribed();
+        async move {
+            if subscribed {
+                Ok(())
+            } else {
+                Err("not subscribed to the Redis fan-out channel".to_owned())
             }
-        });
-    let app = server::build(
-        SERVICE,
-        storefront_kit::deadletters::mount(
-            http::routes(state.clone()),
-            SERVICE,
-            consumer.as_ref(),
-            &state.authenticator,
-        ),
-        readiness,
-        &config.common.http,
-    );
+        }
+    });
+    let app = service.app_consuming(http::routes(state.clone()), consumer.as_ref());
     Ok(Notifications {
         app,
         state,

@@ -20,9 +20,9 @@ use axum::Router;
 use storefront_events::Topic;
 use storefront_kit::{
     auth::Authenticator,
-    kafka::{self, ConsumerRunner},
-    outbox::{Outbox, Relay},
-    server::{self, Readiness, Shared},
+    kafka::ConsumerRunner,
+    outbox::Relay,
+    server::{self, Shared},
 };
 
 pub use config::Config;
@@ -61,27 +61,25 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Orders, StartError> {
-    let common = &config.common;
-    let mongo = common
-        .connect(SERVICE, &[Topic::Orders, Topic::Products, Topic::Payments])
+    let mut service = config
+        .common
+        .start(
+            SERVICE,
+            &[Topic::Orders, Topic::Products, Topic::Payments],
+            authenticator,
+        )
         .await?;
-    let prefix = &common.kafka.topic_prefix;
-    let producer = kafka::producer(&common.kafka)?;
-    let outbox = Outbox::new(&mongo.db, prefix);
+    let (outbox, relay) = service.outbox()?;
     let store = Store::new(
-        mongo.clone(),
-        outbox.clone(),
+        service.mongo.clone(),
+        outbox,
         Changes::new(config.wait_recheck),
     );
     store.ensure_indexes().await?;
-    let relay = outbox
-        .relay(&mongo.db, producer.clone())
-        .announcing(authenticator.revocations().redis());
-    let consumer = common
+    let consumer = service
         .consumer(
             config.consume_events,
-            events::settings(prefix),
-            &mongo,
+            events::settings(service.prefix()),
             || Saga::new(store.clone()),
         )
         .await?;
@@ -93,31 +91,13 @@ pub async fn build_with(
         Some(url) => url.clone(),
         None => pricing::serve_builtin().await?,
     };
-    let state = Shared::new(
-        authenticator.clone(),
-        Inner {
-            pricing: Pricing::new(pricing_url, config.pricing_timeout),
-            store,
-            payment_window: config.payment_window,
-            payment_hold: config.payment_hold,
-        },
-    );
-    let revocations = authenticator.revocations().clone();
-    let readiness = Readiness::new()
-        .mongo(&mongo)
-        .redis(&revocations)
-        .kafka(&producer);
-    let app = server::build(
-        SERVICE,
-        storefront_kit::deadletters::mount(
-            http::routes(state.clone()),
-            SERVICE,
-            consumer.as_ref(),
-            &state.authenticator,
-        ),
-        readiness,
-        &config.common.http,
-    );
+    let state = service.state(Inner {
+        pricing: Pricing::new(pricing_url, config.pricing_timeout),
+        store,
+        payment_window: config.payment_window,
+        payment_hold: config.payment_hold,
+    });
+    let app = service.app_consuming(http::routes(state.clone()), consumer.as_ref());
     Ok(Orders {
         app,
         state,

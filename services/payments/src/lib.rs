@@ -20,9 +20,9 @@ use storefront_events::Topic;
 use storefront_kit::{
     ExposeSecret, SecretString,
     auth::Authenticator,
-    kafka::{self, ConsumerRunner},
-    outbox::{Outbox, Relay},
-    server::{self, Readiness, Shared},
+    kafka::ConsumerRunner,
+    outbox::Relay,
+    server::{self, Shared},
 };
 
 pub use config::Config;
@@ -67,29 +67,23 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Payments, StartError> {
-    let common = &config.common;
-    let mongo = common
-        .connect(SERVICE, &[Topic::Payments, Topic::Orders])
+    let mut service = config
+        .common
+        .start(SERVICE, &[Topic::Payments, Topic::Orders], authenticator)
         .await?;
-    let prefix = &common.kafka.topic_prefix;
-    let producer = kafka::producer(&common.kafka)?;
     let gateway = Gateway::new(
         config.stripe_secret_key.expose_secret(),
         config.stripe_api_base.as_deref(),
     )
     .map_err(|e| StartError::other("stripe", e))?;
-    let outbox = Outbox::new(&mongo.db, prefix);
-    let store = Store::new(mongo.clone(), outbox.clone());
+    let (outbox, relay) = service.outbox()?;
+    let store = Store::new(service.mongo.clone(), outbox);
     store.ensure_indexes().await?;
-    let relay = outbox
-        .relay(&mongo.db, producer.clone())
-        .announcing(authenticator.revocations().redis());
     let wake = Wake::default();
-    let consumer = common
+    let consumer = service
         .consumer(
             config.consume_events,
-            events::settings(prefix),
-            &mongo,
+            events::settings(service.prefix()),
             || RefundRequests {
                 store: store.clone(),
                 wake: wake.clone(),
@@ -102,31 +96,13 @@ pub async fn build_with(
         poll: config.refund_poll,
         wake,
     };
-    let state = Shared::new(
-        authenticator.clone(),
-        Inner {
-            store,
-            gateway,
-            orders: Orders::new(&config.orders_url, config.order_wait),
-            webhook_secret: config.stripe_webhook_secret.clone(),
-        },
-    );
-    let revocations = authenticator.revocations().clone();
-    let readiness = Readiness::new()
-        .mongo(&mongo)
-        .redis(&revocations)
-        .kafka(&producer);
-    let app = server::build(
-        SERVICE,
-        storefront_kit::deadletters::mount(
-            http::routes(state.clone()),
-            SERVICE,
-            consumer.as_ref(),
-            &state.authenticator,
-        ),
-        readiness,
-        &config.common.http,
-    );
+    let state = service.state(Inner {
+        store,
+        gateway,
+        orders: Orders::new(&config.orders_url, config.order_wait),
+        webhook_secret: config.stripe_webhook_secret.clone(),
+    });
+    let app = service.app_consuming(http::routes(state.clone()), consumer.as_ref());
     Ok(Payments {
         app,
         state,

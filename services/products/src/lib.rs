@@ -24,10 +24,10 @@ use axum::Router;
 use storefront_events::Topic;
 use storefront_kit::{
     auth::Authenticator,
-    kafka::{self, ConsumerRunner},
+    kafka::ConsumerRunner,
     mongo::Mongo,
     outbox::{Outbox, Relay},
-    server::{self, Readiness, Shared},
+    server::{self, Shared},
 };
 
 pub use config::Config;
@@ -75,70 +75,44 @@ pub async fn build_with(
     config: &Config,
     authenticator: Arc<Authenticator>,
 ) -> Result<Products, StartError> {
-    let common = &config.common;
     let topics = [
         Topic::Products,
         Topic::Orders,
         Topic::Payments,
         Topic::ProductViews,
     ];
-    let mongo = common.connect(SERVICE, &topics).await?;
-    let prefix = &common.kafka.topic_prefix;
-    let producer = kafka::producer(&common.kafka)?;
+    let mut service = config.common.start(SERVICE, &topics, authenticator).await?;
     let images = Images::new(&config.s3)?;
     if config.s3.ensure_bucket {
         images.ensure_bucket().await?;
     }
-    let outbox = Outbox::new(&mongo.db, prefix);
-    let store = Store::new(mongo.clone(), outbox.clone());
+    let (outbox, relay) = service.outbox()?;
+    let store = Store::new(service.mongo.clone(), outbox.clone());
     store.ensure_indexes().await?;
-    let analytics = Analytics::new(mongo.clone(), outbox.clone());
+    let analytics = Analytics::new(service.mongo.clone(), outbox);
     analytics.ensure_indexes().await?;
-    let relay = outbox
-        .relay(&mongo.db, producer.clone())
-        .announcing(authenticator.revocations().redis());
-    let consumer = common
+    let consumer = service
         .consumer(
             config.consume_events,
-            events::settings(prefix),
-            &mongo,
+            events::settings(service.prefix()),
             || Inventory {
                 store: store.clone(),
                 analytics: analytics.clone(),
             },
         )
         .await?;
-
-    let state = Shared::new(
-        authenticator.clone(),
-        Inner {
-            store,
-            analytics,
-            images: images.clone(),
-            cache: Cache::new(config.cache_ttl),
-            rules: config.images,
-        },
-    );
-    let revocations = authenticator.revocations().clone();
-    let readiness = Readiness::new()
-        .mongo(&mongo)
-        .redis(&revocations)
-        .kafka(&producer)
-        .check("s3", move || {
-            let images = images.clone();
-            async move { images.ping().await }
-        });
-    let app = server::build(
-        SERVICE,
-        storefront_kit::deadletters::mount(
-            http::routes(state.clone()),
-            SERVICE,
-            consumer.as_ref(),
-            &state.authenticator,
-        ),
-        readiness,
-        &config.common.http,
-    );
+    let state = service.state(Inner {
+        store,
+        analytics,
+        images: images.clone(),
+        cache: Cache::new(config.cache_ttl),
+        rules: config.images,
+    });
+    service.ready_when("s3", move || {
+        let images = images.clone();
+        async move { images.ping().await }
+    });
+    let app = service.app_consuming(http::routes(state.clone()), consumer.as_ref());
     Ok(Products {
         app,
         state,

@@ -1,19 +1,21 @@
-//! What every service's `lib.rs` shares besides its own parts: the state its handlers are given
-//! ([`Shared`]), its token verifier, database, topics and consumer made from its common settings
-//! ([`ServiceConfig::authenticator`], [`ServiceConfig::connect`], [`ServiceConfig::consumer`]),
-//! and the error its start can end in ([`StartError`]).
+//! What every service's `lib.rs` shares besides its own parts: its start ([`Service`]: the
+//! database, topics, outbox and relay, consumer, readiness checks and the router around its
+//! routes), the state its handlers are given ([`Shared`]), its token verifier
+//! ([`ServiceConfig::authenticator`]) and the error its start can end in ([`StartError`]).
 
-use std::{ops::Deref, sync::Arc};
+use std::{future::Future, ops::Deref, sync::Arc};
 
-use axum::extract::FromRef;
+use axum::{Router, extract::FromRef};
 use secrecy::ExposeSecret;
 use storefront_events::Topic;
 
+use super::Readiness;
 use crate::{
     auth::Authenticator,
-    config::ServiceConfig,
+    config::{HttpConfig, KafkaConfig, MongoConfig, RedisConfig, ServiceConfig},
     kafka::{self, ConsumerRunner, ConsumerSettings, EventHandler},
     mongo::Mongo,
+    outbox::{Outbox, Relay},
 };
 
 /// A service's state as its handlers see it: the token verifier (which the kit's
@@ -70,18 +72,99 @@ impl ServiceConfig {
         .await
     }
 
-    /// The service's own database, and — when `KAFKA_ENSURE_TOPICS` asks (the one-machine stack
-    /// and tests; in a cluster the operator creates them) — the `topics` it writes or reads.
-    pub async fn connect(&self, service: &str, topics: &[Topic]) -> Result<Mongo, StartError> {
-        let mongo = Mongo::connect(&self.mongo, service).await?;
-        if self.kafka.ensure_topics {
-            let names: Vec<String> = topics
-                .iter()
-                .map(|t| t.name(&self.kafka.topic_prefix))
-                .collect();
-            kafka::ensure_topics(&self.kafka, &names).await?;
+    /// Starts the service `name` on these settings: see [`Service::start`].
+    pub async fn start(
+        &self,
+        name: &'static str,
+        topics: &[Topic],
+        authenticator: Arc<Authenticator>,
+    ) -> Result<Service, StartError> {
+        let backends = Backends {
+            http: &self.http,
+            mongo: &self.mongo,
+            kafka: &self.kafka,
+            redis: &self.redis,
+        };
+        Service::start(name, backends, topics, authenticator).await
+    }
+}
+
+/// Where a service's backends are: what [`Service::start`] reads.
+#[derive(Clone, Copy)]
+pub struct Backends<'a> {
+    pub http: &'a HttpConfig,
+    pub mongo: &'a MongoConfig,
+    pub kafka: &'a KafkaConfig,
+    pub redis: &'a RedisConfig,
+}
+
+/// A service while it starts: its database, its token verifier, and what `/readyz` will check.
+/// Every service's `build` is the same steps around its own parts —
+///
+/// ```text
+/// let mut service = config.common.start(SERVICE, &topics, authenticator).await?;
+/// let (outbox, relay) = service.outbox()?;             // a service that publishes
+/// let store = Store::new(service.mongo.clone(), outbox);
+/// let consumer = service.consumer(on, settings, || Handler { store }).await?;
+/// let state = service.state(Inner { store, … });
+/// let app = service.app_consuming(http::routes(state.clone()), consumer.as_ref());
+/// ```
+pub struct Service {
+    name: &'static str,
+    http: HttpConfig,
+    kafka: KafkaConfig,
+    redis: RedisConfig,
+    pub authenticator: Arc<Authenticator>,
+    pub mongo: Mongo,
+    readiness: Readiness,
+}
+
+impl Service {
+    /// Connects the service's own database and — when `KAFKA_ENSURE_TOPICS` asks (the
+    /// one-machine stack and tests; in a cluster the operator creates them) — the `topics` it
+    /// writes or reads. `/readyz` checks the database and Redis (the revocation list).
+    pub async fn start(
+        name: &'static str,
+        backends: Backends<'_>,
+        topics: &[Topic],
+        authenticator: Arc<Authenticator>,
+    ) -> Result<Self, StartError> {
+        let mongo = Mongo::connect(backends.mongo, name).await?;
+        let kafka = backends.kafka;
+        if kafka.ensure_topics {
+            let names: Vec<String> = topics.iter().map(|t| t.name(&kafka.topic_prefix)).collect();
+            kafka::ensure_topics(kafka, &names).await?;
         }
-        Ok(mongo)
+        let readiness = Readiness::new()
+            .mongo(&mongo)
+            .redis(authenticator.revocations());
+        Ok(Service {
+            name,
+            http: backends.http.clone(),
+            kafka: kafka.clone(),
+            redis: backends.redis.clone(),
+            authenticator,
+            mongo,
+            readiness,
+        })
+    }
+
+    /// The shop's topic prefix (its name).
+    pub fn prefix(&self) -> &str {
+        &self.kafka.topic_prefix
+    }
+
+    /// The outbox the service's events are written to in their transaction, and the relay that
+    /// publishes them (announcing new ones in Redis, so consumers fetch at once). `/readyz`
+    /// checks Kafka from here on.
+    pub fn outbox(&mut self) -> Result<(Outbox, Relay), StartError> {
+        let producer = kafka::producer(&self.kafka)?;
+        self.readiness = std::mem::take(&mut self.readiness).kafka(&producer);
+        let outbox = Outbox::new(&self.mongo.db, &self.kafka.topic_prefix);
+        let relay = outbox
+            .relay(&self.mongo.db, producer)
+            .announcing(self.authenticator.revocations().redis());
+        Ok((outbox, relay))
     }
 
     /// The service's consumer: the events of `settings` handed to `handler`, fetched as soon as
@@ -90,16 +173,51 @@ impl ServiceConfig {
         &self,
         on: bool,
         settings: ConsumerSettings,
-        mongo: &Mongo,
         handler: impl FnOnce() -> H,
     ) -> Result<Option<ConsumerRunner<H>>, StartError> {
         if !on {
             return Ok(None);
         }
-        let runner = ConsumerRunner::new(&self.kafka, settings, mongo.clone(), Arc::new(handler()))
-            .await?
-            .woken_by(self.redis.url.expose_secret())?;
+        let runner = ConsumerRunner::new(
+            &self.kafka,
+            settings,
+            self.mongo.clone(),
+            Arc::new(handler()),
+        )
+        .await?
+        .woken_by(self.redis.url.expose_secret())?;
         Ok(Some(runner))
+    }
+
+    /// One more dependency `/readyz` checks (the object store, the fan-out subscription).
+    pub fn ready_when<F, Fut>(&mut self, name: &str, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.readiness = std::mem::take(&mut self.readiness).check(name, check);
+    }
+
+    /// The state the service's handlers are given: the token verifier beside `own`.
+    pub fn state<T>(&self, own: T) -> Shared<T> {
+        Shared::new(self.authenticator.clone(), own)
+    }
+
+    /// The service's whole router: its `routes` inside what every service answers the same way
+    /// (see [`build`](super::build)).
+    pub fn app(self, routes: Router) -> Router {
+        super::build(self.name, routes, self.readiness, &self.http)
+    }
+
+    /// [`Service::app`] for a service that consumes events: its consumer's dead letters are
+    /// routed too (`/api/{service}/admin/dead-letters`).
+    pub fn app_consuming<H: EventHandler>(
+        self,
+        routes: Router,
+        consumer: Option<&ConsumerRunner<H>>,
+    ) -> Router {
+        let routes = crate::deadletters::mount(routes, self.name, consumer, &self.authenticator);
+        self.app(routes)
     }
 }
 
