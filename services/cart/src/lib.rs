@@ -3,13 +3,15 @@
 //! §6). Checked-out lines are held out of the cart until their order ends: bought on
 //! `order.completed`, back in the cart on `order.cancelled`. See `docs/api/cart.md`.
 
+pub mod app;
 pub mod config;
 pub mod events;
 mod http;
 pub use http::openapi;
+pub mod orders;
 pub mod store;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::Router;
 use storefront_events::Topic;
@@ -22,7 +24,7 @@ use storefront_kit::{
 pub use config::Config;
 pub use storefront_kit::server::StartError;
 
-use crate::{events::Carts, store::Store};
+use crate::{events::Carts, orders::Orders, store::Store};
 
 pub const SERVICE: &str = "cart";
 
@@ -31,8 +33,7 @@ pub type AppState = Shared<Inner>;
 
 pub struct Inner {
     pub store: Store,
-    pub http: reqwest::Client,
-    pub orders_url: String,
+    pub orders: Orders,
 }
 
 pub struct Cart {
@@ -69,8 +70,7 @@ pub async fn build_with(
         .await?;
     let state = service.state(Inner {
         store,
-        http: server::http_client(Duration::from_secs(10)),
-        orders_url: config.orders_url.trim_end_matches('/').to_owned(),
+        orders: Orders::new(&config.orders_url),
     });
     let app = service.app_consuming(http::routes(state.clone()), consumer.as_ref());
     Ok(Cart {

@@ -1,8 +1,9 @@
 //! What orders consumes: its product replica (`product.*` without stock, kept by the kit's
 //! `replica::Products`), inventory's answers (saga step 3) and payments' reports (step 5): money
 //! received (the order completes, or a refund falls due), an attempt that failed (the payment hold
-//! ends), a refund done. Each handler runs in the consumer's transaction; the order's state machine
-//! makes a replayed answer a no-op, so only a failed attempt keeps a processed-event record.
+//! ends), a refund done. Each event is decoded into an [`Action`] and handed to `app::saga` in the
+//! consumer's transaction; the order's state machine makes a replayed answer a no-op, so only a
+//! failed attempt keeps a processed-event record.
 
 use mongodb::ClientSession;
 use storefront_events::{
@@ -15,7 +16,10 @@ use storefront_kit::{
     replica::CATALOG_EVENTS,
 };
 
-use crate::store::{OrderDoc, Step, Store, StoreError};
+use crate::{
+    app::saga::{self, Action, Moved},
+    store::{Step, Store, StoreError},
+};
 
 pub struct Saga {
     store: Store,
@@ -38,6 +42,11 @@ fn failed(e: StoreError) -> HandlerError {
     match e {
         StoreError::Mongo(e) => HandlerError::Mongo(e),
         StoreError::Raced => HandlerError::Conflict("order changed".into()),
+        // Inventory never rejects an order payments holds (it is past pending); if a cancel
+        // meets a hold here anyway, run it again once the hold ended.
+        StoreError::PaymentInProgress => {
+            HandlerError::Failed("the order is held for payment".into())
+        }
         other => HandlerError::Failed(other.to_string()),
     }
 }
@@ -50,60 +59,21 @@ impl Saga {
         }
     }
 
-    /// Moves an order; a step its state machine does not have (a replay, or an order the
-    /// customer cancelled first) changes nothing.
-    async fn step(
-        &self,
-        session: &mut ClientSession,
-        event: &Envelope,
-        order_id: OrderId,
-        step: Step,
-    ) -> Result<(), HandlerError> {
-        let moved = self.store.advance_in(session, order_id, step).await;
-        self.answered(event, order_id, moved)
-    }
-
-    /// What `event`'s step came to, as the consumer takes it.
+    /// Keeps what `event` moved, to tell the order's waiters once it is committed.
     fn answered(
         &self,
         event: &Envelope,
-        order_id: OrderId,
-        moved: Result<OrderDoc, StoreError>,
+        moved: Result<Moved, StoreError>,
     ) -> Result<(), HandlerError> {
-        match moved {
-            Ok(order) => {
-                tracing::info!(%order_id, state = %order.state, "order moved");
-                self.moved.keep(event, (order_id, order.version));
-                Ok(())
-            }
-            Err(StoreError::Transition(t)) => {
-                tracing::info!(%order_id, "ignored: {t}");
-                Ok(())
-            }
-            // Inventory never rejects an order payments holds (it is past pending); if a
-            // cancel meets a hold here anyway, run it again once the hold ended.
-            Err(StoreError::PaymentInProgress) => {
-                Err(HandlerError::Failed("the order is held for payment".into()))
-            }
-            Err(StoreError::NotFound) => {
-                tracing::warn!(%order_id, "an answer for an order this shop does not have");
-                Ok(())
-            }
-            Err(other) => Err(failed(other)),
+        if let Some(order) = moved.map_err(failed)? {
+            self.moved.keep(event, (order.id, order.version));
         }
+        Ok(())
     }
 }
 
 /// What an event does to an order. Every event of both topics is named: one added to either is a
 /// decision to make here.
-enum Action {
-    /// Moves the order a step.
-    Step(OrderId, Step),
-    /// A failed payment attempt: the order's payment hold ends; the order stays as it is.
-    EndHold(OrderId),
-    Nothing,
-}
-
 fn action_of(event: &Envelope) -> Result<Action, HandlerError> {
     if let Some(product) = ProductEvent::decode(event).map_err(HandlerError::malformed)? {
         return Ok(match product {
@@ -181,21 +151,8 @@ impl EventHandler for Saga {
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
         self.moved.begin(event);
-        match action_of(event)? {
-            Action::Step(order_id, step) => self.step(session, event, order_id, step).await,
-            Action::EndHold(order_id) => {
-                if self
-                    .store
-                    .release_hold(session, order_id)
-                    .await
-                    .map_err(failed)?
-                {
-                    tracing::info!(%order_id, "payment attempt failed; hold released");
-                }
-                Ok(())
-            }
-            Action::Nothing => Ok(()),
-        }
+        let moved = saga::apply(&self.store, session, action_of(event)?).await;
+        self.answered(event, moved)
     }
 
     async fn handle_all(
@@ -211,14 +168,11 @@ impl EventHandler for Saga {
             };
             steps.push((order_id, step));
         }
-        let orders: Vec<OrderId> = steps.iter().map(|(id, _)| *id).collect();
-        let answers = self
-            .store
-            .advance_all_in(session, steps)
+        let answers = saga::apply_steps(&self.store, session, steps)
             .await
             .map_err(failed)?;
-        for ((event, order_id), moved) in events.iter().zip(orders).zip(answers) {
-            self.answered(event, order_id, moved)?;
+        for (event, moved) in events.iter().zip(answers) {
+            self.answered(event, moved)?;
         }
         Ok(())
     }

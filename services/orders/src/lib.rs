@@ -4,6 +4,7 @@
 //! before it charges, and money that arrives for an order that ended unpaid becomes a refund due
 //! (docs/saga.md). See `docs/services/orders.md` and `docs/api/orders.md`.
 
+pub mod app;
 pub mod changes;
 pub mod config;
 pub mod domain;

@@ -4,6 +4,7 @@
 //! decides: a refund orders asks for is retried until Stripe confirms it (docs/saga.md). See
 //! `docs/services/orders.md`.
 
+pub mod app;
 pub mod config;
 pub mod domain;
 pub mod events;

@@ -1,4 +1,5 @@
-//! The inventory side of the checkout saga: what products consumes.
+//! The inventory side of the checkout saga: what products consumes, decoded into an
+//! [`InventoryOp`] and handed to `app::inventory`.
 //!
 //! - `order.created` → hold every line or none → `inventory.reserved` / `inventory.rejected`;
 //! - `order.cancelled` → the held stock is available again;
@@ -24,8 +25,9 @@ use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError};
 
 use crate::{
     analytics::Analytics,
-    domain::merge_lines,
-    store::{InventoryOp, Store, StoreError},
+    app::inventory,
+    domain::{InventoryOp, merge_lines},
+    store::{Store, StoreError},
 };
 
 pub struct Inventory {
@@ -114,7 +116,9 @@ impl EventHandler for Inventory {
             .map(|event| op_of(event))
             .filter_map(Result::transpose)
             .collect::<Result<Vec<_>, _>>()?;
-        self.store.apply_all_in(session, &ops).await.map_err(failed)
+        inventory::apply_all(&self.store, session, &ops)
+            .await
+            .map_err(failed)
     }
 
     async fn handle(
@@ -123,7 +127,9 @@ impl EventHandler for Inventory {
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
         if let Some(op) = op_of(event)? {
-            return self.store.apply_in(session, &op).await.map_err(failed);
+            return inventory::apply(&self.store, session, &op)
+                .await
+                .map_err(failed);
         }
         match ProductViewEvent::decode(event).map_err(HandlerError::malformed)? {
             Some(ProductViewEvent::Viewed(viewed)) => self

@@ -8,6 +8,7 @@
 //! `order.cancelled` and sells it on `order.completed`.
 
 pub mod analytics;
+pub mod app;
 pub mod cache;
 pub mod config;
 pub mod demo;

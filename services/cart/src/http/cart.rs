@@ -2,17 +2,12 @@
 
 use axum::{
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use storefront_events::{
-    Money, ProductId, UserId,
-    orders::{OrderState, PlaceOrder, PlacedOrder, PriceLine},
-    products::LineQuantity,
-};
-use storefront_kit::telemetry::propagate;
+use storefront_events::{Money, ProductId, orders::PlaceOrder, products::LineQuantity};
 use storefront_kit::{
     Error, Json,
     auth::{ActingUser, CurrentUser},
@@ -21,7 +16,9 @@ use storefront_kit::{
 
 use crate::{
     AppState,
-    store::{CartDoc, Checkout, Item, MAX_ITEMS, MAX_QUANTITY, UNPLACED_HOLD_MINUTES},
+    app::checkout,
+    orders::Estimate,
+    store::{CartDoc, Item, MAX_ITEMS, MAX_QUANTITY, UNPLACED_HOLD_MINUTES},
 };
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -46,14 +43,6 @@ pub struct HeldView {
     order_id: Option<String>,
     /// How many items.
     count: i64,
-}
-
-/// What the orderable lines would cost as an order now: orders' quote, through the shop's
-/// pricing function (shipping, fees, tax).
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct Estimate {
-    charges: Vec<PriceLine>,
-    total: Money,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -124,9 +113,6 @@ async fn view(state: &AppState, cart: &CartDoc, token: &str) -> Result<CartView,
     })
 }
 
-/// How long the cart waits for orders' quote before it shows the cart without one.
-const QUOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-
 /// orders' quote for the orderable lines, or `None` (nothing orderable; orders not answering).
 async fn estimate(
     state: &AppState,
@@ -145,27 +131,10 @@ async fn estimate(
     if orderable.is_empty() {
         return None;
     }
-    let answer = propagate(
-        state
-            .http
-            .post(format!("{}/api/orders/quote", state.orders_url)),
-    )
-    .bearer_auth(token)
-    .timeout(QUOTE_TIMEOUT)
-    .json(&PlaceOrder { lines: orderable })
-    .send()
-    .await;
-    match answer {
-        Ok(answer) if answer.status().is_success() => answer.json().await.ok(),
-        Ok(answer) => {
-            tracing::debug!(status = %answer.status(), "no quote for the cart");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "orders did not quote the cart");
-            None
-        }
-    }
+    state
+        .orders
+        .quote(token, &PlaceOrder { lines: orderable })
+        .await
 }
 
 /// Whether a hold never learned its order in time (see `CartDoc::release_unplaced`).
@@ -317,72 +286,8 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/cart/checkout` with `Idempotency-Key`: the cart's lines are *held* first (they
-/// leave the cart in one version-guarded write, so nothing can order them twice), then orders
-/// places them as an order (priced by orders, never by the cart) and its answer comes back as it
-/// is. The same key again is the same checkout: its hold, and orders' same order.
-///
-/// A line the cart itself shows as not orderable (the product is gone, or less is available than
-/// it asks for) is refused up front, 422 by its line, and the held lines go back into the cart:
-/// no order is placed only to be cancelled a moment later. The saga still decides for what passes
-/// (this is the cart's copy of the stock, a moment old).
-async fn refuse_what_cannot_be_ordered(
-    state: &AppState,
-    customer: UserId,
-    key: &str,
-    items: &[crate::store::Item],
-) -> Result<(), Error> {
-    let ids: Vec<ProductId> = items.iter().map(|i| i.product_id).collect();
-    let known = state.store.products(&ids).await?;
-    let mut fields = storefront_kit::validate::Fields::default();
-    for (index, item) in items.iter().enumerate() {
-        match known.iter().find(|p| p.id == item.product_id && !p.deleted) {
-            None => fields.add(
-                format!("items[{index}]"),
-                format!("product {} is no longer sold", item.product_id),
-            ),
-            Some(p) if p.available < item.quantity => fields.add(
-                format!("items[{index}].quantity"),
-                format!(
-                    "only {} of {} available; lower the quantity",
-                    p.available.max(0),
-                    p.title
-                ),
-            ),
-            Some(_) => {}
-        }
-    }
-    let Err(refused) = fields.finish() else {
-        return Ok(());
-    };
-    give_back_unplaced(state, customer, key).await?;
-    Err(refused)
-}
-
-/// Puts a hold's lines back into the cart while no order holds them (refused before or by
-/// orders).
-async fn give_back_unplaced(state: &AppState, customer: UserId, key: &str) -> Result<(), Error> {
-    state
-        .store
-        .update(customer, |cart| {
-            if cart
-                .checkouts
-                .iter()
-                .any(|c| c.key == key && c.order_id.is_none())
-            {
-                cart.release(key);
-            }
-            Ok::<_, Error>(())
-        })
-        .await?;
-    Ok(())
-}
-
-/// What becomes of the held lines: a refusal of orders (4xx) puts them back at once; an order
-/// that completes keeps them out; an order that is cancelled puts them back (cart consumes
-/// `order.cancelled`). When orders does not answer they stay held for this key (retry with it);
-/// `order.created` tells the hold its order even then, and a hold that never learns one gives
-/// its lines back after [`UNPLACED_HOLD_MINUTES`].
+/// `POST /api/cart/checkout` with `Idempotency-Key`: the cart's lines held, placed by orders
+/// (`app::checkout`), and orders' answer passed on as it came.
 pub async fn checkout(
     State(state): State<AppState>,
     user: ActingUser,
@@ -396,94 +301,10 @@ pub async fn checkout(
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 100 && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| Error::BadRequest("Idempotency-Key is 1 to 100 visible ASCII characters".into()))?;
-    let customer = user.claims.sub;
-    let (hold, _) = state
-        .store
-        .update(customer, |cart| {
-            cart.release_unplaced(mongodb::bson::DateTime::now());
-            if let Some(hold) = cart.checkouts.iter().find(|c| c.key == key) {
-                return Ok(hold.clone());
-            }
-            if cart.items.is_empty() {
-                return Err(Error::field("items", "the cart is empty"));
-            }
-            let hold = Checkout {
-                key: key.clone(),
-                order_id: None,
-                items: std::mem::take(&mut cart.items),
-                held_at: mongodb::bson::DateTime::now(),
-            };
-            cart.checkouts.push(hold.clone());
-            Ok(hold)
-        })
-        .await?;
-    if hold.order_id.is_none() {
-        refuse_what_cannot_be_ordered(&state, customer, &key, &hold.items).await?;
-    }
-    let placing = PlaceOrder {
-        lines: hold.items.iter().map(Item::line).collect(),
-    };
-    let answer = propagate(state.http.post(format!("{}/api/orders", state.orders_url)))
-        .bearer_auth(&user.token)
-        .header("idempotency-key", &key)
-        .json(&placing)
-        .send()
-        .await
-        .map_err(|e| {
-            Error::Unavailable(format!(
-                "orders did not answer ({e}); your lines are kept for this checkout: retry with the same Idempotency-Key"
-            ))
-        })?;
-    let status = StatusCode::from_u16(answer.status().as_u16()).map_err(Error::internal)?;
-    let content_type = answer
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
-        .unwrap_or(HeaderValue::from_static("application/json"));
-    let body = answer.bytes().await.map_err(|e| {
-        Error::Unavailable(format!(
-            "orders' answer was cut off ({e}); retry with the same Idempotency-Key"
-        ))
-    })?;
-    if status.is_success() {
-        let PlacedOrder {
-            id: order_id,
-            state: order_state,
-        } = serde_json::from_slice(&body).map_err(Error::internal)?;
-        state
-            .store
-            .update(customer, |cart| {
-                let Some(hold) = cart.checkouts.iter_mut().find(|c| c.key == key) else {
-                    // Its order ended meanwhile and the consumer settled the hold.
-                    return Ok::<_, Error>(());
-                };
-                let in_this_order = hold.order_id == Some(order_id);
-                match order_state {
-                    OrderState::Pending | OrderState::AwaitingPayment => {
-                        if hold.order_id.is_none() {
-                            hold.order_id = Some(order_id);
-                        }
-                    }
-                    // Bought (a retry after the payment): the lines stay out.
-                    OrderState::Completed if in_this_order => {
-                        cart.checkouts.retain(|c| c.key != key);
-                    }
-                    // Cancelled, or a key reused after its order ended, which gives back that
-                    // order: these lines are not bought.
-                    _ => {
-                        cart.release(&key);
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-    } else if status.is_client_error() && hold.order_id.is_none() {
-        // orders refused: no order holds these lines.
-        give_back_unplaced(&state, customer, &key).await?;
-    }
-    let mut response = (status, body).into_response();
+    let answer = checkout::checkout(&state, &user, &key).await?;
+    let mut response = (answer.status, answer.body).into_response();
     response
         .headers_mut()
-        .insert(header::CONTENT_TYPE, content_type);
+        .insert(header::CONTENT_TYPE, answer.content_type);
     Ok(response)
 }

@@ -1,10 +1,5 @@
-//! `POST /api/payments`: pay one of my orders with a payment method from Stripe.js.
-//!
-//! orders holds the order for payment first (`crate::orders`): that says the order is mine and
-//! payable, waits for its stock if it is still being reserved, gives the amount (never the
-//! client's) and keeps a cancel from ending the order while Stripe has it. Then the payment record
-//! is claimed, so a second request for the same order (a double click, a retry) cannot reach
-//! Stripe while the first is there; Stripe's idempotency keys cover the rest.
+//! `POST /api/payments`: pay one of my orders with a payment method from Stripe.js (the charge
+//! itself is `app::charging`); `GET /api/payments/{order_id}`: its payment.
 
 use axum::{
     extract::State,
@@ -24,8 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    domain::Transition,
-    gateway::{Outcome, outcome},
+    app::charging,
     store::{PaymentDoc, PaymentStatus, RefundDoc},
 };
 
@@ -136,101 +130,16 @@ pub async fn pay(
         ));
     }
     let order_id: OrderId = body.order_id.parse().map_err(|_| not_found())?;
-    let order = state.orders.hold(&user.token, order_id).await?;
-    if order.user_id != user.claims.sub {
-        return Err(not_found());
-    }
-    let payment = state.store.claim(&order).await?;
-    let order_id = payment.id;
-    let (status, client_secret, reason) = match charge(&state, &payment, method).await {
-        Ok(result) => result,
-        Err(e) => {
-            // The outcome is unknown: free the claim; the next attempt asks Stripe first.
-            let _ = state.store.release(order_id, Transition::AwaitAction).await;
-            return Err(Error::Unavailable(e.to_string()));
-        }
-    };
-    let code = match status {
+    let charged = charging::charge(&state, &user, order_id, method).await?;
+    let code = match charged.status {
         PaymentStatus::Succeeded => StatusCode::OK,
         PaymentStatus::Failed => {
-            return Err(Error::PaymentDeclined(reason.unwrap_or_default()));
+            return Err(Error::PaymentDeclined(charged.reason.unwrap_or_default()));
         }
         _ => StatusCode::ACCEPTED,
     };
-    let view = PaymentView::of(&payment, status, client_secret);
+    let view = PaymentView::of(&charged.payment, charged.status, charged.client_secret);
     Ok((code, Json(view)).into_response())
-}
-
-/// Talks to Stripe for one claimed attempt and records what came of it.
-async fn charge(
-    state: &AppState,
-    payment: &PaymentDoc,
-    method: &str,
-) -> Result<(PaymentStatus, Option<String>, Option<String>), crate::gateway::GatewayError> {
-    let order_id = payment.id;
-    let store_error =
-        |e: crate::store::StoreError| crate::gateway::GatewayError::Unavailable(e.to_string());
-    // The order's one intent: the one an earlier attempt recorded, whatever the provider's
-    // idempotency keys still remember (the local stand-in remembers none: a new intent there
-    // would be a second charge). A new one is recorded before it is confirmed, so no intent is
-    // ever charged that the record does not name.
-    let intent = match &payment.payment_intent_id {
-        Some(recorded) => state.gateway.retrieve(recorded).await?,
-        None => {
-            let intent = state.gateway.intent(order_id, &payment.amount).await?;
-            state
-                .store
-                .set_intent(order_id, intent.id.as_str())
-                .await
-                .map_err(store_error)?;
-            intent
-        }
-    };
-    let intent_id = intent.id.as_str().to_owned();
-    // Paid by an earlier attempt whose answer we lost: record it, charge nothing more.
-    let result = match outcome(&intent) {
-        Outcome::Succeeded => Outcome::Succeeded,
-        _ => {
-            state
-                .gateway
-                .confirm(&intent, method, payment.attempts)
-                .await?
-        }
-    };
-    Ok(match result {
-        Outcome::Succeeded => {
-            state
-                .store
-                .succeeded(order_id, &intent_id)
-                .await
-                .map_err(store_error)?;
-            (PaymentStatus::Succeeded, None, None)
-        }
-        Outcome::RequiresAction { client_secret } => {
-            state
-                .store
-                .release(order_id, Transition::AwaitAction)
-                .await
-                .map_err(store_error)?;
-            (PaymentStatus::RequiresAction, Some(client_secret), None)
-        }
-        Outcome::Processing => {
-            state
-                .store
-                .release(order_id, Transition::AwaitAction)
-                .await
-                .map_err(store_error)?;
-            (PaymentStatus::RequiresAction, None, None)
-        }
-        Outcome::Failed { reason } => {
-            state
-                .store
-                .failed(order_id, &intent_id, &reason)
-                .await
-                .map_err(store_error)?;
-            (PaymentStatus::Failed, None, Some(reason))
-        }
-    })
 }
 
 /// `GET /api/payments/{order_id}`: the payment of my order (an admin sees anyone's). An order

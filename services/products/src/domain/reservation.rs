@@ -10,9 +10,33 @@
 
 use serde::{Deserialize, Serialize};
 use storefront_events::{
-    ProductId,
+    OrderId, ProductId,
     products::{LineQuantity, ShortLine, Stock, StockMovement},
 };
+
+/// One saga event for the inventory.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InventoryOp {
+    /// `order.created`: hold every line or none (lines merged, one per product).
+    Reserve {
+        order_id: OrderId,
+        lines: Vec<LineQuantity>,
+    },
+    /// `order.cancelled`: the held stock is available again.
+    Release { order_id: OrderId },
+    /// `order.completed`: the held stock is sold.
+    Sell { order_id: OrderId },
+}
+
+impl InventoryOp {
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            InventoryOp::Reserve { order_id, .. }
+            | InventoryOp::Release { order_id }
+            | InventoryOp::Sell { order_id } => *order_id,
+        }
+    }
+}
 
 /// Where an order's reservation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

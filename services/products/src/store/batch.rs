@@ -1,7 +1,8 @@
 //! Many saga events applied in one transaction: what the inventory consumer does with the events
 //! waiting in its lane when it is behind (`storefront_kit::kafka::EventHandler::handle_all`).
 //!
-//! The effect is that of `reserve_in` and `end_in` (`inventory.rs`) applied one
+//! The effect is that of `reserve_in` and `end_in` (`inventory.rs`, as `app::inventory::apply`
+//! calls them) applied one
 //! after another — the same reservation states, stock, ledger entries and events in the same order
 //! — but every reservation and product is read once (two finds), decided in memory in event order,
 //! and written once: a batch of ten orders costs about a dozen commands instead of sixty, and one
@@ -15,31 +16,7 @@ use storefront_events::{OrderId, ProductId};
 use storefront_kit::mongo::update_each;
 
 use super::*;
-use crate::domain::{Ending, Hold, Unheld, check_lines};
-
-/// One saga event for the inventory.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InventoryOp {
-    /// `order.created`: hold every line or none (lines merged, one per product).
-    Reserve {
-        order_id: OrderId,
-        lines: Vec<LineQuantity>,
-    },
-    /// `order.cancelled`: the held stock is available again.
-    Release { order_id: OrderId },
-    /// `order.completed`: the held stock is sold.
-    Sell { order_id: OrderId },
-}
-
-impl InventoryOp {
-    fn order_id(&self) -> OrderId {
-        match self {
-            InventoryOp::Reserve { order_id, .. }
-            | InventoryOp::Release { order_id }
-            | InventoryOp::Sell { order_id } => *order_id,
-        }
-    }
-}
+use crate::domain::{Ending, Hold, InventoryOp, Unheld, check_lines};
 
 /// An order's reservation as the batch found and left it.
 struct Tracked {
@@ -74,50 +51,6 @@ struct Plan {
 }
 
 impl Store {
-    /// Applies one saga event in a transaction of its own. Runs again when a product changed
-    /// under it.
-    pub async fn apply(&self, op: &InventoryOp) -> Result<(), StoreError> {
-        retry_transient!(
-            async {
-                let mut session = self.mongo.begin().await?;
-                self.apply_in(&mut session, op).await?;
-                self.outbox.commit(session).await?;
-                Ok::<_, StoreError>(())
-            }
-            .await
-        )
-    }
-
-    /// Applies one saga event inside the caller's transaction.
-    pub async fn apply_in(
-        &self,
-        session: &mut ClientSession,
-        op: &InventoryOp,
-    ) -> Result<(), StoreError> {
-        match op {
-            InventoryOp::Reserve { order_id, lines } => {
-                match self.reserve_in(session, *order_id, lines).await? {
-                    Reservation::Reserved => tracing::info!(%order_id, "stock reserved"),
-                    Reservation::Rejected(short) => {
-                        tracing::info!(%order_id, ?short, "stock short; order rejected")
-                    }
-                    Reservation::Unchanged => {}
-                }
-            }
-            InventoryOp::Release { order_id } => {
-                if self.end_in(session, *order_id, Ending::Cancelled).await? {
-                    tracing::info!(%order_id, "reservation released");
-                }
-            }
-            InventoryOp::Sell { order_id } => {
-                if self.end_in(session, *order_id, Ending::Completed).await? {
-                    tracing::info!(%order_id, "reservation sold");
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Applies `ops` in order in a transaction of their own (what the consumer's batch does inside
     /// its transaction). Runs again when something changed under it.
     pub async fn apply_all(&self, ops: &[InventoryOp]) -> Result<(), StoreError> {

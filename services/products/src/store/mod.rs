@@ -12,8 +12,7 @@ mod batch;
 mod catalog;
 mod inventory;
 
-pub use crate::domain::ReservationState;
-pub use batch::InventoryOp;
+pub use crate::domain::{InventoryOp, ReservationState};
 use inventory::{movement_of, rejected, reserved, state_bson, stock_set};
 use storefront_events::{OrderId, ProductId};
 
@@ -257,6 +256,18 @@ pub struct Store {
     ledger: Collection<LedgerEntry>,
     reservations: Collection<ReservationDoc>,
     outbox: Outbox,
+}
+
+impl Store {
+    /// A transaction on the products database, for a use case that runs outside a consumer's.
+    pub async fn begin(&self) -> Result<ClientSession, StoreError> {
+        Ok(self.mongo.begin().await?)
+    }
+
+    /// Commits `session` and wakes the outbox relay for the events written in it.
+    pub async fn commit(&self, session: ClientSession) -> Result<(), StoreError> {
+        Ok(self.outbox.commit(session).await?)
+    }
 }
 
 fn now() -> bson::DateTime {

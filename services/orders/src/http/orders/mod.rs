@@ -3,6 +3,8 @@
 //! By concern: `views.rs` (what an order looks like here), `placing.rs` (placing and quoting);
 //! this file lists, shows (with the long-poll), holds for payment and cancels.
 
+use std::time::Duration;
+
 use axum::{
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -21,8 +23,9 @@ use storefront_kit::{
 
 use crate::{
     AppState,
+    app::{following, paying},
     domain::{Fields, OrderState},
-    store::{NotPayable, OrderDoc, Step, StoreError},
+    store::OrderDoc,
 };
 
 mod placing;
@@ -105,18 +108,10 @@ pub async fn all(
     list(&state, None, query).await
 }
 
-/// An order the caller may see: their own, or any for an admin. Anything else is not found.
-async fn visible(
-    state: &AppState,
-    user: &storefront_kit::auth::Claims,
-    id: &str,
-) -> Result<OrderDoc, Error> {
-    let missing = || Error::NotFound("no such order".into());
-    let id: OrderId = id.parse().map_err(|_| missing())?;
-    match state.store.get(id).await? {
-        Some(order) if order.user_id == user.sub || user.is_admin() => Ok(order),
-        _ => Err(missing()),
-    }
+/// The order a path names; anything that is not an order id is not found.
+fn order_id(id: &str) -> Result<OrderId, Error> {
+    id.parse()
+        .map_err(|_| Error::NotFound("no such order".into()))
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -164,16 +159,10 @@ pub async fn show(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let wait = wait_secs(&query)?;
-    let mut order = visible(&state, &user, &id).await?;
+    let mut order = following::visible(&state, &user, order_id(&id)?).await?;
     let known = known_version(&headers);
     if wait > 0 && known == Some(order.version) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-        let seen = order.version;
-        order = state
-            .store
-            .wait_for(order.id, deadline, |o| o.version != seen)
-            .await?
-            .ok_or_else(|| Error::NotFound("no such order".into()))?;
+        order = following::next_version(&state, order, Duration::from_secs(wait)).await?;
     }
     let tag = HeaderValue::from_str(&etag(&order)).map_err(Error::internal)?;
     let mut response = if known == Some(order.version) {
@@ -196,51 +185,9 @@ pub async fn hold_for_payment(
     Path(id): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Json<OrderView>, Error> {
-    let wait = wait_secs(&query)?;
-    let missing = || Error::NotFound("no such order".into());
-    let id: OrderId = id.parse().map_err(|_| missing())?;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-    let owner = user.sub;
-    match state.store.get(id).await? {
-        Some(order) if order.user_id == owner => {}
-        _ => return Err(missing()),
-    }
-    loop {
-        match state
-            .store
-            .hold_for_payment(id, user.sub, state.payment_hold)
-            .await
-        {
-            Ok(Ok(order)) => return Ok(Json(OrderView::from(&order))),
-            Ok(Err(NotPayable::Pending)) if tokio::time::Instant::now() < deadline => {
-                state
-                    .store
-                    .wait_for(id, deadline, |o| o.state != OrderState::Pending)
-                    .await?;
-            }
-            Ok(Err(NotPayable::Pending)) => {
-                return Err(Error::Conflict {
-                    kind: "order-not-payable",
-                    detail: "the order's stock is still being reserved; try again in a moment"
-                        .into(),
-                });
-            }
-            Ok(Err(NotPayable::Paid)) => {
-                return Err(Error::Conflict {
-                    kind: "already-paid",
-                    detail: "this order is paid already".into(),
-                });
-            }
-            Ok(Err(NotPayable::Ended(detail))) => {
-                return Err(Error::Conflict {
-                    kind: "order-not-payable",
-                    detail,
-                });
-            }
-            Err(StoreError::NotFound) => return Err(missing()),
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let wait = Duration::from_secs(wait_secs(&query)?);
+    let order = paying::hold_for_payment(&state, user.sub, order_id(&id)?, wait).await?;
+    Ok(Json(OrderView::from(&order)))
 }
 
 /// `POST /api/orders/{id}/cancel`: only before payment (409 `payment-in-progress` while payments
@@ -250,20 +197,6 @@ pub async fn cancel(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, Error> {
-    let order = visible(&state, &user, &id).await?;
-    let reason = if order.user_id == user.sub {
-        "cancelled by the customer"
-    } else {
-        "cancelled by an admin"
-    };
-    let order = state
-        .store
-        .advance(
-            order.id,
-            Step::Cancelled {
-                reason: reason.into(),
-            },
-        )
-        .await?;
+    let order = following::cancel(&state, &user, order_id(&id)?).await?;
     Ok(Json(OrderView::from(&order)))
 }

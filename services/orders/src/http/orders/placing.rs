@@ -1,18 +1,15 @@
-//! Placing an order and quoting one: the lines read from orders' product replica, priced by
-//! the pricing function, the order placed once per `Idempotency-Key`.
+//! `POST /api/orders` and `POST /api/orders/quote`: the body's lines checked and merged, the
+//! `Idempotency-Key` read, then `app::placing` places or quotes them.
 
-use std::collections::BTreeMap;
-use storefront_events::{OrderId, ProductId, UserId};
+use storefront_events::ProductId;
 
 use axum::{
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use chrono::Utc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use storefront_events::{Money, orders::PriceLine};
 use storefront_kit::{Error, Json, auth::CurrentUser};
 use uuid::Uuid;
@@ -20,9 +17,9 @@ use uuid::Uuid;
 use super::views::{LineView, OrderView, PricingView};
 use crate::{
     AppState,
-    domain::{Fields, MAX_LINES, MAX_ORDER_TOTAL, MAX_QUANTITY, OrderState},
-    pricing::{Priced, PricingLine, PricingRequest},
-    store::{LineDoc, OrderDoc, at},
+    app::placing::{self, Requested},
+    domain::{Fields, MAX_LINES, MAX_QUANTITY},
+    store::OrderDoc,
 };
 
 pub const MAX_KEY_CHARS: usize = 100;
@@ -65,7 +62,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Error> {
 }
 
 /// Checks the lines and merges repeats: product id → quantity, in a stable order.
-fn requested(body: &PlaceBody) -> Result<BTreeMap<ProductId, i64>, Error> {
+fn requested(body: &PlaceBody) -> Result<Requested, Error> {
     let mut fields = Fields::default();
     if body.lines.is_empty() {
         fields.add("lines", "an order has at least one line");
@@ -73,7 +70,7 @@ fn requested(body: &PlaceBody) -> Result<BTreeMap<ProductId, i64>, Error> {
     if body.lines.len() > MAX_LINES {
         fields.add("lines", format!("an order has at most {MAX_LINES} lines"));
     }
-    let mut merged = BTreeMap::new();
+    let mut merged = Requested::new();
     for (i, line) in body.lines.iter().enumerate() {
         let id = fields.check(
             &format!("lines[{i}].product_id"),
@@ -109,91 +106,6 @@ fn created(order: &OrderDoc) -> Response {
     response
 }
 
-/// The lines of `merged`, priced from orders' product replica (never from the client), and
-/// their one currency.
-async fn lines_of(
-    state: &AppState,
-    merged: &BTreeMap<ProductId, i64>,
-) -> Result<(Vec<LineDoc>, String), Error> {
-    let ids: Vec<ProductId> = merged.keys().copied().collect();
-    let known = state.store.products(&ids).await?;
-    let mut fields = Fields::default();
-    let mut lines = Vec::with_capacity(merged.len());
-    for (id, quantity) in merged {
-        match known.iter().find(|p| p.id == *id) {
-            Some(p) if !p.deleted => lines.push(LineDoc {
-                product_id: *id,
-                title: p.title.clone(),
-                unit_price: p.price.clone(),
-                quantity: *quantity,
-                line_total: p.price.amount * quantity,
-            }),
-            _ => fields.add("lines", format!("product {id} is not sold here")),
-        }
-    }
-    fields.finish()?;
-    let currency = lines[0].unit_price.currency.clone();
-    if lines.iter().any(|l| l.unit_price.currency != currency) {
-        return Err(Error::field(
-            "lines",
-            "an order is in one currency; these products are priced in several",
-        ));
-    }
-    Ok((lines, currency))
-}
-
-/// 422 for an amount above what one payment can take (Stripe's ceiling), before anyone pays.
-fn within_one_payment(amount: &Money) -> Result<(), Error> {
-    if amount.amount <= MAX_ORDER_TOTAL {
-        return Ok(());
-    }
-    Err(Error::field(
-        "total",
-        format!(
-            "{amount} is more than one payment can take (at most {}); order fewer items",
-            Money {
-                amount: MAX_ORDER_TOTAL,
-                currency: amount.currency.clone()
-            },
-        ),
-    ))
-}
-
-/// Prices `lines` through the pricing function (the fallback when it does not answer usefully).
-pub(super) async fn priced(
-    state: &AppState,
-    order_id: Option<OrderId>,
-    user: UserId,
-    lines: &[LineDoc],
-    currency: &str,
-) -> Result<Priced, Error> {
-    let money = |amount| Money {
-        amount,
-        currency: currency.to_owned(),
-    };
-    let subtotal = money(lines.iter().map(|l| l.line_total).sum());
-    within_one_payment(&subtotal)?;
-    let request = PricingRequest {
-        order_id,
-        user_id: user,
-        currency: currency.to_owned(),
-        lines: lines
-            .iter()
-            .map(|l| PricingLine {
-                product_id: l.product_id.to_string(),
-                title: l.title.clone(),
-                unit_price: l.unit_price.clone(),
-                quantity: l.quantity,
-                line_total: money(l.line_total),
-            })
-            .collect(),
-        subtotal,
-    };
-    let priced = state.pricing.price(&request).await;
-    within_one_payment(&priced.total)?;
-    Ok(priced)
-}
-
 /// `POST /api/orders`: priced from orders' product replica, never from the client, and through
 /// the pricing function (shipping, fees, tax), whose answer is recorded on the order. With an
 /// `Idempotency-Key`, the same key again returns the same order.
@@ -204,43 +116,8 @@ pub async fn place(
     Json(body): Json<PlaceBody>,
 ) -> Result<Response, Error> {
     let key = idempotency_key(&headers)?;
-    let merged = requested(&body)?;
-    let (lines, currency) = lines_of(&state, &merged).await?;
-    let id = OrderId::new();
-    let pricing = priced(&state, Some(id), user.sub, &lines, &currency).await?;
-    // Taken before the idempotency check: a retry with the same key leaves one number unused.
-    let number = state.store.next_number().await?;
-    let now = Utc::now();
-    let window = chrono::Duration::from_std(state.payment_window).map_err(Error::internal)?;
-    let order = OrderDoc {
-        id,
-        user_id: user.sub,
-        lines,
-        total: pricing.total.clone(),
-        state: OrderState::Pending,
-        reason: None,
-        number: Some(number),
-        version: 1,
-        created_at: at(now),
-        updated_at: at(now),
-        expires_at: at(now + window),
-        idempotency_key: key.clone(),
-        paying_until: None,
-        payment: None,
-        refund: None,
-        pricing: Some(pricing),
-    };
-    let fingerprint = {
-        let mut hash = Sha256::new();
-        for (id, quantity) in &merged {
-            hash.update(format!("{id}:{quantity};"));
-        }
-        format!("{:x}", hash.finalize())
-    };
-    let (order, _new) = state
-        .store
-        .place(&order, key.as_deref().map(|k| (k, fingerprint.as_str())))
-        .await?;
+    let requested = requested(&body)?;
+    let order = placing::place_order(&state, user.sub, key, &requested).await?;
     Ok(created(&order))
 }
 
@@ -265,9 +142,8 @@ pub async fn quote(
     CurrentUser(user): CurrentUser,
     Json(body): Json<PlaceBody>,
 ) -> Result<Json<QuoteView>, Error> {
-    let merged = requested(&body)?;
-    let (lines, currency) = lines_of(&state, &merged).await?;
-    let pricing = priced(&state, None, user.sub, &lines, &currency).await?;
+    let requested = requested(&body)?;
+    let (lines, pricing) = placing::quote(&state, user.sub, &requested).await?;
     Ok(Json(QuoteView {
         lines: lines.iter().map(LineView::of).collect(),
         subtotal: pricing.subtotal.clone(),
@@ -306,6 +182,6 @@ mod tests {
         };
         let body: PlaceBody = serde_json::from_slice(&serde_json::to_vec(&sent).unwrap()).unwrap();
         let merged = requested(&body).unwrap();
-        assert_eq!(merged, BTreeMap::from([(mug, 3), (lamp, 1)]));
+        assert_eq!(merged, Requested::from([(mug, 3), (lamp, 1)]));
     }
 }

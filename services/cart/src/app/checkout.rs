@@ -1,0 +1,164 @@
+//! Checking a cart out. The cart's lines are *held* first (they leave the cart in one
+//! version-guarded write, so nothing can order them twice), then orders places them as an order
+//! (priced by orders, never by the cart) and its answer settles the hold. The same key again is
+//! the same checkout: its hold, and orders' same order.
+//!
+//! What becomes of the held lines: a refusal of orders (4xx) puts them back at once; an order
+//! that completes keeps them out; an order that is cancelled puts them back (cart consumes
+//! `order.cancelled`). When orders does not answer they stay held for this key (retry with it);
+//! `order.created` tells the hold its order even then, and a hold that never learns one gives
+//! its lines back after [`UNPLACED_HOLD_MINUTES`](crate::store::UNPLACED_HOLD_MINUTES).
+
+use storefront_events::{
+    ProductId, UserId,
+    orders::{OrderState, PlaceOrder, PlacedOrder},
+};
+use storefront_kit::{Error, auth::ActingUser, validate::Fields};
+
+use crate::{
+    Inner,
+    orders::Answer,
+    store::{Checkout, Item},
+};
+
+/// Checks out `user`'s cart under idempotency `key` and answers orders' answer as it came.
+pub async fn checkout(app: &Inner, user: &ActingUser, key: &str) -> Result<Answer, Error> {
+    let customer = user.claims.sub;
+    let hold = hold(app, customer, key).await?;
+    if hold.order_id.is_none() {
+        refuse_what_cannot_be_ordered(app, customer, key, &hold.items).await?;
+    }
+    let placing = PlaceOrder {
+        lines: hold.items.iter().map(Item::line).collect(),
+    };
+    let answer = app.orders.place(&user.token, key, &placing).await?;
+    if answer.status.is_success() {
+        let placed: PlacedOrder = serde_json::from_slice(&answer.body).map_err(Error::internal)?;
+        settle(app, customer, key, placed).await?;
+    } else if answer.status.is_client_error() && hold.order_id.is_none() {
+        // orders refused: no order holds these lines.
+        give_back_unplaced(app, customer, key).await?;
+    }
+    Ok(answer)
+}
+
+/// The hold of `key`: the one this key made before, or the cart's lines taken out into a new
+/// one (422 for an empty cart). Holds that never learned their order in time go back first.
+async fn hold(app: &Inner, customer: UserId, key: &str) -> Result<Checkout, Error> {
+    let (hold, _) = app
+        .store
+        .update(customer, |cart| {
+            cart.release_unplaced(mongodb::bson::DateTime::now());
+            if let Some(hold) = cart.checkouts.iter().find(|c| c.key == key) {
+                return Ok(hold.clone());
+            }
+            if cart.items.is_empty() {
+                return Err(Error::field("items", "the cart is empty"));
+            }
+            let hold = Checkout {
+                key: key.to_owned(),
+                order_id: None,
+                items: std::mem::take(&mut cart.items),
+                held_at: mongodb::bson::DateTime::now(),
+            };
+            cart.checkouts.push(hold.clone());
+            Ok(hold)
+        })
+        .await?;
+    Ok(hold)
+}
+
+/// A line the cart itself shows as not orderable (the product is gone, or less is available than
+/// it asks for) is refused up front, 422 by its line, and the held lines go back into the cart:
+/// no order is placed only to be cancelled a moment later. The saga still decides for what passes
+/// (this is the cart's copy of the stock, a moment old).
+async fn refuse_what_cannot_be_ordered(
+    app: &Inner,
+    customer: UserId,
+    key: &str,
+    items: &[Item],
+) -> Result<(), Error> {
+    let ids: Vec<ProductId> = items.iter().map(|i| i.product_id).collect();
+    let known = app.store.products(&ids).await?;
+    let mut fields = Fields::default();
+    for (index, item) in items.iter().enumerate() {
+        match known.iter().find(|p| p.id == item.product_id && !p.deleted) {
+            None => fields.add(
+                format!("items[{index}]"),
+                format!("product {} is no longer sold", item.product_id),
+            ),
+            Some(p) if p.available < item.quantity => fields.add(
+                format!("items[{index}].quantity"),
+                format!(
+                    "only {} of {} available; lower the quantity",
+                    p.available.max(0),
+                    p.title
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    let Err(refused) = fields.finish() else {
+        return Ok(());
+    };
+    give_back_unplaced(app, customer, key).await?;
+    Err(refused)
+}
+
+/// Puts a hold's lines back into the cart while no order holds them (refused before or by
+/// orders).
+async fn give_back_unplaced(app: &Inner, customer: UserId, key: &str) -> Result<(), Error> {
+    app.store
+        .update(customer, |cart| {
+            if cart
+                .checkouts
+                .iter()
+                .any(|c| c.key == key && c.order_id.is_none())
+            {
+                cart.release(key);
+            }
+            Ok::<_, Error>(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// The hold of `key` after orders placed (or gave back) its order.
+async fn settle(
+    app: &Inner,
+    customer: UserId,
+    key: &str,
+    placed: PlacedOrder,
+) -> Result<(), Error> {
+    let PlacedOrder {
+        id: order_id,
+        state: order_state,
+    } = placed;
+    app.store
+        .update(customer, |cart| {
+            let Some(hold) = cart.checkouts.iter_mut().find(|c| c.key == key) else {
+                // Its order ended meanwhile and the consumer settled the hold.
+                return Ok::<_, Error>(());
+            };
+            let in_this_order = hold.order_id == Some(order_id);
+            match order_state {
+                OrderState::Pending | OrderState::AwaitingPayment => {
+                    if hold.order_id.is_none() {
+                        hold.order_id = Some(order_id);
+                    }
+                }
+                // Bought (a retry after the payment): the lines stay out.
+                OrderState::Completed if in_this_order => {
+                    cart.checkouts.retain(|c| c.key != key);
+                }
+                // Cancelled, or a key reused after its order ended, which gives back that
+                // order: these lines are not bought.
+                _ => {
+                    cart.release(key);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
