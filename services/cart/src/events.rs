@@ -13,7 +13,11 @@ use storefront_kit::{
     replica::PRODUCT_EVENTS,
 };
 
-use crate::store::{OrderEnd, Store, WriteError};
+use crate::{
+    app::checkout,
+    domain::OrderEnd,
+    store::{Store, WriteError},
+};
 
 pub struct Carts {
     pub store: Store,
@@ -64,35 +68,27 @@ impl EventHandler for Carts {
         };
         match order {
             OrderEvent::Created(created) => {
-                if let Some(key) = &created.idempotency_key
-                    && self
-                        .store
-                        .placed(created.user_id, key, created.order_id)
+                if let Some(key) = &created.idempotency_key {
+                    checkout::order_placed(&self.store, created.user_id, key, created.order_id)
                         .await
-                        .map_err(failed)?
-                {
-                    tracing::info!(order_id = %created.order_id, "a checkout's hold learned its order");
+                        .map_err(failed)?;
                 }
             }
             OrderEvent::Completed(done) => {
-                if self
-                    .store
-                    .ended(done.user_id, done.order_id, OrderEnd::Completed)
-                    .await
-                    .map_err(failed)?
-                {
-                    tracing::info!(order_id = %done.order_id, "held lines bought");
-                }
+                checkout::order_ended(
+                    &self.store,
+                    done.user_id,
+                    done.order_id,
+                    OrderEnd::Completed,
+                )
+                .await
+                .map_err(failed)?;
             }
             OrderEvent::Cancelled(cancelled) => {
-                if self
-                    .store
-                    .ended(cancelled.user_id, cancelled.order_id, OrderEnd::Cancelled)
+                let (user, order) = (cancelled.user_id, cancelled.order_id);
+                checkout::order_ended(&self.store, user, order, OrderEnd::Cancelled)
                     .await
-                    .map_err(failed)?
-                {
-                    tracing::info!(order_id = %cancelled.order_id, "held lines went back into the cart");
-                }
+                    .map_err(failed)?;
             }
             // The hold lasts while the order is open; a refund is the order's, after it ended.
             OrderEvent::AwaitingPayment(_) | OrderEvent::RefundDue(_) | OrderEvent::Refunded(_) => {
@@ -102,7 +98,7 @@ impl EventHandler for Carts {
         Ok(true)
     }
 
-    /// Not reached: every type in [`EVENT_TYPES`] is applied by `apply_idempotent`.
+    /// Not reached: every type in `EVENT_TYPES` is applied by `apply_idempotent`.
     async fn handle(
         &self,
         event: &Envelope,

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod config;
+pub mod domain;
 pub mod events;
 mod http;
 pub use http::openapi;

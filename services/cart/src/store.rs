@@ -8,143 +8,19 @@
 //! (which carries the key); it ends when the order does: `order.completed` drops it (the lines are
 //! bought), `order.cancelled` puts its lines back into the cart.
 
-use chrono::Duration;
 use mongodb::{
     Collection,
     bson::{self, doc},
 };
-use serde::{Deserialize, Serialize};
-use storefront_events::{OrderId, ProductId, UserId, products::LineQuantity};
+use storefront_events::{OrderId, ProductId, UserId};
 use storefront_kit::{
     fanout::CartCount,
     replica::{ProductReplica, Products},
 };
 
-/// Most of one product in a cart (the same bound as an order line).
-pub const MAX_QUANTITY: i64 = 100;
-/// Most distinct products in a cart (an order's line limit).
-pub const MAX_ITEMS: usize = 50;
-/// A hold that never learned its order (orders never answered and no `order.created` came with
-/// its key) gives its lines back after this long.
-pub const UNPLACED_HOLD_MINUTES: i64 = 10;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Item {
-    pub product_id: ProductId,
-    pub quantity: i64,
-}
-
-impl Item {
-    /// The line an order of this item has.
-    pub fn line(&self) -> LineQuantity {
-        LineQuantity {
-            product_id: self.product_id,
-            quantity: self.quantity,
-        }
-    }
-}
-
-/// Lines taken out of the cart by a checkout, until its order ends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkout {
-    /// The checkout's `Idempotency-Key`.
-    #[serde(default)]
-    pub key: String,
-    /// The order, once known.
-    #[serde(default)]
-    pub order_id: Option<OrderId>,
-    pub items: Vec<Item>,
-    #[serde(default = "bson::DateTime::now")]
-    pub held_at: bson::DateTime,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CartDoc {
-    /// The user id.
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub items: Vec<Item>,
-    #[serde(default)]
-    pub checkouts: Vec<Checkout>,
-    /// Rises with every write; a write of a cart that changed since it was read is run again.
-    #[serde(default)]
-    pub version: i64,
-    pub updated_at: bson::DateTime,
-}
-
-impl CartDoc {
-    /// How many items the cart holds (what its badge shows).
-    pub fn count(&self) -> i64 {
-        self.items.iter().map(|i| i.quantity).sum()
-    }
-
-    pub fn empty(user: UserId) -> Self {
-        CartDoc {
-            id: user.to_string(),
-            items: Vec::new(),
-            checkouts: Vec::new(),
-            version: 0,
-            updated_at: bson::DateTime::now(),
-        }
-    }
-
-    /// Adds `items` back into the cart: quantities of a product already there add up to at most
-    /// [`MAX_QUANTITY`]; products beyond [`MAX_ITEMS`] are left out. Returns what did not fit.
-    pub fn put_back(&mut self, items: Vec<Item>) -> Vec<Item> {
-        let mut left_out = Vec::new();
-        for back in items {
-            let distinct = self.items.len();
-            match self
-                .items
-                .iter_mut()
-                .find(|i| i.product_id == back.product_id)
-            {
-                Some(item) => {
-                    let room = MAX_QUANTITY - item.quantity;
-                    item.quantity += back.quantity.min(room);
-                    if back.quantity > room {
-                        left_out.push(Item {
-                            quantity: back.quantity - room,
-                            ..back
-                        });
-                    }
-                }
-                None if distinct < MAX_ITEMS => self.items.push(Item {
-                    quantity: back.quantity.min(MAX_QUANTITY),
-                    ..back
-                }),
-                None => left_out.push(back),
-            }
-        }
-        left_out
-    }
-
-    /// Ends the hold of `key`, putting its lines back. Whether there was one.
-    pub fn release(&mut self, key: &str) -> bool {
-        let Some(at) = self.checkouts.iter().position(|c| c.key == key) else {
-            return false;
-        };
-        let hold = self.checkouts.remove(at);
-        self.put_back(hold.items);
-        true
-    }
-
-    /// Holds that never learned their order within [`UNPLACED_HOLD_MINUTES`] give their lines
-    /// back. Whether any did.
-    pub fn release_unplaced(&mut self, now: bson::DateTime) -> bool {
-        let limit = now.to_chrono() - Duration::minutes(UNPLACED_HOLD_MINUTES);
-        let stale: Vec<String> = self
-            .checkouts
-            .iter()
-            .filter(|c| c.order_id.is_none() && c.held_at.to_chrono() < limit)
-            .map(|c| c.key.clone())
-            .collect();
-        for key in &stale {
-            self.release(key);
-        }
-        !stale.is_empty()
-    }
-}
+pub use crate::domain::{
+    CartDoc, Checkout, Item, MAX_ITEMS, MAX_QUANTITY, OrderEnd, UNPLACED_HOLD_MINUTES,
+};
 
 /// Why a consumer's write of a cart did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -154,15 +30,6 @@ pub enum WriteError {
     /// The cart changed between read and write: run it again.
     #[error("the cart changed while it was being written")]
     Raced,
-}
-
-/// How an order ended, for the lines its checkout holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrderEnd {
-    /// Bought: the held lines are gone for good.
-    Completed,
-    /// Not bought: the held lines go back into the cart.
-    Cancelled,
 }
 
 #[derive(Clone)]
@@ -339,88 +206,14 @@ impl Store {
             return Ok(written.matched_count == 1);
         }
         self.edit(user, |cart| {
-            let Some(at) = cart
-                .checkouts
-                .iter()
-                .position(|c| c.order_id == Some(order))
-            else {
+            let Some(left_out) = cart.cancelled(order) else {
                 return false;
             };
-            let hold = cart.checkouts.remove(at);
-            let left_out = cart.put_back(hold.items);
             if !left_out.is_empty() {
                 tracing::warn!(%order, ?left_out, "the cart is full; these lines did not go back");
             }
             true
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The same id for the same name.
-    fn id(name: &str) -> ProductId {
-        let mut bytes = [0u8; 16];
-        for (i, b) in name.bytes().take(16).enumerate() {
-            bytes[i] = b;
-        }
-        ProductId::from(uuid::Uuid::from_bytes(bytes))
-    }
-
-    fn item(product: &str, quantity: i64) -> Item {
-        Item {
-            product_id: id(product),
-            quantity,
-        }
-    }
-
-    #[test]
-    fn lines_put_back_add_up_within_the_limits() {
-        let mut cart = CartDoc::empty(UserId::new());
-        cart.items = vec![item("mug", 99)];
-        let left = cart.put_back(vec![item("mug", 3), item("lamp", 2)]);
-        assert_eq!(cart.items, vec![item("mug", 100), item("lamp", 2)]);
-        assert_eq!(left, vec![item("mug", 2)]);
-
-        let mut full = CartDoc::empty(UserId::new());
-        full.items = (0..MAX_ITEMS).map(|i| item(&i.to_string(), 1)).collect();
-        assert_eq!(full.put_back(vec![item("new", 1)]), vec![item("new", 1)]);
-        assert_eq!(full.items.len(), MAX_ITEMS);
-    }
-
-    #[test]
-    fn only_holds_that_never_learned_their_order_expire() {
-        let mut cart = CartDoc::empty(UserId::new());
-        let long_ago = bson::DateTime::from_millis(
-            bson::DateTime::now().timestamp_millis() - (UNPLACED_HOLD_MINUTES + 1) * 60_000,
-        );
-        cart.checkouts = vec![
-            Checkout {
-                key: "lost".into(),
-                order_id: None,
-                items: vec![item("mug", 1)],
-                held_at: long_ago,
-            },
-            Checkout {
-                key: "placed".into(),
-                order_id: Some(OrderId::new()),
-                items: vec![item("lamp", 1)],
-                held_at: long_ago,
-            },
-            Checkout {
-                key: "fresh".into(),
-                order_id: None,
-                items: vec![item("cup", 1)],
-                held_at: bson::DateTime::now(),
-            },
-        ];
-        assert!(cart.release_unplaced(bson::DateTime::now()));
-        assert_eq!(cart.items, vec![item("mug", 1)]);
-        let keys: Vec<&str> = cart.checkouts.iter().map(|c| c.key.as_str()).collect();
-        assert_eq!(keys, ["placed", "fresh"]);
-        assert!(!cart.release_unplaced(bson::DateTime::now()));
     }
 }

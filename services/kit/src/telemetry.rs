@@ -236,7 +236,7 @@ static COMMANDS: std::sync::LazyLock<std::sync::Mutex<OpenCommands>> =
 /// command succeeds or fails. Commands sent outside any traced span (the driver's own
 /// monitoring, a relay's poll) are not traced. The spans are OpenTelemetry's own, not `tracing`
 /// spans: a command cancelled with its caller (no answer ever comes) must not keep the caller's
-/// span open; it is ended, as an error, [`COMMAND_ANSWER`] after it started.
+/// span open; it is ended, as an error, `COMMAND_ANSWER` after it started.
 pub fn command_span(event: &mongodb::event::command::CommandEvent) {
     use mongodb::event::command::CommandEvent;
     use opentelemetry::{

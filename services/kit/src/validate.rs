@@ -1,6 +1,62 @@
-//! Helpers for domain newtypes: gather every field error of a request, and clean free text.
+//! Helpers for domain newtypes: gather every field error of a request, clean free text, and
+//! read a request's `Idempotency-Key`.
+
+use axum::{
+    extract::{FromRequestParts, OptionalFromRequestParts},
+    http::request::Parts,
+};
 
 use crate::{Error, FieldError};
+
+/// The most characters an `Idempotency-Key` has.
+pub const MAX_IDEMPOTENCY_KEY: usize = 100;
+
+/// A request's `Idempotency-Key` header: 1 to [`MAX_IDEMPOTENCY_KEY`] visible ASCII characters
+/// (surrounding spaces trimmed). As an argument it is required (400 without it); as
+/// `Option<IdempotencyKey>` it may be absent. Either way a malformed one is 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(pub String);
+
+impl IdempotencyKey {
+    /// The key of `headers`: `None` when absent, 400 when not 1 to 100 visible ASCII characters.
+    pub fn of(headers: &axum::http::HeaderMap) -> Result<Option<Self>, Error> {
+        let Some(value) = headers.get("idempotency-key") else {
+            return Ok(None);
+        };
+        let key = value.to_str().unwrap_or_default().trim();
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY
+            || !key.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(Error::BadRequest(format!(
+                "Idempotency-Key is 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            )));
+        }
+        Ok(Some(IdempotencyKey(key.to_owned())))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        IdempotencyKey::of(&parts.headers)?.ok_or_else(|| {
+            Error::BadRequest(
+                "this request needs an Idempotency-Key header (a new one per request, the same \
+                 one when retrying)"
+                    .into(),
+            )
+        })
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for IdempotencyKey {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Error> {
+        IdempotencyKey::of(&parts.headers)
+    }
+}
 
 /// Collects field errors from several parses, so a form shows every problem at once.
 #[derive(Default)]
@@ -225,6 +281,31 @@ pub fn literal_pattern(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_idempotency_key_is_one_to_a_hundred_visible_characters() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let with = |value: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert("idempotency-key", HeaderValue::from_bytes(value).unwrap());
+            IdempotencyKey::of(&headers)
+        };
+        assert_eq!(IdempotencyKey::of(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(with(b" k-1 ").unwrap(), Some(IdempotencyKey("k-1".into())));
+        assert!(with(&[b'k'; 100]).unwrap().is_some());
+        for bad in [
+            &b""[..],
+            b"   ",
+            &[b'k'; 101],
+            b"two words",
+            "caf\u{e9}".as_bytes(),
+        ] {
+            let Err(Error::BadRequest(message)) = with(bad) else {
+                panic!("{bad:?} was taken");
+            };
+            assert!(message.contains("visible ASCII"), "{message}");
+        }
+    }
+
     use super::*;
 
     #[test]

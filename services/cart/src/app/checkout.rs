@@ -1,7 +1,8 @@
-//! Checking a cart out. The cart's lines are *held* first (they leave the cart in one
-//! version-guarded write, so nothing can order them twice), then orders places them as an order
-//! (priced by orders, never by the cart) and its answer settles the hold. The same key again is
-//! the same checkout: its hold, and orders' same order.
+//! Checking a cart out, and what its order's events do to the lines it holds. The cart's lines
+//! are *held* first (they leave the cart in one version-guarded write, so nothing can order them
+//! twice), then orders places them as an order (priced by orders, never by the cart) and its
+//! answer settles the hold. The same key again is the same checkout: its hold, and orders' same
+//! order.
 //!
 //! What becomes of the held lines: a refusal of orders (4xx) puts them back at once; an order
 //! that completes keeps them out; an order that is cancelled puts them back (cart consumes
@@ -10,15 +11,16 @@
 //! its lines back after [`UNPLACED_HOLD_MINUTES`](crate::store::UNPLACED_HOLD_MINUTES).
 
 use storefront_events::{
-    ProductId, UserId,
-    orders::{OrderState, PlaceOrder, PlacedOrder},
+    OrderId, ProductId, UserId,
+    orders::{PlaceOrder, PlacedOrder},
 };
 use storefront_kit::{Error, auth::ActingUser, validate::Fields};
 
 use crate::{
     Inner,
+    domain::{Checkout, EmptyCart, Item, OrderEnd},
     orders::Answer,
-    store::{Checkout, Item},
+    store::{Store, WriteError},
 };
 
 /// Checks out `user`'s cart under idempotency `key` and answers orders' answer as it came.
@@ -42,27 +44,14 @@ pub async fn checkout(app: &Inner, user: &ActingUser, key: &str) -> Result<Answe
     Ok(answer)
 }
 
-/// The hold of `key`: the one this key made before, or the cart's lines taken out into a new
-/// one (422 for an empty cart). Holds that never learned their order in time go back first.
+/// The hold of `key` (see [`CartDoc::hold`](crate::domain::CartDoc::hold)); 422 for an empty
+/// cart.
 async fn hold(app: &Inner, customer: UserId, key: &str) -> Result<Checkout, Error> {
     let (hold, _) = app
         .store
         .update(customer, |cart| {
-            cart.release_unplaced(mongodb::bson::DateTime::now());
-            if let Some(hold) = cart.checkouts.iter().find(|c| c.key == key) {
-                return Ok(hold.clone());
-            }
-            if cart.items.is_empty() {
-                return Err(Error::field("items", "the cart is empty"));
-            }
-            let hold = Checkout {
-                key: key.to_owned(),
-                order_id: None,
-                items: std::mem::take(&mut cart.items),
-                held_at: mongodb::bson::DateTime::now(),
-            };
-            cart.checkouts.push(hold.clone());
-            Ok(hold)
+            cart.hold(key, mongodb::bson::DateTime::now())
+                .map_err(|EmptyCart| Error::field("items", "the cart is empty"))
         })
         .await?;
     Ok(hold)
@@ -110,55 +99,60 @@ async fn refuse_what_cannot_be_ordered(
 async fn give_back_unplaced(app: &Inner, customer: UserId, key: &str) -> Result<(), Error> {
     app.store
         .update(customer, |cart| {
-            if cart
-                .checkouts
-                .iter()
-                .any(|c| c.key == key && c.order_id.is_none())
-            {
-                cart.release(key);
-            }
+            cart.give_back_unplaced(key);
             Ok::<_, Error>(())
         })
         .await?;
     Ok(())
 }
 
-/// The hold of `key` after orders placed (or gave back) its order.
+/// The hold of `key` after orders placed (or gave back) its order (see
+/// [`CartDoc::placed`](crate::domain::CartDoc::placed)).
 async fn settle(
     app: &Inner,
     customer: UserId,
     key: &str,
     placed: PlacedOrder,
 ) -> Result<(), Error> {
-    let PlacedOrder {
-        id: order_id,
-        state: order_state,
-    } = placed;
     app.store
         .update(customer, |cart| {
-            let Some(hold) = cart.checkouts.iter_mut().find(|c| c.key == key) else {
-                // Its order ended meanwhile and the consumer settled the hold.
-                return Ok::<_, Error>(());
-            };
-            let in_this_order = hold.order_id == Some(order_id);
-            match order_state {
-                OrderState::Pending | OrderState::AwaitingPayment => {
-                    if hold.order_id.is_none() {
-                        hold.order_id = Some(order_id);
-                    }
-                }
-                // Bought (a retry after the payment): the lines stay out.
-                OrderState::Completed if in_this_order => {
-                    cart.checkouts.retain(|c| c.key != key);
-                }
-                // Cancelled, or a key reused after its order ended, which gives back that
-                // order: these lines are not bought.
-                _ => {
-                    cart.release(key);
-                }
-            }
-            Ok(())
+            cart.placed(key, &placed);
+            Ok::<_, Error>(())
         })
         .await?;
     Ok(())
+}
+
+/// `order.created` with a checkout's key: the hold learns its order (when orders' answer did
+/// not reach the cart). Whether it did.
+pub async fn order_placed(
+    store: &Store,
+    customer: UserId,
+    key: &str,
+    order_id: OrderId,
+) -> Result<bool, WriteError> {
+    let learned = store.placed(customer, key, order_id).await?;
+    if learned {
+        tracing::info!(%order_id, "a checkout's hold learned its order");
+    }
+    Ok(learned)
+}
+
+/// The order of a checkout ended: its held lines are bought, or go back into the cart
+/// ([`CartDoc::cancelled`](crate::domain::CartDoc::cancelled)). Whether a hold was in that order.
+pub async fn order_ended(
+    store: &Store,
+    customer: UserId,
+    order_id: OrderId,
+    end: OrderEnd,
+) -> Result<bool, WriteError> {
+    let settled = store.ended(customer, order_id, end).await?;
+    match end {
+        OrderEnd::Completed if settled => tracing::info!(%order_id, "held lines bought"),
+        OrderEnd::Cancelled if settled => {
+            tracing::info!(%order_id, "held lines went back into the cart")
+        }
+        _ => {}
+    }
+    Ok(settled)
 }

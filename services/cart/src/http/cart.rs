@@ -2,7 +2,7 @@
 
 use axum::{
     extract::State,
-    http::{HeaderMap, StatusCode, header},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use schemars::JsonSchema;
@@ -12,6 +12,7 @@ use storefront_kit::{
     Error, Json,
     auth::{ActingUser, CurrentUser},
     error::Path,
+    validate::IdempotencyKey,
 };
 
 use crate::{
@@ -291,16 +292,8 @@ pub async fn remove(
 pub async fn checkout(
     State(state): State<AppState>,
     user: ActingUser,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
 ) -> Result<Response, Error> {
-    let key = headers
-        .get("idempotency-key")
-        .ok_or_else(|| Error::BadRequest("checkout needs an Idempotency-Key header (a new one per checkout, the same one when retrying)".into()))?
-        .to_str()
-        .map(|k| k.trim().to_owned())
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 100 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| Error::BadRequest("Idempotency-Key is 1 to 100 visible ASCII characters".into()))?;
     let answer = checkout::checkout(&state, &user, &key).await?;
     let mut response = (answer.status, answer.body).into_response();
     response

@@ -102,7 +102,7 @@ impl Store {
     }
 
     /// Reads order `id` until `done` accepts it or `deadline` passes, waking only when it changes
-    /// (see [`Changes`]). `None` when there is no such order.
+    /// (see [`Changes`](crate::changes::Changes)). `None` when there is no such order.
     pub async fn wait_for(
         &self,
         id: OrderId,

@@ -17,7 +17,7 @@ const NUMBERS_AFTER: i64 = 1000;
 
 impl Store {
     /// A new order's number: unique in the shop (one counter document, taken in blocks of
-    /// [`NUMBER_BLOCK`] with an atomic `$inc`).
+    /// `NUMBER_BLOCK` with an atomic `$inc`).
     pub async fn next_number(&self) -> Result<i64, StoreError> {
         let mut numbers = self.numbers.lock().await;
         if numbers.is_empty() {

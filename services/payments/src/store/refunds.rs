@@ -112,7 +112,7 @@ impl Store {
             .await?)
     }
 
-    /// Takes one due refund for an attempt: no other replica tries it for [`REFUND_LEASE`].
+    /// Takes one due refund for an attempt: no other replica tries it for `REFUND_LEASE`.
     /// `None` when someone else took it or it is done.
     pub async fn take_refund(&self, order: OrderId) -> Result<Option<PaymentDoc>, StoreError> {
         Ok(self

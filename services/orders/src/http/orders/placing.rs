@@ -5,13 +5,13 @@ use storefront_events::ProductId;
 
 use axum::{
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use storefront_events::{Money, orders::PriceLine};
-use storefront_kit::{Error, Json, auth::CurrentUser};
+use storefront_kit::{Error, Json, auth::CurrentUser, validate::IdempotencyKey};
 use uuid::Uuid;
 
 use super::views::{LineView, OrderView, PricingView};
@@ -21,8 +21,6 @@ use crate::{
     domain::{Fields, MAX_LINES, MAX_QUANTITY},
     store::OrderDoc,
 };
-
-pub const MAX_KEY_CHARS: usize = 100;
 
 /// A product and how many of it.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -45,20 +43,6 @@ pub struct PlaceBody {
     /// 1 to 50 lines, in one currency.
     #[schemars(length(min = 1, max = MAX_LINES))]
     lines: Vec<LineBody>,
-}
-
-/// The `Idempotency-Key` header: 1 to 100 visible ASCII characters, or absent.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Error> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value.to_str().unwrap_or_default().trim();
-    if key.is_empty() || key.len() > MAX_KEY_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::BadRequest(format!(
-            "Idempotency-Key is 1 to {MAX_KEY_CHARS} visible ASCII characters"
-        )));
-    }
-    Ok(Some(key.to_owned()))
 }
 
 /// Checks the lines and merges repeats: product id → quantity, in a stable order.
@@ -112,11 +96,11 @@ fn created(order: &OrderDoc) -> Response {
 pub async fn place(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    headers: HeaderMap,
+    key: Option<IdempotencyKey>,
     Json(body): Json<PlaceBody>,
 ) -> Result<Response, Error> {
-    let key = idempotency_key(&headers)?;
     let requested = requested(&body)?;
+    let key = key.map(|IdempotencyKey(key)| key);
     let order = placing::place_order(&state, user.sub, key, &requested).await?;
     Ok(created(&order))
 }
