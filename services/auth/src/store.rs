@@ -5,18 +5,18 @@
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::{
-    ClientSession, Collection, IndexModel,
+    Collection, IndexModel,
     bson::{self, Bson, Document, doc},
     options::{FindOptions, IndexOptions, ReturnDocument},
 };
 use serde::{Deserialize, Serialize};
 use storefront_events::{
-    Envelope, Event, UserId,
+    Envelope, UserId,
     users::{Role, UserBlocked, UserCreated, UserUnblocked, UserUpdated},
 };
 use storefront_kit::{
     mongo::{Mongo, Transient, is_duplicate_key},
-    outbox::Outbox,
+    outbox::{AppendError, Outbox},
     retry_transient,
 };
 use uuid::Uuid;
@@ -109,7 +109,13 @@ pub enum StoreError {
     #[error(transparent)]
     Mongo(#[from] mongodb::error::Error),
     #[error("outbox: {0}")]
-    Outbox(String),
+    Outbox(#[source] AppendError),
+}
+
+impl From<AppendError> for StoreError {
+    fn from(e: AppendError) -> Self {
+        e.into_store(StoreError::Outbox)
+    }
 }
 
 impl From<StoreError> for storefront_kit::Error {
@@ -251,17 +257,6 @@ impl Store {
         self.outbox.ensure_indexes().await
     }
 
-    async fn emit<E: Event>(
-        &self,
-        session: &mut ClientSession,
-        event: Envelope<E>,
-    ) -> Result<(), StoreError> {
-        self.outbox
-            .append(session, event)
-            .await
-            .map_err(|e| e.into_store(StoreError::Outbox))
-    }
-
     /// Creates a user and publishes `user.created`.
     pub async fn create_user(&self, user: &UserDoc) -> Result<(), StoreError> {
         retry_transient!(self.create_user_once(user).await)
@@ -286,7 +281,7 @@ impl Store {
                 created_at: user.created_at.to_chrono(),
             },
         );
-        self.emit(&mut session, event).await?;
+        self.outbox.append(&mut session, event).await?;
         self.outbox.commit(session).await.map_err(StoreError::from)
     }
 
@@ -333,7 +328,9 @@ impl Store {
         else {
             return Ok(None);
         };
-        self.emit(&mut session, user.updated_event()).await?;
+        self.outbox
+            .append(&mut session, user.updated_event())
+            .await?;
         self.outbox.commit(session).await?;
         Ok(Some(user))
     }
@@ -377,7 +374,8 @@ impl Store {
                 blocked_by: by,
                 blocked_at: at,
             };
-            self.emit(&mut session, Envelope::new(SOURCE, user.id, version, event))
+            self.outbox
+                .append(&mut session, Envelope::new(SOURCE, user.id, version, event))
                 .await?;
         } else {
             let event = UserUnblocked {
@@ -385,7 +383,8 @@ impl Store {
                 unblocked_by: by,
                 unblocked_at: at,
             };
-            self.emit(&mut session, Envelope::new(SOURCE, user.id, version, event))
+            self.outbox
+                .append(&mut session, Envelope::new(SOURCE, user.id, version, event))
                 .await?;
         }
         self.outbox.commit(session).await?;

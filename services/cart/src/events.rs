@@ -104,9 +104,8 @@ impl EventHandler for Carts {
         event: &Envelope,
         _session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
-        Err(HandlerError::Failed(format!(
-            "cart has no transactional handler for {}",
-            event.event_type
-        )))
+        Err(HandlerError::Failed(
+            format!("cart has no transactional handler for {}", event.event_type).into(),
+        ))
     }
 }

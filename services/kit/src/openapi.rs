@@ -13,11 +13,16 @@
 //! shares come with the kind ([`Operation::json`] brings 400, 413, 415 and 422;
 //! [`Operation::customer`] 401; [`Operation::admin`] 401 and 403).
 
-use std::collections::BTreeSet;
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, OnceLock},
+};
 
 use axum::{
+    Router,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
+    routing::get,
 };
 use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
@@ -375,6 +380,19 @@ impl Operation<'_> {
         let schema = self.generator.subschema_for::<Problem>();
         self.answer(status, description, Some((PROBLEM_JSON, schema.to_value())))
     }
+}
+
+/// The route of a service's OpenAPI document, `GET {path}` (`/api/{prefix}/openapi.json`):
+/// `document` builds it on the first request, and every request after is answered from that.
+pub fn route<S: Clone + Send + Sync + 'static>(path: &str, document: fn() -> Value) -> Router<S> {
+    let built = Arc::new(OnceLock::new());
+    Router::new().route(
+        path,
+        get(move || {
+            let built = built.clone();
+            async move { response(built.get_or_init(document)) }
+        }),
+    )
 }
 
 /// `document` as the answer of `GET /api/{prefix}/openapi.json`.

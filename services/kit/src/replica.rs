@@ -176,9 +176,9 @@ impl Products {
                 }
                 return match self.products.find_one(doc! { "_id": &id }).await? {
                     Some(_) => Ok(true),
-                    None => Err(HandlerError::Failed(format!(
-                        "{id}: a deletion of something never created"
-                    ))),
+                    None => Err(HandlerError::Failed(
+                        format!("{id}: a deletion of something never created").into(),
+                    )),
                 };
             }
             // Inventory's answers to orders are not the catalog's.
@@ -201,12 +201,13 @@ impl Products {
         let current = self.products.find_one(doc! { "_id": &id }).await?;
         match sequence(current.as_ref().map(Versioned::version), version) {
             Sequence::Stale => Ok(true),
-            Sequence::Gap { have } => Err(HandlerError::Failed(format!(
-                "{id} is at version {have} here; event version {version} leaves a gap"
-            ))),
-            Sequence::Next if current.is_none() => Err(HandlerError::Failed(format!(
-                "{id}: a change for something never created"
-            ))),
+            Sequence::Gap { have } => Err(HandlerError::Failed(
+                format!("{id} is at version {have} here; event version {version} leaves a gap")
+                    .into(),
+            )),
+            Sequence::Next if current.is_none() => Err(HandlerError::Failed(
+                format!("{id}: a change for something never created").into(),
+            )),
             // It moved to the version before this one in between: run it again.
             Sequence::Next => Err(HandlerError::Conflict(format!("{id} changed meanwhile"))),
         }

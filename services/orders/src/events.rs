@@ -47,7 +47,7 @@ fn failed(e: StoreError) -> HandlerError {
         StoreError::PaymentInProgress => {
             HandlerError::Failed("the order is held for payment".into())
         }
-        other => HandlerError::Failed(other.to_string()),
+        other => HandlerError::Failed(other.into()),
     }
 }
 

@@ -59,7 +59,7 @@ impl EventHandler for RefundRequests {
             .await
             .map_err(|e| match e {
                 StoreError::Mongo(e) => HandlerError::Mongo(e),
-                other => HandlerError::Failed(other.to_string()),
+                other => HandlerError::Failed(other.into()),
             })?;
         if stored {
             tracing::warn!(order_id = %request.order_id, reason = %request.reason, "refund due");

@@ -199,10 +199,7 @@ impl Analytics {
     async fn publish(&self, events: &[Envelope<ProductViewed>]) -> Result<(), StoreError> {
         let mut session = self.mongo.begin().await?;
         for event in events {
-            self.outbox
-                .append(&mut session, event.clone())
-                .await
-                .map_err(|e| e.into_store(StoreError::Outbox))?;
+            self.outbox.append(&mut session, event.clone()).await?;
         }
         self.outbox.commit(session).await?;
         Ok(())

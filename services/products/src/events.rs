@@ -53,7 +53,7 @@ fn failed(e: StoreError) -> HandlerError {
     match e {
         StoreError::Mongo(e) => HandlerError::Mongo(e),
         StoreError::Raced => HandlerError::Conflict(StoreError::Raced.to_string()),
-        other => HandlerError::Failed(other.to_string()),
+        other => HandlerError::Failed(other.into()),
     }
 }
 

@@ -7,8 +7,6 @@ mod cookies;
 mod profile;
 mod views;
 
-use std::sync::LazyLock;
-
 use axum::{
     Router,
     routing::{get, post},
@@ -33,14 +31,12 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/users/admin/users/{id}/block", post(admin::block))
         .route("/api/users/admin/users/{id}/unblock", post(admin::unblock))
         .route("/api/users/.well-known/jwks.json", get(account::jwks))
-        .route(
+        .merge(storefront_kit::openapi::route(
             "/api/users/openapi.json",
-            get(|| async { storefront_kit::openapi::response(&OPENAPI) }),
-        )
+            openapi,
+        ))
         .with_state(state)
 }
-
-static OPENAPI: LazyLock<Value> = LazyLock::new(openapi);
 
 /// What every answer carrying a session sets, besides its body.
 const SESSION_COOKIES: &str = "The answer also sets the cookies `sf_access` (the access token, \

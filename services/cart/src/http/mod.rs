@@ -2,8 +2,6 @@
 
 mod cart;
 
-use std::sync::LazyLock;
-
 use axum::{
     Router,
     routing::{get, patch, post},
@@ -22,14 +20,12 @@ pub fn routes(state: AppState) -> Router {
             patch(cart::set_quantity).delete(cart::remove),
         )
         .route("/api/cart/checkout", post(cart::checkout))
-        .route(
+        .merge(storefront_kit::openapi::route(
             "/api/cart/openapi.json",
-            get(|| async { storefront_kit::openapi::response(&OPENAPI) }),
-        )
+            openapi,
+        ))
         .with_state(state)
 }
-
-static OPENAPI: LazyLock<Value> = LazyLock::new(openapi);
 
 /// The cart's OpenAPI document: the operations above, in their order.
 pub fn openapi() -> Value {

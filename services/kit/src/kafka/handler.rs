@@ -16,15 +16,17 @@ pub enum HandlerError {
     /// transaction and counts a duplicate.
     #[error("applied before")]
     Duplicate,
-    #[error("{0}")]
-    Failed(String),
+    /// Anything else, keeping its cause (a service's store error, a message for an impossible
+    /// event): retried, then dead-lettered.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl HandlerError {
     /// An event that does not decode as its type says: retrying will not fix it, so it goes to
     /// the dead-letter topic.
     pub fn malformed(e: impl std::fmt::Display) -> Self {
-        HandlerError::Failed(format!("undecodable event: {e}"))
+        HandlerError::Failed(format!("undecodable event: {e}").into())
     }
 
     /// Whether running the handler again is the whole fix (a write conflict, a failover), so the

@@ -148,11 +148,8 @@ impl Outbox {
     /// written in one command.
     pub fn encode<E: Event>(&self, event: Envelope<E>) -> Result<Encoded, AppendError> {
         let topic = E::TOPIC.name(&self.topic_prefix);
-        let raw = event
-            .into_raw()
-            .map_err(|e| AppendError::Encode(e.to_string()))?;
-        let payload =
-            serde_json::to_string(&raw).map_err(|e| AppendError::Encode(e.to_string()))?;
+        let raw = event.into_raw()?;
+        let payload = serde_json::to_string(&raw)?;
         let traceparent = crate::telemetry::traceparent_for(&raw.key);
         Ok(Encoded(Record {
             // UUIDv7: the string order is the creation order, which the recovery read keeps.
@@ -229,16 +226,20 @@ pub enum AppendError {
     #[error("mongodb: {0}")]
     Mongo(#[from] mongodb::error::Error),
     #[error("the event cannot be encoded: {0}")]
-    Encode(String),
+    Encode(#[from] serde_json::Error),
 }
 
 impl AppendError {
     /// Into a service's store error: MongoDB's error whole (so a transient one runs the caller's
-    /// transaction again), an event that cannot be encoded as `encode` makes it.
-    pub fn into_store<E: From<mongodb::error::Error>>(self, encode: impl FnOnce(String) -> E) -> E {
+    /// transaction again), an event that cannot be encoded wrapped by `encode` (which keeps it
+    /// as its source): `impl From<AppendError> for StoreError` is `e.into_store(StoreError::Outbox)`.
+    pub fn into_store<E: From<mongodb::error::Error>>(
+        self,
+        encode: impl FnOnce(AppendError) -> E,
+    ) -> E {
         match self {
             AppendError::Mongo(e) => e.into(),
-            other => encode(other.to_string()),
+            other => encode(other),
         }
     }
 }

@@ -5,8 +5,6 @@ mod list;
 mod socket;
 mod stock;
 
-use std::sync::LazyLock;
-
 use axum::{
     Router,
     routing::{get, post},
@@ -21,16 +19,14 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/notifications", get(list::page))
         .route("/api/notifications/read-all", post(list::read_all))
         .route("/api/notifications/{id}/read", post(list::read))
-        .route(
+        .merge(storefront_kit::openapi::route(
             "/api/notifications/openapi.json",
-            get(|| async { storefront_kit::openapi::response(&OPENAPI) }),
-        )
+            openapi,
+        ))
         .route("/ws/notifications", get(socket::connect))
         .route("/ws/notifications/stock", get(stock::connect))
         .with_state(state)
 }
-
-static OPENAPI: LazyLock<Value> = LazyLock::new(openapi);
 
 /// The path of marking one read, whose `{id}` is a number rather than text or a UUID.
 const READ_ONE: &str = "/api/notifications/{id}/read";

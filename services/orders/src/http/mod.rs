@@ -5,8 +5,6 @@
 mod orders;
 mod stats;
 
-use std::sync::LazyLock;
-
 use axum::{
     Router,
     routing::{get, post},
@@ -28,14 +26,12 @@ pub fn routes(state: AppState) -> Router {
             "/internal/orders/{id}/payment-hold",
             post(orders::hold_for_payment),
         )
-        .route(
+        .merge(storefront_kit::openapi::route(
             "/api/orders/openapi.json",
-            get(|| async { storefront_kit::openapi::response(&OPENAPI) }),
-        )
+            openapi,
+        ))
         .with_state(state)
 }
-
-static OPENAPI: LazyLock<Value> = LazyLock::new(openapi);
 
 /// The orders' OpenAPI document: the operations above the gateway routes (not `/internal/*`),
 /// in their order.

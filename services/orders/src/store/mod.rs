@@ -17,11 +17,10 @@
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::{
-    ClientSession, Collection, IndexModel,
+    Collection, IndexModel,
     bson::{self, Document, doc},
     options::FindOptions,
 };
-use storefront_events::{Envelope, Event};
 use storefront_events::{OrderId, ProductId, UserId};
 use storefront_kit::{
     mongo::{Mongo, Transient},
@@ -61,7 +60,7 @@ pub enum StoreError {
     #[error(transparent)]
     Mongo(#[from] mongodb::error::Error),
     #[error("outbox: {0}")]
-    Outbox(String),
+    Outbox(#[source] AppendError),
     /// The order number counter holds something that is not a number (a bug or a hand edit).
     #[error("the order number counter: {0}")]
     Counter(String),
@@ -74,12 +73,10 @@ impl From<AppendError> for StoreError {
 }
 
 impl Transient for StoreError {
+    /// A write that lost its race, or MongoDB's own transient error: run the transaction again.
     fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Raced => true,
-            StoreError::Mongo(e) => e.is_transient(),
-            _ => false,
-        }
+        matches!(self, StoreError::Raced)
+            || matches!(self, StoreError::Mongo(e) if e.is_transient())
     }
 }
 
@@ -166,14 +163,6 @@ impl Store {
                 .await?;
         }
         self.outbox.ensure_indexes().await
-    }
-
-    async fn emit<E: Event>(
-        &self,
-        session: &mut ClientSession,
-        event: Envelope<E>,
-    ) -> Result<(), StoreError> {
-        Ok(self.outbox.append(session, event).await?)
     }
 
     /// The replicas of these products (missing ones are left out).

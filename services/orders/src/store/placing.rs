@@ -76,7 +76,9 @@ impl Store {
             }
         }
         self.orders.insert_one(order).session(&mut session).await?;
-        self.emit(&mut session, order.created_event()).await?;
+        self.outbox
+            .append(&mut session, order.created_event())
+            .await?;
         self.outbox.commit(session).await?;
         Ok((order.clone(), true))
     }

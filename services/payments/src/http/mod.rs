@@ -3,8 +3,6 @@
 mod pay;
 mod webhook;
 
-use std::sync::LazyLock;
-
 use axum::{
     Router,
     routing::{get, post},
@@ -20,14 +18,12 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/payments/webhook", post(webhook::receive))
         .route("/api/payments/{order_id}", get(pay::show))
         // A static segment wins over `{order_id}`: this is never read as an order id.
-        .route(
+        .merge(storefront_kit::openapi::route(
             "/api/payments/openapi.json",
-            get(|| async { storefront_kit::openapi::response(&OPENAPI) }),
-        )
+            openapi,
+        ))
         .with_state(state)
 }
-
-static OPENAPI: LazyLock<Value> = LazyLock::new(openapi);
 
 /// The payments' OpenAPI document: the operations above, in their order.
 pub fn openapi() -> Value {

@@ -28,7 +28,7 @@ use storefront_events::{
 };
 use storefront_kit::{
     mongo::{Mongo, Transient, is_duplicate_key},
-    outbox::Outbox,
+    outbox::{AppendError, Outbox},
     retry_transient,
 };
 
@@ -47,7 +47,7 @@ use crate::domain::Transition;
 
 /// A status as stored.
 fn stored(status: PaymentStatus) -> Result<bson::Bson, StoreError> {
-    bson::to_bson(&status).map_err(|e| StoreError::Outbox(e.to_string()))
+    Ok(bson::to_bson(&status)?)
 }
 
 /// The filter on `status` of a payment `transition` may move: one of the statuses it starts from.
@@ -121,7 +121,15 @@ pub enum StoreError {
     #[error(transparent)]
     Mongo(#[from] mongodb::error::Error),
     #[error("outbox: {0}")]
-    Outbox(String),
+    Outbox(#[source] AppendError),
+    #[error("a document that cannot be stored: {0}")]
+    Encode(#[from] bson::ser::Error),
+}
+
+impl From<AppendError> for StoreError {
+    fn from(e: AppendError) -> Self {
+        e.into_store(StoreError::Outbox)
+    }
 }
 
 impl Transient for StoreError {
@@ -390,10 +398,7 @@ impl Store {
         data: E,
     ) -> Result<(), StoreError> {
         let event = Envelope::new(SOURCE, payment.id, payment.version as u64, data);
-        self.outbox
-            .append(session, event)
-            .await
-            .map_err(|e| e.into_store(StoreError::Outbox))
+        Ok(self.outbox.append(session, event).await?)
     }
 }
 

@@ -47,7 +47,7 @@ impl Store {
             refund_id: None,
             refunded_at: None,
         };
-        let refund = bson::to_bson(&refund).map_err(|e| StoreError::Outbox(e.to_string()))?;
+        let refund = bson::to_bson(&refund)?;
         let current = self
             .payments
             .find_one(doc! { "_id": &id })

@@ -7,8 +7,6 @@ mod stats;
 mod stock;
 mod views;
 
-use std::sync::LazyLock;
-
 use axum::{
     Router,
     extract::DefaultBodyLimit,
@@ -59,14 +57,9 @@ pub fn routes(state: AppState) -> Router {
             "/api/products/{id}/images/{key}/primary",
             post(images::make_primary),
         )
-        .route(
-            OPENAPI_PATH,
-            get(|| async { storefront_kit::openapi::response(&OPENAPI) }),
-        )
+        .merge(storefront_kit::openapi::route(OPENAPI_PATH, openapi))
         .with_state(state)
 }
-
-static OPENAPI: LazyLock<Value> = LazyLock::new(openapi);
 
 const PRODUCT_ID: &str = "The product's id (a UUID); anything else names no product (404)";
 const IMAGE_KEY: &str = "The image's `key` (`{uuid}.{jpg|png}`, as the product lists it)";

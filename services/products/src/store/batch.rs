@@ -250,9 +250,7 @@ impl Store {
         &self,
         event: Envelope<E>,
     ) -> Result<storefront_kit::outbox::Encoded, StoreError> {
-        self.outbox
-            .encode(event)
-            .map_err(|e| StoreError::Outbox(e.to_string()))
+        Ok(self.outbox.encode(event)?)
     }
 
     /// Writes what the plan changed, each write guarded by what was read: the reservations
@@ -262,10 +260,7 @@ impl Store {
     async fn write(&self, session: &mut ClientSession, plan: Plan) -> Result<(), StoreError> {
         let encode = |value: &ReservationDoc| {
             // As the driver stores it, like `replace_one` would.
-            bson::to_raw_document_buf(value)
-                .map_err(|e| e.to_string())
-                .and_then(|raw| raw.to_document().map_err(|e| e.to_string()))
-                .map_err(StoreError::Outbox)
+            Ok::<_, StoreError>(bson::to_raw_document_buf(value)?.to_document()?)
         };
         let mut inserts = Vec::new();
         let mut replaced = Vec::new();
@@ -312,9 +307,6 @@ impl Store {
                 .session(&mut *session)
                 .await?;
         }
-        self.outbox
-            .append_all(session, plan.events)
-            .await
-            .map_err(append_failed)
+        Ok(self.outbox.append_all(session, plan.events).await?)
     }
 }

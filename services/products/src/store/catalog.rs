@@ -91,7 +91,7 @@ impl Store {
                 product: product.snapshot(),
             },
         );
-        self.emit(&mut session, event).await?;
+        self.outbox.append(&mut session, event).await?;
         self.outbox.commit(session).await.map_err(StoreError::from)
     }
 
@@ -113,7 +113,7 @@ impl Store {
                             product: product.snapshot(),
                         },
                     );
-                    self.emit(&mut session, event).await?;
+                    self.outbox.append(&mut session, event).await?;
                     self.outbox.commit(session).await.map_err(StoreError::from)
                 }
                 .await
@@ -242,7 +242,7 @@ impl Store {
                         product: product.snapshot(),
                     },
                 );
-                self.emit(&mut session, event).await?;
+                self.outbox.append(&mut session, event).await?;
             }
             Change::Deleted => {
                 let event = Envelope::new(
@@ -254,7 +254,7 @@ impl Store {
                         deleted_at: product.updated_at.to_chrono(),
                     },
                 );
-                self.emit(&mut session, event).await?;
+                self.outbox.append(&mut session, event).await?;
             }
             Change::Stock {
                 movement,

@@ -24,7 +24,7 @@ impl Store {
             .insert_one(&entry)
             .session(&mut *session)
             .await?;
-        self.emit(session, event).await
+        Ok(self.outbox.append(session, event).await?)
     }
 
     /// The newest ledger entries of a product, newest first.
@@ -120,14 +120,14 @@ pub(super) fn reserved(order_id: OrderId, lines: &[LineQuantity]) -> Envelope<In
 /// The update that writes `product`'s stock, version and time (guarded by the caller's filter).
 pub(super) fn stock_set(product: &ProductDoc) -> Result<Document, StoreError> {
     Ok(doc! { "$set": {
-        "stock": bson::to_bson(&product.stock).map_err(|e| StoreError::Outbox(e.to_string()))?,
+        "stock": bson::to_bson(&product.stock)?,
         "version": product.version,
         "updated_at": product.updated_at,
     } })
 }
 
 pub(super) fn state_bson(state: ReservationState) -> Result<bson::Bson, StoreError> {
-    bson::to_bson(&state).map_err(|e| StoreError::Outbox(e.to_string()))
+    Ok(bson::to_bson(&state)?)
 }
 
 impl Store {
@@ -179,10 +179,8 @@ impl Store {
             state: ReservationState::Reserved,
             lines: lines.to_vec(),
             updated_at: now(),
-        })
-        .map_err(|e| StoreError::Outbox(e.to_string()))?
-        .to_document()
-        .map_err(|e| StoreError::Outbox(e.to_string()))?;
+        })?
+        .to_document()?;
         // As the driver would store it, less the id the filter gives.
         fresh.remove("_id");
         let before = self
@@ -214,7 +212,8 @@ impl Store {
             }
             self.set_reservation(session, order_id, ReservationState::Rejected, lines)
                 .await?;
-            self.emit(session, rejected(order_id, lines, short.clone()))
+            self.outbox
+                .append(session, rejected(order_id, lines, short.clone()))
                 .await?;
             return Ok(Reservation::Rejected(short));
         }
@@ -244,7 +243,9 @@ impl Store {
             self.set_reservation(session, order_id, state, lines)
                 .await?;
         }
-        self.emit(session, reserved(order_id, lines)).await?;
+        self.outbox
+            .append(session, reserved(order_id, lines))
+            .await?;
         Ok(Reservation::Reserved)
     }
 

@@ -159,18 +159,24 @@ pub enum StoreError {
     #[error(transparent)]
     Mongo(#[from] mongodb::error::Error),
     #[error("outbox: {0}")]
-    Outbox(String),
-    #[error("a product that cannot be stored: {0}")]
+    Outbox(#[source] AppendError),
+    #[error("a document that cannot be stored: {0}")]
     Encode(#[from] bson::ser::Error),
+    #[error("a document that cannot be stored: {0}")]
+    Raw(#[from] bson::raw::Error),
+}
+
+impl From<AppendError> for StoreError {
+    fn from(e: AppendError) -> Self {
+        e.into_store(StoreError::Outbox)
+    }
 }
 
 impl Transient for StoreError {
+    /// A write that lost its race, or MongoDB's own transient error: run the transaction again.
     fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Raced => true,
-            StoreError::Mongo(e) => e.is_transient(),
-            _ => false,
-        }
+        matches!(self, StoreError::Raced)
+            || matches!(self, StoreError::Mongo(e) if e.is_transient())
     }
 }
 
@@ -305,19 +311,4 @@ impl Store {
             .await?;
         self.outbox.ensure_indexes().await
     }
-
-    async fn emit<E: Event>(
-        &self,
-        session: &mut ClientSession,
-        event: Envelope<E>,
-    ) -> Result<(), StoreError> {
-        self.outbox
-            .append(session, event)
-            .await
-            .map_err(append_failed)
-    }
-}
-
-fn append_failed(e: AppendError) -> StoreError {
-    e.into_store(StoreError::Outbox)
 }
