@@ -1,15 +1,16 @@
 //! The Storefront operator: a `Storefront` resource in, a whole shop out (docs/architecture.md §8).
 //!
 //! - [`crd`]: the types the CRD is generated from;
-//! - [`shop`]: validation into the form the builders use;
-//! - [`build`]: the Kubernetes objects of a shop (pure);
-//! - [`controller`]: the reconcile — finalizer, apply only on change, prune, status;
+//! - [`shop`]: the services of a shop, and the validated form of a `Storefront` the builders use;
+//! - [`controller`]: the reconcile as its steps — `dereference` (every Secret it refers to, read
+//!   once), `validate` (into a [`shop::Shop`]), `build/` (the Kubernetes objects of a shop, pure),
+//!   `apply` (only on change, then prune), `external` (topics, databases, bucket), `status`,
+//!   `events`; with the finalizer's `cleanup`;
 //! - [`kafka`], [`databases`], [`storage`]: the shop's topics, database users and image bucket
 //!   (external resources);
 //! - [`metrics`]: what `/metrics` shows. Events are recorded by the reconcile; the binary
 //!   elects a leader among replicas (a Lease) before it runs the controller.
 
-pub mod build;
 pub mod controller;
 pub mod crd;
 pub mod databases;

@@ -5,9 +5,10 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use storefront_operator::{
-    build::{admin_secret, objects},
+    controller::build::{admin_secret, objects},
+    controller::validate::Invalid,
     crd::{Storefront, StorefrontSpec},
-    shop::{Invalid, Shop},
+    shop::Shop,
 };
 
 /// A Storefront as read from the API server (namespace and uid set) from its spec in YAML.

@@ -9,7 +9,7 @@ use std::{
 };
 
 use serde_json::json;
-use storefront_operator::{build::objects, crd::Storefront, shop::Shop};
+use storefront_operator::{controller::build::objects, crd::Storefront, shop::Shop};
 use support::repository as root;
 
 mod support;

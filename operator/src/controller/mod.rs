@@ -7,11 +7,13 @@
 //! status is written only when it changed. In steady state a reconcile only reads.
 
 mod apply;
+pub mod build;
 mod cleanup;
 mod dereference;
 mod events;
 mod external;
 mod status;
+pub mod validate;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -51,8 +53,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use self::build::MANAGER;
 use crate::{
-    build::{self, MANAGER},
     crd::{
         ConditionType, DeletionPolicy, Phase, SecretKeyRef, ServiceStatus, Storefront,
         StorefrontStatus,

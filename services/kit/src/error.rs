@@ -73,14 +73,16 @@ pub enum Error {
     /// 503: a dependency the request needs is down (we fail closed).
     #[error("{0}")]
     Unavailable(String),
-    /// 500: a bug or an unexpected backend failure. Logged, never shown.
+    /// 500: a bug or an unexpected backend failure. Logged with its whole chain of causes,
+    /// never shown.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        Error::Internal(e.to_string())
+    /// A 500 for `cause` (an error, kept whole with its sources, or a message).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Internal(cause.into())
     }
 
     pub fn field(field: &str, message: impl Into<String>) -> Self {
@@ -151,12 +153,28 @@ pub(crate) struct Problem<'a> {
     errors: Option<&'a [FieldError]>,
 }
 
+/// `error` and each of its sources, `: `-separated (what a log line needs to say why).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        // A wrapper that prints its source's text already (`{0}`) adds nothing.
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         let detail = match &self {
             Error::Internal(cause) => {
-                tracing::error!(error = %cause, "internal error");
+                tracing::error!(error = %chain(cause.as_ref()), "internal error");
                 "something went wrong on our side; it has been logged".to_owned()
             }
             Error::Unavailable(cause) => {
@@ -265,7 +283,7 @@ impl From<mongodb::error::Error> for Error {
             ErrorKind::Io(_)
             | ErrorKind::ConnectionPoolCleared { .. }
             | ErrorKind::ServerSelection { .. } => Error::Unavailable(format!("mongodb: {e}")),
-            _ => Error::Internal(format!("mongodb: {e}")),
+            _ => Error::internal(e),
         }
     }
 }
@@ -401,5 +419,35 @@ where
             .await
             .map(|p| Path(p.0))
             .map_err(|rejection| Error::BadRequest(rejection.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outbox")]
+    struct Outbox(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("store: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    /// What a 500 logs says why, to the root: an error's sources are kept, not flattened into
+    /// its first line.
+    #[test]
+    fn an_internal_error_keeps_its_causes() {
+        let Error::Internal(cause) = Error::internal(Outbox(std::io::Error::other("disk full")))
+        else {
+            panic!("not internal");
+        };
+        assert_eq!(chain(cause.as_ref()), "outbox: disk full");
+        let repeats = Repeats(std::io::Error::other("disk full"));
+        assert_eq!(chain(&repeats), "store: disk full");
+        let Error::Internal(text) = Error::internal("validated fields missing") else {
+            panic!("not internal");
+        };
+        assert_eq!(chain(text.as_ref()), "validated fields missing");
     }
 }
