@@ -2,7 +2,7 @@
 //! status the operator reports. The CRD in `crds/` is generated from these types (`crdgen`), so
 //! the schema the API server enforces — required fields, ranges, enums — is the one written here.
 //! What a schema cannot say (a secret that must exist, a host that must be a DNS name) is checked by
-//! [`crate::validate`] and reported in the `Ready` condition.
+//! [`crate::controller::validate`] and reported in the `Ready` condition.
 
 use std::collections::BTreeMap;
 

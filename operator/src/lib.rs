@@ -1,11 +1,12 @@
 //! The Storefront operator: a `Storefront` resource in, a whole shop out (docs/architecture.md §8).
 //!
-//! - [`crd`]: the types the CRD is generated from;
+//! - [`crd`](mod@crd): the types the CRD is generated from;
 //! - [`shop`]: the services of a shop, and the validated form of a `Storefront` the builders use;
-//! - [`controller`]: the reconcile as its steps — `dereference` (every Secret it refers to, read
-//!   once), `validate` (into a [`shop::Shop`]), `build/` (the Kubernetes objects of a shop, pure),
-//!   `apply` (only on change, then prune), `external` (topics, databases, bucket), `status`,
-//!   `events`; with the finalizer's `cleanup`;
+//! - [`controller`]: the reconcile as its steps, in their order — `validate` (into a
+//!   [`shop::Shop`]), `build/` (the Kubernetes objects of a shop, pure), `external` (the Secrets
+//!   it generates; topics, databases, bucket), `dereference` (every Secret the shop refers to,
+//!   read once), `apply` (only on change, then prune), `status`, `events`; with the finalizer's
+//!   `cleanup`;
 //! - [`kafka`], [`databases`], [`storage`]: the shop's topics, database users and image bucket
 //!   (external resources);
 //! - [`metrics`]: what `/metrics` shows. Events are recorded by the reconcile; the binary

@@ -1,6 +1,6 @@
 //! A `Storefront` checked into a [`Shop`]: everything its schema cannot check, once, with a
-//! message that names the field that is wrong and why — the second of the reconcile's steps
-//! (dereference → validate → build → apply). Builders never see the raw resource.
+//! message that names the field that is wrong and why — the reconcile's first step (validate →
+//! build → the generated Secrets → dereference → apply). Builders never see the raw resource.
 
 use k8s_openapi::{
     api::core::v1::ResourceRequirements, apimachinery::pkg::api::resource::Quantity,

@@ -1,10 +1,7 @@
 //! Helpers for domain newtypes: gather every field error of a request, clean free text, and
 //! read a request's `Idempotency-Key`.
 
-use axum::{
-    extract::{FromRequestParts, OptionalFromRequestParts},
-    http::request::Parts,
-};
+use axum::{extract::OptionalFromRequestParts, http::request::Parts};
 
 use crate::{Error, FieldError};
 
@@ -12,8 +9,9 @@ use crate::{Error, FieldError};
 pub const MAX_IDEMPOTENCY_KEY: usize = 100;
 
 /// A request's `Idempotency-Key` header: 1 to [`MAX_IDEMPOTENCY_KEY`] visible ASCII characters
-/// (surrounding spaces trimmed). As an argument it is required (400 without it); as
-/// `Option<IdempotencyKey>` it may be absent. Either way a malformed one is 400.
+/// (surrounding spaces trimmed). A handler takes `Option<IdempotencyKey>` (a malformed key is
+/// 400 before the handler runs; one that requires a key says so in its own words when it is
+/// absent), or reads it with [`IdempotencyKey::of`] where the body must be read first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(pub String);
 
@@ -33,20 +31,6 @@ impl IdempotencyKey {
             )));
         }
         Ok(Some(IdempotencyKey(key.to_owned())))
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        IdempotencyKey::of(&parts.headers)?.ok_or_else(|| {
-            Error::BadRequest(
-                "this request needs an Idempotency-Key header (a new one per request, the same \
-                 one when retrying)"
-                    .into(),
-            )
-        })
     }
 }
 

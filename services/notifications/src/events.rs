@@ -1,14 +1,14 @@
-//! What notifications consumes (orders, payments, products, and users for new accounts) and the
-//! notification each event becomes. Stored in the consumer's transaction (so a redelivered event makes nothing twice);
-//! published to the replicas once that transaction committed.
+//! What notifications consumes (orders, payments, products, and users for new accounts), decoded
+//! into the notification each event becomes (`domain/notice.rs`). Stored in the consumer's
+//! transaction (so a redelivered event makes nothing twice); published to the replicas once that
+//! transaction committed.
 
 use std::sync::Arc;
 
 use mongodb::ClientSession;
 use storefront_events::{
-    Envelope, Event, Money, OrderEvent, OrderId, PaymentEvent, ProductEvent, Topic, TopicEvent,
-    UserEvent, UserId,
-    orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted, OrderState, PriceLine},
+    Envelope, Event, OrderEvent, PaymentEvent, ProductEvent, Topic, TopicEvent, UserEvent,
+    orders::{OrderAwaitingPayment, OrderCancelled, OrderCompleted},
     payments::{PaymentFailed, PaymentRefunded},
     products::{ProductCreated, StockChanged},
     users::UserCreated,
@@ -16,7 +16,10 @@ use storefront_events::{
 use storefront_kit::kafka::{ConsumerSettings, EventHandler, HandlerError, UntilCommitted};
 use tokio::sync::mpsc;
 
-use crate::store::{Draft, EVERYONE, Kind, NotificationDoc, Store};
+use crate::{
+    domain::{Draft, order_notice, payment_notice, product_notice},
+    store::{NotificationDoc, Store},
+};
 
 /// The topics notifications reads.
 pub const TOPICS: [Topic; 4] = [
@@ -61,133 +64,18 @@ impl Notifier {
     }
 }
 
-/// `43.63 USD (items 36.00 USD, Shipping 4.99 USD, Tax (8%) 2.88 USD)`: a total with what makes
-/// it up, when there is more to it than the items.
-fn with_charges(total: &Money, charges: &[PriceLine]) -> String {
-    if charges.is_empty() {
-        return total.to_string();
-    }
-    let items = Money {
-        amount: total.amount - charges.iter().map(|c| c.amount.amount).sum::<i64>(),
-        currency: total.currency.clone(),
-    };
-    let parts: Vec<String> = std::iter::once(format!("items {items}"))
-        .chain(charges.iter().map(|c| format!("{} {}", c.label, c.amount)))
-        .collect();
-    format!("{total} ({})", parts.join(", "))
-}
-
-fn for_order(
-    user: UserId,
-    order: OrderId,
-    kind: Kind,
-    status: OrderState,
-    title: String,
-    body: String,
-) -> Draft {
-    Draft {
-        to: user.to_string(),
-        kind,
-        title,
-        body,
-        link: Some(format!("/orders/{order}")),
-        order_id: Some(order.to_string()),
-        order_status: Some(status.as_str().to_owned()),
-        product_id: None,
-    }
-}
-
-/// The notification an event becomes, if any. Every event of the three topics is named: one
-/// added to any of them is a decision to make here.
+/// The notification an event becomes, if any (`domain/notice.rs` says what).
 pub fn draft(event: &Envelope) -> Result<Option<Draft>, HandlerError> {
     let malformed = HandlerError::malformed;
     if let Some(order) = OrderEvent::decode(event).map_err(malformed)? {
-        return Ok(match order {
-            OrderEvent::AwaitingPayment(e) => Some(for_order(
-                e.user_id,
-                e.order_id,
-                Kind::OrderConfirmed,
-                OrderState::AwaitingPayment,
-                "Your order is confirmed".to_owned(),
-                format!(
-                    "Your items are reserved. Pay {} by {} to complete the order.",
-                    with_charges(&e.total, &e.charges),
-                    e.expires_at.format("%H:%M UTC")
-                ),
-            )),
-            OrderEvent::Completed(e) => Some(for_order(
-                e.user_id,
-                e.order_id,
-                Kind::OrderCompleted,
-                OrderState::Completed,
-                "Your order is complete".to_owned(),
-                format!(
-                    "We received your payment of {}. Thank you!",
-                    with_charges(&e.total, &e.charges)
-                ),
-            )),
-            OrderEvent::Cancelled(e) => Some(for_order(
-                e.user_id,
-                e.order_id,
-                Kind::OrderCancelled,
-                OrderState::Cancelled,
-                "Your order was cancelled".to_owned(),
-                format!("Why: {}.", e.reason.trim_end_matches('.')),
-            )),
-            // A placed order is news once its stock is held; a refund once the money is back.
-            OrderEvent::Created(_) | OrderEvent::RefundDue(_) | OrderEvent::Refunded(_) => None,
-        });
+        return Ok(order_notice(order));
     }
     if let Some(payment) = PaymentEvent::decode(event).map_err(malformed)? {
-        return Ok(match payment {
-            PaymentEvent::Failed(e) => Some(for_order(
-                e.user_id,
-                e.order_id,
-                Kind::PaymentFailed,
-                OrderState::AwaitingPayment,
-                "A payment for your order failed".to_owned(),
-                format!(
-                    "{}. You can try another card until the order expires.",
-                    e.reason.trim_end_matches('.')
-                ),
-            )),
-            PaymentEvent::Refunded(e) => Some(for_order(
-                e.user_id,
-                e.order_id,
-                Kind::PaymentRefunded,
-                OrderState::Cancelled,
-                "Your order was refunded".to_owned(),
-                format!("{} is on its way back to your card.", e.amount),
-            )),
-            // The order's `order.completed` says it, with the order's total.
-            PaymentEvent::Succeeded(_) => None,
-        });
+        return Ok(payment_notice(payment));
     }
-    Ok(match ProductEvent::decode(event).map_err(malformed)? {
-        Some(ProductEvent::Created(created)) if !created.product.deleted => {
-            let product = created.product;
-            Some(Draft {
-                to: EVERYONE.to_owned(),
-                kind: Kind::NewProduct,
-                title: format!("New in the shop: {}", product.title),
-                body: format!("{} for {}.", product.title, product.price),
-                link: Some(format!("/products/{}", product.product_id)),
-                order_id: None,
-                order_status: None,
-                product_id: Some(product.product_id.to_string()),
-            })
-        }
-        // Stock news goes to the product sockets, not into notifications.
-        Some(
-            ProductEvent::Created(_)
-            | ProductEvent::Updated(_)
-            | ProductEvent::Deleted(_)
-            | ProductEvent::StockChanged(_)
-            | ProductEvent::InventoryReserved(_)
-            | ProductEvent::InventoryRejected(_),
-        )
-        | None => None,
-    })
+    Ok(ProductEvent::decode(event)
+        .map_err(malformed)?
+        .and_then(product_notice))
 }
 
 impl EventHandler for Notifier {

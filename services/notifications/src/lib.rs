@@ -4,6 +4,7 @@
 //! `docs/api/notifications.md`.
 
 pub mod config;
+pub mod domain;
 pub mod events;
 mod http;
 pub use http::openapi;

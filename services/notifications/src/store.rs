@@ -21,27 +21,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// `to` of a notification for everyone.
-pub const EVERYONE: &str = "*";
-
-/// What a notification is about; clients choose an icon and a page by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-#[schemars(rename = "NotificationKind")]
-pub enum Kind {
-    /// The stock is held and the order waits for payment.
-    OrderConfirmed,
-    /// Paid: the order is complete.
-    OrderCompleted,
-    /// Cancelled, with the reason (out of stock, expired, by the customer).
-    OrderCancelled,
-    /// A card was declined; another may be tried while the order waits.
-    PaymentFailed,
-    /// A captured payment was refunded.
-    PaymentRefunded,
-    /// A new product in the shop (for everyone).
-    NewProduct,
-}
+pub use crate::domain::{Draft, EVERYONE, Kind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationDoc {
@@ -115,19 +95,6 @@ impl Notification {
             created_at: doc.created_at.to_chrono(),
         }
     }
-}
-
-/// A notification before it has an id.
-#[derive(Debug, Clone)]
-pub struct Draft {
-    pub to: String,
-    pub kind: Kind,
-    pub title: String,
-    pub body: String,
-    pub link: Option<String>,
-    pub order_id: Option<String>,
-    pub order_status: Option<String>,
-    pub product_id: Option<String>,
 }
 
 impl Draft {

@@ -116,7 +116,7 @@ impl EventHandler for Inventory {
             .map(|event| op_of(event))
             .filter_map(Result::transpose)
             .collect::<Result<Vec<_>, _>>()?;
-        inventory::apply_all(&self.store, session, &ops)
+        inventory::apply_all_in(&self.store, session, &ops)
             .await
             .map_err(failed)
     }
@@ -127,7 +127,7 @@ impl EventHandler for Inventory {
         session: &mut ClientSession,
     ) -> Result<(), HandlerError> {
         if let Some(op) = op_of(event)? {
-            return inventory::apply(&self.store, session, &op)
+            return inventory::apply_in(&self.store, session, &op)
                 .await
                 .map_err(failed);
         }

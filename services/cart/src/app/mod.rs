@@ -1,6 +1,6 @@
 //! The cart's use cases — what `http/` and `events.rs` call: check the cart out ([`checkout`]).
-//! Each reads and writes the cart through `store.rs` (whose `CartDoc` keeps the cart's own rules:
-//! what a hold is, what goes back) and reaches orders through `orders.rs`; an HTTP handler only
+//! Each decides through `domain/cart.rs` (a hold, what goes back), reads and writes the cart
+//! through `store.rs` and reaches orders through `orders.rs`; the checkout's handler only
 //! extracts, calls one of these and shapes the answer (docs/architecture.md §2).
 
 pub mod checkout;

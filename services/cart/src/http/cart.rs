@@ -292,8 +292,15 @@ pub async fn remove(
 pub async fn checkout(
     State(state): State<AppState>,
     user: ActingUser,
-    IdempotencyKey(key): IdempotencyKey,
+    key: Option<IdempotencyKey>,
 ) -> Result<Response, Error> {
+    let Some(IdempotencyKey(key)) = key else {
+        return Err(Error::BadRequest(
+            "checkout needs an Idempotency-Key header (a new one per checkout, the same one when \
+             retrying)"
+                .into(),
+        ));
+    };
     let answer = checkout::checkout(&state, &user, &key).await?;
     let mut response = (answer.status, answer.body).into_response();
     response

@@ -149,7 +149,13 @@ async fn bad_cart_requests_are_refused() {
     problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
 
     let response = shop.cart(Method::POST, "/checkout", &ada, None).await;
-    problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    let missing = problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    assert!(
+        missing["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("checkout needs an Idempotency-Key header")),
+        "{missing}"
+    );
     for key in ["", " ", "k\u{e9}y", &"k".repeat(101)] {
         let response = shop
             .http

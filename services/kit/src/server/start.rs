@@ -105,7 +105,7 @@ pub struct Backends<'a> {
 /// let mut service = config.common.start(SERVICE, &topics, authenticator).await?;
 /// let (outbox, relay) = service.outbox()?;             // a service that publishes
 /// let store = Store::new(service.mongo.clone(), outbox);
-/// let consumer = service.consumer(on, settings, || Handler { store }).await?;
+/// let consumer = service.consumer(on, settings, || Handler { store: store.clone() }).await?;
 /// let state = service.state(Inner { store, … });
 /// let app = service.app_consuming(http::routes(state.clone()), consumer.as_ref());
 /// ```

@@ -132,6 +132,23 @@ async fn the_same_idempotency_key_gives_the_same_order() {
         )
         .await;
     }
+    // The body is read before the key: a body that is not JSON is 415 whatever the key says.
+    let not_json = shop
+        .http
+        .post(format!("http://{}/api/orders", shop.orders))
+        .bearer_auth(&ada.token)
+        .header("idempotency-key", "has space")
+        .header("content-type", "text/plain")
+        .body("lines")
+        .send()
+        .await
+        .unwrap();
+    problem(
+        not_json,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+    )
+    .await;
 
     let mine: Value = shop
         .orders(Method::GET, "", Some(&ada.token), None)

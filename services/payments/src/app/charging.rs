@@ -1,4 +1,5 @@
-//! Charging an order with a payment method from Stripe.js.
+//! Charging an order with a payment method from Stripe.js, and recording what Stripe's webhook
+//! says of it.
 //!
 //! orders holds the order for payment first (`crate::orders`): that says the order is mine and
 //! payable, waits for its stock if it is still being reserved, gives the amount (never the
@@ -8,6 +9,7 @@
 
 use storefront_events::OrderId;
 use storefront_kit::{Error, auth::ActingUser};
+use stripe_shared::PaymentIntent;
 
 use crate::{
     Inner,
@@ -54,6 +56,28 @@ pub async fn charge(
             Err(Error::Unavailable(e.to_string()))
         }
     }
+}
+
+/// Records how Stripe says `order_id`'s PaymentIntent ended (its webhook): money received or a
+/// decline, unless the confirmation recorded it already. Whether this recorded it.
+pub async fn record(app: &Inner, order_id: OrderId, intent: &PaymentIntent) -> Result<bool, Error> {
+    let intent_id = intent.id.as_str();
+    Ok(match outcome(intent) {
+        // The confirmation has usually recorded it already: one read rather than a
+        // transaction that finds nothing to change and is aborted.
+        Outcome::Succeeded
+            if app
+                .store
+                .payment(order_id)
+                .await?
+                .is_some_and(|p| p.status.is_paid()) =>
+        {
+            false
+        }
+        Outcome::Succeeded => app.store.succeeded(order_id, intent_id).await?,
+        Outcome::Failed { reason } => app.store.failed(order_id, intent_id, &reason).await?,
+        Outcome::RequiresAction { .. } | Outcome::Processing => false,
+    })
 }
 
 /// Talks to Stripe for one claimed attempt and records what came of it: the payment's status,

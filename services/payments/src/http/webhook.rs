@@ -1,13 +1,14 @@
 //! `POST /api/payments/webhook`: Stripe tells us how a PaymentIntent ended. The signature
 //! (`Stripe-Signature`, HMAC-SHA256 with the endpoint's secret, 300 s tolerance) is checked before
-//! anything is read; the outcome is recorded unless the confirmation already did.
+//! anything is read; the outcome is recorded (`app::charging::record`) unless the confirmation
+//! already did.
 
 use axum::{body::Bytes, extract::State, http::HeaderMap, http::StatusCode};
 use storefront_events::OrderId;
 use storefront_kit::{Error, ExposeSecret};
 use stripe_webhook::{EventObject, Webhook};
 
-use crate::{AppState, gateway::Outcome, gateway::outcome};
+use crate::{AppState, app::charging};
 
 pub async fn receive(
     State(state): State<AppState>,
@@ -35,23 +36,7 @@ pub async fn receive(
         tracing::warn!(intent = %intent.id.as_str(), "a PaymentIntent without our order id");
         return Ok(StatusCode::NO_CONTENT);
     };
-    let intent_id = intent.id.as_str().to_owned();
-    let recorded = match outcome(&intent) {
-        // The confirmation has usually recorded it already: one read rather than a
-        // transaction that finds nothing to change and is aborted.
-        Outcome::Succeeded
-            if state
-                .store
-                .payment(order_id)
-                .await?
-                .is_some_and(|p| p.status.is_paid()) =>
-        {
-            false
-        }
-        Outcome::Succeeded => state.store.succeeded(order_id, &intent_id).await?,
-        Outcome::Failed { reason } => state.store.failed(order_id, &intent_id, &reason).await?,
-        Outcome::RequiresAction { .. } | Outcome::Processing => false,
-    };
+    let recorded = charging::record(&state, order_id, &intent).await?;
     tracing::info!(%order_id, recorded, "webhook handled");
     Ok(StatusCode::NO_CONTENT)
 }

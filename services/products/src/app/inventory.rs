@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// Applies one saga event inside the caller's transaction.
-pub async fn apply(
+pub async fn apply_in(
     store: &Store,
     session: &mut ClientSession,
     op: &InventoryOp,
@@ -42,9 +42,9 @@ pub async fn apply(
     Ok(())
 }
 
-/// Applies `ops` in order inside the caller's transaction, as [`apply`] one after another
+/// Applies `ops` in order inside the caller's transaction, as [`apply_in`] one after another
 /// would, each reservation and product read and written once (`store/batch.rs`).
-pub async fn apply_all(
+pub async fn apply_all_in(
     store: &Store,
     session: &mut ClientSession,
     ops: &[InventoryOp],
@@ -52,12 +52,12 @@ pub async fn apply_all(
     store.apply_all_in(session, ops).await
 }
 
-/// [`apply`] in a transaction of its own; runs again when a product changed under it.
-pub async fn apply_alone(store: &Store, op: &InventoryOp) -> Result<(), StoreError> {
+/// [`apply_in`] in a transaction of its own; runs again when a product changed under it.
+pub async fn apply(store: &Store, op: &InventoryOp) -> Result<(), StoreError> {
     retry_transient!(
         async {
             let mut session = store.begin().await?;
-            apply(store, &mut session, op).await?;
+            apply_in(store, &mut session, op).await?;
             store.commit(session).await
         }
         .await

@@ -1,7 +1,7 @@
 //! Many saga events applied in one transaction: what the inventory consumer does with the events
 //! waiting in its lane when it is behind (`storefront_kit::kafka::EventHandler::handle_all`).
 //!
-//! The effect is that of `reserve_in` and `end_in` (`inventory.rs`, as `app::inventory::apply`
+//! The effect is that of `reserve_in` and `end_in` (`inventory.rs`, as `app::inventory::apply_in`
 //! calls them) applied one
 //! after another — the same reservation states, stock, ledger entries and events in the same order
 //! — but every reservation and product is read once (two finds), decided in memory in event order,

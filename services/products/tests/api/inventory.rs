@@ -13,7 +13,7 @@ use storefront_events::{
 use storefront_kit::kafka;
 use storefront_kit::kafka::KafkaProducer;
 use storefront_products::{
-    app::inventory::apply_alone,
+    app::inventory,
     domain::InventoryOp,
     store::{Reservation, ReservationState},
 };
@@ -344,12 +344,12 @@ async fn a_batch_of_saga_events_ends_as_the_same_events_one_by_one() {
     };
     for (products, orders) in &sets {
         for op in before(products, orders) {
-            apply_alone(app.store(), &op).await.unwrap();
+            inventory::apply(app.store(), &op).await.unwrap();
         }
     }
     let (one_by_one, batched) = (&sets[0], &sets[1]);
     for op in scenario(&one_by_one.0, &one_by_one.1) {
-        apply_alone(app.store(), &op).await.unwrap();
+        inventory::apply(app.store(), &op).await.unwrap();
     }
     app.store()
         .apply_all(&scenario(&batched.0, &batched.1))

@@ -5,7 +5,7 @@ use storefront_events::ProductId;
 
 use axum::{
     extract::State,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use schemars::JsonSchema;
@@ -96,11 +96,12 @@ fn created(order: &OrderDoc) -> Response {
 pub async fn place(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    key: Option<IdempotencyKey>,
+    headers: HeaderMap,
     Json(body): Json<PlaceBody>,
 ) -> Result<Response, Error> {
+    // After the body: a bad body is 400/413/415 whatever the key.
+    let key = IdempotencyKey::of(&headers)?.map(|IdempotencyKey(key)| key);
     let requested = requested(&body)?;
-    let key = key.map(|IdempotencyKey(key)| key);
     let order = placing::place_order(&state, user.sub, key, &requested).await?;
     Ok(created(&order))
 }
