@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use mongodb::{
     Collection, IndexModel,
     bson::{self, Bson, Document, doc},
-    options::{FindOptions, IndexOptions, ReturnDocument},
+    options::{IndexOptions, ReturnDocument},
 };
 use serde::{Deserialize, Serialize};
 use storefront_events::{
@@ -15,7 +15,7 @@ use storefront_events::{
     users::{Role, UserBlocked, UserCreated, UserUnblocked, UserUpdated},
 };
 use storefront_kit::{
-    mongo::{Mongo, Transient, is_duplicate_key},
+    mongo::{self, Mongo, Page, Transient, is_duplicate_key},
     outbox::{AppendError, Outbox},
     retry_transient,
 };
@@ -143,12 +143,6 @@ pub enum RefreshLookup {
     Reused { session: Option<SessionDoc> },
     /// Unknown, expired, or its session is over.
     Invalid,
-}
-
-/// A page of users.
-pub struct UserPage {
-    pub items: Vec<UserDoc>,
-    pub total: u64,
 }
 
 #[derive(Clone)]
@@ -396,23 +390,9 @@ impl Store {
         page: u64,
         per_page: u64,
         wanted: &UserFilter,
-    ) -> Result<UserPage, StoreError> {
-        let filter = wanted.filter();
-        let total = self.users.count_documents(filter.clone()).await?;
-        let items = self
-            .users
-            .find(filter)
-            .with_options(
-                FindOptions::builder()
-                    .sort(doc! { "created_at": 1, "_id": 1 })
-                    .skip((page - 1) * per_page)
-                    .limit(per_page as i64)
-                    .build(),
-            )
-            .await?
-            .try_collect()
-            .await?;
-        Ok(UserPage { items, total })
+    ) -> Result<Page<UserDoc>, StoreError> {
+        let sort = doc! { "created_at": 1, "_id": 1 };
+        Ok(mongo::page(&self.users, wanted.filter(), sort, page, per_page).await?)
     }
 
     /// Starts a session with its first refresh token.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use mongodb::{
     Client, ClientSession, Collection, Database,
     bson::{Document, doc},
@@ -123,6 +124,37 @@ pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
             .is_some_and(|errors| errors.iter().any(|e| e.code == 11000)),
         _ => false,
     }
+}
+
+/// One page of a list, and how many match in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// Page `page` (from 1) of `per_page` documents matching `filter` in `sort`'s order, and how
+/// many match in all: a count and a find.
+pub async fn page<T>(
+    collection: &Collection<T>,
+    filter: Document,
+    sort: Document,
+    page: u64,
+    per_page: u64,
+) -> Result<Page<T>, mongodb::error::Error>
+where
+    T: serde::de::DeserializeOwned + Send + Sync,
+{
+    let total = collection.count_documents(filter.clone()).await?;
+    let items = collection
+        .find(filter)
+        .sort(sort)
+        .skip(page.saturating_sub(1) * per_page)
+        .limit(i64::try_from(per_page).unwrap_or(i64::MAX))
+        .await?
+        .try_collect()
+        .await?;
+    Ok(Page { items, total })
 }
 
 /// The transaction may succeed if run again (write conflict, failover).

@@ -19,11 +19,10 @@ use futures::TryStreamExt;
 use mongodb::{
     Collection, IndexModel,
     bson::{self, Document, doc},
-    options::FindOptions,
 };
 use storefront_events::{OrderId, ProductId, UserId};
 use storefront_kit::{
-    mongo::{Mongo, Transient},
+    mongo::{self, Mongo, Transient},
     outbox::{AppendError, Outbox},
     replica::{ProductReplica, Products},
 };
@@ -104,10 +103,7 @@ impl From<StoreError> for storefront_kit::Error {
     }
 }
 
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: u64,
-}
+pub use storefront_kit::mongo::Page;
 
 #[derive(Clone)]
 pub struct Store {
@@ -218,21 +214,8 @@ impl Store {
         if let Some(state) = state {
             filter.insert("state", state.as_str());
         }
-        let total = self.orders.count_documents(filter.clone()).await?;
-        let items = self
-            .orders
-            .find(filter)
-            .with_options(
-                FindOptions::builder()
-                    .sort(doc! { "_id": -1 })
-                    .skip((page - 1) * per_page)
-                    .limit(per_page as i64)
-                    .build(),
-            )
-            .await?
-            .try_collect()
-            .await?;
-        Ok(Page { items, total })
+        let sort = doc! { "_id": -1 };
+        Ok(mongo::page(&self.orders, filter, sort, page, per_page).await?)
     }
 
     /// Open orders whose payment window has passed, oldest due first.

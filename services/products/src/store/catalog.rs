@@ -137,21 +137,8 @@ impl Store {
     }
 
     pub async fn list(&self, query: &ListQuery) -> Result<Page<ProductDoc>, StoreError> {
-        let filter = query.filter();
-        let total = self.products.count_documents(filter.clone()).await?;
-        let options = FindOptions::builder()
-            .sort(query.order())
-            .skip(query.page.saturating_sub(1) * query.size)
-            .limit(query.size as i64)
-            .build();
-        let items = self
-            .products
-            .find(filter)
-            .with_options(options)
-            .await?
-            .try_collect()
-            .await?;
-        Ok(Page { items, total })
+        let (filter, sort) = (query.filter(), query.order());
+        Ok(mongo::page(&self.products, filter, sort, query.page, query.size).await?)
     }
 
     /// Every category live products are in, with how many, by name.

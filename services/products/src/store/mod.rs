@@ -28,7 +28,7 @@ pub struct CategoryCount {
 use mongodb::{
     ClientSession, Collection, IndexModel,
     bson::{self, Document, doc},
-    options::{FindOptions, ReturnDocument},
+    options::ReturnDocument,
 };
 use serde::{Deserialize, Serialize};
 use storefront_events::{
@@ -40,7 +40,7 @@ use storefront_events::{
     },
 };
 use storefront_kit::{
-    mongo::{Mongo, Transient},
+    mongo::{self, Mongo, Transient},
     outbox::{AppendError, Outbox},
     retry_transient,
 };
@@ -241,10 +241,7 @@ pub enum Sort {
     Popular,
 }
 
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: u64,
-}
+pub use storefront_kit::mongo::Page;
 
 /// The outcome of handling an order for inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
