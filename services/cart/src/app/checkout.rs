@@ -12,7 +12,7 @@
 
 use storefront_events::{
     OrderId, ProductId, UserId,
-    orders::{PlaceOrder, PlacedOrder},
+    orders::{OrderState, PlaceOrder, PlacedOrder},
 };
 use storefront_kit::{Error, auth::ActingUser, validate::Fields};
 
@@ -107,13 +107,26 @@ async fn give_back_unplaced(app: &Inner, customer: UserId, key: &str) -> Result<
 }
 
 /// The hold of `key` after orders placed (or gave back) its order (see
-/// [`CartDoc::placed`](crate::domain::CartDoc::placed)).
+/// [`CartDoc::placed`](crate::domain::CartDoc::placed)). An open order, the usual answer, only
+/// tells a hold with no order yet its order: the one targeted update that `order.created` makes
+/// ([`Store::placed`]), not a read and a write of the whole cart.
 async fn settle(
     app: &Inner,
     customer: UserId,
     key: &str,
     placed: PlacedOrder,
 ) -> Result<(), Error> {
+    if matches!(
+        placed.state,
+        OrderState::Pending | OrderState::AwaitingPayment
+    ) {
+        return match app.store.placed(customer, key, placed.id).await {
+            Ok(_) => Ok(()),
+            Err(WriteError::Mongo(e)) => Err(e.into()),
+            // `placed` is one update; it does not race.
+            Err(e @ WriteError::Raced) => Err(Error::internal(e)),
+        };
+    }
     app.store
         .update(customer, |cart| {
             cart.placed(key, &placed);
