@@ -225,8 +225,10 @@ impl Store {
             .find(doc! {
                 "state": { "$in": ["pending", "awaiting_payment"] },
                 "expires_at": { "$lt": now() },
-                // Held for payment: the expiry waits for the hold to end.
-                "$or": [{ "paying_until": null }, { "paying_until": { "$lt": now() } }],
+                // Held for payment: the expiry waits for the hold to end. No hold, or one that
+                // ended; said without a top-level `$or`, which SecantusDB plans as a scan of every
+                // order (this poll runs every second; docs/architecture.md §9).
+                "paying_until": { "$not": { "$gte": now() } },
             })
             .sort(doc! { "expires_at": 1 })
             .limit(limit)

@@ -222,27 +222,34 @@ impl Store {
             Err(e) if is_duplicate_key(&e) => {}
             Err(e) => return Err(e.into()),
         }
+        // A payment another attempt may take, or one whose attempt died (claimed long ago): two
+        // filters tried in turn, not one `$or`, since SecantusDB plans a filter with a top-level
+        // `$or` as a scan of the whole collection (docs/architecture.md §9). Each is one
+        // atomic update on `_id`, and the claim it makes (a fresh `claimed_at`) keeps the other
+        // from matching for another claimer.
         let stale = bson::DateTime::from_millis(now().timestamp_millis() - CLAIM_TTL_MS);
-        let claimed = self
-            .payments
-            .find_one_and_update(
-                doc! { "_id": &id, "$or": [
-                    { "status": movable(Transition::Claim)? },
-                    { "status": movable(Transition::Reclaim)?, "claimed_at": { "$lt": stale } },
-                ] },
-                doc! {
-                    "$set": {
-                        "status": stored(Transition::Claim.to())?,
-                        "claimed_at": now(),
-                        "updated_at": now(),
+        for filter in [
+            doc! { "_id": &id, "status": movable(Transition::Claim)? },
+            doc! { "_id": &id, "status": movable(Transition::Reclaim)?, "claimed_at": { "$lt": stale } },
+        ] {
+            let claimed = self
+                .payments
+                .find_one_and_update(
+                    filter,
+                    doc! {
+                        "$set": {
+                            "status": stored(Transition::Claim.to())?,
+                            "claimed_at": now(),
+                            "updated_at": now(),
+                        },
+                        "$inc": { "attempts": 1 },
                     },
-                    "$inc": { "attempts": 1 },
-                },
-            )
-            .return_document(ReturnDocument::After)
-            .await?;
-        if let Some(claimed) = claimed {
-            return Ok(claimed);
+                )
+                .return_document(ReturnDocument::After)
+                .await?;
+            if let Some(claimed) = claimed {
+                return Ok(claimed);
+            }
         }
         match self.payment(order.id).await? {
             Some(p) if p.status.is_paid() => Err(StoreError::AlreadyPaid),
