@@ -59,7 +59,12 @@ const BROWSER_PACKAGES: [(&str, &str); 3] = [
 /// Where each backend's program is.
 #[derive(Debug, Clone)]
 pub struct Tools {
+    /// SecantusDB's own program; the stacks start it through [`Tools::secantusd_launcher`].
     pub secantusd: PathBuf,
+    /// The Python of SecantusDB's environment, and the launcher that mends two of its faults
+    /// before it serves (xtask/assets/secantusd_launcher.py).
+    pub secantusd_python: PathBuf,
+    pub secantusd_launcher: PathBuf,
     pub tansu: PathBuf,
     /// tansu with SQLite storage, when a stack needs a broker that survives a SIGKILL
     /// ([`tansu_sqlite`]; `None` from [`Tools::ensure`]).
@@ -452,6 +457,13 @@ fn build_kubernetes(dir: &Path) -> Result<()> {
 }
 
 impl Tools {
+    /// SecantusDB started through its launcher; `secantusd-py`'s options follow.
+    pub fn secantusd_command(&self) -> Command {
+        let mut command = Command::new(&self.secantusd_python);
+        command.arg(&self.secantusd_launcher);
+        command
+    }
+
     /// Installs whatever is missing and says where everything is.
     pub fn ensure() -> Result<Tools> {
         let _lock = install_lock("backends")?;
@@ -483,6 +495,8 @@ impl Tools {
 
         Ok(Tools {
             secantusd: mongo.join("bin/secantusd-py"),
+            secantusd_python: mongo.join("bin/python"),
+            secantusd_launcher: root().join("xtask/assets/secantusd_launcher.py"),
             tansu: kafka.join("tansu"),
             tansu_sqlite: None,
             localstripe_python: stripe.join("bin/python"),

@@ -132,7 +132,7 @@ impl Stack {
             }
             Persistence::Ephemeral => ":memory:".into(),
         };
-        let mut command = Command::new(&tools.secantusd);
+        let mut command = tools.secantusd_command();
         command
             .args([
                 "--host",
@@ -258,7 +258,7 @@ impl Stack {
         std::fs::create_dir_all(&storage)?;
         let port = procs::free_port()?;
         let start = |auth: bool| {
-            let mut command = Command::new(&tools.secantusd);
+            let mut command = tools.secantusd_command();
             command
                 .args(["--host", "127.0.0.1", "--port", &port.to_string()])
                 .arg("--storage-path")
@@ -272,7 +272,7 @@ impl Stack {
         let open = start(false)?;
         let result = procs::wait_for_port(&open, port, Duration::from_secs(30)).and_then(|()| {
             // The driver is in SecantusDB's own environment (pymongo).
-            let python = tools.secantusd.with_file_name("python");
+            let python = &tools.secantusd_python;
             crate::install::run(
                 Command::new(python).arg("-c").arg(format!(
                     "import pymongo; pymongo.MongoClient('mongodb://127.0.0.1:{port}/?directConnection=true')\

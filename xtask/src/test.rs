@@ -227,6 +227,7 @@ fn suite(
                     .args(args)
                     .env("STOREFRONT_TEST_MONGODB_URI", &e.mongodb_uri)
                     .env("STOREFRONT_TEST_MONGODB_ADMIN_URI", &mongodb_admin)
+                    .env("STOREFRONT_TEST_SECANTUSDB_PYTHON", &tools.secantusd_python)
                     .env("STOREFRONT_TEST_KAFKA_BOOTSTRAP", &e.kafka_bootstrap)
                     .env("STOREFRONT_TEST_REDIS_URL", &e.redis_url)
                     .env("STOREFRONT_TEST_S3_ENDPOINT", &e.s3_endpoint)

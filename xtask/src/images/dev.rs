@@ -18,6 +18,7 @@ pub fn dev_backends(tools: &crate::install::Tools, work: &Path, containerd: &Pat
     // They change only with the cache's programs (or the launcher): skip them when those did not.
     let sources = [
         &tools.secantusd,
+        &tools.secantusd_launcher,
         &tools.localstripe_python,
         &tools.localstripe_launcher,
         &tools.tansu,
@@ -25,7 +26,7 @@ pub fn dev_backends(tools: &crate::install::Tools, work: &Path, containerd: &Pat
         &tools.s3s_fs,
     ];
     // Bumped when this module builds them differently.
-    const LAYOUT: u32 = 2;
+    const LAYOUT: u32 = 3;
     let mut stamp = format!("layout {LAYOUT}\n");
     for source in sources {
         let meta = std::fs::metadata(source)?;
@@ -52,10 +53,18 @@ pub fn dev_backends(tools: &crate::install::Tools, work: &Path, containerd: &Pat
     let venv = venv_of(&tools.secantusd);
     let mongodb = Tree::new(work.join("mongodb/venv"))?;
     python_packages(&mongodb, &venv)?;
+    mongodb.copy(
+        &tools.secantusd_launcher,
+        "/app/secantusd_launcher.py",
+        0o644,
+    )?;
     let image = Image::new(
         name("mongodb"),
         vec![python.path(), mongodb.path()],
-        &[&tools.secantusd.display().to_string()],
+        &[
+            &tools.secantusd_python.display().to_string(),
+            "/app/secantusd_launcher.py",
+        ],
     )
     .port(27017);
     build_and_import(&image, &work.join("mongodb"), containerd)?;

@@ -309,6 +309,7 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
             .collect::<Vec<_>>()
             .join("; ")
     );
+    println!("  over time    {}", timeline(samples, started));
     let lost: Vec<&String> = samples.iter().flat_map(|s| &s.lost).collect();
     if !lost.is_empty() {
         println!("  pushes late  {} (the first 5 below)", lost.len());
@@ -463,4 +464,35 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
         bail!("an invariant was violated");
     }
     Ok(())
+}
+
+/// p50/p99 of the orders checked out in each 10-s window of the load: an episode (every service
+/// slow at once) shows as one window, a queue that grows as rising windows.
+fn timeline(samples: &[Sample], start: Instant) -> String {
+    const WINDOW: Duration = Duration::from_secs(10);
+    let mut windows: Vec<Vec<Duration>> = Vec::new();
+    for sample in samples {
+        let index = (sample.at.saturating_duration_since(start).as_secs_f64()
+            / WINDOW.as_secs_f64()) as usize;
+        if windows.len() <= index {
+            windows.resize_with(index + 1, Vec::new);
+        }
+        windows[index].push(sample.latency);
+    }
+    windows
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, w)| !w.is_empty())
+        .map(|(i, w)| {
+            w.sort();
+            format!(
+                "{}s {:.0}/{:.0}",
+                i as u64 * WINDOW.as_secs(),
+                percentile(w, 0.50),
+                percentile(w, 0.99)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+        + " ms (p50/p99 by when the checkout was sent)"
 }

@@ -88,6 +88,8 @@ pub(super) async fn follow(url: String, token: String, pushed: mpsc::UnboundedSe
 /// What one order cost the customer.
 pub(super) struct Sample {
     pub(super) order: String,
+    /// When the checkout was sent.
+    pub(super) at: Instant,
     pub(super) latency: Duration,
     /// From checkout until the buyer knew the order payable, and until its payment was accepted.
     pub(super) payable: Duration,
@@ -232,6 +234,7 @@ impl Shop {
         self.wait_for(buyer, &id, "completed", started, &mut fallbacks, &mut lost)
             .await?;
         Ok(Sample {
+            at: started,
             latency: started.elapsed(),
             payable,
             paid,
