@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::{
-    install::{ApiServerTools, ManifestTools, Tools, run},
+    install::{self, ApiServerTools, ManifestTools, Tools, run},
     procs,
     services::{self, Ports, ServiceEnv, target_dir},
     stack::{Persistence, Stack},
@@ -91,7 +91,13 @@ where
     F: FnOnce(Ports, Stack) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let tools = Tools::ensure()?;
+    let mut tools = Tools::ensure()?;
+    // The broker built from source against glibc (the fault test's build, here with its memory
+    // storage) rather than the wheel's static musl binary: the same tansu 0.6.0, which under the
+    // checkout load spends ~40 % less CPU (30 against 50 % of a core at 7.7 orders/s; the wheel's
+    // time goes to musl's allocator, its munmaps and their TLB shootdowns), so the figures
+    // measure the shop rather than the C library the broker was linked with.
+    tools.tansu = install::tansu_sqlite()?;
     let bin = services::build(true)?;
     let dir = target_dir().join("bench-stack");
     let _ = std::fs::remove_dir_all(&dir);

@@ -269,7 +269,7 @@ pub async fn run(ports: &Ports, stack: &Stack, load: Load) -> Result<()> {
     let retries = counters.by("storefront_kafka_handler_retries_total", "reason");
 
     println!(
-        "\ncheckout saga through the gateway (release build; {}; load generator on the same 2 cores)",
+        "\ncheckout saga through the gateway (release build; {}; tansu built from source; load generator on the same 2 cores)",
         load.describe()
     );
     println!("  load average {load_before} before, {load_after} after");
