@@ -1,8 +1,8 @@
 """Runs SecantusDB (the MongoDB stand-in) for Storefront's one-machine stack, tests and the cluster's development backends.
 
-It is `secantusd-py` with two mends to SecantusDB 0.7.0b3 (xtask/src/install.rs pins the version),
-each found with a WiredTiger statistics cursor while chasing the checkout's p99 under load
-(docs/saga.md, "Looking closer at 8.6/s"):
+It is `secantusd-py` with four mends to SecantusDB 0.7.0b3 (xtask/src/install.rs pins the version),
+found while chasing the checkout's p99 under load (docs/saga.md, "Looking closer at 8.6/s" and
+after), the first two with a WiredTiger statistics cursor, the others with `py-spy`:
 
 - **The TTL sweeper let go of its read snapshot only when it next woke.** WiredTiger snapshots
   are sticky per session; the sweeper closes its session *before* each sweep, so after one it
@@ -19,11 +19,23 @@ each found with a WiredTiger statistics cursor while chasing the checkout's p99 
   a point lookup on `_id`; every caller still matches the whole filter against the document
   found, as it does after the planner's own per-field lookups. (`explain` is not mended: it
   still reports such a filter as a collection scan.)
+- **The TTL sweeper decoded every document of every TTL-indexed collection, each minute, under
+  the global lock.** Its per-index filter (`{field: {$lt: now - expireAfterSeconds}}`) was only
+  matched against a scan of the whole collection, so the sweep's stall grew with the data kept
+  (processed events for 30 days, published outbox records): 86–97 ms at 3,500 documents, and
+  linear in what is kept. Here its candidates come from that filter through the
+  write paths' own planner (`_candidates_iter`, the TTL index's range), and the sweep still
+  matches each candidate against its filters before it deletes, so what expires is unchanged.
+- **Every command read its database's profiler settings from WiredTiger under the global lock**
+  (3–4 % of the server's CPU a command in a microbenchmark of the shop's kind of commands, and one
+  more turn of the global lock each). Here they are kept in memory once read; the `profile`
+  command, their only writer, updates them when it stores them.
 
 Usage: python secantusd_launcher.py [any secantusd-py option]
-       python secantusd_launcher.py --self-test      (checks both mends; exit status 0 when they hold)
+       python secantusd_launcher.py --self-test      (checks the mends; exit status 0 when they hold)
 """
 
+import datetime
 import logging
 import sys
 import threading
@@ -73,13 +85,101 @@ def _try_index_id_keys(self, db, coll, filter, *, collation=None):
     return _shipped_try_index_id_keys(self, db, coll, filter, collation=collation)
 
 
+_shipped_prune_ttl = storage.Storage.prune_ttl
+_shipped_scan_docs = storage.Storage._scan_docs
+# Set on a thread while `prune_ttl` runs there: the `now` it was given (None: the clock).
+_pruning = threading.local()
+
+
+def prune_ttl(self, db, coll, *, now=None):
+    """`Storage.prune_ttl` as shipped; its one read of the collection is `_scan_docs` below."""
+    _pruning.now = (now,)
+    try:
+        return _shipped_prune_ttl(self, db, coll, now=now)
+    finally:
+        _pruning.now = None
+
+
+def _scan_docs(self, db, coll):
+    """The whole collection, except inside `prune_ttl`: there, the documents its TTL filters may
+    match, through the planner."""
+    pruning = getattr(_pruning, "now", None)
+    if pruning is None:
+        return _shipped_scan_docs(self, db, coll)
+    filters = _ttl_candidate_filters(self, db, coll, pruning[0])
+    if filters is None:
+        return _shipped_scan_docs(self, db, coll)
+    # The planner's own fallback (no usable index) is a scan: the shipped one.
+    _pruning.now = None
+    try:
+        rows = {}
+        for ttl_filter in filters:
+            for row in self._candidates_iter(db, coll, ttl_filter):
+                rows.setdefault(row[0], row)
+        return [rows[recordid] for recordid in sorted(rows)]
+    finally:
+        _pruning.now = pruning
+
+
+def _ttl_candidate_filters(self, db, coll, now):
+    """A filter per TTL index that every document the shipped sweep would expire matches, or None
+    (then the shipped scan) for any TTL index this does not plan: a partial one, a compound one,
+    a TTL that is not a plain number of seconds. The cutoff is taken after the sweep's own, so it
+    is the same or later: a superset."""
+    when = now if now is not None else datetime.datetime.now(datetime.timezone.utc)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    filters = []
+    for _name, key_spec, opts in self._iter_indexes(db, coll):
+        if "expireAfterSeconds" not in opts:
+            continue
+        ttl = opts["expireAfterSeconds"]
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or opts.get("partialFilterExpression"):
+            return None
+        if len(key_spec) != 1:
+            return None
+        field = next(iter(key_spec))
+        if not isinstance(field, str) or field == "_id":
+            return None
+        try:
+            cutoff = when - datetime.timedelta(seconds=float(ttl))
+        except (OverflowError, ValueError):
+            return None
+        filters.append({field: {"$lt": cutoff}})
+    return filters
+
+
+_shipped_get_profile = storage.Storage.get_profile
+_shipped_set_profile = storage.Storage.set_profile
+
+
+def _profiles(self):
+    return vars(self).setdefault("_launcher_profiles", {})
+
+
+def get_profile(self, db):
+    """The settings `set_profile` last stored for `db`, or the stored ones, read once."""
+    profiles = _profiles(self)
+    settings = profiles.get(db)
+    if settings is None:
+        # A reader never replaces what a concurrent `set_profile` put here.
+        settings = profiles.setdefault(db, _shipped_get_profile(self, db))
+    return dict(settings)
+
+
+def set_profile(self, db, **settings):
+    """Stores them as shipped, then keeps what this thread reads back (its own write)."""
+    _shipped_set_profile(self, db, **settings)
+    _profiles(self)[db] = _shipped_get_profile(self, db)
+
+
 def mend():
     import secantus
 
     if getattr(secantus, "__version__", None) != "0.7.0b3":
         sys.exit(
             f"secantusd_launcher: SecantusDB is {getattr(secantus, '__version__', '?')}, not 0.7.0b3: "
-            "check whether its TTL sweeper and findAndModify still need these mends"
+            "check whether its TTL sweeper, findAndModify and profiler settings still need these mends"
         )
     for name in (
         "_ttl_sweep_loop",
@@ -89,6 +189,11 @@ def mend():
         "_is_timeseries",
         "_doc_recordid",
         "_scan_docs",
+        "prune_ttl",
+        "_candidates_iter",
+        "_iter_indexes",
+        "get_profile",
+        "set_profile",
     ):
         if not hasattr(storage.Storage, name):
             sys.exit(f"secantusd_launcher: SecantusDB has no Storage.{name}: is it still 0.7.0b3?")
@@ -96,12 +201,14 @@ def mend():
         sys.exit("secantusd_launcher: SecantusDB has no _id_point_lookup_keys: is it still 0.7.0b3?")
     storage.Storage._ttl_sweep_loop = _ttl_sweep_loop
     storage.Storage._try_index_id_keys = _try_index_id_keys
+    storage.Storage.prune_ttl = prune_ttl
+    storage.Storage._scan_docs = _scan_docs
+    storage.Storage.get_profile = get_profile
+    storage.Storage.set_profile = set_profile
 
 
 def self_test():
-    """Both mends, against an in-process server: exits non-zero with what failed."""
-    import datetime
-
+    """The mends, against an in-process server: exits non-zero with what failed."""
     import pymongo
     from secantus.server import SecantusDBServer
 
@@ -155,6 +262,36 @@ def self_test():
                 f"findAndModify and the writes on _id beside $and read {len(scanned)} documents"
             )
 
+        # The profiler's settings: read from WiredTiger once, not at every command, and a change
+        # seen at once.
+        profile_reads = []
+        shipped_cursor = storage.Storage._cursor
+
+        def counting_cursor(self, table, *args, **kwargs):
+            if table == storage._PROFILE_TABLE:
+                profile_reads.append(table)
+            return shipped_cursor(self, table, *args, **kwargs)
+
+        storage.Storage._cursor = counting_cursor
+        try:
+            for i in range(50):
+                db.orders.find_one({"_id": f"o{i}"})
+        finally:
+            storage.Storage._cursor = shipped_cursor
+        if len(profile_reads) > 1:
+            failures.append(f"50 commands read the profiler settings {len(profile_reads)} times")
+        db.command("profile", 2)
+        db.orders.find_one({"_id": "o7"})
+        found_o7 = db.system.profile.count_documents({"command.filter._id": "o7"})
+        was = db.command("profile", 0).get("was")
+        db.orders.find_one({"_id": "o8"})
+        found_o8 = db.system.profile.count_documents({"command.filter._id": "o8"})
+        if (found_o7, was, found_o8) != (1, 2, 0):
+            failures.append(
+                f"the profiler at level 2 recorded {found_o7} of one find and reported level {was!r}; "
+                f"after level 0, {found_o8} of one find"
+            )
+
         # The sweeper still expires documents, and holds no snapshot once it has.
         # Around it, collections with indexes of their own, as a shop has: the sweeper's walks
         # of the catalog stop inside it rather than at its end.
@@ -162,12 +299,38 @@ def self_test():
             db[name].create_index("expires_at", expireAfterSeconds=0)
             db[name].create_index("owner")
             db[name].insert_one({"_id": "live", "owner": "x", "expires_at": datetime.datetime(2999, 1, 1)})
-        db.sessions.insert_one({"_id": "old", "expires_at": datetime.datetime(2000, 1, 1)})
-        deadline = time.monotonic() + 3 * sweep
-        while db.sessions.count_documents({"_id": "old"}) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # Many live sessions, which the sweep must not read; an array expires by any date in it;
+        # a value that is not a date never expires.
+        db.sessions.insert_many(
+            [{"_id": f"s{i}", "expires_at": datetime.datetime(2999, 1, 1)} for i in range(3000)]
+            + [
+                {"_id": "not-a-date", "expires_at": 5},
+                {"_id": "old-in-array", "expires_at": [datetime.datetime(2999, 1, 1), datetime.datetime(2000, 1, 1)]},
+            ]
+        )
+        swept = []
+
+        def counting_sweep(self, db_name, coll):
+            for row in shipped_scan(self, db_name, coll):
+                if coll == "sessions":
+                    swept.append(coll)
+                yield row
+
+        storage.Storage._scan_docs = counting_sweep
+        try:
+            db.sessions.insert_one({"_id": "old", "expires_at": datetime.datetime(2000, 1, 1)})
+            deadline = time.monotonic() + 3 * sweep
+            while db.sessions.count_documents({"_id": "old"}) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            storage.Storage._scan_docs = shipped_scan
         if db.sessions.count_documents({"_id": "old"}):
             failures.append(f"the TTL sweeper expired nothing in {3 * sweep:.0f} s")
+        left = db.sessions.count_documents({})
+        if left != 3002 or db.sessions.count_documents({"_id": {"$in": ["old-in-array", "live", "not-a-date"]}}) != 2:
+            failures.append(f"the TTL sweeper left {left} sessions, not the 3,002 live ones")
+        if len(swept) > 100:
+            failures.append(f"a TTL sweep read {len(swept)} sessions to expire 2")
         # Right after a sweep, the sweeper parks for `sweep` seconds.
         conn = server.storage._conn
         conn.reconfigure("statistics=(fast)")

@@ -61,7 +61,7 @@ const BROWSER_PACKAGES: [(&str, &str); 3] = [
 pub struct Tools {
     /// SecantusDB's own program; the stacks start it through [`Tools::secantusd_launcher`].
     pub secantusd: PathBuf,
-    /// The Python of SecantusDB's environment, and the launcher that mends two of its faults
+    /// The Python of SecantusDB's environment, and the launcher that mends four of its faults
     /// before it serves (xtask/assets/secantusd_launcher.py).
     pub secantusd_python: PathBuf,
     pub secantusd_launcher: PathBuf,

@@ -1,14 +1,16 @@
 //! The local MongoDB is SecantusDB started through xtask/assets/secantusd_launcher.py, which mends
-//! two of its faults that made every checkout slow under load (docs/architecture.md §9): its TTL
-//! sweeper held a read snapshot for the minute between sweeps, and findAndModify read the whole
-//! collection. The launcher's self-test checks both against an in-process server; it fails when
-//! either mend is missing (a WiredTiger statistic counts the pinned transactions; a wrapper
-//! counts the documents a findAndModify on `_id` reads).
+//! four of its faults that made every checkout slower under load (docs/architecture.md §9): its
+//! TTL sweeper held a read snapshot for the minute between sweeps and read every document of a
+//! TTL-indexed collection at each sweep, findAndModify read the whole collection, and every
+//! command read the profiler's settings from storage. The launcher's self-test checks each against
+//! an in-process server and fails when its mend is missing (a WiredTiger statistic counts the
+//! pinned transactions; wrappers count the documents a findAndModify on `_id` and a sweep read,
+//! and the reads of the profiler's settings).
 
 use std::{path::Path, process::Command};
 
 #[test]
-fn the_launcher_mends_the_sweepers_snapshot_and_find_and_modifys_scan() {
+fn the_launcher_mends_secantusdbs_sweeper_find_and_modify_and_profiler_reads() {
     let Ok(python) = std::env::var("STOREFRONT_TEST_SECANTUSDB_PYTHON") else {
         panic!(
             "STOREFRONT_TEST_SECANTUSDB_PYTHON is unset: run the tests through `cargo xtask test`"
