@@ -92,7 +92,10 @@ _pruning = threading.local()
 
 
 def prune_ttl(self, db, coll, *, now=None):
-    """`Storage.prune_ttl` as shipped; its one read of the collection is `_scan_docs` below."""
+    """`Storage.prune_ttl` as shipped, given one clock reading for both its filters and the
+    candidates; its one read of the collection is `_scan_docs` below."""
+    if now is None:
+        now = datetime.datetime.now(datetime.timezone.utc)
     _pruning.now = (now,)
     try:
         return _shipped_prune_ttl(self, db, coll, now=now)
@@ -102,7 +105,7 @@ def prune_ttl(self, db, coll, *, now=None):
 
 def _scan_docs(self, db, coll):
     """The whole collection, except inside `prune_ttl`: there, the documents its TTL filters may
-    match, through the planner."""
+    match, through the planner (a superset: the sweep matches each against its filters)."""
     pruning = getattr(_pruning, "now", None)
     if pruning is None:
         return _shipped_scan_docs(self, db, coll)
@@ -122,11 +125,11 @@ def _scan_docs(self, db, coll):
 
 
 def _ttl_candidate_filters(self, db, coll, now):
-    """A filter per TTL index that every document the shipped sweep would expire matches, or None
-    (then the shipped scan) for any TTL index this does not plan: a partial one, a compound one,
-    a TTL that is not a plain number of seconds. The cutoff is taken after the sweep's own, so it
-    is the same or later: a superset."""
-    when = now if now is not None else datetime.datetime.now(datetime.timezone.utc)
+    """A filter per TTL index that every document the shipped sweep would expire matches (the
+    same cutoff: `prune_ttl` hands both the same `now`), or None (then the shipped scan) for any
+    TTL index this does not plan: a partial one, a compound one, a TTL that is not a plain number
+    of seconds."""
+    when = now
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
     filters = []
@@ -159,18 +162,28 @@ def _profiles(self):
 
 def get_profile(self, db):
     """The settings `set_profile` last stored for `db`, or the stored ones, read once."""
-    profiles = _profiles(self)
-    settings = profiles.get(db)
+    settings = _profiles(self).get(db)
     if settings is None:
-        # A reader never replaces what a concurrent `set_profile` put here.
-        settings = profiles.setdefault(db, _shipped_get_profile(self, db))
+        # Under the lock the shipped methods take (re-entrant): not between a `set_profile`'s
+        # write and its keeping what it wrote.
+        with self._lock:
+            settings = _profiles(self).get(db)
+            if settings is None:
+                settings = _profiles(self)[db] = _shipped_get_profile(self, db)
     return dict(settings)
 
 
 def set_profile(self, db, **settings):
-    """Stores them as shipped, then keeps what this thread reads back (its own write)."""
-    _shipped_set_profile(self, db, **settings)
-    _profiles(self)[db] = _shipped_get_profile(self, db)
+    """Stores them as shipped and keeps what this thread reads back (its own write), under the
+    lock, so two of them cannot keep their settings in the other order from the one they stored;
+    settings that fail to store are dropped from memory, to be read again."""
+    with self._lock:
+        try:
+            _shipped_set_profile(self, db, **settings)
+            _profiles(self)[db] = _shipped_get_profile(self, db)
+        except BaseException:
+            _profiles(self).pop(db, None)
+            raise
 
 
 def mend():
@@ -224,16 +237,21 @@ def self_test():
 
         # findAndModify with a filter beyond _id reads one document, not the collection.
         db.orders.insert_many([{"_id": f"o{i}", "state": "pending"} for i in range(3000)])
-        scanned = []
         shipped_scan = storage.Storage._scan_docs
 
-        def counting_scan(self, db_name, coll):
-            for row in shipped_scan(self, db_name, coll):
-                if coll == "orders":
-                    scanned.append(coll)
-                yield row
+        def counting_scans(collection, counted):
+            """`_scan_docs` that counts the rows it gives of `collection` into `counted`."""
 
-        storage.Storage._scan_docs = counting_scan
+            def scan(self, db_name, coll):
+                for row in shipped_scan(self, db_name, coll):
+                    if coll == collection:
+                        counted.append(coll)
+                    yield row
+
+            return scan
+
+        scanned = []
+        storage.Storage._scan_docs = counting_scans("orders", scanned)
         try:
             moved = db.orders.find_one_and_update(
                 {"_id": "o1234", "state": "pending"},
@@ -309,14 +327,7 @@ def self_test():
             ]
         )
         swept = []
-
-        def counting_sweep(self, db_name, coll):
-            for row in shipped_scan(self, db_name, coll):
-                if coll == "sessions":
-                    swept.append(coll)
-                yield row
-
-        storage.Storage._scan_docs = counting_sweep
+        storage.Storage._scan_docs = counting_scans("sessions", swept)
         try:
             db.sessions.insert_one({"_id": "old", "expires_at": datetime.datetime(2000, 1, 1)})
             deadline = time.monotonic() + 3 * sweep
