@@ -50,43 +50,37 @@ pub fn dev_backends(tools: &crate::install::Tools, work: &Path, containerd: &Pat
     let _ = std::fs::remove_file(&stamp_file);
     let python = python_runtime(&tools.secantusd, &work.join("python"))?;
 
-    let venv = venv_of(&tools.secantusd);
-    let mongodb = Tree::new(work.join("mongodb/venv"))?;
-    python_packages(&mongodb, &venv)?;
-    mongodb.copy(
-        &tools.secantusd_launcher,
-        "/app/secantusd_launcher.py",
-        0o644,
-    )?;
-    let image = Image::new(
-        name("mongodb"),
-        vec![python.path(), mongodb.path()],
-        &[
-            &tools.secantusd_python.display().to_string(),
-            "/app/secantusd_launcher.py",
-        ],
-    )
-    .port(27017);
-    build_and_import(&image, &work.join("mongodb"), containerd)?;
-
-    let venv = venv_of(&tools.localstripe_python);
-    let stripe = Tree::new(work.join("stripe/venv"))?;
-    python_packages(&stripe, &venv)?;
-    stripe.copy(
-        &tools.localstripe_launcher,
-        "/app/localstripe_launcher.py",
-        0o644,
-    )?;
-    let image = Image::new(
-        name("stripe"),
-        vec![python.path(), stripe.path()],
-        &[
-            &tools.localstripe_python.display().to_string(),
-            "/app/localstripe_launcher.py",
-        ],
-    )
-    .port(8420);
-    build_and_import(&image, &work.join("stripe"), containerd)?;
+    // The Python backends: their virtualenv on the shared runtime, run through their launcher.
+    for (backend, python_program, launcher, port) in [
+        (
+            "mongodb",
+            &tools.secantusd_python,
+            &tools.secantusd_launcher,
+            27017,
+        ),
+        (
+            "stripe",
+            &tools.localstripe_python,
+            &tools.localstripe_launcher,
+            8420,
+        ),
+    ] {
+        let venv = Tree::new(work.join(backend).join("venv"))?;
+        python_packages(&venv, &venv_of(python_program))?;
+        let file_name = launcher
+            .file_name()
+            .context("a launcher is a file")?
+            .to_string_lossy();
+        let in_image = format!("/app/{file_name}");
+        venv.copy(launcher, &in_image, 0o644)?;
+        let image = Image::new(
+            name(backend),
+            vec![python.path(), venv.path()],
+            &[&python_program.display().to_string(), &in_image],
+        )
+        .port(port);
+        build_and_import(&image, &work.join(backend), containerd)?;
+    }
 
     for (backend, program, path, port) in [
         ("kafka", &tools.tansu, "/usr/local/bin/tansu", 9092),
