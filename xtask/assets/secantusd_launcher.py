@@ -87,7 +87,7 @@ def _try_index_id_keys(self, db, coll, filter, *, collation=None):
 
 _shipped_prune_ttl = storage.Storage.prune_ttl
 _shipped_scan_docs = storage.Storage._scan_docs
-# Set on a thread while `prune_ttl` runs there: the `now` it was given (None: the clock).
+# Set on a thread while `prune_ttl` runs there: the `now` of that sweep.
 _pruning = threading.local()
 
 
@@ -96,7 +96,7 @@ def prune_ttl(self, db, coll, *, now=None):
     candidates; its one read of the collection is `_scan_docs` below."""
     if now is None:
         now = datetime.datetime.now(datetime.timezone.utc)
-    _pruning.now = (now,)
+    _pruning.now = now
     try:
         return _shipped_prune_ttl(self, db, coll, now=now)
     finally:
@@ -106,10 +106,10 @@ def prune_ttl(self, db, coll, *, now=None):
 def _scan_docs(self, db, coll):
     """The whole collection, except inside `prune_ttl`: there, the documents its TTL filters may
     match, through the planner (a superset: the sweep matches each against its filters)."""
-    pruning = getattr(_pruning, "now", None)
-    if pruning is None:
+    now = getattr(_pruning, "now", None)
+    if now is None:
         return _shipped_scan_docs(self, db, coll)
-    filters = _ttl_candidate_filters(self, db, coll, pruning[0])
+    filters = _ttl_candidate_filters(self, db, coll, now)
     if filters is None:
         return _shipped_scan_docs(self, db, coll)
     # The planner's own fallback (no usable index) is a scan: the shipped one.
@@ -121,7 +121,7 @@ def _scan_docs(self, db, coll):
                 rows.setdefault(row[0], row)
         return [rows[recordid] for recordid in sorted(rows)]
     finally:
-        _pruning.now = pruning
+        _pruning.now = now
 
 
 def _ttl_candidate_filters(self, db, coll, now):
@@ -129,9 +129,8 @@ def _ttl_candidate_filters(self, db, coll, now):
     same cutoff: `prune_ttl` hands both the same `now`), or None (then the shipped scan) for any
     TTL index this does not plan: a partial one, a compound one, a TTL that is not a plain number
     of seconds."""
-    when = now
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=datetime.timezone.utc)
     filters = []
     for _name, key_spec, opts in self._iter_indexes(db, coll):
         if "expireAfterSeconds" not in opts:
@@ -145,7 +144,7 @@ def _ttl_candidate_filters(self, db, coll, now):
         if not isinstance(field, str) or field == "_id":
             return None
         try:
-            cutoff = when - datetime.timedelta(seconds=float(ttl))
+            cutoff = now - datetime.timedelta(seconds=float(ttl))
         except (OverflowError, ValueError):
             return None
         filters.append({field: {"$lt": cutoff}})
