@@ -1,6 +1,6 @@
 """Runs SecantusDB (the MongoDB stand-in) for Storefront's one-machine stack, tests and the cluster's development backends.
 
-It is `secantusd-py` with four mends to SecantusDB 0.7.0b3 (xtask/src/install.rs pins the version),
+It is `secantusd-py` with five mends to SecantusDB 0.7.0b3 (xtask/src/install.rs pins the version),
 found while chasing the checkout's p99 under load (docs/saga.md, "Looking closer at 8.6/s" and
 after), the first two with a WiredTiger statistics cursor, the others with `py-spy`:
 
@@ -30,17 +30,30 @@ after), the first two with a WiredTiger statistics cursor, the others with `py-s
   (3–4 % of the server's CPU a command in a microbenchmark of the shop's kind of commands, and one
   more turn of the global lock each). Here they are kept in memory once read; the `profile`
   command, their only writer, updates them when it stores them.
+- **Every step of a command read the collection's index specifications and options from
+  WiredTiger again** (the planner, the unique checks, the partial-filter, multikey and options
+  lists: an update read its indexes 7 times, a transaction's insert and update 13): 15 % of the
+  server's CPU under the checkout load. Here a command reads each once: what it read is kept
+  for that command only (its `dispatch`), forgotten at every bound of a transaction or of a
+  session installed on its thread (where its snapshot moves and other connections' DDL comes
+  into view) and whenever anything else asks for a cursor on the catalog's tables (every writer
+  of them does, right before it writes). It keeps the bytes as stored and decodes them at each
+  read, as shipped, so a caller that changes what it got changes nothing kept.
 
 Usage: python secantusd_launcher.py [any secantusd-py option]
        python secantusd_launcher.py --self-test      (checks the mends; exit status 0 when they hold)
 """
 
+import contextlib
 import datetime
+import functools
 import logging
 import sys
 import threading
 import time
 
+import secantus.commands as commands
+import secantus.server as secantus_server
 import secantus.storage as storage
 from secantus.cli import main as secantusd_main
 
@@ -185,6 +198,126 @@ def set_profile(self, db, **settings):
             raise
 
 
+
+# The catalog memo: the index specs and collection options one command has read, by table and
+# then by (database, collection), as stored; None on a thread outside a command.
+_catalog = threading.local()
+_CATALOG_TABLES = (storage._IDX_TABLE, storage._COLL_TABLE)
+_shipped_cursor = storage.Storage._cursor
+_shipped_iter_indexes = storage.Storage._iter_indexes
+_shipped_coll_options = storage.Storage._coll_options
+_shipped_dispatch = commands.dispatch
+
+
+def _forget_catalog(table=None):
+    memo = getattr(_catalog, "memo", None)
+    if memo:
+        if table is None:
+            memo.clear()
+        else:
+            memo.pop(table, None)
+
+
+def _cursor(self, table, *, overwrite=True):
+    """As shipped; asked for a catalog table's cursor by anything but the memo's own reads (which
+    may write through it: `create_index`, `_maybe_mark_multikey`, `_ensure_collection`, ...), the
+    memo forgets what it holds of that table. The shipped writers ask for it right before they
+    write, and read no catalog in between."""
+    if table in _CATALOG_TABLES and not getattr(_catalog, "filling", False):
+        _forget_catalog(table)
+    return _shipped_cursor(self, table, overwrite=overwrite)
+
+
+def _remembered(self, table, db, coll, read):
+    """What `read` gives of (`db`, `coll`) as stored, read once a command between the bounds
+    `_forgetting` draws; None outside a command."""
+    memo = getattr(_catalog, "memo", None)
+    if memo is None:
+        return None
+    rows = memo.setdefault(table, {})
+    key = (db, coll)
+    if key not in rows:
+        _catalog.filling = True
+        try:
+            rows[key] = read(self, db, coll)
+        finally:
+            _catalog.filling = False
+    return rows[key]
+
+
+def _stored_indexes(self, db, coll):
+    return [
+        (name, storage.bson.encode({"key": key_spec, "options": opts}))
+        for name, key_spec, opts in _shipped_iter_indexes(self, db, coll)
+    ]
+
+
+def _iter_indexes(self, db, coll):
+    """The collection's index specs, freshly decoded (callers may change them, as shipped)."""
+    rows = _remembered(self, storage._IDX_TABLE, db, coll, _stored_indexes)
+    if rows is None:
+        return _shipped_iter_indexes(self, db, coll)
+    return _decoded_indexes(rows)
+
+
+def _decoded_indexes(rows):
+    for name, blob in rows:
+        payload = storage.bson.decode(blob)
+        yield name, payload.get("key", {}), payload.get("options", {})
+
+
+def _stored_options(self, db, coll):
+    options = _shipped_coll_options(self, db, coll)
+    return False if options is None else storage.bson.encode(options)
+
+
+def _coll_options(self, db, coll):
+    """The collection's options, freshly decoded; None when it does not exist."""
+    blob = _remembered(self, storage._COLL_TABLE, db, coll, _stored_options)
+    if blob is None:
+        return _shipped_coll_options(self, db, coll)
+    return None if blob is False else storage.bson.decode(blob)
+
+
+def _forgetting(shipped, *, context=False):
+    """`shipped` (a context manager when `context`), forgetting the memo when it starts, when its
+    body starts and when it ends: a transaction's or session's bound, where the thread's snapshot
+    changes and other connections' DDL may come into view."""
+    if context:
+
+        @contextlib.contextmanager
+        def bounded(self, *args, **kwargs):
+            _forget_catalog()
+            try:
+                with shipped(self, *args, **kwargs) as value:
+                    _forget_catalog()
+                    yield value
+            finally:
+                _forget_catalog()
+
+    else:
+
+        def bounded(self, *args, **kwargs):
+            _forget_catalog()
+            try:
+                return shipped(self, *args, **kwargs)
+            finally:
+                _forget_catalog()
+
+    return functools.wraps(shipped)(bounded)
+
+
+def dispatch(doc, ctx):
+    """A command, with a memo of the catalog of its own."""
+    outer = getattr(_catalog, "memo", None)
+    _catalog.memo = {}
+    try:
+        return _shipped_dispatch(doc, ctx)
+    finally:
+        _catalog.memo = outer
+        _forget_catalog()
+
+
 def mend():
     import secantus
 
@@ -206,9 +339,18 @@ def mend():
         "_iter_indexes",
         "get_profile",
         "set_profile",
+        "_cursor",
+        "_coll_options",
+        "_batch_transaction",
+        "use_user_transaction",
+        "_install_txn_session",
+        "commit_user_transaction",
+        "abort_user_transaction",
     ):
         if not hasattr(storage.Storage, name):
             sys.exit(f"secantusd_launcher: SecantusDB has no Storage.{name}: is it still 0.7.0b3?")
+    if getattr(secantus_server, "dispatch", None) is not commands.dispatch:
+        sys.exit("secantusd_launcher: SecantusDB's server no longer runs commands.dispatch: is it still 0.7.0b3?")
     if not hasattr(storage, "_id_point_lookup_keys"):
         sys.exit("secantusd_launcher: SecantusDB has no _id_point_lookup_keys: is it still 0.7.0b3?")
     storage.Storage._ttl_sweep_loop = _ttl_sweep_loop
@@ -217,6 +359,15 @@ def mend():
     storage.Storage._scan_docs = _scan_docs
     storage.Storage.get_profile = get_profile
     storage.Storage.set_profile = set_profile
+    storage.Storage._cursor = _cursor
+    storage.Storage._iter_indexes = _iter_indexes
+    storage.Storage._coll_options = _coll_options
+    for name in ("_batch_transaction", "use_user_transaction", "_install_txn_session"):
+        setattr(storage.Storage, name, _forgetting(getattr(storage.Storage, name), context=True))
+    for name in ("commit_user_transaction", "abort_user_transaction"):
+        setattr(storage.Storage, name, _forgetting(getattr(storage.Storage, name)))
+    commands.dispatch = dispatch
+    secantus_server.dispatch = dispatch
 
 
 def self_test():
@@ -308,6 +459,76 @@ def self_test():
                 f"the profiler at level 2 recorded {found_o7} of one find and reported level {was!r}; "
                 f"after level 0, {found_o8} of one find"
             )
+
+        # The catalog: read once a command, not at every step of it; what the command itself,
+        # another connection or an aborted transaction changed is seen at once.
+        client2 = pymongo.MongoClient(host, port, directConnection=True, retryWrites=False)
+        try:
+            db.people.create_index("owner")
+            db.people.create_index("tags")
+            db.people.create_index("at", expireAfterSeconds=3600)
+            index_reads = []
+
+            def counting_index_reads(self, table, *args, **kwargs):
+                if table == storage._IDX_TABLE:
+                    index_reads.append(table)
+                return cursor_before(self, table, *args, **kwargs)
+
+            cursor_before = storage.Storage._cursor
+            storage.Storage._cursor = counting_index_reads
+            try:
+                for i in range(20):
+                    db.people.insert_one({"_id": f"p{i}", "owner": "x", "tags": "t", "at": 1})
+                    db.people.update_one({"_id": f"p{i}"}, {"$set": {"owner": "y"}})
+            finally:
+                storage.Storage._cursor = cursor_before
+            if len(index_reads) > 80:
+                failures.append(f"40 writes read the index catalog {len(index_reads)} times")
+            db.people.insert_one({"_id": "a", "email": "a@x"})
+            client2.selftest.people.create_index("email", unique=True, sparse=True)
+            try:
+                db.people.insert_one({"_id": "b", "email": "a@x"})
+                failures.append("a unique index another connection made was not enforced")
+            except pymongo.errors.DuplicateKeyError:
+                pass
+            made = db.command(
+                "createIndexes",
+                "people",
+                indexes=[{"key": {"n": 1}, "name": "n_1", "unique": True, "sparse": True}, {"key": {"m": 1}, "name": "m_1"}],
+            )
+            if (made.get("numIndexesBefore"), made.get("numIndexesAfter")) != (5, 7):
+                failures.append(f"createIndexes of two indexes answered {made!r}")
+            db.people.insert_one({"_id": "n1", "n": 1})
+            try:
+                db.people.insert_one({"_id": "n2", "n": 1})
+                failures.append("a unique index made a command earlier was not enforced")
+            except pymongo.errors.DuplicateKeyError:
+                pass
+            # An array marks its index multikey inside the transaction; the abort takes it back.
+            with client.start_session() as session:
+                session.start_transaction()
+                db.people.insert_one({"_id": "t1", "tags": ["a", "b"]}, session=session)
+                db.people.insert_one({"_id": "t2", "tags": "c"}, session=session)
+                session.abort_transaction()
+            multikey = ["tags_1" in server.storage._multikey_index_names("selftest", "people")]
+            db.people.insert_many([{"_id": "t3", "tags": "d"}, {"_id": "t4", "tags": ["e", "f"]}, {"_id": "t5", "tags": ["f"]}])
+            multikey.append("tags_1" in server.storage._multikey_index_names("selftest", "people"))
+            tagged = sorted(d["_id"] for d in db.people.find({"tags": "f"}))
+            if multikey != [False, True] or tagged != ["t4", "t5"]:
+                failures.append(f"the tags index was multikey {multikey!r} and found {tagged!r}")
+            # A collection made inside an aborted transaction is gone; one made by an insert is there.
+            with client.start_session() as session:
+                session.start_transaction()
+                db.create_collection("fresh", session=session)
+                db.fresh.insert_one({"_id": 1}, session=session)
+                session.abort_transaction()
+            db.implicit.insert_one({"_id": 1})
+            names = db.list_collection_names()
+            infos = {c["name"]: c for c in db.list_collections()}
+            if "fresh" in names or "implicit" not in names or "uuid" not in infos["implicit"].get("info", {}):
+                failures.append(f"after an aborted create and an insert, the collections were {sorted(names)!r}")
+        finally:
+            client2.close()
 
         # The sweeper still expires documents, and holds no snapshot once it has.
         # Around it, collections with indexes of their own, as a shop has: the sweeper's walks
