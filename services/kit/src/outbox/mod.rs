@@ -8,7 +8,7 @@
 //! without reading them back — once one small query found no older record unsent (another
 //! replica's, one whose commit was never handed off), since Kafka keeps a key's order only as
 //! sent — and marks what Kafka acknowledged sent with one `update_many` for everything sent within
-//! [`MARK_EVERY`] (or 100 records), not one per transaction. Reading
+//! [`MARK_EVERY`] (or [`MARK_AT`] records), not one per transaction. Reading
 //! the database remains only as recovery: at start, every 2 s, and after anything went wrong
 //! (a failed send, a hand-off queue that overflowed, a broker that lost its log), the relay reads
 //! up to 100 unsent records in `_id` order, sends them and marks them sent. That finds records
@@ -55,7 +55,7 @@ mod relay;
 use handoff::Queue;
 pub(crate) use handoff::forget;
 pub use handoff::handoff;
-pub use relay::{MARK_EVERY, REPUBLISH_WINDOW, Relay, RelayError};
+pub use relay::{MARK_AT, MARK_EVERY, REPUBLISH_WINDOW, Relay, RelayError};
 
 const RECORDS: &str = "outbox";
 /// Sent records are kept this long for inspection, then MongoDB's TTL monitor removes them.
