@@ -33,12 +33,15 @@ after), the first two with a WiredTiger statistics cursor, the others with `py-s
 - **Every step of a command read the collection's index specifications and options from
   WiredTiger again** (the planner, the unique checks, the partial-filter, multikey and options
   lists: an update read its indexes 7 times, a transaction's insert and update 13): 15 % of the
-  server's CPU under the checkout load. Here a command reads each once: what it read is kept
-  for that command only (its `dispatch`), forgotten at every bound of a transaction or of a
-  session installed on its thread (where its snapshot moves and other connections' DDL comes
-  into view) and whenever anything else asks for a cursor on the catalog's tables (every writer
-  of them does, right before it writes). It keeps the bytes as stored and decodes them at each
-  read, as shipped, so a caller that changes what it got changes nothing kept.
+  server's CPU under the checkout load. Here each is read once per snapshot: what a command
+  read inside a statement's own transaction or a user transaction's statement (where its
+  snapshot is pinned) is kept until that transaction or session ends, the command ends, or
+  anything else asks for a cursor on the catalog's tables (every writer of them does, right
+  before it writes). Outside a transaction every read sees the latest commit, so there nothing
+  is kept and another connection's DDL between two steps of a command is seen, as shipped (a
+  review found a delete with a hint, a `$lookup` and a sorted update going wrong otherwise). The
+  bytes are kept as stored and decoded at each read, as shipped, so a caller that changes what it
+  got changes nothing kept.
 
 Usage: python secantusd_launcher.py [any secantusd-py option]
        python secantusd_launcher.py --self-test      (checks the mends; exit status 0 when they hold)
@@ -228,11 +231,19 @@ def _cursor(self, table, *, overwrite=True):
     return _shipped_cursor(self, table, overwrite=overwrite)
 
 
+def _pinned(self):
+    """Whether the thread reads through a pinned snapshot: in a statement's own transaction
+    (`_batch_transaction`) or with a user transaction's session installed. Anywhere else every
+    read sees the latest commit, and another connection's DDL between two steps of a command
+    (after a hint was checked, between the lookups of a `$lookup`) is to be seen, as shipped."""
+    return getattr(_catalog, "pinned", 0) > 0 or getattr(self._tls, "user_txn", None) is not None
+
+
 def _remembered(self, table, db, coll, read):
     """What `read` gives of (`db`, `coll`) as stored, read once a command between the bounds
-    `_forgetting` draws; None outside a command."""
+    `_forgetting` draws and only through a pinned snapshot; None elsewhere."""
     memo = getattr(_catalog, "memo", None)
-    if memo is None:
+    if memo is None or not _pinned(self):
         return None
     rows = memo.setdefault(table, {})
     key = (db, coll)
@@ -307,6 +318,30 @@ def _forgetting(shipped, *, context=False):
     return functools.wraps(shipped)(bounded)
 
 
+_shipped_batch_transaction = storage.Storage._batch_transaction
+
+
+@contextlib.contextmanager
+def _batch_transaction(self, *args, **kwargs):
+    """A statement's transaction: its body reads through one snapshot, when it is its own (not
+    a user transaction's statement, which passes through). Forgets the memo at its bounds."""
+    own = getattr(self._tls, "user_txn", None) is None
+    _forget_catalog()
+    try:
+        with _shipped_batch_transaction(self, *args, **kwargs) as session:
+            _forget_catalog()
+            if own:
+                _catalog.pinned = getattr(_catalog, "pinned", 0) + 1
+            try:
+                yield session
+            finally:
+                if own:
+                    _catalog.pinned -= 1
+                _forget_catalog()
+    finally:
+        _forget_catalog()
+
+
 def dispatch(doc, ctx):
     """A command, with a memo of the catalog of its own."""
     outer = getattr(_catalog, "memo", None)
@@ -362,7 +397,8 @@ def mend():
     storage.Storage._cursor = _cursor
     storage.Storage._iter_indexes = _iter_indexes
     storage.Storage._coll_options = _coll_options
-    for name in ("_batch_transaction", "use_user_transaction", "_install_txn_session"):
+    storage.Storage._batch_transaction = _batch_transaction
+    for name in ("use_user_transaction", "_install_txn_session"):
         setattr(storage.Storage, name, _forgetting(getattr(storage.Storage, name), context=True))
     for name in ("commit_user_transaction", "abort_user_transaction"):
         setattr(storage.Storage, name, _forgetting(getattr(storage.Storage, name)))
@@ -516,6 +552,27 @@ def self_test():
             tagged = sorted(d["_id"] for d in db.people.find({"tags": "f"}))
             if multikey != [False, True] or tagged != ["t4", "t5"]:
                 failures.append(f"the tags index was multikey {multikey!r} and found {tagged!r}")
+            # Outside a transaction every read sees the latest commit: an index another connection
+            # drops after a delete's hint was checked is not planned from.
+            db.hinted.insert_many([{"_id": i, "x": i % 2, "y": i} for i in range(10)])
+            db.hinted.create_index("x")
+            db.hinted.create_index("y")
+            shipped_delete = storage.Storage.delete_matching
+
+            def delete_after_a_drop(self, *args, **kwargs):
+                other = threading.Thread(target=server.storage.drop_index, args=("selftest", "hinted", "x_1"))
+                other.start()
+                other.join()
+                return shipped_delete(self, *args, **kwargs)
+
+            storage.Storage.delete_matching = delete_after_a_drop
+            try:
+                deleted = db.command("delete", "hinted", deletes=[{"q": {"x": 1}, "limit": 0, "hint": "y_1"}])
+            finally:
+                storage.Storage.delete_matching = shipped_delete
+            left = db.hinted.count_documents({"x": 1})
+            if deleted.get("n") != 5 or left:
+                failures.append(f"a delete after its index was dropped removed {deleted.get('n')}, left {left}")
             # A collection made inside an aborted transaction is gone; one made by an insert is there.
             with client.start_session() as session:
                 session.start_transaction()

@@ -8,8 +8,8 @@
 //! pinned transactions; wrappers count the documents a findAndModify on `_id` and a sweep read,
 //! and the reads of the profiler's settings and of the index catalog), and checks that what is
 //! kept of the catalog never hides a change: a unique index another connection made, indexes made
-//! a command earlier, a multikey mark an aborted transaction took back, a collection made inside
-//! one.
+//! a command earlier, an index another connection dropped while a delete ran, a multikey mark an
+//! aborted transaction took back, a collection made inside one.
 
 use std::{path::Path, process::Command};
 
