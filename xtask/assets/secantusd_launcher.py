@@ -209,9 +209,8 @@ def set_profile(self, db, **settings):
             raise
 
 
-
-# The catalog memo: the index specs and collection options one command has read, by table and
-# then by (database, collection), as stored; None on a thread outside a command.
+# The catalog memo: the index specs and collection options a command read through a pinned
+# snapshot, by table and then by (database, collection), as stored; None outside a command.
 _catalog = threading.local()
 _CATALOG_TABLES = (storage._IDX_TABLE, storage._COLL_TABLE)
 _shipped_cursor = storage.Storage._cursor
@@ -298,19 +297,27 @@ def _coll_options(self, db, coll):
     return None if blob is False else storage.bson.decode(blob)
 
 
-def _forgetting(shipped, *, context=False):
+def _forgetting(shipped, *, context=False, pins=None):
     """`shipped` (a context manager when `context`), forgetting the memo when it starts, when its
     body starts and when it ends: a transaction's or session's bound, where the thread's snapshot
-    changes and other connections' DDL may come into view."""
+    changes and other connections' DDL may come into view. When `pins(self)` holds as it starts,
+    its body reads through one snapshot (see `_pinned`)."""
     if context:
 
         @contextlib.contextmanager
         def bounded(self, *args, **kwargs):
+            pinning = pins is not None and pins(self)
             _forget_catalog()
             try:
                 with shipped(self, *args, **kwargs) as value:
                     _forget_catalog()
-                    yield value
+                    if pinning:
+                        _catalog.pinned = getattr(_catalog, "pinned", 0) + 1
+                    try:
+                        yield value
+                    finally:
+                        if pinning:
+                            _catalog.pinned -= 1
             finally:
                 _forget_catalog()
 
@@ -326,28 +333,10 @@ def _forgetting(shipped, *, context=False):
     return functools.wraps(shipped)(bounded)
 
 
-_shipped_batch_transaction = storage.Storage._batch_transaction
-
-
-@contextlib.contextmanager
-def _batch_transaction(self, *args, **kwargs):
-    """A statement's transaction: its body reads through one snapshot, when it is its own (not
-    a user transaction's statement, which passes through). Forgets the memo at its bounds."""
-    own = getattr(self._tls, "user_txn", None) is None
-    _forget_catalog()
-    try:
-        with _shipped_batch_transaction(self, *args, **kwargs) as session:
-            _forget_catalog()
-            if own:
-                _catalog.pinned = getattr(_catalog, "pinned", 0) + 1
-            try:
-                yield session
-            finally:
-                if own:
-                    _catalog.pinned -= 1
-                _forget_catalog()
-    finally:
-        _forget_catalog()
+def _own_statement_transaction(self):
+    """A statement's `_batch_transaction` is its own unless a user transaction's statement runs
+    it (then it passes through)."""
+    return getattr(self._tls, "user_txn", None) is None
 
 
 def dispatch(doc, ctx):
@@ -462,7 +451,9 @@ def mend():
     storage.Storage._cursor = _cursor
     storage.Storage._iter_indexes = _iter_indexes
     storage.Storage._coll_options = _coll_options
-    storage.Storage._batch_transaction = _batch_transaction
+    storage.Storage._batch_transaction = _forgetting(
+        storage.Storage._batch_transaction, context=True, pins=_own_statement_transaction
+    )
     for name in ("use_user_transaction", "_install_txn_session"):
         setattr(storage.Storage, name, _forgetting(getattr(storage.Storage, name), context=True))
     for name in ("commit_user_transaction", "abort_user_transaction"):
@@ -535,15 +526,19 @@ def self_test():
 
         # The profiler's settings: read from WiredTiger once, not at every command, and a change
         # seen at once.
+        def counting_cursors(table, counted):
+            """`Storage._cursor` as it is, counting the cursors asked for on `table` into `counted`."""
+            cursor_before = storage.Storage._cursor
+
+            def cursor(self, name, *args, **kwargs):
+                if name == table:
+                    counted.append(name)
+                return cursor_before(self, name, *args, **kwargs)
+
+            return cursor_before, cursor
+
         profile_reads = []
-        shipped_cursor = storage.Storage._cursor
-
-        def counting_cursor(self, table, *args, **kwargs):
-            if table == storage._PROFILE_TABLE:
-                profile_reads.append(table)
-            return shipped_cursor(self, table, *args, **kwargs)
-
-        storage.Storage._cursor = counting_cursor
+        shipped_cursor, storage.Storage._cursor = counting_cursors(storage._PROFILE_TABLE, profile_reads)
         try:
             for i in range(50):
                 db.orders.find_one({"_id": f"o{i}"})
@@ -563,7 +558,7 @@ def self_test():
                 f"after level 0, {found_o8} of one find"
             )
 
-        # The catalog: read once a command, not at every step of it; what the command itself,
+        # The catalog: read once a transaction, not at every step of it; what the command itself,
         # another connection or an aborted transaction changed is seen at once.
         client2 = pymongo.MongoClient(host, port, directConnection=True, retryWrites=False)
         try:
@@ -571,14 +566,7 @@ def self_test():
             db.people.create_index("tags")
             db.people.create_index("at", expireAfterSeconds=3600)
             index_reads = []
-
-            def counting_index_reads(self, table, *args, **kwargs):
-                if table == storage._IDX_TABLE:
-                    index_reads.append(table)
-                return cursor_before(self, table, *args, **kwargs)
-
-            cursor_before = storage.Storage._cursor
-            storage.Storage._cursor = counting_index_reads
+            cursor_before, storage.Storage._cursor = counting_cursors(storage._IDX_TABLE, index_reads)
             try:
                 for i in range(20):
                     db.people.insert_one({"_id": f"p{i}", "owner": "x", "tags": "t", "at": 1})
